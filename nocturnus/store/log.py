@@ -1,0 +1,578 @@
+"""The event log of one database: one SQLite file, encrypted, hash-chained.
+
+Write path (STYLE rule 8): body bytes → AES-256-GCM under the tenant's data key with
+AAD = (database, seq, tenant, kind) → hash-chained row, all rows of a batch in one
+``BEGIN IMMEDIATE`` transaction (WAL, ``synchronous=FULL``: durable on return).
+Read path reverses it; a record whose key was destroyed reads back with ``body=None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+
+from nocturnus.errors import StartupError
+from nocturnus.store import migrate
+from nocturnus.store.chain import (
+    GENESIS,
+    Break,
+    event_hash,
+    head_break,
+    pack_head,
+    unpack_head,
+    walk,
+)
+from nocturnus.store.crypto import AesGcmCipher, MasterKey
+from nocturnus.store.errors import (
+    ChainBroken,
+    CorruptRecord,
+    InvalidRecord,
+    SeqConflict,
+    StorageError,
+    WrongMasterKey,
+    storage_error,
+)
+from nocturnus.store.keys import KeyRing
+from nocturnus.store.record import LogRecord, frame, record_aad
+from nocturnus.store.snapshots import Snapshots
+from nocturnus.store.verify import VerifyReport, verify_log
+
+log = logging.getLogger("nocturnus.store")
+
+TENANT_DELETED = "tenant_deleted"
+BUSY_TIMEOUT_MS = 10_000
+_INT = struct.Struct(">q")
+_EVENT_COLUMNS = "seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, hash"
+
+
+class EventLog:
+    """One SQLite event-log file for one database. Not thread-safe: one instance per thread.
+
+    Open it with :meth:`open`. A read-write instance must be the file's only writer (the
+    :class:`~nocturnus.store.writer.Writer` owns it); any number of ``readonly=True``
+    instances may read alongside it in other threads or processes (WAL).
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        database: str,
+        keyring: KeyRing,
+        *,
+        readonly: bool,
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self.database = database
+        self.readonly = readonly
+        self._keys = keyring
+        self._snapshots = Snapshots(conn, database, keyring)
+        self._head = 0
+        self._head_hash = GENESIS
+        self._data_version = -1
+        self._aad_prefix = frame("event", database)
+        self._closed = False
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        database: str,
+        master_key: MasterKey,
+        *,
+        check_tail: int = 1000,
+        readonly: bool = False,
+    ) -> EventLog:
+        """Open (creating if missing, unless ``readonly``) the log of ``database``.
+
+        Applies pending migrations, checks the master key against the stored data keys
+        and checks the hash chain of the newest ``check_tail`` events.
+
+        :raises WrongMasterKey: the master key is not the one this log was written with.
+        :raises ChainBroken: a changed, removed or reordered event, naming its seq.
+        :raises StartupError: the file belongs to another database.
+        :raises StorageError: SQLite cannot open or migrate the file.
+        """
+        if not isinstance(database, str) or not database:
+            raise ValueError("database must be a non-empty string")
+        path = Path(path)
+        conn = _connect(path, readonly=readonly)
+        try:
+            keyring = KeyRing(conn, database, master_key)
+            self = cls(conn, path, database, keyring, readonly=readonly)
+            self._init(master_key, check_tail)
+        except BaseException:
+            conn.close()
+            raise
+        return self
+
+    def _init(self, master_key: MasterKey, check_tail: int) -> None:
+        conn = self._conn
+        try:
+            if self.readonly:
+                pending = migrate.check(conn, migrate.discover())
+                if pending:
+                    raise StorageError(
+                        f"event log {self.path} needs migration "
+                        f"{pending[0].version:04d}_{pending[0].name}; open it read-write first"
+                    )
+            else:
+                migrate.apply_migrations(conn)
+            master_checked = self._check_identity(master_key)
+            self._keys.load(master_checked=master_checked)
+            self._load_head()
+            self._check_tail(check_tail)
+            self._data_version = self._current_data_version()
+        except sqlite3.Error as e:
+            raise storage_error(e, "opening", self.path) from e
+
+    def _check_identity(self, master_key: MasterKey) -> bool:
+        """Check the file's database name and master-key token; write them on first open."""
+        meta = self._meta()
+        stored_name = meta.get("database")
+        if stored_name is not None and stored_name.decode() != self.database:
+            raise StartupError(
+                f"event log {self.path} belongs to database {stored_name.decode()!r}, "
+                f"not {self.database!r}"
+            )
+        token = meta.get("master_key_check")
+        if token is not None:
+            if not master_key.matches(token, self.database):
+                raise WrongMasterKey(
+                    f"wrong master key for database {self.database!r} ({self.path}): "
+                    "set the NOCTURNUS_MASTER_KEY (or master.key) it was created with"
+                )
+            return True
+        if self.readonly:
+            return False
+        has_keys = self._conn.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone()
+        if has_keys:
+            # Keys without a token: check them first, then record the token.
+            self._keys.load(master_checked=False)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('database', ?)",
+                (self.database.encode(),),
+            )
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('master_key_check', ?)",
+                (master_key.check_value(self.database),),
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            _rollback(self._conn)
+            raise
+        return True
+
+    def _meta(self) -> dict[str, bytes]:
+        return {
+            name: bytes(value)
+            for name, value in self._conn.execute("SELECT name, value FROM meta")
+        }
+
+    def _load_head(self) -> None:
+        row = self._conn.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        self._head, self._head_hash = (row[0], row[1]) if row else (0, GENESIS)
+
+    def _chain_start(self, meta: dict[str, bytes]) -> tuple[int, bytes]:
+        """Return (seq before the first event, its hash): (0, GENESIS) until compaction."""
+        value = meta.get("chain_start")
+        return unpack_head(value) if value is not None else (0, GENESIS)
+
+    def _check_tail(self, count: int) -> None:
+        """Check links and hashes of the newest ``count`` events and the recorded head.
+
+        :raises ChainBroken: naming the first bad seq.
+        """
+        meta = self._meta()
+        start_seq, start_hash = self._chain_start(meta)
+        rows = self._conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?",
+            (max(count, 0) + 1,),
+        ).fetchall()
+        rows.reverse()
+        if rows and (rows[0][0] <= start_seq + 1 or len(rows) <= count):
+            anchor_seq, anchor_hash = start_seq, start_hash
+        elif rows:
+            # The oldest row fetched anchors the window: check its own hash, trust its link.
+            first = rows.pop(0)
+            anchor_seq, anchor_hash = first[0], first[8]
+            if _row_hash(first) != first[8]:
+                raise ChainBroken(
+                    first[0], "the row does not match its hash: it was changed or moved"
+                )
+        else:
+            anchor_seq, anchor_hash = start_seq, start_hash
+        last_seq, last_hash = anchor_seq, anchor_hash
+        for item in walk(rows, anchor_seq, anchor_hash):
+            if isinstance(item, Break):
+                raise ChainBroken(item.seq, item.reason)
+            last_seq, last_hash = item[0], item[8]
+        recorded = meta.get("head")
+        broken = head_break(
+            unpack_head(recorded) if recorded is not None else None, last_seq, last_hash
+        )
+        if broken is not None:
+            raise ChainBroken(broken.seq, broken.reason)
+
+    def _current_data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _sync(self) -> None:
+        """Pick up commits made by other connections (a reader following the writer)."""
+        version = self._current_data_version()
+        if version != self._data_version:
+            self._data_version = version
+            self._load_head()
+            self._keys.refresh_destroyed()
+
+    # -- writing -------------------------------------------------------------------
+
+    def append(self, records: Sequence[LogRecord]) -> None:
+        """Append ``records`` in one transaction; durable when this returns.
+
+        Seqs must continue the head contiguously. Each tenant's first record creates its
+        data key in the same transaction. A ``tenant_deleted`` record is encrypted under
+        the database-level key and destroys the tenant's current key and snapshots,
+        shredding everything written under that key.
+
+        :raises SeqConflict: a seq out of order; nothing is written.
+        :raises InvalidRecord: a malformed record; nothing is written.
+        :raises StorageError: SQLite failed; nothing is written.
+        """
+        self._require_writable()
+        if not records:
+            return
+        conn = self._conn
+        keys = self._keys
+        first_seq = records[0].seq
+        try:
+            self._sync()
+            expected = self._head + 1
+            prev = self._head_hash
+            rows: list[tuple[object, ...]] = []
+            shredded: list[str] = []
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for r in records:
+                    seq = r.seq
+                    if seq != expected:
+                        raise SeqConflict(seq, expected)
+                    _validate(r)
+                    tenant, kind = r.tenant, r.kind
+                    key_tenant = "" if kind == TENANT_DELETED else tenant
+                    found = keys.current(key_tenant) or keys.create(key_tenant, seq, r.ts_ms)
+                    key_id, cipher = found
+                    nonce, payload = cipher.encrypt(
+                        r.body,  # type: ignore[arg-type]  # _validate checked bytes
+                        record_aad(self.database, seq, tenant, kind),
+                    )
+                    h = event_hash(prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload)
+                    rows.append((seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h))
+                    if kind == TENANT_DELETED:
+                        keys.destroy(tenant, seq, r.ts_ms)
+                        conn.execute("DELETE FROM snapshots WHERE tenant = ?", (tenant,))
+                        shredded.append(tenant)
+                    prev = h
+                    expected += 1
+                conn.executemany(
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('head', ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (pack_head(expected - 1, prev),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                keys.rollback()
+                _rollback(conn)
+                raise
+        except sqlite3.IntegrityError as e:
+            self._load_head()
+            raise SeqConflict(first_seq, self._head + 1) from e
+        except sqlite3.Error as e:
+            last = records[-1].seq
+            raise storage_error(e, "appending", f"seqs {first_seq}..{last}") from e
+        keys.commit()
+        self._head, self._head_hash = expected - 1, prev
+        if shredded:
+            self._purge_wal()
+
+    def _purge_wal(self) -> None:
+        """Checkpoint and truncate the WAL so destroyed wrapped keys leave the -wal file.
+
+        ``secure_delete`` already zeroes them in the main file. A reader holding an old
+        snapshot can make this a partial checkpoint; the next one finishes the job.
+        """
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as e:
+            log.warning("WAL checkpoint after a tenant deletion failed: %s", e)
+
+    def _require_writable(self) -> None:
+        if self._closed:
+            raise StorageError(f"event log {self.path} is closed")
+        if self.readonly:
+            raise StorageError(f"event log {self.path} was opened read-only")
+
+    # -- reading -------------------------------------------------------------------
+
+    def head(self) -> int:
+        """Return the last seq, 0 when the log is empty."""
+        self._require_open()
+        try:
+            self._sync()
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading the head", self.path) from e
+        return self._head
+
+    def read(
+        self,
+        after_seq: int = 0,
+        *,
+        tenant: str | None = None,
+        until_seq: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[LogRecord]:
+        """Yield decrypted records with ``after_seq < seq <= until_seq`` in seq order.
+
+        Consume the iterator in the thread that opened the log. Shredded records come
+        back with ``body=None``.
+
+        :raises CorruptRecord: a record whose key exists fails to decrypt (never skipped).
+        """
+        self._require_open()
+        sql = "SELECT seq, ts_ms, tenant, kind, key_id, nonce, payload FROM events WHERE seq > ?"
+        params: list[object] = [after_seq]
+        if tenant is not None:
+            sql += " AND tenant = ?"
+            params.append(tenant)
+        if until_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(until_seq)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            self._sync()
+            cursor = self._conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading", self.path) from e
+        return self._decrypt(cursor)
+
+    def _decrypt(self, cursor: sqlite3.Cursor) -> Iterator[LogRecord]:
+        prefix = self._aad_prefix
+        pack = _INT.pack
+        names: dict[tuple[str, str], bytes] = {}
+        aeads: dict[int, object] = {}
+        cipher_of = self._keys.cipher
+        try:
+            for seq, ts_ms, tenant, kind, key_id, nonce, payload in cursor:
+                aead = aeads.get(key_id, _MISSING)
+                if aead is _MISSING:
+                    try:
+                        cipher = cipher_of(key_id)
+                    except KeyError:
+                        raise CorruptRecord(seq, f"its data key {key_id} does not exist") from None
+                    aead = aeads[key_id] = None if cipher is None else cipher.aead
+                if aead is None:
+                    yield LogRecord(seq, ts_ms, tenant, kind, None)
+                    continue
+                tk = names.get((tenant, kind))
+                if tk is None:
+                    tk = names[(tenant, kind)] = frame(tenant, kind)
+                try:
+                    body = aead.decrypt(nonce, payload, prefix + b"i" + pack(seq) + tk)  # type: ignore[attr-defined]
+                except (InvalidTag, ValueError, TypeError) as e:
+                    raise CorruptRecord(seq) from e
+                yield LogRecord(seq, ts_ms, tenant, kind, body)
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading", self.path) from e
+        finally:
+            cursor.close()
+
+    def tenants(self) -> dict[str, int]:
+        """Return live tenants (those with a non-destroyed key), excluding '', -> created ts_ms."""
+        self._require_open()
+        try:
+            return self._keys.live_tenants()
+        except sqlite3.Error as e:
+            raise storage_error(e, "listing tenants", self.path) from e
+
+    # -- snapshots -----------------------------------------------------------------
+
+    def save_snapshot(self, tenant: str, seq: int, body: bytes) -> bool:
+        """Store ``body`` as ``tenant``'s state as of ``seq``, keeping the newest few.
+
+        Returns False without storing when the tenant has no live key or ``seq``
+        predates its current key (the state belongs to a deleted incarnation: storing
+        it under the new key would resurrect shredded data).
+
+        :raises InvalidRecord: ``seq`` is beyond the head.
+        """
+        self._require_writable()
+        try:
+            self._sync()
+            return self._snapshots.save(tenant, seq, body, head=self._head)
+        except sqlite3.Error as e:
+            raise storage_error(e, "saving a snapshot", f"tenant {tenant!r} seq {seq}") from e
+
+    def latest_snapshot(self, tenant: str) -> tuple[int, bytes] | None:
+        """Return (seq, body) of the newest readable snapshot of ``tenant``, if any."""
+        self._require_open()
+        try:
+            self._sync()
+            return self._snapshots.latest(tenant)
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading a snapshot", f"tenant {tenant!r}") from e
+
+    # -- operations ----------------------------------------------------------------
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Check the whole chain, every GCM tag and every snapshot; report, don't raise.
+
+        ``progress(done, total)`` is called every few thousand events.
+        """
+        self._require_open()
+        try:
+            self._sync()
+            meta = self._meta()
+            return verify_log(
+                self._conn,
+                self.database,
+                self._keys,
+                chain_start=self._chain_start(meta),
+                recorded_head=unpack_head(meta["head"]) if "head" in meta else None,
+                progress=progress,
+            )
+        except sqlite3.Error as e:
+            raise storage_error(e, "verifying", self.path) from e
+
+    def rotate_master_key(self, new_master_key: MasterKey) -> int:
+        """Re-wrap every live data key under ``new_master_key``; events are untouched.
+
+        One transaction: a crash leaves either the old or the new wrapping. Returns the
+        number of keys re-wrapped. Reopen the log with the new key afterwards.
+        """
+        self._require_writable()
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                count = self._keys.rewrap(new_master_key)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE name = 'master_key_check'",
+                    (new_master_key.check_value(self.database),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.Error as e:
+            raise storage_error(e, "rotating the master key", self.path) from e
+        self._keys.use_master(new_master_key)
+        return count
+
+    def backup(self, dest: Path) -> None:
+        """Write a consistent copy of the log (events, wrapped keys, snapshots) to ``dest``.
+
+        Uses SQLite's online backup API, so it may run while the writer appends. The
+        master key is never part of it.
+        """
+        self._require_open()
+        try:
+            target = sqlite3.connect(str(dest))
+            try:
+                self._conn.backup(target)
+            finally:
+                target.close()
+        except sqlite3.Error as e:
+            raise storage_error(e, "backing up", dest) from e
+
+    def close(self) -> None:
+        """Close the connection; further calls raise StorageError."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._conn.close()
+            except sqlite3.Error as e:
+                raise storage_error(e, "closing", self.path) from e
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"event log {self.path} is closed")
+
+    def __repr__(self) -> str:
+        mode = "ro" if self.readonly else "rw"
+        return f"EventLog({self.database!r}, {str(self.path)!r}, {mode})"
+
+
+_MISSING = object()
+
+
+def _row_hash(row: tuple[object, ...]) -> bytes:
+    seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, _ = row
+    return event_hash(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)  # type: ignore[arg-type]
+
+
+def _validate(r: LogRecord) -> None:
+    if not isinstance(r.body, bytes):
+        raise InvalidRecord(r.seq, "body must be bytes")
+    if not isinstance(r.tenant, str) or not isinstance(r.kind, str) or not r.kind:
+        raise InvalidRecord(r.seq, "tenant must be a string and kind a non-empty string")
+    if not isinstance(r.ts_ms, int) or isinstance(r.ts_ms, bool):
+        raise InvalidRecord(r.seq, "ts_ms must be an int")
+    if r.kind == TENANT_DELETED and not r.tenant:
+        raise InvalidRecord(r.seq, "tenant_deleted needs a tenant name")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            if not path.exists():
+                raise StorageError(f"no event log at {path}")
+            conn = sqlite3.connect(
+                path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only = ON")
+            return conn
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"event log {path} cannot use WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    except sqlite3.Error as e:
+        raise storage_error(e, "opening", path) from e
+    except OSError as e:
+        raise StorageError(f"cannot create the directory of event log {path}: {e.strerror}") from e

@@ -1,0 +1,300 @@
+"""The single writer of one database file: group commit in one dedicated thread.
+
+Requests put their records on a queue and await a future. The writer thread takes the
+first job, drains everything else queued, commits all appends in ONE transaction, then
+resolves every waiter with one ``call_soon_threadsafe`` per event loop. While a commit
+(and its fsync) runs, new jobs queue up for the next batch, so N concurrent writers
+share one fsync instead of paying N. SQLite never runs on the event loop (rule 10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nocturnus.errors import NocturnusError
+from nocturnus.store.errors import SeqConflict, StorageError, WriterClosed
+from nocturnus.store.log import EventLog
+from nocturnus.store.record import LogRecord
+
+log = logging.getLogger("nocturnus.store")
+
+T = TypeVar("T")
+
+MAX_JOBS_PER_BATCH = 4096
+MAX_RECORDS_PER_BATCH = 50_000
+
+
+@dataclass(slots=True)
+class _Job:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Append(_Job):
+    records: Sequence[LogRecord]
+
+
+@dataclass(slots=True)
+class _Run(_Job):
+    fn: Callable[[EventLog], Any]
+
+
+@dataclass(slots=True)
+class _Stop(_Job):
+    pass
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters for tests and metrics: how well group commit is batching."""
+
+    commits: int = 0
+    appends: int = 0
+    records: int = 0
+    failed_commits: int = 0
+    largest_batch: int = 0
+
+
+class Writer:
+    """The only writer of one database file: group commit.
+
+    Runs SQLite in ONE dedicated thread (never on the event loop). The log is opened by
+    ``open_log`` inside that thread, so its connection never crosses threads.
+    """
+
+    def __init__(self, open_log: Callable[[], EventLog], *, name: str = "writer") -> None:
+        self._open_log = open_log
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self._running = False
+        self.stats = WriterStats()
+
+    @property
+    def is_alive(self) -> bool:
+        """True while the writer accepts and commits appends."""
+        return self._accepting and self._running and self._thread is not None and self._thread.is_alive()
+
+    async def start(self) -> None:
+        """Start the thread and open the log in it.
+
+        :raises NocturnusError: whatever opening the log raised (WrongMasterKey, ...).
+        """
+        if self._thread is not None:
+            raise RuntimeError("Writer.start() called twice")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._main, args=(ready,), name=f"nocturnus-{self._name}", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+        self._accepting = True
+
+    async def append(self, records: Sequence[LogRecord]) -> None:
+        """Return once the batch holding ``records`` is committed and fsync'd.
+
+        If the waiting task is cancelled, the records may still be committed.
+
+        :raises SeqConflict: these records do not continue the head (others in the
+            same batch still commit).
+        :raises StorageError: the batch's commit failed (every waiter of it gets it).
+        :raises WriterClosed: the writer is not running.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._put(_Append(loop, future, records))
+        await future
+
+    async def run(self, fn: Callable[[EventLog], T]) -> T:
+        """Run ``fn(log)`` in the writer thread, after every append queued before it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(_Run(loop, future, fn))
+        return await future
+
+    async def close(self) -> None:
+        """Commit every append queued so far, then close the log and stop the thread."""
+        if self._thread is None or not self._accepting:
+            if self._thread is not None:
+                await asyncio.to_thread(self._thread.join)
+            return
+        self._accepting = False
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._jobs.put(_Stop(loop, future))
+        try:
+            await future
+        finally:
+            await asyncio.to_thread(self._thread.join)
+
+    def _put(self, job: _Job) -> None:
+        if not self.is_alive:
+            raise WriterClosed(f"the {self._name} is not running")
+        self._jobs.put(job)
+
+    # -- the writer thread ---------------------------------------------------------
+
+    def _main(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            event_log = self._open_log()
+        except BaseException as e:
+            ready.set_exception(e)
+            return
+        self._running = True
+        ready.set_result(None)
+        stop: _Stop | None = None
+        try:
+            while stop is None:
+                jobs = [self._jobs.get()]
+                while len(jobs) < MAX_JOBS_PER_BATCH:
+                    try:
+                        jobs.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                try:
+                    stop = self._process(event_log, jobs)
+                except BaseException as e:
+                    # A bug, not a storage error: answer everyone, then stop writing.
+                    crash = StorageError(f"the {self._name} crashed: {type(e).__name__}")
+                    crash.__cause__ = e
+                    _settle([(job, None, crash) for job in jobs])
+                    raise
+        except BaseException:
+            log.exception("the %s thread crashed", self._name)
+        finally:
+            self._running = False
+            self._accepting = False
+            error: BaseException | None = None
+            try:
+                event_log.close()
+            except BaseException as e:
+                error = e
+            self._fail_queued()
+            if stop is not None:
+                _settle([(stop, None, error)])
+
+    def _process(self, event_log: EventLog, jobs: list[_Job]) -> _Stop | None:
+        """Commit runs of appends as single transactions; run other jobs between them."""
+        appends: list[_Append] = []
+        for i, job in enumerate(jobs):
+            if isinstance(job, _Append):
+                appends.append(job)
+                continue
+            if appends:
+                self._commit(event_log, appends)
+                appends = []
+            if isinstance(job, _Stop):
+                for late in jobs[i + 1 :]:
+                    _settle([(late, None, WriterClosed(f"the {self._name} is closed"))])
+                return job
+            assert isinstance(job, _Run)
+            try:
+                _settle([(job, job.fn(event_log), None)])
+            except BaseException as e:
+                _settle([(job, None, e)])
+        if appends:
+            self._commit(event_log, appends)
+        return None
+
+    def _commit(self, event_log: EventLog, appends: list[_Append]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        accepted: list[_Append] = []
+        records: list[LogRecord] = []
+        try:
+            expected = event_log.head() + 1
+        except NocturnusError as e:
+            _settle([(job, None, e) for job in appends])
+            return
+        for job in appends:
+            bad = _first_gap(job.records, expected)
+            if bad is not None:
+                outcomes.append((job, None, SeqConflict(*bad)))
+                continue
+            if not job.records:
+                outcomes.append((job, None, None))
+                continue
+            if len(records) + len(job.records) > MAX_RECORDS_PER_BATCH and records:
+                self._commit_batch(event_log, accepted, records, outcomes)
+                accepted, records = [], []
+            accepted.append(job)
+            records.extend(job.records)
+            expected += len(job.records)
+        if accepted:
+            self._commit_batch(event_log, accepted, records, outcomes)
+        _settle(outcomes)
+
+    def _commit_batch(
+        self,
+        event_log: EventLog,
+        jobs: list[_Append],
+        records: list[LogRecord],
+        outcomes: list[tuple[_Job, Any, BaseException | None]],
+    ) -> None:
+        try:
+            event_log.append(records)
+        except NocturnusError as e:
+            self.stats.failed_commits += 1
+            outcomes.extend((job, None, e) for job in jobs)
+            return
+        except Exception as e:  # a bug below us: still answer every waiter
+            self.stats.failed_commits += 1
+            log.exception("append failed unexpectedly")
+            err = StorageError(f"the {self._name} failed to commit: {type(e).__name__}")
+            err.__cause__ = e
+            outcomes.extend((job, None, err) for job in jobs)
+            return
+        stats = self.stats
+        stats.commits += 1
+        stats.appends += len(jobs)
+        stats.records += len(records)
+        stats.largest_batch = max(stats.largest_batch, len(jobs))
+        outcomes.extend((job, None, None) for job in jobs)
+
+    def _fail_queued(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(job, _Stop):
+                _settle([(job, None, None)])
+            else:
+                _settle([(job, None, WriterClosed(f"the {self._name} is closed"))])
+
+
+def _first_gap(records: Sequence[LogRecord], expected: int) -> tuple[int, int] | None:
+    for offset, record in enumerate(records):
+        if record.seq != expected + offset:
+            return record.seq, expected + offset
+    return None
+
+
+def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Resolve futures from the writer thread: one wake-up per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in items:
+        if job.future.done():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
