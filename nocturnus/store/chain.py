@@ -78,7 +78,10 @@ def walk(
                 "a row was removed or renumbered",
             )
             prev_hash = None
-        if event_hash(row_prev, seq, ts_ms, tenant, kind, key_id, nonce, payload) != row_hash:
+        if (
+            event_hash(row_prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
+            != row_hash
+        ):
             yield Break(seq, "the row does not match its hash: it was changed or moved")
         elif prev_hash is not None and row_prev != prev_hash:
             if prev_seq == 0:

@@ -88,12 +88,16 @@ class MasterKey:
     def generate(cls) -> MasterKey:
         return cls(os.urandom(KEY_BYTES))
 
-    def wrap(self, data_key: bytes, *, database: str, key_id: int, tenant: str) -> bytes:
+    def wrap(
+        self, data_key: bytes, *, database: str, key_id: int, tenant: str
+    ) -> bytes:
         """Return ``nonce ‖ ciphertext ‖ tag`` of ``data_key`` bound to its place."""
         nonce, ct = self._cipher.encrypt(data_key, key_aad(database, key_id, tenant))
         return nonce + ct
 
-    def unwrap(self, wrapped: bytes, *, database: str, key_id: int, tenant: str) -> bytes:
+    def unwrap(
+        self, wrapped: bytes, *, database: str, key_id: int, tenant: str
+    ) -> bytes:
         """Return the data key.
 
         :raises CryptoError: the master key is wrong or the wrapped key was altered.

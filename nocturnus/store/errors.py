@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from nocturnus.errors import NocturnusError, StartupError, Unavailable
+from nocturnus.errors import StartupError, Unavailable
 
 
 class StorageError(Unavailable):
@@ -56,7 +56,9 @@ class CorruptRecord(StorageError):
     code = "CORRUPT_RECORD"
     status = 500
 
-    def __init__(self, seq: int, reason: str = "authentication tag does not match") -> None:
+    def __init__(
+        self, seq: int, reason: str = "authentication tag does not match"
+    ) -> None:
         super().__init__(f"event seq {seq} is corrupt: {reason}", {"seq": seq})
         self.seq = seq
 

@@ -20,7 +20,9 @@ Entry = AesGcmCipher | None
 class KeyRing:
     """Data keys of one database file, for one connection."""
 
-    def __init__(self, conn: sqlite3.Connection, database: str, master_key: MasterKey) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, database: str, master_key: MasterKey
+    ) -> None:
         self._conn = conn
         self._database = database
         self._master = master_key
@@ -56,13 +58,13 @@ class KeyRing:
                 continue
             current[tenant] = key_id
         if failures:
-            key_id, tenant, e = failures[0]
+            key_id, tenant, cause = failures[0]
             if opened == 0 and not master_checked:
                 raise WrongMasterKey(
                     f"the master key cannot unwrap the data keys of database "
                     f"{self._database!r}: wrong NOCTURNUS_MASTER_KEY or master.key"
-                ) from e
-            raise CorruptKey(key_id, tenant, "authentication failed") from e
+                ) from cause
+            raise CorruptKey(key_id, tenant, "authentication failed") from cause
         self._by_id = by_id
         self._current = current
 
@@ -79,7 +81,11 @@ class KeyRing:
         :raises CorruptKey: the row exists but does not unwrap.
         """
         try:
-            return self._staged_ids[key_id] if key_id in self._staged_ids else self._by_id[key_id]
+            return (
+                self._staged_ids[key_id]
+                if key_id in self._staged_ids
+                else self._by_id[key_id]
+            )
         except KeyError:
             pass
         row = self._conn.execute(
@@ -105,7 +111,9 @@ class KeyRing:
             if self._by_id.get(key_id, 0) is not None:
                 self._by_id[key_id] = None
         self._current = dict(
-            self._conn.execute("SELECT tenant, key_id FROM data_keys WHERE wrapped IS NOT NULL")
+            self._conn.execute(
+                "SELECT tenant, key_id FROM data_keys WHERE wrapped IS NOT NULL"
+            )
         )
 
     def current(self, tenant: str) -> tuple[int, AesGcmCipher] | None:
@@ -129,8 +137,12 @@ class KeyRing:
         key_id = cur.lastrowid
         assert key_id is not None
         key = os.urandom(KEY_BYTES)
-        wrapped = self._master.wrap(key, database=self._database, key_id=key_id, tenant=tenant)
-        self._conn.execute("UPDATE data_keys SET wrapped = ? WHERE key_id = ?", (wrapped, key_id))
+        wrapped = self._master.wrap(
+            key, database=self._database, key_id=key_id, tenant=tenant
+        )
+        self._conn.execute(
+            "UPDATE data_keys SET wrapped = ? WHERE key_id = ?", (wrapped, key_id)
+        )
         cipher = AesGcmCipher(key)
         self._staged_ids[key_id] = cipher
         self._staged_current[tenant] = key_id
@@ -189,7 +201,12 @@ class KeyRing:
                 raise CorruptKey(key_id, tenant, "authentication failed") from e
             self._conn.execute(
                 "UPDATE data_keys SET wrapped = ? WHERE key_id = ?",
-                (new_master.wrap(key, database=self._database, key_id=key_id, tenant=tenant), key_id),
+                (
+                    new_master.wrap(
+                        key, database=self._database, key_id=key_id, tenant=tenant
+                    ),
+                    key_id,
+                ),
             )
         return len(rows)
 

@@ -27,7 +27,7 @@ from nocturnus.store.chain import (
     unpack_head,
     walk,
 )
-from nocturnus.store.crypto import AesGcmCipher, MasterKey
+from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import (
     ChainBroken,
     CorruptRecord,
@@ -38,7 +38,7 @@ from nocturnus.store.errors import (
     storage_error,
 )
 from nocturnus.store.keys import KeyRing
-from nocturnus.store.record import LogRecord, frame, record_aad
+from nocturnus.store.record import LogRecord, build_record, frame, record_aad
 from nocturnus.store.snapshots import Snapshots
 from nocturnus.store.verify import VerifyReport, verify_log
 
@@ -272,17 +272,25 @@ class EventLog:
                     _validate(r)
                     tenant, kind = r.tenant, r.kind
                     key_tenant = "" if kind == TENANT_DELETED else tenant
-                    found = keys.current(key_tenant) or keys.create(key_tenant, seq, r.ts_ms)
+                    found = keys.current(key_tenant) or keys.create(
+                        key_tenant, seq, r.ts_ms
+                    )
                     key_id, cipher = found
                     nonce, payload = cipher.encrypt(
                         r.body,  # type: ignore[arg-type]  # _validate checked bytes
                         record_aad(self.database, seq, tenant, kind),
                     )
-                    h = event_hash(prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload)
-                    rows.append((seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h))
+                    h = event_hash(
+                        prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload
+                    )
+                    rows.append(
+                        (seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h)
+                    )
                     if kind == TENANT_DELETED:
                         keys.destroy(tenant, seq, r.ts_ms)
-                        conn.execute("DELETE FROM snapshots WHERE tenant = ?", (tenant,))
+                        conn.execute(
+                            "DELETE FROM snapshots WHERE tenant = ?", (tenant,)
+                        )
                         shredded.append(tenant)
                     prev = h
                     expected += 1
@@ -380,6 +388,7 @@ class EventLog:
         names: dict[tuple[str, str], bytes] = {}
         aeads: dict[int, object] = {}
         cipher_of = self._keys.cipher
+        build = build_record
         try:
             for seq, ts_ms, tenant, kind, key_id, nonce, payload in cursor:
                 aead = aeads.get(key_id, _MISSING)
@@ -387,10 +396,12 @@ class EventLog:
                     try:
                         cipher = cipher_of(key_id)
                     except KeyError:
-                        raise CorruptRecord(seq, f"its data key {key_id} does not exist") from None
+                        raise CorruptRecord(
+                            seq, f"its data key {key_id} does not exist"
+                        ) from None
                     aead = aeads[key_id] = None if cipher is None else cipher.aead
                 if aead is None:
-                    yield LogRecord(seq, ts_ms, tenant, kind, None)
+                    yield build(seq, ts_ms, tenant, kind, None)
                     continue
                 tk = names.get((tenant, kind))
                 if tk is None:
@@ -399,7 +410,7 @@ class EventLog:
                     body = aead.decrypt(nonce, payload, prefix + b"i" + pack(seq) + tk)  # type: ignore[attr-defined]
                 except (InvalidTag, ValueError, TypeError) as e:
                     raise CorruptRecord(seq) from e
-                yield LogRecord(seq, ts_ms, tenant, kind, body)
+                yield build(seq, ts_ms, tenant, kind, body)
         except sqlite3.Error as e:
             raise storage_error(e, "reading", self.path) from e
         finally:
@@ -429,7 +440,9 @@ class EventLog:
             self._sync()
             return self._snapshots.save(tenant, seq, body, head=self._head)
         except sqlite3.Error as e:
-            raise storage_error(e, "saving a snapshot", f"tenant {tenant!r} seq {seq}") from e
+            raise storage_error(
+                e, "saving a snapshot", f"tenant {tenant!r} seq {seq}"
+            ) from e
 
     def latest_snapshot(self, tenant: str) -> tuple[int, bytes] | None:
         """Return (seq, body) of the newest readable snapshot of ``tenant``, if any."""
@@ -442,7 +455,9 @@ class EventLog:
 
     # -- operations ----------------------------------------------------------------
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    def verify(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
         """Check the whole chain, every GCM tag and every snapshot; report, don't raise.
 
         ``progress(done, total)`` is called every few thousand events.
@@ -533,7 +548,9 @@ def _validate(r: LogRecord) -> None:
     if not isinstance(r.body, bytes):
         raise InvalidRecord(r.seq, "body must be bytes")
     if not isinstance(r.tenant, str) or not isinstance(r.kind, str) or not r.kind:
-        raise InvalidRecord(r.seq, "tenant must be a string and kind a non-empty string")
+        raise InvalidRecord(
+            r.seq, "tenant must be a string and kind a non-empty string"
+        )
     if not isinstance(r.ts_ms, int) or isinstance(r.ts_ms, bool):
         raise InvalidRecord(r.seq, "ts_ms must be an int")
     if r.kind == TENANT_DELETED and not r.tenant:
@@ -575,4 +592,6 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     except sqlite3.Error as e:
         raise storage_error(e, "opening", path) from e
     except OSError as e:
-        raise StorageError(f"cannot create the directory of event log {path}: {e.strerror}") from e
+        raise StorageError(
+            f"cannot create the directory of event log {path}: {e.strerror}"
+        ) from e

@@ -61,7 +61,9 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in paths:
         m = _NAME.match(path.name)
         if m is None:
-            raise MigrationError(f"migration file {path.name} is not named NNNN_name.sql")
+            raise MigrationError(
+                f"migration file {path.name} is not named NNNN_name.sql"
+            )
         found.append(Migration(int(m.group(1)), m.group(2), path.read_text("utf-8")))
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
@@ -85,7 +87,9 @@ def split_statements(sql: str) -> list[str]:
                 statements.append(pending.strip())
             pending = ""
     if _has_code(pending):
-        raise MigrationError(f"migration ends with an incomplete statement: {pending.strip()[:60]!r}")
+        raise MigrationError(
+            f"migration ends with an incomplete statement: {pending.strip()[:60]!r}"
+        )
     return statements
 
 
@@ -102,7 +106,9 @@ def applied(conn: sqlite3.Connection) -> dict[int, tuple[str, str, int]]:
     ).fetchone()
     if exists is None:
         return {}
-    rows = conn.execute("SELECT version, name, sha256, applied_ts_ms FROM schema_migrations")
+    rows = conn.execute(
+        "SELECT version, name, sha256, applied_ts_ms FROM schema_migrations"
+    )
     return {v: (n, h, t) for v, n, h, t in rows}
 
 
@@ -170,7 +176,9 @@ def apply_migrations(
     return applied_now
 
 
-def status(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[MigrationStatus]:
+def status(
+    conn: sqlite3.Connection, migrations: list[Migration] | None = None
+) -> list[MigrationStatus]:
     """List every known migration with when it was applied (read-only; ``migrate --list``)."""
     migrations = discover() if migrations is None else migrations
     try:
@@ -178,6 +186,8 @@ def status(conn: sqlite3.Connection, migrations: list[Migration] | None = None) 
     except sqlite3.Error as e:
         raise storage_error(e, "listing migrations") from e
     return [
-        MigrationStatus(m.version, m.name, done[m.version][2] if m.version in done else None)
+        MigrationStatus(
+            m.version, m.name, done[m.version][2] if m.version in done else None
+        )
         for m in migrations
     ]

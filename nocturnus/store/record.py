@@ -31,6 +31,37 @@ class LogRecord:
     body: bytes | None
 
 
+_SETTERS = tuple(
+    getattr(LogRecord, name).__set__
+    for name in ("seq", "ts_ms", "tenant", "kind", "body")
+)
+
+
+def build_record(
+    seq: int,
+    ts_ms: int,
+    tenant: str,
+    kind: str,
+    body: bytes | None,
+    _new: object = object.__new__,
+    _setters: tuple[object, ...] = _SETTERS,
+) -> LogRecord:
+    """Build a LogRecord about twice as fast as ``LogRecord(...)``: replay's hot path.
+
+    A frozen dataclass's ``__init__`` routes every field through
+    ``object.__setattr__``; calling the slot descriptors directly skips that. The
+    result is an ordinary, equal LogRecord.
+    """
+    record = _new(LogRecord)  # type: ignore[operator]
+    s_seq, s_ts, s_tenant, s_kind, s_body = _setters
+    s_seq(record, seq)  # type: ignore[operator]
+    s_ts(record, ts_ms)  # type: ignore[operator]
+    s_tenant(record, tenant)  # type: ignore[operator]
+    s_kind(record, kind)  # type: ignore[operator]
+    s_body(record, body)  # type: ignore[operator]
+    return record  # type: ignore[no-any-return]
+
+
 def frame(*parts: bytes | str | int) -> bytes:
     """Encode ``parts`` unambiguously: a type tag, then a length or a fixed-width int."""
     out = bytearray()

@@ -34,7 +34,9 @@ class Snapshots:
         if not isinstance(body, bytes):
             raise InvalidRecord(seq, "snapshot body must be bytes")
         if seq > head or seq < 0:
-            raise InvalidRecord(seq, f"a snapshot cannot cover a seq beyond the head {head}")
+            raise InvalidRecord(
+                seq, f"a snapshot cannot cover a seq beyond the head {head}"
+            )
         found = self._keys.current(tenant)
         if found is None:
             return False
@@ -89,19 +91,25 @@ class Snapshots:
         except KeyError:
             log.error(
                 "snapshot of tenant %r at seq %d names missing data key %d; skipped",
-                tenant, seq, key_id,
+                tenant,
+                seq,
+                key_id,
             )
             return None
         if cipher is None:
             return None
         try:
             return cipher.decrypt(
-                nonce, payload, snapshot_aad(self._database, tenant, seq), what="snapshot"
+                nonce,
+                payload,
+                snapshot_aad(self._database, tenant, seq),
+                what="snapshot",
             )
         except CryptoError:
             log.error(
                 "snapshot of tenant %r at seq %d is corrupt; falling back to an older "
                 "snapshot and a longer replay (run `nocturnus verify`)",
-                tenant, seq,
+                tenant,
+                seq,
             )
             return None

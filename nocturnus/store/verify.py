@@ -92,7 +92,7 @@ def verify_log(
         if isinstance(item, Break):
             add(Problem("chain", item.seq, item.reason))
             continue
-        seq, ts_ms, tenant, kind, key_id, nonce, payload, _, row_hash = item
+        seq, _ts_ms, tenant, kind, key_id, nonce, payload, _, row_hash = item
         last_seq, last_hash = seq, row_hash
         checked += 1
         try:
@@ -133,7 +133,9 @@ def verify_log(
             snap_shredded += 1
             continue
         try:
-            cipher.decrypt(nonce, payload, snapshot_aad(database, tenant, seq), what="snapshot")
+            cipher.decrypt(
+                nonce, payload, snapshot_aad(database, tenant, seq), what="snapshot"
+            )
         except CryptoError:
             add(Problem("snapshot", seq, "authentication tag does not match", tenant))
 

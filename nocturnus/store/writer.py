@@ -70,7 +70,9 @@ class Writer:
     ``open_log`` inside that thread, so its connection never crosses threads.
     """
 
-    def __init__(self, open_log: Callable[[], EventLog], *, name: str = "writer") -> None:
+    def __init__(
+        self, open_log: Callable[[], EventLog], *, name: str = "writer"
+    ) -> None:
         self._open_log = open_log
         self._name = name
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -82,7 +84,12 @@ class Writer:
     @property
     def is_alive(self) -> bool:
         """True while the writer accepts and commits appends."""
-        return self._accepting and self._running and self._thread is not None and self._thread.is_alive()
+        return (
+            self._accepting
+            and self._running
+            and self._thread is not None
+            and self._thread.is_alive()
+        )
 
     async def start(self) -> None:
         """Start the thread and open the log in it.
@@ -93,7 +100,10 @@ class Writer:
             raise RuntimeError("Writer.start() called twice")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
-            target=self._main, args=(ready,), name=f"nocturnus-{self._name}", daemon=True
+            target=self._main,
+            args=(ready,),
+            name=f"nocturnus-{self._name}",
+            daemon=True,
         )
         self._thread.start()
         await asyncio.wrap_future(ready)
@@ -146,7 +156,7 @@ class Writer:
     def _main(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             event_log = self._open_log()
-        except BaseException as e:
+        except Exception as e:  # noqa: BLE001 - start() re-raises it to the caller
             ready.set_exception(e)
             return
         self._running = True
@@ -164,7 +174,9 @@ class Writer:
                     stop = self._process(event_log, jobs)
                 except BaseException as e:
                     # A bug, not a storage error: answer everyone, then stop writing.
-                    crash = StorageError(f"the {self._name} crashed: {type(e).__name__}")
+                    crash = StorageError(
+                        f"the {self._name} crashed: {type(e).__name__}"
+                    )
                     crash.__cause__ = e
                     _settle([(job, None, crash) for job in jobs])
                     raise
@@ -176,7 +188,7 @@ class Writer:
             error: BaseException | None = None
             try:
                 event_log.close()
-            except BaseException as e:
+            except Exception as e:  # noqa: BLE001 - close() re-raises it to the caller
                 error = e
             self._fail_queued()
             if stop is not None:
@@ -199,7 +211,7 @@ class Writer:
             assert isinstance(job, _Run)
             try:
                 _settle([(job, job.fn(event_log), None)])
-            except BaseException as e:
+            except Exception as e:  # noqa: BLE001 - run() re-raises it to the caller
                 _settle([(job, None, e)])
         if appends:
             self._commit(event_log, appends)
@@ -280,7 +292,9 @@ def _first_gap(records: Sequence[LogRecord], expected: int) -> tuple[int, int] |
 
 def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
     """Resolve futures from the writer thread: one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]
+    ] = {}
     for outcome in outcomes:
         by_loop.setdefault(outcome[0].loop, []).append(outcome)
     for loop, items in by_loop.items():

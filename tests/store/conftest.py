@@ -29,7 +29,9 @@ def records() -> Callable[..., list[LogRecord]]:
         start: int, n: int, tenant: str = "acme", kind: str = "fact_told"
     ) -> list[LogRecord]:
         return [
-            LogRecord(seq, TS0 + seq, tenant, kind, orjson.dumps({"n": seq, "t": tenant}))
+            LogRecord(
+                seq, TS0 + seq, tenant, kind, orjson.dumps({"n": seq, "t": tenant})
+            )
             for seq in range(start, start + n)
         ]
 
@@ -41,7 +43,10 @@ def record() -> Callable[..., LogRecord]:
     """record(seq, tenant="acme", kind="fact_told", body=None) -> one record."""
 
     def make(
-        seq: int, tenant: str = "acme", kind: str = "fact_told", body: bytes | None = None
+        seq: int,
+        tenant: str = "acme",
+        kind: str = "fact_told",
+        body: bytes | None = None,
     ) -> LogRecord:
         payload = body if body is not None else orjson.dumps({"n": seq})
         return LogRecord(seq, TS0 + seq, tenant, kind, payload)
@@ -86,7 +91,8 @@ class Tamper:
                 "SELECT payload FROM events WHERE seq = ?", (seq,)
             ).fetchone()
             conn.execute(
-                "UPDATE events SET payload = ? WHERE seq = ?", (Tamper.flip_bit(payload), seq)
+                "UPDATE events SET payload = ? WHERE seq = ?",
+                (Tamper.flip_bit(payload), seq),
             )
 
     @staticmethod
@@ -102,7 +108,8 @@ class Tamper:
             for seq, ts, tenant, kind, key_id, nonce, payload in rows:
                 h = event_hash(prev, seq, ts, tenant, kind, key_id, nonce, payload)
                 conn.execute(
-                    "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, seq)
+                    "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?",
+                    (prev, h, seq),
                 )
                 prev = h
             if rows:

@@ -39,7 +39,8 @@ def test_env_key_is_the_key_it_encodes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["abc", "zz" * 32, RAW.hex()[:-2], base64.b64encode(bytes(31)).decode(), "é" * 64]
+    "value",
+    ["abc", "zz" * 32, RAW.hex()[:-2], base64.b64encode(bytes(31)).decode(), "é" * 64],
 )
 def test_bad_env_master_key_is_one_clear_line(tmp_path: Path, value: str) -> None:
     with pytest.raises(StartupError) as info:
@@ -80,9 +81,11 @@ def test_wrap_binds_database_key_id_and_tenant() -> None:
     data_key = os.urandom(32)
     wrapped = master.wrap(data_key, database="db", key_id=7, tenant="t")
     assert master.unwrap(wrapped, database="db", key_id=7, tenant="t") == data_key
-    for place in ({"database": "other", "key_id": 7, "tenant": "t"},
-                  {"database": "db", "key_id": 8, "tenant": "t"},
-                  {"database": "db", "key_id": 7, "tenant": "u"}):
+    for place in (
+        {"database": "other", "key_id": 7, "tenant": "t"},
+        {"database": "db", "key_id": 8, "tenant": "t"},
+        {"database": "db", "key_id": 7, "tenant": "u"},
+    ):
         with pytest.raises(CryptoError):
             master.unwrap(wrapped, **place)  # type: ignore[arg-type]
     with pytest.raises(CryptoError):

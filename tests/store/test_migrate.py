@@ -29,7 +29,9 @@ def test_repo_migrations_are_found() -> None:
     assert migrate.MIGRATIONS_DIR.name == "migrations"
 
 
-def test_apply_in_order_and_rerun_is_a_no_op(tmp_path: Path, conn: sqlite3.Connection) -> None:
+def test_apply_in_order_and_rerun_is_a_no_op(
+    tmp_path: Path, conn: sqlite3.Connection
+) -> None:
     d = tmp_path / "migrations"
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER);\n-- a comment\n")
     write(
@@ -44,16 +46,23 @@ def test_apply_in_order_and_rerun_is_a_no_op(tmp_path: Path, conn: sqlite3.Conne
     conn.execute("INSERT INTO b VALUES (5)")
     assert conn.execute("SELECT x FROM a").fetchall() == [(5,)]
     status = migrate.status(conn, migrate.discover(d))
-    assert [(s.version, s.applied_ts_ms is not None) for s in status] == [(1, True), (2, True)]
+    assert [(s.version, s.applied_ts_ms is not None) for s in status] == [
+        (1, True),
+        (2, True),
+    ]
 
 
-def test_a_failing_migration_leaves_no_trace(tmp_path: Path, conn: sqlite3.Connection) -> None:
+def test_a_failing_migration_leaves_no_trace(
+    tmp_path: Path, conn: sqlite3.Connection
+) -> None:
     d = tmp_path / "migrations"
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER);")
     write(d, "0002_bad.sql", "CREATE TABLE c (x INTEGER);\nTHIS IS NOT SQL;")
     with pytest.raises(MigrationError):
         migrate.apply_migrations(conn, migrate.discover(d))
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
     assert "a" in tables and "c" not in tables
     assert set(migrate.applied(conn)) == {1}
 
@@ -67,7 +76,9 @@ def test_edited_migration_is_refused(tmp_path: Path, conn: sqlite3.Connection) -
         migrate.apply_migrations(conn, migrate.discover(d))
 
 
-def test_unknown_newer_migration_is_refused(tmp_path: Path, conn: sqlite3.Connection) -> None:
+def test_unknown_newer_migration_is_refused(
+    tmp_path: Path, conn: sqlite3.Connection
+) -> None:
     d = tmp_path / "migrations"
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER);")
     write(d, "0002_b.sql", "CREATE TABLE b (x INTEGER);")
@@ -78,7 +89,13 @@ def test_unknown_newer_migration_is_refused(tmp_path: Path, conn: sqlite3.Connec
 
 
 @pytest.mark.parametrize(
-    "names", [["1_a.sql"], ["0001_a.sql", "0003_c.sql"], ["0001_a.sql", "0001_b.sql"], ["0001_A.sql"]]
+    "names",
+    [
+        ["1_a.sql"],
+        ["0001_a.sql", "0003_c.sql"],
+        ["0001_a.sql", "0001_b.sql"],
+        ["0001_A.sql"],
+    ],
 )
 def test_badly_numbered_files_are_refused(tmp_path: Path, names: list[str]) -> None:
     d = tmp_path / "migrations"

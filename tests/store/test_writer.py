@@ -63,7 +63,9 @@ def test_close_flushes_queued_appends(
     async def main() -> None:
         writer = Writer(opener(path, master_key))
         await writer.start()
-        pending = [asyncio.ensure_future(writer.append([record(s)])) for s in range(1, 51)]
+        pending = [
+            asyncio.ensure_future(writer.append([record(s)])) for s in range(1, 51)
+        ]
         await asyncio.sleep(0)  # every append is queued, none awaited yet
         await writer.close()
         assert all(f.done() and f.exception() is None for f in pending)
@@ -136,7 +138,9 @@ def test_failed_commit_reaches_every_waiter_of_the_batch(
     tmp_path: Path, master_key: MasterKey, record: Record
 ) -> None:
     async def main() -> None:
-        writer = Writer(lambda: FailingLog.open(tmp_path / "acme.db", "acme", master_key))
+        writer = Writer(
+            lambda: FailingLog.open(tmp_path / "acme.db", "acme", master_key)
+        )
         await writer.start()
         gate = asyncio.Event()
         started = asyncio.Event()
@@ -155,7 +159,9 @@ def test_failed_commit_reaches_every_waiter_of_the_batch(
         gate.set()
         await blocker
         results = await asyncio.gather(*batch, return_exceptions=True)
-        assert all(isinstance(r, StorageError) and "disk on fire" in str(r) for r in results)
+        assert all(
+            isinstance(r, StorageError) and "disk on fire" in str(r) for r in results
+        )
         assert writer.stats.failed_commits == 1
         # The writer keeps going and the same seqs can be written again.
         await writer.append([record(1)])
@@ -169,7 +175,9 @@ async def _set(event: asyncio.Event) -> None:
     event.set()
 
 
-def test_start_reports_open_errors(tmp_path: Path, master_key: MasterKey, record: Record) -> None:
+def test_start_reports_open_errors(
+    tmp_path: Path, master_key: MasterKey, record: Record
+) -> None:
     from nocturnus.store.errors import WrongMasterKey
 
     async def main() -> None:

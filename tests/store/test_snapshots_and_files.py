@@ -1,0 +1,103 @@
+"""Snapshots under damage, files that are not logs, and the canonical encoding."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nocturnus.store.crypto import MasterKey
+from nocturnus.store.errors import StorageError
+from nocturnus.store.log import EventLog
+from nocturnus.store.record import LogRecord, build_record, frame
+
+Records = Callable[..., list[LogRecord]]
+
+
+def test_damaged_newest_snapshot_falls_back_loudly(
+    tmp_path: Path,
+    master_key: MasterKey,
+    records: Records,
+    tamper: type,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    try:
+        log.append(records(1, 6))
+        log.save_snapshot("acme", 3, b"at three")
+        log.save_snapshot("acme", 6, b"at six")
+        with tamper.raw(log.path) as conn:
+            (payload,) = conn.execute(
+                "SELECT payload FROM snapshots WHERE seq = 6"
+            ).fetchone()
+            conn.execute(
+                "UPDATE snapshots SET payload = ? WHERE seq = 6",
+                (tamper.flip_bit(payload),),
+            )
+        with caplog.at_level(logging.ERROR, logger="nocturnus.store"):
+            assert log.latest_snapshot("acme") == (3, b"at three")
+        assert "seq 6 is corrupt" in caplog.text
+        report = log.verify()
+        assert not report.ok
+        assert [(p.kind, p.seq, p.tenant) for p in report.problems] == [
+            ("snapshot", 6, "acme")
+        ]
+        assert report.first_bad_seq is None  # the events themselves are fine
+        assert "tenant 'acme' seq 6" in report.summary()
+    finally:
+        log.close()
+
+
+def test_snapshot_moved_to_another_seq_does_not_open(
+    tmp_path: Path, master_key: MasterKey, records: Records, tamper: type
+) -> None:
+    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    try:
+        log.append(records(1, 6))
+        log.save_snapshot("acme", 2, b"at two")
+        tamper.sql(log.path, "UPDATE snapshots SET seq = 5 WHERE seq = 2")
+        assert log.latest_snapshot("acme") is None
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize(
+    "content", [b"this is not sqlite at all" * 100, b"\x00" * 4096]
+)
+def test_a_file_that_is_not_a_log(
+    tmp_path: Path, master_key: MasterKey, content: bytes
+) -> None:
+    path = tmp_path / "acme.db"
+    path.write_bytes(content)
+    with pytest.raises(StorageError) as info:
+        EventLog.open(path, "acme", master_key)
+    assert "\n" not in str(info.value)
+
+
+def test_build_record_equals_the_constructor() -> None:
+    assert build_record(1, 2, "t", "k", b"x") == LogRecord(1, 2, "t", "k", b"x")
+    assert build_record(1, 2, "t", "k", None) == LogRecord(1, 2, "t", "k", None)
+    with pytest.raises(AttributeError):
+        build_record(1, 2, "t", "k", None).seq = 5  # type: ignore[misc]
+
+
+_parts = st.lists(
+    st.one_of(
+        st.text(max_size=8), st.binary(max_size=8), st.integers(-(2**63), 2**63 - 1)
+    ),
+    max_size=5,
+)
+
+
+@given(_parts, _parts)
+def test_frame_is_unambiguous(
+    a: list[str | bytes | int], b: list[str | bytes | int]
+) -> None:
+    def typed(parts: list[str | bytes | int]) -> list[tuple[type, object]]:
+        return [(type(p), p) for p in parts]
+
+    assert (frame(*a) == frame(*b)) == (typed(a) == typed(b))
