@@ -178,15 +178,6 @@ class KeyRing:
         self._staged_ids = {}
         self._staged_current = {}
 
-    def created_seq(self, key_id: int) -> int:
-        """Return the seq of the record that created ``key_id``."""
-        row = self._conn.execute(
-            "SELECT created_seq FROM data_keys WHERE key_id = ?", (key_id,)
-        ).fetchone()
-        if row is None:
-            raise KeyError(key_id)
-        return int(row[0])
-
     def rewrap(self, new_master: MasterKey) -> int:
         """Re-wrap every live key under ``new_master`` inside the open transaction."""
         rows = self._conn.execute(

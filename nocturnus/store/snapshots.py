@@ -41,12 +41,20 @@ class Snapshots:
         if found is None:
             return False
         key_id, cipher = found
-        if self._keys.created_seq(key_id) > seq:
-            return False
+        # Encrypt before taking the write lock: a large snapshot must not stall appends.
         nonce, payload = cipher.encrypt(body, snapshot_aad(self._database, tenant, seq))
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Re-check under the lock: this may be a second connection, and the writer
+            # may have shredded the tenant since (then the state must not be stored).
+            live = conn.execute(
+                "SELECT created_seq FROM data_keys WHERE key_id = ? AND wrapped IS NOT NULL",
+                (key_id,),
+            ).fetchone()
+            if live is None or live[0] > seq:
+                conn.execute("ROLLBACK")
+                return False
             conn.execute(
                 "INSERT OR REPLACE INTO snapshots (tenant, seq, ts_ms, key_id, nonce, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -101,3 +101,30 @@ def test_frame_is_unambiguous(
         return [(type(p), p) for p in parts]
 
     assert (frame(*a) == frame(*b)) == (typed(a) == typed(b))
+
+
+def test_snapshots_from_a_second_connection_respect_shredding(
+    tmp_path: Path,
+    master_key: MasterKey,
+    records: Records,
+    record: Callable[..., LogRecord],
+) -> None:
+    """A background snapshotter may use its own connection; it never outlives a shred."""
+    path = tmp_path / "acme.db"
+    writer_log = EventLog.open(path, "acme", master_key)
+    snapper = EventLog.open(path, "acme", master_key)
+    try:
+        writer_log.append(records(1, 4, tenant="t"))
+        assert snapper.save_snapshot("t", 4, b"state@4") is True
+        assert writer_log.latest_snapshot("t") == (4, b"state@4")
+        writer_log.append([record(5, tenant="t", kind="tenant_deleted")])
+        assert snapper.save_snapshot("t", 4, b"late state@4") is False
+        writer_log.append(records(6, 1, tenant="t"))
+        assert snapper.save_snapshot("t", 5, b"pre-incarnation") is False
+        assert writer_log.latest_snapshot("t") is None
+        assert snapper.save_snapshot("t", 6, b"state@6") is True
+        assert writer_log.latest_snapshot("t") == (6, b"state@6")
+        assert writer_log.verify().ok
+    finally:
+        snapper.close()
+        writer_log.close()
