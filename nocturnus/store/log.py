@@ -171,6 +171,12 @@ class EventLog:
         except BaseException:
             _rollback(self._conn)
             raise
+        # Another process may have opened the new file first: its token won.
+        if not master_key.matches(self._meta()["master_key_check"], self.database):
+            raise WrongMasterKey(
+                f"wrong master key for database {self.database!r} ({self.path}): "
+                "another process created it with a different master key"
+            )
         return True
 
     def _meta(self) -> dict[str, bytes]:

@@ -64,7 +64,10 @@ def test_kill_9_loses_no_acknowledged_append(tmp_path: Path) -> None:
         )
         assert child.stdout is not None
         assert child.stdout.readline() == b"READY\n"
-        time.sleep(rng.uniform(0.05, 0.3))
+        first = child.stdout.readline()  # under load from here on
+        assert first.startswith(b"ACK")
+        acked.add(int(first.split()[1]))
+        time.sleep(rng.uniform(0.0, 0.3))
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate(timeout=30)
         acked |= {

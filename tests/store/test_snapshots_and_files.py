@@ -128,3 +128,28 @@ def test_snapshots_from_a_second_connection_respect_shredding(
     finally:
         snapper.close()
         writer_log.close()
+
+
+def test_disk_full_is_a_storage_error_and_leaves_no_trace(
+    tmp_path: Path,
+    master_key: MasterKey,
+    records: Records,
+    record: Callable[..., LogRecord],
+) -> None:
+    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    try:
+        log.append(records(1, 2, tenant="a"))
+        pages = log._conn.execute("PRAGMA page_count").fetchone()[0]
+        log._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        big = [record(3, tenant="new", body=b"x" * 100_000)]
+        with pytest.raises(StorageError, match="disk is full") as info:
+            log.append(big)
+        assert info.value.__cause__ is not None  # chained from the sqlite3 error
+        assert log.head() == 2 and log.tenants() == {"a": records(1, 1)[0].ts_ms}
+        log._conn.execute("PRAGMA max_page_count = 1073741823")
+        # The rolled-back key of "new" is not reused: a fresh one is created and works.
+        log.append([record(3, tenant="new")])
+        assert [r.seq for r in log.read(tenant="new")] == [3]
+        assert log.verify().ok
+    finally:
+        log.close()
