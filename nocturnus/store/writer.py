@@ -142,6 +142,11 @@ class Writer:
         future: asyncio.Future[None] = loop.create_future()
         self._jobs.put(_Stop(loop, future))
         try:
+            while not future.done():
+                if not self._thread.is_alive():
+                    # The thread died before reaching the stop job: answer it ourselves.
+                    self._fail_queued()
+                await asyncio.wait({future}, timeout=0.5)
             await future
         finally:
             await asyncio.to_thread(self._thread.join)

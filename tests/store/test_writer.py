@@ -193,3 +193,20 @@ def test_start_reports_open_errors(
             await wrong.append([record(2)])
 
     asyncio.run(main())
+
+
+def test_a_crashed_writer_answers_everyone_and_refuses_more(
+    tmp_path: Path, master_key: MasterKey, record: Record
+) -> None:
+    async def main() -> None:
+        writer = Writer(opener(tmp_path / "acme.db", master_key))
+        await writer.start()
+        with pytest.raises(StorageError, match="crashed"):
+            await writer.append(None)  # type: ignore[arg-type]  # a caller bug
+        await asyncio.to_thread(writer._thread.join, 5)  # type: ignore[union-attr]
+        assert not writer.is_alive
+        with pytest.raises(WriterClosed):
+            await writer.append([record(1)])
+        await asyncio.wait_for(writer.close(), 5)
+
+    asyncio.run(main())
