@@ -1,0 +1,303 @@
+"""The visible ground facts of one partition, with n-ary hexastore-style indexes.
+
+A hexastore keeps one index per order of a triple's positions so every pattern is a
+lookup. For n-ary facts we generalise: one hash index per *combination of bound
+positions*, built the first time a query or rule binds exactly those positions and
+kept current on every add and remove afterwards. Facts are stored as tuples of
+interned ints (see :class:`~nocturnus.engine.terms.Interner`), so ``500`` and
+``"500"`` never collide and tuple hashing stays cheap.
+
+Forks (``copy``) are copy-on-write per relation: a fork shares every relation object
+with its source until one side writes to that relation, which then clones only it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from operator import itemgetter
+from typing import Any
+
+from nocturnus.engine.terms import Const, Interner, Var, sort_key
+
+Row = tuple[int, ...]
+RelationKey = tuple[str, bool, int]
+"""A relation is identified by predicate, negation and arity."""
+
+
+class Relation:
+    """The rows of one relation and its hash indexes on bound-position combinations.
+
+    ``rows`` maps each row (a tuple of interned ids) to its confidence. An index for
+    positions ``(i, j)`` maps the values at those positions to the set of rows having
+    them; with a single position the key is the bare value rather than a 1-tuple, to
+    keep lookups in evaluation loops cheap.
+    """
+
+    __slots__ = ("rows", "indexes", "annotated")
+
+    def __init__(self) -> None:
+        self.rows: dict[Row, float | None] = {}
+        self.indexes: dict[tuple[int, ...], dict[Any, set[Row]]] = {}
+        self.annotated = 0  # rows with a confidence: decides if evaluation weighs
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def clone(self) -> Relation:
+        """Copy the rows for a copy-on-write fork; indexes are rebuilt on demand."""
+        twin = Relation()
+        twin.rows = dict(self.rows)
+        twin.annotated = self.annotated
+        return twin
+
+    def index(self, positions: tuple[int, ...]) -> dict[Any, set[Row]]:
+        """Return the index on ``positions``, building it on first use."""
+        found = self.indexes.get(positions)
+        if found is not None:
+            return found
+        index: dict[Any, set[Row]] = {}
+        key_of = itemgetter(*positions)
+        for row in self.rows:
+            key = key_of(row)
+            bucket = index.get(key)
+            if bucket is None:
+                index[key] = {row}
+            else:
+                bucket.add(row)
+        self.indexes[positions] = index
+        return index
+
+    def insert(self, row: Row, confidence: float | None) -> None:
+        """Add a row that is not present yet, keeping every index current."""
+        self.rows[row] = confidence
+        if confidence is not None:
+            self.annotated += 1
+        for positions, index in self.indexes.items():
+            key = row[positions[0]] if len(positions) == 1 else tuple(
+                [row[p] for p in positions]
+            )
+            bucket = index.get(key)
+            if bucket is None:
+                index[key] = {row}
+            else:
+                bucket.add(row)
+
+    def delete(self, row: Row) -> None:
+        """Remove a present row, keeping every index current."""
+        if self.rows.pop(row) is not None:
+            self.annotated -= 1
+        for positions, index in self.indexes.items():
+            key = row[positions[0]] if len(positions) == 1 else tuple(
+                [row[p] for p in positions]
+            )
+            bucket = index[key]
+            bucket.discard(row)
+            if not bucket:
+                del index[key]
+
+    def set_confidence(self, row: Row, confidence: float | None) -> None:
+        """Change the confidence of a present row."""
+        old = self.rows[row]
+        self.annotated += (confidence is not None) - (old is not None)
+        self.rows[row] = confidence
+
+
+class FactIndex:
+    """The visible ground facts of one partition (one tenant scope).
+
+    Relations are keyed by (predicate, negated, arity). ``version`` increases on
+    every effective change; evaluation caches results in :attr:`cache`, which is
+    emptied on the same changes, so cached answers are never stale.
+
+    Not thread-safe: the owner serialises writes, and reads must not overlap them.
+    """
+
+    __slots__ = ("interner", "version", "cache", "_relations", "_owned", "_size")
+
+    def __init__(self, interner: Interner | None = None) -> None:
+        self.interner = interner if interner is not None else Interner()
+        self.version = 0
+        self.cache: dict[Any, Any] = {}
+        self._relations: dict[RelationKey, Relation] = {}
+        self._owned: set[RelationKey] = set()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _changed(self) -> None:
+        self.version += 1
+        if self.cache:
+            self.cache = {}
+
+    def _writable(self, key: RelationKey) -> Relation:
+        relation = self._relations.get(key)
+        if relation is None:
+            relation = Relation()
+            self._relations[key] = relation
+            self._owned.add(key)
+        elif key not in self._owned:
+            relation = relation.clone()
+            self._relations[key] = relation
+            self._owned.add(key)
+        return relation
+
+    def add(
+        self,
+        predicate: str,
+        negated: bool,
+        args: tuple[Const, ...],
+        confidence: float | None = None,
+    ) -> bool:
+        """Add a fact; return True if it is new.
+
+        A fact already present keeps its place and takes the new confidence; the
+        version moves only if that confidence actually changed.
+
+        :raises TypeError: if an argument is not a constant.
+        :raises ValueError: if the confidence is outside 0..1.
+        """
+        if confidence is not None:
+            if isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0:
+                raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
+        row = self.interner.intern_all(args)
+        key = (predicate, bool(negated), len(row))
+        relation = self._relations.get(key)
+        if relation is not None and row in relation.rows:
+            old = relation.rows[row]
+            if old == confidence and (old is None) == (confidence is None):
+                return False
+            self._writable(key).set_confidence(row, confidence)
+            self._changed()
+            return False
+        self._writable(key).insert(row, confidence)
+        self._size += 1
+        self._changed()
+        return True
+
+    def remove(self, predicate: str, negated: bool, args: tuple[Const, ...]) -> bool:
+        """Remove a fact; return True if it was present."""
+        row = self._known_row(args)
+        key = (predicate, bool(negated), len(args))
+        relation = self._relations.get(key)
+        if row is None or relation is None or row not in relation.rows:
+            return False
+        writable = self._writable(key)
+        writable.delete(row)
+        if not writable.rows:
+            del self._relations[key]
+            self._owned.discard(key)
+        self._size -= 1
+        self._changed()
+        return True
+
+    def contains(self, predicate: str, negated: bool, args: tuple[Const, ...]) -> bool:
+        """Tell whether exactly this fact is present."""
+        row = self._known_row(args)
+        relation = self._relations.get((predicate, bool(negated), len(args)))
+        return row is not None and relation is not None and row in relation.rows
+
+    def confidence(
+        self, predicate: str, negated: bool, args: tuple[Const, ...]
+    ) -> float | None:
+        """Return the fact's confidence (None if absent or told without one)."""
+        row = self._known_row(args)
+        relation = self._relations.get((predicate, bool(negated), len(args)))
+        if row is None or relation is None:
+            return None
+        return relation.rows.get(row)
+
+    def match(
+        self, predicate: str, negated: bool, pattern: tuple[Var | Const, ...]
+    ) -> list[tuple[Const, ...]]:
+        """Return the facts matching ``pattern``, sorted by :func:`sort_key`.
+
+        Bound positions resolve through the index on exactly those positions, so a
+        lookup never scans the relation; a repeated variable (``p(?x, ?x)``) requires
+        equal values. Only facts of the pattern's arity match.
+        """
+        relation = self._relations.get((predicate, bool(negated), len(pattern)))
+        if relation is None:
+            return []
+        rows = self.match_rows(relation, pattern)
+        if rows is None:
+            return []
+        decode = self.interner.decode
+        found = [decode(row) for row in rows]
+        found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
+        return found
+
+    def match_rows(
+        self, relation: Relation, pattern: tuple[Var | Const, ...]
+    ) -> list[Row] | None:
+        """Return the interned rows of ``relation`` matching ``pattern``, unordered."""
+        positions: list[int] = []
+        values: list[int] = []
+        first_of: dict[Var, int] = {}
+        repeats: list[tuple[int, int]] = []
+        lookup = self.interner.lookup
+        for position, term in enumerate(pattern):
+            if isinstance(term, Var):
+                if term in first_of:
+                    repeats.append((first_of[term], position))
+                else:
+                    first_of[term] = position
+                continue
+            value = lookup(term)
+            if value is None:
+                return None
+            positions.append(position)
+            values.append(value)
+        candidates: Any
+        if not positions:
+            candidates = relation.rows
+        else:
+            index = relation.index(tuple(positions))
+            key = values[0] if len(values) == 1 else tuple(values)
+            candidates = index.get(key, ())
+        if not repeats:
+            return list(candidates)
+        return [
+            row for row in candidates if all(row[a] == row[b] for a, b in repeats)
+        ]
+
+    def relation(self, key: RelationKey) -> Relation | None:
+        """Return the relation object for evaluation (read-only use), if any."""
+        return self._relations.get(key)
+
+    def relations(self) -> list[tuple[str, bool, int, int]]:
+        """List (predicate, negated, arity, count) of every non-empty relation, sorted."""
+        return sorted(
+            (predicate, negated, arity, len(relation))
+            for (predicate, negated, arity), relation in self._relations.items()
+        )
+
+    def facts(self) -> Iterator[tuple[str, bool, tuple[Const, ...], float | None]]:
+        """Yield every fact as (predicate, negated, args, confidence), unordered."""
+        decode = self.interner.decode
+        for (predicate, negated, _), relation in self._relations.items():
+            for row, confidence in relation.rows.items():
+                yield predicate, negated, decode(row), confidence
+
+    def copy(self) -> FactIndex:
+        """Fork the facts in O(#relations): both sides share relations until written.
+
+        The interner is shared too: it only ever grows, so ids stay valid on both
+        sides. Neither side ever sees the other's later writes.
+        """
+        twin = FactIndex(self.interner)
+        twin._relations = dict(self._relations)
+        twin._size = self._size
+        twin.version = self.version
+        self._owned = set()
+        return twin
+
+    def _known_row(self, args: tuple[Const, ...]) -> Row | None:
+        lookup = self.interner.lookup
+        row = []
+        for arg in args:
+            value = lookup(arg)
+            if value is None:
+                return None
+            row.append(value)
+        return tuple(row)

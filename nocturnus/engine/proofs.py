@@ -1,0 +1,286 @@
+"""Proof trees, rebuilt on request from an evaluation's relations and ranks.
+
+Keeping a derivation for every derived row would slow every query down for the few
+that ask for proofs. Instead, an evaluation made for proofs records each row's *rank*:
+the round in which it reached its final confidence. A proof of a row of rank r is then
+any rule instance whose body rows all have ranks below r and whose confidence product
+equals the row's confidence. Ranks strictly decrease towards the leaves, so proofs are
+finite even for cyclic and recursive rules, and the tree is built bottom-up without
+recursion (a chain of 20 000 steps is fine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nocturnus.engine.ir import ABSENT, COMPARE, IRule, RelKey
+from nocturnus.engine.joins import order_body
+from nocturnus.engine.rules import Literal, Rule
+from nocturnus.engine.table import Row, Table
+from nocturnus.engine.terms import Var
+
+if TYPE_CHECKING:
+    from nocturnus.engine.index import FactIndex
+
+Node = tuple[RelKey, Row]
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """One step of a proof tree.
+
+    ``type`` is ``"fact"`` (a stored fact), ``"rule"`` (an application of ``rule`` to
+    the ``children``), ``"naf"`` (a negation-as-failure test that held; ``goal`` is
+    the NAF literal) or ``"builtin"`` (a comparison that held).
+    """
+
+    goal: Literal
+    type: str
+    rule: Rule | None
+    children: tuple[Proof, ...]
+    confidence: float | None
+
+    def depth(self) -> int:
+        """The number of steps on the longest path to a leaf, this one included."""
+        deepest = 0
+        stack: list[tuple[Proof, int]] = [(self, 1)]
+        while stack:
+            proof, level = stack.pop()
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in proof.children)
+        return deepest
+
+
+@dataclass(slots=True)
+class ProofSource:
+    """What proof building reads: stored facts, lowered rules, ranked derived tables."""
+
+    facts: FactIndex
+    rules: Mapping[RelKey, list[IRule]]
+    tables: Mapping[RelKey, Table]
+    ranks: Mapping[RelKey, dict[Row, int]]
+    comparisons: Callable[[str], Callable[[int, int], bool]]
+
+
+@dataclass(slots=True)
+class _Choice:
+    rule: IRule | None
+    confidence: float | None
+    children: list[tuple[int, Any]]  # (body position, Node or a finished leaf Proof)
+
+
+def build_proof(source: ProofSource, rel: RelKey, row: Row) -> Proof | None:
+    """Return a best-confidence proof of ``row`` in ``rel``, or None if it does not hold.
+
+    Relations with rules must already be evaluated into ``source.tables`` with ranks.
+    """
+    if _lookup(source, rel, row) is None:
+        return None
+    choices: dict[Node, _Choice] = {}
+    stack: list[Node] = [(rel, row)]
+    while stack:
+        node = stack.pop()
+        if node in choices:
+            continue
+        choice = _choose(source, node)
+        choices[node] = choice
+        for _, child in choice.children:
+            if isinstance(child, tuple) and child not in choices:
+                stack.append(child)
+    built: dict[Node, Proof] = {}
+    for node in sorted(choices, key=lambda n: _rank(source, n)):
+        choice = choices[node]
+        node_rel, node_row = node
+        children = tuple(
+            child if isinstance(child, Proof) else built[child]
+            for _, child in sorted(choice.children, key=lambda item: item[0])
+        )
+        goal = _literal(source, node_rel, node_row)
+        if choice.rule is None:
+            built[node] = Proof(goal, "fact", None, (), choice.confidence)
+        else:
+            built[node] = Proof(
+                goal, "rule", choice.rule.origin, children, choice.confidence
+            )
+    return built[(rel, row)]
+
+
+def _lookup(source: ProofSource, rel: RelKey, row: Row) -> tuple[float | None] | None:
+    """Return ``(confidence,)`` if the row holds, else None."""
+    rows = _rows(source, rel)
+    if row not in rows:
+        return None
+    return (rows[row],)
+
+
+def _rows(source: ProofSource, rel: RelKey) -> Mapping[Row, float | None]:
+    if rel in source.rules:
+        table = source.tables.get(rel)
+        return table.rows if table is not None else {}
+    stored = source.facts.relation(rel)  # type: ignore[arg-type]
+    return stored.rows if stored is not None else {}
+
+
+def _index(source: ProofSource, rel: RelKey, positions: tuple[int, ...]) -> Any:
+    if rel in source.rules:
+        table = source.tables.get(rel)
+        return table.index(positions) if table is not None else {}
+    stored = source.facts.relation(rel)  # type: ignore[arg-type]
+    return stored.index(positions) if stored is not None else {}
+
+
+def _rank(source: ProofSource, node: Node) -> int:
+    rel, row = node
+    ranks = source.ranks.get(rel)
+    return ranks.get(row, 0) if ranks is not None else 0
+
+
+def _literal(source: ProofSource, rel: RelKey, row: Row) -> Literal:
+    predicate, negated, _ = rel  # type: ignore[misc]
+    return Literal(predicate, source.facts.interner.decode(row), negated)
+
+
+def _choose(source: ProofSource, node: Node) -> _Choice:
+    rel, row = node
+    confidence = _rows(source, rel)[row]
+    rank = _rank(source, node)
+    if rel not in source.rules or rank == 0:
+        return _Choice(None, confidence, [])
+    best: _Choice | None = None
+    for rule in source.rules[rel]:
+        binding = _unify(rule.head_args, row)
+        if binding is None:
+            continue
+        for children, product in _instances(source, rule, binding, rank):
+            candidate = _Choice(rule, product, children)
+            if product == confidence and (product is None) == (confidence is None):
+                candidate.confidence = confidence
+                return candidate
+            if best is None or _better(product, best.confidence):
+                best = candidate
+    if best is None:  # unreachable when ranks come from the same evaluation
+        return _Choice(None, confidence, [])
+    best.confidence = confidence
+    return best
+
+
+def _better(new: float | None, old: float | None) -> bool:
+    return old is not None and (new is None or new > old)
+
+
+def _unify(args: tuple[Var | int, ...], row: Row) -> dict[Var, int] | None:
+    binding: dict[Var, int] = {}
+    for arg, value in zip(args, row, strict=True):
+        if isinstance(arg, Var):
+            if binding.setdefault(arg, value) != value:
+                return None
+        elif arg != value:
+            return None
+    return binding
+
+
+def _instances(
+    source: ProofSource, rule: IRule, binding: dict[Var, int], rank: int
+) -> Iterator[tuple[list[tuple[int, Any]], float | None]]:
+    """Yield (children, confidence product) for body instances ranked below ``rank``."""
+    body = rule.body
+    order = order_body(body, None, lambda rel: len(_rows(source, rel)), set(binding))
+    origin = rule.origin
+    chosen: list[tuple[int, Any]] = []
+    values = source.facts.interner.decode
+
+    def walk(i: int, env: dict[Var, int]) -> Iterator[dict[Var, int]]:
+        if i == len(order):
+            yield env
+            return
+        j = order[i]
+        step = body[j]
+        if step.kind == COMPARE:
+            a, b = (env[t] if isinstance(t, Var) else t for t in step.args)
+            if source.comparisons(step.rel)(a, b):  # type: ignore[arg-type]
+                spelled = origin.body[j].predicate if origin else str(step.rel)
+                chosen.append(
+                    (j, Proof(Literal(spelled, values((a, b))), "builtin", None, (), None))
+                )
+                yield from walk(i + 1, env)
+                chosen.pop()
+            return
+        if step.kind == ABSENT:
+            if not _absent(source, step.rel, step.args, env):
+                return
+            predicate, negated, _ = step.rel  # type: ignore[misc]
+            args = tuple(
+                a if isinstance(a, Var) and a not in env
+                else source.facts.interner.values[env[a] if isinstance(a, Var) else a]
+                for a in step.args
+            )
+            chosen.append(
+                (j, Proof(Literal(predicate, args, negated, True), "naf", None, (), None))
+            )
+            yield from walk(i + 1, env)
+            chosen.pop()
+            return
+        ranks = source.ranks.get(step.rel)
+        for candidate in _candidates(source, step.rel, step.args, env):
+            if ranks is not None and ranks.get(candidate, 0) >= rank:
+                continue
+            extended = _unify_into(step.args, candidate, env)
+            if extended is None:
+                continue
+            chosen.append((j, (step.rel, candidate)))
+            yield from walk(i + 1, extended)
+            chosen.pop()
+
+    for _ in walk(0, binding):
+        product = rule.confidence
+        weighted = sorted(
+            (body[j].weight_order, child)
+            for j, child in chosen
+            if isinstance(child, tuple) and body[j].weight_order is not None
+        )
+        for _, (child_rel, child_row) in weighted:
+            value = _rows(source, child_rel)[child_row]
+            if value is not None:
+                product = value if product is None else product * value
+        yield list(chosen), product
+
+
+def _candidates(
+    source: ProofSource, rel: RelKey, args: tuple[Var | int, ...], env: dict[Var, int]
+) -> list[Row]:
+    positions = tuple(
+        p for p, a in enumerate(args) if not isinstance(a, Var) or a in env
+    )
+    if not positions:
+        return list(_rows(source, rel))
+    key = [env[a] if isinstance(a, Var) else a for a in (args[p] for p in positions)]
+    if len(positions) == len(args):
+        row = tuple(key)
+        return [row] if row in _rows(source, rel) else []
+    found = _index(source, rel, positions).get(key[0] if len(key) == 1 else tuple(key))
+    return list(found) if found else []
+
+
+def _unify_into(
+    args: tuple[Var | int, ...], row: Row, env: dict[Var, int]
+) -> dict[Var, int] | None:
+    extended = dict(env)
+    for arg, value in zip(args, row, strict=True):
+        if isinstance(arg, Var):
+            if extended.setdefault(arg, value) != value:
+                return None
+        elif arg != value:
+            return None
+    return extended
+
+
+def _absent(
+    source: ProofSource, rel: RelKey, args: tuple[Var | int, ...], env: dict[Var, int]
+) -> bool:
+    pattern = tuple(
+        a if isinstance(a, Var) and a.is_anonymous else (env[a] if isinstance(a, Var) else a)
+        for a in args
+    )
+    return not _candidates(source, rel, pattern, {})

@@ -1,0 +1,175 @@
+"""Terms of the logic language: constants, variables, their order and interning.
+
+Constants are JSON strings and numbers and must come back exactly as they were sent:
+``500`` (int), ``500.0`` (float) and ``"500"`` (str) are three different constants.
+Python treats ``500 == 500.0`` with equal hashes, so a plain ``set`` or ``dict`` of
+constants would silently merge them; every structure in the engine therefore works on
+interned integer ids whose keys keep the type apart (:class:`Interner`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Union
+
+Const = Union[str, int, float]
+"""A constant: a JSON string or number. ``bool`` is not a constant."""
+
+_ANONYMOUS_PREFIX = "_?"
+_anonymous_ids = itertools.count(1)
+
+# Strict decimal syntax: Python's float() also accepts "nan", "inf", "1_000" and
+# surrounding spaces, none of which a user means as a number in a comparison.
+_NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """A logic variable, written ``?name`` in the API.
+
+    Anonymous variables (``?`` and ``?_``) get names starting with ``_?`` that no
+    parsed ``?name`` can produce, so each occurrence is distinct from every other.
+    """
+
+    name: str
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Whether this variable stands for an anonymous ``?``/``?_`` occurrence."""
+        return self.name.startswith(_ANONYMOUS_PREFIX)
+
+    def text(self) -> str:
+        """Render the variable as the API spells it."""
+        return "?_" if self.is_anonymous else "?" + self.name
+
+
+Term = Union[Var, Const]
+
+
+def fresh_var() -> Var:
+    """Return a variable distinct from every parsed and every other fresh variable."""
+    return Var(f"{_ANONYMOUS_PREFIX}{next(_anonymous_ids)}")
+
+
+def is_const(value: object) -> bool:
+    """Tell whether ``value`` is an acceptable constant (str, int or float, not bool)."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def parse_term(value: Const) -> Var | Const:
+    """Turn an API argument into a term: ``"?x"`` is a variable, the rest constants.
+
+    ``"?"`` and ``"?_"`` are anonymous: every occurrence becomes a fresh variable.
+
+    :raises TypeError: for values that are not JSON strings or numbers (``bool``
+        included, since ``True == 1`` would otherwise alias the number one).
+    """
+    if not is_const(value):
+        raise TypeError(f"a term must be a string or number, not {type(value).__name__}")
+    if isinstance(value, str) and value.startswith("?"):
+        name = value[1:]
+        if name in ("", "_"):
+            return fresh_var()
+        return Var(name)
+    return value
+
+
+def numeric_value(value: Const) -> float | None:
+    """Return the number a constant stands for in comparisons, or ``None``.
+
+    Numbers are themselves; strings count when they are plain decimal numbers
+    (``"500"``, ``"2.5"``, ``"-1e3"``) because clients often send numbers as text.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        return float(value)
+    return None
+
+
+def sort_key(value: Const) -> tuple[int, float | str, int]:
+    """Return a key giving a deterministic total order over constants.
+
+    Numbers come first, by numeric value and then int before float (so ``500`` sorts
+    just before ``500.0``); strings follow in code-point order. Python compares ints
+    and floats exactly, so large ints keep their order too.
+    """
+    if isinstance(value, str):
+        return (1, value, 0)
+    return (0, value, 1 if isinstance(value, float) else 0)
+
+
+def const_key(value: Const) -> object:
+    """Return a hashable key that keeps ints, floats and strings apart.
+
+    Strings and ints are their own keys (they never compare equal to each other);
+    floats are keyed by their exact hex form, which also keeps ``-0.0`` apart from
+    ``0.0`` so both echo back as sent.
+
+    :raises TypeError: for anything that is not a constant (``bool`` included).
+    """
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
+    if kind is float:
+        return ("f", value.hex())
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TypeError(f"a constant must be a string or number, not {value!r}")
+    if isinstance(value, str):
+        return str(value)
+    return int(value) if isinstance(value, int) else ("f", float(value).hex())
+
+
+class Interner:
+    """Maps constants to dense int ids and back, per engine instance.
+
+    Ids are never reused or removed, so a fork of a :class:`FactIndex` can share its
+    interner: ids stay valid on both sides. Alongside each value the interner keeps its
+    numeric meaning, so comparison built-ins never re-parse strings in a join.
+    """
+
+    __slots__ = ("_ids", "values", "numbers")
+
+    def __init__(self) -> None:
+        self._ids: dict[object, int] = {}
+        self.values: list[Const] = []
+        self.numbers: list[float | None] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def intern(self, value: Const) -> int:
+        """Return the id of ``value``, assigning a new one on first sight.
+
+        :raises TypeError: if ``value`` is not a constant.
+        """
+        kind = type(value)
+        key: object = value if (kind is str or kind is int) else const_key(value)
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        new_id = len(self.values)
+        self.values.append(value)
+        self.numbers.append(numeric_value(value))
+        self._ids[key] = new_id
+        return new_id
+
+    def lookup(self, value: Const) -> int | None:
+        """Return the id of ``value`` if it was ever interned, without adding it."""
+        kind = type(value)
+        key: object = value if (kind is str or kind is int) else const_key(value)
+        return self._ids.get(key)
+
+    def intern_all(self, values: tuple[Const, ...]) -> tuple[int, ...]:
+        """Intern every value of a tuple, keeping positions."""
+        intern = self.intern
+        return tuple([intern(v) for v in values])
+
+    def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
+        """Turn a tuple of ids back into the constants exactly as they were sent."""
+        values = self.values
+        return tuple([values[i] for i in ids])

@@ -1,0 +1,111 @@
+"""A naive reference evaluator: obviously correct, hopelessly slow, for comparison.
+
+Each stratum is the fixpoint of applying every rule to every combination of rows, with
+no indexes, no deltas and no magic sets. Constants are tagged with their type so that
+500, 500.0 and "500" stay apart exactly as the engine must keep them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from nocturnus.engine.rules import Literal, Rule, compare
+from nocturnus.engine.terms import Const, Var
+
+Tagged = tuple[str, Const]
+Rel = tuple[str, bool, int]
+Model = dict[Rel, dict[tuple[Tagged, ...], float | None]]
+
+
+def tag(value: Const) -> Tagged:
+    return (type(value).__name__, value)
+
+
+def naive_model(
+    rules: Sequence[Rule], facts: Sequence[tuple[str, bool, tuple[Const, ...], float | None]]
+) -> Model:
+    """Return every relation's rows with their best confidence."""
+    model: Model = {}
+    for predicate, negated, args, confidence in facts:
+        model.setdefault((predicate, negated, len(args)), {})[
+            tuple(tag(a) for a in args)
+        ] = confidence
+    for stratum in _strata(rules):
+        changed = True
+        while changed:
+            changed = False
+            for rule in stratum:
+                head = rule.head
+                rel = (head.predicate, head.negated, len(head.args))
+                for env, confidence in list(_instances(rule, model)):
+                    row = tuple(env[a] if isinstance(a, Var) else tag(a) for a in head.args)
+                    rows = model.setdefault(rel, {})
+                    if row not in rows or _better(confidence, rows[row]):
+                        rows[row] = confidence
+                        changed = True
+    return model
+
+
+def _better(new: float | None, old: float | None) -> bool:
+    return old is not None and (new is None or new > old)
+
+
+def _strata(rules: Sequence[Rule]) -> list[list[Rule]]:
+    level: dict[tuple[str, bool], int] = {}
+    for _ in range(len(rules) + 2):
+        for rule in rules:
+            head = (rule.head.predicate, rule.head.negated)
+            need = level.get(head, 0)
+            for body in rule.body:
+                dep = level.get((body.predicate, body.negated), 0)
+                need = max(need, dep + 1 if body.naf else dep)
+            level[head] = need
+    top = max(level.values(), default=0)
+    return [
+        [r for r in rules if level[(r.head.predicate, r.head.negated)] == s]
+        for s in range(top + 1)
+    ]
+
+
+def _instances(rule: Rule, model: Model) -> Iterator[tuple[dict[Var, Tagged], float | None]]:
+    def walk(i: int, env: dict[Var, Tagged], conf: list[float | None]) -> Iterator:
+        if i == len(rule.body):
+            product = rule.confidence
+            for c in conf:
+                if c is not None:
+                    product = c if product is None else product * c
+            yield env, product
+            return
+        literal = rule.body[i]
+        if literal.is_builtin:
+            left, right = (env[a][1] if isinstance(a, Var) else a for a in literal.args)
+            if compare(literal.predicate, left, right):
+                yield from walk(i + 1, env, conf)
+            return
+        rows = model.get((literal.predicate, literal.negated, len(literal.args)), {})
+        if literal.naf:
+            if not any(_unify(literal, row, env) is not None for row in rows):
+                yield from walk(i + 1, env, conf)
+            return
+        for row, confidence in rows.items():
+            extended = _unify(literal, row, env)
+            if extended is not None:
+                yield from walk(i + 1, extended, [*conf, confidence])
+
+    # NAF and builtins must see bound variables: move them after positive literals.
+    ordered = [b for b in rule.body if not (b.naf or b.is_builtin)] + [
+        b for b in rule.body if b.naf or b.is_builtin
+    ]
+    rule = Rule(rule.id, rule.head, tuple(ordered), rule.confidence)
+    yield from walk(0, {}, [])
+
+
+def _unify(literal: Literal, row: tuple[Tagged, ...], env: dict[Var, Tagged]) -> dict | None:
+    extended = dict(env)
+    for arg, value in zip(literal.args, row):
+        if isinstance(arg, Var):
+            if extended.setdefault(arg, value) != value:
+                return None
+        elif tag(arg) != value:
+            return None
+    return extended

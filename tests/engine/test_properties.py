@@ -1,0 +1,124 @@
+"""Hypothesis: the engine agrees with the naive oracle on random small programs.
+
+Programs mix recursion, explicit negation, NAF, comparisons, typed constants
+(1, 1.0 and "1" are different) and confidences. Every relation is asked unbound
+(full evaluation) and with its first argument bound (magic sets), and proofs are
+checked to exist exactly for the derivable facts.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from nocturnus.engine.analysis import ProgramError
+from nocturnus.engine.evaluate import Program, Reasoner
+from nocturnus.engine.index import FactIndex
+from nocturnus.engine.rules import Literal, Rule
+from nocturnus.engine.terms import Var
+from tests.engine.oracle import naive_model, tag
+
+CONSTANTS = ["a", "b", "c", 1, "1", 1.0, 2]
+RELATIONS = [("e", 2), ("f", 1), ("p", 2), ("q", 1), ("r", 2)]
+DERIVED = [("p", 2), ("q", 1), ("r", 2)]
+VARS = [Var("x"), Var("y"), Var("z")]
+CONFIDENCES = [None, None, 0.5, 0.9, 1.0]
+
+
+@st.composite
+def facts(draw):
+    found = []
+    for _ in range(draw(st.integers(0, 14))):
+        predicate, arity = draw(st.sampled_from(RELATIONS))
+        args = tuple(draw(st.sampled_from(CONSTANTS)) for _ in range(arity))
+        found.append(
+            (predicate, draw(st.booleans()) and draw(st.booleans()), args,
+             draw(st.sampled_from(CONFIDENCES)))
+        )
+    return found
+
+
+@st.composite
+def rules(draw):
+    made = []
+    for n in range(draw(st.integers(1, 5))):
+        body = []
+        bound: list[Var] = []
+        for _ in range(draw(st.integers(1, 3))):
+            predicate, arity = draw(st.sampled_from(RELATIONS))
+            args = tuple(
+                draw(st.sampled_from(VARS + CONSTANTS[:3])) for _ in range(arity)
+            )
+            body.append(Literal(predicate, args, draw(st.booleans()) and draw(st.booleans())))
+            bound += [a for a in args if isinstance(a, Var)]
+        assume(bound)
+        if draw(st.booleans()):
+            predicate, arity = draw(st.sampled_from(RELATIONS))
+            args = tuple(
+                draw(st.sampled_from(bound + [Var("_?n")] + CONSTANTS[:2]))
+                for _ in range(arity)
+            )
+            body.append(Literal(predicate, args, draw(st.booleans()), naf=True))
+        if draw(st.booleans()):
+            op = draw(st.sampled_from(["lt", "gt", "eq", "neq", "<=", ">="]))
+            left = draw(st.sampled_from(bound))
+            right = draw(st.sampled_from(bound + CONSTANTS))
+            body.append(Literal(op, (left, right)))
+        predicate, arity = draw(st.sampled_from(DERIVED))
+        head = Literal(
+            predicate,
+            tuple(draw(st.sampled_from(bound + CONSTANTS[:2])) for _ in range(arity)),
+            draw(st.booleans()) and draw(st.booleans()),
+        )
+        made.append(Rule(f"r{n}", head, tuple(body), draw(st.sampled_from(CONFIDENCES))))
+    return made
+
+
+def _same_confidence(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules(), facts())
+def test_solve_matches_naive_oracle(program_rules, stored):
+    try:
+        program = Program(program_rules)
+    except ProgramError:
+        assume(False)
+    index = FactIndex()
+    for predicate, negated, args, confidence in stored:
+        index.add(predicate, negated, args, confidence)
+    visible = [
+        (p, n, a, index.confidence(p, n, a)) for p, n, a, _ in stored
+    ]
+    model = naive_model(program_rules, list({(p, n, tuple(tag(x) for x in a)): (p, n, a, c) for p, n, a, c in visible}.values()))
+    reasoner = Reasoner(index)
+    for predicate, arity in RELATIONS:
+        for negated in (False, True):
+            expected = model.get((predicate, negated, arity), {})
+            goal = Literal(predicate, tuple(Var(f"v{i}") for i in range(arity)), negated)
+            got = {
+                tuple(tag(x) for x in answer.args): answer.confidence
+                for answer in reasoner.solve(program, goal)
+            }
+            assert got.keys() == expected.keys(), (predicate, negated)
+            for row, confidence in got.items():
+                assert _same_confidence(confidence, expected[row]), (predicate, row)
+            for constant in CONSTANTS:
+                bound_goal = Literal(predicate, (constant, *goal.args[1:]), negated)
+                answers = reasoner.solve(program, bound_goal)
+                want = {row for row in expected if row[0] == tag(constant)}
+                assert {tuple(tag(x) for x in a.args) for a in answers} == want
+                for answer in answers:
+                    row = tuple(tag(x) for x in answer.args)
+                    assert _same_confidence(answer.confidence, expected[row])
+            for row, confidence in list(expected.items())[:3]:
+                proof = reasoner.explain(
+                    program, Literal(predicate, tuple(v for _, v in row), negated)
+                )
+                assert proof is not None
+                assert _same_confidence(proof.confidence, confidence)
