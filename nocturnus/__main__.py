@@ -1,0 +1,5 @@
+"""``python -m nocturnus`` runs the CLI."""
+
+from nocturnus.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""Databases, tenants and database-wide rules (API.md §2, §3 "Database rules").
+
+These routes take the database from the body or the path and ignore ``X-Database``: the
+upstream SDK sends ``X-Database: production`` while creating ``production``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Blueprint
+
+from nocturnus.api import render
+from nocturnus.api.endpoint import Call, endpoint, json_response
+from nocturnus.api.knowledge import CONFLICT_STRATEGY, TEACH_BODY, teach_command
+from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, obj, validate
+from nocturnus.errors import NotFound, ValidationError
+from nocturnus.service import tenants
+from nocturnus.service.database import Database, DatabaseState
+from nocturnus.service.databases import DatabaseInfo
+
+admin = Blueprint("admin")
+
+CREATE_DATABASE_BODY = obj(
+    ["name"],
+    name={"type": "string", "pattern": DATABASE_NAME},
+    defaultConflictStrategy=CONFLICT_STRATEGY,
+    isMultiTenant={"type": ["boolean", "null"]},
+)
+CREATE_TENANT_BODY = obj(
+    [],
+    name={"type": "string", "pattern": TENANT_NAME},
+    tenantId={"type": "string", "pattern": TENANT_NAME},
+)
+
+
+def _database_info(info: DatabaseInfo, db: Database[DatabaseState] | None) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "createdAt": info.created_at,
+        "defaultConflictStrategy": info.default_conflict_strategy,
+        "isMultiTenant": True,
+        "tenants": len(db.tenant_names) if db is not None else 0,
+        "events": db.head if db is not None else 0,
+    }
+
+
+def _path_database(call: Call) -> Database[DatabaseState]:
+    name = call.query["db"]
+    validate(name, {"type": "string", "pattern": DATABASE_NAME}, "database")
+    return call.request.app.ctx.databases.get(name)
+
+
+def _path_tenant(call: Call) -> str:
+    tenant = call.query["tenant"]
+    validate(tenant, {"type": "string", "pattern": TENANT_NAME}, "tenant")
+    return tenant
+
+
+@endpoint(admin, "POST", "/databases", "/admin/databases", summary="Create a database (idempotent)", body=CREATE_DATABASE_BODY)
+async def create_database(call: Call) -> Any:
+    databases = call.request.app.ctx.databases
+    strategy = call.body.get("defaultConflictStrategy") or "REJECT"
+    info, created = await databases.create(call.body["name"], strategy)
+    answer = {**_database_info(info, databases.get(info.name)), "created": created}
+    return json_response(answer, 201 if created else 200)
+
+
+@endpoint(admin, "GET", "/databases", "/admin/databases", summary="List databases")
+async def list_databases(call: Call) -> dict[str, Any]:
+    databases = call.request.app.ctx.databases
+    return {"databases": [_database_info(i, databases.get(i.name)) for i in databases.infos()]}
+
+
+@endpoint(admin, "DELETE", "/admin/databases/<db>", summary="Delete a database and its log")
+async def delete_database(call: Call) -> dict[str, Any]:
+    name = call.query["db"]
+    validate(name, {"type": "string", "pattern": DATABASE_NAME}, "database")
+    await call.request.app.ctx.databases.delete(name)
+    return {"deleted": name}
+
+
+@endpoint(admin, "GET", "/admin/databases/<db>/tenants", summary="List a database's tenants")
+async def list_tenants(call: Call) -> dict[str, Any]:
+    infos = await tenants.list_tenants(_path_database(call))
+    return {
+        "tenants": [
+            {"name": t.name, "createdAt": t.created_at, "facts": t.facts, "rules": t.rules}
+            for t in infos
+        ],
+        "count": len(infos),
+    }
+
+
+@endpoint(admin, "POST", "/admin/databases/<db>/tenants", summary="Create a tenant (idempotent)", body=CREATE_TENANT_BODY)
+async def create_tenant(call: Call) -> Any:
+    db = _path_database(call)
+    name = call.body.get("name") or call.body.get("tenantId")
+    if not name:
+        raise ValidationError("name: is required", field="name")
+    created = await tenants.create_tenant(db, name)
+    return json_response({"name": name, "database": db.name, "created": created}, 201 if created else 200)
+
+
+@endpoint(admin, "DELETE", "/admin/databases/<db>/tenants/<tenant>", summary="Delete a tenant and all its data")
+async def delete_tenant(call: Call) -> dict[str, Any]:
+    db = _path_database(call)
+    tenant = _path_tenant(call)
+    info = await tenants.delete_tenant(db, tenant)
+    if info is None:
+        raise NotFound(f"Tenant '{tenant}' not found in database '{db.name}'")
+    return {"deleted": tenant, "facts": info.facts, "rules": info.rules}
+
+
+@endpoint(admin, "POST", "/admin/databases/<db>/rules", summary="Teach a rule to every tenant of a database", body=TEACH_BODY)
+async def teach_database_rule(call: Call) -> dict[str, Any]:
+    outcome = await tenants.teach_database_rule(_path_database(call), teach_command(call.body))
+    return {"stored": outcome.stored, "rule": render.rule_info(outcome.record)}
+
+
+@endpoint(admin, "GET", "/admin/databases/<db>/rules", summary="List database-wide rules")
+async def list_database_rules(call: Call) -> dict[str, Any]:
+    records = tenants.database_rules(_path_database(call))
+    return {"rules": [render.rule_info(r) for r in records], "count": len(records)}
+
+
+@endpoint(admin, "DELETE", "/admin/databases/<db>/rules/<rule_id>", summary="Remove a database-wide rule")
+async def remove_database_rule(call: Call) -> dict[str, Any]:
+    rule_id = call.query["rule_id"]
+    await tenants.remove_database_rule(_path_database(call), rule_id)
+    return {"deleted": rule_id}

@@ -1,0 +1,77 @@
+"""The Sanic application factory.
+
+Nothing happens at import time: :func:`create_app` builds the app, and the databases are
+opened in ``before_server_start`` and flushed and closed in ``after_server_stop``, which
+Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sanic import HTTPResponse, Request, Sanic
+
+from nocturnus.api.admin import admin
+from nocturnus.api.errors import render_error
+from nocturnus.api.health import health
+from nocturnus.api.knowledge import knowledge
+from nocturnus.api.openapi import build_document, openapi
+from nocturnus.service.databases import Databases
+from nocturnus.settings import Settings, load_settings
+from nocturnus.store.crypto import load_master_key
+
+
+@dataclass(slots=True)
+class AppContext:
+    """Typed ``app.ctx``: everything handlers may reach."""
+
+    settings: Settings
+    databases: Databases | None = None
+    ready: bool = False
+    openapi: dict[str, Any] = field(default_factory=dict)
+
+
+NocturnusApp = Sanic  # Sanic[Config, AppContext]
+
+
+def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
+    settings = settings or load_settings()
+    app = Sanic(name, ctx=AppContext(settings=settings))  # type: ignore[call-arg]
+    app.config.MOTD = False
+    app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.KEEP_ALIVE_TIMEOUT = 30
+    app.error_handler.add(Exception, render_error)
+    for blueprint in (knowledge, admin, health, openapi):
+        app.blueprint(blueprint)
+    app.ctx.openapi = build_document()
+
+    @app.before_server_start
+    async def open_databases(app: Sanic) -> None:
+        master_key = load_master_key(settings.data_dir, settings.master_key)
+        databases = Databases(settings.data_dir, master_key)
+        await databases.open()
+        app.ctx.databases = databases
+        app.ctx.ready = True
+
+    @app.after_server_stop
+    async def close_databases(app: Sanic) -> None:
+        app.ctx.ready = False
+        if app.ctx.databases is not None:
+            await app.ctx.databases.close()
+
+    @app.on_request
+    async def assign_request_id(request: Request) -> None:
+        given = request.headers.get("X-Request-ID", "").strip()
+        request.ctx.request_id = given[:128] if given else uuid.uuid4().hex
+
+    @app.on_response
+    async def add_headers(request: Request, response: HTTPResponse) -> None:
+        request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+
+    return app

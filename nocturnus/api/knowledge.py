@@ -1,0 +1,351 @@
+"""REST endpoints for facts, rules and questions (API.md §3). Handlers stay thin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sanic import Blueprint
+
+from nocturnus.api import render
+from nocturnus.api.endpoint import Call, endpoint
+from nocturnus.api.schema import (
+    ARGS,
+    CONFIDENCE,
+    CONFLICT_STRATEGY,
+    METADATA,
+    PREDICATE,
+    SCOPE,
+    SCOPE_NAME,
+    TIMESTAMP,
+    Schema,
+    nullable,
+    obj,
+)
+from nocturnus.engine.rules import BUILTIN_NAMES, Literal
+from nocturnus.engine.terms import Const, Var, parse_term
+from nocturnus.errors import ValidationError
+from nocturnus.service import tenants
+from nocturnus.service.commands import MAIN_SCOPE, TeachRule, TellFact, fact_text
+from nocturnus.service.facts import FactKey
+from nocturnus.service.queries import AGGREGATE_OPERATIONS, aggregate
+
+knowledge = Blueprint("knowledge")
+
+MAX_METADATA_BYTES = 32 * 1024
+MAX_RULE_BODY = 32
+BOOL: Schema = nullable({"type": "boolean"})
+LIMIT: Schema = nullable({"type": "integer", "minimum": 1})
+
+TELL_FIELDS: dict[str, Schema] = {
+    "predicate": PREDICATE,
+    "args": ARGS,
+    "negated": BOOL,
+    "truthVal": BOOL,
+    "scope": SCOPE,
+    "confidence": CONFIDENCE,
+    "ttl": nullable({"type": "integer", "minimum": 1}),
+    "validFrom": TIMESTAMP,
+    "validUntil": TIMESTAMP,
+    "metadata": METADATA,
+    "conflictStrategy": CONFLICT_STRATEGY,
+}
+TELL_BODY = obj(["predicate", "args"], **TELL_FIELDS)
+BULK_BODY = obj(
+    ["facts"],
+    facts={"type": "array", "items": TELL_BODY, "minItems": 1, "maxItems": 10_000},
+    atomic=BOOL,
+)
+PATTERN_FIELDS: dict[str, Schema] = {
+    "predicate": PREDICATE,
+    "args": ARGS,
+    "negated": BOOL,
+    "truthVal": BOOL,
+    "scope": SCOPE,
+}
+PATTERN_BODY = obj(["predicate", "args"], **PATTERN_FIELDS)
+ASK_BODY = obj(
+    ["predicate", "args"],
+    **PATTERN_FIELDS,
+    withProof=BOOL,
+    minConfidence=CONFIDENCE,
+    limit=LIMIT,
+)
+INFER_BODY = obj(
+    ["predicate", "args"],
+    **TELL_FIELDS,
+    withProof=BOOL,
+    minConfidence=CONFIDENCE,
+    limit=LIMIT,
+)
+AGGREGATE_BODY = obj(
+    ["predicate", "args", "operation"],
+    **PATTERN_FIELDS,
+    operation={"type": "string", "enum": [*AGGREGATE_OPERATIONS, *(o.lower() for o in AGGREGATE_OPERATIONS)]},
+    argIndex=nullable({"type": "integer", "minimum": 0, "maximum": 63}),
+)
+LITERAL = obj(
+    ["predicate", "args"],
+    predicate=PREDICATE,
+    args=ARGS,
+    negated=BOOL,
+    naf=BOOL,
+    truthVal=BOOL,
+    scope=SCOPE,
+    metadata=METADATA,
+)
+TEACH_BODY = obj(
+    ["head", "body"],
+    head=LITERAL,
+    body={"type": "array", "items": LITERAL, "minItems": 1, "maxItems": MAX_RULE_BODY},
+    scope=SCOPE,
+    confidence=CONFIDENCE,
+)
+SCOPE_QUERY: dict[str, Schema] = {"scope": {"type": "string", "pattern": SCOPE_NAME}}
+PROOF_QUERY: dict[str, Schema] = {
+    "proof": {"type": "string", "enum": ["true", "false"]},
+    "minConfidence": {"type": "string", "pattern": r"^(0(\.\d+)?|1(\.0+)?)$"},
+}
+
+
+# -- body → domain objects ------------------------------------------------------------
+
+def negated_of(body: dict[str, Any]) -> bool:
+    """``negated:true`` or the upstream ``truthVal:false`` both mean explicit negation."""
+    return bool(body.get("negated")) or body.get("truthVal") is False
+
+
+def constants(args: list[Const], field: str = "args") -> tuple[Const, ...]:
+    """Fact arguments: no variables allowed."""
+    for i, value in enumerate(args):
+        if isinstance(parse_term(value), Var):
+            raise ValidationError(
+                f"{field}[{i}]: a fact cannot contain the variable {value!r}", field=f"{field}[{i}]"
+            )
+    return tuple(args)
+
+
+def pattern(args: list[Const]) -> tuple[Var | Const, ...]:
+    return tuple(parse_term(a) for a in args)
+
+
+def write_scope(body: dict[str, Any]) -> str:
+    return body.get("scope") or MAIN_SCOPE
+
+
+def tell_command(body: dict[str, Any], field: str = "") -> TellFact:
+    metadata = body.get("metadata") or {}
+    if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise ValidationError(f"{field}metadata: larger than 32 KiB as JSON", field=f"{field}metadata")
+    return TellFact(
+        predicate=body["predicate"],
+        args=constants(body["args"], f"{field}args"),
+        negated=negated_of(body),
+        scope=write_scope(body),
+        confidence=body.get("confidence"),
+        ttl=body.get("ttl"),
+        valid_from=body.get("validFrom"),
+        valid_until=body.get("validUntil"),
+        metadata=metadata,
+        conflict_strategy=body.get("conflictStrategy"),
+    )
+
+
+def goal_literal(body: dict[str, Any]) -> Literal:
+    if body["predicate"] in BUILTIN_NAMES:
+        raise ValidationError(
+            f"predicate: {body['predicate']!r} is a built-in and cannot be asked", field="predicate"
+        )
+    return Literal(body["predicate"], pattern(body["args"]), negated_of(body))
+
+
+def rule_literal(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "predicate": data["predicate"],
+        "args": list(data["args"]),
+        "negated": negated_of(data),
+        "naf": bool(data.get("naf")),
+    }
+
+
+def teach_command(body: dict[str, Any]) -> TeachRule:
+    head = body["head"]
+    if head.get("naf"):
+        raise ValidationError("head.naf: a rule head cannot be negation as failure", field="head.naf")
+    return TeachRule(
+        head=rule_literal(head),
+        body=tuple(rule_literal(b) for b in body["body"]),
+        scope=body.get("scope"),
+        confidence=body.get("confidence"),
+    )
+
+
+# -- facts ----------------------------------------------------------------------------
+
+@endpoint(knowledge, "POST", "/tell", "/assert/fact", summary="Store a fact", body=TELL_BODY, tenant=True)
+async def tell(call: Call) -> dict[str, Any]:
+    outcome = await tenants.tell(call.database, call.tenant_id, tell_command(call.body))
+    answer: dict[str, Any] = {
+        "stored": outcome.stored,
+        "fact": render.fact_atom(outcome.record),
+        "message": outcome.message,
+    }
+    if outcome.replaced:
+        answer["replaced"] = [render.fact_atom(r) for r in outcome.replaced]
+    return answer
+
+
+@endpoint(knowledge, "POST", "/assert/facts", summary="Store many facts in one append", body=BULK_BODY, tenant=True)
+async def tell_many(call: Call) -> dict[str, Any]:
+    limit = call.request.app.ctx.settings.max_bulk_facts
+    facts = call.body["facts"]
+    if len(facts) > limit:
+        raise ValidationError(f"facts: at most {limit} facts per call", field="facts")
+    cmds = [tell_command(f, f"facts[{i}].") for i, f in enumerate(facts)]
+    outcome = await tenants.tell_many(call.database, call.tenant_id, cmds, bool(call.body.get("atomic")))
+    return {
+        "asserted": outcome.asserted,
+        "failed": len(outcome.errors),
+        "errors": [{"index": e.index, "code": e.code, "message": e.message} for e in outcome.errors],
+    }
+
+
+@endpoint(knowledge, "POST", "/forget", "/retract", summary="Remove one fact", body=PATTERN_BODY, tenant=True)
+async def forget(call: Call) -> dict[str, Any]:
+    body = call.body
+    key = FactKey(write_scope(body), body["predicate"], negated_of(body), constants(body["args"]))
+    outcome = await tenants.forget(call.database, call.tenant_id, key)
+    return {"retracted": len(outcome.records), "message": f"Forgotten: {fact_text(key)}"}
+
+
+@endpoint(knowledge, "POST", "/retract/pattern", summary="Remove every fact matching a pattern", body=PATTERN_BODY, tenant=True)
+async def retract_pattern(call: Call) -> dict[str, Any]:
+    body = call.body
+    outcome = await tenants.retract_pattern(
+        call.database, call.tenant_id, body["predicate"], negated_of(body), pattern(body["args"]), write_scope(body)
+    )
+    atoms = [render.fact_atom(r) for r in outcome.records]
+    return {"retracted": len(atoms), "facts": atoms, "atoms": atoms}
+
+
+# -- rules ----------------------------------------------------------------------------
+
+@endpoint(knowledge, "POST", "/teach", "/assert/rule", summary="Teach a rule to this tenant", body=TEACH_BODY, tenant=True)
+async def teach(call: Call) -> dict[str, Any]:
+    outcome = await tenants.teach(call.database, call.tenant_id, teach_command(call.body))
+    text = outcome.record.rule.text()
+    return {
+        "stored": outcome.stored,
+        "rule": render.rule_info(outcome.record),
+        "message": ("Rule stored: " if outcome.stored else "Rule already known: ") + text,
+    }
+
+
+@endpoint(knowledge, "GET", "/rules", summary="The database's rules and this tenant's own", tenant=True)
+async def list_rules(call: Call) -> dict[str, Any]:
+    records = await tenants.rules(call.database, call.tenant_id)
+    return {"rules": [render.rule_info(r) for r in records], "count": len(records)}
+
+
+@endpoint(knowledge, "DELETE", "/rules/<rule_id>", summary="Remove one of this tenant's rules", tenant=True)
+async def remove_rule(call: Call) -> dict[str, Any]:
+    rule_id = call.query["rule_id"]
+    await tenants.remove_rule(call.database, call.tenant_id, rule_id)
+    return {"deleted": rule_id}
+
+
+# -- questions ------------------------------------------------------------------------
+
+@endpoint(knowledge, "POST", "/ask", summary="Answer a goal by inference", body=ASK_BODY, tenant=True)
+async def ask(call: Call) -> dict[str, Any]:
+    body = call.body
+    goal = goal_literal(body)
+    answers = await tenants.ask(
+        call.database,
+        call.tenant_id,
+        goal,
+        body.get("scope"),
+        min_confidence=body.get("minConfidence"),
+        limit=body.get("limit"),
+        with_proof=bool(body.get("withProof")),
+    )
+    return {
+        "results": [render.answer_atom(a) for a in answers],
+        "bindings": [render.bindings(goal, a) for a in answers],
+        "count": len(answers),
+    }
+
+
+@endpoint(
+    knowledge, "POST", "/infer", summary="Answer a goal by inference (bare array, upstream shape)",
+    body=INFER_BODY, tenant=True, query=PROOF_QUERY,
+)
+async def infer(call: Call) -> list[Any]:
+    body = call.body
+    with_proof = call.query.get("proof") == "true" or bool(body.get("withProof"))
+    min_confidence = body.get("minConfidence")
+    if "minConfidence" in call.query:
+        min_confidence = float(call.query["minConfidence"])
+    elif min_confidence is None:
+        min_confidence = body.get("confidence")
+    answers = await tenants.ask(
+        call.database,
+        call.tenant_id,
+        goal_literal(body),
+        body.get("scope"),
+        min_confidence=min_confidence,
+        limit=body.get("limit"),
+        with_proof=with_proof,
+    )
+    if not with_proof:
+        return [render.answer_atom(a) for a in answers]
+    results = []
+    for a in answers:
+        atom = render.answer_atom(a)
+        proof = atom.pop("proof", None)
+        results.append({"result": atom, "proof": proof})
+    return results
+
+
+@endpoint(knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=PATTERN_BODY, tenant=True)
+async def query(call: Call) -> dict[str, Any]:
+    body = call.body
+    records = await tenants.match(
+        call.database, call.tenant_id, body["predicate"], negated_of(body), pattern(body["args"]), body.get("scope")
+    )
+    return {"results": [render.fact_atom(r) for r in records], "count": len(records)}
+
+
+@endpoint(knowledge, "GET", "/predicates", summary="Predicates with fact and rule counts", tenant=True, query=SCOPE_QUERY)
+async def predicates(call: Call) -> dict[str, Any]:
+    stats = await tenants.predicates(call.database, call.tenant_id, call.query.get("scope"))
+    return {
+        "predicates": [
+            {
+                "predicate": s.predicate,
+                "arity": s.arity,
+                "factCount": s.fact_count,
+                "ruleCount": s.rule_count,
+                "hasRules": s.rule_count > 0,
+            }
+            for s in stats
+        ],
+        "totalPredicates": len(stats),
+        "totalFacts": sum(s.fact_count for s in stats),
+        "totalRules": sum(s.rule_count for s in stats),
+    }
+
+
+@endpoint(knowledge, "POST", "/aggregate", summary="COUNT/SUM/MIN/MAX/AVG over the answers of a goal", body=AGGREGATE_BODY, tenant=True)
+async def aggregate_answers(call: Call) -> dict[str, Any]:
+    body = call.body
+    goal = goal_literal(body)
+    answers = await tenants.ask(call.database, call.tenant_id, goal, body.get("scope"))
+    operation = body["operation"].upper()
+    result = aggregate(answers, operation, body.get("argIndex") or 0)
+    return {
+        "operation": result.operation,
+        "predicate": goal.predicate,
+        "result": result.result,
+        "matchedFacts": result.matched,
+    }

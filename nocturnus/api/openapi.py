@@ -1,0 +1,83 @@
+"""``GET /openapi.json``: generated from the endpoint declarations that serve the routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sanic import Blueprint
+
+from nocturnus import __version__
+from nocturnus.api.endpoint import ENDPOINTS, Call, EndpointSpec, endpoint
+
+openapi = Blueprint("openapi")
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "details": {"type": ["object", "null"]},
+    },
+}
+
+
+def _openapi_path(path: str) -> tuple[str, list[str]]:
+    names = re.findall(r"<([a-z_]+)>", path)
+    return re.sub(r"<([a-z_]+)>", r"{\1}", path), names
+
+
+def _operation(spec: EndpointSpec, path: str, params: list[str]) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in params
+    ]
+    parameters += [
+        {"name": n, "in": "query", "required": False, "schema": s} for n, s in spec.query.items()
+    ]
+    if spec.tenant:
+        parameters.append(
+            {"name": "X-Tenant-ID", "in": "header", "required": True,
+             "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,128}$"}}
+        )
+    if spec.database:
+        parameters.append(
+            {"name": "X-Database", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$", "default": "default"}}
+        )
+    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    operation: dict[str, Any] = {
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "operationId": f"{spec.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', path).strip('_')}",
+        "parameters": parameters,
+        "responses": {
+            str(spec.status): {"description": "success", "content": {"application/json": {"schema": {}}}},
+            "4XX": error,
+        },
+    }
+    if spec.body is not None:
+        operation["requestBody"] = {
+            "required": spec.body_required,
+            "content": {"application/json": {"schema": spec.body}},
+        }
+    return operation
+
+
+def build_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in ENDPOINTS:
+        for path in spec.paths:
+            openapi_path, params = _openapi_path(path)
+            paths.setdefault(openapi_path, {})[spec.method.lower()] = _operation(spec, path, params)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Nocturnus", "version": __version__},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+    }
+
+
+@endpoint(openapi, "GET", "/openapi.json", summary="This document")
+async def document(call: Call) -> dict[str, Any]:
+    return call.request.app.ctx.openapi

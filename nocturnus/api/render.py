@@ -1,0 +1,99 @@
+"""Domain results as the JSON shapes of API.md (shared by REST and MCP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nocturnus.engine.proofs import Proof
+from nocturnus.engine.rules import Literal
+from nocturnus.engine.terms import Var
+from nocturnus.service.facts import FactRecord
+from nocturnus.service.queries import Answer
+from nocturnus.service.rulebook import RuleRecord
+
+
+def fact_atom(record: FactRecord) -> dict[str, Any]:
+    key = record.key
+    return {
+        "predicate": key.predicate,
+        "args": list(key.args),
+        "negated": key.negated,
+        "scope": key.scope,
+        "confidence": record.confidence,
+        "metadata": record.metadata,
+        "createdAt": record.created_at,
+        "validFrom": record.valid_from,
+        "validUntil": record.valid_until,
+        "ttl": record.ttl,
+    }
+
+
+def answer_atom(answer: Answer) -> dict[str, Any]:
+    """A stored fact keeps its attributes; a derived one has no time attributes."""
+    if answer.record is not None:
+        atom = fact_atom(answer.record)
+        atom["confidence"] = answer.confidence
+    else:
+        key = answer.key
+        atom = {
+            "predicate": key.predicate,
+            "args": list(key.args),
+            "negated": key.negated,
+            "scope": key.scope,
+            "confidence": answer.confidence,
+            "metadata": {},
+            "createdAt": None,
+            "validFrom": None,
+            "validUntil": None,
+            "ttl": None,
+        }
+    if answer.proof is not None:
+        atom["proof"] = proof_tree(answer.proof, answer.key.scope)
+    return atom
+
+
+def literal_atom(literal: Literal, scope: str | None) -> dict[str, Any]:
+    return {
+        "predicate": literal.predicate,
+        "args": [f"?{a.name}" if isinstance(a, Var) else a for a in literal.args],
+        "negated": literal.negated,
+        "scope": scope,
+    }
+
+
+def proof_tree(proof: Proof, scope: str) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "goal": literal_atom(proof.goal, scope),
+        "type": proof.type,
+        "confidence": proof.confidence,
+        "children": [proof_tree(child, scope) for child in proof.children],
+    }
+    if proof.goal.naf:
+        node["goal"]["naf"] = True
+    if proof.rule is not None:
+        node["rule"] = proof.rule.text()
+        node["ruleId"] = proof.rule.id
+    return node
+
+
+def bindings(goal: Literal, answer: Answer) -> dict[str, Any]:
+    """Each named variable of the goal mapped to its value in ``answer``."""
+    found: dict[str, Any] = {}
+    for term, value in zip(goal.args, answer.key.args):
+        if isinstance(term, Var) and not term.name.startswith("_"):
+            found.setdefault(term.name, value)
+    return found
+
+
+def rule_info(record: RuleRecord) -> dict[str, Any]:
+    rule = record.rule
+    return {
+        "id": rule.id,
+        "text": rule.text(),
+        "head": literal_atom(rule.head, None),
+        "body": [{**literal_atom(b, None), "naf": b.naf} for b in rule.body],
+        "scope": record.scope,
+        "confidence": rule.confidence,
+        "level": record.level,
+        "createdAt": record.created_at,
+    }

@@ -1,0 +1,145 @@
+"""The database registry: which databases exist, opened from the ``_system`` log.
+
+``_system`` is an ordinary event log whose database-level events register and delete
+databases; every other database is a separate SQLite file under the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nocturnus.errors import NotFound, ValidationError
+from nocturnus.service.database import (
+    DATABASE_LEVEL,
+    Database,
+    DatabaseState,
+    apply_database_event,
+    now_ms,
+)
+from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
+from nocturnus.store.crypto import MasterKey
+
+SYSTEM_DATABASE = "_system"
+DEFAULT_DATABASE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseInfo:
+    name: str
+    created_at: int
+    default_conflict_strategy: str
+
+
+@dataclass(slots=True)
+class Registry:
+    """Projection of the ``_system`` database-level events."""
+
+    databases: dict[str, DatabaseInfo] = field(default_factory=dict)
+    last_seq: int = 0
+
+
+def apply_registry_event(state: Registry, seq: int, event: Event) -> None:
+    if isinstance(event, DatabaseCreated):
+        state.databases[event.name] = DatabaseInfo(
+            event.name, event.created_at, event.default_conflict_strategy
+        )
+    elif isinstance(event, DatabaseDeleted):
+        state.databases.pop(event.name, None)
+    state.last_seq = seq
+
+
+class Databases:
+    """Every open database of one data directory."""
+
+    def __init__(self, data_dir: Path, master_key: MasterKey) -> None:
+        self.data_dir = data_dir
+        self._master_key = master_key
+        self.system: Database[Registry] = Database(
+            SYSTEM_DATABASE,
+            self._path(SYSTEM_DATABASE),
+            master_key,
+            root_factory=Registry,
+            root_apply=apply_registry_event,
+        )
+        self._open: dict[str, Database[DatabaseState]] = {}
+        self._lock = asyncio.Lock()
+
+    def _path(self, name: str) -> Path:
+        return self.data_dir / f"{name}.db"
+
+    async def open(self) -> None:
+        """Open the registry and every registered database; create ``default`` once."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.system.open()
+        if DEFAULT_DATABASE not in self.system.root.databases:
+            await self.create(DEFAULT_DATABASE)
+        for info in self.infos():
+            if info.name not in self._open:
+                await self._open_database(info)
+
+    async def close(self) -> None:
+        for database in self._open.values():
+            await database.close()
+        self._open.clear()
+        await self.system.close()
+
+    async def _open_database(self, info: DatabaseInfo) -> Database[DatabaseState]:
+        database: Database[DatabaseState] = Database(
+            info.name,
+            self._path(info.name),
+            self._master_key,
+            root_factory=DatabaseState,
+            root_apply=apply_database_event,
+            default_conflict_strategy=info.default_conflict_strategy,
+        )
+        await database.open()
+        self._open[info.name] = database
+        return database
+
+    def get(self, name: str) -> Database[DatabaseState]:
+        """:raises NotFound: no database of that name."""
+        database = self._open.get(name)
+        if database is None:
+            raise NotFound(f"Database '{name}' not found", {"database": name})
+        return database
+
+    def infos(self) -> list[DatabaseInfo]:
+        return sorted(self.system.root.databases.values(), key=lambda i: i.name)
+
+    def all(self) -> list[Database[DatabaseState]]:
+        return [self._open[i.name] for i in self.infos() if i.name in self._open]
+
+    async def create(
+        self, name: str, default_conflict_strategy: str = "REJECT"
+    ) -> tuple[DatabaseInfo, bool]:
+        """Register and open a database; an existing name is returned unchanged."""
+        if name == SYSTEM_DATABASE:
+            raise ValidationError(f"database name '{name}' is reserved", field="name")
+        async with self._lock:
+            known = self.system.root.databases.get(name)
+            if known is not None:
+                return known, False
+            now = now_ms()
+            event = DatabaseCreated(name, now, default_conflict_strategy)
+            await self.system.commit(DATABASE_LEVEL, [event], now)
+            info = self.system.root.databases[name]
+            await self._open_database(info)
+            return info, True
+
+    async def delete(self, name: str) -> None:
+        """Close and remove a database and its files.
+
+        :raises ValidationError: for ``default``.
+        :raises NotFound: for an unknown name.
+        """
+        if name == DEFAULT_DATABASE:
+            raise ValidationError("the default database cannot be deleted", field="name")
+        async with self._lock:
+            database = self.get(name)
+            await self.system.commit(DATABASE_LEVEL, [DatabaseDeleted(name)], now_ms())
+            del self._open[name]
+            await database.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{database.path}{suffix}").unlink(missing_ok=True)

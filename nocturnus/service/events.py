@@ -1,0 +1,155 @@
+"""Event types: the only way state changes.
+
+Each event is a frozen record with a stable ``kind`` (stored in the log, never a Python
+path) and an integer ``version``. Bodies are orjson dicts of the fields. An old version is
+upgraded on read by an explicit upcaster registered in ``_UPCASTERS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import orjson
+
+Scalar = str | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event; subclasses set ``kind`` and ``version``."""
+
+    kind: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FactTold(Event):
+    """A fact was stored, or an identical fact's attributes were replaced."""
+
+    kind: ClassVar[str] = "fact_told"
+    predicate: str
+    args: tuple[Scalar, ...]
+    negated: bool
+    scope: str
+    created_at: int
+    valid_from: int
+    valid_until: int | None = None
+    ttl: int | None = None
+    confidence: float | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FactRetracted(Event):
+    """A stored fact was removed."""
+
+    kind: ClassVar[str] = "fact_retracted"
+    predicate: str
+    args: tuple[Scalar, ...]
+    negated: bool
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTaught(Event):
+    """A rule was added (to a tenant, or database-wide when logged under tenant "")."""
+
+    kind: ClassVar[str] = "rule_taught"
+    id: str
+    head: dict[str, Any]
+    body: tuple[dict[str, Any], ...]
+    created_at: int
+    scope: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRemoved(Event):
+    kind: ClassVar[str] = "rule_removed"
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantCreated(Event):
+    kind: ClassVar[str] = "tenant_created"
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDeleted(Event):
+    """The tenant's data key is destroyed with this event; replay starts it over empty."""
+
+    kind: ClassVar[str] = "tenant_deleted"
+    facts: int
+    rules: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseCreated(Event):
+    """Registry event in the ``_system`` database."""
+
+    kind: ClassVar[str] = "database_created"
+    name: str
+    created_at: int
+    default_conflict_strategy: str = "REJECT"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseDeleted(Event):
+    kind: ClassVar[str] = "database_deleted"
+    name: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+_TUPLE_FIELDS: dict[str, frozenset[str]] = {}
+_UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def register(cls: type[Event]) -> type[Event]:
+    """Make ``cls`` decodable from the log; later issues register their own events."""
+    if cls.kind in EVENT_TYPES and EVENT_TYPES[cls.kind] is not cls:
+        raise ValueError(f"duplicate event kind {cls.kind!r}")
+    EVENT_TYPES[cls.kind] = cls
+    _TUPLE_FIELDS[cls.kind] = frozenset(
+        f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")
+    )
+    return cls
+
+
+for _cls in (
+    FactTold,
+    FactRetracted,
+    RuleTaught,
+    RuleRemoved,
+    TenantCreated,
+    TenantDeleted,
+    DatabaseCreated,
+    DatabaseDeleted,
+):
+    register(_cls)
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event body (its version travels with it as ``_v``)."""
+    body = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    body["_v"] = event.version
+    return orjson.dumps(body)
+
+
+def decode(kind: str, data: bytes) -> Event:
+    """Rebuild an event from the log, upcasting old versions.
+
+    :raises KeyError: for an unknown kind — a log written by a newer server.
+    """
+    cls = EVENT_TYPES[kind]
+    body = orjson.loads(data)
+    version = body.pop("_v", 1)
+    while version < cls.version:
+        body = _UPCASTERS[(kind, version)](body)
+        version += 1
+    for name in _TUPLE_FIELDS[kind]:
+        if body.get(name) is not None:
+            body[name] = tuple(body[name])
+    return cls(**body)

@@ -1,0 +1,71 @@
+"""Stored facts and their visibility in time.
+
+A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is an
+attribute that a repeated ``tell`` may replace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from nocturnus.service.events import FactTold, Scalar
+
+
+class FactKey(NamedTuple):
+    scope: str
+    predicate: str
+    negated: bool
+    args: tuple[Scalar, ...]
+
+    def opposite(self) -> FactKey:
+        return self._replace(negated=not self.negated)
+
+
+@dataclass(frozen=True, slots=True)
+class FactRecord:
+    """One stored fact with its attributes, as told."""
+
+    key: FactKey
+    created_at: int
+    valid_from: int
+    valid_until: int | None = None
+    ttl: int | None = None
+    confidence: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: FactTold) -> FactRecord:
+        return cls(
+            key=FactKey(event.scope, event.predicate, event.negated, event.args),
+            created_at=event.created_at,
+            valid_from=event.valid_from,
+            valid_until=event.valid_until,
+            ttl=event.ttl,
+            confidence=event.confidence,
+            metadata=event.metadata,
+        )
+
+    @property
+    def expires_at(self) -> int | None:
+        """The first instant the fact stops being visible, if it ever does."""
+        ends = [t for t in (self.valid_until, self._ttl_end) if t is not None]
+        return min(ends) if ends else None
+
+    @property
+    def _ttl_end(self) -> int | None:
+        return None if self.ttl is None else self.created_at + self.ttl
+
+    def is_visible(self, now_ms: int) -> bool:
+        """``validFrom ≤ now < validUntil`` and ``now < createdAt + ttl``."""
+        if now_ms < self.valid_from:
+            return False
+        expires = self.expires_at
+        return expires is None or now_ms < expires
+
+    def next_change(self, now_ms: int) -> int | None:
+        """When visibility next flips after ``now_ms`` (None: never)."""
+        if now_ms < self.valid_from:
+            return self.valid_from
+        expires = self.expires_at
+        return expires if expires is not None and now_ms < expires else None

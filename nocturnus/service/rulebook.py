@@ -1,0 +1,75 @@
+"""Rules as stored in events, turned into engine rules, and the rule set each scope sees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nocturnus.engine.rules import Literal, Rule
+from nocturnus.engine.terms import parse_term
+from nocturnus.service.events import RuleTaught
+
+
+def literal_from_dict(data: Mapping[str, Any]) -> Literal:
+    """Build an engine literal from the ``{predicate, args, negated, naf}`` event form."""
+    return Literal(
+        predicate=data["predicate"],
+        args=tuple(parse_term(a) for a in data["args"]),
+        negated=bool(data.get("negated", False)),
+        naf=bool(data.get("naf", False)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRecord:
+    """A taught rule: the engine rule plus where it applies and when it was taught."""
+
+    rule: Rule
+    scope: str | None
+    created_at: int
+    level: str  # "tenant" | "database"
+
+    @classmethod
+    def from_event(cls, event: RuleTaught, level: str) -> RuleRecord:
+        rule = Rule(
+            id=event.id,
+            head=literal_from_dict(event.head),
+            body=tuple(literal_from_dict(b) for b in event.body),
+            confidence=event.confidence,
+        )
+        return cls(rule=rule, scope=event.scope, created_at=event.created_at, level=level)
+
+    def applies_to(self, scope: str) -> bool:
+        return self.scope is None or self.scope == scope
+
+
+class Rulebook:
+    """An ordered set of rules with a version that changes on every edit."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, RuleRecord] = {}
+        self.version = 0
+
+    def add(self, record: RuleRecord) -> None:
+        self.records[record.rule.id] = record
+        self.version += 1
+
+    def remove(self, rule_id: str) -> RuleRecord | None:
+        record = self.records.pop(rule_id, None)
+        if record is not None:
+            self.version += 1
+        return record
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.version += 1
+
+    def for_scope(self, scope: str) -> list[Rule]:
+        return [r.rule for r in self.records.values() if r.applies_to(scope)]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[RuleRecord]:
+        return iter(self.records.values())

@@ -1,0 +1,189 @@
+"""The in-memory projection of one tenant, changed only by :func:`apply`.
+
+``facts`` holds every stored fact, by scope, with its attributes. Each scope also has an engine
+``FactIndex`` of the facts *visible now*; it is a view kept in step with the clock by
+:meth:`TenantState.refresh`, which callers run with the current time before reading.
+``apply`` never reads the clock: it marks the touched keys dirty and ``refresh`` settles
+them, so replay and live writes run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from nocturnus.engine.evaluate import Program, Reasoner
+from nocturnus.engine.index import FactIndex
+from nocturnus.service.events import (
+    Event,
+    FactRetracted,
+    FactTold,
+    RuleRemoved,
+    RuleTaught,
+    TenantCreated,
+    TenantDeleted,
+)
+from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.rulebook import RuleRecord, Rulebook
+
+
+@dataclass(slots=True)
+class ScopeView:
+    """The visible facts of one scope and the reasoner answering over them."""
+
+    index: FactIndex
+    reasoner: Reasoner
+    program: Program | None = None
+    program_key: tuple[int, int] = (-1, -1)
+
+    @classmethod
+    def empty(cls) -> ScopeView:
+        index = FactIndex()
+        return cls(index=index, reasoner=Reasoner(index))
+
+
+@dataclass(slots=True)
+class TenantState:
+    """Everything one tenant knows: facts, its own rules, and per-scope indexes."""
+
+    name: str
+    last_seq: int = 0
+    created_at: int | None = None
+    facts: dict[str, dict[FactKey, FactRecord]] = field(default_factory=dict)
+    rules: Rulebook = field(default_factory=Rulebook)
+    views: dict[str, ScopeView] = field(default_factory=dict)
+    _dirty: set[FactKey] = field(default_factory=set)
+    _timeline: list[tuple[int, FactKey]] = field(default_factory=list)
+
+    def refresh(self, now_ms: int) -> None:
+        """Bring every scope index in line with visibility at ``now_ms``."""
+        due: set[FactKey] = self._dirty
+        self._dirty = set()
+        while self._timeline and self._timeline[0][0] <= now_ms:
+            due.add(heapq.heappop(self._timeline)[1])
+        for key in due:
+            self._settle(key, now_ms)
+
+    def _settle(self, key: FactKey, now_ms: int) -> None:
+        record = self.record(key)
+        view = self.views.get(key.scope)
+        if record is None:
+            if view is not None:
+                view.index.remove(key.predicate, key.negated, key.args)
+                if key.scope not in self.facts:
+                    del self.views[key.scope]
+            return
+        if view is None:
+            view = self.views[key.scope] = ScopeView.empty()
+        if record.is_visible(now_ms):
+            view.index.add(key.predicate, key.negated, key.args, record.confidence)
+        else:
+            view.index.remove(key.predicate, key.negated, key.args)
+        change = record.next_change(now_ms)
+        if change is not None:
+            heapq.heappush(self._timeline, (change, key))
+
+    def record(self, key: FactKey) -> FactRecord | None:
+        """The stored record for ``key``, visible or not."""
+        scoped = self.facts.get(key.scope)
+        return None if scoped is None else scoped.get(key)
+
+    def put(self, record: FactRecord) -> None:
+        self.facts.setdefault(record.key.scope, {})[record.key] = record
+        self._dirty.add(record.key)
+
+    def discard(self, key: FactKey) -> bool:
+        scoped = self.facts.get(key.scope)
+        if scoped is None or scoped.pop(key, None) is None:
+            return False
+        if not scoped:
+            del self.facts[key.scope]
+        self._dirty.add(key)
+        return True
+
+    def fact_count(self) -> int:
+        return sum(len(scoped) for scoped in self.facts.values())
+
+    # -- reads (call refresh first) -------------------------------------------------
+
+    def scopes(self) -> list[str]:
+        """Scopes holding at least one stored fact, sorted."""
+        return sorted(self.facts)
+
+    def visible(self, key: FactKey) -> FactRecord | None:
+        """The stored record for ``key`` if it is visible in its scope's index now."""
+        view = self.views.get(key.scope)
+        if view is None or not view.index.contains(key.predicate, key.negated, key.args):
+            return None
+        return self.record(key)
+
+    def iter_visible(self, scope: str | None = None) -> Iterator[FactRecord]:
+        """Visible records, optionally of one scope (unordered)."""
+        scopes = self.scopes() if scope is None else [scope]
+        for name in scopes:
+            view = self.views.get(name)
+            if view is None:
+                continue
+            for key, record in self.facts.get(name, {}).items():
+                if view.index.contains(key.predicate, key.negated, key.args):
+                    yield record
+
+    def program_for(self, scope: str, database_rules: Rulebook) -> Program:
+        """The checked rule program for ``scope``: database rules plus this tenant's own."""
+        view = self.views.get(scope) or ScopeView.empty()
+        key = (database_rules.version, self.rules.version)
+        if view.program is None or view.program_key != key:
+            rules = database_rules.for_scope(scope) + self.rules.for_scope(scope)
+            view.program = Program(rules)
+            view.program_key = key
+        return view.program
+
+
+Applier = Callable[[TenantState, Event], None]
+
+
+def _apply_fact_told(state: TenantState, event: FactTold) -> None:
+    state.put(FactRecord.from_event(event))
+
+
+def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
+    state.discard(FactKey(event.scope, event.predicate, event.negated, event.args))
+
+
+def _apply_rule_taught(state: TenantState, event: RuleTaught) -> None:
+    state.rules.add(RuleRecord.from_event(event, level="tenant"))
+
+
+def _apply_rule_removed(state: TenantState, event: RuleRemoved) -> None:
+    state.rules.remove(event.id)
+
+
+def _apply_tenant_created(state: TenantState, event: TenantCreated) -> None:
+    if state.created_at is None:
+        state.created_at = event.created_at
+
+
+def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
+    state.facts.clear()
+    state.rules.clear()
+    state.views.clear()
+    state._dirty.clear()
+    state._timeline.clear()
+    state.created_at = None
+
+
+APPLIERS: dict[str, Applier] = {
+    FactTold.kind: _apply_fact_told,  # type: ignore[dict-item]
+    FactRetracted.kind: _apply_fact_retracted,  # type: ignore[dict-item]
+    RuleTaught.kind: _apply_rule_taught,  # type: ignore[dict-item]
+    RuleRemoved.kind: _apply_rule_removed,  # type: ignore[dict-item]
+    TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
+    TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
+}
+
+
+def apply(state: TenantState, seq: int, event: Event) -> None:
+    """Apply one logged event; the same function serves writes and replay."""
+    APPLIERS[event.kind](state, event)
+    state.last_seq = seq

@@ -1,0 +1,227 @@
+"""Tenant-level operations: what every surface (REST, MCP, CLI) calls.
+
+Each write loads the tenant, brings it to the current time, decides, and commits — with no
+``await`` between the decision and the commit, so decisions follow the write order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nocturnus.engine.rules import Literal
+from nocturnus.engine.terms import Const, Var
+from nocturnus.errors import NocturnusError, ValidationError
+from nocturnus.service import queries
+from nocturnus.service.commands import (
+    RetractOutcome,
+    StagedFacts,
+    TeachOutcome,
+    TeachRule,
+    TellFact,
+    TellOutcome,
+    decide_forget,
+    decide_remove_rule,
+    decide_retract_all,
+    decide_teach,
+    decide_tell,
+)
+from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
+from nocturnus.service.events import Event, TenantCreated, TenantDeleted
+from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.rulebook import RuleRecord
+from nocturnus.service.tenant import TenantState
+
+Db = Database[DatabaseState]
+
+
+async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
+    state = await db.tenant(tenant)
+    now = now_ms()
+    state.refresh(now)
+    return state, now
+
+
+async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
+    state, now = await _current(db, tenant)
+    events, outcome = decide_tell(state, cmd, now, db.default_conflict_strategy)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class BulkError:
+    index: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    asserted: int
+    errors: tuple[BulkError, ...]
+
+
+async def tell_many(db: Db, tenant: str, cmds: Sequence[TellFact], atomic: bool) -> BulkOutcome:
+    """Tell facts in one append; ``atomic`` means any failure stores nothing.
+
+    :raises ValidationError: atomic mode with at least one failing item (details list them).
+    """
+    state, now = await _current(db, tenant)
+    staged = StagedFacts(state, now)
+    events: list[Event] = []
+    errors: list[BulkError] = []
+    for index, cmd in enumerate(cmds):
+        try:
+            decided, _ = decide_tell(staged, cmd, now, db.default_conflict_strategy)
+        except NocturnusError as e:
+            errors.append(BulkError(index, e.code, e.message))
+            continue
+        staged.stage(decided)
+        events.extend(decided)
+    if atomic and errors:
+        first = errors[0]
+        raise _AtomicBulkFailed(
+            f"atomic bulk rejected: facts[{first.index}]: {first.message}",
+            {"errors": [{"index": e.index, "code": e.code, "message": e.message} for e in errors]},
+        )
+    await db.commit(tenant, events, now)
+    return BulkOutcome(len(cmds) - len(errors), tuple(errors))
+
+
+class _AtomicBulkFailed(ValidationError):
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        super().__init__(message, details=details)
+
+
+async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
+    state, now = await _current(db, tenant)
+    events, outcome = decide_forget(state, key)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+async def retract_pattern(
+    db: Db,
+    tenant: str,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str,
+) -> RetractOutcome:
+    """Retract every visible fact of ``scope`` matching the pattern."""
+    state, now = await _current(db, tenant)
+    matched = queries.match(state, predicate, negated, pattern, scope)
+    events, outcome = decide_retract_all(state, matched)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
+    state, now = await _current(db, tenant)
+    events, outcome = decide_teach(state.rules, cmd, now, "tenant", db.root.rules)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
+    state, now = await _current(db, tenant)
+    await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
+
+
+async def teach_database_rule(db: Db, cmd: TeachRule) -> TeachOutcome:
+    """A rule every tenant of the database uses (checked alone: tenants may add more)."""
+    now = now_ms()
+    events, outcome = decide_teach(db.root.rules, cmd, now, "database")
+    await db.commit(DATABASE_LEVEL, events, now)
+    return outcome
+
+
+async def remove_database_rule(db: Db, rule_id: str) -> None:
+    now = now_ms()
+    await db.commit(DATABASE_LEVEL, decide_remove_rule(db.root.rules, rule_id), now)
+
+
+def database_rules(db: Db) -> list[RuleRecord]:
+    return sorted(db.root.rules, key=lambda r: (r.created_at, r.rule.id))
+
+
+async def rules(db: Db, tenant: str) -> list[RuleRecord]:
+    """The database's rules, then the tenant's own, each in teaching order."""
+    state = await db.tenant(tenant)
+    own = sorted(state.rules, key=lambda r: (r.created_at, r.rule.id))
+    return database_rules(db) + own
+
+
+async def ask(
+    db: Db,
+    tenant: str,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+    limit: int | None = None,
+    with_proof: bool = False,
+) -> list[queries.Answer]:
+    state, _ = await _current(db, tenant)
+    return queries.ask(
+        state,
+        db.root.rules,
+        goal,
+        scope,
+        min_confidence=min_confidence,
+        limit=limit,
+        with_proof=with_proof,
+    )
+
+
+async def match(
+    db: Db,
+    tenant: str,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str | None,
+) -> list[FactRecord]:
+    state, _ = await _current(db, tenant)
+    return queries.match(state, predicate, negated, pattern, scope)
+
+
+async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:
+    state, _ = await _current(db, tenant)
+    return queries.predicates(state, db.root.rules, scope)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    name: str
+    created_at: int
+    facts: int
+    rules: int
+
+
+async def list_tenants(db: Db) -> list[TenantInfo]:
+    infos = []
+    for name, created in sorted(db.tenant_names.items()):
+        state = await db.tenant(name)
+        infos.append(TenantInfo(name, state.created_at or created, state.fact_count(), len(state.rules)))
+    return infos
+
+
+async def create_tenant(db: Db, tenant: str) -> bool:
+    """Register a tenant explicitly; False when it already exists."""
+    state, now = await _current(db, tenant)
+    if tenant in db.tenant_names:
+        return False
+    await db.commit(tenant, [TenantCreated(created_at=now)], now)
+    return True
+
+
+async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
+    """Delete all of a tenant's data (its key is destroyed with the event); None if unknown."""
+    state, now = await _current(db, tenant)
+    if tenant not in db.tenant_names:
+        return None
+    info = TenantInfo(tenant, state.created_at or now, state.fact_count(), len(state.rules))
+    await db.commit(tenant, [TenantDeleted(facts=info.facts, rules=info.rules)], now)
+    return info

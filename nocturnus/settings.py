@@ -1,0 +1,113 @@
+"""Every setting the server reads, declared once.
+
+Values come from the defaults below, then ``NOCTURNUS_<NAME>`` environment variables, then
+CLI flags. Unknown or badly typed values raise :class:`StartupError`, which the CLI prints
+as one line. Secrets (the master key, the admin key) never have defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nocturnus.errors import StartupError
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One declared setting: its name, type, default and the help shown in the docs."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", str, "127.0.0.1", "Address to listen on"),
+    Setting("port", int, 9300, "TCP port to listen on"),
+    Setting("data_dir", Path, Path("./data"), "Directory holding one SQLite log per database"),
+    Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
+    Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
+    Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
+    Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots"),
+    Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
+    Setting("context_sessions", int, 1000, "Context sessions remembered per database (LRU)"),
+    Setting("log_format", str, "text", "Log line format: text or json"),
+    Setting("log_level", str, "INFO", "Log level"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved configuration of one server or CLI run."""
+
+    host: str = "127.0.0.1"
+    port: int = 9300
+    data_dir: Path = Path("./data")
+    master_key: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_bulk_facts: int = 10_000
+    snapshot_every: int = 10_000
+    salience_half_life_ms: int = 3_600_000
+    context_sessions: int = 1000
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (after type conversion)."""
+        return dataclasses.replace(
+            self, **{k: _convert(_setting(k), v) for k, v in changes.items()}
+        )
+
+
+def _setting(name: str) -> Setting:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise StartupError(f"unknown setting: {name}") from None
+
+
+def _convert(setting: Setting, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if setting.type is int:
+            return int(value)
+        if setting.type is Path:
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError):
+        env = "NOCTURNUS_" + setting.name.upper()
+        raise StartupError(
+            f"setting {setting.name} ({env}) must be {setting.type.__name__}, got {value!r}"
+        ) from None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve settings from defaults, ``NOCTURNUS_*`` env vars, then ``overrides``.
+
+    Only env vars naming a declared setting are read; other ``NOCTURNUS_*`` variables
+    belong to other subsystems (auth, logging) which read them themselves.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get("NOCTURNUS_" + setting.name.upper())
+        if raw is not None and raw != "":
+            values[setting.name] = _convert(setting, raw)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _convert(_setting(name), value)
+    settings = Settings(**values)
+    if not 0 < settings.port < 65536:
+        raise StartupError(f"port must be between 1 and 65535, got {settings.port}")
+    return settings
