@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
         master_key = load_master_key(settings.data_dir, settings.master_key)
-        databases = Databases(settings.data_dir, master_key)
+        databases = Databases(
+            settings.data_dir, master_key, snapshot_every=settings.snapshot_every
+        )
         await databases.open()
         app.ctx.databases = databases
         app.ctx.ready = True

@@ -13,6 +13,7 @@ from pathlib import Path
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.database import (
     DATABASE_LEVEL,
+    DEFAULT_SNAPSHOT_EVERY,
     Database,
     DatabaseState,
     apply_database_event,
@@ -53,9 +54,16 @@ def apply_registry_event(state: Registry, seq: int, event: Event) -> None:
 class Databases:
     """Every open database of one data directory."""
 
-    def __init__(self, data_dir: Path, master_key: MasterKey) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        master_key: MasterKey,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    ) -> None:
         self.data_dir = data_dir
         self._master_key = master_key
+        self.snapshot_every = snapshot_every
         self.system: Database[Registry] = Database(
             SYSTEM_DATABASE,
             self._path(SYSTEM_DATABASE),
@@ -93,6 +101,7 @@ class Databases:
             root_factory=DatabaseState,
             root_apply=apply_database_event,
             default_conflict_strategy=info.default_conflict_strategy,
+            snapshot_every=self.snapshot_every,
         )
         await database.open()
         self._open[info.name] = database
