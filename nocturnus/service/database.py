@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from nocturnus.errors import NocturnusError, Unavailable
+from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
 from nocturnus.service.events import (
     Event,
@@ -36,6 +36,7 @@ from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.errors import WrongMasterKey
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
 from nocturnus.store.writer import Writer
@@ -106,12 +107,27 @@ class Database(Generic[RootState]):
         # Bumped when a failed commit drops the projections: a snapshot captured before
         # must not be stored, its newest events were never made durable.
         self._epoch = 0
+        self._closing: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
-        """Start the writer and replay the database-level events."""
-        await self.writer.start()
-        await self._replay_root()
-        self.tenant_names = await self.writer.run(lambda log: log.tenants())
+        """Start the writer and replay the database-level events.
+
+        :raises WrongMasterKey: as the log raised it (it names the database).
+        :raises StartupError: anything else that stops the log from opening (a broken
+            hash chain in the tail, a corrupt record, a failed migration), in one line
+            naming the database, its file and, where there is one, the seq.
+        """
+        try:
+            await self.writer.start()
+            await self._replay_root()
+            self.tenant_names = await self.writer.run(lambda log: log.tenants())
+        except NocturnusError as e:
+            await self.writer.close()
+            if isinstance(e, WrongMasterKey):
+                raise
+            raise StartupError(
+                f"cannot open database {self.name!r} ({self.path}): {e.message}", e.details
+            ) from e
 
     async def _replay_root(self) -> None:
         self.root = self._root_factory()
@@ -124,7 +140,16 @@ class Database(Generic[RootState]):
                 self._root_apply(self.root, record.seq, decode(record.kind, record.body))
 
     async def close(self) -> None:
-        """Finish background snapshots, snapshot every changed tenant, stop the writer."""
+        """Finish background snapshots, snapshot every changed tenant, stop the writer.
+
+        Safe to call again while it runs (Sanic under uvloop may restart its stop
+        listeners): later calls wait for the first one.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         await self.flush_snapshots()
         if self.writer.is_alive:
             for tenant, pending in sorted(self._unsnapshotted.items()):
@@ -160,6 +185,11 @@ class Database(Generic[RootState]):
             pending.set_result(state)
             return state
         return await asyncio.shield(pending)
+
+    def evict(self, name: str) -> None:
+        """Drop a tenant's projection from memory; the next use reloads it from the log."""
+        self._tenants.pop(name, None)
+        self._unsnapshotted.pop(name, None)
 
     async def _load_tenant(self, name: str) -> TenantState:
         stored = await self.writer.run(lambda log: read_tenant(log, name))

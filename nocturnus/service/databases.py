@@ -73,6 +73,7 @@ class Databases:
         )
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
 
     def _path(self, name: str) -> Path:
         return self.data_dir / f"{name}.db"
@@ -88,7 +89,13 @@ class Databases:
                 await self._open_database(info)
 
     async def close(self) -> None:
-        for database in self._open.values():
+        """Close every database (snapshots included); a second call waits for the first."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        for database in list(self._open.values()):
             await database.close()
         self._open.clear()
         await self.system.close()

@@ -102,6 +102,22 @@ class DatabaseDeleted(Event):
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class LogCompacted(Event):
+    """Database-level marker: ``nocturnus compact`` dropped shredded rows (issue 3).
+
+    Counts only: the names of the deleted tenants left the file with their rows.
+    """
+
+    kind: ClassVar[str] = "log_compacted"
+    dropped_events: int
+    dropped_keys: int
+    tenants: int
+    first_dropped_seq: int
+    last_dropped_seq: int
+    rechained: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {}
 _TUPLE_FIELDS: dict[str, frozenset[str]] = {}
 _UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -127,6 +143,7 @@ for _cls in (
     TenantDeleted,
     DatabaseCreated,
     DatabaseDeleted,
+    LogCompacted,
 ):
     register(_cls)
 
