@@ -56,6 +56,11 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         )
         await databases.open()
         app.ctx.databases = databases
+
+    @app.after_server_start
+    async def mark_ready(app: Sanic) -> None:
+        # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
+        # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
 
     @app.after_server_stop
