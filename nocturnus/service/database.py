@@ -156,6 +156,12 @@ class Database(Generic[RootState]):
                 if pending > 0 and tenant in self._tenants:
                     await self.snapshot_tenant(tenant)
         await self.writer.close()
+        stats = self.writer.stats
+        if stats.commits:
+            log.info(
+                "database %r: %d appends in %d commits (largest batch %d)",
+                self.name, stats.appends, stats.commits, stats.largest_batch,
+            )
 
     @property
     def head(self) -> int:

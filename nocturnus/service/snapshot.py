@@ -28,7 +28,7 @@ from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
 from nocturnus.service.events import RuleTaught
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.facts import FactKey, FactRecord, new_record
 from nocturnus.service.rulebook import RuleRecord
 from nocturnus.service.tenant import TenantState
 
@@ -198,13 +198,16 @@ def _decode_facts(state: TenantState, rows: Any, version: int) -> None:
     facts = state.facts
     dirty = state._dirty
     new_key = FactKey._make
+    scope_of: str | None = None
+    scoped: dict[FactKey, FactRecord] = {}
     for scope, predicate, negated, args, created, since, until, ttl, conf, meta in rows:
+        if scope != scope_of:  # rows come grouped by scope
+            scope_of = scope
+            scoped = facts.setdefault(scope, {})
         key = new_key((scope, predicate, negated, tuple(args)))
-        scoped = facts.get(scope)
-        if scoped is None:
-            scoped = facts[scope] = {}
-        scoped[key] = FactRecord(key, created, since, until, ttl, conf, meta)
-        dirty.add(key)
+        scoped[key] = new_record(key, created, since, until, ttl, conf, meta)
+    for scoped in facts.values():
+        dirty.update(scoped)
 
 
 register_section(
