@@ -79,7 +79,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], timeout_s: float = 60
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -96,7 +98,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60
 def ensure_wrk() -> str | None:
     found = shutil.which("wrk")
     if found is None and shutil.which("apt-get") is not None and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "wrk"], capture_output=True, check=False
+        )
         found = shutil.which("wrk")
     return found
 
@@ -104,7 +108,9 @@ def ensure_wrk() -> str | None:
 def run_wrk(wrk: str, url: str, script: Path, seconds: int, connections: int) -> float:
     out = subprocess.run(
         [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
@@ -127,8 +133,12 @@ def run_httpx(url: str, seconds: int, connections: int) -> float:
                 while time.monotonic() < deadline:
                     n += 1
                     r = await client.post(
-                        "/tell", headers={"X-Tenant-ID": "bench"},
-                        json={"predicate": "edge", "args": [f"w{i}-{n}-{time.time_ns()}", n]},
+                        "/tell",
+                        headers={"X-Tenant-ID": "bench"},
+                        json={
+                            "predicate": "edge",
+                            "args": [f"w{i}-{n}-{time.time_ns()}", n],
+                        },
                     )
                     r.raise_for_status()
                     done += 1
@@ -148,30 +158,55 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nocturnus-bench-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOCTURNUS_MASTER_KEY": os.urandom(32).hex()}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NOCTURNUS_MASTER_KEY": os.urandom(32).hex(),
+    }
     noop_port, ours_port = free_port(), free_port()
     (work / "noop.py").write_text(NOOP_APP)
     (work / "tell.lua").write_text(TELL_LUA)
     ours_log = open(work / "nocturnus.log", "wb")
-    noop = subprocess.Popen([sys.executable, str(work / "noop.py"), str(noop_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    ours = subprocess.Popen(
-        [sys.executable, "-m", "nocturnus", "serve", "--port", str(ours_port),
-         "--data-dir", str(work / "data")],
-        stdout=ours_log, stderr=subprocess.STDOUT, env=env,
+    noop = subprocess.Popen(
+        [sys.executable, str(work / "noop.py"), str(noop_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
-    noop_url, ours_url = f"http://127.0.0.1:{noop_port}", f"http://127.0.0.1:{ours_port}"
+    ours = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nocturnus",
+            "serve",
+            "--port",
+            str(ours_port),
+            "--data-dir",
+            str(work / "data"),
+        ],
+        stdout=ours_log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    noop_url, ours_url = (
+        f"http://127.0.0.1:{noop_port}",
+        f"http://127.0.0.1:{ours_port}",
+    )
     try:
         wait_ready(noop_url, noop)
         wait_ready(ours_url, ours)
         wrk = ensure_wrk()
         tool = "wrk (2 threads, Lua POST script)" if wrk else "asyncio+httpx client"
-        print(f"load generator: {tool}; {args.connections} connections, "
-              f"{args.seconds} s per run, {args.rounds} rounds, {os.cpu_count()} CPUs")
+        print(
+            f"load generator: {tool}; {args.connections} connections, "
+            f"{args.seconds} s per run, {args.rounds} rounds, {os.cpu_count()} CPUs"
+        )
 
         def measure(url: str) -> float:
             if wrk:
-                return run_wrk(wrk, url, work / "tell.lua", args.seconds, args.connections)
+                return run_wrk(
+                    wrk, url, work / "tell.lua", args.seconds, args.connections
+                )
             return run_httpx(url, args.seconds, args.connections)
 
         measure(ours_url)  # warm-up: tenant created, caches filled
@@ -180,8 +215,10 @@ def main() -> None:
             noop_rps = measure(noop_url)
             ours_rps = measure(ours_url)
             ratios.append(ours_rps / noop_rps)
-            print(f"round {round_}: no-op Sanic {noop_rps:9,.0f} req/s | Nocturnus durable "
-                  f"/tell {ours_rps:9,.0f} req/s | ratio {ours_rps / noop_rps:6.1%}")
+            print(
+                f"round {round_}: no-op Sanic {noop_rps:9,.0f} req/s | Nocturnus durable "
+                f"/tell {ours_rps:9,.0f} req/s | ratio {ours_rps / noop_rps:6.1%}"
+            )
         print(f"median ratio: {statistics.median(ratios):.1%} (target >= 70 %)")
     finally:
         for process in (noop, ours):
@@ -190,7 +227,8 @@ def main() -> None:
             process.wait(60)
         ours_log.close()
     batching = [
-        line for line in (work / "nocturnus.log").read_text().splitlines()
+        line
+        for line in (work / "nocturnus.log").read_text().splitlines()
         if "appends in" in line and "'default'" in line
     ]
     if batching:

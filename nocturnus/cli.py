@@ -84,7 +84,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default=None, help="Address to listen on [NOCTURNUS_HOST, 127.0.0.1]")
+@click.option(
+    "--host", default=None, help="Address to listen on [NOCTURNUS_HOST, 127.0.0.1]"
+)
 @click.option("--port", default=None, type=int, help="TCP port [NOCTURNUS_PORT, 9300]")
 @_data_dir_option
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
@@ -139,7 +141,9 @@ def _quiet_sanic() -> None:
 
 @main.command()
 @click.option("--db", "database", required=True, help="Database to replay")
-@click.option("--to-seq", type=click.IntRange(min=0), default=None, help="Stop after this seq")
+@click.option(
+    "--to-seq", type=click.IntRange(min=0), default=None, help="Stop after this seq"
+)
 @_data_dir_option
 def replay(database: str, to_seq: int | None, data_dir: Path | None) -> None:
     """Rebuild a database's state from seq 0 and print a summary (read-only).
@@ -162,7 +166,9 @@ def replay(database: str, to_seq: int | None, data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.option("--db", "database", default=None, help="Database to verify [every database]")
+@click.option(
+    "--db", "database", default=None, help="Database to verify [every database]"
+)
 @_data_dir_option
 def verify(database: str | None, data_dir: Path | None) -> None:
     """Check the hash chain, every GCM tag and every snapshot (read-only).
@@ -195,7 +201,9 @@ def verify(database: str | None, data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.option("--db", "database", default=None, help="Database to snapshot [every database]")
+@click.option(
+    "--db", "database", default=None, help="Database to snapshot [every database]"
+)
 @_data_dir_option
 def snapshot(database: str | None, data_dir: Path | None) -> None:
     """Write a snapshot of every tenant now (offline: stop the server first)."""
@@ -212,8 +220,10 @@ def snapshot(database: str | None, data_dir: Path | None) -> None:
         require_data_dir(settings.data_dir)
         key = existing_master_key(settings)
         with DataDirLock(settings.data_dir, "snapshot"):
-            names = [database] if database else sorted(
-                read_registry(settings.data_dir, key).databases
+            names = (
+                [database]
+                if database
+                else sorted(read_registry(settings.data_dir, key).databases)
             )
             for name in names:
                 with _progress(f"snapshotting {name}") as progress:
@@ -227,7 +237,9 @@ def snapshot(database: str | None, data_dir: Path | None) -> None:
 @main.command()
 @click.option("--db", "database", required=True, help="Database to back up")
 @click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
     help="New backup file to write",
 )
 @_data_dir_option
@@ -250,13 +262,22 @@ def backup(database: str, out: Path, data_dir: Path | None) -> None:
 
 @main.command()
 @click.option(
-    "--in", "source", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    "--in",
+    "source",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Backup file made by `nocturnus backup`",
 )
-@click.option("--db", "database", default=None, help="Database name [the one in the backup]")
-@click.option("--replace", is_flag=True, help="Replace an existing database of that name")
+@click.option(
+    "--db", "database", default=None, help="Database name [the one in the backup]"
+)
+@click.option(
+    "--replace", is_flag=True, help="Replace an existing database of that name"
+)
 @_data_dir_option
-def restore(source: Path, database: str | None, replace: bool, data_dir: Path | None) -> None:
+def restore(
+    source: Path, database: str | None, replace: bool, data_dir: Path | None
+) -> None:
     """Restore a backup into a data dir and register it (offline).
 
     The backup is verified in full first; it needs the master key it was written
@@ -268,12 +289,18 @@ def restore(source: Path, database: str | None, replace: bool, data_dir: Path | 
     with _failing_cleanly():
         settings = _settings(data_dir)
         key = existing_master_key(settings)
-        with DataDirLock(settings.data_dir, "restore"):
-            with _progress("verifying backup") as progress:
-                result = restore_database(
-                    settings.data_dir, key, source, database, replace=replace,
-                    progress=progress,
-                )
+        with (
+            DataDirLock(settings.data_dir, "restore"),
+            _progress("verifying backup") as progress,
+        ):
+            result = restore_database(
+                settings.data_dir,
+                key,
+                source,
+                database,
+                replace=replace,
+                progress=progress,
+            )
         verb = "replaced" if result.replaced else "restored"
         click.echo(f"{verb} {describe(result.info)} into {result.path}")
 
@@ -293,9 +320,11 @@ def compact(database: str, data_dir: Path | None) -> None:
     with _failing_cleanly():
         settings = _settings(data_dir)
         key = existing_master_key(settings)
-        with DataDirLock(settings.data_dir, "compact"):
-            with _progress(f"compacting {database}") as progress:
-                done = compact_database(settings.data_dir, key, database, progress)
+        with (
+            DataDirLock(settings.data_dir, "compact"),
+            _progress(f"compacting {database}") as progress,
+        ):
+            done = compact_database(settings.data_dir, key, database, progress)
         if done is None:
             click.echo(f"{database}: nothing to compact (no deleted tenant's data)")
         else:
@@ -309,9 +338,13 @@ def compact(database: str, data_dir: Path | None) -> None:
 @main.command()
 @click.option("--db", "database", required=True, help="Database of the tenant")
 @click.option("--tenant", required=True, help="Tenant to export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="File to write [stdout]",
 )
 @_data_dir_option
@@ -347,8 +380,10 @@ def export(
 
 @main.command("rotate-master-key")
 @click.option(
-    "--new-key-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None, help=f"File holding the new key [{NEW_MASTER_KEY_ENV}]",
+    "--new-key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help=f"File holding the new key [{NEW_MASTER_KEY_ENV}]",
 )
 @_data_dir_option
 def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
@@ -377,7 +412,9 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
         else:
             text, source = os.environ.get(NEW_MASTER_KEY_ENV, ""), NEW_MASTER_KEY_ENV
         if not text.strip():
-            raise StartupError(f"give the new master key in {NEW_MASTER_KEY_ENV} or --new-key-file")
+            raise StartupError(
+                f"give the new master key in {NEW_MASTER_KEY_ENV} or --new-key-file"
+            )
         new_key = parse_master_key(text, source)
         old_key = existing_master_key(settings)
         with DataDirLock(settings.data_dir, "rotate-master-key"):

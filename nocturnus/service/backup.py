@@ -84,7 +84,12 @@ def backup_database(data_dir: Path, key: MasterKey, name: str, out: Path) -> Bac
     try:
         head = event_log.head()
         backup = BackupInfo(
-            name, info.created_at, info.default_conflict_strategy, head, now_ms(), __version__
+            name,
+            info.created_at,
+            info.default_conflict_strategy,
+            head,
+            now_ms(),
+            __version__,
         )
         event_log.backup(out, {BACKUP_INFO: backup.to_json()})
     finally:
@@ -96,7 +101,11 @@ def backup_database(data_dir: Path, key: MasterKey, name: str, out: Path) -> Bac
     finally:
         copy.close()
     return BackupInfo(
-        name, info.created_at, info.default_conflict_strategy, head, backup.taken_at,
+        name,
+        info.created_at,
+        info.default_conflict_strategy,
+        head,
+        backup.taken_at,
         __version__,
     )
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
@@ -32,7 +32,12 @@ from nocturnus.service.events import (
     decode,
     encode,
 )
-from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
+from nocturnus.service.replay import (
+    gc_paused,
+    read_tenant,
+    replay_tenant,
+    restore_tenant,
+)
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store.crypto import MasterKey
@@ -51,6 +56,21 @@ DEFAULT_SNAPSHOT_EVERY = 10_000
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _ready(
+    build: Callable[[str, Any], TenantState | None],
+) -> Callable[[str, Any], TenantState | None]:
+    """Wrap a projection builder so the result is refreshed to now, GC paused."""
+
+    def run(name: str, stored: Any) -> TenantState | None:
+        state = build(name, stored)
+        if state is not None:
+            with gc_paused():
+                state.refresh(now_ms())
+        return state
+
+    return run
 
 
 @dataclass(slots=True)
@@ -198,11 +218,16 @@ class Database(Generic[RootState]):
         self._unsnapshotted.pop(name, None)
 
     async def _load_tenant(self, name: str) -> TenantState:
+        """Newest snapshot + tail, built in a worker thread, indexes included.
+
+        The first ``refresh`` builds every visibility index; doing it here keeps that
+        work (seconds for a big tenant) off the event loop.
+        """
         stored = await self.writer.run(lambda log: read_tenant(log, name))
-        state = await asyncio.to_thread(restore_tenant, name, stored)
+        state = await asyncio.to_thread(_ready(restore_tenant), name, stored)
         if state is None:  # unreadable snapshot (logged): replay from seq 0
             records = await self.writer.run(lambda log: list(log.read(tenant=name)))
-            state = await asyncio.to_thread(replay_tenant, name, records)
+            state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             self._unsnapshotted[name] = len(records)
         else:
             self._unsnapshotted[name] = len(stored.tail)

@@ -14,12 +14,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from nocturnus.errors import StartupError
 from nocturnus.service.databases import (
     SYSTEM_DATABASE,
-    Databases,
     DatabaseInfo,
+    Databases,
     Registry,
     apply_registry_event,
 )
@@ -56,7 +57,9 @@ class DataDirLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
-            raise StartupError(f"cannot open lock file {self.path}: {e.strerror}") from e
+            raise StartupError(
+                f"cannot open lock file {self.path}: {e.strerror}"
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -76,8 +79,9 @@ class DataDirLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> DataDirLock:
-        return self.acquire()
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -129,7 +133,9 @@ def read_registry(data_dir: Path, key: MasterKey) -> Registry:
     try:
         for record in event_log.read(tenant=""):
             if record.body is not None:
-                apply_registry_event(registry, record.seq, decode(record.kind, record.body))
+                apply_registry_event(
+                    registry, record.seq, decode(record.kind, record.body)
+                )
     finally:
         event_log.close()
     return registry
@@ -153,7 +159,9 @@ def open_log(
     """Open a registered database's log; checks key, migrations and the chain tail."""
     if name != SYSTEM_DATABASE:
         database_info(data_dir, key, name)
-    event_log = EventLog.open(database_path(data_dir, name), name, key, readonly=readonly)
+    event_log = EventLog.open(
+        database_path(data_dir, name), name, key, readonly=readonly
+    )
     try:
         yield event_log
     finally:

@@ -26,7 +26,9 @@ from nocturnus.store.log import EventLog
 FORMATS = ("jsonl",)
 
 
-def load_tenant(data_dir: Path, key: MasterKey, database: str, tenant: str) -> TenantState:
+def load_tenant(
+    data_dir: Path, key: MasterKey, database: str, tenant: str
+) -> TenantState:
     """Rebuild one tenant (newest snapshot + tail) through a read-only connection.
 
     :raises NotFound: the tenant has no live data in ``database``.

@@ -27,6 +27,7 @@ from nocturnus.service.database import (
 from nocturnus.service.databases import SYSTEM_DATABASE
 from nocturnus.service.datadir import database_info, database_path
 from nocturnus.service.events import LogCompacted, decode, encode
+from nocturnus.service.replay import gc_paused
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store.compact import Compaction
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
@@ -109,10 +110,37 @@ def replay_log(
     started = time.perf_counter()
     head = event_log.head()
     until = head if to_seq is None else min(to_seq, head)
+    with gc_paused():
+        root, states, events, shredded, seq = _fold(event_log, until, progress)
+    now = now_ms()
+    with gc_paused():
+        for state in states.values():
+            state.refresh(now)
+    if progress is not None:
+        progress(until, until)
+    tenants = tuple(
+        TenantSummary(name, s.fact_count(), len(s.rules), s.last_seq)
+        for name, s in sorted(states.items())
+        if s.facts or len(s.rules) or s.created_at is not None
+    )
+    summary = ReplaySummary(
+        database=event_log.database,
+        seq=seq,
+        events=events,
+        shredded=shredded,
+        seconds=time.perf_counter() - started,
+        database_rules=len(root.rules),
+        tenants=tenants,
+    )
+    return root, states, summary
+
+
+def _fold(
+    event_log: EventLog, until: int, progress: Progress | None
+) -> tuple[DatabaseState, dict[str, TenantState], int, int, int]:
     root = DatabaseState()
     states: dict[str, TenantState] = {}
-    events = shredded = 0
-    seq = 0
+    events = shredded = seq = 0
     for record in event_log.read(until_seq=until):
         seq = record.seq
         events += 1
@@ -131,26 +159,7 @@ def replay_log(
         if state is None:
             state = states[tenant] = TenantState(tenant)
         apply(state, seq, event)
-    now = now_ms()
-    for state in states.values():
-        state.refresh(now)
-    if progress is not None:
-        progress(until, until)
-    tenants = tuple(
-        TenantSummary(name, s.fact_count(), len(s.rules), s.last_seq)
-        for name, s in sorted(states.items())
-        if s.facts or len(s.rules) or s.created_at is not None
-    )
-    summary = ReplaySummary(
-        database=event_log.database,
-        seq=seq,
-        events=events,
-        shredded=shredded,
-        seconds=time.perf_counter() - started,
-        database_rules=len(root.rules),
-        tenants=tenants,
-    )
-    return root, states, summary
+    return root, states, events, shredded, seq
 
 
 def replay_database(

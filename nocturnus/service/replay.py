@@ -6,8 +6,11 @@ live writes use; a snapshot only replaces the prefix of the log it covers.
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from nocturnus.service import snapshot
@@ -18,6 +21,34 @@ from nocturnus.store.record import LogRecord
 
 log = logging.getLogger("nocturnus.service")
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a projection is being built.
+
+    Replay allocates millions of small acyclic objects; every few thousand of them
+    would start a collection that walks the whole growing heap (10-15 % of replay
+    time). Reference counting still frees everything. Nested and concurrent pauses
+    (tenants loading in several threads) re-enable the collector after the last one.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
 
 def replay_tenant(
     name: str, records: Iterable[LogRecord], state: TenantState | None = None
@@ -27,10 +58,11 @@ def replay_tenant(
     Shredded records (``body=None``) are skipped: they belong to a deleted incarnation.
     """
     state = TenantState(name) if state is None else state
-    for record in records:
-        body = record.body
-        if body is not None:
-            apply(state, record.seq, decode(record.kind, body))
+    with gc_paused():
+        for record in records:
+            body = record.body
+            if body is not None:
+                apply(state, record.seq, decode(record.kind, body))
     return state
 
 
@@ -58,7 +90,8 @@ def restore_tenant(name: str, stored: TenantLog) -> TenantState | None:
         return replay_tenant(name, stored.tail)
     seq, body = stored.snapshot
     try:
-        state = snapshot.decode(name, body)
+        with gc_paused():
+            state = snapshot.decode(name, body)
     except snapshot.SnapshotFormatError as e:
         log.error("%s (seq %d); replaying tenant %r from seq 0 instead", e, seq, name)
         return None

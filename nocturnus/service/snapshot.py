@@ -104,7 +104,9 @@ def decode(name: str, data: bytes) -> TenantState:
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise SnapshotFormatError(f"snapshot of tenant {name!r} is not JSON: {e}") from e
+        raise SnapshotFormatError(
+            f"snapshot of tenant {name!r} is not JSON: {e}"
+        ) from e
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise SnapshotFormatError(f"snapshot of tenant {name!r} has no known format")
     if body.get("v") != VERSION:
@@ -250,8 +252,14 @@ def _encode_rules(records: list[RuleRecord]) -> list[list[Any]]:
     for record in records:
         event = rule_event(record)
         rows.append(
-            [event.id, event.head, list(event.body), event.created_at, event.scope,
-             event.confidence]
+            [
+                event.id,
+                event.head,
+                list(event.body),
+                event.created_at,
+                event.scope,
+                event.confidence,
+            ]
         )
     return rows
 

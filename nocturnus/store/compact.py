@@ -12,10 +12,9 @@ log as it was before.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import sqlite3
 
 from nocturnus.store.chain import event_hash
 
@@ -109,7 +108,9 @@ def drop_shredded(
             h = event_hash(prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
             updates.append((prev, h, seq))
             prev, prev_seq = h, seq
-        conn.executemany("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", updates)
+        conn.executemany(
+            "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", updates
+        )
         rechained += len(rows)
         if progress is not None:
             progress(rechained, total)

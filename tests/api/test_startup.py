@@ -27,7 +27,7 @@ def serve(data_dir: Path, key: str = TEST_MASTER_KEY) -> subprocess.CompletedPro
     return subprocess.run(
         [sys.executable, "-m", "nocturnus", "serve", "--port", str(free_port()),
          "--data-dir", str(data_dir)],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True, text=True, env=env, timeout=60, check=False,
     )
 
 
