@@ -268,8 +268,7 @@ def build_window(
     found = _contradictions(ranking, req)
     if req.auto_resolve:
         for c in found:
-            negative = c.positive.opposite()
-            excluded.add(negative if c.positive_salience >= c.negative_salience else c.positive)
+            excluded.add(_loser(state, c))
     builder = _Builder(req)
     used_rules: dict[str, RuleRecord | None] = {}
     if req.goals:
@@ -355,6 +354,16 @@ def _contradictions(ranking: Ranking, req: WindowRequest) -> list[Contradiction]
                 Contradiction(positive, ranking.salience[positive], ranking.salience[negative])
             )
     return found
+
+
+def _loser(state: TenantState, c: Contradiction) -> FactKey:
+    """The side a resolved contradiction drops: the less salient, then the older;
+    on a full tie the negative side."""
+    negative = c.positive.opposite()
+    pos, neg = state.record(c.positive), state.record(negative)
+    pos_rank = (c.positive_salience, pos.created_at if pos else 0, 1)
+    neg_rank = (c.negative_salience, neg.created_at if neg else 0, 0)
+    return negative if pos_rank > neg_rank else c.positive
 
 
 def _available(ranking: Ranking, req: WindowRequest) -> int:
@@ -570,7 +579,9 @@ def _sent(window: Window) -> SentWindow:
 
 
 def _remember_uses(state: TenantState, window: Window, now: int) -> None:
-    record_uses(state, (e.key for e in window.entries if e.record is not None), now)
+    """Facts a goal-driven window used in its proofs count as used. Merely listing a
+    fact does not: that would keep whatever was shown once in every later window."""
+    record_uses(state, (e.key for e in window.entries if e.category == "goal_relevant"), now)
 
 
 async def optimize(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> Window:
@@ -608,8 +619,8 @@ async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> W
     if previous is None:
         full, reason = True, "no previous window for this session: every entry is added"
     else:
-        changed = len({e.key for e in added} | set(removed))
-        churn = changed / max(len(before), 1)
+        # churn: the share of the previous window's slots that changed hands
+        churn = max(len(added), len(removed)) / max(len(before), 1)
         full = churn > 0.5
         reason = (
             f"high churn ({round(churn * 100)}%): full refresh cheaper than patching"

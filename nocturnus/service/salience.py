@@ -13,7 +13,10 @@ score depends only on the knowledge, never on when the question is asked: two id
 requests give the same window byte for byte. A priority of 0.5 leaves ``base`` as it is,
 1.0 pins the fact at salience 1 and 0 squares it.
 
-Uses (asks and context windows that returned the fact) are counted in memory per tenant.
+Uses are counted in memory per tenant: an ``/ask`` uses the stored facts it answers with
+and those its proofs rest on; a goal-driven window uses the facts of its goal proofs. A
+window that merely lists a fact does not use it (else a fact shown once would outrank
+every newer fact in every later window).
 They are *pending* until the tenant's knowledge next changes (a write or an expiry);
 only then are they folded into the counts the score reads. Within one knowledge
 generation the ranking is therefore fixed, and it is computed once and cached.
