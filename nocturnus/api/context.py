@@ -12,7 +12,13 @@ from sanic import Blueprint
 
 from nocturnus.api import render
 from nocturnus.api.endpoint import Call, endpoint
-from nocturnus.api.knowledge import constants, goal_literal, negated_of, pattern, write_scope
+from nocturnus.api.knowledge import (
+    constants,
+    goal_literal,
+    negated_of,
+    pattern,
+    write_scope,
+)
 from nocturnus.api.schema import ARGS, PREDICATE, SCOPE, Schema, nullable, obj
 from nocturnus.service import context
 from nocturnus.service.context import (
@@ -46,7 +52,9 @@ WINDOW_FIELDS: dict[str, Schema] = {
     "predicates": nullable({"type": "array", "items": PREDICATE, "maxItems": 256}),
     "format": nullable({"type": "string", "enum": list(FORMATS)}),
     "includeRules": BOOL,
-    "maxFactsPerPredicate": nullable({"type": "integer", "minimum": 1, "maximum": 1000}),
+    "maxFactsPerPredicate": nullable(
+        {"type": "integer", "minimum": 1, "maximum": 1000}
+    ),
     "minSalience": nullable({"type": "number", "minimum": 0, "maximum": 1}),
     "autoResolveContradictions": BOOL,
     "relevanceBuckets": nullable({"type": "array", "items": BUCKET, "maxItems": 32}),
@@ -131,11 +139,15 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     atom["salience"] = entry.salience
     atom["category"] = entry.category
     atom["charCount"] = len(entry.line)
-    atom["provenance"] = None if prov is None else {
-        "rule": prov.rule,
-        "premises": list(prov.premises),
-        "supports": list(prov.supports),
-    }
+    atom["provenance"] = (
+        None
+        if prov is None
+        else {
+            "rule": prov.rule,
+            "premises": list(prov.premises),
+            "supports": list(prov.supports),
+        }
+    )
     return atom
 
 
@@ -197,28 +209,44 @@ def removed_json(key: FactKey) -> dict[str, Any]:
 
 
 @endpoint(
-    context_api, "POST", "/context/optimize",
+    context_api,
+    "POST",
+    "/context/optimize",
     summary="The most salient facts now, goal-driven when goals are given",
-    body=OPTIMIZE_BODY, tenant=True, body_required=False,
+    body=OPTIMIZE_BODY,
+    tenant=True,
+    body_required=False,
 )
 async def optimize(call: Call) -> dict[str, Any]:
-    window = await context.optimize(call.database, call.tenant_id, window_request(call.body), _config(call))
+    window = await context.optimize(
+        call.database, call.tenant_id, window_request(call.body), _config(call)
+    )
     return window_json(window)
 
 
 @endpoint(
-    context_api, "POST", "/memory/context",
+    context_api,
+    "POST",
+    "/memory/context",
     summary="The context window (optimize's shape plus the upstream ContextWindow fields)",
-    body=OPTIMIZE_BODY, tenant=True, body_required=False,
+    body=OPTIMIZE_BODY,
+    tenant=True,
+    body_required=False,
 )
 async def memory_context(call: Call) -> dict[str, Any]:
-    window = await context.optimize(call.database, call.tenant_id, window_request(call.body), _config(call))
+    window = await context.optimize(
+        call.database, call.tenant_id, window_request(call.body), _config(call)
+    )
     answer = window_json(window)
     distribution: dict[str, int] = {}
     for entry in window.entries:
         distribution[entry.key.predicate] = distribution.get(entry.key.predicate, 0) + 1
     answer["facts"] = [
-        {k: v for k, v in entry_json(e).items() if k not in ("category", "charCount", "provenance")}
+        {
+            k: v
+            for k, v in entry_json(e).items()
+            if k not in ("category", "charCount", "provenance")
+        }
         for e in window.entries
     ]
     answer["totalAvailable"] = window.total_available
@@ -229,12 +257,17 @@ async def memory_context(call: Call) -> dict[str, Any]:
 
 
 @endpoint(
-    context_api, "POST", "/context/diff",
+    context_api,
+    "POST",
+    "/context/diff",
     summary="Only what changed since this session's last window",
-    body=DIFF_BODY, tenant=True,
+    body=DIFF_BODY,
+    tenant=True,
 )
 async def diff(call: Call) -> dict[str, Any]:
-    result = await context.diff(call.database, call.tenant_id, window_request(call.body), _config(call))
+    result = await context.diff(
+        call.database, call.tenant_id, window_request(call.body), _config(call)
+    )
     return {
         "previousWindowId": result.previous_window_id,
         "currentWindowId": result.window.window_id,
@@ -251,8 +284,12 @@ async def diff(call: Call) -> dict[str, Any]:
 
 
 @endpoint(
-    context_api, "POST", "/context/session/clear",
-    summary="Forget a context session's last window", body=CLEAR_BODY, tenant=True,
+    context_api,
+    "POST",
+    "/context/session/clear",
+    summary="Forget a context session's last window",
+    body=CLEAR_BODY,
+    tenant=True,
 )
 async def clear_session(call: Call) -> dict[str, Any]:
     session_id = call.body["sessionId"]
@@ -261,16 +298,24 @@ async def clear_session(call: Call) -> dict[str, Any]:
 
 
 @endpoint(
-    context_api, "POST", "/context/summary",
+    context_api,
+    "POST",
+    "/context/summary",
     summary="Fact and predicate counts, TTL and contradiction figures, top salient facts",
-    body=SUMMARY_BODY, tenant=True, body_required=False,
+    body=SUMMARY_BODY,
+    tenant=True,
+    body_required=False,
 )
 async def summary(call: Call) -> dict[str, Any]:
-    result = await context.summary(call.database, call.tenant_id, call.body.get("scope"), _config(call))
+    result = await context.summary(
+        call.database, call.tenant_id, call.body.get("scope"), _config(call)
+    )
     return {
         "totalFacts": result.total_facts,
         "predicateCount": result.predicate_count,
-        "topPredicates": [{"predicate": p, "count": n} for p, n in result.top_predicates],
+        "topPredicates": [
+            {"predicate": p, "count": n} for p, n in result.top_predicates
+        ],
         "factsWithTtl": result.facts_with_ttl,
         "factsExpiringWithin1h": result.expiring_within_1h,
         "contradictions": result.contradictions,
@@ -285,14 +330,21 @@ async def summary(call: Call) -> dict[str, Any]:
 
 
 @endpoint(
-    context_api, "POST", "/memory/priority",
+    context_api,
+    "POST",
+    "/memory/priority",
     summary="Set a stored fact's explicit salience priority (0..1)",
-    body=PRIORITY_BODY, tenant=True,
+    body=PRIORITY_BODY,
+    tenant=True,
 )
 async def set_priority(call: Call) -> dict[str, Any]:
     body = call.body
-    key = FactKey(write_scope(body), body["predicate"], negated_of(body), constants(body["args"]))
-    outcome = await context.set_priority(call.database, call.tenant_id, key, float(body["priority"]))
+    key = FactKey(
+        write_scope(body), body["predicate"], negated_of(body), constants(body["args"])
+    )
+    outcome = await context.set_priority(
+        call.database, call.tenant_id, key, float(body["priority"])
+    )
     return {
         "fact": render.fact_atom(outcome.record),
         "priority": outcome.priority,
@@ -316,19 +368,29 @@ async def _recall(call: Call) -> list[dict[str, Any]]:
 
 
 @endpoint(
-    context_api, "POST", "/memory/recall",
+    context_api,
+    "POST",
+    "/memory/recall",
     summary="Facts as the tenant knew them at a past moment (from the event log)",
-    body=RECALL_BODY, tenant=True,
+    body=RECALL_BODY,
+    tenant=True,
 )
 async def recall(call: Call) -> dict[str, Any]:
     results = await _recall(call)
-    return {"results": results, "count": len(results), "timestamp": call.body["timestamp"]}
+    return {
+        "results": results,
+        "count": len(results),
+        "timestamp": call.body["timestamp"],
+    }
 
 
 @endpoint(
-    context_api, "POST", "/memory/query/temporal",
+    context_api,
+    "POST",
+    "/memory/query/temporal",
     summary="Like /memory/recall, answering a bare array (upstream SDK's shape)",
-    body=RECALL_BODY, tenant=True,
+    body=RECALL_BODY,
+    tenant=True,
 )
 async def temporal_query(call: Call) -> list[dict[str, Any]]:
     return await _recall(call)

@@ -33,16 +33,9 @@ from nocturnus.service.database import Database, DatabaseState, now_ms, replay_t
 from nocturnus.service.events import Event, PrioritySet
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.formats import fact_text, render_line, render_text, sentence
-from nocturnus.service.rulebook import RuleRecord, Rulebook
-from nocturnus.service.salience import (
-    Ranked,
-    Ranking,
-    Usage,
-    contradictions,
-    knowledge_key,
-    rank,
-)
-from nocturnus.service.sessions import Sessions, SentWindow
+from nocturnus.service.rulebook import Rulebook, RuleRecord
+from nocturnus.service.salience import Ranking, Usage, knowledge_key
+from nocturnus.service.sessions import SentWindow, Sessions
 from nocturnus.service.tenant import TenantState
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
@@ -68,7 +61,6 @@ class TenantContext:
     usage: Usage = field(default_factory=Usage)
     sessions: Sessions | None = None
     ranking: Ranking | None = None
-    orders: dict[FactKey, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def context_of(state: TenantState) -> TenantContext:
@@ -144,9 +136,19 @@ class Entry:
     def fingerprint(self) -> bytes:
         """The entry's knowledge content: what a diff compares (not salience/category)."""
         r = self.record
-        attrs = None if r is None else (r.created_at, r.valid_from, r.valid_until, r.ttl, r.metadata)
-        prov = None if self.provenance is None else (
-            self.provenance.rule, self.provenance.premises, self.provenance.supports
+        attrs = (
+            None
+            if r is None
+            else (r.created_at, r.valid_from, r.valid_until, r.ttl, r.metadata)
+        )
+        prov = (
+            None
+            if self.provenance is None
+            else (
+                self.provenance.rule,
+                self.provenance.premises,
+                self.provenance.supports,
+            )
         )
         return orjson.dumps([self.confidence, attrs, prov], option=orjson.OPT_SORT_KEYS)
 
@@ -199,16 +201,35 @@ class WindowDiff:
 
 
 def _ranking(state: TenantState, ctx: TenantContext, cfg: ContextConfig) -> Ranking:
+    """The tenant's ranking, synced with its knowledge (once per knowledge change)."""
     knowledge = knowledge_key(state)
-    ctx.usage.settle(knowledge, state)
-    key = (knowledge, ctx.usage.epoch, cfg.half_life_ms)
+    touched = ctx.usage.settle(knowledge, state)
+    generation = (knowledge, ctx.usage.epoch)
     ranking = ctx.ranking
-    if ranking is None or ranking.key != key:
-        if len(ctx.orders) > 2 * state.fact_count() + 1024:
-            ctx.orders.clear()
-        ref_ms, scopes, salience = rank(state, ctx.usage, cfg.half_life_ms, ctx.orders)
-        ranking = ctx.ranking = Ranking(key, ref_ms, scopes, salience, contradictions(state))
+    if ranking is None or ranking.half_life_ms != cfg.half_life_ms:
+        ranking = ctx.ranking = Ranking(cfg.half_life_ms)
+        state.changed = None  # no journal to trust: the first sync rebuilds everything
+    if ranking.generation != generation:
+        ranking.sync(state, ctx.usage, touched)
+        ranking.generation = generation
     return ranking
+
+
+class _Scores:
+    """Salience lookups for single facts (goal proofs, contradictions)."""
+
+    def __init__(
+        self, state: TenantState, ctx: TenantContext, ranking: Ranking
+    ) -> None:
+        self.state = state
+        self.usage = ctx.usage
+        self.ranking = ranking
+
+    def of(self, key: FactKey) -> float:
+        record = self.state.visible(key)
+        if record is None:
+            return 0.0
+        return self.ranking.score(key, record, self.usage, self.state.priorities)
 
 
 def _identity(key: FactKey) -> tuple[Any, ...]:
@@ -263,35 +284,57 @@ def build_window(
     """The window for ``req`` over the tenant's current knowledge (state refreshed)."""
     ctx = context_of(state)
     ranking = _ranking(state, ctx, cfg)
+    scores = _Scores(state, ctx, ranking)
     ref_ms = ranking.ref_ms
     excluded: set[FactKey] = set()
-    found = _contradictions(ranking, req)
+    found = _contradictions(ranking, scores, req)
     if req.auto_resolve:
         for c in found:
             excluded.add(_loser(state, c))
     builder = _Builder(req)
     used_rules: dict[str, RuleRecord | None] = {}
     if req.goals:
-        _goal_entries(state, database_rules, req, ranking, builder, excluded, used_rules)
+        _goal_entries(state, database_rules, req, scores, builder, excluded, used_rules)
     bucket_stats: dict[str, BucketStat] = {}
     if req.buckets:
-        bucket_stats = _fill_buckets(ranking, req, builder, excluded, ref_ms)
+        bucket_stats = _fill_buckets(state, ranking, req, builder, excluded)
     else:
-        _fill(ranking, req, builder, excluded, None, None, ref_ms)
-    rules = _relevant_rules(state, database_rules, req, builder, used_rules) if req.include_rules else []
+        _fill(state, ranking, req, builder, excluded, None, None)
+    rules = (
+        _relevant_rules(state, database_rules, req, builder, used_rules)
+        if req.include_rules
+        else []
+    )
     entries = []
     lines = []
     for key in builder.order:
         item = builder.items[key]
-        line = render_line(req.fmt, key, item["confidence"], item["salience"], item["category"], builder.show_scope)
-        entries.append(Entry(key, item["record"], item["confidence"], item["salience"], item["category"], item.get("provenance"), line))
+        line = render_line(
+            req.fmt,
+            key,
+            item["confidence"],
+            item["salience"],
+            item["category"],
+            builder.show_scope,
+        )
+        entries.append(
+            Entry(
+                key,
+                item["record"],
+                item["confidence"],
+                item["salience"],
+                item["category"],
+                item.get("provenance"),
+                line,
+            )
+        )
         lines.append((key.predicate, line))
     text = render_text(req.fmt, lines, rules)
     window = Window(
         window_id="",
         entries=tuple(entries),
         relevant_rules=tuple(rules),
-        total_available=_available(ranking, req),
+        total_available=ranking.count(req.scope, req.predicates),
         deduplication_savings=builder.dedup,
         contradictions=tuple(found),
         contradictions_resolved=len(found) if req.auto_resolve else 0,
@@ -320,7 +363,10 @@ def _with_id(window: Window) -> Window:
         [
             canon,
             list(window.relevant_rules),
-            [[list(c.positive), c.positive_salience, c.negative_salience] for c in window.contradictions],
+            [
+                [list(c.positive), c.positive_salience, c.negative_salience]
+                for c in window.contradictions
+            ],
             window.total_available,
             window.deduplication_savings,
             window.contradictions_resolved,
@@ -343,16 +389,16 @@ def _fields(window: Window) -> dict[str, Any]:
     return {name: getattr(window, name) for name in Window.__dataclass_fields__}
 
 
-def _contradictions(ranking: Ranking, req: WindowRequest) -> list[Contradiction]:
-    scopes = [req.scope] if req.scope is not None else sorted(ranking.contradictions)
+def _contradictions(
+    ranking: Ranking, scores: _Scores, req: WindowRequest
+) -> list[Contradiction]:
     found = []
-    for scope in scopes:
-        for positive, negative in ranking.contradictions.get(scope, ()):
-            if req.predicates is not None and positive.predicate not in req.predicates:
-                continue
-            found.append(
-                Contradiction(positive, ranking.salience[positive], ranking.salience[negative])
-            )
+    for positive in ranking.contradictions(req.scope):
+        if req.predicates is not None and positive.predicate not in req.predicates:
+            continue
+        found.append(
+            Contradiction(positive, scores.of(positive), scores.of(positive.opposite()))
+        )
     return found
 
 
@@ -366,24 +412,18 @@ def _loser(state: TenantState, c: Contradiction) -> FactKey:
     return negative if pos_rank > neg_rank else c.positive
 
 
-def _available(ranking: Ranking, req: WindowRequest) -> int:
-    if req.predicates is None:
-        return ranking.count(req.scope)
-    return sum(1 for r in ranking.iter(req.scope) if r.record.key.predicate in req.predicates)
-
-
 def _category(record: FactRecord, ref_ms: int) -> str:
     return "recent" if ref_ms - record.created_at <= RECENT_MS else "salient"
 
 
 def _fill(
+    state: TenantState,
     ranking: Ranking,
     req: WindowRequest,
     builder: _Builder,
     excluded: set[FactKey],
     predicates: frozenset[str] | None,
     category: str | None,
-    ref_ms: int,
     limit: int | None = None,
 ) -> list[float]:
     """Add ranked facts (most salient first) until the window or ``limit`` is full."""
@@ -391,18 +431,19 @@ def _fill(
     if builder.full() or limit == 0:
         return taken
     wanted = req.predicates
-    for ranked in ranking.iter(req.scope):
-        salience = ranked.salience
+    ref_ms = ranking.ref_ms
+    facts = state.facts
+    for neg_salience, _created, _order, key in ranking.rows(req.scope):
+        salience = -neg_salience
         if salience < req.min_salience:
             break
-        record = ranked.record
-        key = record.key
         if wanted is not None and key.predicate not in wanted:
             continue
         if predicates is not None and key.predicate not in predicates:
             continue
         if key in excluded or builder.capped(key.predicate) or builder.taken(key):
             continue
+        record = facts[key.scope][key]
         builder.add(
             key,
             record=record,
@@ -417,11 +458,11 @@ def _fill(
 
 
 def _fill_buckets(
+    state: TenantState,
     ranking: Ranking,
     req: WindowRequest,
     builder: _Builder,
     excluded: set[FactKey],
-    ref_ms: int,
 ) -> dict[str, BucketStat]:
     """Relevance buckets: each gets ``max(1, floor(weight / Σweights · room))`` slots,
     filled with its most salient unused facts; what is left goes to ``_overflow``."""
@@ -430,15 +471,22 @@ def _fill_buckets(
     stats: dict[str, BucketStat] = {}
     for bucket in req.buckets:
         allocation = max(1, math.floor(bucket.weight / total * room))
-        taken = _fill(ranking, req, builder, excluded, bucket.predicates, bucket.name, ref_ms, allocation)
+        taken = _fill(
+            state,
+            ranking,
+            req,
+            builder,
+            excluded,
+            bucket.predicates,
+            bucket.name,
+            allocation,
+        )
         stats[bucket.name] = BucketStat(
             len(taken), allocation, min(taken, default=0.0), max(taken, default=0.0)
         )
-    taken = _fill(ranking, req, builder, excluded, None, "_overflow", ref_ms)
+    taken = _fill(state, ranking, req, builder, excluded, None, "_overflow")
     if taken:
-        stats["_overflow"] = BucketStat(
-            len(taken), len(taken), min(taken), max(taken)
-        )
+        stats["_overflow"] = BucketStat(len(taken), len(taken), min(taken), max(taken))
     return stats
 
 
@@ -446,16 +494,19 @@ def _goal_entries(
     state: TenantState,
     database_rules: Rulebook,
     req: WindowRequest,
-    ranking: Ranking,
+    scores: _Scores,
     builder: _Builder,
     excluded: set[FactKey],
     used_rules: dict[str, RuleRecord | None],
 ) -> None:
     """Answers of the goals and the facts their proofs use, in discovery order."""
-    salience = ranking.salience
     for goal in req.goals:
         answers = queries.ask(
-            state, database_rules, goal, req.scope, limit=min(req.max_facts, MAX_GOAL_ANSWERS),
+            state,
+            database_rules,
+            goal,
+            req.scope,
+            limit=min(req.max_facts, MAX_GOAL_ANSWERS),
             with_proof=True,
         )
         for answer in answers:
@@ -464,7 +515,17 @@ def _goal_entries(
             if answer.proof is None:
                 continue
             supports = fact_text(answer.key)
-            _walk(answer.proof, answer.key.scope, "", supports, state, salience, builder, excluded, used_rules)
+            _walk(
+                answer.proof,
+                answer.key.scope,
+                "",
+                supports,
+                state,
+                scores,
+                builder,
+                excluded,
+                used_rules,
+            )
 
 
 def _walk(
@@ -473,7 +534,7 @@ def _walk(
     parent_rule: str,
     supports: str,
     state: TenantState,
-    salience: dict[FactKey, float],
+    scores: _Scores,
     builder: _Builder,
     excluded: set[FactKey],
     used_rules: dict[str, RuleRecord | None],
@@ -501,14 +562,16 @@ def _walk(
     if existing is not None:
         prov: Provenance | None = existing.get("provenance")
         if prov is not None and supports not in prov.supports:
-            existing["provenance"] = Provenance(prov.rule, prov.premises, (*prov.supports, supports))
+            existing["provenance"] = Provenance(
+                prov.rule, prov.premises, (*prov.supports, supports)
+            )
     elif key not in excluded and not builder.full() and not builder.taken(key):
         if record is not None:
             builder.add(
                 key,
                 record=record,
                 confidence=record.confidence,
-                salience=salience.get(key, 0.0),
+                salience=scores.of(key),
                 category="goal_relevant",
                 provenance=Provenance(parent_rule, (), (supports,)),
             )
@@ -521,9 +584,19 @@ def _walk(
                 category="inferred",
                 provenance=Provenance(rule_text, premises, (supports,)),
             )
-    lowest = salience.get(key) if record is not None else None
+    lowest = scores.of(key) if record is not None else None
     for child in proof.children:
-        low = _walk(child, scope, rule_text, supports, state, salience, builder, excluded, used_rules)
+        low = _walk(
+            child,
+            scope,
+            rule_text,
+            supports,
+            state,
+            scores,
+            builder,
+            excluded,
+            used_rules,
+        )
         if low is not None:
             lowest = low if lowest is None else min(lowest, low)
     if item is not None and lowest is not None:
@@ -575,16 +648,22 @@ def _sessions(state: TenantState, cfg: ContextConfig) -> Sessions:
 
 
 def _sent(window: Window) -> SentWindow:
-    return SentWindow(window.window_id, {e.key: e.fingerprint() for e in window.entries})
+    return SentWindow(
+        window.window_id, {e.key: e.fingerprint() for e in window.entries}
+    )
 
 
 def _remember_uses(state: TenantState, window: Window, now: int) -> None:
     """Facts a goal-driven window used in its proofs count as used. Merely listing a
     fact does not: that would keep whatever was shown once in every later window."""
-    record_uses(state, (e.key for e in window.entries if e.category == "goal_relevant"), now)
+    record_uses(
+        state, (e.key for e in window.entries if e.category == "goal_relevant"), now
+    )
 
 
-async def optimize(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> Window:
+async def optimize(
+    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
+) -> Window:
     """Build a window; with a ``session_id`` it becomes that session's last window."""
     state, now = await _current(db, tenant)
     window = build_window(state, db.root.rules, req, cfg)
@@ -594,7 +673,9 @@ async def optimize(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) 
     return window
 
 
-async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> WindowDiff:
+async def diff(
+    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
+) -> WindowDiff:
     """What changed since the session's last window; the new window replaces it."""
     assert req.session_id is not None
     state, now = await _current(db, tenant)
@@ -616,6 +697,7 @@ async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> W
             added.append(entry)
     removed = [key for key, fp in before.items() if current.get(key) != fp]
     removed.sort(key=queries.fact_order)
+    reason: str | None
     if previous is None:
         full, reason = True, "no previous window for this session: every entry is added"
     else:
@@ -640,10 +722,18 @@ async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> W
     )
 
 
-def _diff_text(req: WindowRequest, added: Sequence[Entry], removed: Sequence[FactKey], window: Window) -> str:
+def _diff_text(
+    req: WindowRequest,
+    added: Sequence[Entry],
+    removed: Sequence[FactKey],
+    window: Window,
+) -> str:
     show_scope = req.scope is None
-    lines = [f"- {sentence(k, None, show_scope) if req.fmt == 'natural' else fact_text(k)}" for k in removed]
-    lines += [f"+ {e.line[2:] if e.line.startswith('- ') else e.line}" for e in added]
+    lines = [
+        f"- {sentence(k, None, show_scope) if req.fmt == 'natural' else fact_text(k)}"
+        for k in removed
+    ]
+    lines += [f"+ {e.line.removeprefix('- ')}" for e in added]
     return "\n".join(lines)
 
 
@@ -669,19 +759,22 @@ class Summary:
     generated_at: int
 
 
-async def summary(db: Db, tenant: str, scope: str | None, cfg: ContextConfig) -> Summary:
+async def summary(
+    db: Db, tenant: str, scope: str | None, cfg: ContextConfig
+) -> Summary:
     """Counts per predicate, TTL and contradiction figures, the 5 most salient facts."""
     state, now = await _current(db, tenant)
     window = build_window(
-        state, db.root.rules, WindowRequest(scope=scope, max_facts=5, fmt="structured", include_rules=False), cfg
+        state,
+        db.root.rules,
+        WindowRequest(scope=scope, max_facts=5, fmt="structured", include_rules=False),
+        cfg,
     )
     ranking = context_of(state).ranking
     assert ranking is not None
-    counts: dict[str, int] = {}
+    counts = ranking.predicate_counts(scope)
     with_ttl = expiring = chars = 0
-    for ranked in ranking.iter(scope):
-        record = ranked.record
-        counts[record.key.predicate] = counts.get(record.key.predicate, 0) + 1
+    for record in state.iter_visible(scope):
         if record.ttl is not None:
             with_ttl += 1
         ends = record.expires_at
@@ -710,7 +803,9 @@ class PriorityOutcome:
     changed: bool
 
 
-def decide_priority(state: TenantState, key: FactKey, priority: float) -> tuple[list[Event], PriorityOutcome]:
+def decide_priority(
+    state: TenantState, key: FactKey, priority: float
+) -> tuple[list[Event], PriorityOutcome]:
     """Set a stored fact's explicit priority.
 
     :raises NotFound: no such stored fact in that scope.
@@ -724,12 +819,18 @@ def decide_priority(state: TenantState, key: FactKey, priority: float) -> tuple[
     if state.priorities.get(key) == priority:
         return [], PriorityOutcome(record, priority, False)
     event = PrioritySet(
-        predicate=key.predicate, args=key.args, negated=key.negated, scope=key.scope, priority=priority
+        predicate=key.predicate,
+        args=key.args,
+        negated=key.negated,
+        scope=key.scope,
+        priority=priority,
     )
     return [event], PriorityOutcome(record, priority, True)
 
 
-async def set_priority(db: Db, tenant: str, key: FactKey, priority: float) -> PriorityOutcome:
+async def set_priority(
+    db: Db, tenant: str, key: FactKey, priority: float
+) -> PriorityOutcome:
     state, now = await _current(db, tenant)
     events, outcome = decide_priority(state, key, priority)
     await db.commit(tenant, events, now)

@@ -18,9 +18,43 @@ FORMATS = ("structured", "natural", "predicate")
 
 # first words that already read as a verb between two arguments: "alice likes bob"
 _VERBS = frozenset(
-    "is are was were has have had can could will does do did owns likes loves hates "
-    "knows uses needs wants prefers reports manages contains includes belongs works "
-    "lives depends requires blocks sees follows holds".split()
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "can",
+        "could",
+        "will",
+        "does",
+        "do",
+        "did",
+        "owns",
+        "likes",
+        "loves",
+        "hates",
+        "knows",
+        "uses",
+        "needs",
+        "wants",
+        "prefers",
+        "reports",
+        "manages",
+        "contains",
+        "includes",
+        "belongs",
+        "works",
+        "lives",
+        "depends",
+        "requires",
+        "blocks",
+        "sees",
+        "follows",
+        "holds",
+    ]
 )
 
 
@@ -43,7 +77,10 @@ def predicate_line(key: FactKey, confidence: float | None, show_scope: bool) -> 
 def words(predicate: str) -> str:
     """``customer_tier`` / ``customerTier`` / ``customer-tier`` → ``customer tier``."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", predicate)
-    return " ".join(part for part in re.split(r"[_\-\s.:]+", spaced) if part).lower() or predicate
+    return (
+        " ".join(part for part in re.split(r"[_\-\s.:]+", spaced) if part).lower()
+        or predicate
+    )
 
 
 def sentence(key: FactKey, confidence: float | None, show_scope: bool) -> str:
@@ -80,7 +117,11 @@ def sentence(key: FactKey, confidence: float | None, show_scope: bool) -> str:
 
 
 def structured_line(
-    key: FactKey, confidence: float | None, salience: float, category: str, show_scope: bool
+    key: FactKey,
+    confidence: float | None,
+    salience: float,
+    category: str,
+    show_scope: bool,
 ) -> str:
     """``- plan(enterprise) | salience 0.93 | recent`` under its predicate's heading."""
     line = f"- {predicate_line(key, confidence, show_scope)} | salience {_number(salience)}"

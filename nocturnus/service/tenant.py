@@ -60,6 +60,9 @@ class TenantState:
     # in-memory context data (access counts, sessions, ranking cache), not from events:
     # owned by ``service/context.py``, dropped with the tenant's data
     context: Any = None
+    # keys whose visibility, attributes or priority changed, while a consumer (the
+    # context ranking) keeps a derived view up to date incrementally; None otherwise
+    changed: set[FactKey] | None = None
     _dirty: set[FactKey] = field(default_factory=set)
     _timeline: list[tuple[int, FactKey]] = field(default_factory=list)
 
@@ -73,6 +76,8 @@ class TenantState:
             self._settle(key, now_ms)
 
     def _settle(self, key: FactKey, now_ms: int) -> None:
+        if self.changed is not None:
+            self.changed.add(key)
         record = self.record(key)
         view = self.views.get(key.scope)
         if record is None:
@@ -163,6 +168,8 @@ def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
 def _apply_priority_set(state: TenantState, event: PrioritySet) -> None:
     key = FactKey(event.scope, event.predicate, event.negated, event.args)
     state.priorities[key] = event.priority
+    if state.changed is not None:
+        state.changed.add(key)
 
 
 def _apply_rule_taught(state: TenantState, event: RuleTaught) -> None:
@@ -186,6 +193,7 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state.priorities.clear()
     state.context = None
+    state.changed = None
     state.created_at = None
 
 
