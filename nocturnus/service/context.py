@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,13 @@ class TenantContext:
     usage: Usage = field(default_factory=Usage)
     sessions: Sessions | None = None
     ranking: Ranking | None = None
+    # windows are a function of (knowledge, rules, request): the last few are kept for
+    # the knowledge generation they were built in
+    windows: dict[Any, Window] = field(default_factory=dict)
+    windows_key: Any = None
+
+
+MAX_CACHED_WINDOWS = 16
 
 
 def context_of(state: TenantState) -> TenantContext:
@@ -284,6 +292,27 @@ def build_window(
     """The window for ``req`` over the tenant's current knowledge (state refreshed)."""
     ctx = context_of(state)
     ranking = _ranking(state, ctx, cfg)
+    generation = (ranking.generation, database_rules.version, cfg)
+    if ctx.windows_key != generation:
+        ctx.windows.clear()
+        ctx.windows_key = generation
+    request_key = dataclasses.replace(req, session_id=None)
+    window = ctx.windows.get(request_key)
+    if window is None:
+        window = _build(state, database_rules, req, ctx, ranking)
+        if len(ctx.windows) >= MAX_CACHED_WINDOWS:
+            ctx.windows.pop(next(iter(ctx.windows)))
+        ctx.windows[request_key] = window
+    return window
+
+
+def _build(
+    state: TenantState,
+    database_rules: Rulebook,
+    req: WindowRequest,
+    ctx: TenantContext,
+    ranking: Ranking,
+) -> Window:
     scores = _Scores(state, ctx, ranking)
     ref_ms = ranking.ref_ms
     excluded: set[FactKey] = set()
