@@ -730,8 +730,9 @@ async def diff(
     if previous is None:
         full, reason = True, "no previous window for this session: every entry is added"
     else:
-        # churn: the share of the previous window's slots that changed hands
-        churn = max(len(added), len(removed)) / max(len(before), 1)
+        # churn: the share of the window's slots that changed hands (a window that only
+        # grows by a few facts is not churning)
+        churn = max(len(added), len(removed)) / max(len(before), len(window.entries), 1)
         full = churn > 0.5
         reason = (
             f"high churn ({round(churn * 100)}%): full refresh cheaper than patching"

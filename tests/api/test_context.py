@@ -383,3 +383,12 @@ def test_restart_keeps_priorities_and_windows(fresh_server: Server) -> None:
     after = fresh_server.request("POST", "/context/optimize", tenant="acme", json=body).content
     assert after == before
     assert b'"args":["x"]' in after
+
+
+def test_a_growing_window_is_not_churn(server: Server, tenant: str) -> None:
+    tell(server, tenant, "step", 1)
+    diff(server, tenant, "g")
+    tell(server, tenant, "step", 2)
+    grown = diff(server, tenant, "g")
+    assert facts_of(grown["added"]) == [("step", 2)] and grown["unchanged"] == 1
+    assert grown["fullRefreshRecommended"] is False and grown["reason"] is None
