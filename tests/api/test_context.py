@@ -392,3 +392,20 @@ def test_a_growing_window_is_not_churn(server: Server, tenant: str) -> None:
     grown = diff(server, tenant, "g")
     assert facts_of(grown["added"]) == [("step", 2)] and grown["unchanged"] == 1
     assert grown["fullRefreshRecommended"] is False and grown["reason"] is None
+
+
+def test_identical_bytes_across_a_rebuilt_window(server: Server, tenant: str) -> None:
+    """Teaching and removing a database rule drops the cached windows; the rebuilt
+    window is still byte-identical."""
+    server.request("POST", "/databases", json={"name": "ctx_det"})
+    for i in range(12):
+        tell(server, tenant, "item", i, database="ctx_det")
+    body = {"maxFacts": 5, "format": "structured"}
+    first = server.request("POST", "/context/optimize", tenant=tenant, database="ctx_det", json=body)
+    rule = server.request("POST", "/admin/databases/ctx_det/rules", json={
+        "head": {"predicate": "other", "args": ["?x"]}, "body": [{"predicate": "thing", "args": ["?x"]}]})
+    assert rule.status_code in (200, 201), rule.text
+    rule_id = rule.json()["rule"]["id"]
+    assert server.request("DELETE", f"/admin/databases/ctx_det/rules/{rule_id}").status_code == 200
+    second = server.request("POST", "/context/optimize", tenant=tenant, database="ctx_det", json=body)
+    assert first.content == second.content

@@ -192,3 +192,26 @@ def test_sentences() -> None:
     assert say("raining") == "Raining holds."
     assert say("ships", "o1", "box", 3) == "Ships holds for o1, box and 3."
     assert say("seatCount", "acme", 250) == "The seat count of acme is 250."
+
+
+def test_same_knowledge_gives_the_same_window_without_any_cache() -> None:
+    """Two projections replayed from the same events build equal windows (same id)."""
+    events: list[Event] = []
+    for i in range(40):
+        events.append(FactTold(predicate=f"p{i % 3}", args=(f"a{i}", i), negated=False,
+                               scope="main" if i % 4 else "s2", created_at=T0 + i * 1000,
+                               valid_from=T0 + i * 1000, confidence=0.5 if i % 5 == 0 else None))
+    events.append(PrioritySet(predicate="p1", args=("a1", 1), negated=False, scope="main", priority=0.9))
+    events.append(FactRetracted(predicate="p2", args=("a2", 2), negated=False, scope="s2"))
+    windows = []
+    for _ in range(2):
+        state = TenantState("t")
+        for seq, event in enumerate(events, start=1):
+            apply(state, seq, event)
+        state.refresh(T0 + 100_000)
+        for fmt in ("predicate", "natural", "structured"):
+            req = WindowRequest(max_facts=10, fmt=fmt, predicates=frozenset({"p0", "p1"}))
+            windows.append(build_window(state, Rulebook(), req, ContextConfig()))
+    assert windows[:3] == windows[3:]
+    assert len({w.window_id for w in windows}) == 3
+    assert windows[0].entries[0].key == FactKey("main", "p1", False, ("a1", 1))
