@@ -342,9 +342,8 @@ async def sse_open(call: Call) -> None:
     _check_origin(request)
     database = database_header(request)
     tenant = _tenant_header(request)
-    request.app.ctx.databases.get(
-        database
-    )  # an unknown database is a 404 now, not later
+    # An unknown database is refused now (404), not at every tool call.
+    request.app.ctx.databases.get(database)
     state = _state(request)
     if state.sse.is_full:
         raise Unavailable(f"too many open MCP SSE sessions (limit {state.sse.limit})")
@@ -407,20 +406,13 @@ async def sse_message(call: Call) -> HTTPResponse:
 async def http_message(call: Call) -> HTTPResponse:
     request = call.request
     state = _state(request)
-    session_id = request.headers.get(SESSION_HEADER)
     try:
         _check_origin(request)
         if not _accepts(request, "application/json"):
             return _rpc_error(
-                406, INVALID_REQUEST, "Not Acceptable: responses are application/json"
+                406, INVALID_REQUEST, "Not Acceptable: answers are application/json"
             )
-        http = None
-        if session_id is not None:
-            http = state.http.get(session_id)
-            if http is None:
-                return _rpc_error(
-                    404, INVALID_REQUEST, f"Unknown or ended MCP session {session_id!r}"
-                )
+        http = _http_session(request) if SESSION_HEADER in request.headers else None
         negotiated = http.session.protocol_version if http is not None else None
         header_version = _version_header(request, negotiated)
         database = database_header(request)
@@ -436,17 +428,19 @@ async def http_message(call: Call) -> HTTPResponse:
     if opening:
         http = HttpSession(Session(uuid.uuid4().hex, HTTP_DEFAULT_VERSION))
     session = http.session if http is not None else None
-    caller = Caller(request, database, tenant, state.tools, session, version)
-    response = await answer(incoming, caller)
+    response = await answer(
+        incoming, Caller(request, database, tenant, state.tools, session, version)
+    )
     if response is None:
         return HTTPResponse(status=202)
     reply = json_response(response)
-    if session is not None and (not opening or "result" in response):
-        if opening and http is not None:  # only a successful initialize opens a session
-            evicted = state.http.add(session.id, http)
-            if evicted is not None:
-                evicted.close()
-        reply.headers[SESSION_HEADER] = session.id
+    if http is None or (opening and "result" not in response):
+        return reply  # no session, or a failed initialize: it opens none
+    if opening:
+        evicted = state.http.add(http.session.id, http)
+        if evicted is not None:
+            evicted.close()
+    reply.headers[SESSION_HEADER] = http.session.id
     return reply
 
 
