@@ -127,14 +127,7 @@ class SseSession:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, incoming: Incoming, tools: dict[str, BoundTool]) -> None:
-        caller = Caller(
-            self.request,
-            self.database,
-            self.tenant,
-            tools,
-            self.session,
-            self.session.version,
-        )
+        caller = Caller(self.request, self.database, self.tenant, tools, self.session)
         task = asyncio.get_running_loop().create_task(self._deliver(incoming, caller))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -429,7 +422,7 @@ async def http_message(call: Call) -> HTTPResponse:
         http = HttpSession(Session(uuid.uuid4().hex, HTTP_DEFAULT_VERSION))
     session = http.session if http is not None else None
     response = await answer(
-        incoming, Caller(request, database, tenant, state.tools, session, version)
+        incoming, Caller(request, database, tenant, state.tools, session)
     )
     if response is None:
         return HTTPResponse(status=202)

@@ -81,8 +81,6 @@ class Session:
     default_version: str
     protocol_version: str | None = None
     """Negotiated by ``initialize``; ``None`` before it."""
-    initialized: bool = False
-    """The client sent ``notifications/initialized``."""
 
     @property
     def version(self) -> str:
@@ -103,7 +101,6 @@ class Caller:
     tenant: str
     tools: Mapping[str, BoundTool]
     session: Session | None = None
-    version: str = HTTP_DEFAULT_VERSION
 
 
 @dataclass(slots=True)
@@ -246,7 +243,9 @@ async def _answer_one(message: Message, caller: Caller) -> dict[str, Any] | None
     if message.method is None:
         return None  # a client response
     if not message.has_id:
-        _notify(message, caller)
+        # Notifications (initialized, cancelled, progress...) need nothing from us: we
+        # do not hold the lifecycle against clients, and tool calls never outlive their
+        # request. They are never answered, not even with an error.
         return None
     try:
         result = await _call(message.method, message.params, caller)
@@ -258,13 +257,6 @@ async def _answer_one(message: Message, caller: Caller) -> dict[str, Any] | None
             message.id, INTERNAL_ERROR, "Internal error; this is a bug"
         )
     return {"jsonrpc": "2.0", "id": message.id, "result": result}
-
-
-def _notify(message: Message, caller: Caller) -> None:
-    if message.method == "notifications/initialized" and caller.session is not None:
-        caller.session.initialized = True
-    # Every other notification (cancelled, progress, roots/list_changed...) needs nothing
-    # from us: tool calls are short and never outlive their request.
 
 
 async def _call(method: str, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -302,7 +294,6 @@ def _initialize(params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         )
     version = requested if requested in PROTOCOL_VERSIONS else LATEST_VERSION
     session.protocol_version = version
-    caller.version = version
     return {
         "protocolVersion": version,
         "capabilities": {"tools": {"listChanged": False}},

@@ -23,6 +23,7 @@ def streams_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     srv = Server(tmp_path_factory.mktemp("mcp-streams") / "data", env=env).start()
     yield srv
     srv.stop()
+    assert "Traceback" not in srv.output()  # clients leaving mid-stream is not an error
 
 
 def eventually(check: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
