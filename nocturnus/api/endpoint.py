@@ -79,9 +79,12 @@ def parse_json_body(request: Request) -> Any:
         raise ValidationError(f"body: not valid JSON ({e})", field="body") from None
 
 
-def tenant_header(request: Request) -> str:
-    """:raises ValidationError: missing, blank or malformed ``X-Tenant-ID``."""
-    value = request.headers.get("X-Tenant-ID", "").strip()
+def tenant_header(request: Request, default: str | None = None) -> str:
+    """``X-Tenant-ID``; ``default`` stands in for a missing or blank one (MCP only).
+
+    :raises ValidationError: missing or blank without a default, or malformed.
+    """
+    value = request.headers.get("X-Tenant-ID", "").strip() or default
     if not value:
         raise ValidationError("Missing required header: X-Tenant-ID", field="X-Tenant-ID")
     if not re.fullmatch(TENANT_NAME, value):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -28,7 +27,13 @@ from urllib.parse import urlsplit
 import orjson
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
-from nocturnus.api.endpoint import Call, database_header, endpoint, json_response
+from nocturnus.api.endpoint import (
+    Call,
+    database_header,
+    endpoint,
+    json_response,
+    tenant_header,
+)
 from nocturnus.api.mcp_rpc import (
     HTTP_DEFAULT_VERSION,
     INVALID_REQUEST,
@@ -39,10 +44,10 @@ from nocturnus.api.mcp_rpc import (
     Rejected,
     Session,
     answer,
+    error_response,
     parse,
 )
 from nocturnus.api.mcp_tools import BoundTool, bind_tools
-from nocturnus.api.schema import TENANT_NAME
 from nocturnus.errors import (
     Forbidden,
     NocturnusError,
@@ -262,17 +267,6 @@ def _check_origin(request: Request) -> None:
         raise Forbidden(f"Origin {origin[:100]!r} is not allowed", {"field": "Origin"})
 
 
-def _tenant_header(request: Request) -> str:
-    """``X-Tenant-ID``, ``default`` when absent (MCP only; REST requires it)."""
-    value = request.headers.get("X-Tenant-ID", "").strip() or DEFAULT_TENANT
-    if not re.fullmatch(TENANT_NAME, value):
-        raise ValidationError(
-            f"X-Tenant-ID: {value[:80]!r} does not match {TENANT_NAME}",
-            field="X-Tenant-ID",
-        )
-    return value
-
-
 def _accepts(request: Request, mime: str) -> bool:
     accept = request.headers.get("Accept")
     if not accept:
@@ -288,10 +282,7 @@ def _accepts(request: Request, mime: str) -> bool:
 def _rpc_error(
     status: int, code: int, message: str, data: Any = None, id: Any = None
 ) -> HTTPResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return json_response({"jsonrpc": "2.0", "id": id, "error": error}, status)
+    return json_response(error_response(id, code, message, data), status)
 
 
 def _rpc_failure(error: NocturnusError) -> HTTPResponse:
@@ -334,7 +325,7 @@ async def sse_open(call: Call) -> None:
     request = call.request
     _check_origin(request)
     database = database_header(request)
-    tenant = _tenant_header(request)
+    tenant = tenant_header(request, DEFAULT_TENANT)
     # An unknown database is refused now (404), not at every tool call.
     request.app.ctx.databases.get(database)
     state = _state(request)
@@ -409,7 +400,7 @@ async def http_message(call: Call) -> HTTPResponse:
         negotiated = http.session.protocol_version if http is not None else None
         header_version = _version_header(request, negotiated)
         database = database_header(request)
-        tenant = _tenant_header(request)
+        tenant = tenant_header(request, DEFAULT_TENANT)
     except NocturnusError as e:
         return _rpc_failure(e)
     version = negotiated or header_version or HTTP_DEFAULT_VERSION
