@@ -16,7 +16,6 @@ its session is deleted, or the server stops (it does not hold up shutdown).
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -57,8 +56,6 @@ from nocturnus.errors import (
 )
 from nocturnus.settings import Settings
 
-log = logging.getLogger("nocturnus.mcp")
-
 mcp = Blueprint("mcp")
 
 DEFAULT_TENANT = "default"
@@ -66,7 +63,8 @@ SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
 MAX_PENDING = 64
 """Unanswered messages one SSE session may have in flight before POSTs get 503."""
-SHUTDOWN_WAIT_S = 5.0
+SHUTDOWN_STEP_S = 2.5
+"""Longest wait of each shutdown step: in-flight SSE calls, then the streams' ends."""
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 T = TypeVar("T")
@@ -145,7 +143,7 @@ class SseSession:
     async def finish(self) -> None:
         """Let in-flight calls deliver their answers, then end the stream."""
         if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_WAIT_S / 2)
+            await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_STEP_S)
         self.stream.close()
 
 
@@ -188,9 +186,6 @@ class Registry(Generic[T]):
     def is_full(self) -> bool:
         return len(self._items) >= self.limit
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def __iter__(self) -> Iterator[T]:
         return iter(list(self._items.values()))
 
@@ -227,7 +222,7 @@ class McpState:
         await asyncio.gather(*finishing)
         waits = [asyncio.ensure_future(s.done.wait()) for s in streams]
         if waits:
-            _, pending = await asyncio.wait(waits, timeout=SHUTDOWN_WAIT_S / 2)
+            _, pending = await asyncio.wait(waits, timeout=SHUTDOWN_STEP_S)
             for waiter in pending:
                 waiter.cancel()
 
@@ -279,10 +274,9 @@ def _accepts(request: Request, mime: str) -> bool:
     return False
 
 
-def _rpc_error(
-    status: int, code: int, message: str, data: Any = None, id: Any = None
-) -> HTTPResponse:
-    return json_response(error_response(id, code, message, data), status)
+def _rpc_error(status: int, code: int, message: str, data: Any = None) -> HTTPResponse:
+    """A JSON-RPC error without an id (the transport refused the message before reading it)."""
+    return json_response(error_response(None, code, message, data), status)
 
 
 def _rpc_failure(error: NocturnusError) -> HTTPResponse:
