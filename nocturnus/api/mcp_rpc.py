@@ -49,7 +49,7 @@ INSTRUCTIONS = (
 
 
 class Rejected(Exception):
-    """A body that is no acceptable JSON-RPC message: answered with HTTP ``status``."""
+    """A body that is no acceptable JSON-RPC message: answered with HTTP 400."""
 
     def __init__(
         self,
@@ -57,11 +57,10 @@ class Rejected(Exception):
         message: str,
         *,
         id: Any = None,
-        status: int = 400,
         data: Any = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = 400
         self.response = error_response(id, code, message, data)
 
 
