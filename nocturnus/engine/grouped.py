@@ -299,3 +299,40 @@ def step_by_passed(
             out[passed] = new
         else:
             pending |= new
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """A unary chain version ``p(?y) :- q(?x), e(?x, ?y)`` (e in either orientation).
+
+    With the delta on ``q``, the round's new rows are the image of the delta set
+    under ``e``, which one C-level union computes.
+    """
+
+    rule: IRule
+    delta_rel: RelKey
+    other_rel: RelKey
+    other_join: int
+    head: RelKey
+
+
+def reach_of(rule: IRule, delta_at: int) -> Reach | None:
+    """Return the unary chain view of ``rule`` with the delta at ``delta_at``, if any."""
+    if len(rule.body) != 2 or len(rule.head_args) != 1:
+        return None
+    delta, other = rule.body[delta_at], rule.body[1 - delta_at]
+    if delta.kind != POSITIVE or other.kind != POSITIVE:
+        return None
+    if len(delta.args) != 1 or len(other.args) != 2:
+        return None
+    (source,), (target,) = delta.args, rule.head_args
+    if not isinstance(source, Var) or not isinstance(target, Var) or source == target:
+        return None
+    if set(other.args) != {source, target}:
+        return None
+    return Reach(rule, delta.rel, other.rel, other.args.index(source), rule.head)
+
+
+def image(values: set[int], partners_of: dict[int, set[int]]) -> set[int]:
+    """Return every partner of every value (the relation's image of the set)."""
+    return set[int]().union(*map(partners_of.get, values, repeat(_NOTHING)))
