@@ -247,8 +247,10 @@ class Evaluation:
                 for version in recursive
             ]
             if all(reach is not None for reach in reaches):
-                self._round(exits, members, {})
-                self._reach(members, reaches)  # type: ignore[arg-type]
+                delta = self._round(exits, members, {})
+                if self._reach(members, reaches):  # type: ignore[arg-type]
+                    return
+                self._run_rounds(members, recursive, delta, initial)
                 return
         chains = [
             chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
@@ -264,6 +266,16 @@ class Evaluation:
             self._grouped(members, chains)  # type: ignore[arg-type]
             return
         delta = self._round(exits, members, {})
+        self._run_rounds(members, recursive, delta, initial)
+
+    def _run_rounds(
+        self,
+        members: set[RelKey],
+        recursive: list[CompiledRule],
+        delta: dict[RelKey, dict[Row, Any]],
+        initial: dict[RelKey, dict[Row, Any]],
+    ) -> None:
+        """Semi-naive rounds after round 0; stored rows join the first delta."""
         for rel in members:
             stored = initial.get(rel)
             if stored:
@@ -271,11 +283,31 @@ class Evaluation:
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
 
-    def _reach(self, members: set[RelKey], reaches: list[Reach]) -> None:
-        """Run unary chain recursion (reachability) a whole delta set at a time."""
-        full = {rel: {row[0] for row in self.tables[rel].rows} for rel in members}
+    def _reach(self, members: set[RelKey], reaches: list[Reach]) -> bool:
+        """Run unary chain recursion (reachability) a whole delta set at a time.
+
+        Returns False, having changed nothing, when some stored or exit row does
+        not fit its relation's constant layout; the general joins then take over.
+        """
+        layouts: dict[RelKey, tuple[int | None, ...]] = {}
+        for reach in reaches:
+            for rel in (reach.head, reach.delta_rel):
+                if layouts.setdefault(rel, reach.layout) != reach.layout:
+                    return False
+        full: dict[RelKey, set[int]] = {}
+        for rel in members:
+            layout = layouts.get(rel)
+            if layout is None:
+                return False
+            at = layout.index(None)
+            values: set[int] = set()
+            for row in self.tables[rel].rows:
+                if any(c is not None and c != v for c, v in zip(layout, row)):
+                    return False
+                values.add(row[at])
+            full[rel] = values
         delta = {rel: set(values) for rel, values in full.items()}
-        partners: dict[RelKey, dict[int, set[int]]] = {}
+        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
         for reach in reaches:
             key = (reach.other_rel, reach.other_join)
             if key not in partners:
@@ -293,7 +325,12 @@ class Evaluation:
                 full[rel] |= values
             delta = fresh
         for rel in members:
-            self.tables[rel] = Table({(value,): None for value in full[rel]})
+            layout = layouts[rel]
+            at = layout.index(None)
+            before: tuple[int, ...] = layout[:at]  # type: ignore[assignment]
+            after: tuple[int, ...] = layout[at + 1 :]  # type: ignore[assignment]
+            self.tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
+        return True
 
     def _closure(self, shape: Closure) -> None:
         """Compute a recognised transitive closure directly (see closure.py)."""
@@ -571,6 +608,7 @@ class Reasoner:
             lambda r: r not in state.rules,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
             self_contained=True,
+            seed=row,
         )
         if rewritten.complete:
             self._complete(state, rewritten.complete)
@@ -751,6 +789,7 @@ class Reasoner:
             lambda r: r not in state.rules or r in state.complete,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
             factor_with=None if weighted else values,
+            seed=values,
         )
         if program.complete:
             self._complete(state, program.complete)
