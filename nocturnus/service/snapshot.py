@@ -35,8 +35,10 @@ from nocturnus.service.tenant import TenantState
 FORMAT = "nocturnus/tenant-snapshot"
 VERSION = 1
 
-DERIVED_FIELDS = frozenset({"views", "_dirty", "_timeline"})
-"""TenantState fields rebuilt by ``refresh`` after loading; never stored."""
+DERIVED_FIELDS = frozenset({"views", "_dirty", "_timeline", "changed", "context"})
+"""TenantState fields never stored: rebuilt by ``refresh`` after loading (views, the
+timeline), kept only while a consumer runs (``changed``), or in-memory data that is not
+event-sourced at all (``context``: access counts, sessions)."""
 
 
 class SnapshotFormatError(NocturnusError):
@@ -278,5 +280,30 @@ register_section(
         capture=lambda state: list(state.rules),
         encode=_encode_rules,
         decode=_decode_rules,
+    )
+)
+
+
+def _encode_priorities(priorities: dict[FactKey, float]) -> list[list[Any]]:
+    return [
+        [key.scope, key.predicate, key.negated, key.args, priority]
+        for key, priority in priorities.items()
+    ]
+
+
+def _decode_priorities(state: TenantState, rows: Any, version: int) -> None:
+    new_key = FactKey._make
+    for scope, predicate, negated, args, priority in rows:
+        state.priorities[new_key((scope, predicate, negated, tuple(args)))] = priority
+
+
+register_section(
+    Section(
+        name="priorities",
+        version=1,
+        fields=("priorities",),
+        capture=lambda state: dict(state.priorities),
+        encode=_encode_priorities,
+        decode=_decode_priorities,
     )
 )

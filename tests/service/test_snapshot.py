@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
-from nocturnus.service import snapshot, tenants
+from nocturnus.service import context, snapshot, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
@@ -78,6 +78,8 @@ OPS = st.lists(
         st.builds(Op, st.just("delete"), st.sampled_from(TENANTS)),
         st.builds(Op, st.just("create"), st.sampled_from(TENANTS)),
         st.builds(Op, st.just("snapshot"), st.sampled_from(TENANTS)),
+        st.builds(Op, st.just("priority"), st.sampled_from(TENANTS),
+                  st.tuples(CONSTS, CONSTS, st.sampled_from([0.0, 0.25, 1.0]))),
     ),
     max_size=40,
 )
@@ -101,6 +103,10 @@ async def run_ops(databases: Databases, ops: list[Op]) -> None:
                 await tenants.delete_tenant(db, op.tenant)
             elif op.kind == "create":
                 await tenants.create_tenant(db, op.tenant)
+            elif op.kind == "priority":
+                a, b, priority = op.arg
+                key = FactKey("main", "edge", False, (a, b))
+                await context.set_priority(db, op.tenant, key, priority)
             else:
                 await db.tenant(op.tenant)
                 await db.snapshot_tenant(op.tenant)
@@ -112,7 +118,8 @@ def observe(state: TenantState, now: int) -> tuple[Any, ...]:
     """Everything a read can see, plus the stored encoding itself."""
     state.refresh(now)
     visible = sorted(repr(r) for r in state.iter_visible())
-    return snapshot.encode(state), visible, state.last_seq, state.created_at
+    priorities = sorted(repr(p) for p in state.priorities.items())
+    return snapshot.encode(state), visible, priorities, state.last_seq, state.created_at
 
 
 def full_and_restored(path: Path, tenant: str) -> tuple[TenantState, TenantState, bool]:
