@@ -28,6 +28,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -58,15 +59,22 @@ NOOP_APP = textwrap.dedent(
 
 TELL_LUA = textwrap.dedent(
     """
+    -- Every request tells a new fact: a run prefix (unique per run), the wrk thread's
+    -- id and a counter. Repeating a fact would be answered "Already known" without a
+    -- write, which is not what this measures.
+    local threads = 0
+    function setup(thread)
+      threads = threads + 1
+      thread:set("id", threads)
+    end
     wrk.method = "POST"
     wrk.headers["Content-Type"] = "application/json"
     wrk.headers["X-Tenant-ID"] = "bench"
     local counter = 0
-    local prefix = tostring(math.random(1, 1000000000))
     request = function()
       counter = counter + 1
-      local body = string.format('{"predicate":"edge","args":["%s-%d",%d]}',
-                                 prefix, counter, counter)
+      local body = string.format('{"predicate":"edge","args":["RUN-%s-%d",%d]}',
+                                 id, counter, counter)
       return wrk.format(nil, "/tell", nil, body)
     end
     """
@@ -106,6 +114,7 @@ def ensure_wrk() -> str | None:
 
 
 def run_wrk(wrk: str, url: str, script: Path, seconds: int, connections: int) -> float:
+    script.write_text(TELL_LUA.replace("RUN", uuid.uuid4().hex[:12]))
     out = subprocess.run(
         [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/"],
         capture_output=True,
@@ -165,7 +174,6 @@ def main() -> None:
     }
     noop_port, ours_port = free_port(), free_port()
     (work / "noop.py").write_text(NOOP_APP)
-    (work / "tell.lua").write_text(TELL_LUA)
     ours_log = open(work / "nocturnus.log", "wb")
     noop = subprocess.Popen(
         [sys.executable, str(work / "noop.py"), str(noop_port)],
