@@ -228,6 +228,7 @@ class Database(Generic[RootState]):
         if state is None:  # unreadable snapshot (logged): replay from seq 0
             records = await self.writer.run(lambda log: list(log.read(tenant=name)))
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
+            assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
         else:
             self._unsnapshotted[name] = len(stored.tail)

@@ -79,3 +79,21 @@ def test_online_backup_restored_elsewhere_answers_identically(tmp_path: Path) ->
         assert sorted(d["name"] for d in listed) == ["default", "other"]
     finally:
         assert target.stop() == 0
+
+
+def test_no_plaintext_in_the_data_dir_snapshots_and_backups_included(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", env={"NOCTURNUS_SNAPSHOT_EVERY": "3"}).start()
+    secret = "s3cr3t-" + "x7q" * 4
+    for i in range(7):
+        r = server.request("POST", "/tell", tenant="acme",
+                           json={"predicate": "holds", "args": [f"{secret}{i}", i]})
+        assert r.status_code == 200
+    backup = tmp_path / "default.bak"
+    cli("backup", "--db", "default", "--out", str(backup), "--data-dir", str(server.data_dir))
+    assert server.stop() == 0  # writes the shutdown snapshot too
+    assert "3 snapshots" in cli("verify", "--db", "default", "--data-dir", str(server.data_dir))
+    files = [p for p in server.data_dir.iterdir() if p.is_file()] + [backup]
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data, path.name
+        assert secret.encode("utf-16-le") not in data, path.name
