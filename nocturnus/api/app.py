@@ -18,6 +18,7 @@ from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
 from nocturnus.api.openapi import build_document, openapi
+from nocturnus.api.scopes import scopes
 from nocturnus.service.databases import Databases
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, admin, health, openapi):
+    for blueprint in (knowledge, scopes, admin, health, openapi):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 
