@@ -62,7 +62,9 @@ class TenantState:
     rules: Rulebook = field(default_factory=Rulebook)
     views: dict[str, ScopeView] = field(default_factory=dict)
     _dirty: dict[str, set[FactKey]] = field(default_factory=dict)
-    _timeline: list[tuple[int, FactKey]] = field(default_factory=list)
+    # (when, ticket, key): the ticket breaks ties, keys of mixed-type args don't compare
+    _timeline: list[tuple[int, int, FactKey]] = field(default_factory=list)
+    _tickets: int = 0
     _heirs: dict[str, set[str]] = field(default_factory=dict)
 
     def refresh(self, now_ms: int) -> None:
@@ -72,7 +74,7 @@ class TenantState:
             due |= keys
         self._dirty = {}
         while self._timeline and self._timeline[0][0] <= now_ms:
-            key = heapq.heappop(self._timeline)[1]
+            key = heapq.heappop(self._timeline)[2]
             due.add(key)
             for heir in self._heirs_of(key.scope):
                 due.add(key._replace(scope=heir))
@@ -111,7 +113,8 @@ class TenantState:
             view.index.remove(key.predicate, key.negated, key.args)
         change = record.next_change(now_ms)
         if change is not None:
-            heapq.heappush(self._timeline, (change, key))
+            self._tickets += 1
+            heapq.heappush(self._timeline, (change, self._tickets, key))
 
     def record(self, key: FactKey) -> FactRecord | None:
         """The stored record for ``key``, visible or not."""
