@@ -187,3 +187,14 @@ def test_proofs(server: Server, tenant: str) -> None:
     inferred = server.request("POST", "/infer?proof=true", tenant=tenant,
                               json={"predicate": "gp", "args": ["a", "?z"]}).json()
     assert inferred[0]["result"]["args"] == ["a", "c"] and inferred[0]["proof"]["type"] == "rule"
+
+
+def test_null_enum_fields_mean_not_given(server: Server, tenant: str) -> None:
+    # regression (found while adding /scope/merge, issue 5): nullable enums rejected null,
+    # so the upstream FactRequest shape with "conflictStrategy": null was a 400
+    told = server.request("POST", "/tell", tenant=tenant,
+                          json={"predicate": "p", "args": ["a"], "conflictStrategy": None})
+    assert told.status_code == 200, told.text
+    bad = server.request("POST", "/tell", tenant=tenant,
+                         json={"predicate": "p", "args": ["a"], "conflictStrategy": "NOPE"})
+    assert bad.json()["message"] == "conflictStrategy: must be one of REJECT, NEWEST_WINS, CONFIDENCE, KEEP_BOTH"

@@ -225,3 +225,14 @@ def test_a_timed_fact_changes_in_both_scopes_after_a_fork() -> None:
         for scope in ("main", "h", "h2"):
             found = state.visible(FactKey(scope, "promo", False, ("x",)))
             assert (found is not None) == shown, (scope, now)
+
+
+def test_visibility_changes_at_the_same_instant_for_args_of_mixed_types() -> None:
+    # regression (found by the model test above, issue 5): the timeline compared the
+    # FactKeys of two changes due at the same ms, and ("x",) < (1,) raises TypeError
+    state = TenantState("t")
+    apply(state, 1, FactTold("q", ("x",), False, "main", 0, 10))
+    apply(state, 2, FactTold("q", (1,), False, "main", 0, 10))
+    state.refresh(0)
+    state.refresh(10)
+    assert len(state.views["main"].index) == 2
