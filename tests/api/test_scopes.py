@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import signal
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -302,3 +305,58 @@ def test_sdk_scope_methods(server: Server, tenant: str) -> None:
         assert client.delete_scope("hyp") == {"deleted": 2, "scope": "hyp", "rules": 0}
     finally:
         client.close()
+
+
+def readme_scope_example() -> list[tuple[list[str], str]]:
+    """The README's Scopes example: each curl's argv and the comment lines after it."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text[text.index("## Scopes"):]
+    block = section[section.index("```bash") + len("```bash"):]
+    block = block[: block.index("```")]
+    headers = "-H Content-Type:application/json -H X-Tenant-ID:acme_corp"
+    steps: list[tuple[list[str], str]] = []
+    command, comment = "", ""
+    for line in block.strip().splitlines():
+        if line.startswith("H="):
+            continue
+        if line.startswith("curl"):
+            if command:
+                steps.append((shlex.split(command.replace("$H", headers), comments=True), comment))
+            command, comment = line, ""
+        elif line.startswith("#"):
+            comment += line[1:].strip()
+        else:
+            command += "\n" + line
+    steps.append((shlex.split(command.replace("$H", headers), comments=True), comment))
+    return steps
+
+
+def test_the_readme_scope_example_runs(fresh_server: Server) -> None:
+    server = fresh_server.start()
+    steps = readme_scope_example()
+    assert len(steps) == 11
+    for argv, comment in steps:
+        method, headers, body, url = "GET", {}, None, ""
+        args = iter(argv[1:])
+        for arg in args:
+            if arg == "-X":
+                method = next(args)
+            elif arg == "-H":
+                name, value = next(args).split(":", 1)
+                headers[name] = value
+            elif arg == "-d":
+                body = json.loads(next(args))
+            else:
+                url = arg
+        path = url[url.index("/"):]
+        answer = server.request(method, path, json=body, headers=headers)
+        assert answer.status_code == 200, (argv, answer.text)
+        try:
+            shown = json.loads(comment) if comment else None
+        except json.JSONDecodeError:
+            shown = None  # an abbreviated answer
+        if shown is not None:
+            assert answer.json() == shown, argv
+    ask = server.request("POST", "/ask", headers={"X-Tenant-ID": "acme_corp"},
+                         json={"predicate": "can_ship", "args": ["?o"], "scope": "main"}).json()
+    assert ask["bindings"] == [{"o": "order7"}]  # the merge carried the approval into main
