@@ -116,22 +116,6 @@ def fact_text(key: FactKey) -> str:
     return Literal(key.predicate, key.args, key.negated).text()
 
 
-def _told(record: FactRecord) -> FactTold:
-    key = record.key
-    return FactTold(
-        predicate=key.predicate,
-        args=key.args,
-        negated=key.negated,
-        scope=key.scope,
-        created_at=record.created_at,
-        valid_from=record.valid_from,
-        valid_until=record.valid_until,
-        ttl=record.ttl,
-        confidence=record.confidence,
-        metadata=record.metadata,
-    )
-
-
 def _retracted(key: FactKey) -> FactRetracted:
     return FactRetracted(
         predicate=key.predicate, args=key.args, negated=key.negated, scope=key.scope
@@ -182,7 +166,7 @@ def decide_tell(
             replaced = (opposite,)
     if existing == record:
         return events, TellOutcome(False, existing, f"Already known: {fact_text(key)}")
-    events.append(_told(record))
+    events.append(record.to_event())
     message = ("Stored: " if existing is None else "Updated: ") + fact_text(key)
     return events, TellOutcome(existing is None, record, message, replaced)
 

@@ -49,6 +49,22 @@ class FactRecord:
             metadata=event.metadata,
         )
 
+    def to_event(self) -> FactTold:
+        """The event that stores exactly this record."""
+        key = self.key
+        return FactTold(
+            predicate=key.predicate,
+            args=key.args,
+            negated=key.negated,
+            scope=key.scope,
+            created_at=self.created_at,
+            valid_from=self.valid_from,
+            valid_until=self.valid_until,
+            ttl=self.ttl,
+            confidence=self.confidence,
+            metadata=self.metadata,
+        )
+
     @property
     def expires_at(self) -> int | None:
         """The first instant the fact stops being visible, if it ever does."""
