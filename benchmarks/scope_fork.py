@@ -40,7 +40,8 @@ async def populate(db: object, facts: int) -> None:
     batch = 10_000
     for start in range(0, facts, batch):
         cmds = [
-            TellFact("edge", (f"n{i}", f"n{i + 1}")) for i in range(start, min(start + batch, facts))
+            TellFact("edge", (f"n{i}", f"n{i + 1}"))
+            for i in range(start, min(start + batch, facts))
         ]
         await tenants.tell_many(db, TENANT, cmds, atomic=True)  # type: ignore[arg-type]
 

@@ -58,7 +58,14 @@ def scope_name(body: dict[str, Any], *fields: str, default: str | None = None) -
     raise ValidationError(f"{fields[0]}: is required", field=fields[0])
 
 
-@endpoint(scopes, "POST", "/scope/fork", summary="Copy a scope's facts and scoped rules into a new scope", body=FORK_BODY, tenant=True)
+@endpoint(
+    scopes,
+    "POST",
+    "/scope/fork",
+    summary="Copy a scope's facts and scoped rules into a new scope",
+    body=FORK_BODY,
+    tenant=True,
+)
 async def fork(call: Call) -> dict[str, Any]:
     body = call.body
     target = scope_name(body, "target", "targetScope")
@@ -72,7 +79,14 @@ async def fork(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(scopes, "POST", "/scope/diff", summary="Compare the facts of two scopes", body=DIFF_BODY, tenant=True)
+@endpoint(
+    scopes,
+    "POST",
+    "/scope/diff",
+    summary="Compare the facts of two scopes",
+    body=DIFF_BODY,
+    tenant=True,
+)
 async def diff(call: Call) -> dict[str, Any]:
     body = call.body
     source = scope_name(body, "source", "sourceScope", "scopeA")
@@ -88,16 +102,27 @@ async def diff(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(scopes, "POST", "/scope/merge", summary="Merge one scope's facts into another", body=MERGE_BODY, tenant=True)
+@endpoint(
+    scopes,
+    "POST",
+    "/scope/merge",
+    summary="Merge one scope's facts into another",
+    body=MERGE_BODY,
+    tenant=True,
+)
 async def merge(call: Call) -> dict[str, Any]:
     body = call.body
     source = scope_name(body, "source", "sourceScope")
     target = scope_name(body, "target", "targetScope", default=MAIN_SCOPE)
     strategy = body.get("strategy") or service.DEFAULT_MERGE_STRATEGY
     try:
-        outcome = await service.merge(call.database, call.tenant_id, source, target, strategy)
+        outcome = await service.merge(
+            call.database, call.tenant_id, source, target, strategy
+        )
     except service.MergeRejected as e:
-        raise Conflict(e.message, {"conflicts": _conflicts(e.diff), "strategy": strategy}) from e
+        raise Conflict(
+            e.message, {"conflicts": _conflicts(e.diff), "strategy": strategy}
+        ) from e
     return {
         "source": outcome.source,
         "target": outcome.target,
@@ -107,7 +132,13 @@ async def merge(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(scopes, "GET", "/scopes", summary="The tenant's scopes with their fact counts", tenant=True)
+@endpoint(
+    scopes,
+    "GET",
+    "/scopes",
+    summary="The tenant's scopes with their fact counts",
+    tenant=True,
+)
 async def list_scopes(call: Call) -> dict[str, Any]:
     found = await service.scopes(call.database, call.tenant_id)
     return {
@@ -116,7 +147,13 @@ async def list_scopes(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(scopes, "DELETE", "/scope/<name>", summary="Delete a scope's facts and scoped rules", tenant=True)
+@endpoint(
+    scopes,
+    "DELETE",
+    "/scope/<name>",
+    summary="Delete a scope's facts and scoped rules",
+    tenant=True,
+)
 async def delete(call: Call) -> dict[str, Any]:
     name = call.query["name"]
     validate(name, SCOPE_PATH, "scope")

@@ -8,7 +8,7 @@ of one scope so that forking a scope costs O(#relations), not O(#facts).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -112,7 +112,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
     rebinds it to this scope, so callers only ever see keys of this scope.
     """
 
-    __slots__ = ("scope", "_groups", "_owned", "_size")
+    __slots__ = ("_groups", "_owned", "_size", "scope")
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
@@ -151,12 +151,11 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             for record in group.values():
                 yield record.in_scope(scope)
 
-    def items(self) -> Iterator[tuple[FactKey, FactRecord]]:  # type: ignore[override]
-        for record in self.records():
-            yield record.key, record
+    def items(self) -> ItemsView[FactKey, FactRecord]:
+        return _Items(self)
 
-    def values(self) -> Iterator[FactRecord]:  # type: ignore[override]
-        return self.records()
+    def values(self) -> ValuesView[FactRecord]:
+        return _Values(self)
 
     def groups(self) -> Mapping[RelationKey, Group]:
         """The raw groups (read-only): equal objects in two scopes hold the same facts."""
@@ -201,3 +200,20 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             group = self._groups[relation] = dict(group)
             self._owned.add(relation)
         return group
+
+
+class _Items(ItemsView[FactKey, FactRecord]):
+    """``ScopeFacts.items()`` in one pass over the groups (no lookup per key)."""
+
+    _mapping: ScopeFacts
+
+    def __iter__(self) -> Iterator[tuple[FactKey, FactRecord]]:
+        for record in self._mapping.records():
+            yield record.key, record
+
+
+class _Values(ValuesView[FactRecord]):
+    _mapping: ScopeFacts
+
+    def __iter__(self) -> Iterator[FactRecord]:
+        return self._mapping.records()

@@ -35,6 +35,7 @@ DEFAULT_MERGE_STRATEGY = "SOURCE_WINS"
 
 # -- outcomes ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class ForkOutcome:
     source: str
@@ -92,6 +93,7 @@ class MergeRejected(Conflict):
 
 # -- reads ------------------------------------------------------------------------------
 
+
 def list_scopes(state: TenantState) -> list[ScopeInfo]:
     """Scopes holding stored facts or tenant rules scoped to them, sorted by name."""
     rules: dict[str, int] = {}
@@ -131,7 +133,9 @@ def diff_scopes(state: TenantState, source: str, target: str, now: int) -> Scope
                 continue
             if _visible(tgt, relation, args, now):
                 same += 1
-            elif _visible(tgt, opposite, args, now) and not _visible(src, opposite, args, now):
+            elif _visible(tgt, opposite, args, now) and not _visible(
+                src, opposite, args, now
+            ):
                 theirs = tgt[opposite][args]
                 conflicts.append((record.in_scope(source), theirs.in_scope(target)))
             else:
@@ -139,7 +143,9 @@ def diff_scopes(state: TenantState, source: str, target: str, now: int) -> Scope
         for args, record in (tgt_group or {}).items():
             if not record.is_visible(now) or _visible(src, relation, args, now):
                 continue
-            if _visible(src, opposite, args, now) and not _visible(tgt, opposite, args, now):
+            if _visible(src, opposite, args, now) and not _visible(
+                tgt, opposite, args, now
+            ):
                 continue  # the conflict was recorded from the source's side
             only_target.append(record.in_scope(target))
     only_source.sort(key=lambda r: fact_order(r.key))
@@ -153,13 +159,17 @@ def _groups(state: TenantState, scope: str) -> Mapping[RelationKey, Group]:
     return {} if scoped is None else scoped.groups()
 
 
-def _visible(groups: Mapping[RelationKey, Group], relation: RelationKey, args: Any, now: int) -> bool:
+def _visible(
+    groups: Mapping[RelationKey, Group], relation: RelationKey, args: Any, now: int
+) -> bool:
     group = groups.get(relation)
     record = None if group is None else group.get(args)
     return record is not None and record.is_visible(now)
 
 
-def _shared_visible(state: TenantState, source: str, target: str, relation: RelationKey) -> int | None:
+def _shared_visible(
+    state: TenantState, source: str, target: str, relation: RelationKey
+) -> int | None:
     """How many visible facts a relation shared by both scopes has, if the indexes agree.
 
     The stored records are the same objects; when both visible indexes also still share
@@ -175,6 +185,7 @@ def _shared_visible(state: TenantState, source: str, target: str, relation: Rela
 
 
 # -- decisions --------------------------------------------------------------------------
+
 
 def decide_fork(
     state: TenantState, database_rules: Rulebook, source: str, target: str, now: int
@@ -244,11 +255,17 @@ def decide_merge(
         strategy=strategy,
         facts=tuple(_fact_body(r) for r in told),
         retracted=tuple(
-            {"predicate": r.key.predicate, "args": list(r.key.args), "negated": r.key.negated}
+            {
+                "predicate": r.key.predicate,
+                "args": list(r.key.args),
+                "negated": r.key.negated,
+            }
             for r in retracted
         ),
     )
-    return [event], MergeOutcome(source, target, strategy, len(told), len(diff.conflicts))
+    return [event], MergeOutcome(
+        source, target, strategy, len(told), len(diff.conflicts)
+    )
 
 
 def _fact_body(record: FactRecord) -> dict[str, Any]:
@@ -281,6 +298,7 @@ def decide_delete(state: TenantState, scope: str) -> tuple[list[Event], DeleteOu
 
 # -- operations (what REST and MCP call) --------------------------------------------------
 
+
 async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
     state = await db.tenant(tenant)
     now = now_ms()
@@ -300,7 +318,9 @@ async def diff(db: Db, tenant: str, source: str, target: str) -> ScopeDiff:
     return diff_scopes(state, source, target, now)
 
 
-async def merge(db: Db, tenant: str, source: str, target: str, strategy: str) -> MergeOutcome:
+async def merge(
+    db: Db, tenant: str, source: str, target: str, strategy: str
+) -> MergeOutcome:
     state, now = await _current(db, tenant)
     events, outcome = decide_merge(state, source, target, strategy, now)
     await db.commit(tenant, events, now)

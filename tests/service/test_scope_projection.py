@@ -30,7 +30,9 @@ from nocturnus.service.tenant import TenantState, apply
 
 SCOPES = ["main", "a", "b"]
 Slot = tuple[str, bool, tuple[Any, ...]]  # predicate, negated, args
-Attrs = tuple[int, int, int | None, int | None, float | None]  # created, from, until, ttl, conf
+Attrs = tuple[
+    int, int, int | None, int | None, float | None
+]  # created, from, until, ttl, conf
 
 slots = st.tuples(
     st.sampled_from(["p", "q"]),
@@ -55,8 +57,12 @@ ops = st.one_of(
     tells,
     tells,
     st.tuples(st.just("forget"), st.sampled_from(SCOPES), slots),
-    st.tuples(st.just("fork"), st.sampled_from(SCOPES), st.sampled_from(SCOPES), st.booleans()),
-    st.tuples(st.just("fork"), st.just("main"), st.sampled_from(["a", "b"]), st.booleans()),
+    st.tuples(
+        st.just("fork"), st.sampled_from(SCOPES), st.sampled_from(SCOPES), st.booleans()
+    ),
+    st.tuples(
+        st.just("fork"), st.just("main"), st.sampled_from(["a", "b"]), st.booleans()
+    ),
     st.tuples(
         st.just("merge"),
         st.sampled_from(SCOPES),
@@ -102,10 +108,18 @@ class Model:
         return len(told)
 
 
-def observed(state: TenantState) -> tuple[dict[str, dict[Slot, Attrs]], dict[str, set[Slot]]]:
+def observed(
+    state: TenantState,
+) -> tuple[dict[str, dict[Slot, Attrs]], dict[str, set[Slot]]]:
     stored = {
         scope: {
-            (k.predicate, k.negated, k.args): (r.created_at, r.valid_from, r.valid_until, r.ttl, r.confidence)
+            (k.predicate, k.negated, k.args): (
+                r.created_at,
+                r.valid_from,
+                r.valid_until,
+                r.ttl,
+                r.confidence,
+            )
             for k, r in facts.items()
         }
         for scope, facts in state.facts.items()
@@ -120,7 +134,9 @@ def observed(state: TenantState) -> tuple[dict[str, dict[Slot, Attrs]], dict[str
     return stored, {s: f for s, f in indexed.items() if f}
 
 
-def expected(model: Model, now: int) -> tuple[dict[str, dict[Slot, Attrs]], dict[str, set[Slot]]]:
+def expected(
+    model: Model, now: int
+) -> tuple[dict[str, dict[Slot, Attrs]], dict[str, set[Slot]]]:
     stored = {s: dict(f) for s, f in model.scopes.items() if f}
     shown = {s: model.visible(s, now) for s in stored}
     return stored, {s: f for s, f in shown.items() if f}
@@ -152,7 +168,9 @@ def test_projection_matches_model_and_replays(
         elif kind == "tell":
             _, scope, (pred, neg, args), delay, ttl, conf = step
             attrs: Attrs = (now, now + delay, None, ttl, conf)
-            commit([FactTold(pred, args, neg, scope, now, now + delay, None, ttl, conf)])
+            commit(
+                [FactTold(pred, args, neg, scope, now, now + delay, None, ttl, conf)]
+            )
             model.scopes.setdefault(scope, {})[(pred, neg, args)] = attrs
         elif kind == "forget":
             _, scope, (pred, neg, args) = step
@@ -198,9 +216,9 @@ def test_fork_shares_until_written_and_never_leaks() -> None:
     apply(state, 1001, ScopeForked("main", "fork", 1))
     main, fork = state.facts["main"], state.facts["fork"]
     assert main.groups()[("edge", False, 2)] is fork.groups()[("edge", False, 2)]
-    assert state.views["main"].index.relation(("edge", False, 2)) is state.views["fork"].index.relation(
-        ("edge", False, 2)
-    )
+    assert state.views["main"].index.relation(("edge", False, 2)) is state.views[
+        "fork"
+    ].index.relation(("edge", False, 2))
     assert state.record(FactKey("fork", "edge", False, (5, 6))).key.scope == "fork"
 
     apply(state, 1002, FactRetracted("edge", (5, 6), False, "fork"))
@@ -216,7 +234,9 @@ def test_fork_shares_until_written_and_never_leaks() -> None:
 
 def test_a_timed_fact_changes_in_both_scopes_after_a_fork() -> None:
     state = TenantState("t")
-    apply(state, 1, FactTold("promo", ("x",), False, "main", 0, 10, None, 20))  # visible 10..20
+    apply(
+        state, 1, FactTold("promo", ("x",), False, "main", 0, 10, None, 20)
+    )  # visible 10..20
     state.refresh(5)  # settled: the timeline holds main's entry for t=10
     apply(state, 2, ScopeForked("main", "h", 5))
     apply(state, 3, ScopeForked("h", "h2", 5))

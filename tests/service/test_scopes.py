@@ -24,7 +24,13 @@ Db = Database[DatabaseState]
 
 
 def lit(predicate: str, *args: object, **flags: bool) -> dict[str, Any]:
-    return {"predicate": predicate, "args": list(args), "negated": False, "naf": False, **flags}
+    return {
+        "predicate": predicate,
+        "args": list(args),
+        "negated": False,
+        "naf": False,
+        **flags,
+    }
 
 
 def run(tmp_path: Path, scenario: Callable[[Databases, Db], Awaitable[None]]) -> None:
@@ -39,7 +45,9 @@ def run(tmp_path: Path, scenario: Callable[[Databases, Db], Awaitable[None]]) ->
     asyncio.run(main())
 
 
-async def facts_of(db: Db, tenant: str, scope: str) -> list[tuple[str, bool, tuple[Any, ...]]]:
+async def facts_of(
+    db: Db, tenant: str, scope: str
+) -> list[tuple[str, bool, tuple[Any, ...]]]:
     found = []
     for predicate in ("plan", "seat", "parent", "promo", "open"):
         for negated in (False, True):
@@ -47,16 +55,24 @@ async def facts_of(db: Db, tenant: str, scope: str) -> list[tuple[str, bool, tup
                 pattern = tuple(Var(f"v{i}") for i in range(arity))
                 found += [
                     (r.key.predicate, r.key.negated, r.key.args)
-                    for r in await tenants.match(db, tenant, predicate, negated, pattern, scope)
+                    for r in await tenants.match(
+                        db, tenant, predicate, negated, pattern, scope
+                    )
                 ]
     return sorted(found, key=repr)
 
 
-async def ask_args(db: Db, tenant: str, goal: Literal, scope: str | None) -> list[tuple[str, tuple[Any, ...]]]:
-    return [(a.key.scope, a.key.args) for a in await tenants.ask(db, tenant, goal, scope)]
+async def ask_args(
+    db: Db, tenant: str, goal: Literal, scope: str | None
+) -> list[tuple[str, tuple[Any, ...]]]:
+    return [
+        (a.key.scope, a.key.args) for a in await tenants.ask(db, tenant, goal, scope)
+    ]
 
 
-def test_each_operation_is_one_event_and_fork_carries_only_names(tmp_path: Path) -> None:
+def test_each_operation_is_one_event_and_fork_carries_only_names(
+    tmp_path: Path,
+) -> None:
     async def scenario(databases: Databases, db: Db) -> None:
         for i in range(50):
             await tenants.tell(db, "acme", TellFact("seat", (f"s{i}",)))
@@ -86,8 +102,13 @@ def test_fork_isolation_both_ways(tmp_path: Path) -> None:
         await tenants.tell(db, "acme", TellFact("plan", ("free",), scope="what-if"))
         await tenants.forget(db, "acme", FactKey("what-if", "seat", False, ("alice",)))
         await tenants.tell(db, "acme", TellFact("seat", ("bob",)))
-        await tenants.forget(db, "acme", FactKey("main", "plan", False, ("enterprise",)))
-        assert await facts_of(db, "acme", "main") == [("seat", False, ("alice",)), ("seat", False, ("bob",))]
+        await tenants.forget(
+            db, "acme", FactKey("main", "plan", False, ("enterprise",))
+        )
+        assert await facts_of(db, "acme", "main") == [
+            ("seat", False, ("alice",)),
+            ("seat", False, ("bob",)),
+        ]
         assert await facts_of(db, "acme", "what-if") == [
             ("plan", False, ("enterprise",)),
             ("plan", False, ("free",)),
@@ -100,18 +121,34 @@ def test_fork_copies_scoped_rules_under_derived_ids(tmp_path: Path) -> None:
     async def scenario(databases: Databases, db: Db) -> None:
         await tenants.tell(db, "acme", TellFact("parent", ("a", "b")))
         await tenants.tell(db, "acme", TellFact("parent", ("b", "c")))
-        gp = TeachRule(lit("gp", "?x", "?z"), (lit("parent", "?x", "?y"), lit("parent", "?y", "?z")), scope="main")
-        kid = TeachRule(lit("kid", "?y"), (lit("parent", "?x", "?y"),))  # unscoped: every scope
-        other = TeachRule(lit("other", "?x"), (lit("parent", "?x", "?y"),), scope="elsewhere")
+        gp = TeachRule(
+            lit("gp", "?x", "?z"),
+            (lit("parent", "?x", "?y"), lit("parent", "?y", "?z")),
+            scope="main",
+        )
+        kid = TeachRule(
+            lit("kid", "?y"), (lit("parent", "?x", "?y"),)
+        )  # unscoped: every scope
+        other = TeachRule(
+            lit("other", "?x"), (lit("parent", "?x", "?y"),), scope="elsewhere"
+        )
         for rule in (gp, kid, other):
             await tenants.teach(db, "acme", rule)
         forked = await scopes.fork(db, "acme", "main", "h")
         assert forked.rules == 1
         copies = [r for r in await tenants.rules(db, "acme") if r.scope == "h"]
-        assert [r.rule.text() for r in copies] == ["gp(?x, ?z) :- parent(?x, ?y), parent(?y, ?z)"]
+        assert [r.rule.text() for r in copies] == [
+            "gp(?x, ?z) :- parent(?x, ?y), parent(?y, ?z)"
+        ]
         goal = Literal("gp", (Var("x"), Var("z")))
-        assert await ask_args(db, "acme", goal, None) == [("h", ("a", "c")), ("main", ("a", "c"))]
-        assert await ask_args(db, "acme", Literal("kid", (Var("y"),)), "h") == [("h", ("b",)), ("h", ("c",))]
+        assert await ask_args(db, "acme", goal, None) == [
+            ("h", ("a", "c")),
+            ("main", ("a", "c")),
+        ]
+        assert await ask_args(db, "acme", Literal("kid", (Var("y"),)), "h") == [
+            ("h", ("b",)),
+            ("h", ("c",)),
+        ]
         assert await ask_args(db, "acme", Literal("other", (Var("x"),)), "h") == []
         await tenants.remove_rule(db, "acme", copies[0].rule.id)
         assert await ask_args(db, "acme", goal, None) == [("main", ("a", "c"))]
@@ -132,10 +169,17 @@ def test_fork_copies_scoped_rules_under_derived_ids(tmp_path: Path) -> None:
 def test_fork_refuses_rules_that_would_break_stratification(tmp_path: Path) -> None:
     async def scenario(databases: Databases, db: Db) -> None:
         await tenants.teach(
-            db, "acme", TeachRule(lit("p", "?x"), (lit("q", "?x"), lit("r", "?x", naf=True)), scope="main")
+            db,
+            "acme",
+            TeachRule(
+                lit("p", "?x"), (lit("q", "?x"), lit("r", "?x", naf=True)), scope="main"
+            ),
         )
         await tenants.teach_database_rule(
-            db, TeachRule(lit("r", "?x"), (lit("q", "?x"), lit("p", "?x", naf=True)), scope="h")
+            db,
+            TeachRule(
+                lit("r", "?x"), (lit("q", "?x"), lit("p", "?x", naf=True)), scope="h"
+            ),
         )
         with pytest.raises(ValidationError, match="cannot join"):
             await scopes.fork(db, "acme", "main", "h")
@@ -146,7 +190,12 @@ def test_fork_refuses_rules_that_would_break_stratification(tmp_path: Path) -> N
 def test_inference_never_joins_facts_of_two_scopes(tmp_path: Path) -> None:
     async def scenario(databases: Databases, db: Db) -> None:
         await tenants.teach(
-            db, "acme", TeachRule(lit("gp", "?x", "?z"), (lit("parent", "?x", "?y"), lit("parent", "?y", "?z")))
+            db,
+            "acme",
+            TeachRule(
+                lit("gp", "?x", "?z"),
+                (lit("parent", "?x", "?y"), lit("parent", "?y", "?z")),
+            ),
         )
         await tenants.tell(db, "acme", TellFact("parent", ("a", "b"), scope="s1"))
         await tenants.tell(db, "acme", TellFact("parent", ("b", "c"), scope="s2"))
@@ -171,8 +220,16 @@ async def conflicting_scopes(db: Db) -> None:
     await tenants.tell(db, "acme", TellFact("plan", ("b",)))
     await tenants.tell(db, "acme", TellFact("open", ("x",), negated=True))
     await scopes.fork(db, "acme", "main", "h")
-    await tenants.tell(db, "acme", TellFact("plan", ("b",), negated=True, scope="h", conflict_strategy="NEWEST_WINS"))
-    await tenants.tell(db, "acme", TellFact("open", ("x",), scope="h", conflict_strategy="NEWEST_WINS"))
+    await tenants.tell(
+        db,
+        "acme",
+        TellFact(
+            "plan", ("b",), negated=True, scope="h", conflict_strategy="NEWEST_WINS"
+        ),
+    )
+    await tenants.tell(
+        db, "acme", TellFact("open", ("x",), scope="h", conflict_strategy="NEWEST_WINS")
+    )
     await tenants.tell(db, "acme", TellFact("seat", ("m",)))
     await tenants.tell(db, "acme", TellFact("seat", ("h",), scope="h"))
 
@@ -181,41 +238,83 @@ def test_diff_reports_each_kind_in_a_stable_order(tmp_path: Path) -> None:
     async def scenario(databases: Databases, db: Db) -> None:
         await conflicting_scopes(db)
         found = await scopes.diff(db, "acme", "h", "main")
-        assert [r.key for r in found.only_in_source] == [FactKey("h", "seat", False, ("h",))]
-        assert [r.key for r in found.only_in_target] == [FactKey("main", "seat", False, ("m",))]
+        assert [r.key for r in found.only_in_source] == [
+            FactKey("h", "seat", False, ("h",))
+        ]
+        assert [r.key for r in found.only_in_target] == [
+            FactKey("main", "seat", False, ("m",))
+        ]
         assert [(s.key, t.key) for s, t in found.conflicts] == [
-            (FactKey("h", "open", False, ("x",)), FactKey("main", "open", True, ("x",))),
-            (FactKey("h", "plan", True, ("b",)), FactKey("main", "plan", False, ("b",))),
+            (
+                FactKey("h", "open", False, ("x",)),
+                FactKey("main", "open", True, ("x",)),
+            ),
+            (
+                FactKey("h", "plan", True, ("b",)),
+                FactKey("main", "plan", False, ("b",)),
+            ),
         ]
         assert found.same == 1
         assert await scopes.diff(db, "acme", "h", "main") == found
         mirrored = await scopes.diff(db, "acme", "main", "h")
         assert [(s.key, t.key) for s, t in mirrored.conflicts] == [
-            (FactKey("main", "open", True, ("x",)), FactKey("h", "open", False, ("x",))),
-            (FactKey("main", "plan", False, ("b",)), FactKey("h", "plan", True, ("b",))),
+            (
+                FactKey("main", "open", True, ("x",)),
+                FactKey("h", "open", False, ("x",)),
+            ),
+            (
+                FactKey("main", "plan", False, ("b",)),
+                FactKey("h", "plan", True, ("b",)),
+            ),
         ]
         # a scope holding both sides (KEEP_BOTH) has nothing to contradict: only-in, not conflict
-        await tenants.tell(db, "acme", TellFact("plan", ("b",), scope="h", conflict_strategy="KEEP_BOTH"))
+        await tenants.tell(
+            db,
+            "acme",
+            TellFact("plan", ("b",), scope="h", conflict_strategy="KEEP_BOTH"),
+        )
         both = await scopes.diff(db, "acme", "h", "main")
-        assert [(s.key.predicate, s.key.args) for s, _ in both.conflicts] == [("open", ("x",))]
-        assert FactKey("h", "plan", True, ("b",)) in [r.key for r in both.only_in_source]
+        assert [(s.key.predicate, s.key.args) for s, _ in both.conflicts] == [
+            ("open", ("x",))
+        ]
+        assert FactKey("h", "plan", True, ("b",)) in [
+            r.key for r in both.only_in_source
+        ]
         assert both.same == 2
 
     run(tmp_path, scenario)
 
 
 MAIN_AFTER = {
-    "SOURCE_WINS": [("open", False, ("x",)), ("plan", False, ("a",)), ("plan", True, ("b",)),
-                    ("seat", False, ("h",)), ("seat", False, ("m",))],
-    "TARGET_WINS": [("open", True, ("x",)), ("plan", False, ("a",)), ("plan", False, ("b",)),
-                    ("seat", False, ("h",)), ("seat", False, ("m",))],
-    "KEEP_BOTH": [("open", False, ("x",)), ("open", True, ("x",)), ("plan", False, ("a",)),
-                  ("plan", False, ("b",)), ("plan", True, ("b",)), ("seat", False, ("h",)),
-                  ("seat", False, ("m",))],
+    "SOURCE_WINS": [
+        ("open", False, ("x",)),
+        ("plan", False, ("a",)),
+        ("plan", True, ("b",)),
+        ("seat", False, ("h",)),
+        ("seat", False, ("m",)),
+    ],
+    "TARGET_WINS": [
+        ("open", True, ("x",)),
+        ("plan", False, ("a",)),
+        ("plan", False, ("b",)),
+        ("seat", False, ("h",)),
+        ("seat", False, ("m",)),
+    ],
+    "KEEP_BOTH": [
+        ("open", False, ("x",)),
+        ("open", True, ("x",)),
+        ("plan", False, ("a",)),
+        ("plan", False, ("b",)),
+        ("plan", True, ("b",)),
+        ("seat", False, ("h",)),
+        ("seat", False, ("m",)),
+    ],
 }
 
 
-@pytest.mark.parametrize(("strategy", "merged"), [("SOURCE_WINS", 3), ("TARGET_WINS", 1), ("KEEP_BOTH", 3)])
+@pytest.mark.parametrize(
+    ("strategy", "merged"), [("SOURCE_WINS", 3), ("TARGET_WINS", 1), ("KEEP_BOTH", 3)]
+)
 def test_merge_strategies(tmp_path: Path, strategy: str, merged: int) -> None:
     async def scenario(databases: Databases, db: Db) -> None:
         await conflicting_scopes(db)
@@ -252,8 +351,15 @@ def snapshot_state(databases: Databases, tenant: str) -> tuple[Any, ...]:
         for scoped in state.facts.values()
         for k, r in scoped.items()
     )
-    rules = sorted((r.rule.id, r.scope, r.rule.text(), r.created_at) for r in state.rules)
-    return facts, rules, state.last_seq, [(s.name, s.facts, s.rules) for s in scopes.list_scopes(state)]
+    rules = sorted(
+        (r.rule.id, r.scope, r.rule.text(), r.created_at) for r in state.rules
+    )
+    return (
+        facts,
+        rules,
+        state.last_seq,
+        [(s.name, s.facts, s.rules) for s in scopes.list_scopes(state)],
+    )
 
 
 def test_replay_rebuilds_forks_merges_and_deletes(tmp_path: Path) -> None:
@@ -264,10 +370,16 @@ def test_replay_rebuilds_forks_merges_and_deletes(tmp_path: Path) -> None:
         await tenants.teach(
             db,
             "acme",
-            TeachRule(lit("gp", "?x", "?z"), (lit("parent", "?x", "?y"), lit("parent", "?y", "?z")), scope="main"),
+            TeachRule(
+                lit("gp", "?x", "?z"),
+                (lit("parent", "?x", "?y"), lit("parent", "?y", "?z")),
+                scope="main",
+            ),
         )
         for i in range(30):
-            await tenants.tell(db, "acme", TellFact("parent", (f"n{i}", f"n{i + 1}"), confidence=0.9))
+            await tenants.tell(
+                db, "acme", TellFact("parent", (f"n{i}", f"n{i + 1}"), confidence=0.9)
+            )
         await tenants.tell(db, "acme", TellFact("promo", ("soon",), ttl=3_600_000))
         await scopes.fork(db, "acme", "main", "h1")
         await tenants.forget(db, "acme", FactKey("h1", "parent", False, ("n3", "n4")))
