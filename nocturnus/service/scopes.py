@@ -14,7 +14,7 @@ Every write decides and commits with no ``await`` in between, like the other com
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from nocturnus.engine.analysis import ProgramError
@@ -269,18 +269,9 @@ def decide_merge(
 
 
 def _fact_body(record: FactRecord) -> dict[str, Any]:
-    key = record.key
-    return {
-        "predicate": key.predicate,
-        "args": list(key.args),
-        "negated": key.negated,
-        "created_at": record.created_at,
-        "valid_from": record.valid_from,
-        "valid_until": record.valid_until,
-        "ttl": record.ttl,
-        "confidence": record.confidence,
-        "metadata": record.metadata,
-    }
+    """The record's ``fact_told`` body without its scope (the merge names the target)."""
+    told = record.to_event()
+    return {f.name: getattr(told, f.name) for f in fields(told) if f.name != "scope"}
 
 
 def decide_delete(state: TenantState, scope: str) -> tuple[list[Event], DeleteOutcome]:

@@ -238,21 +238,12 @@ def _apply_scope_forked(state: TenantState, event: ScopeForked) -> None:
 
 
 def _apply_scope_merged(state: TenantState, event: ScopeMerged) -> None:
+    target = event.target
     for fact in event.retracted:
-        state.discard(FactKey(event.target, fact["predicate"], fact["negated"], tuple(fact["args"])))
+        state.discard(FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"])))
     for fact in event.facts:
-        key = FactKey(event.target, fact["predicate"], fact["negated"], tuple(fact["args"]))
-        state.put(
-            FactRecord(
-                key=key,
-                created_at=fact["created_at"],
-                valid_from=fact["valid_from"],
-                valid_until=fact["valid_until"],
-                ttl=fact["ttl"],
-                confidence=fact["confidence"],
-                metadata=fact["metadata"],
-            )
-        )
+        told = FactTold(**{**fact, "args": tuple(fact["args"]), "scope": target})
+        state.put(FactRecord.from_event(told))
 
 
 def _apply_scope_deleted(state: TenantState, event: ScopeDeleted) -> None:
