@@ -14,6 +14,7 @@ from typing import Any
 from sanic import HTTPResponse, Request, Sanic
 
 from nocturnus.api.admin import admin
+from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, health, openapi):
+    for blueprint in (knowledge, scopes, admin, health, openapi, context_api):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 

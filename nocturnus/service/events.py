@@ -129,6 +129,18 @@ class ScopeDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PrioritySet(Event):
+    """A stored fact's explicit salience priority (0..1) was set (issue 6)."""
+
+    kind: ClassVar[str] = "priority_set"
+    predicate: str
+    args: tuple[Scalar, ...]
+    negated: bool
+    scope: str
+    priority: float
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseCreated(Event):
     """Registry event in the ``_system`` database."""
 
@@ -170,6 +182,7 @@ for _cls in (
     ScopeForked,
     ScopeMerged,
     ScopeDeleted,
+    PrioritySet,
     DatabaseCreated,
     DatabaseDeleted,
 ):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
@@ -24,6 +25,7 @@ from nocturnus.service.events import (
     Event,
     FactRetracted,
     FactTold,
+    PrioritySet,
     RuleRemoved,
     RuleTaught,
     ScopeDeleted,
@@ -61,6 +63,14 @@ class TenantState:
     facts: dict[str, ScopeFacts] = field(default_factory=dict)
     rules: Rulebook = field(default_factory=Rulebook)
     views: dict[str, ScopeView] = field(default_factory=dict)
+    # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
+    priorities: dict[FactKey, float] = field(default_factory=dict)
+    # in-memory context data (access counts, sessions, ranking cache), not from events:
+    # owned by ``service/context.py``, dropped with the tenant's data
+    context: Any = None
+    # keys whose visibility, attributes or priority changed, while a consumer (the
+    # context ranking) keeps a derived view up to date incrementally; None otherwise
+    changed: set[FactKey] | None = None
     _dirty: dict[str, set[FactKey]] = field(default_factory=dict)
     # (when, ticket, key): the ticket breaks ties, keys of mixed-type args don't compare
     _timeline: list[tuple[int, int, FactKey]] = field(default_factory=list)
@@ -97,6 +107,8 @@ class TenantState:
         return found
 
     def _settle(self, key: FactKey, now_ms: int) -> None:
+        if self.changed is not None:
+            self.changed.add(key)
         record = self.record(key)
         view = self.views.get(key.scope)
         if record is None:
@@ -150,8 +162,10 @@ class TenantState:
         ``target`` holds no facts (the decision checked it). Its index starts as a
         copy-on-write copy of the source's; keys of the source not settled yet are
         settled for the target too, and later timeline entries of the source wake
-        the target through ``_heirs``.
+        the target through ``_heirs``. Explicit priorities of the source's facts
+        (few: one ``priority_set`` event each) are copied along.
         """
+        self._replaced()
         scoped = self.facts.get(source)
         if scoped is not None:
             self.facts[target] = scoped.fork(target)
@@ -167,12 +181,26 @@ class TenantState:
             keys.update(key._replace(scope=target) for key in pending)
         if source != target:
             self._heirs.setdefault(source, set()).add(target)
+        inherited = [(k, p) for k, p in self.priorities.items() if k.scope == source]
+        for key, priority in inherited:
+            self.priorities[key._replace(scope=target)] = priority
 
     def drop_scope(self, scope: str) -> None:
-        """Forget every fact of ``scope`` at once (its index goes with them)."""
+        """Forget every fact of ``scope`` at once (its index and priorities go too)."""
+        self._replaced()
         self.facts.pop(scope, None)
         self.views.pop(scope, None)
         self._dirty.pop(scope, None)
+        for key in [k for k in self.priorities if k.scope == scope]:
+            del self.priorities[key]
+
+    def _replaced(self) -> None:
+        """A whole scope changes at once, without a ``changed`` entry per key.
+
+        Dropping the journal tells its consumer (the context ranking) to rebuild on its
+        next sync instead of patching: cheaper than journaling every fact of the scope.
+        """
+        self.changed = None
 
     def fact_count(self) -> int:
         return sum(len(scoped) for scoped in self.facts.values())
@@ -220,7 +248,16 @@ def _apply_fact_told(state: TenantState, event: FactTold) -> None:
 
 
 def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
-    state.discard(FactKey(event.scope, event.predicate, event.negated, event.args))
+    key = FactKey(event.scope, event.predicate, event.negated, event.args)
+    state.discard(key)
+    state.priorities.pop(key, None)
+
+
+def _apply_priority_set(state: TenantState, event: PrioritySet) -> None:
+    key = FactKey(event.scope, event.predicate, event.negated, event.args)
+    state.priorities[key] = event.priority
+    if state.changed is not None:
+        state.changed.add(key)
 
 
 def _apply_rule_taught(state: TenantState, event: RuleTaught) -> None:
@@ -240,7 +277,9 @@ def _apply_scope_forked(state: TenantState, event: ScopeForked) -> None:
 def _apply_scope_merged(state: TenantState, event: ScopeMerged) -> None:
     target = event.target
     for fact in event.retracted:
-        state.discard(FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"])))
+        key = FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"]))
+        state.discard(key)
+        state.priorities.pop(key, None)
     for fact in event.facts:
         told = FactTold(**{**fact, "args": tuple(fact["args"]), "scope": target})
         state.put(FactRecord.from_event(told))
@@ -264,6 +303,9 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._dirty.clear()
     state._timeline.clear()
     state._heirs.clear()
+    state.priorities.clear()
+    state.context = None
+    state.changed = None
     state.created_at = None
 
 
@@ -277,6 +319,7 @@ APPLIERS: dict[str, Applier] = {
     ScopeDeleted.kind: _apply_scope_deleted,  # type: ignore[dict-item]
     TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
+    PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
 }
 
 

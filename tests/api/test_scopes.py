@@ -559,3 +559,40 @@ def test_the_readme_scope_example_runs(fresh_server: Server) -> None:
     assert ask["bindings"] == [
         {"o": "order7"}
     ]  # the merge carried the approval into main
+
+
+def window(server: Server, tenant: str, scope: str) -> dict[tuple[Any, ...], float]:
+    body = {"scope": scope, "maxFacts": 50}
+    answer = server.request("POST", "/context/optimize", tenant=tenant, json=body)
+    assert answer.status_code == 200, answer.text
+    return {(e["scope"], *e["args"]): e["salience"] for e in answer.json()["entries"]}
+
+
+def test_context_windows_follow_forks_and_deletes(server: Server, tenant: str) -> None:
+    # forks and deletes replace a whole scope without a journal entry per fact: the
+    # context ranking (issue 6) must rebuild rather than patch, and priorities follow
+    for n in (1, 2):
+        tell(server, tenant, "p", n)
+    priority = {"predicate": "p", "args": [1], "priority": 1.0}
+    assert (
+        server.request(
+            "POST", "/memory/priority", tenant=tenant, json=priority
+        ).status_code
+        == 200
+    )
+    assert set(window(server, tenant, "main")) == {("main", 1), ("main", 2)}
+    server.request("POST", "/scope/fork", tenant=tenant, json={"target": "h"})
+    forked = window(server, tenant, "h")
+    assert set(forked) == {("h", 1), ("h", 2)} and forked[("h", 1)] == 1.0
+    tell(server, tenant, "p", 3)
+    tell(server, tenant, "p", 9, scope="h")
+    assert set(window(server, tenant, "h")) == {("h", 1), ("h", 2), ("h", 9)}
+    server.request("DELETE", "/scope/h", tenant=tenant)
+    assert window(server, tenant, "h") == {}
+    server.request("POST", "/scope/fork", tenant=tenant, json={"target": "h"})
+    assert set(window(server, tenant, "h")) == {("h", 1), ("h", 2), ("h", 3)}
+    server.request("DELETE", "/scope/h", tenant=tenant)
+    tell(server, tenant, "p", 1, scope="h")
+    assert (
+        window(server, tenant, "h")[("h", 1)] < 1.0
+    )  # the deleted fact's priority is gone
