@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -596,3 +597,29 @@ def test_context_windows_follow_forks_and_deletes(server: Server, tenant: str) -
     assert (
         window(server, tenant, "h")[("h", 1)] < 1.0
     )  # the deleted fact's priority is gone
+
+
+def test_recall_sees_scope_history(server: Server, tenant: str) -> None:
+    # /memory/recall (issue 6) folds the log through the same apply: scope events count
+    def at(predicate: str, arg: Any, **extra: Any) -> int:
+        body = {"predicate": predicate, "args": [arg], **extra}
+        told = server.request("POST", "/tell", tenant=tenant, json=body)
+        time.sleep(0.005)  # the next event lands in a later millisecond
+        return int(told.json()["fact"]["createdAt"])
+
+    def recall(moment: int, scope: str) -> list[Any]:
+        body = {"predicate": "p", "args": ["?x"], "timestamp": moment, "scope": scope}
+        answer = server.request("POST", "/memory/recall", tenant=tenant, json=body)
+        assert answer.status_code == 200, answer.text
+        return sorted(a["args"][0] for a in answer.json()["results"])
+
+    before_fork = at("p", 1)
+    server.request("POST", "/scope/fork", tenant=tenant, json={"target": "h"})
+    forked = at("p", 2, scope="h")
+    server.request("DELETE", "/scope/h", tenant=tenant)
+    time.sleep(0.005)
+    after_delete = at("q", 0)
+    assert recall(before_fork, "h") == []
+    assert recall(forked, "h") == [1, 2]
+    assert recall(after_delete, "h") == []
+    assert recall(after_delete, "main") == [1]
