@@ -18,6 +18,7 @@ from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
+from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
 from nocturnus.service.databases import Databases
@@ -33,6 +34,7 @@ class AppContext:
     databases: Databases | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
+    mcp: McpState | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -46,7 +48,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, health, openapi, context_api):
+    for blueprint in (knowledge, scopes, admin, health, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 
