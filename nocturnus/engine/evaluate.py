@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -32,11 +33,16 @@ from nocturnus.engine.analysis import (
     check_program,
     strongly_connected_components,
 )
+from nocturnus.engine.closure import Closure, closure_of, transitive_closure
+from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.grouped import (
     Chain,
     GroupedTable,
+    Reach,
     chain_of,
     column,
+    image,
+    reach_of,
     regroup,
     step_by_passed,
 )
@@ -44,7 +50,14 @@ from nocturnus.engine.grouped import (
     step as grouped_step,
 )
 from nocturnus.engine.index import FactIndex, Relation
-from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, lower_rule
+from nocturnus.engine.ir import (
+    COMPARE,
+    POSITIVE,
+    IRule,
+    RelKey,
+    lower_rule,
+    user_relation,
+)
 from nocturnus.engine.joins import (
     CompiledRule,
     Param,
@@ -150,6 +163,7 @@ class Evaluation:
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
+        self._prepared: dict[int, tuple[list[Any], int, RelKey, int]] = {}
 
     def source(self, rel: RelKey) -> Source:
         """The relation as this evaluation currently sees it."""
@@ -160,6 +174,12 @@ class Evaluation:
         self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
     ) -> None:
         """Evaluate ``rules`` to fixpoint, heads starting from ``initial`` rows."""
+        with collector_paused():
+            self._run(rules, initial)
+
+    def _run(
+        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+    ) -> None:
         by_head: dict[RelKey, list[IRule]] = {}
         for rule in rules:
             by_head.setdefault(rule.head, []).append(rule)
@@ -185,6 +205,7 @@ class Evaluation:
         rules: list[IRule],
         initial: dict[RelKey, dict[Row, Any]],
     ) -> None:
+        self._prepared.clear()  # ids of finished components' versions may be reused
         for rel in members:
             rows = dict(initial.get(rel, {}))
             self.tables[rel] = Table(rows)
@@ -214,6 +235,23 @@ class Evaluation:
             for j in reads:
                 order = order_body(rule.body, j, size_of)
                 recursive.append(compile_version(rule, order, j, self.weighted))
+        if not self.weighted and self.ranks is None and len(members) == 1:
+            (target,) = members
+            shape = None if initial.get(target) else closure_of(target, rules)
+            if shape is not None:
+                self._closure(shape)
+                return
+        if not self.weighted and self.ranks is None and recursive:
+            reaches = [
+                reach_of(version.rule, version.delta_at)  # type: ignore[arg-type]
+                for version in recursive
+            ]
+            if all(reach is not None for reach in reaches):
+                delta = self._round(exits, members, {})
+                if self._reach(members, reaches):  # type: ignore[arg-type]
+                    return
+                self._run_rounds(members, recursive, delta, initial)
+                return
         chains = [
             chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
             for version in recursive
@@ -228,12 +266,84 @@ class Evaluation:
             self._grouped(members, chains)  # type: ignore[arg-type]
             return
         delta = self._round(exits, members, {})
+        self._run_rounds(members, recursive, delta, initial)
+
+    def _run_rounds(
+        self,
+        members: set[RelKey],
+        recursive: list[CompiledRule],
+        delta: dict[RelKey, dict[Row, Any]],
+        initial: dict[RelKey, dict[Row, Any]],
+    ) -> None:
+        """Semi-naive rounds after round 0; stored rows join the first delta."""
         for rel in members:
             stored = initial.get(rel)
             if stored:
                 delta[rel] = {**stored, **delta[rel]}
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
+
+    def _reach(self, members: set[RelKey], reaches: list[Reach]) -> bool:
+        """Run unary chain recursion (reachability) a whole delta set at a time.
+
+        Returns False, having changed nothing, when some stored or exit row does
+        not fit its relation's constant layout; the general joins then take over.
+        """
+        layouts: dict[RelKey, tuple[int | None, ...]] = {}
+        for reach in reaches:
+            for rel in (reach.head, reach.delta_rel):
+                if layouts.setdefault(rel, reach.layout) != reach.layout:
+                    return False
+        full: dict[RelKey, set[int]] = {}
+        for rel in members:
+            layout = layouts.get(rel)
+            if layout is None:
+                return False
+            at = layout.index(None)
+            values: set[int] = set()
+            for row in self.tables[rel].rows:
+                if any(c is not None and c != v for c, v in zip(layout, row)):
+                    return False
+                values.add(row[at])
+            full[rel] = values
+        delta = {rel: set(values) for rel, values in full.items()}
+        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
+        for reach in reaches:
+            key = (reach.other_rel, reach.other_join)
+            if key not in partners:
+                rows = self.source(reach.other_rel).rows
+                partners[key] = column(rows, reach.other_join)
+        while any(delta.values()):
+            fresh: dict[RelKey, set[int]] = {rel: set() for rel in members}
+            for reach in reaches:
+                values = delta[reach.delta_rel]
+                if values:
+                    found = image(values, partners[(reach.other_rel, reach.other_join)])
+                    fresh[reach.head] |= found - full[reach.head]
+            self.round += 1
+            for rel, values in fresh.items():
+                full[rel] |= values
+            delta = fresh
+        for rel in members:
+            layout = layouts[rel]
+            at = layout.index(None)
+            before: tuple[int, ...] = layout[:at]  # type: ignore[assignment]
+            after: tuple[int, ...] = layout[at + 1 :]  # type: ignore[assignment]
+            self.tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
+        return True
+
+    def _closure(self, shape: Closure) -> None:
+        """Compute a recognised transitive closure directly (see closure.py)."""
+        source = self.source(shape.edges)
+        position = 0 if shape.forward else 1
+        if isinstance(source, GroupedTable):
+            successors = source.ensure(position)
+        else:
+            successors = column(source.rows, position)
+        table = GroupedTable({0})
+        table.by[0] = transitive_closure(successors)
+        self.tables[shape.target] = table  # type: ignore[assignment]
+        self.round += 1
 
     def _grouped(self, members: set[RelKey], chains: list[Chain]) -> None:
         """Run the recursive rounds of a binary chain component set-at-a-time.
@@ -308,11 +418,18 @@ class Evaluation:
     ) -> dict[RelKey, dict[Row, Any]]:
         fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
         for version in versions:
-            if version.delta_at is not None and not delta.get(
-                version.rule.body[version.delta_at].rel
-            ):
-                continue
-            version.run(*self._arguments(version, delta, fresh))
+            prepared = self._prepared.get(id(version))
+            if prepared is None:
+                prepared = self._prepare(version)
+            template, delta_slot, delta_rel, next_slot = prepared
+            arguments = template.copy()
+            if delta_slot >= 0:
+                rows = delta.get(delta_rel)
+                if not rows:
+                    continue
+                arguments[delta_slot] = rows
+            arguments[next_slot] = fresh[version.rule.head]
+            version.run(*arguments)
         self.round += 1
         for rel, rows in fresh.items():
             if rows:
@@ -323,14 +440,16 @@ class Evaluation:
                         ranks[row] = self.round
         return fresh
 
-    def _arguments(
-        self,
-        version: CompiledRule,
-        delta: dict[RelKey, dict[Row, Any]],
-        fresh: dict[RelKey, dict[Row, Any]],
-    ) -> list[Any]:
+    def _prepare(self, version: CompiledRule) -> tuple[list[Any], int, RelKey, int]:
+        """Resolve a version's arguments once per component.
+
+        Every relation a version reads is the same object for the whole component
+        (tables grow in place), so only the delta and the output change per round:
+        the template records their slots.
+        """
         arguments: list[Any] = []
-        for param in version.params:
+        delta_slot, delta_rel, next_slot = -1, None, -1
+        for slot, param in enumerate(version.params):
             kind = param.kind
             if kind == "const" or kind == "rule_confidence":
                 arguments.append(param.value)
@@ -339,16 +458,20 @@ class Evaluation:
             elif kind == "index":
                 arguments.append(self.source(param.rel).index(param.positions))
             elif kind == "delta":
-                arguments.append(delta[param.rel])
+                delta_slot, delta_rel = slot, param.rel
+                arguments.append(None)
             elif kind == "full":
                 arguments.append(self.tables[param.rel].rows)
             elif kind == "next":
-                arguments.append(fresh[param.rel])
+                next_slot = slot
+                arguments.append(None)
             elif kind == "exists":
                 arguments.append(exists_with_repeats(param.value))
             else:
                 arguments.append(self._comparison(param))
-        return arguments
+        prepared = (arguments, delta_slot, delta_rel, next_slot)
+        self._prepared[id(version)] = prepared
+        return prepared
 
     def _comparison(self, param: Param) -> Callable[[int, int], bool]:
         found = self._comparisons.get(param.value)
@@ -389,8 +512,6 @@ class _State:
         "answers",
         "complete",
         "has_confidence",
-        "proof_tables",
-        "ranks",
         "rules",
     )
 
@@ -402,8 +523,6 @@ class _State:
         self.has_confidence = program.has_confidence
         self.complete: dict[RelKey, Table] = {}
         self.answers: dict[Any, Table] = {}
-        self.proof_tables: dict[RelKey, Table] = {}
-        self.ranks: dict[RelKey, dict[Row, int]] = {}
 
 
 class Reasoner:
@@ -462,28 +581,57 @@ class Reasoner:
     def explain(self, program: Program, fact: Literal) -> Proof | None:
         """Return a best-confidence proof tree of a ground fact, or None if underivable.
 
+        Runs a goal-directed evaluation of exactly this fact (the magic-set rewrite
+        with every argument bound, recording ranks), so its cost follows what the
+        proof needs rather than the size of the derived relations.
+
         :raises ProgramError: if the fact is not ground, is a built-in or uses NAF.
         """
         _check_goal(fact)
         if not fact.is_ground:
             raise ProgramError(f"explain needs a ground fact, got {fact.text()}")
-        lookup = self.facts.interner.lookup
-        ids = [lookup(a) for a in fact.args]  # type: ignore[arg-type]
         state = self._state(program)
-        if any(i is None for i in ids):
+        row = self.facts.interner.lookup_all(fact.args)  # type: ignore[arg-type]
+        if row is None:
             return None
-        row: Row = tuple(ids)  # type: ignore[arg-type]
         rel = (fact.predicate, fact.negated, len(row))
-        if rel in state.rules:
-            self._prove_ready(state, rel)
+        if rel not in state.rules:
+            stored = self.facts.relation(rel)
+            if stored is None or row not in stored.rows:
+                return None
+            return Proof(fact, "fact", None, (), stored.rows[row])
+        everything = tuple(range(len(row)))
+        rewritten = rewrite(
+            rel,
+            everything,
+            state.rules,
+            lambda r: r not in state.rules,
+            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            self_contained=True,
+            seed=row,
+        )
+        if rewritten.complete:
+            self._complete(state, rewritten.complete)
+        ranks: dict[RelKey, dict[Row, int]] = {}
+        resolve = self._resolver(state)
+        evaluation = Evaluation(
+            resolve, self.facts.interner, self._weighted_for(state, [rel]), ranks
+        )
+        evaluation.run(rewritten.rules, {rewritten.seed: {row: None}})
+        by_head: dict[RelKey, list[IRule]] = {}
+        for rule in rewritten.rules:
+            by_head.setdefault(rule.head, []).append(rule)
         source = ProofSource(
-            facts=self.facts,
-            rules=state.rules,
-            tables=state.proof_tables,
-            ranks=state.ranks,
+            interner=self.facts.interner,
+            rules=by_head,
+            tables=evaluation.tables,
+            ranks=ranks,
+            resolve=resolve,
             comparisons=lambda op: comparison(op, self.facts.interner),
         )
-        return build_proof(source, rel, row)
+        if rewritten.answer not in by_head:
+            return None
+        return build_proof(source, rewritten.answer, row)
 
     # -- internals ---------------------------------------------------------------
 
@@ -552,7 +700,7 @@ class Reasoner:
             table = complete.get(rel)
             if table is not None:
                 return table
-            return relation(rel) or _EMPTY  # type: ignore[arg-type]
+            return relation(user_relation(rel)) or _EMPTY
 
         return resolve
 
@@ -641,37 +789,28 @@ class Reasoner:
             lambda r: r not in state.rules or r in state.complete,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
             factor_with=None if weighted else values,
+            seed=values,
         )
         if program.complete:
             self._complete(state, program.complete)
         evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
+        if not program.factored:
+            # The demanded relation also holds answers to the subgoals the goal
+            # needed; keep only the goal's own rows (a scan beats building an index
+            # for a table asked once).
+            if len(bound) == 1:
+                (at,), (value,) = bound, values
+                kept = {r: c for r, c in table.rows.items() if r[at] == value}
+            else:
+                pick = itemgetter(*bound)
+                kept = {r: c for r, c in table.rows.items() if pick(r) == values}
+            table = Table(kept)
         if len(state.answers) >= _MAGIC_RESULTS_KEPT:
             del state.answers[next(iter(state.answers))]
         state.answers[key] = table
         return table
-
-    def _prove_ready(self, state: _State, rel: RelKey) -> None:
-        needed = self._needed(state, [rel], state.proof_tables)
-        if not needed:
-            return
-
-        def resolve(r: RelKey) -> Source:
-            table = state.proof_tables.get(r)
-            if table is not None:
-                return table
-            return self.facts.relation(r) or _EMPTY  # type: ignore[arg-type]
-
-        evaluation = Evaluation(
-            resolve, self.facts.interner, self._weighted_for(state, needed), state.ranks
-        )
-        evaluation.run(
-            [rule for r in needed for rule in state.rules[r]],
-            {r: self._stored_rows(r) for r in needed},
-        )
-        for r in needed:
-            state.proof_tables[r] = evaluation.tables[r]
 
 
 def _check_goal(goal: Literal) -> None:
