@@ -45,6 +45,19 @@ def sort_facts(found: list[tuple[Const, ...]], has_floats: bool = True) -> None:
                 return
 
 
+def _repeats(pattern: tuple[Var | Const, ...]) -> list[tuple[int, int]]:
+    """Pairs of positions holding the same variable (first occurrence, later one)."""
+    first: dict[Var, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for position, term in enumerate(pattern):
+        if type(term) is Var:
+            if term in first:
+                pairs.append((first[term], position))
+            else:
+                first[term] = position  # type: ignore[index]
+    return pairs
+
+
 class Relation:
     """The rows of one relation and its hash indexes on bound-position combinations.
 
@@ -272,11 +285,15 @@ class FactIndex:
         rows = self.match_rows(relation, pattern)
         if not rows:
             return []
-        get = self.interner.values.__getitem__
-        found = [tuple(map(get, row)) for row in rows]
+        values = self.interner.values
+        if len(pattern) == 2:  # the common binary case, unpacked without map()
+            found = [(values[a], values[b]) for a, b in rows]
+        else:
+            get = values.__getitem__
+            found = [tuple(map(get, row)) for row in rows]
         if len(found) > 1:
             sort_facts(found, self.interner.has_floats)
-        return found
+        return found  # type: ignore[return-value]
 
     def match_rows(
         self, relation: Relation, pattern: tuple[Var | Const, ...]
@@ -284,15 +301,13 @@ class FactIndex:
         """Return the interned rows of ``relation`` matching ``pattern``, unordered."""
         positions: list[int] = []
         values: list[int] = []
-        seen: list[Var] = []
-        repeats: list[tuple[int, int]] = []
+        named = 0
         strings = self.interner.strings
-        for position, term in enumerate(pattern):
+        position = -1
+        for term in pattern:
+            position += 1
             if type(term) is Var:
-                if term in seen:
-                    repeats.append((pattern.index(term), position))
-                else:
-                    seen.append(term)
+                named += 1
                 continue
             value = strings.get(term)  # type: ignore[arg-type]
             if value is None:
@@ -301,10 +316,9 @@ class FactIndex:
                     return None
             positions.append(position)
             values.append(value)
-        candidates: Any
         if not positions:
-            candidates = relation.rows
-        elif len(positions) == len(pattern):
+            candidates: Any = relation.rows
+        elif not named:
             row = tuple(values)
             return [row] if row in relation.rows else None
         else:
@@ -312,10 +326,18 @@ class FactIndex:
             index = relation.indexes.get(where)
             if index is None:
                 index = relation.index(where)
-            candidates = index.get(values[0] if len(values) == 1 else tuple(values), ())
-        if not repeats:
-            return list(candidates)
-        return [row for row in candidates if all(row[a] == row[b] for a, b in repeats)]
+            candidates = index.get(values[0] if len(values) == 1 else tuple(values))
+            if candidates is None:
+                return None
+        if named > 1:
+            repeats = _repeats(pattern)
+            if repeats:
+                return [
+                    row
+                    for row in candidates
+                    if all(row[a] == row[b] for a, b in repeats)
+                ]
+        return list(candidates)
 
     def relation(self, key: RelationKey) -> Relation | None:
         """Return the relation object for evaluation (read-only use), if any."""
