@@ -243,10 +243,14 @@ def run_swi(swipl: str, workload: Workload) -> dict[str, tuple[int, float]]:
             for predicate, args in workload.facts:
                 fh.write(f"{predicate}({', '.join(args)}).\n")
             fh.write(workload.swi_rules)
+            # Best of three like ours, except queries taking over a second.
             fh.write(
-                "\nbench(Name, G) :- abolish_all_tables, garbage_collect, "
+                "\nonce_timed(G, T, N) :- abolish_all_tables, garbage_collect, "
                 "statistics(cputime, T0), aggregate_all(count, G, N), "
-                "statistics(cputime, T1), T is T1 - T0, "
+                "statistics(cputime, T1), T is T1 - T0.\n"
+                "bench(Name, G) :- once_timed(G, T1, N), "
+                "( T1 > 1.0 -> T = T1 ; once_timed(G, T2, _), once_timed(G, T3, _), "
+                "T is min(T1, min(T2, T3)) ), "
                 "format('RESULT ~w ~w ~6f~n', [Name, N, T]).\n"
             )
             fh.write("main :-\n")
@@ -273,11 +277,13 @@ def run_swi(swipl: str, workload: Workload) -> dict[str, tuple[int, float]]:
 def timed(
     action: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None
 ) -> tuple[object, float]:
-    """Return the result and the best wall time of ``repeat`` runs.
+    """Return the result and the best CPU time of up to ``repeat`` runs.
 
-    ``setup`` runs untimed before each run, followed by a full garbage collection
-    (as the SWI driver does with garbage_collect), so one query never pays for
-    freeing the previous one's results.
+    CPU time, like SWI's ``statistics(cputime)``, so a busy machine skews both
+    sides alike. ``setup`` runs untimed before each run, followed by a full garbage
+    collection (as the SWI driver does with garbage_collect), so one query never
+    pays for freeing the previous one's results. Runs over a second are not
+    repeated (the SWI driver does the same).
     """
     best = float("inf")
     result: object = None
@@ -285,9 +291,11 @@ def timed(
         if setup is not None:
             setup()
         gc.collect()
-        start = time.perf_counter()
+        start = time.process_time()
         result = action()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
+        if best > 1.0:
+            break
     return result, best
 
 
@@ -323,6 +331,8 @@ def run_ours(workload: Workload, repeat: int) -> dict[str, tuple[int, float, flo
 def compare_with_swi(workloads: list[Workload], repeat: int) -> bool:
     swipl = ensure_swipl()
     ok = True
+    print("CPU seconds, best of 3 (1 run when over a second); count = evaluate + count")
+    print("answers, solve = evaluate + sorted Answer objects (up to 1M answers)")
     header = f"{'query':<36} {'answers':>9} {'ours s':>8} {'SWI s':>8} {'ours/SWI':>9}"
     print(header + f" {'solve s':>8}")
     for workload in workloads:
@@ -448,7 +458,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke run")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=1, help="best of N for ours")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N for ours")
     options = parser.parse_args()
     scale = 10 if options.quick else 1
     workloads = [

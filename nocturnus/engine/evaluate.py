@@ -311,8 +311,7 @@ class Evaluation:
         for reach in reaches:
             key = (reach.other_rel, reach.other_join)
             if key not in partners:
-                rows = self.source(reach.other_rel).rows
-                partners[key] = column(rows, reach.other_join)
+                partners[key] = self._column(reach.other_rel, reach.other_join)
         while any(delta.values()):
             fresh: dict[RelKey, set[int]] = {rel: set() for rel in members}
             for reach in reaches:
@@ -332,14 +331,18 @@ class Evaluation:
             self.tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
         return True
 
+    def _column(self, rel: RelKey, position: int) -> dict[int, set[int]]:
+        """A binary relation grouped by ``position`` (stored relations cache it)."""
+        source = self.source(rel)
+        if isinstance(source, GroupedTable):
+            return source.ensure(position)
+        if isinstance(source, Relation):
+            return source.column(position)
+        return column(source.rows, position)
+
     def _closure(self, shape: Closure) -> None:
         """Compute a recognised transitive closure directly (see closure.py)."""
-        source = self.source(shape.edges)
-        position = 0 if shape.forward else 1
-        if isinstance(source, GroupedTable):
-            successors = source.ensure(position)
-        else:
-            successors = column(source.rows, position)
+        successors = self._column(shape.edges, 0 if shape.forward else 1)
         table = GroupedTable({0})
         table.by[0] = transitive_closure(successors)
         self.tables[shape.target] = table  # type: ignore[assignment]
@@ -378,11 +381,7 @@ class Evaluation:
             key = (chain.other_rel, chain.other_join)
             if chain.other_rel in members or key in partners:
                 continue
-            source = self.source(chain.other_rel)
-            if isinstance(source, GroupedTable):
-                partners[key] = source.ensure(chain.other_join)
-            else:
-                partners[key] = column(source.rows, chain.other_join)
+            partners[key] = self._column(chain.other_rel, chain.other_join)
         while True:
             out: dict[RelKey, dict[int, dict[int, set[int]]]] = {}
             for chain, joined in zip(chains, by_join, strict=True):
@@ -690,6 +689,8 @@ class Reasoner:
         else:
             values = tuple(pattern[p] for p in bound)
             source = self._magic(state, rel, bound, values)  # type: ignore[arg-type]
+            if not isinstance(source, GroupedTable) and rel not in state.complete:
+                bound = ()  # the demanded answers hold only this goal's rows
         return source, tuple(pattern), bound
 
     def _resolver(self, state: _State) -> Callable[[RelKey], Source]:
@@ -796,7 +797,7 @@ class Reasoner:
         evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
-        if not program.factored:
+        if not (program.factored or program.propagated):
             # The demanded relation also holds answers to the subgoals the goal
             # needed; keep only the goal's own rows (a scan beats building an index
             # for a table asked once).

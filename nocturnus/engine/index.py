@@ -67,11 +67,14 @@ class Relation:
     keep lookups in evaluation loops cheap.
     """
 
-    __slots__ = ("annotated", "indexes", "owner", "rows")
+    __slots__ = ("annotated", "columns", "indexes", "owner", "rows")
 
     def __init__(self, owner: object = None) -> None:
         self.rows: dict[Row, float | None] = {}
         self.indexes: dict[tuple[int, ...], dict[Any, set[Row]]] = {}
+        # Binary relations grouped by one column (value -> partner values), for the
+        # set-at-a-time kernels; dropped on any write rather than maintained.
+        self.columns: dict[int, dict[int, set[int]]] = {}
         self.annotated = 0  # rows with a confidence: decides if evaluation weighs
         self.owner = owner  # the write token of the one FactIndex that may mutate it
 
@@ -102,6 +105,24 @@ class Relation:
         self.indexes[positions] = index
         return index
 
+    def column(self, position: int) -> dict[int, set[int]]:
+        """Return this binary relation grouped by ``position`` (cached until a write).
+
+        Callers must not modify the result.
+        """
+        found = self.columns.get(position)
+        if found is None:
+            found = {}
+            other = 1 - position
+            for row in self.rows:
+                partners = found.get(row[position])
+                if partners is None:
+                    found[row[position]] = {row[other]}
+                else:
+                    partners.add(row[other])
+            self.columns[position] = found
+        return found
+
     def insert(self, row: Row, confidence: float | None) -> None:
         """Add a row that is not present yet, keeping every index current."""
         self.rows[row] = confidence
@@ -111,6 +132,8 @@ class Relation:
 
     def index_row(self, row: Row) -> None:
         """Add a new row to every index."""
+        if self.columns:
+            self.columns = {}
         for positions, index in self.indexes.items():
             key = (
                 row[positions[0]]
@@ -125,6 +148,8 @@ class Relation:
 
     def delete(self, row: Row) -> None:
         """Remove a present row, keeping every index current."""
+        if self.columns:
+            self.columns = {}
         if self.rows.pop(row) is not None:
             self.annotated -= 1
         for positions, index in self.indexes.items():
@@ -221,7 +246,7 @@ class FactIndex:
         rows.setdefault(row, confidence)  # type: ignore[arg-type]
         if len(rows) == size:
             return self._update(key, row, confidence)  # type: ignore[arg-type]
-        if relation.indexes:
+        if relation.indexes or relation.columns:
             relation.index_row(row)  # type: ignore[arg-type]
         if confidence is not None:
             relation.annotated += 1
@@ -286,6 +311,7 @@ class FactIndex:
         if not rows:
             return []
         values = self.interner.values
+        found: list[tuple[Const, ...]]
         if len(pattern) == 2:  # the common binary case, unpacked without map()
             found = [(values[a], values[b]) for a, b in rows]
         else:
@@ -293,7 +319,7 @@ class FactIndex:
             found = [tuple(map(get, row)) for row in rows]
         if len(found) > 1:
             sort_facts(found, self.interner.has_floats)
-        return found  # type: ignore[return-value]
+        return found
 
     def match_rows(
         self, relation: Relation, pattern: tuple[Var | Const, ...]
