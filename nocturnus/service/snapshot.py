@@ -28,17 +28,20 @@ from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
 from nocturnus.service.events import RuleTaught
-from nocturnus.service.facts import FactKey, FactRecord, new_record
+from nocturnus.service.facts import FactKey, ScopeFacts, new_record
 from nocturnus.service.rulebook import RuleRecord
 from nocturnus.service.tenant import TenantState
 
 FORMAT = "nocturnus/tenant-snapshot"
 VERSION = 1
 
-DERIVED_FIELDS = frozenset({"views", "_dirty", "_timeline", "changed", "context"})
+DERIVED_FIELDS = frozenset(
+    {"views", "_dirty", "_timeline", "_tickets", "_heirs", "changed", "context"}
+)
 """TenantState fields never stored: rebuilt by ``refresh`` after loading (views, the
-timeline), kept only while a consumer runs (``changed``), or in-memory data that is not
-event-sourced at all (``context``: access counts, sessions)."""
+timeline and its tie-break tickets), sharing bookkeeping of forked scopes (``_heirs``:
+a restored scope owns its records, nothing is shared), kept only while a consumer runs
+(``changed``), or in-memory data that is not event-sourced at all (``context``)."""
 
 
 class SnapshotFormatError(NocturnusError):
@@ -174,12 +177,14 @@ register_section(
 )
 
 
-def _capture_facts(state: TenantState) -> list[dict[FactKey, FactRecord]]:
-    return [dict(scoped) for scoped in state.facts.values()]
+def _capture_facts(state: TenantState) -> list[ScopeFacts]:
+    # A fork is O(#relations) and copy-on-write: the live scope clones a relation's
+    # group (a C-speed dict copy) the first time it writes to it after the capture.
+    return [scoped.fork(scope) for scope, scoped in state.facts.items()]
 
 
-def _encode_facts(scopes: list[dict[FactKey, FactRecord]]) -> list[list[Any]]:
-    # One flat row per fact, in the projection's own order (scope, then insertion).
+def _encode_facts(scopes: list[ScopeFacts]) -> list[list[Any]]:
+    # One flat row per fact, grouped by scope, in the projection's own order.
     return [
         [
             key.scope,
@@ -193,25 +198,26 @@ def _encode_facts(scopes: list[dict[FactKey, FactRecord]]) -> list[list[Any]]:
             r.confidence,
             r.metadata,
         ]
-        for records in scopes
-        for key, r in records.items()
+        for scoped in scopes
+        for r in scoped.records()
+        for key in (r.key,)
     ]
 
 
 def _decode_facts(state: TenantState, rows: Any, version: int) -> None:
     facts = state.facts
-    dirty = state._dirty
     new_key = FactKey._make
     scope_of: str | None = None
-    scoped: dict[FactKey, FactRecord] = {}
+    scoped = ScopeFacts("")
+    keys: set[FactKey] = set()
     for scope, predicate, negated, args, created, since, until, ttl, conf, meta in rows:
         if scope != scope_of:  # rows come grouped by scope
             scope_of = scope
-            scoped = facts.setdefault(scope, {})
+            scoped = facts.get(scope) or facts.setdefault(scope, ScopeFacts(scope))
+            keys = state._dirty.setdefault(scope, set())
         key = new_key((scope, predicate, negated, tuple(args)))
-        scoped[key] = new_record(key, created, since, until, ttl, conf, meta)
-    for scoped in facts.values():
-        dirty.update(scoped)
+        scoped.put(new_record(key, created, since, until, ttl, conf, meta))
+        keys.add(key)
 
 
 register_section(

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
-from nocturnus.service import context, snapshot, tenants
+from nocturnus.service import context, scopes, snapshot, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
@@ -29,6 +29,8 @@ from nocturnus.store.log import EventLog
 
 MASTER = MasterKey(bytes(range(32)))
 TENANTS = ("acme", "globex")
+SCOPES = ["main", "draft", "branch"]
+SCOPE_PAIRS = st.tuples(st.sampled_from(SCOPES), st.sampled_from(SCOPES))
 CONSTS = st.sampled_from(["a", "b", "c", 1, 2.5, -0.0, "?x"[1:], "500", 500])
 
 
@@ -58,7 +60,7 @@ def tells() -> st.SearchStrategy[Op]:
         predicate=st.sampled_from(["edge", "node"]),
         args=st.tuples(CONSTS, CONSTS),
         negated=st.booleans(),
-        scope=st.sampled_from(["main", "draft"]),
+        scope=st.sampled_from(SCOPES),
         confidence=st.none() | st.floats(0, 1),
         ttl=st.none() | st.integers(1, 10**9),
         valid_until=st.none() | st.integers(now_ms() + 10**9, now_ms() + 10**10),
@@ -80,6 +82,10 @@ OPS = st.lists(
         st.builds(Op, st.just("snapshot"), st.sampled_from(TENANTS)),
         st.builds(Op, st.just("priority"), st.sampled_from(TENANTS),
                   st.tuples(CONSTS, CONSTS, st.sampled_from([0.0, 0.25, 1.0]))),
+        st.builds(Op, st.just("fork"), st.sampled_from(TENANTS), SCOPE_PAIRS),
+        st.builds(Op, st.just("merge"), st.sampled_from(TENANTS),
+                  st.tuples(SCOPE_PAIRS, st.sampled_from(scopes.MERGE_STRATEGIES))),
+        st.builds(Op, st.just("drop_scope"), st.sampled_from(TENANTS), st.sampled_from(SCOPES)),
     ),
     max_size=40,
 )
@@ -103,6 +109,13 @@ async def run_ops(databases: Databases, ops: list[Op]) -> None:
                 await tenants.delete_tenant(db, op.tenant)
             elif op.kind == "create":
                 await tenants.create_tenant(db, op.tenant)
+            elif op.kind == "fork":
+                await scopes.fork(db, op.tenant, *op.arg)
+            elif op.kind == "merge":
+                (source, target), strategy = op.arg
+                await scopes.merge(db, op.tenant, source, target, strategy)
+            elif op.kind == "drop_scope":
+                await scopes.delete(db, op.tenant, op.arg)
             elif op.kind == "priority":
                 a, b, priority = op.arg
                 key = FactKey("main", "edge", False, (a, b))
