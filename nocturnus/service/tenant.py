@@ -127,7 +127,8 @@ class TenantState:
                 view.index.add(key.predicate, key.negated, key.args, record.confidence)
                 return
             view.index.remove(key.predicate, key.negated, key.args)
-            heapq.heappush(self._timeline, (record.valid_from, key))
+            self._tickets += 1
+            heapq.heappush(self._timeline, (record.valid_from, self._tickets, key))
             return
         if record.is_visible(now_ms):
             view.index.add(key.predicate, key.negated, key.args, record.confidence)

@@ -63,6 +63,7 @@ def tells() -> st.SearchStrategy[Op]:
         scope=st.sampled_from(SCOPES),
         confidence=st.none() | st.floats(0, 1),
         ttl=st.none() | st.integers(1, 10**9),
+        valid_from=st.none() | st.integers(now_ms() + 10**8, now_ms() + 10**9),
         valid_until=st.none() | st.integers(now_ms() + 10**9, now_ms() + 10**10),
         metadata=st.sampled_from([{}, {"source": "test", "n": [1, 2]}]),
         conflict_strategy=st.sampled_from(["NEWEST_WINS", "KEEP_BOTH", "CONFIDENCE"]),
