@@ -174,7 +174,11 @@ class Database(Generic[RootState]):
         if self.writer.is_alive:
             for tenant, pending in sorted(self._unsnapshotted.items()):
                 if pending > 0 and tenant in self._tenants:
-                    await self.snapshot_tenant(tenant)
+                    try:
+                        await self.snapshot_tenant(tenant)
+                    except NocturnusError as e:  # the log still has every event
+                        log.warning("shutdown snapshot of tenant %r in %r failed: %s",
+                                    tenant, self.name, e)
         await self.writer.close()
         stats = self.writer.stats
         if stats.commits:
