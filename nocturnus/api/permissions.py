@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from nocturnus.errors import Forbidden
@@ -64,10 +65,11 @@ class Rule:
     whole_database: bool = False
     unscoped: bool = False
     public_if: str | None = None
+    reads_body: bool = field(init=False, default=False)
 
-    @property
-    def reads_body(self) -> bool:
-        return any(s.startswith("body:") for s in (*self.database, *self.tenant))
+    def __post_init__(self) -> None:
+        body = any(s.startswith("body:") for s in (*self.database, *self.tenant))
+        object.__setattr__(self, "reads_body", body)
 
     def is_public(self, settings: Any) -> bool:
         if self.permission is None:
@@ -200,6 +202,7 @@ _INDEX: dict[tuple[str, str], Rule] = {
 DENY = Rule("__no_rule__")
 
 
+@lru_cache(maxsize=1024)
 def rule_for(method: str, path: str) -> Rule:
     """The rule of ``method path`` (a route template); :data:`DENY` when none is listed."""
     return _INDEX.get((method, template_key(path)), DENY)

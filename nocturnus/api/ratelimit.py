@@ -13,15 +13,32 @@ from dataclasses import dataclass, field
 MAX_ENTRIES = 100_000
 
 
-@dataclass(frozen=True, slots=True)
 class Quota:
     """The outcome of taking one token: for the ``X-RateLimit-*`` headers."""
 
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_s: int
-    retry_after_s: int
+    __slots__ = ("allowed", "limit", "tokens", "rate")
+
+    def __init__(self, allowed: bool, limit: int, tokens: float, rate: float) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.tokens = tokens
+        self.rate = rate
+
+    @property
+    def remaining(self) -> int:
+        return int(self.tokens)
+
+    @property
+    def reset_s(self) -> int:
+        """Seconds until the bucket is full again."""
+        return math.ceil((self.limit - self.tokens) / self.rate)
+
+    @property
+    def retry_after_s(self) -> int:
+        """Seconds until the next token (0 when this request was allowed)."""
+        if self.allowed:
+            return 0
+        return max(1, math.ceil((1.0 - self.tokens) / self.rate))
 
 
 @dataclass(slots=True)
@@ -52,14 +69,13 @@ class TokenBuckets:
                 self._prune(now_s)
             bucket = self._buckets[key] = _Bucket(float(limit), now_s)
         else:
-            bucket.tokens = min(float(limit), bucket.tokens + (now_s - bucket.updated) * rate)
+            tokens = bucket.tokens + (now_s - bucket.updated) * rate
+            bucket.tokens = tokens if tokens < limit else float(limit)
             bucket.updated = now_s
         allowed = bucket.tokens >= 1.0
         if allowed:
             bucket.tokens -= 1.0
-        reset_s = math.ceil((limit - bucket.tokens) / rate)
-        retry = 0 if allowed else max(1, math.ceil((1.0 - bucket.tokens) / rate))
-        return Quota(allowed, limit, int(bucket.tokens), reset_s, retry)
+        return Quota(allowed, limit, bucket.tokens, rate)
 
     def _prune(self, now_s: float) -> None:
         """Drop buckets idle long enough to be full again (forgetting them changes nothing)."""
@@ -91,10 +107,19 @@ class FailureLimiter:
     window_s: float = 60.0
     _clients: dict[str, _Failures] = field(default_factory=dict)
 
+    @property
+    def has_entries(self) -> bool:
+        """False while no address has failed lately (the common case costs nothing)."""
+        return bool(self._clients)
+
     def locked_for(self, client: str, now_s: float) -> int:
         """Seconds the client stays locked out (0: not locked)."""
         entry = self._clients.get(client)
-        if entry is None or entry.locked_until <= now_s:
+        if entry is None:
+            return 0
+        if entry.locked_until <= now_s:
+            if now_s - entry.window_start >= self.window_s:
+                del self._clients[client]  # forgotten: the fast path comes back
             return 0
         return max(1, math.ceil(entry.locked_until - now_s))
 

@@ -101,7 +101,7 @@ class Security:
         self.trusted_proxies = frozenset(
             p.strip() for p in settings.trusted_proxies.split(",") if p.strip()
         )
-        self._rules: dict[tuple[str, str], permissions.Rule] = {}
+        self._rules: dict[tuple[str, str], permissions.Rule | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _key_table(self) -> KeyTable:
@@ -144,37 +144,49 @@ class Security:
                 return first[:64]
         return peer
 
-    def _rule(self, request: Request) -> permissions.Rule | None:
+    def _guarded_rule(self, request: Request) -> permissions.Rule | None:
+        """The rule of the request's route, or None when it needs no key."""
         route = request.route
         if route is None:
             return None
         cache_key = (route.name, request.method)
-        rule = self._rules.get(cache_key)
-        if rule is None:
-            rule = self._rules[cache_key] = permissions.rule_for(request.method, route.uri)
-        return rule
+        try:
+            return self._rules[cache_key]
+        except KeyError:
+            rule = permissions.rule_for(request.method, route.uri)
+            guarded = None if rule.is_public(self.settings) else rule
+            self._rules[cache_key] = guarded
+            return guarded
 
     # -- middleware -----------------------------------------------------------------
 
     async def check_request(self, request: Request) -> HTTPResponse | None:
         if self.cors.is_preflight(request):
             return self.cors.preflight(request)
-        rule = self._rule(request)
-        if rule is None or not self.enabled or rule.is_public(self.settings):
+        if not self.enabled:
             return None
-        client = self.client_address(request)
+        rule = self._guarded_rule(request)
+        if rule is None:
+            return None
         now_s = time.monotonic()
-        wait = self.failures.locked_for(client, now_s)
-        if wait:
-            raise RateLimited(
-                f"Too many failed authentications from this address; retry in {wait} s",
-                retry_after_s=wait,
-            )
+        if self.failures.has_entries:
+            wait = self.failures.locked_for(self.client_address(request), now_s)
+            if wait:
+                raise RateLimited(
+                    f"Too many failed authentications from this address; retry in {wait} s",
+                    retry_after_s=wait,
+                )
         presented = presented_key(request)
         if presented is None:
             raise Unauthorized(MISSING_KEY)
-        principal = await self.authenticator.authenticate(presented, now_ms())
-        if principal is None:
+        # the common case (a key already verified) stays synchronous: no argon2, no await
+        now = now_ms()
+        digest = self.authenticator.digest(presented)
+        principal = self.authenticator.recognise(digest, now)
+        if principal is False:
+            principal = await self.authenticator.verify(presented, digest, now)
+        if not isinstance(principal, Principal):
+            client = self.client_address(request)
             locked = self.failures.fail(client, now_s)
             self._record_failure(request, client, presented, locked, now_s)
             raise Unauthorized(INVALID_KEY)

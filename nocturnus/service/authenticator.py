@@ -2,9 +2,10 @@
 
 The first time a key is presented it is checked with argon2id against the one record
 whose public prefix it carries (in a thread: argon2 never runs on the event loop). After
-that the key is recognised by an HMAC-SHA256 of it under a random per-process secret, so
-the cache holds nothing that could be replayed against another process or reversed into
-the key. A cached entry only names the key id: every request re-reads that key's live
+that the key is recognised by a keyed hash of it under a random per-process secret
+(BLAKE2b in keyed mode, a MAC like HMAC-SHA256 but about three times cheaper per request,
+which matters for the per-request budget of issue 7), so the cache holds nothing that
+could be replayed against another process or reversed into the key. A cached entry only names the key id: every request re-reads that key's live
 record, so a revoke, a change of role or scope, or an expiry takes effect on the very
 next request; revoking also drops the cache entries at once.
 
@@ -21,6 +22,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from nocturnus.errors import StartupError
 from nocturnus.service.apikeys import KeyRecord, KeyTable, prefix_of, verify_hash
@@ -78,7 +80,7 @@ class Authenticator:
         cache_size: int = 10_000,
     ) -> None:
         self._table = table
-        self._secret = secrets.token_bytes(32)
+        self._mac_key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, str] = OrderedDict()
         self._cache_size = cache_size
         self._digests_of: dict[str, set[bytes]] = {}
@@ -91,29 +93,43 @@ class Authenticator:
                 raise StartupError(
                     f"NOCTURNUS_ADMIN_KEY must be at least {MIN_ADMIN_KEY_CHARS} characters"
                 )
-            self._env_digest = self._digest(admin_key.strip())
+            self._env_digest = self.digest(admin_key.strip())
 
     @property
     def has_env_admin(self) -> bool:
         return self._env_digest is not None
 
-    def _digest(self, presented: str) -> bytes:
-        return hmac.new(self._secret, presented.encode(), hashlib.sha256).digest()
+    def digest(self, presented: str) -> bytes:
+        """The keyed hash a presented key is cached under (never the key itself)."""
+        return hashlib.blake2b(presented.encode(), key=self._mac_key, digest_size=32).digest()
+
+    def recognise(self, digest: bytes, now: int) -> Principal | None | Literal[False]:
+        """The principal of an already verified key (the env key or a cached one), None
+        when that key is no longer live, or False when it must be verified."""
+        if self._env_digest is not None and hmac.compare_digest(digest, self._env_digest):
+            return ENV_ADMIN
+        key_id = self._cache.get(digest)
+        if key_id is None:
+            return False
+        principal = self.current_key(key_id, now)
+        if principal is None:
+            self.forget(key_id)
+        else:
+            self.last_used[key_id] = now
+        return principal
 
     async def authenticate(self, presented: str, now: int) -> Principal | None:
         """The principal ``presented`` stands for at ``now``, or None (unknown, revoked,
         disabled or expired)."""
-        digest = self._digest(presented)
-        if self._env_digest is not None and hmac.compare_digest(digest, self._env_digest):
-            return ENV_ADMIN
-        key_id = self._cache.get(digest)
-        if key_id is not None:
-            principal = self.current_key(key_id, now)
-            if principal is None:
-                self.forget(key_id)
-            else:
-                self.last_used[key_id] = now
-            return principal
+        digest = self.digest(presented)
+        known = self.recognise(digest, now)
+        if known is not False:
+            return known
+        return await self.verify(presented, digest, now)
+
+    async def verify(self, presented: str, digest: bytes, now: int) -> Principal | None:
+        """Check a key seen for the first time with argon2 (in a thread), then cache it;
+        concurrent first uses of one key share a single check."""
         pending = self._pending.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
