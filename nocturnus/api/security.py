@@ -135,13 +135,16 @@ class Security:
         return self.authenticator.current(principal, now_ms())
 
     def client_address(self, request: Request) -> str:
-        """The peer address; a trusted proxy's left-most ``X-Forwarded-For`` instead."""
+        """The peer address; behind trusted proxies, the nearest untrusted hop of
+        ``X-Forwarded-For`` (read from the right: entries left of it are whatever the
+        client chose to send)."""
         peer = request.ip or "unknown"
-        if peer in self.trusted_proxies:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            first = forwarded.split(",")[0].strip()
-            if first:
-                return first[:64]
+        if peer not in self.trusted_proxies:
+            return peer
+        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+        for hop in reversed(hops):
+            if hop and hop not in self.trusted_proxies:
+                return hop[:64]
         return peer
 
     def _guarded_rule(self, request: Request) -> permissions.Rule | None:
@@ -209,6 +212,8 @@ class Security:
             response.headers["X-RateLimit-Remaining"] = str(quota.remaining)
             response.headers["X-RateLimit-Reset"] = str(quota.reset_s)
         self.cors.decorate(request, response)
+        if response.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="nocturnus"'
         principal = getattr(request.ctx, "principal", None)
         if response.status == 403 and principal is not None:
             self._record_denial(request, principal)
@@ -243,12 +248,12 @@ class Security:
     def _record_failure(
         self, request: Request, client: str, presented: str, locked: bool, now_s: float
     ) -> None:
-        log.warning("authentication failed from %s on %s %s", client, request.method, request.path)
+        suppressed = self.failure_sampler.admit(client, now_s)
         if locked:
             log.warning("client %s locked out for %s s", client, self.failures.lockout_s)
-        suppressed = self.failure_sampler.admit(client, now_s)
         if suppressed is None and not locked:
-            return
+            return  # sampled out: neither logged nor audited, so a flood floods nothing
+        log.warning("authentication failed from %s on %s %s", client, request.method, request.path)
         details: dict[str, Any] = {"method": request.method, "path": request.path[:200]}
         prefix = prefix_of(presented)
         if prefix is not None:

@@ -272,6 +272,7 @@ def test_missing_bad_and_malformed_keys_are_401(auth_server: Server) -> None:
         assert response.status_code == 401, headers
         assert response.json()["code"] == "UNAUTHORIZED"
         assert response.headers["X-Request-ID"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
     lower = auth_server.request("GET", "/auth/whoami", headers={"Authorization": f"bearer {ADMIN_KEY}"})
     assert lower.status_code == 200
 

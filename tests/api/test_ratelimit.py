@@ -63,6 +63,10 @@ def test_failed_authentications_lock_the_address_out(limited: Server) -> None:
     assert locked.status_code == 429
     assert locked.json()["code"] == "RATE_LIMITED"
     assert 0 < int(locked.headers["Retry-After"]) <= 300
+    # the nearest untrusted hop counts: what the client itself put in front is ignored
+    spoofed = limited.request("GET", "/auth/whoami",
+                              headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.5", "X-API-Key": ADMIN_KEY})
+    assert spoofed.status_code == 429
     # other addresses are not affected; public routes stay open
     other = limited.request("GET", "/auth/whoami", headers={"X-Forwarded-For": "198.51.100.7", "X-API-Key": ADMIN_KEY})
     assert other.status_code == 200
