@@ -32,6 +32,8 @@ from nocturnus.engine.analysis import (
     check_program,
     strongly_connected_components,
 )
+from nocturnus.engine.closure import Closure, closure_of, transitive_closure
+from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.grouped import (
     Chain,
     GroupedTable,
@@ -44,7 +46,14 @@ from nocturnus.engine.grouped import (
     step as grouped_step,
 )
 from nocturnus.engine.index import FactIndex, Relation
-from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, lower_rule
+from nocturnus.engine.ir import (
+    COMPARE,
+    POSITIVE,
+    IRule,
+    RelKey,
+    lower_rule,
+    user_relation,
+)
 from nocturnus.engine.joins import (
     CompiledRule,
     Param,
@@ -150,6 +159,7 @@ class Evaluation:
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
+        self._prepared: dict[int, tuple[list[Any], int, RelKey, int]] = {}
 
     def source(self, rel: RelKey) -> Source:
         """The relation as this evaluation currently sees it."""
@@ -160,6 +170,12 @@ class Evaluation:
         self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
     ) -> None:
         """Evaluate ``rules`` to fixpoint, heads starting from ``initial`` rows."""
+        with collector_paused():
+            self._run(rules, initial)
+
+    def _run(
+        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+    ) -> None:
         by_head: dict[RelKey, list[IRule]] = {}
         for rule in rules:
             by_head.setdefault(rule.head, []).append(rule)
@@ -214,6 +230,12 @@ class Evaluation:
             for j in reads:
                 order = order_body(rule.body, j, size_of)
                 recursive.append(compile_version(rule, order, j, self.weighted))
+        if not self.weighted and self.ranks is None and len(members) == 1:
+            (target,) = members
+            shape = None if initial.get(target) else closure_of(target, rules)
+            if shape is not None:
+                self._closure(shape)
+                return
         chains = [
             chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
             for version in recursive
@@ -234,6 +256,19 @@ class Evaluation:
                 delta[rel] = {**stored, **delta[rel]}
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
+
+    def _closure(self, shape: Closure) -> None:
+        """Compute a recognised transitive closure directly (see closure.py)."""
+        source = self.source(shape.edges)
+        position = 0 if shape.forward else 1
+        if isinstance(source, GroupedTable):
+            successors = source.ensure(position)
+        else:
+            successors = column(source.rows, position)
+        table = GroupedTable({0})
+        table.by[0] = transitive_closure(successors)
+        self.tables[shape.target] = table  # type: ignore[assignment]
+        self.round += 1
 
     def _grouped(self, members: set[RelKey], chains: list[Chain]) -> None:
         """Run the recursive rounds of a binary chain component set-at-a-time.
@@ -308,11 +343,18 @@ class Evaluation:
     ) -> dict[RelKey, dict[Row, Any]]:
         fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
         for version in versions:
-            if version.delta_at is not None and not delta.get(
-                version.rule.body[version.delta_at].rel
-            ):
-                continue
-            version.run(*self._arguments(version, delta, fresh))
+            prepared = self._prepared.get(id(version))
+            if prepared is None:
+                prepared = self._prepare(version)
+            template, delta_slot, delta_rel, next_slot = prepared
+            arguments = template.copy()
+            if delta_slot >= 0:
+                rows = delta.get(delta_rel)
+                if not rows:
+                    continue
+                arguments[delta_slot] = rows
+            arguments[next_slot] = fresh[version.rule.head]
+            version.run(*arguments)
         self.round += 1
         for rel, rows in fresh.items():
             if rows:
@@ -323,14 +365,16 @@ class Evaluation:
                         ranks[row] = self.round
         return fresh
 
-    def _arguments(
-        self,
-        version: CompiledRule,
-        delta: dict[RelKey, dict[Row, Any]],
-        fresh: dict[RelKey, dict[Row, Any]],
-    ) -> list[Any]:
+    def _prepare(self, version: CompiledRule) -> tuple[list[Any], int, RelKey, int]:
+        """Resolve a version's arguments once per component.
+
+        Every relation a version reads is the same object for the whole component
+        (tables grow in place), so only the delta and the output change per round:
+        the template records their slots.
+        """
         arguments: list[Any] = []
-        for param in version.params:
+        delta_slot, delta_rel, next_slot = -1, None, -1
+        for slot, param in enumerate(version.params):
             kind = param.kind
             if kind == "const" or kind == "rule_confidence":
                 arguments.append(param.value)
@@ -339,16 +383,20 @@ class Evaluation:
             elif kind == "index":
                 arguments.append(self.source(param.rel).index(param.positions))
             elif kind == "delta":
-                arguments.append(delta[param.rel])
+                delta_slot, delta_rel = slot, param.rel
+                arguments.append(None)
             elif kind == "full":
                 arguments.append(self.tables[param.rel].rows)
             elif kind == "next":
-                arguments.append(fresh[param.rel])
+                next_slot = slot
+                arguments.append(None)
             elif kind == "exists":
                 arguments.append(exists_with_repeats(param.value))
             else:
                 arguments.append(self._comparison(param))
-        return arguments
+        prepared = (arguments, delta_slot, delta_rel, next_slot)
+        self._prepared[id(version)] = prepared
+        return prepared
 
     def _comparison(self, param: Param) -> Callable[[int, int], bool]:
         found = self._comparisons.get(param.value)
@@ -389,8 +437,6 @@ class _State:
         "answers",
         "complete",
         "has_confidence",
-        "proof_tables",
-        "ranks",
         "rules",
     )
 
@@ -402,8 +448,6 @@ class _State:
         self.has_confidence = program.has_confidence
         self.complete: dict[RelKey, Table] = {}
         self.answers: dict[Any, Table] = {}
-        self.proof_tables: dict[RelKey, Table] = {}
-        self.ranks: dict[RelKey, dict[Row, int]] = {}
 
 
 class Reasoner:
@@ -462,28 +506,56 @@ class Reasoner:
     def explain(self, program: Program, fact: Literal) -> Proof | None:
         """Return a best-confidence proof tree of a ground fact, or None if underivable.
 
+        Runs a goal-directed evaluation of exactly this fact (the magic-set rewrite
+        with every argument bound, recording ranks), so its cost follows what the
+        proof needs rather than the size of the derived relations.
+
         :raises ProgramError: if the fact is not ground, is a built-in or uses NAF.
         """
         _check_goal(fact)
         if not fact.is_ground:
             raise ProgramError(f"explain needs a ground fact, got {fact.text()}")
-        lookup = self.facts.interner.lookup
-        ids = [lookup(a) for a in fact.args]  # type: ignore[arg-type]
         state = self._state(program)
-        if any(i is None for i in ids):
+        row = self.facts.interner.lookup_all(fact.args)  # type: ignore[arg-type]
+        if row is None:
             return None
-        row: Row = tuple(ids)  # type: ignore[arg-type]
         rel = (fact.predicate, fact.negated, len(row))
-        if rel in state.rules:
-            self._prove_ready(state, rel)
+        if rel not in state.rules:
+            stored = self.facts.relation(rel)
+            if stored is None or row not in stored.rows:
+                return None
+            return Proof(fact, "fact", None, (), stored.rows[row])
+        everything = tuple(range(len(row)))
+        rewritten = rewrite(
+            rel,
+            everything,
+            state.rules,
+            lambda r: r not in state.rules,
+            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            self_contained=True,
+        )
+        if rewritten.complete:
+            self._complete(state, rewritten.complete)
+        ranks: dict[RelKey, dict[Row, int]] = {}
+        resolve = self._resolver(state)
+        evaluation = Evaluation(
+            resolve, self.facts.interner, self._weighted_for(state, [rel]), ranks
+        )
+        evaluation.run(rewritten.rules, {rewritten.seed: {row: None}})
+        by_head: dict[RelKey, list[IRule]] = {}
+        for rule in rewritten.rules:
+            by_head.setdefault(rule.head, []).append(rule)
         source = ProofSource(
-            facts=self.facts,
-            rules=state.rules,
-            tables=state.proof_tables,
-            ranks=state.ranks,
+            interner=self.facts.interner,
+            rules=by_head,
+            tables=evaluation.tables,
+            ranks=ranks,
+            resolve=resolve,
             comparisons=lambda op: comparison(op, self.facts.interner),
         )
-        return build_proof(source, rel, row)
+        if rewritten.answer not in by_head:
+            return None
+        return build_proof(source, rewritten.answer, row)
 
     # -- internals ---------------------------------------------------------------
 
@@ -552,7 +624,7 @@ class Reasoner:
             table = complete.get(rel)
             if table is not None:
                 return table
-            return relation(rel) or _EMPTY  # type: ignore[arg-type]
+            return relation(user_relation(rel)) or _EMPTY
 
         return resolve
 
@@ -651,27 +723,6 @@ class Reasoner:
             del state.answers[next(iter(state.answers))]
         state.answers[key] = table
         return table
-
-    def _prove_ready(self, state: _State, rel: RelKey) -> None:
-        needed = self._needed(state, [rel], state.proof_tables)
-        if not needed:
-            return
-
-        def resolve(r: RelKey) -> Source:
-            table = state.proof_tables.get(r)
-            if table is not None:
-                return table
-            return self.facts.relation(r) or _EMPTY  # type: ignore[arg-type]
-
-        evaluation = Evaluation(
-            resolve, self.facts.interner, self._weighted_for(state, needed), state.ranks
-        )
-        evaluation.run(
-            [rule for r in needed for rule in state.rules[r]],
-            {r: self._stored_rows(r) for r in needed},
-        )
-        for r in needed:
-            state.proof_tables[r] = evaluation.tables[r]
 
 
 def _check_goal(goal: Literal) -> None:

@@ -26,6 +26,7 @@ from nocturnus.engine.ir import (
     Step,
     adorned_key,
     magic_key,
+    stored_key,
 )
 from nocturnus.engine.joins import order_body
 from nocturnus.engine.terms import Var
@@ -53,6 +54,7 @@ def rewrite(
     is_base: Callable[[RelKey], bool],
     has_stored: Callable[[RelKey], bool],
     factor_with: tuple[int, ...] | None = None,
+    self_contained: bool = False,
 ) -> MagicProgram:
     """Rewrite the rules reachable from ``goal`` with arguments ``bound`` bound.
 
@@ -64,6 +66,11 @@ def rewrite(
     relation (see :func:`is_right_linear`): its answer relation then holds only the
     goal's own answers, which is only sound when confidences are not tracked, since
     it forgets along which path an answer was reached.
+
+    ``self_contained`` keeps every positively used derived relation inside the
+    rewritten program (a call with nothing bound gets an empty adornment instead of
+    a complete relation), so proofs can be rebuilt from this one evaluation; only
+    relations under NAF are still read complete, and NAF steps are proof leaves.
     """
     program = MagicProgram([], adorned_key(goal, bound), magic_key(goal, bound))
     todo: list[tuple[tuple[str, bool, int], tuple[int, ...]]] = [(goal, bound)]
@@ -103,7 +110,7 @@ def rewrite(
                     for p, a in enumerate(step.args)
                     if not isinstance(a, Var) or a in known
                 )
-                if not demand:
+                if not demand and not self_contained:
                     program.complete.add(step.rel)
                     body.append(step)
                     known |= step.variables
@@ -135,6 +142,7 @@ def rewrite(
                         adorned_key(callee, demand),
                         step.args,
                         step.weight_order,
+                        step.position,
                     )
                 )
                 known |= step.variables
@@ -151,7 +159,7 @@ def rewrite(
         if has_stored(rel):
             args = tuple(Var(f"a{i}") for i in range(rel[2]))
             guard = Step(POSITIVE, guard_key, tuple(args[p] for p in adornment))
-            stored = Step(POSITIVE, rel, args, 0)
+            stored = Step(POSITIVE, stored_key(rel), args, 0)
             program.rules.append(IRule(target, args, (guard, stored), None, None))
     return program
 

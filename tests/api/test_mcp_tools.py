@@ -25,6 +25,7 @@ VOLATILE = {
     "createdAt",
     "validFrom",
     "generatedAt",
+    "knowledgeGeneration",
     "windowId",
     "previousWindowId",
     "currentWindowId",
