@@ -36,7 +36,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
-    Setting("context_sessions", int, 1000, "Context sessions remembered per database (LRU)"),
+    Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
+    Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
+    Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
     Setting("log_level", str, "INFO", "Log level"),
     # security (issue 7): API.md §8
@@ -70,6 +72,8 @@ class Settings:
     snapshot_every: int = 10_000
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
+    mcp_sessions: int = 256
+    mcp_keepalive_ms: int = 15_000
     log_format: str = "text"
     log_level: str = "INFO"
     auth: str = "off"
@@ -154,4 +158,12 @@ def load_settings(
         raise StartupError(f"port must be between 1 and 65535, got {settings.port}")
     if settings.auth not in ("off", "on"):
         raise StartupError(f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}")
+    if settings.mcp_sessions < 1:
+        raise StartupError(f"mcp_sessions must be at least 1, got {settings.mcp_sessions}")
+    # Sanic drops a response that sends nothing for RESPONSE_TIMEOUT (60 s): keepalives
+    # must come well before that or idle SSE streams get cut.
+    if not 10 <= settings.mcp_keepalive_ms <= 50_000:
+        raise StartupError(
+            f"mcp_keepalive_ms must be between 10 and 50000, got {settings.mcp_keepalive_ms}"
+        )
     return settings

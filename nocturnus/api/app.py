@@ -16,9 +16,11 @@ from sanic import HTTPResponse, Request, Sanic
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
+from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
+from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.service.databases import Databases
 from nocturnus.settings import Settings, load_settings
@@ -34,6 +36,7 @@ class AppContext:
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
+    mcp: McpState | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, admin, auth, health, openapi):
+    for blueprint in (knowledge, admin, auth, health, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 
@@ -67,7 +70,6 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         await security.drain()
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
-
 
     @app.on_request
     async def assign_request_id(request: Request) -> None:

@@ -62,9 +62,10 @@ class Call:
         return self.tenant
 
 
-Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse"]]
+Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse | None"]]
 ENDPOINTS: list[EndpointSpec] = []
 _HANDLERS: dict[tuple[str, str], tuple[EndpointSpec, Handler]] = {}
+_PATH_PARAM = re.compile(r"<[^>]*>")
 
 
 def json_response(data: Any, status: int = 200) -> HTTPResponse:
@@ -81,9 +82,12 @@ def parse_json_body(request: Request) -> Any:
         raise ValidationError(f"body: not valid JSON ({e})", field="body") from None
 
 
-def tenant_header(request: Request) -> str:
-    """:raises ValidationError: missing, blank or malformed ``X-Tenant-ID``."""
-    value = request.headers.get("X-Tenant-ID", "").strip()
+def tenant_header(request: Request, default: str | None = None) -> str:
+    """``X-Tenant-ID``; ``default`` stands in for a missing or blank one (MCP only).
+
+    :raises ValidationError: missing or blank without a default, or malformed.
+    """
+    value = request.headers.get("X-Tenant-ID", "").strip() or default
     if not value:
         raise ValidationError("Missing required header: X-Tenant-ID", field="X-Tenant-ID")
     if not re.fullmatch(TENANT_NAME, value):
@@ -142,15 +146,30 @@ def endpoint(
 
 def _route(
     spec: EndpointSpec, path: str, handler: Handler
-) -> Callable[..., Awaitable[HTTPResponse]]:
-    async def route(request: Request, **path_params: str) -> HTTPResponse:
+) -> Callable[..., Awaitable[HTTPResponse | None]]:
+    async def route(request: Request, **path_params: str) -> HTTPResponse | None:
         call = _parse(request, spec, path, path_params)
         result = await handler(call)
+        if request.responded:  # the handler streamed its own response (MCP's SSE)
+            return None
         if isinstance(result, HTTPResponse):
             return result
         return json_response(result, spec.status)
 
     return route
+
+
+def find_endpoint(method: str, path: str) -> tuple[str, EndpointSpec] | None:
+    """The registered path matching ``path`` and its spec, or ``None`` when not registered.
+
+    Path parameter names are ignored (``/scope/<name>`` matches ``/scope/<scope>``), so a
+    caller (MCP's tool catalogue) can name a route before another module settles on them.
+    """
+    wanted = _PATH_PARAM.sub("<>", path)
+    for registered_method, registered_path in _HANDLERS:
+        if registered_method == method and _PATH_PARAM.sub("<>", registered_path) == wanted:
+            return registered_path, _HANDLERS[(registered_method, registered_path)][0]
+    return None
 
 
 async def invoke(

@@ -22,22 +22,44 @@ program's content, so a cached answer is never stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from nocturnus.engine.analysis import (
     ProgramError,
     check_program,
     strongly_connected_components,
 )
+from nocturnus.engine.closure import Closure, closure_of, transitive_closure
+from nocturnus.engine.collector import collector_paused
+from nocturnus.engine.grouped import (
+    Chain,
+    GroupedTable,
+    chain_of,
+    column,
+    regroup,
+    step_by_passed,
+)
+from nocturnus.engine.grouped import (
+    step as grouped_step,
+)
 from nocturnus.engine.index import FactIndex, Relation
-from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, lower_rule
+from nocturnus.engine.ir import (
+    COMPARE,
+    POSITIVE,
+    IRule,
+    RelKey,
+    lower_rule,
+    user_relation,
+)
 from nocturnus.engine.joins import (
     CompiledRule,
     Param,
     comparison,
     compile_version,
+    exists_with_repeats,
     order_body,
 )
 from nocturnus.engine.magic import rewrite
@@ -64,7 +86,7 @@ class Program:
     restriction and stratification.
     """
 
-    __slots__ = ("rules", "key", "by_head", "has_confidence")
+    __slots__ = ("by_head", "has_confidence", "key", "rules")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
@@ -86,7 +108,8 @@ def _rule_key(rule: Rule) -> tuple[Any, ...]:
 
     def literal(lit: Literal) -> tuple[Any, ...]:
         args = tuple(
-            ("v", a.name) if isinstance(a, Var) else ("c", const_key(a)) for a in lit.args
+            ("v", a.name) if isinstance(a, Var) else ("c", const_key(a))
+            for a in lit.args
         )
         return (lit.predicate, lit.negated, lit.naf, args)
 
@@ -101,7 +124,7 @@ def _rule_key(rule: Rule) -> tuple[Any, ...]:
 class _Empty:
     """A relation with no rows, for relations nobody has told or derived."""
 
-    rows: dict[Row, float | None] = {}
+    rows: ClassVar[Mapping[Row, float | None]] = MappingProxyType({})
 
     def index(self, positions: tuple[int, ...]) -> dict[Any, list[Row]]:
         return {}
@@ -111,7 +134,7 @@ class _Empty:
 
 
 _EMPTY = _Empty()
-Source = Table | Relation | _Empty
+Source = Table | Relation | GroupedTable | _Empty
 
 
 class Evaluation:
@@ -136,21 +159,35 @@ class Evaluation:
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
+        self._prepared: dict[int, tuple[list[Any], int, RelKey, int]] = {}
 
     def source(self, rel: RelKey) -> Source:
         """The relation as this evaluation currently sees it."""
         table = self.tables.get(rel)
         return table if table is not None else self.resolve(rel)
 
-    def run(self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]) -> None:
+    def run(
+        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+    ) -> None:
         """Evaluate ``rules`` to fixpoint, heads starting from ``initial`` rows."""
+        with collector_paused():
+            self._run(rules, initial)
+
+    def _run(
+        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+    ) -> None:
         by_head: dict[RelKey, list[IRule]] = {}
         for rule in rules:
             by_head.setdefault(rule.head, []).append(rule)
         for rel in initial:
             by_head.setdefault(rel, [])
         graph = {
-            head: [s.rel for r in group for s in r.body if s.rel in by_head and s.kind != COMPARE]
+            head: [
+                s.rel
+                for r in group
+                for s in r.body
+                if s.rel in by_head and s.kind != COMPARE
+            ]
             for head, group in by_head.items()
         }
         for component in strongly_connected_components(graph):
@@ -159,7 +196,10 @@ class Evaluation:
             self._component(members, group, initial)
 
     def _component(
-        self, members: set[RelKey], rules: list[IRule], initial: dict[RelKey, dict[Row, Any]]
+        self,
+        members: set[RelKey],
+        rules: list[IRule],
+        initial: dict[RelKey, dict[Row, Any]],
     ) -> None:
         for rel in members:
             rows = dict(initial.get(rel, {}))
@@ -172,18 +212,128 @@ class Evaluation:
         def size_of(rel: RelKey) -> int:
             return 1 << 40 if rel in members else len(self.source(rel))
 
-        first_round: list[CompiledRule] = []
+        # Round 0 runs only the rules that read nothing of this component; the
+        # component's stored rows then join the first delta, so recursive rules only
+        # ever run in their delta versions (an all-full version would re-derive
+        # everything and force indexes on relations that are only ever scanned).
+        exits: list[CompiledRule] = []
         recursive: list[CompiledRule] = []
         for rule in rules:
-            order = order_body(rule.body, None, size_of)
-            first_round.append(compile_version(rule, order, None, self.weighted))
-            for j, step in enumerate(rule.body):
-                if step.kind == POSITIVE and step.rel in members:
-                    order = order_body(rule.body, j, size_of)
-                    recursive.append(compile_version(rule, order, j, self.weighted))
-        delta = self._round(first_round, members, {})
+            reads = [
+                j
+                for j, step in enumerate(rule.body)
+                if step.kind == POSITIVE and step.rel in members
+            ]
+            if not reads:
+                order = order_body(rule.body, None, size_of)
+                exits.append(compile_version(rule, order, None, self.weighted))
+            for j in reads:
+                order = order_body(rule.body, j, size_of)
+                recursive.append(compile_version(rule, order, j, self.weighted))
+        if not self.weighted and self.ranks is None and len(members) == 1:
+            (target,) = members
+            shape = None if initial.get(target) else closure_of(target, rules)
+            if shape is not None:
+                self._closure(shape)
+                return
+        chains = [
+            chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
+            for version in recursive
+        ]
+        if (
+            not self.weighted
+            and self.ranks is None
+            and all(len(rule.head_args) == 2 for rule in rules)
+            and all(chain is not None for chain in chains)
+        ):
+            self._round(exits, members, {})
+            self._grouped(members, chains)  # type: ignore[arg-type]
+            return
+        delta = self._round(exits, members, {})
+        for rel in members:
+            stored = initial.get(rel)
+            if stored:
+                delta[rel] = {**stored, **delta[rel]}
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
+
+    def _closure(self, shape: Closure) -> None:
+        """Compute a recognised transitive closure directly (see closure.py)."""
+        source = self.source(shape.edges)
+        position = 0 if shape.forward else 1
+        if isinstance(source, GroupedTable):
+            successors = source.ensure(position)
+        else:
+            successors = column(source.rows, position)
+        table = GroupedTable({0})
+        table.by[0] = transitive_closure(successors)
+        self.tables[shape.target] = table  # type: ignore[assignment]
+        self.round += 1
+
+    def _grouped(self, members: set[RelKey], chains: list[Chain]) -> None:
+        """Run the recursive rounds of a binary chain component set-at-a-time.
+
+        See :mod:`nocturnus.engine.grouped`. The tables start from the stored rows
+        and the exit rules' results, all of which form the first delta.
+        """
+        delta: dict[RelKey, _GroupedDelta] = {}
+        for rel in members:
+            rows = self.tables[rel].rows
+            delta[rel] = _GroupedDelta({p: column(rows, p) for p in (0, 1)})
+        # Per version: group by the join variable or by the passed one, whichever
+        # makes the first delta's groups larger (fewer keys).
+        by_join: list[bool] = []
+        for chain in chains:
+            first = delta[chain.delta_rel]
+            joins = len(first.by(chain.delta_join))
+            passes = len(first.by(1 - chain.delta_join))
+            by_join.append(joins <= passes)
+        keep: dict[RelKey, set[int]] = {rel: set() for rel in members}
+        for chain, joined in zip(chains, by_join, strict=True):
+            keep[chain.head].add(chain.group if joined else chain.passed_at)
+            if chain.other_rel in members:
+                keep[chain.other_rel].add(chain.other_join)
+        tables: dict[RelKey, GroupedTable] = {}
+        for rel in members:
+            table = GroupedTable(keep[rel] or {0})
+            table.add_rows(self.tables[rel].rows)
+            tables[rel] = table
+        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
+        for chain in chains:
+            key = (chain.other_rel, chain.other_join)
+            if chain.other_rel in members or key in partners:
+                continue
+            source = self.source(chain.other_rel)
+            if isinstance(source, GroupedTable):
+                partners[key] = source.ensure(chain.other_join)
+            else:
+                partners[key] = column(source.rows, chain.other_join)
+        while True:
+            out: dict[RelKey, dict[int, dict[int, set[int]]]] = {}
+            for chain, joined in zip(chains, by_join, strict=True):
+                side = chain.delta_join if joined else 1 - chain.delta_join
+                new = delta[chain.delta_rel].by(side)
+                if not new:
+                    continue
+                if chain.other_rel in members:
+                    partner = tables[chain.other_rel].by[chain.other_join]
+                else:
+                    partner = partners[(chain.other_rel, chain.other_join)]
+                position = chain.group if joined else chain.passed_at
+                target = out.setdefault(chain.head, {}).setdefault(position, {})
+                full = tables[chain.head].by[position]
+                if joined:
+                    grouped_step(new, partner, full, target)
+                else:
+                    step_by_passed(new, partner, full, target)
+            self.round += 1
+            if not any(g for groups in out.values() for g in groups.values()):
+                break
+            for rel, groups in out.items():
+                for at, grouping in groups.items():
+                    tables[rel].merge(at, grouping)
+            delta = {rel: _GroupedDelta(out.get(rel, {})) for rel in members}
+        self.tables.update(tables)  # type: ignore[arg-type]
 
     def _round(
         self,
@@ -193,10 +343,18 @@ class Evaluation:
     ) -> dict[RelKey, dict[Row, Any]]:
         fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
         for version in versions:
-            if version.delta_at is not None:
-                if not delta.get(version.rule.body[version.delta_at].rel):
+            prepared = self._prepared.get(id(version))
+            if prepared is None:
+                prepared = self._prepare(version)
+            template, delta_slot, delta_rel, next_slot = prepared
+            arguments = template.copy()
+            if delta_slot >= 0:
+                rows = delta.get(delta_rel)
+                if not rows:
                     continue
-            version.run(*self._arguments(version, delta, fresh))
+                arguments[delta_slot] = rows
+            arguments[next_slot] = fresh[version.rule.head]
+            version.run(*arguments)
         self.round += 1
         for rel, rows in fresh.items():
             if rows:
@@ -207,14 +365,16 @@ class Evaluation:
                         ranks[row] = self.round
         return fresh
 
-    def _arguments(
-        self,
-        version: CompiledRule,
-        delta: dict[RelKey, dict[Row, Any]],
-        fresh: dict[RelKey, dict[Row, Any]],
-    ) -> list[Any]:
+    def _prepare(self, version: CompiledRule) -> tuple[list[Any], int, RelKey, int]:
+        """Resolve a version's arguments once per component.
+
+        Every relation a version reads is the same object for the whole component
+        (tables grow in place), so only the delta and the output change per round:
+        the template records their slots.
+        """
         arguments: list[Any] = []
-        for param in version.params:
+        delta_slot, delta_rel, next_slot = -1, None, -1
+        for slot, param in enumerate(version.params):
             kind = param.kind
             if kind == "const" or kind == "rule_confidence":
                 arguments.append(param.value)
@@ -223,14 +383,20 @@ class Evaluation:
             elif kind == "index":
                 arguments.append(self.source(param.rel).index(param.positions))
             elif kind == "delta":
-                arguments.append(delta[param.rel])
+                delta_slot, delta_rel = slot, param.rel
+                arguments.append(None)
             elif kind == "full":
                 arguments.append(self.tables[param.rel].rows)
             elif kind == "next":
-                arguments.append(fresh[param.rel])
+                next_slot = slot
+                arguments.append(None)
+            elif kind == "exists":
+                arguments.append(exists_with_repeats(param.value))
             else:
                 arguments.append(self._comparison(param))
-        return arguments
+        prepared = (arguments, delta_slot, delta_rel, next_slot)
+        self._prepared[id(version)] = prepared
+        return prepared
 
     def _comparison(self, param: Param) -> Callable[[int, int], bool]:
         found = self._comparisons.get(param.value)
@@ -240,10 +406,39 @@ class Evaluation:
         return found
 
 
+class _GroupedDelta:
+    """One round's new rows of a grouped relation, regrouped on demand."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self, groups: dict[int, dict[int, set[int]]]) -> None:
+        self.groups = {p: g for p, g in groups.items() if g}
+
+    def by(self, position: int) -> dict[int, set[int]]:
+        found = self.groups.get(position)
+        if found is not None or not self.groups:
+            return found or {}
+        merged: dict[int, set[int]] = {}
+        for other in self.groups.values():
+            for key, partners in regroup(other).items():
+                existing = merged.get(key)
+                if existing is None:
+                    merged[key] = partners
+                else:
+                    existing |= partners
+        self.groups[position] = merged
+        return merged
+
+
 class _State:
     """What one program has computed over one version of one FactIndex."""
 
-    __slots__ = ("rules", "has_confidence", "complete", "answers", "proof_tables", "ranks")
+    __slots__ = (
+        "answers",
+        "complete",
+        "has_confidence",
+        "rules",
+    )
 
     def __init__(self, program: Program, interner: Interner) -> None:
         self.rules: dict[RelKey, list[IRule]] = {
@@ -253,8 +448,6 @@ class _State:
         self.has_confidence = program.has_confidence
         self.complete: dict[RelKey, Table] = {}
         self.answers: dict[Any, Table] = {}
-        self.proof_tables: dict[RelKey, Table] = {}
-        self.ranks: dict[RelKey, dict[Row, int]] = {}
 
 
 class Reasoner:
@@ -300,33 +493,69 @@ class Reasoner:
 
         :raises ProgramError: as :meth:`solve`.
         """
-        return len(self._rows(program, goal, min_confidence))
+        if min_confidence is not None:
+            return len(self._rows(program, goal, min_confidence))
+        found = self._evaluate(program, goal)
+        if found is None:
+            return 0
+        source, pattern, bound = found
+        if not bound and len(set(pattern)) == len(pattern):
+            return len(source)  # no tuples needed (a grouped closure stays grouped)
+        return len(_match(source, pattern, bound))
 
     def explain(self, program: Program, fact: Literal) -> Proof | None:
         """Return a best-confidence proof tree of a ground fact, or None if underivable.
+
+        Runs a goal-directed evaluation of exactly this fact (the magic-set rewrite
+        with every argument bound, recording ranks), so its cost follows what the
+        proof needs rather than the size of the derived relations.
 
         :raises ProgramError: if the fact is not ground, is a built-in or uses NAF.
         """
         _check_goal(fact)
         if not fact.is_ground:
             raise ProgramError(f"explain needs a ground fact, got {fact.text()}")
-        lookup = self.facts.interner.lookup
-        ids = [lookup(a) for a in fact.args]  # type: ignore[arg-type]
         state = self._state(program)
-        if any(i is None for i in ids):
+        row = self.facts.interner.lookup_all(fact.args)  # type: ignore[arg-type]
+        if row is None:
             return None
-        row: Row = tuple(ids)  # type: ignore[arg-type]
         rel = (fact.predicate, fact.negated, len(row))
-        if rel in state.rules:
-            self._prove_ready(state, rel)
+        if rel not in state.rules:
+            stored = self.facts.relation(rel)
+            if stored is None or row not in stored.rows:
+                return None
+            return Proof(fact, "fact", None, (), stored.rows[row])
+        everything = tuple(range(len(row)))
+        rewritten = rewrite(
+            rel,
+            everything,
+            state.rules,
+            lambda r: r not in state.rules,
+            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            self_contained=True,
+        )
+        if rewritten.complete:
+            self._complete(state, rewritten.complete)
+        ranks: dict[RelKey, dict[Row, int]] = {}
+        resolve = self._resolver(state)
+        evaluation = Evaluation(
+            resolve, self.facts.interner, self._weighted_for(state, [rel]), ranks
+        )
+        evaluation.run(rewritten.rules, {rewritten.seed: {row: None}})
+        by_head: dict[RelKey, list[IRule]] = {}
+        for rule in rewritten.rules:
+            by_head.setdefault(rule.head, []).append(rule)
         source = ProofSource(
-            facts=self.facts,
-            rules=state.rules,
-            tables=state.proof_tables,
-            ranks=state.ranks,
+            interner=self.facts.interner,
+            rules=by_head,
+            tables=evaluation.tables,
+            ranks=ranks,
+            resolve=resolve,
             comparisons=lambda op: comparison(op, self.facts.interner),
         )
-        return build_proof(source, rel, row)
+        if rewritten.answer not in by_head:
+            return None
+        return build_proof(source, rewritten.answer, row)
 
     # -- internals ---------------------------------------------------------------
 
@@ -341,6 +570,27 @@ class Reasoner:
     def _rows(
         self, program: Program, goal: Literal, min_confidence: float | None
     ) -> list[tuple[Row, float | None]]:
+        found = self._evaluate(program, goal)
+        if found is None:
+            return []
+        source, pattern, bound = found
+        candidates = _match(source, pattern, bound)
+        rows = source.rows
+        if min_confidence is None:
+            return [(row, rows[row]) for row in candidates]
+        return [
+            (row, conf)
+            for row in candidates
+            if ((1.0 if (conf := rows[row]) is None else conf) >= min_confidence)
+        ]
+
+    def _evaluate(
+        self, program: Program, goal: Literal
+    ) -> tuple[Source, tuple[Var | int, ...], tuple[int, ...]] | None:
+        """Evaluate what ``goal`` needs; return its relation, pattern, bound positions.
+
+        None means the goal names a constant nobody ever mentioned: no answers.
+        """
         _check_goal(goal)
         state = self._state(program)
         lookup = self.facts.interner.lookup
@@ -351,7 +601,7 @@ class Reasoner:
                 continue
             found = lookup(arg)
             if found is None:
-                return []
+                return None
             pattern.append(found)
         rel = (goal.predicate, goal.negated, len(pattern))
         bound = tuple(p for p, a in enumerate(pattern) if not isinstance(a, Var))
@@ -364,14 +614,7 @@ class Reasoner:
         else:
             values = tuple(pattern[p] for p in bound)
             source = self._magic(state, rel, bound, values)  # type: ignore[arg-type]
-        rows = _match(source, tuple(pattern), bound)
-        if min_confidence is not None:
-            rows = [
-                (row, conf)
-                for row, conf in rows
-                if (1.0 if conf is None else conf) >= min_confidence
-            ]
-        return rows
+        return source, tuple(pattern), bound
 
     def _resolver(self, state: _State) -> Callable[[RelKey], Source]:
         complete = state.complete
@@ -381,7 +624,7 @@ class Reasoner:
             table = complete.get(rel)
             if table is not None:
                 return table
-            return relation(rel) or _EMPTY  # type: ignore[arg-type]
+            return relation(user_relation(rel)) or _EMPTY
 
         return resolve
 
@@ -396,7 +639,11 @@ class Reasoner:
             needed.add(rel)
             for rule in state.rules[rel]:
                 for step in rule.body:
-                    if step.kind != COMPARE and step.rel in state.rules and step.rel not in skip:
+                    if (
+                        step.kind != COMPARE
+                        and step.rel in state.rules
+                        and step.rel not in skip
+                    ):
                         todo.append(step.rel)
         return needed
 
@@ -446,7 +693,11 @@ class Reasoner:
         return stored.rows if stored is not None else {}
 
     def _magic(
-        self, state: _State, rel: tuple[str, bool, int], bound: tuple[int, ...], values: Row
+        self,
+        state: _State,
+        rel: tuple[str, bool, int],
+        bound: tuple[int, ...],
+        values: Row,
     ) -> Source:
         if rel in state.complete:
             return state.complete[rel]
@@ -454,45 +705,24 @@ class Reasoner:
         found = state.answers.get(key)
         if found is not None:
             return found
+        weighted = self._weighted_for(state, [rel])
         program = rewrite(
             rel,
             bound,
             state.rules,
             lambda r: r not in state.rules or r in state.complete,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            factor_with=None if weighted else values,
         )
         if program.complete:
             self._complete(state, program.complete)
-        evaluation = Evaluation(
-            self._resolver(state), self.facts.interner, self._weighted_for(state, [rel])
-        )
+        evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
         if len(state.answers) >= _MAGIC_RESULTS_KEPT:
             del state.answers[next(iter(state.answers))]
         state.answers[key] = table
         return table
-
-    def _prove_ready(self, state: _State, rel: RelKey) -> None:
-        needed = self._needed(state, [rel], state.proof_tables)
-        if not needed:
-            return
-
-        def resolve(r: RelKey) -> Source:
-            table = state.proof_tables.get(r)
-            if table is not None:
-                return table
-            return self.facts.relation(r) or _EMPTY  # type: ignore[arg-type]
-
-        evaluation = Evaluation(
-            resolve, self.facts.interner, self._weighted_for(state, needed), state.ranks
-        )
-        evaluation.run(
-            [rule for r in needed for rule in state.rules[r]],
-            {r: self._stored_rows(r) for r in needed},
-        )
-        for r in needed:
-            state.proof_tables[r] = evaluation.tables[r]
 
 
 def _check_goal(goal: Literal) -> None:
@@ -507,14 +737,15 @@ def _check_goal(goal: Literal) -> None:
 
 def _match(
     source: Source, pattern: tuple[Var | int, ...], bound: tuple[int, ...]
-) -> list[tuple[Row, float | None]]:
+) -> Collection[Row]:
+    """Return the rows of ``source`` matching ``pattern`` (by index, never a scan)."""
     rows = source.rows
-    candidates: Any
+    candidates: Collection[Row]
     if not bound:
-        candidates = rows
+        candidates = rows.keys()
     elif len(bound) == len(pattern):
         key = tuple(pattern)
-        candidates = (key,) if key in rows else ()
+        candidates = (key,) if key in rows else ()  # type: ignore[assignment]
     else:
         values = [pattern[p] for p in bound]
         index = source.index(bound)
@@ -528,12 +759,8 @@ def _match(
             else:
                 first[arg] = position
     if repeats:
-        return [
-            (row, rows[row])
-            for row in candidates
-            if all(row[a] == row[b] for a, b in repeats)
-        ]
-    return [(row, rows[row]) for row in candidates]
+        return [row for row in candidates if all(row[a] == row[b] for a, b in repeats)]
+    return candidates
 
 
 def _sort_ranks(

@@ -34,8 +34,12 @@ def facts(draw):
         predicate, arity = draw(st.sampled_from(RELATIONS))
         args = tuple(draw(st.sampled_from(CONSTANTS)) for _ in range(arity))
         found.append(
-            (predicate, draw(st.booleans()) and draw(st.booleans()), args,
-             draw(st.sampled_from(CONFIDENCES)))
+            (
+                predicate,
+                draw(st.booleans()) and draw(st.booleans()),
+                args,
+                draw(st.sampled_from(CONFIDENCES)),
+            )
         )
     return found
 
@@ -51,7 +55,9 @@ def rules(draw):
             args = tuple(
                 draw(st.sampled_from(VARS + CONSTANTS[:3])) for _ in range(arity)
             )
-            body.append(Literal(predicate, args, draw(st.booleans()) and draw(st.booleans())))
+            body.append(
+                Literal(predicate, args, draw(st.booleans()) and draw(st.booleans()))
+            )
             bound += [a for a in args if isinstance(a, Var)]
         assume(bound)
         if draw(st.booleans()):
@@ -72,7 +78,9 @@ def rules(draw):
             tuple(draw(st.sampled_from(bound + CONSTANTS[:2])) for _ in range(arity)),
             draw(st.booleans()) and draw(st.booleans()),
         )
-        made.append(Rule(f"r{n}", head, tuple(body), draw(st.sampled_from(CONFIDENCES))))
+        made.append(
+            Rule(f"r{n}", head, tuple(body), draw(st.sampled_from(CONFIDENCES)))
+        )
     return made
 
 
@@ -92,15 +100,22 @@ def test_solve_matches_naive_oracle(program_rules, stored):
     index = FactIndex()
     for predicate, negated, args, confidence in stored:
         index.add(predicate, negated, args, confidence)
-    visible = [
-        (p, n, a, index.confidence(p, n, a)) for p, n, a, _ in stored
-    ]
-    model = naive_model(program_rules, list({(p, n, tuple(tag(x) for x in a)): (p, n, a, c) for p, n, a, c in visible}.values()))
+    visible = [(p, n, a, index.confidence(p, n, a)) for p, n, a, _ in stored]
+    model = naive_model(
+        program_rules,
+        list(
+            {
+                (p, n, tuple(tag(x) for x in a)): (p, n, a, c) for p, n, a, c in visible
+            }.values()
+        ),
+    )
     reasoner = Reasoner(index)
     for predicate, arity in RELATIONS:
         for negated in (False, True):
             expected = model.get((predicate, negated, arity), {})
-            goal = Literal(predicate, tuple(Var(f"v{i}") for i in range(arity)), negated)
+            goal = Literal(
+                predicate, tuple(Var(f"v{i}") for i in range(arity)), negated
+            )
             got = {
                 tuple(tag(x) for x in answer.args): answer.confidence
                 for answer in reasoner.solve(program, goal)
@@ -122,3 +137,56 @@ def test_solve_matches_naive_oracle(program_rules, stored):
                 )
                 assert proof is not None
                 assert _same_confidence(proof.confidence, confidence)
+
+
+CHAIN_PROGRAMS = [
+    ["t(?x, ?y) :- e(?x, ?y)", "t(?x, ?y) :- e(?x, ?z), t(?z, ?y)"],
+    ["t(?x, ?y) :- e(?x, ?y)", "t(?x, ?y) :- t(?x, ?z), e(?z, ?y)"],
+    ["t(?x, ?y) :- e(?x, ?y)", "t(?x, ?y) :- t(?x, ?z), t(?z, ?y)"],
+    ["t(?x, ?y) :- e(?y, ?x)", "t(?x, ?y) :- e(?z, ?x), t(?z, ?y)"],
+    ["t(?x, ?y) :- e(?x, ?y)", "t(?y, ?x) :- t(?z, ?x), e(?y, ?z)"],
+    [
+        "t(?x, ?y) :- e(?x, ?y)",
+        "t(?x, ?y) :- e(?x, ?z), u(?z, ?y)",
+        "u(?x, ?y) :- t(?y, ?x)",
+        "u(?x, ?y) :- u(?x, ?z), e(?y, ?z)",
+    ],
+    [
+        "t(?x, ?y) :- f(?x, ?y)",
+        "t(?x, ?y) :- t(?x, ?z), t(?z, ?y)",
+        "f(?x, ?y) :- e(?y, ?x)",
+    ],
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(range(len(CHAIN_PROGRAMS))),
+    st.sets(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=20),
+    st.sets(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=3),
+)
+def test_grouped_closure_matches_oracle(which, edges, stored):
+    """Binary chain recursion (evaluated set-at-a-time) agrees with the oracle."""
+    from tests.engine.dsl import rule
+
+    program_rules = [rule(text) for text in CHAIN_PROGRAMS[which]]
+    program = Program(program_rules)
+    index = FactIndex()
+    facts = [("e", False, edge, None) for edge in edges]
+    facts += [("t", False, row, None) for row in stored]
+    for predicate, negated, args, confidence in facts:
+        index.add(predicate, negated, args, confidence)
+    model = naive_model(program_rules, facts)
+    reasoner = Reasoner(index)
+    for predicate in ("t", "u"):
+        expected = set(model.get((predicate, False, 2), {}))
+        got = reasoner.solve(program, Literal(predicate, (Var("a"), Var("b"))))
+        assert {tuple(tag(x) for x in a.args) for a in got} == expected
+        assert reasoner.count(program, Literal(predicate, (Var("a"), Var("b")))) == len(
+            expected
+        )
+        for node in range(3):
+            bound = reasoner.solve(program, Literal(predicate, (node, Var("b"))))
+            assert {tuple(tag(x) for x in a.args) for a in bound} == {
+                row for row in expected if row[0] == tag(node)
+            }
