@@ -128,6 +128,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/context/summary"): data("memory_read"),
     ("POST", "/context/session/clear"): data("memory_read"),
     ("POST", "/memory/recall"): data("memory_read"),
+    ("POST", "/memory/query/temporal"): data("memory_read"),
     ("POST", "/memory/priority"): data("memory_write"),
     # MCP transports (issue 8): a valid key; every tool is checked like its REST twin
     ("POST", "/mcp"): CONNECT,

@@ -41,7 +41,7 @@ LEAST_ROLE = {
     "/scope/merge": "writer", "DELETE /scope/<>": "writer",
     "/context/optimize": "reader", "/memory/context": "reader", "/context/diff": "reader",
     "/context/summary": "reader", "/context/session/clear": "reader",
-    "/memory/recall": "reader", "/memory/priority": "writer",
+    "/memory/recall": "reader", "/memory/query/temporal": "reader", "/memory/priority": "writer",
     "GET /auth/whoami": "reader",
 }
 ROLES = ("reader", "writer", "admin")
