@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -37,8 +38,11 @@ from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.grouped import (
     Chain,
     GroupedTable,
+    Reach,
     chain_of,
     column,
+    image,
+    reach_of,
     regroup,
     step_by_passed,
 )
@@ -201,6 +205,7 @@ class Evaluation:
         rules: list[IRule],
         initial: dict[RelKey, dict[Row, Any]],
     ) -> None:
+        self._prepared.clear()  # ids of finished components' versions may be reused
         for rel in members:
             rows = dict(initial.get(rel, {}))
             self.tables[rel] = Table(rows)
@@ -236,6 +241,17 @@ class Evaluation:
             if shape is not None:
                 self._closure(shape)
                 return
+        if not self.weighted and self.ranks is None and recursive:
+            reaches = [
+                reach_of(version.rule, version.delta_at)  # type: ignore[arg-type]
+                for version in recursive
+            ]
+            if all(reach is not None for reach in reaches):
+                delta = self._round(exits, members, {})
+                if self._reach(members, reaches):  # type: ignore[arg-type]
+                    return
+                self._run_rounds(members, recursive, delta, initial)
+                return
         chains = [
             chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
             for version in recursive
@@ -250,12 +266,71 @@ class Evaluation:
             self._grouped(members, chains)  # type: ignore[arg-type]
             return
         delta = self._round(exits, members, {})
+        self._run_rounds(members, recursive, delta, initial)
+
+    def _run_rounds(
+        self,
+        members: set[RelKey],
+        recursive: list[CompiledRule],
+        delta: dict[RelKey, dict[Row, Any]],
+        initial: dict[RelKey, dict[Row, Any]],
+    ) -> None:
+        """Semi-naive rounds after round 0; stored rows join the first delta."""
         for rel in members:
             stored = initial.get(rel)
             if stored:
                 delta[rel] = {**stored, **delta[rel]}
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
+
+    def _reach(self, members: set[RelKey], reaches: list[Reach]) -> bool:
+        """Run unary chain recursion (reachability) a whole delta set at a time.
+
+        Returns False, having changed nothing, when some stored or exit row does
+        not fit its relation's constant layout; the general joins then take over.
+        """
+        layouts: dict[RelKey, tuple[int | None, ...]] = {}
+        for reach in reaches:
+            for rel in (reach.head, reach.delta_rel):
+                if layouts.setdefault(rel, reach.layout) != reach.layout:
+                    return False
+        full: dict[RelKey, set[int]] = {}
+        for rel in members:
+            layout = layouts.get(rel)
+            if layout is None:
+                return False
+            at = layout.index(None)
+            values: set[int] = set()
+            for row in self.tables[rel].rows:
+                if any(c is not None and c != v for c, v in zip(layout, row)):
+                    return False
+                values.add(row[at])
+            full[rel] = values
+        delta = {rel: set(values) for rel, values in full.items()}
+        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
+        for reach in reaches:
+            key = (reach.other_rel, reach.other_join)
+            if key not in partners:
+                rows = self.source(reach.other_rel).rows
+                partners[key] = column(rows, reach.other_join)
+        while any(delta.values()):
+            fresh: dict[RelKey, set[int]] = {rel: set() for rel in members}
+            for reach in reaches:
+                values = delta[reach.delta_rel]
+                if values:
+                    found = image(values, partners[(reach.other_rel, reach.other_join)])
+                    fresh[reach.head] |= found - full[reach.head]
+            self.round += 1
+            for rel, values in fresh.items():
+                full[rel] |= values
+            delta = fresh
+        for rel in members:
+            layout = layouts[rel]
+            at = layout.index(None)
+            before: tuple[int, ...] = layout[:at]  # type: ignore[assignment]
+            after: tuple[int, ...] = layout[at + 1 :]  # type: ignore[assignment]
+            self.tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
+        return True
 
     def _closure(self, shape: Closure) -> None:
         """Compute a recognised transitive closure directly (see closure.py)."""
@@ -533,6 +608,7 @@ class Reasoner:
             lambda r: r not in state.rules,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
             self_contained=True,
+            seed=row,
         )
         if rewritten.complete:
             self._complete(state, rewritten.complete)
@@ -713,12 +789,24 @@ class Reasoner:
             lambda r: r not in state.rules or r in state.complete,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
             factor_with=None if weighted else values,
+            seed=values,
         )
         if program.complete:
             self._complete(state, program.complete)
         evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
+        if not program.factored:
+            # The demanded relation also holds answers to the subgoals the goal
+            # needed; keep only the goal's own rows (a scan beats building an index
+            # for a table asked once).
+            if len(bound) == 1:
+                (at,), (value,) = bound, values
+                kept = {r: c for r, c in table.rows.items() if r[at] == value}
+            else:
+                pick = itemgetter(*bound)
+                kept = {r: c for r, c in table.rows.items() if pick(r) == values}
+            table = Table(kept)
         if len(state.answers) >= _MAGIC_RESULTS_KEPT:
             del state.answers[next(iter(state.answers))]
         state.answers[key] = table

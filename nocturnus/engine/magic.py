@@ -37,14 +37,16 @@ class MagicProgram:
     """The rewritten rules for one goal relation and adornment.
 
     ``answer`` is the adorned relation holding the goal's answers once ``seed`` (the
-    goal's magic relation) starts with the goal's bound values. ``complete`` lists
-    the user relations that must be fully evaluated beforehand.
+    goal's magic relation) starts with the goal's bound values (among answers to
+    other subgoals, unless ``factored``). ``complete`` lists the user relations that
+    must be fully evaluated beforehand.
     """
 
     rules: list[IRule]
     answer: RelKey
     seed: RelKey
     complete: set[RelKey] = field(default_factory=set)
+    factored: bool = False
 
 
 def rewrite(
@@ -55,6 +57,7 @@ def rewrite(
     has_stored: Callable[[RelKey], bool],
     factor_with: tuple[int, ...] | None = None,
     self_contained: bool = False,
+    seed: tuple[int, ...] | None = None,
 ) -> MagicProgram:
     """Rewrite the rules reachable from ``goal`` with arguments ``bound`` bound.
 
@@ -71,6 +74,9 @@ def rewrite(
     rewritten program (a call with nothing bound gets an empty adornment instead of
     a complete relation), so proofs can be rebuilt from this one evaluation; only
     relations under NAF are still read complete, and NAF steps are proof leaves.
+
+    ``seed`` (the goal's bound values) lets the goal's demand guard be replaced by
+    those constants when no rule feeds it (see :func:`_propagate_seed`).
     """
     program = MagicProgram([], adorned_key(goal, bound), magic_key(goal, bound))
     todo: list[tuple[tuple[str, bool, int], tuple[int, ...]]] = [(goal, bound)]
@@ -78,6 +84,7 @@ def rewrite(
     factored = factor_with is not None and is_right_linear(
         goal, bound, rules_by_head, has_stored
     )
+    program.factored = factored
     while todo:
         rel, adornment = todo.pop()
         guard_key = magic_key(rel, adornment)
@@ -161,7 +168,59 @@ def rewrite(
             guard = Step(POSITIVE, guard_key, tuple(args[p] for p in adornment))
             stored = Step(POSITIVE, stored_key(rel), args, 0)
             program.rules.append(IRule(target, args, (guard, stored), None, None))
+    if seed is not None:
+        program.rules = _propagate_seed(program.rules, program.seed, seed)
     return program
+
+
+def _substitute(
+    args: tuple[Var | int, ...], binding: dict[Var, int]
+) -> tuple[Var | int, ...]:
+    """Replace bound variables by their constants."""
+    return tuple(binding.get(a, a) if isinstance(a, Var) else a for a in args)
+
+
+def _propagate_seed(
+    rules: list[IRule], guard: RelKey, seed: tuple[int, ...]
+) -> list[IRule]:
+    """Replace the goal's demand guard by its constants when nothing else feeds it.
+
+    If no rule derives into the goal's magic relation (say ``anc(n0, ?y)`` with
+    left recursion, whose only demand is n0 itself), the guard ``m(?x)`` can only
+    match the seed: substituting ``?x = n0`` drops a join from every round and
+    leaves plain rules (``anc(n0, ?y) :- anc(n0, ?z), parent(?z, ?y)``) that the
+    set-at-a-time kernels recognise. Rules whose guard cannot match are dropped.
+    """
+    if any(rule.head == guard for rule in rules):
+        return rules
+    result: list[IRule] = []
+    for rule in rules:
+        steps = [s for s in rule.body if s.rel == guard]
+        if not steps:
+            result.append(rule)
+            continue
+        binding: dict[Var, int] = {}
+        alive = True
+        for step in steps:
+            for arg, value in zip(step.args, seed, strict=True):
+                if isinstance(arg, Var):
+                    if binding.setdefault(arg, value) != value:
+                        alive = False
+                elif arg != value:
+                    alive = False
+        if not alive:
+            continue
+
+        body = tuple(
+            Step(
+                s.kind, s.rel, _substitute(s.args, binding), s.weight_order, s.position
+            )
+            for s in rule.body
+            if s.rel != guard
+        )
+        head_args = _substitute(rule.head_args, binding)
+        result.append(IRule(rule.head, head_args, body, rule.confidence, rule.origin))
+    return result
 
 
 def is_right_linear(
