@@ -31,7 +31,7 @@ def test_bootstrap_list_use_and_revoke_offline(tmp_path: Path) -> None:
     writer_key = out.strip().splitlines()[-1]
     code, out, _ = keys("list", "--json", data_dir=data_dir)
     listed = json.loads(out)
-    assert [(k["name"], k["role"]) for k in listed][0] == ("boot", "admin")
+    assert (listed[0]["name"], listed[0]["role"]) == ("boot", "admin")
     assert listed[1]["databases"] == ["production"] and listed[1]["tenants"] == ["acme_corp"]
     assert admin_key not in out and writer_key not in out and "argon2" not in out
     code, table, _ = keys("list", data_dir=data_dir)

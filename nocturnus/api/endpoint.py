@@ -9,7 +9,7 @@ route census tests, so every route is described by what actually serves it.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +146,7 @@ def endpoint(
 
 def _route(
     spec: EndpointSpec, path: str, handler: Handler
-) -> Callable[..., Awaitable[HTTPResponse | None]]:
+) -> Callable[..., Coroutine[Any, Any, HTTPResponse | None]]:
     async def route(request: Request, **path_params: str) -> HTTPResponse | None:
         call = _parse(request, spec, path, path_params)
         result = await handler(call)

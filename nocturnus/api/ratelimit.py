@@ -16,7 +16,7 @@ MAX_ENTRIES = 100_000
 class Quota:
     """The outcome of taking one token: for the ``X-RateLimit-*`` headers."""
 
-    __slots__ = ("allowed", "limit", "tokens", "rate")
+    __slots__ = ("allowed", "limit", "rate", "tokens")
 
     def __init__(self, allowed: bool, limit: int, tokens: float, rate: float) -> None:
         self.allowed = allowed

@@ -56,9 +56,7 @@ class Principal:
         """True when a key limited to ``databases``/``tenants`` stays inside this scope."""
         if self.databases and (not databases or not set(databases) <= set(self.databases)):
             return False
-        if self.tenants and (not tenants or not set(tenants) <= set(self.tenants)):
-            return False
-        return True
+        return not (self.tenants and (not tenants or not set(tenants) <= set(self.tenants)))
 
 
 ANONYMOUS = Principal(None, "anonymous", "admin", source="anonymous")

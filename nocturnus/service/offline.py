@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from nocturnus.errors import StartupError
 from nocturnus.service import apikeys, audit
 from nocturnus.service.apikeys import KeyRecord, NewKey
-from nocturnus.service.databases import Registry, system_database
 from nocturnus.service.database import Database
-from nocturnus.errors import StartupError
+from nocturnus.service.databases import Registry, system_database
 from nocturnus.settings import Settings
 from nocturnus.store.crypto import load_master_key
 from nocturnus.store.dirlock import DataDirLock

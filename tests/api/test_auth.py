@@ -302,7 +302,7 @@ def test_audit_trail_records_admin_actions(auth_server: Server) -> None:
                      ("key_revoked", created["id"]), ("backup_created", name),
                      ("tenant_deleted", f"{name}/acme"), ("database_deleted", name)):
         assert expected in actions, expected
-    by_env = [e for e in trail if e["action"] == "database_created" and e["target"] == name][0]
+    by_env = next(e for e in trail if e["action"] == "database_created" and e["target"] == name)
     assert by_env["actor"]["keyId"] == "env-admin" and by_env["actor"]["client"] == "127.0.0.1"
     assert created["key"] not in str(trail)
     since_ms = admin(auth_server, "GET", "/admin/audit?since=99999999999999").json()

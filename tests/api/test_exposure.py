@@ -22,7 +22,7 @@ def serve(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Co
     return subprocess.run(
         [sys.executable, "-m", "nocturnus", "serve", "--port", str(free_port()),
          "--data-dir", str(tmp_path / "data"), *args],
-        env=full_env, capture_output=True, text=True, timeout=60,
+        env=full_env, capture_output=True, text=True, timeout=60, check=False,
     )
 
 
