@@ -231,7 +231,8 @@ def principal_of(request: Request) -> Principal:
         raise Unauthorized(
             "API key required. Provide via X-API-Key header or Authorization: Bearer <key>"
         )
-    current: Principal | None = security.current(principal)
+    generation = getattr(request.ctx, "principal_generation", None)
+    current: Principal | None = security.current(principal, generation)
     if current is None:
         raise Unauthorized("Invalid, disabled, or expired API key")
     return current

@@ -128,11 +128,11 @@ class Security:
             and self._key_table().count_live(now_ms()) == 0
         )
 
-    def current(self, principal: Principal) -> Principal | None:
+    def current(self, principal: Principal, generation: int | None = None) -> Principal | None:
         """``principal`` as it stands now (None once revoked, disabled or expired)."""
         if not self.enabled:
             return ANONYMOUS
-        return self.authenticator.current(principal, now_ms())
+        return self.authenticator.current(principal, now_ms(), generation)
 
     def client_address(self, request: Request) -> str:
         """The peer address; behind trusted proxies, the nearest untrusted hop of
@@ -194,6 +194,7 @@ class Security:
             self._record_failure(request, client, presented, locked, now_s)
             raise Unauthorized(INVALID_KEY)
         request.ctx.principal = principal
+        request.ctx.principal_generation = self.authenticator.generation
         quota = self.buckets.take(principal.key_id or principal.name, principal.role, now_s)
         request.ctx.quota = quota
         if quota is not None and not quota.allowed:

@@ -70,6 +70,7 @@ class KeyTable:
     by_id: dict[str, KeyRecord] = field(default_factory=dict)
     by_prefix: dict[str, list[str]] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    version: int = 0  # bumped by every key event: what was resolved before may be stale
 
     def get(self, key_id: str) -> KeyRecord | None:
         return self.by_id.get(key_id)
@@ -83,6 +84,8 @@ class KeyTable:
 
 def apply_key_event(table: KeyTable, event: Event) -> None:
     """Fold one key event into ``table``; other events are ignored."""
+    if isinstance(event, (KeyCreated, KeyUpdated, KeyRevoked)):
+        table.version += 1
     if isinstance(event, KeyCreated):
         table.by_id[event.id] = KeyRecord(
             id=event.id,

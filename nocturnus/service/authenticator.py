@@ -41,6 +41,7 @@ class Principal:
     databases: tuple[str, ...] = ()
     tenants: tuple[str, ...] = ()
     source: str = "key"  # "key", "env" or "anonymous"
+    expires_at: int | None = None
 
     @property
     def is_scoped(self) -> bool:
@@ -64,7 +65,10 @@ ENV_ADMIN = Principal(ENV_KEY_ID, "NOCTURNUS_ADMIN_KEY", "admin", source="env")
 
 
 def principal_of(record: KeyRecord) -> Principal:
-    return Principal(record.id, record.name, record.role, record.databases, record.tenants)
+    return Principal(
+        record.id, record.name, record.role, record.databases, record.tenants,
+        expires_at=record.expires_at,
+    )
 
 
 class Authenticator:
@@ -179,9 +183,25 @@ class Authenticator:
         self._principals[key_id] = (record, principal)
         return principal
 
-    def current(self, principal: Principal, now: int) -> Principal | None:
-        """Re-read ``principal`` at ``now``: a key revoked or changed since counts at once."""
+    @property
+    def generation(self) -> int:
+        """Changes with every key event, so a principal resolved under an older one is
+        re-read before it is trusted again."""
+        return self._table().version
+
+    def current(
+        self, principal: Principal, now: int, generation: int | None = None
+    ) -> Principal | None:
+        """Re-read ``principal`` at ``now``: a key revoked or changed since counts at once.
+
+        ``generation`` is :attr:`generation` when ``principal`` was resolved: while no key
+        has been forgotten since and it has not expired, it is still current.
+        """
         if principal.source != "key" or principal.key_id is None:
+            return principal
+        if generation == self.generation and (
+            principal.expires_at is None or now < principal.expires_at
+        ):
             return principal
         return self.current_key(principal.key_id, now)
 

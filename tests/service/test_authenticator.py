@@ -133,3 +133,21 @@ def test_decisions_validate() -> None:
     key_id, _ = mint(table, NewKey("reader", ("a", "a", "b")))
     assert table.get(key_id).databases == ("a", "b")  # type: ignore[union-attr]
     assert table.get(key_id).name == table.get(key_id).prefix  # type: ignore[union-attr]
+
+
+def test_a_principal_resolved_earlier_is_reread_after_any_key_event() -> None:
+    table = KeyTable()
+    key_id, key = mint(table, NewKey("writer"))
+    auth = Authenticator(lambda: table)
+    principal = asyncio.run(auth.authenticate(key, NOW))
+    assert principal is not None
+    seen = auth.generation
+    assert auth.current(principal, NOW, seen) is principal
+    # revoked: the table changes at once, before anyone calls forget()
+    apply_all(table, apikeys.decide_revoke(table, key_id, NOW, "test"))
+    assert auth.generation != seen
+    assert auth.current(principal, NOW, seen) is None
+    expiring_id, expiring = mint(table, NewKey("reader", expires_in_days=1))
+    short = asyncio.run(auth.authenticate(expiring, NOW))
+    assert short is not None and short.expires_at == NOW + apikeys.DAY_MS
+    assert auth.current(short, NOW + apikeys.DAY_MS, auth.generation) is None
