@@ -8,7 +8,8 @@ in requests per CPU-second of the server process (from /proc: what the server it
 spent, which other load on a shared machine disturbs far less than wall time), and the
 ratios. Target (issue 7): auth on ≥ 0.90 × auth off.
 
-    PYTHONPATH=$PWD python benchmarks/auth_overhead.py [--rounds 15] [--requests 2000]
+    PYTHONPATH=$PWD python benchmarks/auth_overhead.py [--query grandparent|ancestor]
+        [--rounds 15] [--requests 2000]
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ import orjson
 MASTER_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 DATABASE, TENANT = "production", "acme_corp"
-ASK = orjson.dumps({"predicate": "grandparent", "args": ["?who", "p10"]})
+QUERIES = {
+    # one answer through one non-recursive rule: the cheapest /ask, the worst case for
+    # the relative cost of authentication
+    "grandparent": {"predicate": "grandparent", "args": ["?who", "p10"]},
+    # 20 answers through a recursive rule: a more typical reasoning request
+    "ancestor": {"predicate": "ancestor", "args": ["?who", "p20"]},
+}
 
 
 def free_port() -> int:
@@ -64,21 +71,26 @@ def populate(url: str, headers: dict[str, str]) -> None:
         data = {"X-Database": DATABASE, "X-Tenant-ID": TENANT}
         for i in range(200):
             client.post("/tell", headers=data, json={"predicate": "parent", "args": [f"p{i}", f"p{i + 1}"]})
-        client.post("/teach", headers=data, json={
-            "head": {"predicate": "grandparent", "args": ["?x", "?z"]},
-            "body": [{"predicate": "parent", "args": ["?x", "?y"]},
-                     {"predicate": "parent", "args": ["?y", "?z"]}],
-        }).raise_for_status()
+        for head, body in (
+            (["grandparent", "?x", "?z"], [["parent", "?x", "?y"], ["parent", "?y", "?z"]]),
+            (["ancestor", "?x", "?y"], [["parent", "?x", "?y"]]),
+            (["ancestor", "?x", "?z"], [["parent", "?x", "?y"], ["ancestor", "?y", "?z"]]),
+        ):
+            client.post("/teach", headers=data, json={
+                "head": {"predicate": head[0], "args": head[1:]},
+                "body": [{"predicate": b[0], "args": b[1:]} for b in body],
+            }).raise_for_status()
 
 
-def request_bytes(port: int, key: str | None) -> bytes:
+def request_bytes(port: int, key: str | None, query: str = "grandparent") -> bytes:
+    ask = orjson.dumps(QUERIES[query])
     lines = [
         "POST /ask HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
-        f"X-Database: {DATABASE}", f"X-Tenant-ID: {TENANT}", f"Content-Length: {len(ASK)}",
+        f"X-Database: {DATABASE}", f"X-Tenant-ID: {TENANT}", f"Content-Length: {len(ask)}",
     ]
     if key is not None:
         lines.append(f"Authorization: Bearer {key}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + ASK
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + ask
 
 
 async def worker(port: int, payload: bytes, count: int) -> None:
@@ -118,6 +130,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--query", choices=sorted(QUERIES), default="grandparent")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         off, off_url = start(Path(tmp) / "off", {"NOCTURNUS_AUTH": "off"})
@@ -134,7 +147,10 @@ def main() -> None:
             })
             key = created.json()["key"]
             ports = {"off": int(off_url.rsplit(":", 1)[1]), "on": int(on_url.rsplit(":", 1)[1])}
-            payloads = {"off": request_bytes(ports["off"], None), "on": request_bytes(ports["on"], key)}
+            payloads = {
+                "off": request_bytes(ports["off"], None, args.query),
+                "on": request_bytes(ports["on"], key, args.query),
+            }
             pids = {"off": off.pid, "on": on.pid}
             wall: dict[str, list[float]] = {"off": [], "on": []}
             cpu: dict[str, list[float]] = {"off": [], "on": []}
@@ -152,6 +168,8 @@ def main() -> None:
             for process in (off, on):
                 process.terminate()
                 process.wait(30)
+    print(f"query: {args.query} {orjson.dumps(QUERIES[args.query]).decode()}, "
+          f"{args.rounds} rounds x {args.requests} requests, {args.connections} connections")
     for rates, unit in ((wall, "req/s (wall)"), (cpu, "req per server CPU-second")):
         off_rate, on_rate = statistics.median(rates["off"]), statistics.median(rates["on"])
         paired = statistics.median(on / off for on, off in zip(rates["on"], rates["off"]))

@@ -30,10 +30,7 @@ class Cors:
         names = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
         self.any_origin = "*" in names
         self.origins = frozenset(n for n in names if n != "*")
-
-    @property
-    def enabled(self) -> bool:
-        return self.any_origin or bool(self.origins)
+        self.enabled = self.any_origin or bool(self.origins)
 
     def allows(self, origin: str) -> bool:
         return self.any_origin or origin.rstrip("/") in self.origins

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 MAX_ENTRIES = 100_000
 
 
-class Quota:
+class Quota(NamedTuple):
     """The outcome of taking one token: for the ``X-RateLimit-*`` headers."""
 
-    __slots__ = ("allowed", "limit", "rate", "tokens")
-
-    def __init__(self, allowed: bool, limit: int, tokens: float, rate: float) -> None:
-        self.allowed = allowed
-        self.limit = limit
-        self.tokens = tokens
-        self.rate = rate
+    allowed: bool
+    limit: int
+    tokens: float
+    rate: float
 
     @property
     def remaining(self) -> int:

@@ -193,31 +193,38 @@ class Security:
             locked = self.failures.fail(client, now_s)
             self._record_failure(request, client, presented, locked, now_s)
             raise Unauthorized(INVALID_KEY)
-        request.ctx.principal = principal
-        request.ctx.principal_generation = self.authenticator.generation
+        ctx = request.ctx
+        ctx.principal = principal
+        ctx.principal_generation = self.authenticator.generation
         quota = self.buckets.take(principal.key_id or principal.name, principal.role, now_s)
-        request.ctx.quota = quota
+        ctx.quota = quota
         if quota is not None and not quota.allowed:
             raise RateLimited(
                 f"Rate limit of {quota.limit} requests per minute exceeded for this key",
                 retry_after_s=quota.retry_after_s,
                 details={"limit": quota.limit},
             )
-        permissions.check_permission(principal, rule)
+        if rule.unscoped or rule.permission not in permissions.permissions_of(principal.role):
+            permissions.check_permission(principal, rule)  # raises the precise 403
         return None
 
     def decorate(self, request: Request, response: HTTPResponse) -> None:
-        quota = getattr(request.ctx, "quota", None)
+        ctx = request.ctx
+        quota = getattr(ctx, "quota", None)
         if quota is not None:
-            response.headers["X-RateLimit-Limit"] = str(quota.limit)
-            response.headers["X-RateLimit-Remaining"] = str(quota.remaining)
-            response.headers["X-RateLimit-Reset"] = str(quota.reset_s)
-        self.cors.decorate(request, response)
-        if response.status == 401:
+            headers = response.headers
+            headers["X-RateLimit-Limit"] = str(quota.limit)
+            headers["X-RateLimit-Remaining"] = str(int(quota.tokens))
+            headers["X-RateLimit-Reset"] = str(quota.reset_s)
+        if self.cors.enabled:
+            self.cors.decorate(request, response)
+        status = response.status
+        if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="nocturnus"'
-        principal = getattr(request.ctx, "principal", None)
-        if response.status == 403 and principal is not None:
-            self._record_denial(request, principal)
+        elif status == 403:
+            principal = getattr(ctx, "principal", None)
+            if principal is not None:
+                self._record_denial(request, principal)
 
     # -- audit ----------------------------------------------------------------------
 

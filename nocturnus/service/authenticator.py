@@ -82,12 +82,12 @@ class Authenticator:
         cache_size: int = 10_000,
     ) -> None:
         self._table = table
-        self._mac_key = secrets.token_bytes(32)
+        self._mac = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
         self._cache: OrderedDict[bytes, str] = OrderedDict()
         self._cache_size = cache_size
         self._digests_of: dict[str, set[bytes]] = {}
         self._pending: dict[bytes, asyncio.Future[Principal | None]] = {}
-        self._principals: dict[str, tuple[KeyRecord, Principal]] = {}
+        self._principals: dict[str, tuple[int, Principal]] = {}
         self.last_used: dict[str, int] = {}
         self._env_digest: bytes | None = None
         if admin_key is not None and admin_key.strip():
@@ -103,7 +103,9 @@ class Authenticator:
 
     def digest(self, presented: str) -> bytes:
         """The keyed hash a presented key is cached under (never the key itself)."""
-        return hashlib.blake2b(presented.encode(), key=self._mac_key, digest_size=32).digest()
+        mac = self._mac.copy()  # the keyed state, without paying the key setup again
+        mac.update(presented.encode())
+        return mac.digest()
 
     def recognise(self, digest: bytes, now: int) -> Principal | None | Literal[False]:
         """The principal of an already verified key (the env key or a cached one), None
@@ -173,14 +175,19 @@ class Authenticator:
 
     def current_key(self, key_id: str, now: int) -> Principal | None:
         """The live principal of key ``key_id`` (its current role and scope), or None."""
-        record = self._table().get(key_id)
+        table = self._table()
+        known = self._principals.get(key_id)
+        if known is not None and known[0] == table.version:
+            # no key event since: the key is as it was (live), unless it has expired
+            principal = known[1]
+            if principal.expires_at is None or now < principal.expires_at:
+                return principal
+            return None
+        record = table.get(key_id)
         if record is None or not record.is_live(now):
             return None
-        known = self._principals.get(key_id)
-        if known is not None and known[0] is record:
-            return known[1]
         principal = principal_of(record)
-        self._principals[key_id] = (record, principal)
+        self._principals[key_id] = (table.version, principal)
         return principal
 
     @property
