@@ -22,6 +22,7 @@ from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
 from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.openapi import build_document, openapi
+from nocturnus.api.scopes import scopes
 from nocturnus.service.databases import Databases
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, admin, auth, health, openapi, context_api, mcp):
+    for blueprint in (knowledge, scopes, admin, auth, health, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 

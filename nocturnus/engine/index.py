@@ -45,6 +45,19 @@ def sort_facts(found: list[tuple[Const, ...]], has_floats: bool = True) -> None:
                 return
 
 
+def _repeats(pattern: tuple[Var | Const, ...]) -> list[tuple[int, int]]:
+    """Pairs of positions holding the same variable (first occurrence, later one)."""
+    first: dict[Var, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for position, term in enumerate(pattern):
+        if type(term) is Var:
+            if term in first:
+                pairs.append((first[term], position))
+            else:
+                first[term] = position  # type: ignore[index]
+    return pairs
+
+
 class Relation:
     """The rows of one relation and its hash indexes on bound-position combinations.
 
@@ -54,11 +67,14 @@ class Relation:
     keep lookups in evaluation loops cheap.
     """
 
-    __slots__ = ("annotated", "indexes", "owner", "rows")
+    __slots__ = ("annotated", "columns", "indexes", "owner", "rows")
 
     def __init__(self, owner: object = None) -> None:
         self.rows: dict[Row, float | None] = {}
         self.indexes: dict[tuple[int, ...], dict[Any, set[Row]]] = {}
+        # Binary relations grouped by one column (value -> partner values), for the
+        # set-at-a-time kernels; dropped on any write rather than maintained.
+        self.columns: dict[int, dict[int, set[int]]] = {}
         self.annotated = 0  # rows with a confidence: decides if evaluation weighs
         self.owner = owner  # the write token of the one FactIndex that may mutate it
 
@@ -89,6 +105,24 @@ class Relation:
         self.indexes[positions] = index
         return index
 
+    def column(self, position: int) -> dict[int, set[int]]:
+        """Return this binary relation grouped by ``position`` (cached until a write).
+
+        Callers must not modify the result.
+        """
+        found = self.columns.get(position)
+        if found is None:
+            found = {}
+            other = 1 - position
+            for row in self.rows:
+                partners = found.get(row[position])
+                if partners is None:
+                    found[row[position]] = {row[other]}
+                else:
+                    partners.add(row[other])
+            self.columns[position] = found
+        return found
+
     def insert(self, row: Row, confidence: float | None) -> None:
         """Add a row that is not present yet, keeping every index current."""
         self.rows[row] = confidence
@@ -98,6 +132,8 @@ class Relation:
 
     def index_row(self, row: Row) -> None:
         """Add a new row to every index."""
+        if self.columns:
+            self.columns = {}
         for positions, index in self.indexes.items():
             key = (
                 row[positions[0]]
@@ -112,6 +148,8 @@ class Relation:
 
     def delete(self, row: Row) -> None:
         """Remove a present row, keeping every index current."""
+        if self.columns:
+            self.columns = {}
         if self.rows.pop(row) is not None:
             self.annotated -= 1
         for positions, index in self.indexes.items():
@@ -208,7 +246,7 @@ class FactIndex:
         rows.setdefault(row, confidence)  # type: ignore[arg-type]
         if len(rows) == size:
             return self._update(key, row, confidence)  # type: ignore[arg-type]
-        if relation.indexes:
+        if relation.indexes or relation.columns:
             relation.index_row(row)  # type: ignore[arg-type]
         if confidence is not None:
             relation.annotated += 1
@@ -272,8 +310,13 @@ class FactIndex:
         rows = self.match_rows(relation, pattern)
         if not rows:
             return []
-        get = self.interner.values.__getitem__
-        found = [tuple(map(get, row)) for row in rows]
+        values = self.interner.values
+        found: list[tuple[Const, ...]]
+        if len(pattern) == 2:  # the common binary case, unpacked without map()
+            found = [(values[a], values[b]) for a, b in rows]
+        else:
+            get = values.__getitem__
+            found = [tuple(map(get, row)) for row in rows]
         if len(found) > 1:
             sort_facts(found, self.interner.has_floats)
         return found
@@ -284,15 +327,13 @@ class FactIndex:
         """Return the interned rows of ``relation`` matching ``pattern``, unordered."""
         positions: list[int] = []
         values: list[int] = []
-        seen: list[Var] = []
-        repeats: list[tuple[int, int]] = []
+        named = 0
         strings = self.interner.strings
-        for position, term in enumerate(pattern):
+        position = -1
+        for term in pattern:
+            position += 1
             if type(term) is Var:
-                if term in seen:
-                    repeats.append((pattern.index(term), position))
-                else:
-                    seen.append(term)
+                named += 1
                 continue
             value = strings.get(term)  # type: ignore[arg-type]
             if value is None:
@@ -301,10 +342,9 @@ class FactIndex:
                     return None
             positions.append(position)
             values.append(value)
-        candidates: Any
         if not positions:
-            candidates = relation.rows
-        elif len(positions) == len(pattern):
+            candidates: Any = relation.rows
+        elif not named:
             row = tuple(values)
             return [row] if row in relation.rows else None
         else:
@@ -312,10 +352,18 @@ class FactIndex:
             index = relation.indexes.get(where)
             if index is None:
                 index = relation.index(where)
-            candidates = index.get(values[0] if len(values) == 1 else tuple(values), ())
-        if not repeats:
-            return list(candidates)
-        return [row for row in candidates if all(row[a] == row[b] for a, b in repeats)]
+            candidates = index.get(values[0] if len(values) == 1 else tuple(values))
+            if candidates is None:
+                return None
+        if named > 1:
+            repeats = _repeats(pattern)
+            if repeats:
+                return [
+                    row
+                    for row in candidates
+                    if all(row[a] == row[b] for a, b in repeats)
+                ]
+        return list(candidates)
 
     def relation(self, key: RelationKey) -> Relation | None:
         """Return the relation object for evaluation (read-only use), if any."""

@@ -47,6 +47,7 @@ class MagicProgram:
     seed: RelKey
     complete: set[RelKey] = field(default_factory=set)
     factored: bool = False
+    propagated: bool = False
 
 
 def rewrite(
@@ -169,7 +170,9 @@ def rewrite(
             stored = Step(POSITIVE, stored_key(rel), args, 0)
             program.rules.append(IRule(target, args, (guard, stored), None, None))
     if seed is not None:
-        program.rules = _propagate_seed(program.rules, program.seed, seed)
+        propagated = _propagate_seed(program.rules, program.seed, seed)
+        program.propagated = propagated is not program.rules
+        program.rules = propagated
     return program
 
 

@@ -22,6 +22,7 @@ _anonymous_ids = itertools.count(1)
 
 # Strict decimal syntax: Python's float() also accepts "nan", "inf", "1_000" and
 # surrounding spaces, none of which a user means as a number in a comparison.
+_NUMBER_START = frozenset("+-.0123456789")
 _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -88,7 +89,12 @@ def numeric_value(value: Const) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+    if (
+        isinstance(value, str)
+        and value
+        and value[0] in _NUMBER_START  # cheap reject: most names start with a letter
+        and _NUMERIC.fullmatch(value)
+    ):
         return float(value)
     return None
 

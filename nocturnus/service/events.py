@@ -87,6 +87,48 @@ class TenantDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeForked(Event):
+    """Scope ``target`` became a copy of scope ``source``: its facts and scoped rules.
+
+    Only names travel: replay derives the copy (and the copied rules' ids) from the
+    state at this point of the log, so the event is the same size for any scope.
+    """
+
+    kind: ClassVar[str] = "scope_forked"
+    source: str
+    target: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeMerged(Event):
+    """Facts of ``source`` were merged into ``target`` in one step.
+
+    ``facts`` are told into ``target`` with the attributes they have in ``source``
+    (``{predicate, args, negated, created_at, valid_from, valid_until, ttl, confidence,
+    metadata}``); ``retracted`` (``{predicate, args, negated}``) are removed from it
+    first — the target's side of conflicts the source won.
+    """
+
+    kind: ClassVar[str] = "scope_merged"
+    source: str
+    target: str
+    strategy: str
+    facts: tuple[dict[str, Any], ...] = ()
+    retracted: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeDeleted(Event):
+    """Every fact of ``scope`` and the tenant rules scoped to it were removed."""
+
+    kind: ClassVar[str] = "scope_deleted"
+    scope: str
+    facts: int
+    rules: int
+
+
+@dataclass(frozen=True, slots=True)
 class PrioritySet(Event):
     """A stored fact's explicit salience priority (0..1) was set (issue 6)."""
 
@@ -191,6 +233,9 @@ for _cls in (
     RuleRemoved,
     TenantCreated,
     TenantDeleted,
+    ScopeForked,
+    ScopeMerged,
+    ScopeDeleted,
     PrioritySet,
     DatabaseCreated,
     DatabaseDeleted,
