@@ -10,8 +10,11 @@ dir's lock and refuse while a server holds it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +23,7 @@ from typing import Any
 
 import click
 
-from nocturnus.errors import NocturnusError, StartupError
+from nocturnus.errors import NocturnusError, StartupError, ValidationError
 from nocturnus.settings import Settings, load_settings
 
 Progress = Callable[[int, int], None]
@@ -97,7 +100,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     stops it with one line naming the database and the seq.
     """
     from nocturnus.api.app import create_app
-    from nocturnus.service.datadir import DataDirLock, check_data_dir
+    from nocturnus.service.datadir import check_data_dir
+    from nocturnus.store.dirlock import DataDirLock
 
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir})
@@ -106,7 +110,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s %(message)s",
         )
-        lock = DataDirLock(settings.data_dir, "serve").acquire()
+        # held while serving: offline commands that write refuse to run beside it
+        lock = DataDirLock(settings.data_dir).acquire("serve")
         check_data_dir(settings)
         app = create_app(settings)
     except (NocturnusError, OSError) as e:
@@ -208,8 +213,8 @@ def verify(database: str | None, data_dir: Path | None) -> None:
 def snapshot(database: str | None, data_dir: Path | None) -> None:
     """Write a snapshot of every tenant now (offline: stop the server first)."""
     from nocturnus.service.datadir import (
-        DataDirLock,
         existing_master_key,
+        lock_data_dir,
         read_registry,
         require_data_dir,
     )
@@ -219,7 +224,7 @@ def snapshot(database: str | None, data_dir: Path | None) -> None:
         settings = _settings(data_dir)
         require_data_dir(settings.data_dir)
         key = existing_master_key(settings)
-        with DataDirLock(settings.data_dir, "snapshot"):
+        with lock_data_dir(settings.data_dir, "snapshot"):
             names = (
                 [database]
                 if database
@@ -284,13 +289,13 @@ def restore(
     under (NOCTURNUS_MASTER_KEY or master.key in the data dir).
     """
     from nocturnus.service.backup import describe, restore_database
-    from nocturnus.service.datadir import DataDirLock, existing_master_key
+    from nocturnus.service.datadir import existing_master_key, lock_data_dir
 
     with _failing_cleanly():
         settings = _settings(data_dir)
         key = existing_master_key(settings)
         with (
-            DataDirLock(settings.data_dir, "restore"),
+            lock_data_dir(settings.data_dir, "restore"),
             _progress("verifying backup") as progress,
         ):
             result = restore_database(
@@ -314,14 +319,14 @@ def compact(database: str, data_dir: Path | None) -> None:
     The log is verified first and left untouched if it does not verify. A
     `log_compacted` marker event records the compaction in the chain.
     """
-    from nocturnus.service.datadir import DataDirLock, existing_master_key
+    from nocturnus.service.datadir import existing_master_key, lock_data_dir
     from nocturnus.service.maintenance import compact_database
 
     with _failing_cleanly():
         settings = _settings(data_dir)
         key = existing_master_key(settings)
         with (
-            DataDirLock(settings.data_dir, "compact"),
+            lock_data_dir(settings.data_dir, "compact"),
             _progress(f"compacting {database}") as progress,
         ):
             done = compact_database(settings.data_dir, key, database, progress)
@@ -396,8 +401,8 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
     it again with the same new key: finished files are skipped.
     """
     from nocturnus.service.datadir import (
-        DataDirLock,
         existing_master_key,
+        lock_data_dir,
         require_data_dir,
     )
     from nocturnus.service.maintenance import rotate_master_key as rotate
@@ -417,7 +422,7 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
             )
         new_key = parse_master_key(text, source)
         old_key = existing_master_key(settings)
-        with DataDirLock(settings.data_dir, "rotate-master-key"):
+        with lock_data_dir(settings.data_dir, "rotate-master-key"):
             with _progress("re-wrapping data keys") as progress:
                 done = rotate(settings.data_dir, old_key, new_key, progress)
             from_file = not (settings.master_key and settings.master_key.strip())
@@ -433,6 +438,162 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
             click.echo(f"{path} now holds the new master key")
         else:
             click.echo("set NOCTURNUS_MASTER_KEY to the new key before the next start")
+
+
+# -- API keys (issue 7) ----------------------------------------------------------------
+
+
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory [NOCTURNUS_DATA_DIR, ./data]",
+)
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys on a data dir whose server is stopped.
+
+    While the server runs, use POST/GET/PATCH/DELETE /auth/keys instead: these commands
+    refuse to touch a data dir that a server holds.
+    """
+
+
+@keys.command("create")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["admin", "writer", "reader"]),
+    help="Role of the new key",
+)
+@click.option(
+    "--name", default=None, help="A name shown in listings [the key's prefix]"
+)
+@click.option("--description", default="", help="Free text shown in listings")
+@click.option(
+    "--database",
+    "databases",
+    multiple=True,
+    help="Limit the key to this database (repeatable)",
+)
+@click.option(
+    "--tenant",
+    "tenants",
+    multiple=True,
+    help="Limit the key to this tenant (repeatable)",
+)
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, 36_500),
+    default=None,
+    help="Lifetime in days [none]",
+)
+@click.option("--quiet", is_flag=True, help="Print only the key (for scripts)")
+@DATA_DIR_OPTION
+def keys_create(
+    role: str,
+    name: str | None,
+    description: str,
+    databases: tuple[str, ...],
+    tenants: tuple[str, ...],
+    expires_in_days: int | None,
+    quiet: bool,
+    data_dir: Path | None,
+) -> None:
+    """Create an API key and print it once (only its argon2id hash is stored)."""
+    from nocturnus.service import offline
+    from nocturnus.service.apikeys import NewKey
+
+    spec = NewKey(role, databases, tenants, description, name, expires_in_days)
+    try:
+        _check_names(databases, tenants)
+        record, key = asyncio.run(
+            offline.create_key(load_settings({"data_dir": data_dir}), spec)
+        )
+    except (NocturnusError, OSError) as e:
+        _fail(e)
+        return
+    if quiet:
+        click.echo(key)
+        return
+    click.echo(
+        f"Created {record.role} key {record.id} ({record.name}); it is shown only once:"
+    )
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON array instead of a table"
+)
+@DATA_DIR_OPTION
+def keys_list(as_json: bool, data_dir: Path | None) -> None:
+    """List the live keys (never a hash or a key)."""
+    from nocturnus.service import offline
+
+    try:
+        records = asyncio.run(offline.list_keys(load_settings({"data_dir": data_dir})))
+    except (NocturnusError, OSError) as e:
+        _fail(e)
+        return
+    if as_json:
+        click.echo(json.dumps([_key_row(r) for r in records], indent=2))
+        return
+    for r in records:
+        scope = f"databases={','.join(r.databases) or '*'} tenants={','.join(r.tenants) or '*'}"
+        state = "enabled" if r.enabled else "disabled"
+        click.echo(f"{r.id}  {r.prefix}  {r.role:<6}  {state:<8}  {scope}  {r.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@DATA_DIR_OPTION
+def keys_revoke(key_id: str, data_dir: Path | None) -> None:
+    """Revoke the key KEY_ID (its id, as listed)."""
+    from nocturnus.service import offline
+
+    try:
+        record = asyncio.run(
+            offline.revoke_key(load_settings({"data_dir": data_dir}), key_id)
+        )
+    except (NocturnusError, OSError) as e:
+        _fail(e)
+        return
+    click.echo(f"Revoked key {record.id} ({record.name})")
+
+
+def _check_names(databases: tuple[str, ...], tenants: tuple[str, ...]) -> None:
+    from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME
+
+    for value in databases:
+        if not re.fullmatch(DATABASE_NAME, value):
+            raise ValidationError(
+                f"--database: {value!r} does not match {DATABASE_NAME}"
+            )
+    for value in tenants:
+        if not re.fullmatch(TENANT_NAME, value):
+            raise ValidationError(f"--tenant: {value!r} does not match {TENANT_NAME}")
+
+
+def _key_row(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "role": record.role,
+        "databases": list(record.databases),
+        "tenants": list(record.tenants),
+        "description": record.description,
+        "createdAt": record.created_at,
+        "expiresAt": record.expires_at,
+        "enabled": record.enabled,
+    }
+
+
+def _quiet_sanic() -> None:
+    for name in ("sanic.root", "sanic.server", "sanic.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run(args: list[str] | None = None) -> Any:

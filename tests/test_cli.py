@@ -18,7 +18,7 @@ from nocturnus.cli import main
 from nocturnus.service import tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.databases import Databases
-from nocturnus.service.datadir import DataDirLock
+from nocturnus.store.dirlock import DataDirLock
 from nocturnus.store.crypto import parse_master_key
 from nocturnus.store.log import EventLog
 
@@ -130,7 +130,7 @@ def test_snapshot_writes_every_tenant_and_refuses_a_held_data_dir(tmp_path: Path
     populate(data_dir, deleted=False)
     with sqlite3.connect(data_dir / "default.db") as conn:
         conn.execute("DELETE FROM snapshots")
-    with DataDirLock(data_dir, "serve"):
+    with DataDirLock(data_dir).acquire("serve"):
         line = failed_with(cli("snapshot", "--data-dir", str(data_dir)))
         assert "in use by nocturnus serve" in line
     result = cli("snapshot", "--data-dir", str(data_dir))

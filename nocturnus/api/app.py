@@ -14,7 +14,9 @@ from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
+from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
+from nocturnus.api.auth import auth
 from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
@@ -35,6 +37,7 @@ class AppContext:
     databases: Databases | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
+    security: security_layer.Security | None = None
     mcp: McpState | None = None
 
 
@@ -43,13 +46,14 @@ NocturnusApp = Sanic  # Sanic[Config, AppContext]
 
 def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
     settings = settings or load_settings()
-    app = Sanic(name, ctx=AppContext(settings=settings))  # type: ignore[call-arg]
+    security = security_layer.Security(settings)  # refuses an exposed server without auth
+    app = Sanic(name, ctx=AppContext(settings=settings, security=security))  # type: ignore[call-arg]
     app.config.MOTD = False
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, health, openapi, context_api, mcp):
+    for blueprint in (knowledge, scopes, admin, auth, health, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         )
         await databases.open()
         app.ctx.databases = databases
+        security.attach(databases.system)
 
     @app.after_server_start
     async def mark_ready(app: Sanic) -> None:
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:
         app.ctx.ready = False
+        await security.drain()
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
 
@@ -95,4 +101,5 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
 
+    security_layer.install(app, security)
     return app

@@ -20,12 +20,8 @@ import orjson
 
 from nocturnus import __version__
 from nocturnus.errors import StartupError
-from nocturnus.service.database import DATABASE_LEVEL, Database, now_ms
-from nocturnus.service.databases import (
-    SYSTEM_DATABASE,
-    Registry,
-    apply_registry_event,
-)
+from nocturnus.service.database import DATABASE_LEVEL, now_ms
+from nocturnus.service.databases import SYSTEM_DATABASE, system_database
 from nocturnus.service.datadir import database_info, database_path, read_registry
 from nocturnus.service.events import DatabaseCreated
 from nocturnus.store.crypto import MasterKey
@@ -199,13 +195,7 @@ def _register(data_dir: Path, key: MasterKey, info: BackupInfo) -> None:
     """Append ``database_created`` for the restored database to ``_system``."""
 
     async def run() -> None:
-        system: Database[Registry] = Database(
-            SYSTEM_DATABASE,
-            database_path(data_dir, SYSTEM_DATABASE),
-            key,
-            root_factory=Registry,
-            root_apply=apply_registry_event,
-        )
+        system = system_database(Path(data_dir), key)
         await system.open()
         try:
             event = DatabaseCreated(

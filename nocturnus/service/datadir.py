@@ -1,20 +1,16 @@
 """The data directory: who holds it, which databases it registers, the start-up check.
 
-A running server holds an exclusive ``flock`` on ``<data_dir>/nocturnus.lock``; offline
-commands that write (``snapshot``, ``compact``, ``restore``, ``rotate-master-key``) take
-the same lock and refuse with one line while a server runs. The kernel drops the lock
-when its process dies, ``kill -9`` included, so a crash never leaves a stale lock.
+A running server holds the data dir's lock (:mod:`nocturnus.store.dirlock`); offline
+commands that write (``snapshot``, ``compact``, ``restore``, ``rotate-master-key``,
+``keys``) take the same lock and refuse with one line while a server runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
 
 from nocturnus.errors import StartupError
 from nocturnus.service.databases import (
@@ -32,59 +28,21 @@ from nocturnus.store.crypto import (
     MasterKey,
     load_master_key,
 )
+from nocturnus.store.dirlock import DataDirLock
 from nocturnus.store.log import EventLog
 
-LOCK_FILE = "nocturnus.lock"
 
+def lock_data_dir(data_dir: Path, holder: str) -> DataDirLock:
+    """Take the data dir's lock for an offline command that writes (release: ``with``).
 
-class DataDirBusy(StartupError):
-    """Another process (a server, another offline command) holds the data dir."""
-
-    code = "DATA_DIR_BUSY"
-
-
-class DataDirLock:
-    """An exclusive advisory lock on a data dir, held from :meth:`acquire` to release."""
-
-    def __init__(self, data_dir: Path, holder: str) -> None:
-        self.path = Path(data_dir) / LOCK_FILE
-        self.holder = holder
-        self._fd: int | None = None
-
-    def acquire(self) -> DataDirLock:
-        """:raises DataDirBusy: naming who holds it (as the holder wrote it)."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise StartupError(
-                f"cannot open lock file {self.path}: {e.strerror}"
-            ) from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held_by = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise DataDirBusy(
-                f"data dir {self.path.parent} is in use by {held_by or 'another process'}; "
-                "stop it first (online backups use `nocturnus backup`)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"nocturnus {self.holder} (pid {os.getpid()})\n".encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
-
-    def __enter__(self) -> Self:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    :raises StartupError: a server or another command holds it, naming which.
+    """
+    try:
+        return DataDirLock(data_dir).acquire(holder)
+    except StartupError as e:
+        raise StartupError(
+            f"{e.message}; stop it first (`nocturnus backup` works while it runs)"
+        ) from None
 
 
 def master_key(settings: Settings) -> MasterKey:

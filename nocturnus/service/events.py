@@ -172,6 +172,60 @@ class LogCompacted(Event):
     rechained: int
 
 
+# -- API keys and the audit trail (``_system`` database; issue 7) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCreated(Event):
+    """An API key was minted; only its argon2id hash is kept, never the key."""
+
+    kind: ClassVar[str] = "key_created"
+    id: str
+    name: str
+    prefix: str
+    hash: str
+    role: str
+    databases: tuple[str, ...]
+    tenants: tuple[str, ...]
+    description: str
+    created_at: int
+    created_by: str
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdated(Event):
+    """A key's attributes changed; ``None`` leaves a field as it was."""
+
+    kind: ClassVar[str] = "key_updated"
+    id: str
+    enabled: bool | None = None
+    role: str | None = None
+    databases: tuple[str, ...] | None = None
+    tenants: tuple[str, ...] | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRevoked(Event):
+    kind: ClassVar[str] = "key_revoked"
+    id: str
+    revoked_at: int
+    revoked_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecorded(Event):
+    """One entry of the audit trail (logged under the ``_audit`` tenant of ``_system``)."""
+
+    kind: ClassVar[str] = "audit_recorded"
+    action: str
+    outcome: str
+    actor: dict[str, Any]
+    target: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {}
 _TUPLE_FIELDS: dict[str, frozenset[str]] = {}
 _FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
@@ -242,6 +296,8 @@ for _cls in (
     DatabaseDeleted,
     LogCompacted,
 ):
+    register(_cls)
+for _cls in (KeyCreated, KeyUpdated, KeyRevoked, AuditRecorded):
     register(_cls)
 
 
