@@ -171,6 +171,7 @@ def main() -> None:
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "NOCTURNUS_MASTER_KEY": os.urandom(32).hex(),
+        "NOCTURNUS_LOG_LEVEL": "DEBUG",  # the group-commit figures are logged at DEBUG
     }
     noop_port, ours_port = free_port(), free_port()
     (work / "noop.py").write_text(NOOP_APP)

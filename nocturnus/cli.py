@@ -110,10 +110,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s %(message)s",
         )
+        app = create_app(settings)  # settings errors first, before the data dir
         # held while serving: offline commands that write refuse to run beside it
         lock = DataDirLock(settings.data_dir).acquire("serve")
         check_data_dir(settings)
-        app = create_app(settings)
     except (NocturnusError, OSError) as e:
         _fail(e)
         return

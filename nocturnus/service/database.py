@@ -182,7 +182,7 @@ class Database(Generic[RootState]):
         await self.writer.close()
         stats = self.writer.stats
         if stats.commits:
-            log.info(
+            log.debug(
                 "database %r: %d appends in %d commits (largest batch %d)",
                 self.name, stats.appends, stats.commits, stats.largest_batch,
             )
