@@ -256,6 +256,65 @@ class FactIndex:
             self.cache = {}
         return True
 
+    def add_many(
+        self,
+        predicate: str,
+        negated: bool,
+        facts: list[tuple[tuple[Const, ...], float | None]],
+    ) -> int:
+        """Add facts of one relation (same arity); the same as :meth:`add` for each.
+
+        ``facts`` holds distinct (args, confidence) pairs. One relation lookup and one
+        version bump for the batch, instead of one per fact: a replay's refresh adds
+        its facts this way. Returns how many were new.
+
+        :raises TypeError: if an argument is not a constant (the facts before it
+            stay added).
+        :raises ValueError: if a confidence is outside 0..1 (nothing is added then).
+        """
+        if not facts:
+            return 0
+        for _, confidence in facts:
+            if confidence is not None and (
+                isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0
+            ):
+                raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
+        interner = self.interner
+        get = interner.strings.get
+        intern_all = interner.intern_all
+        key = (predicate, negated is True, len(facts[0][0]))
+        relation = self._writable(key)
+        rows = relation.rows
+        indexed = relation.indexes or relation.columns
+        before = len(rows)
+        changed = annotated = 0
+        try:
+            for args, confidence in facts:
+                row = tuple(map(get, args))  # type: ignore[arg-type]
+                if None in row:  # a new string or a number: the general path
+                    row = intern_all(args)
+                size = len(rows)
+                old = rows.setdefault(row, confidence)  # type: ignore[arg-type]
+                if len(rows) != size:
+                    if confidence is not None:
+                        annotated += 1
+                    if indexed:
+                        relation.index_row(row)  # type: ignore[arg-type]
+                elif old != confidence or (old is None) != (confidence is None):
+                    relation.set_confidence(row, confidence)  # type: ignore[arg-type]
+                    changed += 1
+        finally:  # a non-constant argument raises TypeError: count what was added
+            relation.annotated += annotated
+            added = len(rows) - before
+            if not rows:
+                del self._relations[key]
+            if added or changed:
+                self._size += added
+                self.version += added + changed
+                if self.cache:
+                    self.cache = {}
+        return added
+
     def _update(self, key: RelationKey, row: Row, confidence: float | None) -> bool:
         old = self._relations[key].rows[row]
         if old == confidence and (old is None) == (confidence is None):

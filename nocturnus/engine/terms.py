@@ -192,10 +192,32 @@ class Interner:
     def intern_all(self, values: tuple[Const, ...]) -> tuple[int, ...]:
         """Intern every value of a tuple, keeping positions."""
         ids = tuple(map(self.strings.get, values))  # type: ignore[arg-type]
-        if None in ids:  # a new string, or a number (never a key of strings)
-            intern = self.intern
-            return tuple([intern(v) for v in values])
-        return ids  # type: ignore[return-value]
+        if None not in ids:
+            return ids  # type: ignore[return-value]
+        # A new string, or a number (never a key of strings): an int known already is
+        # its own key in ``_others``; a new string is added here, as :meth:`intern`
+        # would (only one that may be a number asks numeric_value); the rest takes
+        # :meth:`intern`.
+        others = self._others
+        found: list[int] = []
+        for value, known in zip(values, ids):
+            if known is None:
+                kind = type(value)
+                if kind is int:
+                    known = others.get(value)
+                elif kind is str:
+                    known = self.strings.get(value)  # repeated within ``values``
+                    if known is None:
+                        known = len(self.values)
+                        self.values.append(value)
+                        self.numbers.append(
+                            numeric_value(value) if value[:1] in _NUMBER_START else None
+                        )
+                        self.strings[value] = known
+                if known is None:
+                    known = self.intern(value)
+            found.append(known)
+        return tuple(found)
 
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
         """Return the ids of all values, or None if any was never interned."""

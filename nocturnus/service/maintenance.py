@@ -26,9 +26,9 @@ from nocturnus.service.database import (
 )
 from nocturnus.service.databases import SYSTEM_DATABASE
 from nocturnus.service.datadir import database_info, database_path
-from nocturnus.service.events import LogCompacted, decode, encode
-from nocturnus.service.replay import gc_paused
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.service.events import Event, LogCompacted, encode
+from nocturnus.service.replay import fold, gc_paused
+from nocturnus.service.tenant import TenantState
 from nocturnus.store.compact import Compaction
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
 from nocturnus.store.errors import WrongMasterKey
@@ -140,25 +140,25 @@ def _fold(
 ) -> tuple[DatabaseState, dict[str, TenantState], int, int, int]:
     root = DatabaseState()
     states: dict[str, TenantState] = {}
-    events = shredded = seq = 0
-    for record in event_log.read(until_seq=until):
-        seq = record.seq
-        events += 1
-        if progress is not None and events % PROGRESS_EVERY == 0:
-            progress(seq, until)
-        body = record.body
-        if body is None:
-            shredded += 1
-            continue
-        event = decode(record.kind, body)
-        tenant = record.tenant
+
+    def state_for(tenant: str) -> TenantState | None:
         if tenant == DATABASE_LEVEL:
-            apply_database_event(root, seq, event)
-            continue
+            return None
         state = states.get(tenant)
         if state is None:
             state = states[tenant] = TenantState(tenant)
-        apply(state, seq, event)
+        return state
+
+    def root_apply(seq: int, event: Event) -> None:
+        apply_database_event(root, seq, event)
+
+    events, shredded, seq = fold(
+        event_log.read(until_seq=until),
+        state_for,
+        root_apply,
+        None if progress is None else (lambda _, seq: progress(seq, until)),
+        PROGRESS_EVERY,
+    )
     return root, states, events, shredded, seq
 
 

@@ -1,7 +1,7 @@
 """Rebuilding tenant projections from the log: newest snapshot + tail, or from seq 0.
 
-Both paths fold events through the same :func:`~nocturnus.service.tenant.apply` that
-live writes use; a snapshot only replaces the prefix of the log it covers.
+Both paths fold events through the same appliers that live writes use (:func:`fold`);
+a snapshot only replaces the prefix of the log it covers.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from nocturnus.service import snapshot
-from nocturnus.service.events import decode
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.service.events import FIELD_READERS, Event, decode
+from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
 
@@ -50,6 +50,60 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def fold(
+    records: Iterable[LogRecord],
+    state_for: Callable[[str], TenantState | None],
+    root_apply: Callable[[int, Event], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    progress_every: int = 20_000,
+) -> tuple[int, int, int]:
+    """Apply logged records in seq order; return (records, shredded, last seq).
+
+    ``state_for(tenant)`` names the projection a record of ``tenant`` goes to (asked
+    again only when the tenant changes from one record to the next); None sends the
+    decoded event to ``root_apply`` (database-level records). Shredded records
+    (``body=None``) belong to a deleted incarnation and are skipped.
+
+    Every event goes through the appliers live writes use: the hot kinds
+    (``FIELD_APPLIERS``) get their fields read straight from the body
+    (``FIELD_READERS``), which for these kinds is exactly ``apply(state, seq,
+    decode(kind, body))`` without building the event; every other kind, and a body
+    the reader declines (an old version, missing fields), takes ``apply`` itself.
+    ``progress(records, seq)`` is called every ``progress_every`` records.
+    """
+    readers = FIELD_READERS
+    appliers = FIELD_APPLIERS
+    count = shredded = seq = 0
+    tenant: str | None = None
+    state: TenantState | None = None
+    for record in records:
+        seq = record.seq
+        count += 1
+        if progress is not None and count % progress_every == 0:
+            progress(count, seq)
+        body = record.body
+        if body is None:
+            shredded += 1
+            continue
+        if record.tenant != tenant:
+            tenant = record.tenant
+            state = state_for(tenant)
+        kind = record.kind
+        if state is None:
+            if root_apply is not None:
+                root_apply(seq, decode(kind, body))
+            continue
+        fast = appliers.get(kind)
+        if fast is not None:
+            values = readers[kind](body)
+            if values is not None:
+                fast(state, *values)
+                state.last_seq = seq
+                continue
+        apply(state, seq, decode(kind, body))
+    return count, shredded, seq
+
+
 def replay_tenant(
     name: str, records: Iterable[LogRecord], state: TenantState | None = None
 ) -> TenantState:
@@ -57,13 +111,10 @@ def replay_tenant(
 
     Shredded records (``body=None``) are skipped: they belong to a deleted incarnation.
     """
-    state = TenantState(name) if state is None else state
+    target = TenantState(name) if state is None else state
     with gc_paused():
-        for record in records:
-            body = record.body
-            if body is not None:
-                apply(state, record.seq, decode(record.kind, body))
-    return state
+        fold(records, lambda _: target)
+    return target
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,7 @@ class Ranking:
             stale = []
             for name, view in state.views.items():
                 known = self._versions.get(name)
-                # every index change passes through _settle (one journal entry each);
+                # every index change passes through _settle_scope (one journal entry each);
                 # anything else (e.g. a scope copied wholesale) means: rebuild the scope
                 if known is None or view.index.version - known > per_scope.get(name, 0):
                     stale.append(name)

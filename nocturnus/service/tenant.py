@@ -23,6 +23,7 @@ from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
 from nocturnus.service.events import (
     Event,
+    Scalar,
     FactRetracted,
     FactTold,
     PrioritySet,
@@ -34,7 +35,7 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
 )
-from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
+from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts, new_record
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 
 
@@ -78,18 +79,27 @@ class TenantState:
     _heirs: dict[str, set[str]] = field(default_factory=dict)
 
     def refresh(self, now_ms: int) -> None:
-        """Bring every scope index in line with visibility at ``now_ms``."""
-        due: set[FactKey] = set()
-        for keys in self._dirty.values():
-            due |= keys
+        """Bring every scope index in line with visibility at ``now_ms``.
+
+        Due keys (marked dirty, or whose timeline instant has come) are settled scope by
+        scope (:meth:`_settle_scope`): each key's index row follows its stored record,
+        independently of every other key, so the order and batching do not matter.
+        """
+        dirty = self._dirty
+        timeline = self._timeline
+        if timeline and timeline[0][0] <= now_ms:
+            while timeline and timeline[0][0] <= now_ms:
+                key = heapq.heappop(timeline)[2]
+                for scope in (key.scope, *self._heirs_of(key.scope)):
+                    keys = dirty.get(scope)
+                    if keys is None:
+                        keys = dirty[scope] = set()
+                    keys.add(key if scope == key.scope else key._replace(scope=scope))
+        if not dirty:
+            return
         self._dirty = {}
-        while self._timeline and self._timeline[0][0] <= now_ms:
-            key = heapq.heappop(self._timeline)[2]
-            due.add(key)
-            for heir in self._heirs_of(key.scope):
-                due.add(key._replace(scope=heir))
-        for key in due:
-            self._settle(key, now_ms)
+        for scope, keys in dirty.items():
+            self._settle_scope(scope, keys, now_ms)
 
     def _heirs_of(self, scope: str) -> list[str]:
         """Scopes forked (transitively) from ``scope``: they share its timed records."""
@@ -106,38 +116,75 @@ class TenantState:
                     pending.append(heir)
         return found
 
-    def _settle(self, key: FactKey, now_ms: int) -> None:
+    def _settle_scope(self, scope: str, keys: set[FactKey], now_ms: int) -> None:
+        """Settle ``keys`` (all of ``scope``): each key's row follows its record.
+
+        Visible rows go to the index one relation at a time (``FactIndex.add_many``);
+        that, and reading the records straight from the scope's groups, is what makes a
+        replay's single refresh of a million keys cheap.
+        """
         if self.changed is not None:
-            self.changed.add(key)
-        scope = key.scope
+            self.changed.update(keys)
         scoped = self.facts.get(scope)
-        record = None if scoped is None else scoped.get(key)
         view = self.views.get(scope)
-        if record is None:
+        if scoped is None:
             if view is not None:
-                view.index.remove(key.predicate, key.negated, key.args)
-                if scope not in self.facts:
-                    del self.views[scope]
+                remove = view.index.remove
+                for key in keys:
+                    remove(key.predicate, key.negated, key.args)
+                del self.views[scope]
             return
+        groups = scoped.groups()
+        visible: dict[tuple[str, bool, int], list[tuple[Any, float | None]]] = {}
+        hidden: list[FactKey] = []
+        timed: list[tuple[int, FactKey]] = []
+        missing = 0
+        for key in keys:
+            _, predicate, negated, args = key
+            relation = (predicate, negated, len(args))
+            group = groups.get(relation)
+            record = None if group is None else group.get(args)
+            if record is None:
+                hidden.append(key)
+                missing += 1
+                continue
+            if record.ttl is None and record.valid_until is None:
+                # The common case: visible from valid_from on.
+                if now_ms >= record.valid_from:
+                    rows = visible.get(relation)
+                    if rows is None:
+                        visible[relation] = [(args, record.confidence)]
+                    else:
+                        rows.append((args, record.confidence))
+                else:
+                    hidden.append(key)
+                    timed.append((record.valid_from, key))
+                continue
+            if record.is_visible(now_ms):
+                rows = visible.get(relation)
+                if rows is None:
+                    visible[relation] = [(args, record.confidence)]
+                else:
+                    rows.append((args, record.confidence))
+            else:
+                hidden.append(key)
+            change = record.next_change(now_ms)
+            if change is not None:
+                timed.append((change, key))
         if view is None:
+            if missing == len(keys):
+                return  # no stored record among the keys: nothing to show, no view
             view = self.views[scope] = ScopeView.empty()
-        if record.ttl is None and record.valid_until is None:
-            # The common case, inlined for replay speed: visible from valid_from on.
-            if now_ms >= record.valid_from:
-                view.index.add(key.predicate, key.negated, key.args, record.confidence)
-                return
-            view.index.remove(key.predicate, key.negated, key.args)
+        index = view.index
+        if hidden:
+            remove = index.remove
+            for key in hidden:
+                remove(key.predicate, key.negated, key.args)
+        for (predicate, negated, _), rows in visible.items():
+            index.add_many(predicate, negated, rows)
+        for when, key in timed:
             self._tickets += 1
-            heapq.heappush(self._timeline, (record.valid_from, self._tickets, key))
-            return
-        if record.is_visible(now_ms):
-            view.index.add(key.predicate, key.negated, key.args, record.confidence)
-        else:
-            view.index.remove(key.predicate, key.negated, key.args)
-        change = record.next_change(now_ms)
-        if change is not None:
-            self._tickets += 1
-            heapq.heappush(self._timeline, (change, self._tickets, key))
+            heapq.heappush(self._timeline, (when, self._tickets, key))
 
     def record(self, key: FactKey) -> FactRecord | None:
         """The stored record for ``key``, visible or not."""
@@ -252,16 +299,60 @@ class TenantState:
 
 
 Applier = Callable[[TenantState, Event], None]
+_new_key = FactKey._make
+
+
+def _tell(
+    state: TenantState,
+    predicate: str,
+    args: tuple[Scalar, ...] | list[Scalar],
+    negated: bool,
+    scope: str,
+    created_at: int,
+    valid_from: int,
+    valid_until: int | None,
+    ttl: int | None,
+    confidence: float | None,
+    metadata: dict[str, Any],
+) -> None:
+    """``fact_told`` from its fields (in FactTold's order; ``args`` a tuple or list)."""
+    key = _new_key((scope, predicate, negated, tuple(args)))
+    state.put(
+        new_record(key, created_at, valid_from, valid_until, ttl, confidence, metadata)
+    )
+
+
+def _retract(
+    state: TenantState,
+    predicate: str,
+    args: tuple[Scalar, ...] | list[Scalar],
+    negated: bool,
+    scope: str,
+) -> None:
+    """``fact_retracted`` from its fields (in FactRetracted's order)."""
+    key = _new_key((scope, predicate, negated, tuple(args)))
+    state.discard(key)
+    state.priorities.pop(key, None)
 
 
 def _apply_fact_told(state: TenantState, event: FactTold) -> None:
-    state.put(FactRecord.from_event(event))
+    _tell(
+        state,
+        event.predicate,
+        event.args,
+        event.negated,
+        event.scope,
+        event.created_at,
+        event.valid_from,
+        event.valid_until,
+        event.ttl,
+        event.confidence,
+        event.metadata,
+    )
 
 
 def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
-    key = FactKey(event.scope, event.predicate, event.negated, event.args)
-    state.discard(key)
-    state.priorities.pop(key, None)
+    _retract(state, event.predicate, event.args, event.negated, event.scope)
 
 
 def _apply_priority_set(state: TenantState, event: PrioritySet) -> None:
@@ -332,6 +423,16 @@ APPLIERS: dict[str, Applier] = {
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
     PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
 }
+
+
+FIELD_APPLIERS: dict[str, Callable[..., None]] = {
+    FactTold.kind: _tell,
+    FactRetracted.kind: _retract,
+}
+"""The appliers of the hot kinds, taking the event's fields positionally: for these
+kinds ``APPLIERS[kind](state, event)`` is exactly ``FIELD_APPLIERS[kind](state,
+*fields)``, so replay can feed them the fields read straight from a logged body
+(``events.FIELD_READERS``) without building the event first (see ``replay.fold``)."""
 
 
 def apply(state: TenantState, seq: int, event: Event) -> None:

@@ -48,7 +48,6 @@ log = logging.getLogger("nocturnus.store")
 
 TENANT_DELETED = "tenant_deleted"
 BUSY_TIMEOUT_MS = 10_000
-_INT = struct.Struct(">q")
 _EVENT_COLUMNS = "seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, hash"
 
 
@@ -415,9 +414,8 @@ class EventLog:
         return self._decrypt(cursor)
 
     def _decrypt(self, cursor: sqlite3.Cursor) -> Iterator[LogRecord]:
-        prefix = self._aad_prefix
-        pack = _INT.pack
-        names: dict[tuple[str, str], bytes] = {}
+        head = self._aad_prefix + b"i"  # frame(seq) starts with its tag
+        packers: dict[tuple[str, str], tuple[Callable[..., bytes], bytes]] = {}
         aeads: dict[int, object] = {}
         cipher_of = self._keys.cipher
         build = build_record
@@ -435,11 +433,12 @@ class EventLog:
                 if aead is None:
                     yield build(seq, ts_ms, tenant, kind, None)
                     continue
-                tk = names.get((tenant, kind))
-                if tk is None:
-                    tk = names[(tenant, kind)] = frame(tenant, kind)
+                packer = packers.get((tenant, kind))
+                if packer is None:
+                    packer = packers[(tenant, kind)] = _aad_packer(head, tenant, kind)
+                pack, tk = packer
                 try:
-                    body = aead.decrypt(nonce, payload, prefix + b"i" + pack(seq) + tk)  # type: ignore[attr-defined]
+                    body = aead.decrypt(nonce, payload, pack(head, seq, tk))  # type: ignore[attr-defined]
                 except (InvalidTag, ValueError, TypeError) as e:
                     raise CorruptRecord(seq) from e
                 yield build(seq, ts_ms, tenant, kind, body)
@@ -649,6 +648,17 @@ class EventLog:
 
 
 _MISSING = object()
+
+
+def _aad_packer(head: bytes, tenant: str, kind: str) -> tuple[Callable[..., bytes], bytes]:
+    """``record_aad`` for one (tenant, kind) as one struct pack: (pack, tail).
+
+    ``pack(head, seq, tail)`` equals ``record_aad(database, seq, tenant, kind)`` when
+    ``head`` is ``frame("event", database) + b"i"``: one C call per record instead of
+    framing four parts in Python.
+    """
+    tail = frame(tenant, kind)
+    return struct.Struct(f">{len(head)}sq{len(tail)}s").pack, tail
 
 
 def _row_hash(row: tuple[object, ...]) -> bytes:
