@@ -202,10 +202,9 @@ class Interner:
         found: list[int] = []
         for value, known in zip(values, ids):
             if known is None:
-                kind = type(value)
-                if kind is int:
+                if type(value) is int:
                     known = others.get(value)
-                elif kind is str:
+                elif type(value) is str:
                     known = self.strings.get(value)  # repeated within ``values``
                     if known is None:
                         known = len(self.values)

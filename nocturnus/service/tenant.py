@@ -35,7 +35,7 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
 )
-from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts, new_record
+from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 
 
@@ -119,9 +119,11 @@ class TenantState:
     def _settle_scope(self, scope: str, keys: set[FactKey], now_ms: int) -> None:
         """Settle ``keys`` (all of ``scope``): each key's row follows its record.
 
-        Visible rows go to the index one relation at a time (``FactIndex.add_many``);
-        that, and reading the records straight from the scope's groups, is what makes a
-        replay's single refresh of a million keys cheap.
+        Visible rows go to the index one relation at a time (``FactIndex.add_many``).
+        A scope without a view has never been settled, so every fact it stores is among
+        its dirty keys (``put``, ``fork`` and snapshot loading all mark them): its view
+        is then built from the stored groups directly (:meth:`_new_view`), which is
+        what a replay's single refresh of a million keys does.
         """
         if self.changed is not None:
             self.changed.update(keys)
@@ -134,11 +136,14 @@ class TenantState:
                     remove(key.predicate, key.negated, key.args)
                 del self.views[scope]
             return
+        if view is None:
+            if scoped:
+                self.views[scope] = self._new_view(scope, scoped, now_ms)
+            return
         groups = scoped.groups()
         visible: dict[tuple[str, bool, int], list[tuple[Any, float | None]]] = {}
         hidden: list[FactKey] = []
         timed: list[tuple[int, FactKey]] = []
-        missing = 0
         for key in keys:
             _, predicate, negated, args = key
             relation = (predicate, negated, len(args))
@@ -146,35 +151,31 @@ class TenantState:
             record = None if group is None else group.get(args)
             if record is None:
                 hidden.append(key)
-                missing += 1
                 continue
-            if record.ttl is None and record.valid_until is None:
+            _, _, valid_from, valid_until, ttl, confidence, _ = record
+            if ttl is None and valid_until is None:
                 # The common case: visible from valid_from on.
-                if now_ms >= record.valid_from:
+                if now_ms >= valid_from:
                     rows = visible.get(relation)
                     if rows is None:
-                        visible[relation] = [(args, record.confidence)]
+                        visible[relation] = [(args, confidence)]
                     else:
-                        rows.append((args, record.confidence))
+                        rows.append((args, confidence))
                 else:
                     hidden.append(key)
-                    timed.append((record.valid_from, key))
+                    timed.append((valid_from, key))
                 continue
             if record.is_visible(now_ms):
                 rows = visible.get(relation)
                 if rows is None:
-                    visible[relation] = [(args, record.confidence)]
+                    visible[relation] = [(args, confidence)]
                 else:
-                    rows.append((args, record.confidence))
+                    rows.append((args, confidence))
             else:
                 hidden.append(key)
             change = record.next_change(now_ms)
             if change is not None:
                 timed.append((change, key))
-        if view is None:
-            if missing == len(keys):
-                return  # no stored record among the keys: nothing to show, no view
-            view = self.views[scope] = ScopeView.empty()
         index = view.index
         if hidden:
             remove = index.remove
@@ -182,6 +183,34 @@ class TenantState:
                 remove(key.predicate, key.negated, key.args)
         for (predicate, negated, _), rows in visible.items():
             index.add_many(predicate, negated, rows)
+        self._schedule(timed)
+
+    def _new_view(self, scope: str, scoped: ScopeFacts, now_ms: int) -> ScopeView:
+        """A view of ``scope`` built from all its stored facts, as settling each would."""
+        view = ScopeView.empty()
+        add_many = view.index.add_many
+        timed: list[tuple[int, FactKey]] = []
+        for (predicate, negated, _), group in scoped.groups().items():
+            rows: list[tuple[Any, float | None]] = []
+            for args, record in group.items():
+                _, _, valid_from, valid_until, ttl, confidence, _ = record
+                if ttl is None and valid_until is None:
+                    if now_ms >= valid_from:
+                        rows.append((args, confidence))
+                    else:
+                        timed.append((valid_from, FactKey(scope, predicate, negated, args)))
+                    continue
+                if record.is_visible(now_ms):
+                    rows.append((args, confidence))
+                change = record.next_change(now_ms)
+                if change is not None:
+                    timed.append((change, FactKey(scope, predicate, negated, args)))
+            add_many(predicate, negated, rows)
+        self._schedule(timed)
+        return view
+
+    def _schedule(self, timed: list[tuple[int, FactKey]]) -> None:
+        """Wake each key at its instant (the ticket breaks ties between equal ones)."""
         for when, key in timed:
             self._tickets += 1
             heapq.heappush(self._timeline, (when, self._tickets, key))
@@ -192,12 +221,16 @@ class TenantState:
         return None if scoped is None else scoped.get(key)
 
     def put(self, record: FactRecord) -> None:
-        scope = record.key.scope
+        key = record.key
+        scope = key[0]
         scoped = self.facts.get(scope)
         if scoped is None:
             scoped = self.facts[scope] = ScopeFacts(scope)
         scoped.put(record)
-        self._mark(record.key)
+        keys = self._dirty.get(scope)  # _mark, inlined: replay runs this per fact
+        if keys is None:
+            keys = self._dirty[scope] = set()
+        keys.add(key)
 
     def discard(self, key: FactKey) -> bool:
         scoped = self.facts.get(key.scope)
@@ -299,7 +332,7 @@ class TenantState:
 
 
 Applier = Callable[[TenantState, Event], None]
-_new_key = FactKey._make
+_tuple_new = tuple.__new__
 
 
 def _tell(
@@ -316,9 +349,14 @@ def _tell(
     metadata: dict[str, Any],
 ) -> None:
     """``fact_told`` from its fields (in FactTold's order; ``args`` a tuple or list)."""
-    key = _new_key((scope, predicate, negated, tuple(args)))
+    # FactKey(...) and new_record(...), without a Python call each (replay runs this
+    # per fact): both are tuples built in one C call.
+    key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))
     state.put(
-        new_record(key, created_at, valid_from, valid_until, ttl, confidence, metadata)
+        _tuple_new(
+            FactRecord,
+            (key, created_at, valid_from, valid_until, ttl, confidence, metadata),
+        )
     )
 
 
@@ -330,7 +368,7 @@ def _retract(
     scope: str,
 ) -> None:
     """``fact_retracted`` from its fields (in FactRetracted's order)."""
-    key = _new_key((scope, predicate, negated, tuple(args)))
+    key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))
     state.discard(key)
     state.priorities.pop(key, None)
 
