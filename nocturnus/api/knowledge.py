@@ -118,6 +118,12 @@ def negated_of(body: dict[str, Any]) -> bool:
 def constants(args: list[Const], field: str = "args") -> tuple[Const, ...]:
     """Fact arguments: no variables allowed."""
     for i, value in enumerate(args):
+        kind = type(value)
+        if kind is str:
+            if not value.startswith("?"):  # what parse_term reads as a constant
+                continue
+        elif kind is int or kind is float:
+            continue
         if isinstance(parse_term(value), Var):
             raise ValidationError(
                 f"{field}[{i}]: a fact cannot contain the variable {value!r}", field=f"{field}[{i}]"
@@ -135,7 +141,7 @@ def write_scope(body: dict[str, Any]) -> str:
 
 def tell_command(body: dict[str, Any], field: str = "") -> TellFact:
     metadata = body.get("metadata") or {}
-    if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+    if metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
         raise ValidationError(f"{field}metadata: larger than 32 KiB as JSON", field=f"{field}metadata")
     return TellFact(
         predicate=body["predicate"],

@@ -10,7 +10,8 @@ documentation cannot drift from the behaviour. The validator covers the subset w
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from nocturnus.errors import ValidationError
@@ -32,7 +33,7 @@ _TYPE_WORDS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
@@ -53,87 +54,224 @@ def _matches_type(value: Any, name: str) -> bool:
     return value is None
 
 
+# The exact Python types that certainly match a JSON type name (what a JSON parser
+# produces); anything else (a subclass, a bool for "integer") takes _matches_type.
+_EXACT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+Check = Callable[[Any], None]
+"""A compiled schema: returns, or raises :class:`_Invalid` for the first problem."""
+
+
+class _Invalid(Exception):
+    """A compiled check failed: ``message`` follows the label; ``trail`` holds the
+    keys and indexes from the failing value up to the root (innermost first).
+
+    ``of_field`` marks a missing or unknown field: its label is the field's path as
+    it is (the failing value's own label falls back to "body" when empty).
+    """
+
+    def __init__(self, message: str, of_field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.trail: list[str | int] = [] if of_field is None else [of_field]
+        self.of_field = of_field is not None
+
+
 def validate(value: Any, schema: Schema, path: str = "") -> None:
     """Check ``value`` against ``schema``.
 
     :raises ValidationError: naming the first offending field, e.g. ``args[2]``.
     """
-    label = path or "body"
+    try:
+        compiled(schema)(value)
+    except _Invalid as e:
+        label = path
+        for step in reversed(e.trail):
+            if isinstance(step, int):
+                label = f"{label}[{step}]" if label else f"[{step}]"
+            else:
+                label = f"{label}.{step}" if label else step
+        if not e.of_field:
+            label = label or "body"
+        raise ValidationError(f"{label}: {e.message}", field=label) from None
+
+
+_COMPILED: dict[int, tuple[Schema, Check]] = {}
+_COMPILED_MAX = 1024
+
+
+def compiled(schema: Schema) -> Check:
+    """The check for ``schema``, compiled on first use and kept while it is cached.
+
+    Keyed by identity: the cache holds the schema itself, so its id cannot be reused
+    by another dict while the entry lives. Schemas built per call (rare) are compiled
+    each time they are met once the cache is full.
+    """
+    found = _COMPILED.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    check = compile_schema(schema)
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    _COMPILED[id(schema)] = (schema, check)
+    return check
+
+
+def compile_schema(schema: Schema) -> Check:
+    """Turn ``schema`` into one closure doing exactly its checks, in the walker's order.
+
+    Type, then ``enum``, then by the value's own type: strings (length, pattern),
+    numbers (finite, bounds), arrays (size, then each item), objects (size, required,
+    then each field in the body's order, unknown ones rejected when closed). The
+    schema's keywords are read once here instead of on every request.
+    """
     types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else list(types)
-        if not any(_matches_type(value, n) for n in names):
-            words = " or ".join(_TYPE_WORDS[n] for n in names)
-            raise ValidationError(f"{label}: must be {words}", field=label)
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(str(v) for v in schema["enum"] if v is not None)
-        raise ValidationError(f"{label}: must be one of {allowed}", field=label)
-    if isinstance(value, str):
-        _check_string(value, schema, label)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        _check_number(value, schema, label)
-    elif isinstance(value, list):
-        _check_array(value, schema, path, label)
-    elif isinstance(value, dict):
-        _check_object(value, schema, path, label)
+    names = None if types is None else [types] if isinstance(types, str) else list(types)
+    exact = frozenset(t for n in names or () for t in _EXACT_TYPES.get(n, ()))
+    type_message = (
+        "" if names is None else "must be " + " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+    )
+    has_enum = "enum" in schema
+    enum = schema.get("enum")
+    enum_message = (
+        ""
+        if not has_enum
+        else "must be one of " + ", ".join(str(v) for v in enum if v is not None)  # type: ignore[union-attr]
+    )
+    check_string = _string_check(schema)
+    check_number = _number_check(schema)
+    check_array = _array_check(schema)
+    check_object = _object_check(schema)
+
+    def check(value: Any) -> None:
+        kind = type(value)
+        if (
+            names is not None
+            and kind not in exact
+            and not any(_matches_type(value, n) for n in names)
+        ):
+            raise _Invalid(type_message)
+        if has_enum and value not in enum:  # type: ignore[operator]
+            raise _Invalid(enum_message)
+        if kind is str or isinstance(value, str):
+            check_string(value)
+        elif (kind is int or kind is float) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+        ):
+            check_number(value)
+        elif kind is list or isinstance(value, list):
+            check_array(value)
+        elif kind is dict or isinstance(value, dict):
+            check_object(value)
+
+    return check
 
 
-def _check_string(value: str, schema: Schema, label: str) -> None:
-    if len(value) < schema.get("minLength", 0):
-        message = "must not be empty" if schema.get("minLength") == 1 else (
-            f"must be at least {schema['minLength']} characters"
-        )
-        raise ValidationError(f"{label}: {message}", field=label)
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        raise ValidationError(
-            f"{label}: must be at most {schema['maxLength']} characters", field=label
-        )
-    if "pattern" in schema and not _regex(schema["pattern"]).fullmatch(value):
-        raise ValidationError(
-            f"{label}: {value[:80]!r} does not match {schema['pattern']}", field=label
-        )
+def _nothing(value: Any) -> None:
+    """The check of a schema that has nothing to say about this kind of value."""
 
 
-def _check_number(value: float, schema: Schema, label: str) -> None:
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValidationError(f"{label}: must be a finite number", field=label)
-    if "minimum" in schema and value < schema["minimum"]:
-        raise ValidationError(f"{label}: must be ≥ {schema['minimum']}", field=label)
-    if "maximum" in schema and value > schema["maximum"]:
-        raise ValidationError(f"{label}: must be ≤ {schema['maximum']}", field=label)
+def _string_check(schema: Schema) -> Check:
+    min_length = schema.get("minLength", 0)
+    max_length = schema.get("maxLength")
+    pattern = schema.get("pattern")
+    if not min_length and max_length is None and pattern is None:
+        return _nothing
+    regex = None if pattern is None else _regex(pattern)
+    short = (
+        "must not be empty"
+        if min_length == 1
+        else f"must be at least {min_length} characters"
+    )
+
+    def check(value: str) -> None:
+        if len(value) < min_length:
+            raise _Invalid(short)
+        if max_length is not None and len(value) > max_length:
+            raise _Invalid(f"must be at most {max_length} characters")
+        if regex is not None and not regex.fullmatch(value):
+            raise _Invalid(f"{value[:80]!r} does not match {pattern}")
+
+    return check
 
 
-def _check_array(value: list[Any], schema: Schema, path: str, label: str) -> None:
-    if len(value) < schema.get("minItems", 0):
-        raise ValidationError(
-            f"{label}: must have at least {schema['minItems']} item(s)", field=label
-        )
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        raise ValidationError(
-            f"{label}: must have at most {schema['maxItems']} items", field=label
-        )
+def _number_check(schema: Schema) -> Check:
+    has_min, has_max = "minimum" in schema, "maximum" in schema
+    minimum, maximum = schema.get("minimum"), schema.get("maximum")
+    infinities = (float("inf"), float("-inf"))
+
+    def check(value: float) -> None:
+        if value != value or value in infinities:  # noqa: PLR0124 - NaN test
+            raise _Invalid("must be a finite number")
+        if has_min and value < minimum:  # type: ignore[operator]
+            raise _Invalid(f"must be ≥ {minimum}")
+        if has_max and value > maximum:  # type: ignore[operator]
+            raise _Invalid(f"must be ≤ {maximum}")
+
+    return check
+
+
+def _array_check(schema: Schema) -> Check:
+    min_items = schema.get("minItems", 0)
+    max_items = schema.get("maxItems")
     items = schema.get("items")
-    if items is not None:
-        for i, item in enumerate(value):
-            validate(item, items, f"{path}[{i}]" if path else f"[{i}]")
+    if not min_items and max_items is None and items is None:
+        return _nothing
+    check_item = None if items is None else compiled(items)
+
+    def check(value: list[Any]) -> None:
+        if len(value) < min_items:
+            raise _Invalid(f"must have at least {min_items} item(s)")
+        if max_items is not None and len(value) > max_items:
+            raise _Invalid(f"must have at most {max_items} items")
+        if check_item is not None:
+            i = 0
+            try:
+                for item in value:
+                    check_item(item)
+                    i += 1
+            except _Invalid as e:
+                e.trail.append(i)
+                raise
+
+    return check
 
 
-def _check_object(value: dict[str, Any], schema: Schema, path: str, label: str) -> None:
+def _object_check(schema: Schema) -> Check:
     properties: dict[str, Schema] = schema.get("properties", {})
-    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        raise ValidationError(
-            f"{label}: must have at most {schema['maxProperties']} keys", field=label
-        )
-    for name in schema.get("required", ()):
-        if name not in value:
-            field = f"{path}.{name}" if path else name
-            raise ValidationError(f"{field}: is required", field=field)
-    for name, item in value.items():
-        field = f"{path}.{name}" if path else name
-        if name in properties:
-            validate(item, properties[name], field)
-        elif schema.get("additionalProperties") is False:
-            raise ValidationError(f"{field}: unknown field", field=field)
+    max_properties = schema.get("maxProperties")
+    required = tuple(schema.get("required", ()))
+    closed = schema.get("additionalProperties") is False
+    if max_properties is None and not required and not properties and not closed:
+        return _nothing
+    checks = {name: compiled(item) for name, item in properties.items()}
+
+    def check(value: dict[str, Any]) -> None:
+        if max_properties is not None and len(value) > max_properties:
+            raise _Invalid(f"must have at most {max_properties} keys")
+        for name in required:
+            if name not in value:
+                raise _Invalid("is required", of_field=name)
+        for name, item in value.items():
+            field_check = checks.get(name)
+            if field_check is not None:
+                try:
+                    field_check(item)
+                except _Invalid as e:
+                    e.trail.append(name)
+                    raise
+            elif closed:
+                raise _Invalid("unknown field", of_field=name)
+
+    return check
 
 
 # -- shared pieces ------------------------------------------------------------------

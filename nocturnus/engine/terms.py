@@ -221,11 +221,18 @@ class Interner:
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
         """Return the ids of all values, or None if any was never interned."""
         ids = tuple(map(self.strings.get, values))  # type: ignore[arg-type]
-        if None in ids:
-            lookup = self.lookup
-            found = tuple([lookup(v) for v in values])
-            return None if None in found else found  # type: ignore[return-value]
-        return ids  # type: ignore[return-value]
+        if None not in ids:
+            return ids  # type: ignore[return-value]
+        others = self._others
+        found: list[int | None] = []
+        for value, known in zip(values, ids):
+            if known is None:
+                if type(value) is int:  # an int is its own key (see const_key)
+                    known = others.get(value)
+                elif type(value) is not str:  # checks it is a constant
+                    known = self.lookup(value)
+            found.append(known)
+        return None if None in found else tuple(found)  # type: ignore[arg-type]
 
     def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
         """Turn a tuple of ids back into the constants exactly as they were sent."""

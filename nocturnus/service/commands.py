@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from nocturnus.engine.analysis import ProgramError, check_rule
 from nocturnus.engine.evaluate import Program
-from nocturnus.engine.rules import Literal
+from nocturnus.engine.rules import format_term
 from nocturnus.errors import Conflict, NotFound, ValidationError
 from nocturnus.service.events import Event, FactRetracted, FactTold, RuleRemoved, RuleTaught
 from nocturnus.service.facts import FactKey, FactRecord
@@ -112,8 +112,13 @@ class StagedFacts:
 
 
 def fact_text(key: FactKey) -> str:
-    """``plan(enterprise)``, ``NOT plan(free)`` — the text form used in messages."""
-    return Literal(key.predicate, key.args, key.negated).text()
+    """``plan(enterprise)``, ``NOT plan(free)`` — the text form used in messages.
+
+    The same text as ``Literal(predicate, args, negated).text()``, without building
+    the literal (every ``tell`` answers with it).
+    """
+    atom = f"{key.predicate}({', '.join(map(format_term, key.args))})"
+    return "NOT " + atom if key.negated else atom
 
 
 def _retracted(key: FactKey) -> FactRetracted:

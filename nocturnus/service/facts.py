@@ -20,7 +20,8 @@ class FactKey(NamedTuple):
     args: tuple[Scalar, ...]
 
     def opposite(self) -> FactKey:
-        return self._replace(negated=not self.negated)
+        scope, predicate, negated, args = self
+        return _tuple_new(FactKey, (scope, predicate, not negated, args))  # type: ignore[no-any-return]
 
 
 class _RecordFields(NamedTuple):

@@ -182,7 +182,10 @@ class TenantState:
             for key in hidden:
                 remove(key.predicate, key.negated, key.args)
         for (predicate, negated, _), rows in visible.items():
-            index.add_many(predicate, negated, rows)
+            if len(rows) == 1:  # a write's refresh: one key
+                index.add(predicate, negated, *rows[0])
+            else:
+                index.add_many(predicate, negated, rows)
         self._schedule(timed)
 
     def _new_view(self, scope: str, scoped: ScopeFacts, now_ms: int) -> ScopeView:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from nocturnus.store.record import frame
@@ -34,10 +34,46 @@ def event_hash(
     nonce: bytes,
     payload: bytes,
 ) -> bytes:
-    """Return the chain hash of one stored event."""
-    return hashlib.sha256(
-        frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
-    ).digest()
+    """Return the chain hash of one stored event.
+
+    ``sha256(frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload))``,
+    with the fixed-size part of that frame packed by one cached struct per
+    combination of lengths (every write and every verified row hashes one).
+    """
+    if (
+        type(seq) is not int
+        or type(ts_ms) is not int
+        or type(key_id) is not int
+        or type(tenant) is not str
+        or type(kind) is not str
+    ):  # frame() checks and encodes anything else
+        return hashlib.sha256(
+            frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
+        ).digest()
+    t, k = tenant.encode(), kind.encode()
+    shape = (len(prev_hash), len(t), len(k), len(nonce))
+    pack = _HEADS.get(shape)
+    if pack is None:
+        pack = _HEADS[shape] = _head_struct(*shape)
+    digest = hashlib.sha256(
+        pack(
+            b"b", len(prev_hash), prev_hash, b"i", seq, b"i", ts_ms,
+            b"s", len(t), t, b"s", len(k), k, b"i", key_id,
+            b"b", len(nonce), nonce, b"b", len(payload),
+        )
+    )
+    digest.update(payload)
+    return digest.digest()
+
+
+_HEADS: dict[tuple[int, int, int, int], Callable[..., bytes]] = {}
+
+
+def _head_struct(prev: int, tenant: int, kind: int, nonce: int) -> Callable[..., bytes]:
+    """frame()'s layout of everything but the payload's bytes, for these lengths."""
+    return struct.Struct(
+        f">cI{prev}scqcqcI{tenant}scI{kind}scqcI{nonce}scI"
+    ).pack
 
 
 def pack_head(seq: int, hash_: bytes) -> bytes:

@@ -40,7 +40,7 @@ from nocturnus.store.errors import (
     storage_error,
 )
 from nocturnus.store.keys import KeyRing
-from nocturnus.store.record import LogRecord, build_record, frame, record_aad
+from nocturnus.store.record import LogRecord, build_record, frame
 from nocturnus.store.snapshots import Snapshots
 from nocturnus.store.verify import VerifyReport, verify_log
 
@@ -318,6 +318,8 @@ class EventLog:
         prev = head_hash
         rows: list[tuple[object, ...]] = []
         shredded = False
+        head = self._aad_prefix + b"i"
+        packers: dict[tuple[str, str], tuple[Callable[..., bytes], bytes]] = {}
         for r in records:
             seq = r.seq
             if seq != expected:
@@ -327,9 +329,12 @@ class EventLog:
             key_tenant = "" if kind == TENANT_DELETED else tenant
             found = keys.current(key_tenant) or keys.create(key_tenant, seq, r.ts_ms)
             key_id, cipher = found
+            packer = packers.get((tenant, kind))
+            if packer is None:  # record_aad(database, seq, tenant, kind), packed
+                packer = packers[(tenant, kind)] = _aad_packer(head, tenant, kind)
             nonce, payload = cipher.encrypt(
                 r.body,  # type: ignore[arg-type]  # _validate checked bytes
-                record_aad(self.database, seq, tenant, kind),
+                packer[0](head, seq, packer[1]),
             )
             h = event_hash(prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload)
             rows.append((seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h))
