@@ -66,6 +66,8 @@ Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse 
 ENDPOINTS: list[EndpointSpec] = []
 _HANDLERS: dict[tuple[str, str], tuple[EndpointSpec, Handler]] = {}
 _PATH_PARAM = re.compile(r"<[^>]*>")
+_TENANT_NAME = re.compile(TENANT_NAME)
+_DATABASE_NAME = re.compile(DATABASE_NAME)
 
 
 def json_response(data: Any, status: int = 200) -> HTTPResponse:
@@ -90,7 +92,7 @@ def tenant_header(request: Request, default: str | None = None) -> str:
     value = request.headers.get("X-Tenant-ID", "").strip() or default
     if not value:
         raise ValidationError("Missing required header: X-Tenant-ID", field="X-Tenant-ID")
-    if not re.fullmatch(TENANT_NAME, value):
+    if not _TENANT_NAME.fullmatch(value):
         raise ValidationError(
             f"X-Tenant-ID: {value[:80]!r} does not match {TENANT_NAME}", field="X-Tenant-ID"
         )
@@ -99,7 +101,7 @@ def tenant_header(request: Request, default: str | None = None) -> str:
 
 def database_header(request: Request) -> str:
     value = request.headers.get("X-Database", "").strip() or DEFAULT_DATABASE
-    if not re.fullmatch(DATABASE_NAME, value):
+    if not _DATABASE_NAME.fullmatch(value):
         raise ValidationError(
             f"X-Database: {value[:80]!r} does not match {DATABASE_NAME}", field="X-Database"
         )

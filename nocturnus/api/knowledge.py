@@ -118,11 +118,10 @@ def negated_of(body: dict[str, Any]) -> bool:
 def constants(args: list[Const], field: str = "args") -> tuple[Const, ...]:
     """Fact arguments: no variables allowed."""
     for i, value in enumerate(args):
-        kind = type(value)
-        if kind is str:
+        if type(value) is str:
             if not value.startswith("?"):  # what parse_term reads as a constant
                 continue
-        elif kind is int or kind is float:
+        elif type(value) is int or type(value) is float:
             continue
         if isinstance(parse_term(value), Var):
             raise ValidationError(

@@ -205,8 +205,17 @@ DENY = Rule("__no_rule__")
 
 @lru_cache(maxsize=1024)
 def rule_for(method: str, path: str) -> Rule:
-    """The rule of ``method path`` (a route template); :data:`DENY` when none is listed."""
-    return _INDEX.get((method, template_key(path)), DENY)
+    """The rule of ``method path`` (a route template); :data:`DENY` when none is listed.
+
+    Remembered per (method, template): every request asks (issue 3's /tell budget).
+    """
+    found = _RESOLVED.get((method, path))
+    if found is None:
+        found = _RESOLVED[(method, path)] = _INDEX.get((method, template_key(path)), DENY)
+    return found
+
+
+_RESOLVED: dict[tuple[str, str], Rule] = {}
 
 
 def tool_rule(tool: str) -> Rule:

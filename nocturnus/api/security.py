@@ -21,7 +21,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
@@ -313,11 +313,16 @@ def install(app: Sanic, security: Security) -> None:
     """Add the security middleware to ``app`` (after the request-id middleware)."""
 
     @app.on_request
-    async def authenticate(request: Request) -> HTTPResponse | None:
-        return await security.check_request(request)
+    def authenticate(request: Request) -> Awaitable[HTTPResponse | None] | None:
+        # Sanic awaits what a middleware returns only when it is awaitable: with auth
+        # off, anything but a CORS preflight has nothing to check (check_request would
+        # return None at once), so no coroutine is made for it.
+        if not security.enabled and not Cors.is_preflight(request):
+            return None
+        return security.check_request(request)
 
     @app.on_response
-    async def security_headers(request: Request, response: HTTPResponse) -> None:
+    def security_headers(request: Request, response: HTTPResponse) -> None:
         security.decorate(request, response)
 
 

@@ -7,8 +7,10 @@ of one scope so that forking a scope costs O(#relations), not O(#facts).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import ItemsView, Iterator, Mapping, ValuesView
-from typing import Any, NamedTuple, Self
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from nocturnus.service.events import FactTold, Scalar
 
@@ -24,48 +26,17 @@ class FactKey(NamedTuple):
         return _tuple_new(FactKey, (scope, predicate, not negated, args))  # type: ignore[no-any-return]
 
 
-class _RecordFields(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class FactRecord:
+    """One stored fact with its attributes, as told."""
+
     key: FactKey
     created_at: int
     valid_from: int
-    valid_until: int | None
-    ttl: int | None
-    confidence: float | None
-    metadata: dict[str, Any]
-
-
-class FactRecord(_RecordFields):
-    """One stored fact with its attributes, as told.
-
-    An immutable named tuple (fields as in ``_RecordFields``): replay builds a million
-    of them, and a tuple is one C-level allocation where a frozen dataclass sets each
-    field through ``object.__setattr__``. ``metadata`` defaults to a new empty dict.
-    """
-
-    __slots__ = ()
-
-    def __new__(
-        cls,
-        key: FactKey,
-        created_at: int,
-        valid_from: int,
-        valid_until: int | None = None,
-        ttl: int | None = None,
-        confidence: float | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> Self:
-        return _tuple_new(  # type: ignore[no-any-return]
-            cls,
-            (
-                key,
-                created_at,
-                valid_from,
-                valid_until,
-                ttl,
-                confidence,
-                {} if metadata is None else metadata,
-            ),
-        )
+    valid_until: int | None = None
+    ttl: int | None = None
+    confidence: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, event: FactTold) -> FactRecord:
@@ -126,7 +97,7 @@ class FactRecord(_RecordFields):
         """This record as a fact of ``scope`` (itself when it already is)."""
         if self.key.scope == scope:
             return self
-        return self._replace(key=self.key._replace(scope=scope))
+        return dataclasses.replace(self, key=self.key._replace(scope=scope))
 
 
 RelationKey = tuple[str, bool, int]
@@ -264,13 +235,38 @@ def new_record(
     confidence: float | None,
     metadata: dict[str, Any],
 ) -> FactRecord:
-    """Build a FactRecord from every field, without ``FactRecord(...)``'s defaults:
-    replay's hot path. The result is an ordinary, equal FactRecord."""
-    return _tuple_new(  # type: ignore[no-any-return]
-        FactRecord,
-        (key, created_at, valid_from, valid_until, ttl, confidence, metadata),
-    )
+    """Build a FactRecord about twice as fast as ``FactRecord(...)``: replay's hot path.
+
+    Fills the slots directly, skipping the frozen dataclass's per-field
+    ``object.__setattr__`` (as ``store.record.build_record`` does); the result is an
+    ordinary, equal FactRecord. (A named tuple would be built faster still, but its
+    fields read several times slower than slots, and reads outnumber builds.)
+    """
+    record = _new(FactRecord)
+    _set_key(record, key)
+    _set_created(record, created_at)
+    _set_from(record, valid_from)
+    _set_until(record, valid_until)
+    _set_ttl(record, ttl)
+    _set_confidence(record, confidence)
+    _set_metadata(record, metadata)
+    return record  # type: ignore[no-any-return]
 
 
+_new = object.__new__
 _tuple_new = tuple.__new__
 _new_key = FactKey._make
+(
+    _set_key,
+    _set_created,
+    _set_from,
+    _set_until,
+    _set_ttl,
+    _set_confidence,
+    _set_metadata,
+) = (
+    getattr(FactRecord, name).__set__
+    for name in (
+        "key", "created_at", "valid_from", "valid_until", "ttl", "confidence", "metadata"
+    )
+)

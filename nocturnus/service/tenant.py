@@ -35,7 +35,7 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
 )
-from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
+from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts, new_record
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 
 
@@ -152,8 +152,8 @@ class TenantState:
             if record is None:
                 hidden.append(key)
                 continue
-            _, _, valid_from, valid_until, ttl, confidence, _ = record
-            if ttl is None and valid_until is None:
+            valid_from, confidence = record.valid_from, record.confidence
+            if record.ttl is None and record.valid_until is None:
                 # The common case: visible from valid_from on.
                 if now_ms >= valid_from:
                     rows = visible.get(relation)
@@ -196,8 +196,8 @@ class TenantState:
         for (predicate, negated, _), group in scoped.groups().items():
             rows: list[tuple[Any, float | None]] = []
             for args, record in group.items():
-                _, _, valid_from, valid_until, ttl, confidence, _ = record
-                if ttl is None and valid_until is None:
+                valid_from, confidence = record.valid_from, record.confidence
+                if record.ttl is None and record.valid_until is None:
                     if now_ms >= valid_from:
                         rows.append((args, confidence))
                     else:
@@ -352,14 +352,9 @@ def _tell(
     metadata: dict[str, Any],
 ) -> None:
     """``fact_told`` from its fields (in FactTold's order; ``args`` a tuple or list)."""
-    # FactKey(...) and new_record(...), without a Python call each (replay runs this
-    # per fact): both are tuples built in one C call.
-    key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))
+    key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))  # FactKey(...)
     state.put(
-        _tuple_new(
-            FactRecord,
-            (key, created_at, valid_from, valid_until, ttl, confidence, metadata),
-        )
+        new_record(key, created_at, valid_from, valid_until, ttl, confidence, metadata)
     )
 
 

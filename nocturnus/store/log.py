@@ -318,7 +318,7 @@ class EventLog:
         prev = head_hash
         rows: list[tuple[object, ...]] = []
         shredded = False
-        head = self._aad_prefix + b"i"
+        aad_head = self._aad_prefix + b"i"
         packers: dict[tuple[str, str], tuple[Callable[..., bytes], bytes]] = {}
         for r in records:
             seq = r.seq
@@ -331,10 +331,10 @@ class EventLog:
             key_id, cipher = found
             packer = packers.get((tenant, kind))
             if packer is None:  # record_aad(database, seq, tenant, kind), packed
-                packer = packers[(tenant, kind)] = _aad_packer(head, tenant, kind)
+                packer = packers[(tenant, kind)] = _aad_packer(aad_head, tenant, kind)
             nonce, payload = cipher.encrypt(
                 r.body,  # type: ignore[arg-type]  # _validate checked bytes
-                packer[0](head, seq, packer[1]),
+                packer[0](aad_head, seq, packer[1]),
             )
             h = event_hash(prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload)
             rows.append((seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h))

@@ -152,7 +152,9 @@ class Writer:
             await asyncio.to_thread(self._thread.join)
 
     def _put(self, job: _Job) -> None:
-        if not self.is_alive:
+        # ``_running`` turns False in the thread's own ``finally`` before it ends, so
+        # this is ``is_alive`` without asking the thread object (a lock) per write.
+        if not (self._accepting and self._running):
             raise WriterClosed(f"the {self._name} is not running")
         self._jobs.put(job)
 
