@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,20 +90,24 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     def new_request_id() -> str:
         return f"{prefix}{next(counter):016x}"
 
-    # Plain functions: Sanic awaits a middleware's result only when it is awaitable,
-    # so these cost no coroutine per request.
+    authenticate, decorate = security_layer.middleware(security)
+
+    # One middleware per phase, plain functions: Sanic awaits a middleware's result
+    # only when it is awaitable, so no coroutine is made per request unless the
+    # security check needs one (auth on, or a CORS preflight).
     @app.on_request
-    def assign_request_id(request: Request) -> None:
+    def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
         given = request.headers.get("X-Request-ID", "").strip()
         request.ctx.request_id = given[:128] if given else new_request_id()
+        return authenticate(request)
 
     @app.on_response
-    def add_headers(request: Request, response: HTTPResponse) -> None:
+    def after(request: Request, response: HTTPResponse) -> None:
+        decorate(request, response)
         request_id = getattr(request.ctx, "request_id", None) or new_request_id()
         headers = response.headers
         headers["X-Request-ID"] = request_id
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
 
-    security_layer.install(app, security)
     return app

@@ -17,7 +17,7 @@ from nocturnus.engine.evaluate import Program
 from nocturnus.engine.rules import format_term
 from nocturnus.errors import Conflict, NotFound, ValidationError
 from nocturnus.service.events import Event, FactRetracted, FactTold, RuleRemoved, RuleTaught
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.facts import FactKey, FactRecord, new_record
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState
 
@@ -140,14 +140,8 @@ def decide_tell(
     valid_from = cmd.valid_from if cmd.valid_from is not None else created_at
     if cmd.valid_until is not None and cmd.valid_until <= valid_from:
         raise ValidationError("validUntil must be later than validFrom", field="validUntil")
-    record = FactRecord(
-        key=key,
-        created_at=created_at,
-        valid_from=valid_from,
-        valid_until=cmd.valid_until,
-        ttl=cmd.ttl,
-        confidence=cmd.confidence,
-        metadata=cmd.metadata,
+    record = new_record(
+        key, created_at, valid_from, cmd.valid_until, cmd.ttl, cmd.confidence, cmd.metadata
     )
     events: list[Event] = []
     replaced: tuple[FactRecord, ...] = ()

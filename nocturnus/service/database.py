@@ -43,7 +43,7 @@ from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import WrongMasterKey
 from nocturnus.store.log import EventLog
-from nocturnus.store.record import LogRecord
+from nocturnus.store.record import build_record
 from nocturnus.store.writer import Writer
 
 __all__ = ["DATABASE_LEVEL", "Database", "DatabaseState", "now_ms", "replay_tenant"]
@@ -301,7 +301,7 @@ class Database(Generic[RootState]):
         for event in events:
             seq = self._next_seq
             self._next_seq += 1
-            records.append(LogRecord(seq, now, tenant, event.kind, encode(event)))
+            records.append(build_record(seq, now, tenant, event.kind, encode(event)))
             if tenant == DATABASE_LEVEL:
                 self._root_apply(self.root, seq, event)
             elif state is not None:

@@ -201,3 +201,17 @@ def test_every_type_word_is_known() -> None:
     for schema in SCHEMAS:
         compile_schema(schema)
     assert set(_TYPE_WORDS) >= {"string", "number", "integer", "boolean", "object", "array"}
+
+
+# -- response headers ---------------------------------------------------------------
+
+
+@given(st.text(alphabet=st.sampled_from(["a", "\r", "\n", "\x00", " ", "é", "\t", "\x7f"])))
+def test_json_response_cleans_header_values_as_sanic_does(value: str) -> None:
+    from sanic import HTTPResponse
+
+    from nocturnus.api.endpoint import JsonResponse
+
+    assert JsonResponse._sanitize_header_value(value) == HTTPResponse._sanitize_header_value(
+        value
+    )
