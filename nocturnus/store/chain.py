@@ -55,7 +55,8 @@ def event_hash(
     pack = _HEADS.get(shape)
     if pack is None:
         pack = _HEADS[shape] = _head_struct(*shape)
-    digest = hashlib.sha256(
+    digest = _SHA256.copy()  # cheaper than looking the algorithm up by name again
+    digest.update(
         pack(
             b"b", len(prev_hash), prev_hash, b"i", seq, b"i", ts_ms,
             b"s", len(t), t, b"s", len(k), k, b"i", key_id,
@@ -66,6 +67,7 @@ def event_hash(
     return digest.digest()
 
 
+_SHA256 = hashlib.sha256()
 _HEADS: dict[tuple[int, int, int, int], Callable[..., bytes]] = {}
 
 
