@@ -71,7 +71,11 @@ class TenantState:
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
-    _dirty: dict[str, set[FactKey]] = field(default_factory=dict)
+    # scope -> (predicate, negated) -> args of the facts to settle on the next refresh;
+    # plain tuples, not FactKeys: a replay marks every fact it loads (memory, issue 4)
+    _dirty: dict[str, dict[tuple[str, bool], set[tuple[Any, ...]]]] = field(
+        default_factory=dict
+    )
     # (when, ticket, key): the ticket breaks ties, keys of mixed-type args don't compare
     _timeline: list[tuple[int, int, FactKey]] = field(default_factory=list)
     _tickets: int = 0
@@ -79,17 +83,31 @@ class TenantState:
 
     def refresh(self, now_ms: int) -> None:
         """Bring every scope index in line with visibility at ``now_ms``."""
+        dirty, self._dirty = self._dirty, {}
+        settle = self._settle
+        for scope, relations in dirty.items():
+            for (predicate, negated), pending in relations.items():
+                for args in pending:
+                    settle(FactKey(scope, predicate, negated, args), now_ms)
         due: set[FactKey] = set()
-        for keys in self._dirty.values():
-            due |= keys
-        self._dirty = {}
         while self._timeline and self._timeline[0][0] <= now_ms:
             key = heapq.heappop(self._timeline)[2]
             due.add(key)
             for heir in self._heirs_of(key.scope):
                 due.add(key._replace(scope=heir))
         for key in due:
-            self._settle(key, now_ms)
+            if not self._was_dirty(dirty, key):  # settled above already
+                settle(key, now_ms)
+
+    @staticmethod
+    def _was_dirty(
+        dirty: dict[str, dict[tuple[str, bool], set[tuple[Any, ...]]]], key: FactKey
+    ) -> bool:
+        relations = dirty.get(key.scope)
+        pending = (
+            None if relations is None else relations.get((key.predicate, key.negated))
+        )
+        return pending is not None and key.args in pending
 
     def _heirs_of(self, scope: str) -> list[str]:
         """Scopes forked (transitively) from ``scope``: they share its timed records."""
@@ -138,8 +156,16 @@ class TenantState:
         scoped = self.facts.get(scope)
         if scoped is None:
             scoped = self.facts[scope] = ScopeFacts(scope)
-        scoped.put(record)
-        self._mark(record.key)
+        view = self.views.get(scope)
+        if view is None:
+            view = self.views[scope] = ScopeView.empty()
+        # Memory (issue 4): what stays (the stored args, the key waiting in ``_dirty``)
+        # shares its strings with the index and with every other fact, instead of
+        # keeping the ones each request or replayed event parsed for itself.
+        key = record.key
+        args = view.index.interner.canonical(key.args)
+        scoped.put(record, args)
+        self._mark(scope, key.predicate, key.negated, args)
 
     def discard(self, key: FactKey) -> bool:
         scoped = self.facts.get(key.scope)
@@ -147,14 +173,19 @@ class TenantState:
             return False
         if not scoped:
             del self.facts[key.scope]
-        self._mark(key)
+        self._mark(key.scope, key.predicate, key.negated, key.args)
         return True
 
-    def _mark(self, key: FactKey) -> None:
-        keys = self._dirty.get(key.scope)
-        if keys is None:
-            keys = self._dirty[key.scope] = set()
-        keys.add(key)
+    def _mark(
+        self, scope: str, predicate: str, negated: bool, args: tuple[Any, ...]
+    ) -> None:
+        relations = self._dirty.get(scope)
+        if relations is None:
+            relations = self._dirty[scope] = {}
+        pending = relations.get((predicate, negated))
+        if pending is None:
+            pending = relations[(predicate, negated)] = set()
+        pending.add(args)
 
     def fork(self, source: str, target: str) -> None:
         """Make ``target`` a copy of ``source``'s facts in O(#relations + #unsettled).
@@ -177,8 +208,9 @@ class TenantState:
             self.views.pop(target, None)
         pending = self._dirty.get(source)
         if pending:
-            keys = self._dirty.setdefault(target, set())
-            keys.update(key._replace(scope=target) for key in pending)
+            owed = self._dirty.setdefault(target, {})
+            for relation, args in pending.items():
+                owed.setdefault(relation, set()).update(args)
         if source != target:
             self._heirs.setdefault(source, set()).add(target)
         inherited = [(k, p) for k, p in self.priorities.items() if k.scope == source]
