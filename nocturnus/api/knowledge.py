@@ -269,9 +269,10 @@ async def ask(call: Call) -> dict[str, Any]:
         limit=body.get("limit"),
         with_proof=bool(body.get("withProof")),
     )
+    bind = render.binder(goal)
     return {
         "results": [render.answer_atom(a) for a in answers],
-        "bindings": [render.bindings(goal, a) for a in answers],
+        "bindings": [bind(a) for a in answers],
         "count": len(answers),
     }
 

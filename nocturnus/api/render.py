@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -103,11 +104,20 @@ def _proof_node(proof: Proof, scope: str) -> dict[str, Any]:
 
 def bindings(goal: Literal, answer: Answer) -> dict[str, Any]:
     """Each named variable of the goal mapped to its value in ``answer``."""
-    found: dict[str, Any] = {}
-    for term, value in zip(goal.args, answer.key.args):
+    return binder(goal)(answer)
+
+
+def binder(goal: Literal) -> Callable[[Answer], dict[str, Any]]:
+    """:func:`bindings` for many answers of one goal: variable positions found once."""
+    positions: dict[str, int] = {}
+    for position, term in enumerate(goal.args):
         if isinstance(term, Var) and not term.name.startswith("_"):
-            found.setdefault(term.name, value)
-    return found
+            positions.setdefault(term.name, position)
+    if len(positions) == 1:
+        ((name, at),) = positions.items()
+        return lambda answer: {name: answer.key.args[at]}
+    named = tuple(positions.items())
+    return lambda answer: {name: answer.key.args[at] for name, at in named}
 
 
 def rule_info(record: RuleRecord) -> dict[str, Any]:

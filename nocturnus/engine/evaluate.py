@@ -19,9 +19,10 @@ from operator import itemgetter
 from typing import Any
 
 from nocturnus.engine.analysis import ProgramError, check_program
+from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.fixpoint import EMPTY, Evaluation, Source
 from nocturnus.engine.grouped import GroupedTable
-from nocturnus.engine.index import FactIndex
+from nocturnus.engine.index import FactIndex, sort_answers
 from nocturnus.engine.ir import (
     COMPARE,
     POSITIVE,
@@ -35,7 +36,7 @@ from nocturnus.engine.magic import rewrite
 from nocturnus.engine.proofs import Proof, ProofSource, build_proof
 from nocturnus.engine.rules import Literal, Rule
 from nocturnus.engine.table import Row, Table
-from nocturnus.engine.terms import Const, Interner, Var, const_key, sort_key
+from nocturnus.engine.terms import Const, Interner, Var, const_key
 
 _MAGIC_RESULTS_KEPT = 64  # distinct bound goals cached per program and fact version
 
@@ -137,14 +138,23 @@ class Reasoner:
 
         :raises ProgramError: if the goal is a built-in or uses negation as failure.
         """
-        rows = self._rows(program, goal, min_confidence)
-        order = _sort_ranks(rows, self.facts.interner)
-        if order is not None:
-            rows.sort(key=order)
-        if limit is not None:
-            rows = rows[: max(limit, 0)]
-        values = self.facts.interner.values
-        return [Answer(tuple([values[i] for i in row]), conf) for row, conf in rows]
+        # Building tens of thousands of answers would wake the collector every few
+        # hundred allocations, each time re-scanning the answers built so far.
+        with collector_paused():
+            rows = self._rows(program, goal, min_confidence)
+            interner = self.facts.interner
+            values = interner.values
+            found: list[tuple[tuple[Const, ...], float | None]]
+            if len(goal.args) == 2:  # the common binary case, unpacked without map()
+                found = [((values[a], values[b]), conf) for (a, b), conf in rows]
+            else:
+                get = values.__getitem__
+                found = [(tuple(map(get, row)), conf) for row, conf in rows]
+            if len(found) > 1:
+                sort_answers(found, interner.has_floats)
+            if limit is not None:
+                found = found[: max(limit, 0)]
+            return [_answer(args, conf) for args, conf in found]
 
     def count(
         self, program: Program, goal: Literal, *, min_confidence: float | None = None
@@ -438,25 +448,17 @@ def _match(
     return candidates
 
 
-def _sort_ranks(
-    rows: list[tuple[Row, float | None]], interner: Interner
-) -> Callable[[tuple[Row, float | None]], Any] | None:
-    """Return a sort key ordering rows by :func:`sort_key` of their constants.
+def _answer(args: tuple[Const, ...], confidence: float | None) -> Answer:
+    """``Answer(args, confidence)`` without the frozen dataclass's ``__setattr__`` calls.
 
-    Sorting by per-constant ranks (computed once per distinct constant) instead of
-    building a key of tuples per row keeps large answer sets cheap to order.
+    A goal can have tens of thousands of answers; this halves building them.
     """
-    if len(rows) < 2:
-        return None
-    values = interner.values
-    distinct: set[int] = set()
-    for row, _ in rows:
-        distinct.update(row)
-    ordered = sorted(distinct, key=lambda i: sort_key(values[i]))
-    rank = {value: position for position, value in enumerate(ordered)}
-    arity = len(rows[0][0])
-    if arity == 1:
-        return lambda item: rank[item[0][0]]
-    if arity == 2:
-        return lambda item: (rank[item[0][0]], rank[item[0][1]])
-    return lambda item: tuple([rank[i] for i in item[0]])
+    answer = _new(Answer)
+    _set_args(answer, args)
+    _set_confidence(answer, confidence)
+    return answer  # type: ignore[no-any-return]
+
+
+_new = object.__new__
+_set_args = getattr(Answer, "args").__set__  # noqa: B009 (the slot descriptor)
+_set_confidence = getattr(Answer, "confidence").__set__  # noqa: B009

@@ -59,15 +59,26 @@ def ask(
     scoped and unscoped rules.
     """
     answers: list[Answer] = []
+    answered = 0  # scopes with answers: one scope's are sorted already
+    arity = len(goal.args)
     for name in _scopes(state, scope):
         view = state.views.get(name)
         if view is None:
             continue
         program = state.program_for(name, database_rules)
-        for found in view.reasoner.solve(program, goal, min_confidence=min_confidence):
-            key = FactKey(name, goal.predicate, goal.negated, found.args)
-            answers.append(Answer(key, found.confidence, state.visible(key)))
-    answers.sort(key=answer_order)
+        found = view.reasoner.solve(
+            program, goal, min_confidence=min_confidence, limit=limit
+        )
+        answered += bool(found)
+        # Answers of a relation with no stored facts are all derived: no lookups.
+        stored = view.index.relation((goal.predicate, goal.negated is True, arity))
+        predicate, negated = goal.predicate, goal.negated
+        for one in found:
+            key = FactKey(name, predicate, negated, one.args)
+            record = None if stored is None else state.visible(key)
+            answers.append(Answer(key, one.confidence, record))
+    if answered > 1:
+        answers.sort(key=answer_order)
     if limit is not None:
         answers = answers[:limit]
     if with_proof:
