@@ -7,13 +7,16 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
+from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
+from nocturnus.api.auth import auth
 from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
@@ -34,6 +37,7 @@ class AppContext:
     databases: Databases | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
+    security: security_layer.Security | None = None
     mcp: McpState | None = None
 
 
@@ -42,40 +46,60 @@ NocturnusApp = Sanic  # Sanic[Config, AppContext]
 
 def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
     settings = settings or load_settings()
-    app = Sanic(name, ctx=AppContext(settings=settings))  # type: ignore[call-arg]
+    security = security_layer.Security(settings)  # refuses an exposed server without auth
+    app = Sanic(name, ctx=AppContext(settings=settings, security=security))  # type: ignore[call-arg]
     app.config.MOTD = False
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, health, openapi, context_api, mcp):
+    for blueprint in (knowledge, scopes, admin, auth, health, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
         master_key = load_master_key(settings.data_dir, settings.master_key)
-        databases = Databases(settings.data_dir, master_key)
+        databases = Databases(
+            settings.data_dir, master_key, snapshot_every=settings.snapshot_every
+        )
         await databases.open()
         app.ctx.databases = databases
+        security.attach(databases.system)
+
+    @app.after_server_start
+    async def mark_ready(app: Sanic) -> None:
+        # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
+        # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:
         app.ctx.ready = False
+        await security.drain()
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
+
+    # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
+    # logs and clients, without an os.urandom syscall on every request (issue 3's
+    # /tell throughput budget).
+    prefix = uuid.uuid4().hex[:16]
+    counter = itertools.count(1)
+
+    def new_request_id() -> str:
+        return f"{prefix}{next(counter):016x}"
 
     @app.on_request
     async def assign_request_id(request: Request) -> None:
         given = request.headers.get("X-Request-ID", "").strip()
-        request.ctx.request_id = given[:128] if given else uuid.uuid4().hex
+        request.ctx.request_id = given[:128] if given else new_request_id()
 
     @app.on_response
     async def add_headers(request: Request, response: HTTPResponse) -> None:
-        request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
+        request_id = getattr(request.ctx, "request_id", None) or new_request_id()
         response.headers["X-Request-ID"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
 
+    security_layer.install(app, security)
     return app

@@ -13,11 +13,13 @@ from pathlib import Path
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.database import (
     DATABASE_LEVEL,
+    DEFAULT_SNAPSHOT_EVERY,
     Database,
     DatabaseState,
     apply_database_event,
     now_ms,
 )
+from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.store.crypto import MasterKey
 
@@ -34,9 +36,10 @@ class DatabaseInfo:
 
 @dataclass(slots=True)
 class Registry:
-    """Projection of the ``_system`` database-level events."""
+    """Projection of the ``_system`` database-level events: databases and API keys."""
 
     databases: dict[str, DatabaseInfo] = field(default_factory=dict)
+    keys: KeyTable = field(default_factory=KeyTable)
     last_seq: int = 0
 
 
@@ -47,24 +50,39 @@ def apply_registry_event(state: Registry, seq: int, event: Event) -> None:
         )
     elif isinstance(event, DatabaseDeleted):
         state.databases.pop(event.name, None)
+    else:
+        apply_key_event(state.keys, event)
     state.last_seq = seq
+
+
+def system_database(data_dir: Path, master_key: MasterKey) -> Database[Registry]:
+    """The ``_system`` database of ``data_dir`` (not yet opened); the CLI uses it alone."""
+    return Database(
+        SYSTEM_DATABASE,
+        data_dir / f"{SYSTEM_DATABASE}.db",
+        master_key,
+        root_factory=Registry,
+        root_apply=apply_registry_event,
+    )
 
 
 class Databases:
     """Every open database of one data directory."""
 
-    def __init__(self, data_dir: Path, master_key: MasterKey) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        master_key: MasterKey,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    ) -> None:
         self.data_dir = data_dir
         self._master_key = master_key
-        self.system: Database[Registry] = Database(
-            SYSTEM_DATABASE,
-            self._path(SYSTEM_DATABASE),
-            master_key,
-            root_factory=Registry,
-            root_apply=apply_registry_event,
-        )
+        self.snapshot_every = snapshot_every
+        self.system = system_database(data_dir, master_key)
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
 
     def _path(self, name: str) -> Path:
         return self.data_dir / f"{name}.db"
@@ -80,7 +98,13 @@ class Databases:
                 await self._open_database(info)
 
     async def close(self) -> None:
-        for database in self._open.values():
+        """Close every database (snapshots included); a second call waits for the first."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        for database in list(self._open.values()):
             await database.close()
         self._open.clear()
         await self.system.close()
@@ -93,6 +117,7 @@ class Databases:
             root_factory=DatabaseState,
             root_apply=apply_database_event,
             default_conflict_strategy=info.default_conflict_strategy,
+            snapshot_every=self.snapshot_every,
         )
         await database.open()
         self._open[info.name] = database
