@@ -137,8 +137,8 @@ def stored_visible(stored: Stored, now_ms: int) -> bool:
 def plain_record(key: FactKey, created_at: int) -> FactRecord:
     """The record of a plain fact, built without the frozen dataclass's ``__init__``.
 
-    Reads build one per plain fact, so this skips the per-field
-    ``object.__setattr__``; the result is an ordinary, equal :class:`FactRecord`.
+    Reads build one per plain fact, so this fills the slots directly as
+    :func:`new_record` does; the result is an ordinary, equal :class:`FactRecord`.
     """
     record = _new(FactRecord)
     _set_key(record, key)
@@ -149,29 +149,6 @@ def plain_record(key: FactKey, created_at: int) -> FactRecord:
     _set_confidence(record, None)
     _set_metadata(record, {})
     return record  # type: ignore[no-any-return]
-
-
-_new = object.__new__
-(
-    _set_key,
-    _set_created,
-    _set_from,
-    _set_until,
-    _set_ttl,
-    _set_confidence,
-    _set_metadata,
-) = (
-    getattr(FactRecord, name).__set__
-    for name in (
-        "key",
-        "created_at",
-        "valid_from",
-        "valid_until",
-        "ttl",
-        "confidence",
-        "metadata",
-    )
-)
 
 
 class ScopeFacts(Mapping[FactKey, FactRecord]):
@@ -211,11 +188,15 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             for args in group:
                 yield FactKey(self.scope, predicate, negated, args)
 
-    def get(self, key: FactKey, default: Any = None) -> Any:  # type: ignore[override]
+    def stored(self, key: FactKey) -> Stored | None:
+        """The raw stored value for ``key`` (see :data:`Stored`), or None."""
         if key.scope != self.scope:
-            return default
+            return None
         group = self._groups.get((key.predicate, key.negated, len(key.args)))
-        stored = None if group is None else group.get(key.args)
+        return None if group is None else group.get(key.args)
+
+    def get(self, key: FactKey, default: Any = None) -> Any:  # type: ignore[override]
+        stored = self.stored(key)
         if stored is None:
             return default
         if type(stored) is int:

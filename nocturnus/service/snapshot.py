@@ -205,19 +205,13 @@ def _encode_facts(scopes: list[ScopeFacts]) -> list[list[Any]]:
 
 
 def _decode_facts(state: TenantState, rows: Any, version: int) -> None:
-    facts = state.facts
+    # Through TenantState.put, like a replayed event: the stored args share their
+    # constants with the index, and the fact is marked for the next refresh.
+    put = state.put
     new_key = FactKey._make
-    scope_of: str | None = None
-    scoped = ScopeFacts("")
-    keys: set[FactKey] = set()
     for scope, predicate, negated, args, created, since, until, ttl, conf, meta in rows:
-        if scope != scope_of:  # rows come grouped by scope
-            scope_of = scope
-            scoped = facts.get(scope) or facts.setdefault(scope, ScopeFacts(scope))
-            keys = state._dirty.setdefault(scope, set())
         key = new_key((scope, predicate, negated, tuple(args)))
-        scoped.put(new_record(key, created, since, until, ttl, conf, meta))
-        keys.add(key)
+        put(new_record(key, created, since, until, ttl, conf, meta))
 
 
 register_section(

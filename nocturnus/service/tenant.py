@@ -129,9 +129,9 @@ class TenantState:
             self.changed.add(key)
         scope = key.scope
         scoped = self.facts.get(scope)
-        record = None if scoped is None else scoped.get(key)
+        stored = None if scoped is None else scoped.stored(key)
         view = self.views.get(scope)
-        if record is None:
+        if stored is None:
             if view is not None:
                 view.index.remove(key.predicate, key.negated, key.args)
                 if scope not in self.facts:
@@ -139,6 +139,15 @@ class TenantState:
             return
         if view is None:
             view = self.views[scope] = ScopeView.empty()
+        if type(stored) is int:  # a plain fact: visible from its createdAt on
+            if now_ms >= stored:
+                view.index.add(key.predicate, key.negated, key.args)
+                return
+            view.index.remove(key.predicate, key.negated, key.args)
+            self._tickets += 1
+            heapq.heappush(self._timeline, (stored, self._tickets, key))
+            return
+        record: FactRecord = stored  # type: ignore[assignment]
         if record.ttl is None and record.valid_until is None:
             # The common case, inlined for replay speed: visible from valid_from on.
             if now_ms >= record.valid_from:
