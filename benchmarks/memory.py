@@ -18,6 +18,9 @@ Our paths:
   ``Database.commit`` do, minus the log write), then ``refresh`` settles the index.
 - ``service (replay)``: the same facts as the projection rebuilt after a restart:
   events encoded and decoded as the log stores them, then applied.
+- ``service (snapshot load)``: a restart from a tenant snapshot of those facts
+  (``snapshot.decode`` as ``restore_tenant`` runs it, then ``refresh``); the snapshot
+  file is written by another process and read after the baseline.
 - ``--server`` adds a real ``nocturnus serve`` subprocess loaded over HTTP in chunks of
   10 000 (RSS of the server process: includes Sanic, SQLite and allocator slack).
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import subprocess
 import sys
@@ -125,28 +129,48 @@ def load_service_tell(count: int) -> object:
 
 def load_service_replay(count: int) -> object:
     from nocturnus.service.events import FactTold, decode, encode
+    from nocturnus.service.replay import gc_paused
     from nocturnus.service.tenant import TenantState, apply
 
     state = TenantState("acme")
     seq = 0
     for batch in chunks(count):
         now = time.time_ns() // 1_000_000
-        stored = [
-            encode(
-                FactTold(
-                    predicate="edge",
-                    args=edge,
-                    negated=False,
-                    scope="main",
-                    created_at=now,
-                    valid_from=now,
+        with gc_paused():  # as replay_tenant folds the logged records
+            for edge in batch:  # each record: encoded, read back, decoded, applied
+                body = encode(
+                    FactTold(
+                        predicate="edge",
+                        args=edge,
+                        negated=False,
+                        scope="main",
+                        created_at=now,
+                        valid_from=now,
+                    )
                 )
-            )
-            for edge in batch
-        ]
-        for body in stored:  # what replay_tenant does with each logged record
-            seq += 1
-            apply(state, seq, decode(FactTold.kind, body))
+                seq += 1
+                apply(state, seq, decode(FactTold.kind, body))
+    state.refresh(time.time_ns() // 1_000_000)
+    assert state.fact_count() == count
+    return state
+
+
+def write_snapshot(count: int, path: Path) -> None:
+    """Store the replayed projection as a tenant snapshot (not measured)."""
+    from nocturnus.service import snapshot
+
+    path.write_bytes(snapshot.encode(load_service_replay(count)))  # type: ignore[arg-type]
+
+
+def load_service_snapshot(count: int) -> object:
+    """A restart from the newest snapshot: ``restore_tenant``'s decode, then refresh."""
+    from nocturnus.service import snapshot
+    from nocturnus.service.replay import gc_paused
+
+    body = Path(os.environ["NOCTURNUS_BENCH_SNAPSHOT"]).read_bytes()
+    with gc_paused():
+        state = snapshot.decode("acme", body)
+    del body
     state.refresh(time.time_ns() // 1_000_000)
     assert state.fact_count() == count
     return state
@@ -171,6 +195,7 @@ CHILDREN: dict[str, tuple[str, Callable[[int], object]]] = {
     "index": ("ours: FactIndex.add", load_index),
     "tell": ("ours: service (tell)", load_service_tell),
     "replay": ("ours: service (replay)", load_service_replay),
+    "snapshot": ("ours: service (snapshot load)", load_service_snapshot),
     "oxigraph": (
         "pyoxigraph Store, http://example.org/ IRIs",
         _oxigraph("http://example.org/"),
@@ -197,12 +222,13 @@ def run_child(name: str, count: int) -> None:
     del kept
 
 
-def measure(name: str, count: int) -> dict[str, float]:
+def measure(name: str, count: int, env: dict[str, str]) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", name, "--facts", str(count)],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, **env},
     )
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{done.stdout}\n{done.stderr}")
@@ -268,14 +294,33 @@ def main() -> int:
     parser.add_argument(
         "--server", action="store_true", help="also a real server over HTTP"
     )
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=[*sorted(CHILDREN), "write-snapshot"], help=argparse.SUPPRESS
+    )
     options = parser.parse_args()
+    if options.child == "write-snapshot":
+        write_snapshot(options.facts, Path(os.environ["NOCTURNUS_BENCH_SNAPSHOT"]))
+        return 0
     if options.child:
         run_child(options.child, options.facts)
         return 0
     ensure_pyoxigraph()
     count = options.facts
-    results = {name: measure(name, count) for name in CHILDREN}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"NOCTURNUS_BENCH_SNAPSHOT": str(Path(tmp) / "snapshot")}
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "write-snapshot",
+                "--facts",
+                str(count),
+            ],
+            check=True,
+            env={**os.environ, **env},
+        )
+        results = {name: measure(name, count, env) for name in CHILDREN}
     labels = {name: label for name, (label, _) in CHILDREN.items()}
     if options.server:
         results["server"] = measure_server(count)
