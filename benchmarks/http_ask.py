@@ -14,6 +14,9 @@ questions answered in this process:
   request does except HTTP, routing and validation;
 - ``HTTP``: the wall time of ``POST /ask`` seen by a keep-alive client.
 
+This process runs with the server's collector threshold (``GC_GEN0_THRESHOLD``), so
+the columns differ by what they run, not by garbage collection.
+
 Every time is wall-clock milliseconds per request (the server is another process, so
 CPU time would miss half of it), the median of the runs. *Cold* means the question is
 answered from scratch (in-process the evaluation cache is emptied; over HTTP a ``/tell``
@@ -44,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from engine import tree_edges
 
 from nocturnus.api import render
+from nocturnus.api.app import GC_GEN0_THRESHOLD
 from nocturnus.engine import FactIndex, Literal, Program, Reasoner, Rule, Var
 from nocturnus.service import queries
 from nocturnus.service.context import record_uses
@@ -166,6 +170,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--runs", type=int, default=15)
     options = parser.parse_args()
+    # In-process code runs under the collector setting the server uses (app.py).
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     nodes = 2_000 if options.quick else 20_000
     edges = tree_edges(nodes, 50, options.seed)
     local = InProcess(edges)
