@@ -397,7 +397,14 @@ class Reasoner:
             # The demanded relation also holds answers to the subgoals the goal
             # needed; keep only the goal's own rows (a scan beats building an index
             # for a table asked once).
-            if len(bound) == 1:
+            if len(bound) == 1 and isinstance(table, GroupedTable):
+                (at,), (value,) = bound, values
+                partners = table.ensure(at).get(value, ())
+                if at == 0:
+                    kept = {(value, p): None for p in partners}
+                else:
+                    kept = {(p, value): None for p in partners}
+            elif len(bound) == 1:
                 (at,), (value,) = bound, values
                 kept = {r: c for r, c in table.rows.items() if r[at] == value}
             else:
