@@ -77,12 +77,21 @@ _NONE: frozenset[int] = frozenset()
 Source = Table | Relation | GroupedTable | Empty
 
 
+class RowLimitExceeded(Exception):
+    """An evaluation derived more rows than its ``max_rows``."""
+
+
 class Evaluation:
     """One bottom-up run over a rule list, reading other relations through ``resolve``.
 
     With ``ranks`` given, it also records for every derived row the round in which its
     final confidence was reached; proofs use that to pick premises derived strictly
     earlier, which keeps proof trees finite under recursion.
+
+    ``max_rows`` bounds the rows the general rounds may derive (``derived`` counts
+    them): past it, :class:`RowLimitExceeded` is raised and the evaluation is
+    unusable. A caller with a cheaper plan B uses it to stop a plan A that turns
+    out dearer.
     """
 
     def __init__(
@@ -91,11 +100,15 @@ class Evaluation:
         interner: Interner,
         weighted: bool,
         ranks: dict[RelKey, dict[Row, int]] | None = None,
+        *,
+        max_rows: int | None = None,
     ) -> None:
         self.resolve = resolve
         self.interner = interner
         self.weighted = weighted
         self.ranks = ranks
+        self.max_rows = max_rows
+        self.derived = 0
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
@@ -488,6 +501,9 @@ class Evaluation:
         self.round += 1
         for rel, rows in fresh.items():
             if rows:
+                self.derived += len(rows)
+                if self.max_rows is not None and self.derived > self.max_rows:
+                    raise RowLimitExceeded(self.derived)
                 self.tables[rel].merge(rows)
                 if self.ranks is not None:
                     ranks = self.ranks[rel]

@@ -82,16 +82,27 @@ def ask(
     if limit is not None:
         answers = answers[:limit]
     if with_proof:
-        answers = [_with_proof(state, database_rules, a) for a in answers]
+        answers = _with_proofs(state, database_rules, answers)
     return answers
 
 
-def _with_proof(state: TenantState, database_rules: Rulebook, answer: Answer) -> Answer:
-    key = answer.key
-    view = state.views[key.scope]
-    program = state.program_for(key.scope, database_rules)
-    proof = view.reasoner.explain(program, Literal(key.predicate, key.args, key.negated))
-    return Answer(answer.key, answer.confidence, answer.record, proof)
+def _with_proofs(
+    state: TenantState, database_rules: Rulebook, answers: list[Answer]
+) -> list[Answer]:
+    """The answers with their proofs: one evaluation per scope proves them all."""
+    by_scope: dict[str, list[Answer]] = {}
+    for answer in answers:
+        by_scope.setdefault(answer.key.scope, []).append(answer)
+    proofs: dict[FactKey, Proof | None] = {}
+    for name, found in by_scope.items():
+        view = state.views[name]
+        program = state.program_for(name, database_rules)
+        goals = [Literal(a.key.predicate, a.key.args, a.key.negated) for a in found]
+        for answer, proof in zip(
+            found, view.reasoner.explain_all(program, goals), strict=True
+        ):
+            proofs[answer.key] = proof
+    return [Answer(a.key, a.confidence, a.record, proofs[a.key]) for a in answers]
 
 
 def match(

@@ -18,7 +18,7 @@ from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
 from nocturnus.engine.rules import Literal, Rule
 from nocturnus.engine.terms import Var
-from tests.engine.oracle import naive_model, tag
+from tests.engine.oracle import check_proof, naive_model, tag
 
 CONSTANTS = ["a", "b", "c", 1, "1", 1.0, 2]
 RELATIONS = [("e", 2), ("f", 1), ("p", 2), ("q", 1), ("r", 2)]
@@ -109,6 +109,7 @@ def test_solve_matches_naive_oracle(program_rules, stored):
             }.values()
         ),
     )
+    stored_model = naive_model([], [(p, n, a, c) for p, n, a, c in visible])
     reasoner = Reasoner(index)
     for predicate, arity in RELATIONS:
         for negated in (False, True):
@@ -137,6 +138,18 @@ def test_solve_matches_naive_oracle(program_rules, stored):
                 )
                 assert proof is not None
                 assert _same_confidence(proof.confidence, confidence)
+                check_proof(proof, model, stored_model)
+            # All answers at once (withProof), plus facts that do not hold.
+            wanted = [
+                Literal(predicate, tuple(v for _, v in row), negated) for row in expected
+            ]
+            wanted += [Literal(predicate, ("zz",) * arity, negated)]
+            proofs = reasoner.explain_all(program, wanted)
+            assert proofs[-1] is None
+            for literal, proof in zip(wanted[:-1], proofs, strict=False):
+                assert proof is not None, literal.text()
+                assert proof.goal == literal
+                check_proof(proof, model, stored_model)
 
 
 CHAIN_PROGRAMS = [
