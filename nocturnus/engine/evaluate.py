@@ -223,6 +223,14 @@ class Reasoner:
                 else None
                 for fact, row in zip(facts, rows, strict=True)
             ]
+        with collector_paused():  # proof trees are many small, acyclic objects
+            proofs = self._prove_batches(state, rel, rows)
+        return [None if row is None else proofs[row] for row in rows]
+
+    def _prove_batches(
+        self, state: _State, rel: tuple[str, bool, int], rows: list[Row | None]
+    ) -> dict[Row, Proof | None]:
+        """Proofs of ``rows``: the first alone, then growing batches (explain_all)."""
         pending = list(dict.fromkeys(row for row in rows if row is not None))
         proofs: dict[Row, Proof | None] = {}
         size, cost, shared = 1, 0, True
@@ -242,7 +250,7 @@ class Reasoner:
                 cost = max(cost, derived)
             if shared:
                 size *= 2
-        return [None if row is None else proofs[row] for row in rows]
+        return proofs
 
     def _prover(
         self,
