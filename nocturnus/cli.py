@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from nocturnus.errors import NocturnusError
+from nocturnus.logs import configure_logging
 from nocturnus.settings import load_settings
 
 
@@ -43,17 +44,21 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir})
+        configure_logging(settings.log_format, settings.log_level)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app = create_app(settings)
     except (NocturnusError, OSError) as e:
         _fail(e)
         return
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     _quiet_sanic()
-    click.echo(
+    listening = (
         f"Nocturnus listening on http://{settings.host}:{settings.port} "
         f"(data dir {settings.data_dir.resolve()})"
     )
+    if settings.log_format == "json":
+        logging.getLogger("nocturnus").info(listening)
+    else:
+        click.echo(listening)
     try:
         app.run(
             host=settings.host,

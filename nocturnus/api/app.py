@@ -7,16 +7,18 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
-import uuid
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
+from nocturnus.api import access
 from nocturnus.api.admin import admin
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
+from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.service.databases import Databases
 from nocturnus.settings import Settings, load_settings
@@ -31,6 +33,7 @@ class AppContext:
     databases: Databases | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -38,22 +41,28 @@ NocturnusApp = Sanic  # Sanic[Config, AppContext]
 
 def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
     settings = settings or load_settings()
-    app = Sanic(name, ctx=AppContext(settings=settings))  # type: ignore[call-arg]
+    # Logging is configured once by the CLI (nocturnus.logs), not by Sanic.
+    app = Sanic(  # type: ignore[call-arg]
+        name, ctx=AppContext(settings=settings), configure_logging=False
+    )
     app.config.MOTD = False
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, admin, health, openapi):
+    for blueprint in (knowledge, admin, health, metrics, openapi):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
+    app.ctx.metrics = Metrics(lambda: app.ctx.databases)
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
+        started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
         databases = Databases(settings.data_dir, master_key)
         await databases.open()
         app.ctx.databases = databases
+        app.ctx.metrics.startup_seconds.set(time.perf_counter() - started)
         app.ctx.ready = True
 
     @app.after_server_stop
@@ -64,13 +73,11 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
     @app.on_request
     async def assign_request_id(request: Request) -> None:
-        given = request.headers.get("X-Request-ID", "").strip()
-        request.ctx.request_id = given[:128] if given else uuid.uuid4().hex
+        access.begin(request)
 
     @app.on_response
     async def add_headers(request: Request, response: HTTPResponse) -> None:
-        request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
-        response.headers["X-Request-ID"] = request_id
+        response.headers["X-Request-ID"] = access.finish(request, response)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
 

@@ -303,7 +303,7 @@ async def infer(call: Call) -> list[Any]:
     for a in answers:
         atom = render.answer_atom(a)
         proof = atom.pop("proof", None)
-        results.append({"result": atom, "proof": proof})
+        results.append({"result": atom, "proof": proof and render.with_upstream_steps(proof)})
     return results
 
 

@@ -76,6 +76,31 @@ def proof_tree(proof: Proof, scope: str) -> dict[str, Any]:
     return node
 
 
+UPSTREAM_STEP_TYPES = {"fact": "fact_match", "rule": "rule_application"}
+
+
+def with_upstream_steps(node: dict[str, Any]) -> dict[str, Any]:
+    """Add the upstream SDK's ``step`` and ``substitution`` to a rendered proof tree.
+
+    The published ``nocturnusai`` SDK validates ``/infer?proof=true`` nodes as
+    ``{goal, step: {type, fact?, rule?}, substitution}``. The step refers to the node's
+    own ``children`` instead of repeating them as ``bodyProofs``, so the tree stays linear
+    in size. ``naf`` and ``builtin`` steps keep their own names.
+    """
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        step: dict[str, Any] = {"type": UPSTREAM_STEP_TYPES.get(current["type"], current["type"])}
+        if current["type"] == "fact":
+            step["fact"] = current["goal"]
+        if "rule" in current:
+            step["rule"] = current["rule"]
+        current["step"] = step
+        current["substitution"] = {}
+        stack.extend(current["children"])
+    return node
+
+
 def bindings(goal: Literal, answer: Answer) -> dict[str, Any]:
     """Each named variable of the goal mapped to its value in ``answer``."""
     found: dict[str, Any] = {}

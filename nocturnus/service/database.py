@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -26,7 +26,9 @@ from nocturnus.service.events import (
 )
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState, apply
+from nocturnus.store import distribution
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.distribution import Distribution
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
 from nocturnus.store.writer import Writer
@@ -53,6 +55,29 @@ def apply_database_event(state: DatabaseState, seq: int, event: Event) -> None:
     elif isinstance(event, RuleRemoved):
         state.rules.remove(event.id)
     state.last_seq = seq
+
+
+@dataclass(slots=True)
+class DatabaseStats:
+    """What ``/metrics`` and ``/health`` report about replays and snapshots (issue 9).
+
+    Cheap to keep: a few additions per tenant load or snapshot, read at scrape time.
+    """
+
+    replays: Distribution = field(default_factory=distribution.seconds)
+    replayed_events: int = 0
+    snapshots: Distribution = field(default_factory=distribution.seconds)
+    # time.time() of the newest snapshot written or found (0.0: none known).
+    last_snapshot_at: float = 0.0
+
+    def record_replay(self, seconds: float, events: int) -> None:
+        self.replays.observe(seconds)
+        self.replayed_events += events
+
+    def record_snapshot(self, seconds: float, at: float | None = None) -> None:
+        """The hook for whoever writes snapshots: call once per snapshot written."""
+        self.snapshots.observe(seconds)
+        self.last_snapshot_at = time.time() if at is None else at
 
 
 RootState = TypeVar("RootState")
@@ -83,6 +108,7 @@ class Database(Generic[RootState]):
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
         self.tenant_names: dict[str, int] = {}
+        self.stats = DatabaseStats()
 
     async def open(self) -> None:
         """Start the writer and replay the database-level events."""
@@ -132,9 +158,16 @@ class Database(Generic[RootState]):
             return state
         return await asyncio.shield(pending)
 
+    def loaded_tenants(self) -> Iterator[TenantState]:
+        """The tenant projections in memory now (for metrics; never loads one)."""
+        return iter(list(self._tenants.values()))
+
     async def _load_tenant(self, name: str) -> TenantState:
+        started = time.perf_counter()
         records = await self.writer.run(lambda log: list(log.read(tenant=name)))
-        return await asyncio.to_thread(replay_tenant, name, records)
+        state = await asyncio.to_thread(replay_tenant, name, records)
+        self.stats.record_replay(time.perf_counter() - started, len(records))
+        return state
 
     # -- writes ---------------------------------------------------------------------
 
