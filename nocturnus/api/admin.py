@@ -27,11 +27,11 @@ CREATE_DATABASE_BODY = obj(
     defaultConflictStrategy=CONFLICT_STRATEGY,
     isMultiTenant={"type": ["boolean", "null"]},
 )
-CREATE_TENANT_BODY = obj(
-    [],
-    name={"type": "string", "pattern": TENANT_NAME},
-    tenantId={"type": "string", "pattern": TENANT_NAME},
-)
+CREATE_TENANT_BODY = {
+    # name or the upstream SDK's tenantId (name wins): the schema says "at least one".
+    **obj([], name={"type": "string", "pattern": TENANT_NAME}, tenantId={"type": "string", "pattern": TENANT_NAME}),
+    "minProperties": 1,
+}
 
 
 def _database_info(info: DatabaseInfo, db: Database[DatabaseState] | None) -> dict[str, Any]:
