@@ -13,6 +13,7 @@ paths), status and method. There is deliberately no tenant label.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
@@ -173,11 +174,7 @@ class StorageCollector(Collector):
         )
         replays = HistogramMetricFamily(
             "nocturnus_replay_duration_seconds",
-            "Time to rebuild one tenant projection from the log", labels=label,
-        )
-        replayed = CounterMetricFamily(
-            "nocturnus_replayed_events", "Events read while rebuilding projections",
-            labels=label,
+            "Time to load one tenant projection (snapshot + later events)", labels=label,
         )
         snapshots = HistogramMetricFamily(
             "nocturnus_snapshot_duration_seconds", "Time to write one tenant snapshot",
@@ -205,7 +202,6 @@ class StorageCollector(Collector):
             head.add_metric(name, db.head)
             s = db.stats
             _histogram(replays, name, s.replays)
-            replayed.add_metric(name, s.replayed_events)
             _histogram(snapshots, name, s.snapshots)
             last_snapshot.add_metric(name, s.last_snapshot_at)
             if db is not databases.system:
@@ -216,9 +212,22 @@ class StorageCollector(Collector):
         yield GaugeMetricFamily(
             "nocturnus_databases", "Open databases (without _system)", value=len(every) - 1
         )
+        try:
+            disk = shutil.disk_usage(databases.data_dir)
+        except OSError:
+            pass  # the health check reports it; a scrape must still answer
+        else:
+            yield GaugeMetricFamily(
+                "nocturnus_data_dir_free_bytes", "Free bytes on the data directory's disk",
+                value=disk.free,
+            )
+            yield GaugeMetricFamily(
+                "nocturnus_data_dir_size_bytes", "Size of the data directory's disk",
+                value=disk.total,
+            )
         yield from (
             events, commits, failed, batch, batch_events, commit, up, running, queued,
-            last_commit, head, tenants, loaded, facts, replays, replayed, snapshots,
+            last_commit, head, tenants, loaded, facts, replays, snapshots,
             last_snapshot,
         )
 

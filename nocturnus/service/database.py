@@ -65,14 +65,9 @@ class DatabaseStats:
     """
 
     replays: Distribution = field(default_factory=distribution.seconds)
-    replayed_events: int = 0
     snapshots: Distribution = field(default_factory=distribution.seconds)
     # time.time() of the newest snapshot written or found (0.0: none known).
     last_snapshot_at: float = 0.0
-
-    def record_replay(self, seconds: float, events: int) -> None:
-        self.replays.observe(seconds)
-        self.replayed_events += events
 
     def record_snapshot(self, seconds: float, at: float | None = None) -> None:
         """The hook for whoever writes snapshots: call once per snapshot written."""
@@ -146,7 +141,9 @@ class Database(Generic[RootState]):
             pending = asyncio.get_running_loop().create_future()
             self._loading[name] = pending
             try:
+                started = time.perf_counter()
                 state = await self._load_tenant(name)
+                self.stats.replays.observe(time.perf_counter() - started)
             except BaseException as e:
                 pending.set_exception(e)
                 pending.exception()  # mark retrieved; waiters re-raise it
@@ -163,11 +160,8 @@ class Database(Generic[RootState]):
         return iter(list(self._tenants.values()))
 
     async def _load_tenant(self, name: str) -> TenantState:
-        started = time.perf_counter()
         records = await self.writer.run(lambda log: list(log.read(tenant=name)))
-        state = await asyncio.to_thread(replay_tenant, name, records)
-        self.stats.record_replay(time.perf_counter() - started, len(records))
-        return state
+        return await asyncio.to_thread(replay_tenant, name, records)
 
     # -- writes ---------------------------------------------------------------------
 

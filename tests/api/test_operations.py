@@ -60,6 +60,7 @@ def test_metrics_count_requests_events_and_facts(server: Server, tenant: str) ->
     assert value(after["nocturnus_facts"], "nocturnus_facts", database="default") >= 3
     assert value(after["nocturnus_tenants"], "nocturnus_tenants", database="default") >= 1
     assert value(after["nocturnus_replay_duration_seconds"], "nocturnus_replay_duration_seconds_count", database="default") >= 1
+    assert value(after["nocturnus_data_dir_free_bytes"], "nocturnus_data_dir_free_bytes") > 0
 
 
 def test_metrics_have_no_tenant_label_nor_raw_paths(server: Server, tenant: str) -> None:
