@@ -110,12 +110,14 @@ def git_commit() -> str:
         return "unknown"
 
 
-def report(stats_csv: Path, args: argparse.Namespace, commit: dict[str, float]) -> str:
+def report(
+    stats_csv: Path, args: argparse.Namespace, commit: dict[str, float], load_before: float
+) -> str:
     rows = list(csv.DictReader(stats_csv.open()))
     lines = [
         f"# Load test {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (commit {git_commit()})",
         "",
-        f"- machine: {machine()}",
+        f"- machine: {machine()}; 1-minute load average before the run: {load_before:.2f}",
         f"- run: {args.users} users (ingest:reasoning:context = 3:3:2), spawn rate "
         f"{args.spawn_rate}/s, {args.duration}; server: one process, data on local disk, "
         "every write fsync'd before its answer",
@@ -150,6 +152,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     run_s = seconds(args.duration)
 
+    load_before = os.getloadavg()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="nocturnus-load-") as tmp:
@@ -182,7 +185,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
             server_log.close()
-    text = report(Path(f"{prefix}_stats.csv"), args, commit)
+    text = report(Path(f"{prefix}_stats.csv"), args, commit, load_before)
     (args.out / "report.md").write_text(text)
     print(text)
     # locust exits 1 when any request failed: the report shows which.
