@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from nocturnus.engine.rules import BUILTIN_NAMES, Literal, Rule
+from nocturnus.engine.rules import Rule
 from nocturnus.engine.terms import Var
 
 Node = TypeVar("Node", bound=Hashable)
@@ -38,7 +38,7 @@ def check_rule(rule: Rule) -> None:
     :raises ProgramError: naming the rule, the literal and the variable at fault.
     """
     head = rule.head
-    where = f"rule {rule.id!r} ({_safe_text(rule)})"
+    where = f"rule {rule.id!r} ({rule.text()})"
     if not head.predicate:
         raise ProgramError(f"{where}: the head has an empty predicate")
     if head.is_builtin:
@@ -132,9 +132,7 @@ def check_program(rules: Sequence[Rule]) -> None:
         for node in component:
             for dep, through_naf in graph[node].items():
                 if through_naf and dep in members:
-                    names = ", ".join(
-                        sorted(relation_name(p, n) for p, n in component)
-                    )
+                    names = ", ".join(sorted(relation_name(p, n) for p, n in component))
                     raise ProgramError(
                         "the rules are not stratified: "
                         f"{relation_name(*node)} depends on "
@@ -197,11 +195,3 @@ def strongly_connected_components(
                         break
                 result.append(component)
     return result
-
-
-def _safe_text(rule: Rule) -> str:
-    try:
-        return rule.text()
-    except Exception:  # a malformed rule must still produce its error message
-        return "?"
-

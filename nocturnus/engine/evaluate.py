@@ -22,9 +22,10 @@ program's content, so a cached answer is never stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from nocturnus.engine.analysis import (
     ProgramError,
@@ -38,6 +39,7 @@ from nocturnus.engine.joins import (
     Param,
     comparison,
     compile_version,
+    exists_with_repeats,
     order_body,
 )
 from nocturnus.engine.magic import rewrite
@@ -64,7 +66,7 @@ class Program:
     restriction and stratification.
     """
 
-    __slots__ = ("rules", "key", "by_head", "has_confidence")
+    __slots__ = ("by_head", "has_confidence", "key", "rules")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
@@ -86,7 +88,8 @@ def _rule_key(rule: Rule) -> tuple[Any, ...]:
 
     def literal(lit: Literal) -> tuple[Any, ...]:
         args = tuple(
-            ("v", a.name) if isinstance(a, Var) else ("c", const_key(a)) for a in lit.args
+            ("v", a.name) if isinstance(a, Var) else ("c", const_key(a))
+            for a in lit.args
         )
         return (lit.predicate, lit.negated, lit.naf, args)
 
@@ -101,7 +104,7 @@ def _rule_key(rule: Rule) -> tuple[Any, ...]:
 class _Empty:
     """A relation with no rows, for relations nobody has told or derived."""
 
-    rows: dict[Row, float | None] = {}
+    rows: ClassVar[Mapping[Row, float | None]] = MappingProxyType({})
 
     def index(self, positions: tuple[int, ...]) -> dict[Any, list[Row]]:
         return {}
@@ -142,7 +145,9 @@ class Evaluation:
         table = self.tables.get(rel)
         return table if table is not None else self.resolve(rel)
 
-    def run(self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]) -> None:
+    def run(
+        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+    ) -> None:
         """Evaluate ``rules`` to fixpoint, heads starting from ``initial`` rows."""
         by_head: dict[RelKey, list[IRule]] = {}
         for rule in rules:
@@ -150,7 +155,12 @@ class Evaluation:
         for rel in initial:
             by_head.setdefault(rel, [])
         graph = {
-            head: [s.rel for r in group for s in r.body if s.rel in by_head and s.kind != COMPARE]
+            head: [
+                s.rel
+                for r in group
+                for s in r.body
+                if s.rel in by_head and s.kind != COMPARE
+            ]
             for head, group in by_head.items()
         }
         for component in strongly_connected_components(graph):
@@ -159,7 +169,10 @@ class Evaluation:
             self._component(members, group, initial)
 
     def _component(
-        self, members: set[RelKey], rules: list[IRule], initial: dict[RelKey, dict[Row, Any]]
+        self,
+        members: set[RelKey],
+        rules: list[IRule],
+        initial: dict[RelKey, dict[Row, Any]],
     ) -> None:
         for rel in members:
             rows = dict(initial.get(rel, {}))
@@ -172,16 +185,29 @@ class Evaluation:
         def size_of(rel: RelKey) -> int:
             return 1 << 40 if rel in members else len(self.source(rel))
 
-        first_round: list[CompiledRule] = []
+        # Round 0 runs only the rules that read nothing of this component; the
+        # component's stored rows then join the first delta, so recursive rules only
+        # ever run in their delta versions (an all-full version would re-derive
+        # everything and force indexes on relations that are only ever scanned).
+        exits: list[CompiledRule] = []
         recursive: list[CompiledRule] = []
         for rule in rules:
-            order = order_body(rule.body, None, size_of)
-            first_round.append(compile_version(rule, order, None, self.weighted))
-            for j, step in enumerate(rule.body):
-                if step.kind == POSITIVE and step.rel in members:
-                    order = order_body(rule.body, j, size_of)
-                    recursive.append(compile_version(rule, order, j, self.weighted))
-        delta = self._round(first_round, members, {})
+            reads = [
+                j
+                for j, step in enumerate(rule.body)
+                if step.kind == POSITIVE and step.rel in members
+            ]
+            if not reads:
+                order = order_body(rule.body, None, size_of)
+                exits.append(compile_version(rule, order, None, self.weighted))
+            for j in reads:
+                order = order_body(rule.body, j, size_of)
+                recursive.append(compile_version(rule, order, j, self.weighted))
+        delta = self._round(exits, members, {})
+        for rel in members:
+            stored = initial.get(rel)
+            if stored:
+                delta[rel] = {**stored, **delta[rel]}
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
 
@@ -193,9 +219,10 @@ class Evaluation:
     ) -> dict[RelKey, dict[Row, Any]]:
         fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
         for version in versions:
-            if version.delta_at is not None:
-                if not delta.get(version.rule.body[version.delta_at].rel):
-                    continue
+            if version.delta_at is not None and not delta.get(
+                version.rule.body[version.delta_at].rel
+            ):
+                continue
             version.run(*self._arguments(version, delta, fresh))
         self.round += 1
         for rel, rows in fresh.items():
@@ -228,6 +255,8 @@ class Evaluation:
                 arguments.append(self.tables[param.rel].rows)
             elif kind == "next":
                 arguments.append(fresh[param.rel])
+            elif kind == "exists":
+                arguments.append(exists_with_repeats(param.value))
             else:
                 arguments.append(self._comparison(param))
         return arguments
@@ -243,7 +272,14 @@ class Evaluation:
 class _State:
     """What one program has computed over one version of one FactIndex."""
 
-    __slots__ = ("rules", "has_confidence", "complete", "answers", "proof_tables", "ranks")
+    __slots__ = (
+        "answers",
+        "complete",
+        "has_confidence",
+        "proof_tables",
+        "ranks",
+        "rules",
+    )
 
     def __init__(self, program: Program, interner: Interner) -> None:
         self.rules: dict[RelKey, list[IRule]] = {
@@ -300,7 +336,10 @@ class Reasoner:
 
         :raises ProgramError: as :meth:`solve`.
         """
-        return len(self._rows(program, goal, min_confidence))
+        if min_confidence is not None:
+            return len(self._rows(program, goal, min_confidence))
+        found = self._candidates(program, goal)
+        return 0 if found is None else len(found[1])
 
     def explain(self, program: Program, fact: Literal) -> Proof | None:
         """Return a best-confidence proof tree of a ground fact, or None if underivable.
@@ -341,6 +380,23 @@ class Reasoner:
     def _rows(
         self, program: Program, goal: Literal, min_confidence: float | None
     ) -> list[tuple[Row, float | None]]:
+        found = self._candidates(program, goal)
+        if found is None:
+            return []
+        source, candidates = found
+        rows = source.rows
+        if min_confidence is None:
+            return [(row, rows[row]) for row in candidates]
+        return [
+            (row, conf)
+            for row in candidates
+            if ((1.0 if (conf := rows[row]) is None else conf) >= min_confidence)
+        ]
+
+    def _candidates(
+        self, program: Program, goal: Literal
+    ) -> tuple[Source, Collection[Row]] | None:
+        """Evaluate what ``goal`` needs; return its relation and the matching rows."""
         _check_goal(goal)
         state = self._state(program)
         lookup = self.facts.interner.lookup
@@ -351,7 +407,7 @@ class Reasoner:
                 continue
             found = lookup(arg)
             if found is None:
-                return []
+                return None
             pattern.append(found)
         rel = (goal.predicate, goal.negated, len(pattern))
         bound = tuple(p for p, a in enumerate(pattern) if not isinstance(a, Var))
@@ -364,14 +420,7 @@ class Reasoner:
         else:
             values = tuple(pattern[p] for p in bound)
             source = self._magic(state, rel, bound, values)  # type: ignore[arg-type]
-        rows = _match(source, tuple(pattern), bound)
-        if min_confidence is not None:
-            rows = [
-                (row, conf)
-                for row, conf in rows
-                if (1.0 if conf is None else conf) >= min_confidence
-            ]
-        return rows
+        return source, _match(source, tuple(pattern), bound)
 
     def _resolver(self, state: _State) -> Callable[[RelKey], Source]:
         complete = state.complete
@@ -396,7 +445,11 @@ class Reasoner:
             needed.add(rel)
             for rule in state.rules[rel]:
                 for step in rule.body:
-                    if step.kind != COMPARE and step.rel in state.rules and step.rel not in skip:
+                    if (
+                        step.kind != COMPARE
+                        and step.rel in state.rules
+                        and step.rel not in skip
+                    ):
                         todo.append(step.rel)
         return needed
 
@@ -446,7 +499,11 @@ class Reasoner:
         return stored.rows if stored is not None else {}
 
     def _magic(
-        self, state: _State, rel: tuple[str, bool, int], bound: tuple[int, ...], values: Row
+        self,
+        state: _State,
+        rel: tuple[str, bool, int],
+        bound: tuple[int, ...],
+        values: Row,
     ) -> Source:
         if rel in state.complete:
             return state.complete[rel]
@@ -454,18 +511,18 @@ class Reasoner:
         found = state.answers.get(key)
         if found is not None:
             return found
+        weighted = self._weighted_for(state, [rel])
         program = rewrite(
             rel,
             bound,
             state.rules,
             lambda r: r not in state.rules or r in state.complete,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            factor_with=None if weighted else values,
         )
         if program.complete:
             self._complete(state, program.complete)
-        evaluation = Evaluation(
-            self._resolver(state), self.facts.interner, self._weighted_for(state, [rel])
-        )
+        evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
         if len(state.answers) >= _MAGIC_RESULTS_KEPT:
@@ -507,14 +564,15 @@ def _check_goal(goal: Literal) -> None:
 
 def _match(
     source: Source, pattern: tuple[Var | int, ...], bound: tuple[int, ...]
-) -> list[tuple[Row, float | None]]:
+) -> Collection[Row]:
+    """Return the rows of ``source`` matching ``pattern`` (by index, never a scan)."""
     rows = source.rows
-    candidates: Any
+    candidates: Collection[Row]
     if not bound:
-        candidates = rows
+        candidates = rows.keys()
     elif len(bound) == len(pattern):
         key = tuple(pattern)
-        candidates = (key,) if key in rows else ()
+        candidates = (key,) if key in rows else ()  # type: ignore[assignment]
     else:
         values = [pattern[p] for p in bound]
         index = source.index(bound)
@@ -528,12 +586,8 @@ def _match(
             else:
                 first[arg] = position
     if repeats:
-        return [
-            (row, rows[row])
-            for row in candidates
-            if all(row[a] == row[b] for a, b in repeats)
-        ]
-    return [(row, rows[row]) for row in candidates]
+        return [row for row in candidates if all(row[a] == row[b] for a, b in repeats)]
+    return candidates
 
 
 def _sort_ranks(

@@ -14,6 +14,7 @@ with its source until one side writes to that relation, which then clones only i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from operator import itemgetter
 from typing import Any
 
@@ -22,6 +23,24 @@ from nocturnus.engine.terms import Const, Interner, Var, sort_key
 Row = tuple[int, ...]
 RelationKey = tuple[str, bool, int]
 """A relation is identified by predicate, negation and arity."""
+
+
+def sort_facts(found: list[tuple[Const, ...]]) -> None:
+    """Sort argument tuples in place by :func:`sort_key` of each argument.
+
+    Python's own tuple order agrees with :func:`sort_key` whenever it is defined and
+    strict, and runs in C; only a position mixing strings with numbers (TypeError) or
+    two rows equal as Python values (``(1,)`` and ``(1.0,)``) need the exact key.
+    """
+    try:
+        found.sort()
+    except TypeError:
+        found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
+        return
+    for first, second in pairwise(found):
+        if first == second:
+            found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
+            return
 
 
 class Relation:
@@ -33,7 +52,7 @@ class Relation:
     keep lookups in evaluation loops cheap.
     """
 
-    __slots__ = ("rows", "indexes", "annotated")
+    __slots__ = ("annotated", "indexes", "rows")
 
     def __init__(self) -> None:
         self.rows: dict[Row, float | None] = {}
@@ -73,8 +92,10 @@ class Relation:
         if confidence is not None:
             self.annotated += 1
         for positions, index in self.indexes.items():
-            key = row[positions[0]] if len(positions) == 1 else tuple(
-                [row[p] for p in positions]
+            key = (
+                row[positions[0]]
+                if len(positions) == 1
+                else tuple([row[p] for p in positions])
             )
             bucket = index.get(key)
             if bucket is None:
@@ -87,8 +108,10 @@ class Relation:
         if self.rows.pop(row) is not None:
             self.annotated -= 1
         for positions, index in self.indexes.items():
-            key = row[positions[0]] if len(positions) == 1 else tuple(
-                [row[p] for p in positions]
+            key = (
+                row[positions[0]]
+                if len(positions) == 1
+                else tuple([row[p] for p in positions])
             )
             bucket = index[key]
             bucket.discard(row)
@@ -112,7 +135,7 @@ class FactIndex:
     Not thread-safe: the owner serialises writes, and reads must not overlap them.
     """
 
-    __slots__ = ("interner", "version", "cache", "_relations", "_owned", "_size")
+    __slots__ = ("_owned", "_relations", "_size", "cache", "interner", "version")
 
     def __init__(self, interner: Interner | None = None) -> None:
         self.interner = interner if interner is not None else Interner()
@@ -157,23 +180,36 @@ class FactIndex:
         :raises TypeError: if an argument is not a constant.
         :raises ValueError: if the confidence is outside 0..1.
         """
-        if confidence is not None:
-            if isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0:
-                raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
+        if confidence is not None and (
+            isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0
+        ):
+            raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
         row = self.interner.intern_all(args)
-        key = (predicate, bool(negated), len(row))
+        key = (predicate, negated is True, len(row))
         relation = self._relations.get(key)
-        if relation is not None and row in relation.rows:
-            old = relation.rows[row]
-            if old == confidence and (old is None) == (confidence is None):
-                return False
-            self._writable(key).set_confidence(row, confidence)
-            self._changed()
-            return False
-        self._writable(key).insert(row, confidence)
+        if relation is None or key not in self._owned:
+            if relation is not None and row in relation.rows:
+                return self._update(key, row, confidence)
+            relation = self._writable(key)
+        elif row in relation.rows:
+            return self._update(key, row, confidence)
+        if relation.indexes or confidence is not None:
+            relation.insert(row, confidence)
+        else:
+            relation.rows[row] = None
         self._size += 1
-        self._changed()
+        self.version += 1
+        if self.cache:
+            self.cache = {}
         return True
+
+    def _update(self, key: RelationKey, row: Row, confidence: float | None) -> bool:
+        old = self._relations[key].rows[row]
+        if old == confidence and (old is None) == (confidence is None):
+            return False
+        self._writable(key).set_confidence(row, confidence)
+        self._changed()
+        return False
 
     def remove(self, predicate: str, negated: bool, args: tuple[Const, ...]) -> bool:
         """Remove a fact; return True if it was present."""
@@ -216,15 +252,16 @@ class FactIndex:
         lookup never scans the relation; a repeated variable (``p(?x, ?x)``) requires
         equal values. Only facts of the pattern's arity match.
         """
-        relation = self._relations.get((predicate, bool(negated), len(pattern)))
+        relation = self._relations.get((predicate, negated is True, len(pattern)))
         if relation is None:
             return []
         rows = self.match_rows(relation, pattern)
-        if rows is None:
+        if not rows:
             return []
-        decode = self.interner.decode
-        found = [decode(row) for row in rows]
-        found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
+        get = self.interner.values.__getitem__
+        found = [tuple(map(get, row)) for row in rows]
+        if len(found) > 1:
+            sort_facts(found)
         return found
 
     def match_rows(
@@ -233,33 +270,35 @@ class FactIndex:
         """Return the interned rows of ``relation`` matching ``pattern``, unordered."""
         positions: list[int] = []
         values: list[int] = []
-        first_of: dict[Var, int] = {}
+        seen: list[Var] = []
         repeats: list[tuple[int, int]] = []
         lookup = self.interner.lookup
         for position, term in enumerate(pattern):
-            if isinstance(term, Var):
-                if term in first_of:
-                    repeats.append((first_of[term], position))
+            if type(term) is Var:
+                if term in seen:
+                    repeats.append((pattern.index(term), position))
                 else:
-                    first_of[term] = position
-                continue
-            value = lookup(term)
-            if value is None:
-                return None
-            positions.append(position)
-            values.append(value)
+                    seen.append(term)
+            else:
+                value = lookup(term)  # type: ignore[arg-type]
+                if value is None:
+                    return None
+                positions.append(position)
+                values.append(value)
         candidates: Any
         if not positions:
             candidates = relation.rows
+        elif len(positions) == len(pattern):
+            row = tuple(values)
+            return [row] if row in relation.rows else None
         else:
-            index = relation.index(tuple(positions))
-            key = values[0] if len(values) == 1 else tuple(values)
-            candidates = index.get(key, ())
+            index = relation.indexes.get(tuple(positions))
+            if index is None:
+                index = relation.index(tuple(positions))
+            candidates = index.get(values[0] if len(values) == 1 else tuple(values), ())
         if not repeats:
             return list(candidates)
-        return [
-            row for row in candidates if all(row[a] == row[b] for a, b in repeats)
-        ]
+        return [row for row in candidates if all(row[a] == row[b] for a, b in repeats)]
 
     def relation(self, key: RelationKey) -> Relation | None:
         """Return the relation object for evaluation (read-only use), if any."""

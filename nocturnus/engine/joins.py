@@ -14,7 +14,7 @@ rules have the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -33,7 +33,8 @@ class Param:
 
     ``kind`` is one of ``rows`` (a relation's row dict), ``delta`` (the last round's
     new rows of ``rel``), ``index`` (the index of ``rel`` on ``positions``),
-    ``const`` (an interned constant), ``compare`` (a built-in, ``op`` names it),
+    ``const`` (an interned constant), ``compare`` (a built-in, ``value`` names it),
+    ``exists`` (a row test for repeated unbound NAF variables, ``value`` the pairs),
     ``rule_confidence``, ``full`` (the head relation's rows) or ``next`` (the dict
     collecting this round's new head rows).
     """
@@ -88,18 +89,20 @@ def order_body(
             placed.extend(remaining)  # unreachable for range-restricted rules
             break
 
-        def score(j: int) -> tuple[int, int, int]:
-            step = body[j]
-            arity = len(step.args)
-            count = sum(1 for a in step.args if not isinstance(a, Var) or a in known)
-            tier = 0 if count == arity else (1 if count else 2)
-            return (tier, size_of(step.rel), j)
-
-        best = min(candidates, key=score)
+        best = min(candidates, key=lambda j: _score(body[j], j, known, size_of))
         placed.append(best)
         remaining.remove(best)
         known |= body[best].variables
     return placed
+
+
+def _score(
+    step: Step, j: int, known: set[Var], size_of: Callable[[RelKey], int]
+) -> tuple[int, int, int]:
+    """Rank a join candidate: fully bound, then partly bound, then small, then first."""
+    count = sum(1 for a in step.args if not isinstance(a, Var) or a in known)
+    tier = 0 if count == len(step.args) else (1 if count else 2)
+    return (tier, size_of(step.rel), j)
 
 
 def compile_version(
@@ -202,12 +205,26 @@ def _generate(
 def _emit_absent(w: _Writer, step: Step) -> None:
     positions: list[int] = []
     parts: list[str] = []
+    first: dict[Var, int] = {}
+    repeats: list[tuple[int, int]] = []
     for position, arg in enumerate(step.args):
         if isinstance(arg, Var) and arg.is_anonymous:
+            if arg in first:  # the same unbound variable twice: values must agree
+                repeats.append((first[arg], position))
+            else:
+                first[arg] = position
             continue
         positions.append(position)
         parts.append(w.expr(arg))
-    if len(positions) == len(step.args):
+    if repeats:
+        test = w.param(Param("exists", value=tuple(repeats)))
+        if positions:
+            index = w.param(Param("index", rel=step.rel, positions=tuple(positions)))
+            w.emit(f"if {test}({index}.get({_key(parts)}, ())): continue")
+        else:
+            rows = w.param(Param("rows", rel=step.rel))
+            w.emit(f"if {test}({rows}): continue")
+    elif len(positions) == len(step.args):
         rows = w.param(Param("rows", rel=step.rel))
         key = _tuple(parts) if parts else "()"
         w.emit(f"if {key} in {rows}: continue")
@@ -219,7 +236,20 @@ def _emit_absent(w: _Writer, step: Step) -> None:
         w.emit(f"if {rows}: continue")
 
 
-def _emit_positive(w: _Writer, step: Step, is_delta: bool, weighted: bool) -> str | None:
+def exists_with_repeats(
+    pairs: tuple[tuple[int, int], ...],
+) -> Callable[[Iterable[tuple[int, ...]]], bool]:
+    """Return a test: does any row have equal values at each pair of positions?"""
+
+    def exists(rows: Iterable[tuple[int, ...]]) -> bool:
+        return any(all(row[a] == row[b] for a, b in pairs) for row in rows)
+
+    return exists
+
+
+def _emit_positive(
+    w: _Writer, step: Step, is_delta: bool, weighted: bool
+) -> str | None:
     """Emit the loop or test for one positive step; return its confidence name."""
     bound_positions: list[int] = []
     bound_parts: list[str] = []
@@ -270,9 +300,7 @@ def _emit_positive(w: _Writer, step: Step, is_delta: bool, weighted: bool) -> st
         iterable = source
     else:
         parts = [w.expr(step.args[p]) for p in bound_positions]
-        index = w.param(
-            Param("index", rel=step.rel, positions=tuple(bound_positions))
-        )
+        index = w.param(Param("index", rel=step.rel, positions=tuple(bound_positions)))
         iterable = f"{index}.get({_key(parts)}, ())"
         rows = w.param(Param("rows", rel=step.rel)) if carries else ""
     if carries:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from nocturnus.engine.ir import (
     ABSENT,
+    COMPARE,
     POSITIVE,
     IRule,
     RelKey,
@@ -51,28 +52,45 @@ def rewrite(
     rules_by_head: Mapping[RelKey, list[IRule]],
     is_base: Callable[[RelKey], bool],
     has_stored: Callable[[RelKey], bool],
+    factor_with: tuple[int, ...] | None = None,
 ) -> MagicProgram:
     """Rewrite the rules reachable from ``goal`` with arguments ``bound`` bound.
 
     ``is_base(rel)`` says a relation needs no rewriting (it has no rules, or its
     complete extent is already known); ``has_stored(rel)`` says a derived relation also
     has stored facts, which must be copied into its demanded part.
+
+    ``factor_with`` (the goal's bound values) allows *factoring* a right-linear goal
+    relation (see :func:`is_right_linear`): its answer relation then holds only the
+    goal's own answers, which is only sound when confidences are not tracked, since
+    it forgets along which path an answer was reached.
     """
     program = MagicProgram([], adorned_key(goal, bound), magic_key(goal, bound))
     todo: list[tuple[tuple[str, bool, int], tuple[int, ...]]] = [(goal, bound)]
     seen = set(todo)
+    factored = factor_with is not None and is_right_linear(
+        goal, bound, rules_by_head, has_stored
+    )
     while todo:
         rel, adornment = todo.pop()
         guard_key = magic_key(rel, adornment)
         target = adorned_key(rel, adornment)
+        factoring = factored and rel == goal and adornment == bound
         for rule in rules_by_head.get(rel, ()):
             head_bound = {
-                rule.head_args[p] for p in adornment if isinstance(rule.head_args[p], Var)
+                rule.head_args[p]
+                for p in adornment
+                if isinstance(rule.head_args[p], Var)
             }
-            guard = Step(POSITIVE, guard_key, tuple(rule.head_args[p] for p in adornment))
+            guard = Step(
+                POSITIVE, guard_key, tuple(rule.head_args[p] for p in adornment)
+            )
             body: list[Step] = [guard]
             known: set[Var] = set(head_bound)  # type: ignore[arg-type]
-            for j in order_body(rule.body, None, lambda _rel: 0, known):
+            order = order_body(rule.body, None, lambda _rel: 0, known)
+            if factoring:  # the recursive call goes last: all else guards the demand
+                order.sort(key=lambda j: rule.body[j].rel == goal)
+            for j in order:
                 step = rule.body[j]
                 if step.kind == ABSENT and not is_base(step.rel):
                     program.complete.add(step.rel)
@@ -92,24 +110,126 @@ def rewrite(
                     continue
                 callee: tuple[str, bool, int] = step.rel  # type: ignore[assignment]
                 magic_head = tuple(step.args[p] for p in demand)
-                if not (len(body) == 1 and magic_key(callee, demand) == guard_key
-                        and magic_head == guard.args):
+                if not (
+                    len(body) == 1
+                    and magic_key(callee, demand) == guard_key
+                    and magic_head == guard.args
+                ):
                     program.rules.append(
-                        IRule(magic_key(callee, demand), magic_head, tuple(body), None, None)
+                        IRule(
+                            magic_key(callee, demand),
+                            magic_head,
+                            tuple(body),
+                            None,
+                            None,
+                        )
                     )
+                if factoring and callee == goal:
+                    break  # the recursive call only feeds demand; see is_right_linear
                 if (callee, demand) not in seen:
                     seen.add((callee, demand))
                     todo.append((callee, demand))
                 body.append(
-                    Step(POSITIVE, adorned_key(callee, demand), step.args, step.weight_order)
+                    Step(
+                        POSITIVE,
+                        adorned_key(callee, demand),
+                        step.args,
+                        step.weight_order,
+                    )
                 )
                 known |= step.variables
-            program.rules.append(
-                IRule(target, rule.head_args, tuple(body), rule.confidence, rule.origin)
-            )
+            else:
+                head_args = rule.head_args
+                if factoring:
+                    values = dict(zip(adornment, factor_with or (), strict=True))
+                    head_args = tuple(
+                        values.get(p, a) for p, a in enumerate(rule.head_args)
+                    )
+                program.rules.append(
+                    IRule(target, head_args, tuple(body), rule.confidence, rule.origin)
+                )
         if has_stored(rel):
             args = tuple(Var(f"a{i}") for i in range(rel[2]))
             guard = Step(POSITIVE, guard_key, tuple(args[p] for p in adornment))
             stored = Step(POSITIVE, rel, args, 0)
             program.rules.append(IRule(target, args, (guard, stored), None, None))
     return program
+
+
+def is_right_linear(
+    rel: tuple[str, bool, int],
+    bound: tuple[int, ...],
+    rules_by_head: Mapping[RelKey, list[IRule]],
+    has_stored: Callable[[RelKey], bool],
+) -> bool:
+    """Tell whether ``rel`` queried with ``bound`` positions can be factored.
+
+    True when every rule of ``rel`` is either an exit rule (nothing in its body
+    depends on ``rel``) or right-linear: exactly one body literal calls ``rel``, every
+    other literal is independent of ``rel``, and the call passes the head's free
+    arguments through unchanged (same variables, used nowhere else), with its bound
+    positions bound by the rest of the body. Then an answer of ``rel(b, ?y)`` is
+    exactly an exit answer of some ``rel(c, ?y)`` with ``c`` in the demand set
+    reachable from ``b`` (Naughton et al., argument reduction by factoring), so the
+    query needs the demand set plus exit rules, never the per-``c`` answer sets. For
+    ``anc(n0, ?y)`` with ``anc(?x, ?y) :- parent(?x, ?z), anc(?z, ?y)`` this is the
+    difference between the descendants of n0 and the whole transitive closure.
+    """
+    if has_stored(rel) or not bound:
+        return False
+    rules = rules_by_head.get(rel, ())
+    reaching = _reaching(rel, rules_by_head)
+    free = [p for p in range(rel[2]) if p not in bound]
+    for rule in rules:
+        calls = [s for s in rule.body if s.kind == POSITIVE and s.rel == rel]
+        others = [s for s in rule.body if not (s.kind == POSITIVE and s.rel == rel)]
+        if any(s.rel in reaching for s in others if s.kind != COMPARE):
+            return False
+        if not calls:
+            continue
+        if len(calls) != 1:
+            return False
+        (call,) = calls
+        passed = [rule.head_args[p] for p in free]
+        if not all(isinstance(a, Var) for a in passed) or len(set(passed)) != len(
+            passed
+        ):
+            return False
+        if [call.args[p] for p in free] != passed:
+            return False
+        elsewhere: set[Var] = set()
+        for step in others:
+            elsewhere |= step.variables
+        for p in bound:
+            if isinstance(rule.head_args[p], Var):
+                elsewhere.add(rule.head_args[p])  # type: ignore[arg-type]
+            if isinstance(call.args[p], Var):
+                elsewhere.add(call.args[p])  # type: ignore[arg-type]
+        if elsewhere & set(passed):  # type: ignore[arg-type]
+            return False
+        known = {rule.head_args[p] for p in bound if isinstance(rule.head_args[p], Var)}
+        for step in others:
+            if step.kind == POSITIVE:
+                known |= step.variables
+        if not all(
+            not isinstance(call.args[p], Var) or call.args[p] in known for p in bound
+        ):
+            return False
+    return True
+
+
+def _reaching(rel: RelKey, rules_by_head: Mapping[RelKey, list[IRule]]) -> set[RelKey]:
+    """The relations whose rules can reach ``rel`` (``rel`` included)."""
+    reaching: set[RelKey] = {rel}
+    changed = True
+    while changed:
+        changed = False
+        for head, rules in rules_by_head.items():
+            if head in reaching:
+                continue
+            if any(
+                s.rel in reaching for r in rules for s in r.body if s.kind != COMPARE
+            ):
+                reaching.add(head)
+                changed = True
+    return reaching

@@ -138,8 +138,14 @@ def _rank(source: ProofSource, node: Node) -> int:
 
 
 def _literal(source: ProofSource, rel: RelKey, row: Row) -> Literal:
-    predicate, negated, _ = rel  # type: ignore[misc]
+    predicate, negated, _ = _user_relation(rel)
     return Literal(predicate, source.facts.interner.decode(row), negated)
+
+
+def _user_relation(rel: RelKey) -> tuple[str, bool, int]:
+    """Unpack a user relation key (proofs only ever see user relations)."""
+    key: tuple[str, bool, int] = rel  # type: ignore[assignment]
+    return key
 
 
 def _choose(source: ProofSource, node: Node) -> _Choice:
@@ -202,7 +208,12 @@ def _instances(
             if source.comparisons(step.rel)(a, b):  # type: ignore[arg-type]
                 spelled = origin.body[j].predicate if origin else str(step.rel)
                 chosen.append(
-                    (j, Proof(Literal(spelled, values((a, b))), "builtin", None, (), None))
+                    (
+                        j,
+                        Proof(
+                            Literal(spelled, values((a, b))), "builtin", None, (), None
+                        ),
+                    )
                 )
                 yield from walk(i + 1, env)
                 chosen.pop()
@@ -210,14 +221,20 @@ def _instances(
         if step.kind == ABSENT:
             if not _absent(source, step.rel, step.args, env):
                 return
-            predicate, negated, _ = step.rel  # type: ignore[misc]
+            predicate, negated, _ = _user_relation(step.rel)
             args = tuple(
-                a if isinstance(a, Var) and a not in env
+                a
+                if isinstance(a, Var) and a not in env
                 else source.facts.interner.values[env[a] if isinstance(a, Var) else a]
                 for a in step.args
             )
             chosen.append(
-                (j, Proof(Literal(predicate, args, negated, True), "naf", None, (), None))
+                (
+                    j,
+                    Proof(
+                        Literal(predicate, args, negated, True), "naf", None, (), None
+                    ),
+                )
             )
             yield from walk(i + 1, env)
             chosen.pop()
@@ -280,7 +297,12 @@ def _absent(
     source: ProofSource, rel: RelKey, args: tuple[Var | int, ...], env: dict[Var, int]
 ) -> bool:
     pattern = tuple(
-        a if isinstance(a, Var) and a.is_anonymous else (env[a] if isinstance(a, Var) else a)
+        a
+        if isinstance(a, Var) and a.is_anonymous
+        else (env[a] if isinstance(a, Var) else a)
         for a in args
     )
-    return not _candidates(source, rel, pattern, {})
+    return not any(
+        _unify_into(pattern, row, {}) is not None
+        for row in _candidates(source, rel, pattern, {})
+    )

@@ -17,7 +17,7 @@ Row = tuple[int, ...]
 class Table:
     """The rows of one derived relation, mapped to their best confidence so far."""
 
-    __slots__ = ("rows", "indexes")
+    __slots__ = ("indexes", "rows")
 
     def __init__(self, rows: dict[Row, float | None] | None = None) -> None:
         self.rows: dict[Row, float | None] = rows if rows is not None else {}

@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Union
 
-Const = Union[str, int, float]
+Const = str | int | float
 """A constant: a JSON string or number. ``bool`` is not a constant."""
 
 _ANONYMOUS_PREFIX = "_?"
@@ -45,7 +44,7 @@ class Var:
         return "?_" if self.is_anonymous else "?" + self.name
 
 
-Term = Union[Var, Const]
+Term = Var | Const
 
 
 def fresh_var() -> Var:
@@ -67,7 +66,9 @@ def parse_term(value: Const) -> Var | Const:
         included, since ``True == 1`` would otherwise alias the number one).
     """
     if not is_const(value):
-        raise TypeError(f"a term must be a string or number, not {type(value).__name__}")
+        raise TypeError(
+            f"a term must be a string or number, not {type(value).__name__}"
+        )
     if isinstance(value, str) and value.startswith("?"):
         name = value[1:]
         if name in ("", "_"):
@@ -115,7 +116,7 @@ def const_key(value: Const) -> object:
     kind = type(value)
     if kind is str or kind is int:
         return value
-    if kind is float:
+    if isinstance(value, float) and kind is float:
         return ("f", value.hex())
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise TypeError(f"a constant must be a string or number, not {value!r}")
@@ -132,7 +133,7 @@ class Interner:
     numeric meaning, so comparison built-ins never re-parse strings in a join.
     """
 
-    __slots__ = ("_ids", "values", "numbers")
+    __slots__ = ("_ids", "numbers", "values")
 
     def __init__(self) -> None:
         self._ids: dict[object, int] = {}
@@ -166,8 +167,13 @@ class Interner:
 
     def intern_all(self, values: tuple[Const, ...]) -> tuple[int, ...]:
         """Intern every value of a tuple, keeping positions."""
-        intern = self.intern
-        return tuple([intern(v) for v in values])
+        get = self._ids.get
+        ids = []
+        for value in values:
+            kind = type(value)
+            found = get(value) if (kind is str or kind is int) else None
+            ids.append(found if found is not None else self.intern(value))
+        return tuple(ids)
 
     def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
         """Turn a tuple of ids back into the constants exactly as they were sent."""

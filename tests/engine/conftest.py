@@ -31,7 +31,9 @@ def make_facts() -> Callable[..., FactIndex]:
 def ask() -> Callable[..., list[tuple[Const, ...]]]:
     """Answer a goal and return just the argument tuples."""
 
-    def run(facts: FactIndex, rules: Iterable[str], goal: str, **options: object) -> list:
+    def run(
+        facts: FactIndex, rules: Iterable[str], goal: str, **options: object
+    ) -> list:
         program = Program([rule(r) for r in rules])
         return [a.args for a in Reasoner(facts).solve(program, lit(goal), **options)]
 

@@ -37,8 +37,12 @@ def lit(text: str) -> Literal:
     return Literal(predicate, tuple(term(a) for a in parts), bool(neg), bool(naf))
 
 
-def rule(text: str, confidence: float | None = None, rule_id: str | None = None) -> Rule:
+def rule(
+    text: str, confidence: float | None = None, rule_id: str | None = None
+) -> Rule:
     """Parse ``head :- body, body`` into a Rule."""
     head, _, body = text.partition(":-")
-    literals = [lit(m.group(0)) for m in _LITERAL.finditer(body)] if body.strip() else []
+    literals = (
+        [lit(m.group(0)) for m in _LITERAL.finditer(body)] if body.strip() else []
+    )
     return Rule(rule_id or f"r{next(_ids)}", lit(head), tuple(literals), confidence)

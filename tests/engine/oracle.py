@@ -22,7 +22,8 @@ def tag(value: Const) -> Tagged:
 
 
 def naive_model(
-    rules: Sequence[Rule], facts: Sequence[tuple[str, bool, tuple[Const, ...], float | None]]
+    rules: Sequence[Rule],
+    facts: Sequence[tuple[str, bool, tuple[Const, ...], float | None]],
 ) -> Model:
     """Return every relation's rows with their best confidence."""
     model: Model = {}
@@ -38,7 +39,9 @@ def naive_model(
                 head = rule.head
                 rel = (head.predicate, head.negated, len(head.args))
                 for env, confidence in list(_instances(rule, model)):
-                    row = tuple(env[a] if isinstance(a, Var) else tag(a) for a in head.args)
+                    row = tuple(
+                        env[a] if isinstance(a, Var) else tag(a) for a in head.args
+                    )
                     rows = model.setdefault(rel, {})
                     if row not in rows or _better(confidence, rows[row]):
                         rows[row] = confidence
@@ -67,7 +70,9 @@ def _strata(rules: Sequence[Rule]) -> list[list[Rule]]:
     ]
 
 
-def _instances(rule: Rule, model: Model) -> Iterator[tuple[dict[Var, Tagged], float | None]]:
+def _instances(
+    rule: Rule, model: Model
+) -> Iterator[tuple[dict[Var, Tagged], float | None]]:
     def walk(i: int, env: dict[Var, Tagged], conf: list[float | None]) -> Iterator:
         if i == len(rule.body):
             product = rule.confidence
@@ -100,7 +105,9 @@ def _instances(rule: Rule, model: Model) -> Iterator[tuple[dict[Var, Tagged], fl
     yield from walk(0, {}, [])
 
 
-def _unify(literal: Literal, row: tuple[Tagged, ...], env: dict[Var, Tagged]) -> dict | None:
+def _unify(
+    literal: Literal, row: tuple[Tagged, ...], env: dict[Var, Tagged]
+) -> dict | None:
     extended = dict(env)
     for arg, value in zip(literal.args, row):
         if isinstance(arg, Var):

@@ -11,8 +11,14 @@ from tests.engine.dsl import lit, rule
 
 CHAIN = ["edge(a, b)", "edge(b, c)", "edge(c, d)", "edge(d, e)"]
 CLOSURE_FORMS = {
-    "right": ["path(?x, ?y) :- edge(?x, ?y)", "path(?x, ?y) :- edge(?x, ?z), path(?z, ?y)"],
-    "left": ["path(?x, ?y) :- edge(?x, ?y)", "path(?x, ?y) :- path(?x, ?z), edge(?z, ?y)"],
+    "right": [
+        "path(?x, ?y) :- edge(?x, ?y)",
+        "path(?x, ?y) :- edge(?x, ?z), path(?z, ?y)",
+    ],
+    "left": [
+        "path(?x, ?y) :- edge(?x, ?y)",
+        "path(?x, ?y) :- path(?x, ?z), edge(?z, ?y)",
+    ],
     "nonlinear": [
         "path(?x, ?y) :- edge(?x, ?y)",
         "path(?x, ?y) :- path(?x, ?z), path(?z, ?y)",
@@ -33,8 +39,18 @@ CLOSURE_FORMS = {
 def test_transitive_closure_forms_agree(form, make_facts, ask):
     facts = make_facts(*CHAIN)
     rules = CLOSURE_FORMS[form]
-    assert ask(facts, rules, "path(a, ?y)") == [("a", "b"), ("a", "c"), ("a", "d"), ("a", "e")]
-    assert ask(facts, rules, "path(?x, e)") == [("a", "e"), ("b", "e"), ("c", "e"), ("d", "e")]
+    assert ask(facts, rules, "path(a, ?y)") == [
+        ("a", "b"),
+        ("a", "c"),
+        ("a", "d"),
+        ("a", "e"),
+    ]
+    assert ask(facts, rules, "path(?x, e)") == [
+        ("a", "e"),
+        ("b", "e"),
+        ("c", "e"),
+        ("d", "e"),
+    ]
     assert len(ask(facts, rules, "path(?x, ?y)")) == 10
     assert ask(facts, rules, "path(b, d)") == [("b", "d")]
     assert ask(facts, rules, "path(d, b)") == []
@@ -60,8 +76,17 @@ def test_long_chain_has_no_depth_limit(ask):
 
 def test_same_generation(make_facts, ask):
     facts = make_facts(
-        "par(b1, a)", "par(b2, a)", "par(c1, b1)", "par(c2, b2)", "par(c3, b2)",
-        "person(a)", "person(b1)", "person(b2)", "person(c1)", "person(c2)", "person(c3)",
+        "par(b1, a)",
+        "par(b2, a)",
+        "par(c1, b1)",
+        "par(c2, b2)",
+        "par(c3, b2)",
+        "person(a)",
+        "person(b1)",
+        "person(b2)",
+        "person(c1)",
+        "person(c2)",
+        "person(c3)",
     )
     rules = [
         "sg(?x, ?x) :- person(?x)",
@@ -74,7 +99,12 @@ def test_same_generation(make_facts, ask):
 
 def test_naf_on_stored_and_derived_relations(make_facts, ask):
     facts = make_facts(
-        "edge(a, b)", "edge(b, c)", "node(a)", "node(b)", "node(c)", "node(d)",
+        "edge(a, b)",
+        "edge(b, c)",
+        "node(a)",
+        "node(b)",
+        "node(c)",
+        "node(d)",
         "banned(b)",
     )
     rules = [
@@ -103,7 +133,9 @@ def test_naf_over_several_strata(make_facts, ask):
 
 
 def test_explicit_negation_facts_and_heads(make_facts, ask):
-    facts = make_facts("bird(tweety)", "bird(polly)", "NOT flies(polly)", "penguin(pingu)")
+    facts = make_facts(
+        "bird(tweety)", "bird(polly)", "NOT flies(polly)", "penguin(pingu)"
+    )
     rules = [
         "flies(?x) :- bird(?x), NAF NOT flies(?x)",
         "NOT flies(?x) :- penguin(?x)",
@@ -122,15 +154,23 @@ def test_explicit_negation_facts_and_heads(make_facts, ask):
         ("lt(?v, 100)", [("small", 7)]),
         (">=(?v, 500)", [("big", 500), ("text", "500")]),
         ("=(?v, 500)", [("big", 500), ("text", "500")]),
-        ("eq(?v, \"500\")", [("big", 500), ("text", "500")]),
+        ('eq(?v, "500")', [("big", 500), ("text", "500")]),
         ("neq(?v, 500)", [("float", 250.5), ("name", "zed"), ("small", 7)]),
         ("gt(?v, abc)", [("name", "zed")]),
-        ("!=(?v, zed)", [("big", 500), ("float", 250.5), ("small", 7), ("text", "500")]),
+        (
+            "!=(?v, zed)",
+            [("big", 500), ("float", 250.5), ("small", 7), ("text", "500")],
+        ),
     ],
 )
-def test_builtins_compare_numeric_strings_as_numbers(condition, expected, make_facts, ask):
+def test_builtins_compare_numeric_strings_as_numbers(
+    condition, expected, make_facts, ask
+):
     facts = make_facts(
-        "val(big, 500)", 'val(text, "500")', "val(float, 250.5)", "val(small, 7)",
+        "val(big, 500)",
+        'val(text, "500")',
+        "val(float, 250.5)",
+        "val(small, 7)",
         "val(name, zed)",
     )
     rules = [f"hit(?k, ?v) :- val(?k, ?v), {condition}"]
@@ -142,7 +182,10 @@ def test_constants_echo_exactly(make_facts, ask):
     rules = ["w(?x) :- v(?x)"]
     answers = ask(facts, rules, "w(?x)")
     assert answers == [(500,), (500.0,), (2.5,), ("500",)] or answers == [
-        (2.5,), (500,), (500.0,), ("500",)
+        (2.5,),
+        (500,),
+        (500.0,),
+        ("500",),
     ]
     assert [type(a[0]) for a in answers] == [float, int, float, str]
     assert ask(facts, rules, "w(500)") == [(500,)]
@@ -159,7 +202,10 @@ def test_rule_constants_stay_typed(make_facts, ask):
 
 def test_confidence_product_best_and_null(make_facts):
     facts = make_facts(
-        ("edge(a, b)", 0.9), ("edge(b, c)", 0.5), ("edge(a, c)", 0.4), "edge(c, d)",
+        ("edge(a, b)", 0.9),
+        ("edge(b, c)", 0.5),
+        ("edge(a, c)", 0.4),
+        "edge(c, d)",
         "plain(x)",
     )
     program = Program(
@@ -177,7 +223,9 @@ def test_confidence_product_best_and_null(make_facts):
     assert got[("a", "d")] == pytest.approx(0.45)  # None counts as 1.0
     assert reasoner.solve(program, lit("path(c, d)")) == [Answer(("c", "d"), None)]
     assert reasoner.solve(program, lit("derived(?x)")) == [Answer(("x",), None)]
-    assert reasoner.solve(program, lit("hedged(?x)"))[0].confidence == pytest.approx(0.8)
+    assert reasoner.solve(program, lit("hedged(?x)"))[0].confidence == pytest.approx(
+        0.8
+    )
     kept = reasoner.solve(program, lit("path(a, ?y)"), min_confidence=0.45)
     assert [a.args for a in kept] == [("a", "b"), ("a", "c"), ("a", "d")]
     kept = reasoner.solve(program, lit("path(a, ?y)"), min_confidence=0.5)
@@ -190,7 +238,9 @@ def test_confidence_around_cycles_terminates(make_facts):
     program = Program(
         [rule("p(?x, ?y) :- e(?x, ?y)"), rule("p(?x, ?y) :- p(?x, ?z), p(?z, ?y)", 0.9)]
     )
-    got = {a.args: a.confidence for a in Reasoner(facts).solve(program, lit("p(?x, ?y)"))}
+    got = {
+        a.args: a.confidence for a in Reasoner(facts).solve(program, lit("p(?x, ?y)"))
+    }
     assert got[("a", "b")] == pytest.approx(0.5)
     assert got[("a", "a")] == pytest.approx(0.45)
     assert got[("b", "c")] == pytest.approx(0.9)
@@ -260,3 +310,51 @@ def test_count_matches_solve(make_facts):
     reasoner = Reasoner(facts)
     assert reasoner.count(program, lit("path(?x, ?y)")) == 10
     assert reasoner.count(program, lit("path(b, ?y)")) == 3
+
+
+@pytest.mark.parametrize(
+    ("rules", "goal", "expected"),
+    [
+        # Factoring keeps the non-recursive guard literals of the recursive rule.
+        (
+            [
+                "r(?x, ?y) :- e(?x, ?y)",
+                "r(?x, ?y) :- e(?x, ?z), ok(?x, ?_), r(?z, ?y)",
+            ],
+            "r(a, ?y)",
+            [("a", "b"), ("a", "c"), ("a", "d")],
+        ),
+        (
+            [
+                "r(?x, ?y) :- e(?x, ?y)",
+                "r(?x, ?y) :- e(?x, ?z), r(?z, ?y), NAF stop(?z)",
+            ],
+            "r(a, ?y)",
+            [("a", "b"), ("a", "c")],
+        ),
+        # Not right-linear (the passed variable is tested): must not be factored.
+        (
+            [
+                "r(?x, ?y) :- e(?x, ?y)",
+                "r(?x, ?y) :- e(?x, ?z), r(?z, ?y), neq(?y, d)",
+            ],
+            "r(a, ?y)",
+            [("a", "b"), ("a", "c"), ("a", "f")],
+        ),
+    ],
+)
+def test_right_linear_goals_keep_every_condition(
+    rules, goal, expected, make_facts, ask
+):
+    facts = make_facts(
+        "e(a, b)",
+        "e(b, c)",
+        "e(c, d)",
+        "e(d, f)",
+        "ok(a, yes)",
+        "ok(b, yes)",
+        "stop(c)",
+    )
+    assert ask(facts, rules, goal) == expected
+    full = ask(facts, rules, "r(?x, ?y)")
+    assert [row for row in full if row[0] == "a"] == expected

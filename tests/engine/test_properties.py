@@ -34,8 +34,12 @@ def facts(draw):
         predicate, arity = draw(st.sampled_from(RELATIONS))
         args = tuple(draw(st.sampled_from(CONSTANTS)) for _ in range(arity))
         found.append(
-            (predicate, draw(st.booleans()) and draw(st.booleans()), args,
-             draw(st.sampled_from(CONFIDENCES)))
+            (
+                predicate,
+                draw(st.booleans()) and draw(st.booleans()),
+                args,
+                draw(st.sampled_from(CONFIDENCES)),
+            )
         )
     return found
 
@@ -51,7 +55,9 @@ def rules(draw):
             args = tuple(
                 draw(st.sampled_from(VARS + CONSTANTS[:3])) for _ in range(arity)
             )
-            body.append(Literal(predicate, args, draw(st.booleans()) and draw(st.booleans())))
+            body.append(
+                Literal(predicate, args, draw(st.booleans()) and draw(st.booleans()))
+            )
             bound += [a for a in args if isinstance(a, Var)]
         assume(bound)
         if draw(st.booleans()):
@@ -72,7 +78,9 @@ def rules(draw):
             tuple(draw(st.sampled_from(bound + CONSTANTS[:2])) for _ in range(arity)),
             draw(st.booleans()) and draw(st.booleans()),
         )
-        made.append(Rule(f"r{n}", head, tuple(body), draw(st.sampled_from(CONFIDENCES))))
+        made.append(
+            Rule(f"r{n}", head, tuple(body), draw(st.sampled_from(CONFIDENCES)))
+        )
     return made
 
 
@@ -92,15 +100,22 @@ def test_solve_matches_naive_oracle(program_rules, stored):
     index = FactIndex()
     for predicate, negated, args, confidence in stored:
         index.add(predicate, negated, args, confidence)
-    visible = [
-        (p, n, a, index.confidence(p, n, a)) for p, n, a, _ in stored
-    ]
-    model = naive_model(program_rules, list({(p, n, tuple(tag(x) for x in a)): (p, n, a, c) for p, n, a, c in visible}.values()))
+    visible = [(p, n, a, index.confidence(p, n, a)) for p, n, a, _ in stored]
+    model = naive_model(
+        program_rules,
+        list(
+            {
+                (p, n, tuple(tag(x) for x in a)): (p, n, a, c) for p, n, a, c in visible
+            }.values()
+        ),
+    )
     reasoner = Reasoner(index)
     for predicate, arity in RELATIONS:
         for negated in (False, True):
             expected = model.get((predicate, negated, arity), {})
-            goal = Literal(predicate, tuple(Var(f"v{i}") for i in range(arity)), negated)
+            goal = Literal(
+                predicate, tuple(Var(f"v{i}") for i in range(arity)), negated
+            )
             got = {
                 tuple(tag(x) for x in answer.args): answer.confidence
                 for answer in reasoner.solve(program, goal)

@@ -30,7 +30,9 @@ def test_engine_imports_nothing_impure():
             top = name.split(".")[0]
             assert top not in FORBIDDEN, f"{path.name} imports {name}"
             if top == "nocturnus":
-                assert name.startswith("nocturnus.engine"), f"{path.name} imports {name}"
+                assert name.startswith("nocturnus.engine"), (
+                    f"{path.name} imports {name}"
+                )
 
 
 def test_every_module_starts_with_future_annotations():
@@ -38,4 +40,6 @@ def test_every_module_starts_with_future_annotations():
         tree = ast.parse(path.read_text())
         body = tree.body[1:] if ast.get_docstring(tree) else tree.body
         first = body[0]
-        assert isinstance(first, ast.ImportFrom) and first.module == "__future__", path.name
+        assert isinstance(first, ast.ImportFrom) and first.module == "__future__", (
+            path.name
+        )
