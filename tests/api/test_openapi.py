@@ -88,9 +88,18 @@ def generation_schema(schema: Any) -> Any:
     return schema
 
 
-BODIES = {
-    f"{spec.method} {spec.paths[0]}": spec.body for spec in ENDPOINTS if spec.body is not None
-}
+def distinct_bodies() -> dict[str, dict[str, Any]]:
+    """One entry per distinct body schema (``/teach`` and database rules share one)."""
+    found: dict[str, dict[str, Any]] = {}
+    seen: list[dict[str, Any]] = []
+    for spec in ENDPOINTS:
+        if spec.body is not None and spec.body not in seen:
+            seen.append(spec.body)
+            found[f"{spec.method} {spec.paths[0]}"] = spec.body
+    return found
+
+
+BODIES = distinct_bodies()
 
 
 @pytest.mark.parametrize("name", sorted(BODIES))
@@ -98,7 +107,7 @@ def test_our_validator_accepts_every_schema_valid_body(name: str) -> None:
     schema = BODIES[name]
 
     @settings(
-        max_examples=60, deadline=None, derandomize=True, database=None,
+        max_examples=40, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(from_schema(generation_schema(schema)))
