@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +70,7 @@ def group_commit_figures(url: str) -> dict[str, float]:
         "nocturnus_group_commit_batch_requests_sum", "nocturnus_group_commit_batch_requests_count",
         "nocturnus_commit_duration_seconds_sum", "nocturnus_events_appended_total",
     ):
-        totals[name] = sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M))
+        totals[name] = sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.MULTILINE))
     commits = totals["nocturnus_group_commit_batch_requests_count"] or 1
     return {
         "commits": totals["nocturnus_group_commit_batch_requests_count"],
@@ -104,7 +104,7 @@ def machine() -> str:
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=10)
+                             capture_output=True, text=True, timeout=10, check=False)
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
@@ -115,15 +115,19 @@ def report(
 ) -> str:
     rows = list(csv.DictReader(stats_csv.open()))
     lines = [
-        f"# Load test {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (commit {git_commit()})",
+        f"# Load test {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (commit {git_commit()})",
         "",
         f"- machine: {machine()}; 1-minute load average before the run: {load_before:.2f}",
-        f"- run: {args.users} users (ingest:reasoning:context = 3:3:2), spawn rate "
-        f"{args.spawn_rate}/s, {args.duration}; server: one process, data on local disk, "
-        "every write fsync'd before its answer",
-        f"- group commit: {commit['commits']:.0f} commits for {commit['events']:.0f} events, "
-        f"{commit['requests_per_commit']:.1f} write requests per commit on average, "
-        f"{commit['commit_ms']:.2f} ms per commit (append + COMMIT + fsync)",
+        (
+            f"- run: {args.users} users (ingest:reasoning:context = 3:3:2), spawn rate "
+            f"{args.spawn_rate}/s, {args.duration}; server: one process, data on local disk, "
+            "every write fsync'd before its answer"
+        ),
+        (
+            f"- group commit: {commit['commits']:.0f} commits for {commit['events']:.0f} "
+            f"events, {commit['requests_per_commit']:.1f} write requests per commit on "
+            f"average, {commit['commit_ms']:.2f} ms per commit (append + COMMIT + fsync)"
+        ),
     ]
     if not any(r["Name"].startswith("/context") for r in rows):
         lines.append("- context agents: skipped (this build serves no /context/optimize)")
@@ -155,36 +159,39 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    prefix = args.out / "run"
     with tempfile.TemporaryDirectory(prefix="nocturnus-load-") as tmp:
         env = {
             **os.environ,
             "NOCTURNUS_MASTER_KEY": secrets.token_hex(32),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
-        server_log = open(args.out / "server.log", "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "nocturnus", "serve", "--port", str(port), "--data-dir", f"{tmp}/data"],
-            stdout=server_log, stderr=subprocess.STDOUT, env=env,
-        )
-        try:
-            wait_ready(url, server)
-            prefix = args.out / "run"
-            locust = [
-                sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"), "--headless",
-                "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
-                "--run-time", args.duration, "--stop-timeout", "5", "--host", url,
-                "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
-            ]
-            locust_env = {**env, "LOAD_TENANTS": str(args.tenants)}
-            code = subprocess.run(locust, env=locust_env, timeout=run_s + 120).returncode
-            commit = group_commit_figures(url)
-        finally:
-            server.send_signal(signal.SIGTERM)
+        with open(args.out / "server.log", "wb") as server_log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "nocturnus", "serve", "--port", str(port),
+                 "--data-dir", f"{tmp}/data"],
+                stdout=server_log, stderr=subprocess.STDOUT, env=env,
+            )
             try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            server_log.close()
+                wait_ready(url, server)
+                locust = [
+                    sys.executable, "-m", "locust", "-f", str(HERE / "locustfile.py"),
+                    "--headless", "--users", str(args.users),
+                    "--spawn-rate", str(args.spawn_rate), "--run-time", args.duration,
+                    "--stop-timeout", "5", "--host", url, "--csv", str(prefix),
+                    "--only-summary", "--loglevel", "WARNING",
+                ]
+                locust_env = {**env, "LOAD_TENANTS": str(args.tenants)}
+                code = subprocess.run(
+                    locust, env=locust_env, timeout=run_s + 120, check=False
+                ).returncode
+                commit = group_commit_figures(url)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(60)
+                except subprocess.TimeoutExpired:
+                    server.kill()
     text = report(Path(f"{prefix}_stats.csv"), args, commit, load_before)
     (args.out / "report.md").write_text(text)
     print(text)

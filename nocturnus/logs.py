@@ -21,11 +21,11 @@ import logging
 import queue
 import sys
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from typing import IO, Any
 
 import orjson
-from logging.handlers import QueueHandler, QueueListener
 
 from nocturnus.errors import StartupError
 
@@ -71,7 +71,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
                 timespec="milliseconds"
             ),
             "level": record.levelname,

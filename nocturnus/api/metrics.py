@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -35,6 +40,7 @@ from nocturnus.api.endpoint import Call, endpoint
 from nocturnus.store.distribution import SECONDS_BUCKETS, Distribution
 
 if TYPE_CHECKING:
+    from nocturnus.service.database import Database
     from nocturnus.service.databases import Databases
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -108,6 +114,58 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], dist: Distribut
     family.add_metric(labels, buckets, dist.total)
 
 
+# Per-database series read at scrape time: (name, help, value of one database). Names of
+# counters get "_total" from prometheus-client.
+COUNTERS: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("nocturnus_events_appended", "Events committed to the database's log",
+     lambda db: db.writer.stats.records),
+    ("nocturnus_group_commits", "Group commits (one transaction, one fsync)",
+     lambda db: db.writer.stats.commits),
+    ("nocturnus_group_commit_failures", "Group commits that failed",
+     lambda db: db.writer.stats.failed_commits),
+)
+GAUGES: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("nocturnus_writer_up", "1 while the database's writer accepts writes",
+     lambda db: 1.0 if db.writer.is_alive else 0.0),
+    ("nocturnus_writer_commit_running_seconds",
+     "How long the commit in progress has run; 0 when idle (a stall grows here)",
+     lambda db: db.writer.stats.commit_running_s()),
+    ("nocturnus_writer_queued_jobs", "Jobs waiting for the writer thread",
+     lambda db: db.writer.queued),
+    ("nocturnus_writer_last_commit_timestamp_seconds",
+     "Unix time of the last successful commit (0: none since start)",
+     lambda db: db.writer.stats.last_commit_at),
+    ("nocturnus_log_head_seq", "Seq of the newest event of the database's log",
+     lambda db: db.head),
+    ("nocturnus_last_snapshot_timestamp_seconds",
+     "Unix time of the newest snapshot known (0: none)",
+     lambda db: db.stats.last_snapshot_at),
+)
+HISTOGRAMS: tuple[tuple[str, str, Callable[[Any], Distribution]], ...] = (
+    ("nocturnus_group_commit_batch_requests", "Write requests sharing one group commit",
+     lambda db: db.writer.stats.batch_appends),
+    ("nocturnus_group_commit_batch_events", "Events written by one group commit",
+     lambda db: db.writer.stats.batch_records),
+    ("nocturnus_commit_duration_seconds",
+     "Time one group commit took: encrypt, insert, COMMIT and its fsync",
+     lambda db: db.writer.stats.commit_seconds),
+    ("nocturnus_replay_duration_seconds",
+     "Time to load one tenant projection (snapshot + later events)",
+     lambda db: db.stats.replays),
+    ("nocturnus_snapshot_duration_seconds", "Time to write one tenant snapshot",
+     lambda db: db.stats.snapshots),
+)
+# Tenant databases only (not _system): their size.
+SIZES: tuple[tuple[str, str, Callable[[Any, list[Any]], float]], ...] = (
+    ("nocturnus_tenants", "Tenants holding data, per database",
+     lambda db, loaded: len(db.tenant_names)),
+    ("nocturnus_tenants_loaded", "Tenant projections in memory, per database",
+     lambda db, loaded: len(loaded)),
+    ("nocturnus_facts", "Stored facts in the tenant projections in memory",
+     lambda db, loaded: sum(t.fact_count() for t in loaded)),
+)
+
+
 class StorageCollector(Collector):
     """Reads writer and database stats at scrape time (see the module docstring)."""
 
@@ -121,114 +179,43 @@ class StorageCollector(Collector):
         databases = self._databases()
         if databases is None:
             return
+        every: list[Database[Any]] = [databases.system, *databases.all()]
         label = ["database"]
-        events = CounterMetricFamily(
-            "nocturnus_events_appended", "Events committed to the database's log", labels=label
-        )
-        commits = CounterMetricFamily(
-            "nocturnus_group_commits", "Group commits (one transaction, one fsync)", labels=label
-        )
-        failed = CounterMetricFamily(
-            "nocturnus_group_commit_failures", "Group commits that failed", labels=label
-        )
-        batch = HistogramMetricFamily(
-            "nocturnus_group_commit_batch_requests",
-            "Write requests sharing one group commit", labels=label,
-        )
-        batch_events = HistogramMetricFamily(
-            "nocturnus_group_commit_batch_events", "Events written by one group commit",
-            labels=label,
-        )
-        commit = HistogramMetricFamily(
-            "nocturnus_commit_duration_seconds",
-            "Time one group commit took: encrypt, insert, COMMIT and its fsync", labels=label,
-        )
-        up = GaugeMetricFamily(
-            "nocturnus_writer_up", "1 while the database's writer accepts writes", labels=label
-        )
-        running = GaugeMetricFamily(
-            "nocturnus_writer_commit_running_seconds",
-            "How long the commit in progress has run; 0 when idle (a stall grows here)",
-            labels=label,
-        )
-        queued = GaugeMetricFamily(
-            "nocturnus_writer_queued_jobs", "Jobs waiting for the writer thread", labels=label
-        )
-        last_commit = GaugeMetricFamily(
-            "nocturnus_writer_last_commit_timestamp_seconds",
-            "Unix time of the last successful commit (0: none since start)", labels=label,
-        )
-        head = GaugeMetricFamily(
-            "nocturnus_log_head_seq", "Seq of the newest event of the database's log",
-            labels=label,
-        )
-        tenants = GaugeMetricFamily(
-            "nocturnus_tenants", "Tenants holding data, per database", labels=label
-        )
-        loaded = GaugeMetricFamily(
-            "nocturnus_tenants_loaded", "Tenant projections in memory, per database",
-            labels=label,
-        )
-        facts = GaugeMetricFamily(
-            "nocturnus_facts", "Stored facts in the tenant projections in memory", labels=label
-        )
-        replays = HistogramMetricFamily(
-            "nocturnus_replay_duration_seconds",
-            "Time to load one tenant projection (snapshot + later events)", labels=label,
-        )
-        snapshots = HistogramMetricFamily(
-            "nocturnus_snapshot_duration_seconds", "Time to write one tenant snapshot",
-            labels=label,
-        )
-        last_snapshot = GaugeMetricFamily(
-            "nocturnus_last_snapshot_timestamp_seconds",
-            "Unix time of the newest snapshot known (0: none)", labels=label,
-        )
-        now = time.monotonic()
-        every = [databases.system, *databases.all()]
-        for db in every:
-            name = [db.name]
-            w = db.writer.stats
-            events.add_metric(name, w.records)
-            commits.add_metric(name, w.commits)
-            failed.add_metric(name, w.failed_commits)
-            _histogram(batch, name, w.batch_appends)
-            _histogram(batch_events, name, w.batch_records)
-            _histogram(commit, name, w.commit_seconds)
-            up.add_metric(name, 1.0 if db.writer.is_alive else 0.0)
-            running.add_metric(name, w.commit_running_s(now))
-            queued.add_metric(name, db.writer.queued)
-            last_commit.add_metric(name, w.last_commit_at)
-            head.add_metric(name, db.head)
-            s = db.stats
-            _histogram(replays, name, s.replays)
-            _histogram(snapshots, name, s.snapshots)
-            last_snapshot.add_metric(name, s.last_snapshot_at)
-            if db is not databases.system:
-                projections = list(db.loaded_tenants())
-                tenants.add_metric(name, len(db.tenant_names))
-                loaded.add_metric(name, len(projections))
-                facts.add_metric(name, sum(t.fact_count() for t in projections))
+        for name, doc, read in COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=label)
+            for db in every:
+                counter.add_metric([db.name], read(db))
+            yield counter
+        for name, doc, read in GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=label)
+            for db in every:
+                gauge.add_metric([db.name], read(db))
+            yield gauge
+        for name, doc, read_dist in HISTOGRAMS:
+            histogram = HistogramMetricFamily(name, doc, labels=label)
+            for db in every:
+                _histogram(histogram, [db.name], read_dist(db))
+            yield histogram
+        tenant_dbs = [(db, list(db.loaded_tenants())) for db in databases.all()]
+        for name, doc, size in SIZES:
+            gauge = GaugeMetricFamily(name, doc, labels=label)
+            for db, loaded in tenant_dbs:
+                gauge.add_metric([db.name], size(db, loaded))
+            yield gauge
         yield GaugeMetricFamily(
-            "nocturnus_databases", "Open databases (without _system)", value=len(every) - 1
+            "nocturnus_databases", "Open databases (without _system)", value=len(tenant_dbs)
         )
         try:
             disk = shutil.disk_usage(databases.data_dir)
         except OSError:
-            pass  # the health check reports it; a scrape must still answer
-        else:
-            yield GaugeMetricFamily(
-                "nocturnus_data_dir_free_bytes", "Free bytes on the data directory's disk",
-                value=disk.free,
-            )
-            yield GaugeMetricFamily(
-                "nocturnus_data_dir_size_bytes", "Size of the data directory's disk",
-                value=disk.total,
-            )
-        yield from (
-            events, commits, failed, batch, batch_events, commit, up, running, queued,
-            last_commit, head, tenants, loaded, facts, replays, snapshots,
-            last_snapshot,
+            return  # the health check reports it; a scrape must still answer
+        yield GaugeMetricFamily(
+            "nocturnus_data_dir_free_bytes", "Free bytes on the data directory's disk",
+            value=disk.free,
+        )
+        yield GaugeMetricFamily(
+            "nocturnus_data_dir_size_bytes", "Size of the data directory's disk",
+            value=disk.total,
         )
 
 

@@ -123,9 +123,9 @@ def test_errors_map_to_the_sdk_exceptions(server: Server, sdk: SyncNocturnusAICl
         sdk.assert_fact("alive", ["rex"], negated=True)
     with pytest.raises(NocturnusAIValidationError):
         sdk.assert_fact("", ["x"])
-    with SyncNocturnusAIClient(server.url, database="no_such_db", tenant_id="t", max_retries=0) as lost:
-        with pytest.raises(NocturnusAINotFoundError):
-            lost.infer("p", ["?x"])
+    lost = SyncNocturnusAIClient(server.url, database="no_such_db", tenant_id="t", max_retries=0)
+    with lost, pytest.raises(NocturnusAINotFoundError):
+        lost.infer("p", ["?x"])
 
 
 def test_health(sdk: SyncNocturnusAIClient) -> None:
