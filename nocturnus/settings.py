@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
-    Setting("context_sessions", int, 1000, "Context sessions remembered per database (LRU)"),
+    Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("log_format", str, "text", "Log line format: text or json"),
     Setting("log_level", str, "INFO", "Log level"),
 )

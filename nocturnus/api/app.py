@@ -15,6 +15,7 @@ from sanic import HTTPResponse, Request, Sanic
 
 from nocturnus.api import access
 from nocturnus.api.admin import admin
+from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, admin, health, metrics, openapi):
+    for blueprint in (knowledge, admin, health, metrics, openapi, context_api):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases)

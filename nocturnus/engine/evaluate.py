@@ -32,6 +32,17 @@ from nocturnus.engine.analysis import (
     check_program,
     strongly_connected_components,
 )
+from nocturnus.engine.grouped import (
+    Chain,
+    GroupedTable,
+    chain_of,
+    column,
+    regroup,
+    step_by_passed,
+)
+from nocturnus.engine.grouped import (
+    step as grouped_step,
+)
 from nocturnus.engine.index import FactIndex, Relation
 from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, lower_rule
 from nocturnus.engine.joins import (
@@ -114,7 +125,7 @@ class _Empty:
 
 
 _EMPTY = _Empty()
-Source = Table | Relation | _Empty
+Source = Table | Relation | GroupedTable | _Empty
 
 
 class Evaluation:
@@ -203,6 +214,19 @@ class Evaluation:
             for j in reads:
                 order = order_body(rule.body, j, size_of)
                 recursive.append(compile_version(rule, order, j, self.weighted))
+        chains = [
+            chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
+            for version in recursive
+        ]
+        if (
+            not self.weighted
+            and self.ranks is None
+            and all(len(rule.head_args) == 2 for rule in rules)
+            and all(chain is not None for chain in chains)
+        ):
+            self._round(exits, members, {})
+            self._grouped(members, chains)  # type: ignore[arg-type]
+            return
         delta = self._round(exits, members, {})
         for rel in members:
             stored = initial.get(rel)
@@ -210,6 +234,71 @@ class Evaluation:
                 delta[rel] = {**stored, **delta[rel]}
         while recursive and any(delta.values()):
             delta = self._round(recursive, members, delta)
+
+    def _grouped(self, members: set[RelKey], chains: list[Chain]) -> None:
+        """Run the recursive rounds of a binary chain component set-at-a-time.
+
+        See :mod:`nocturnus.engine.grouped`. The tables start from the stored rows
+        and the exit rules' results, all of which form the first delta.
+        """
+        delta: dict[RelKey, _GroupedDelta] = {}
+        for rel in members:
+            rows = self.tables[rel].rows
+            delta[rel] = _GroupedDelta({p: column(rows, p) for p in (0, 1)})
+        # Per version: group by the join variable or by the passed one, whichever
+        # makes the first delta's groups larger (fewer keys).
+        by_join: list[bool] = []
+        for chain in chains:
+            first = delta[chain.delta_rel]
+            joins = len(first.by(chain.delta_join))
+            passes = len(first.by(1 - chain.delta_join))
+            by_join.append(joins <= passes)
+        keep: dict[RelKey, set[int]] = {rel: set() for rel in members}
+        for chain, joined in zip(chains, by_join, strict=True):
+            keep[chain.head].add(chain.group if joined else chain.passed_at)
+            if chain.other_rel in members:
+                keep[chain.other_rel].add(chain.other_join)
+        tables: dict[RelKey, GroupedTable] = {}
+        for rel in members:
+            table = GroupedTable(keep[rel] or {0})
+            table.add_rows(self.tables[rel].rows)
+            tables[rel] = table
+        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
+        for chain in chains:
+            key = (chain.other_rel, chain.other_join)
+            if chain.other_rel in members or key in partners:
+                continue
+            source = self.source(chain.other_rel)
+            if isinstance(source, GroupedTable):
+                partners[key] = source.ensure(chain.other_join)
+            else:
+                partners[key] = column(source.rows, chain.other_join)
+        while True:
+            out: dict[RelKey, dict[int, dict[int, set[int]]]] = {}
+            for chain, joined in zip(chains, by_join, strict=True):
+                side = chain.delta_join if joined else 1 - chain.delta_join
+                new = delta[chain.delta_rel].by(side)
+                if not new:
+                    continue
+                if chain.other_rel in members:
+                    partner = tables[chain.other_rel].by[chain.other_join]
+                else:
+                    partner = partners[(chain.other_rel, chain.other_join)]
+                position = chain.group if joined else chain.passed_at
+                target = out.setdefault(chain.head, {}).setdefault(position, {})
+                full = tables[chain.head].by[position]
+                if joined:
+                    grouped_step(new, partner, full, target)
+                else:
+                    step_by_passed(new, partner, full, target)
+            self.round += 1
+            if not any(g for groups in out.values() for g in groups.values()):
+                break
+            for rel, groups in out.items():
+                for at, grouping in groups.items():
+                    tables[rel].merge(at, grouping)
+            delta = {rel: _GroupedDelta(out.get(rel, {})) for rel in members}
+        self.tables.update(tables)  # type: ignore[arg-type]
 
     def _round(
         self,
@@ -267,6 +356,30 @@ class Evaluation:
             found = comparison(param.value, self.interner)
             self._comparisons[param.value] = found
         return found
+
+
+class _GroupedDelta:
+    """One round's new rows of a grouped relation, regrouped on demand."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self, groups: dict[int, dict[int, set[int]]]) -> None:
+        self.groups = {p: g for p, g in groups.items() if g}
+
+    def by(self, position: int) -> dict[int, set[int]]:
+        found = self.groups.get(position)
+        if found is not None or not self.groups:
+            return found or {}
+        merged: dict[int, set[int]] = {}
+        for other in self.groups.values():
+            for key, partners in regroup(other).items():
+                existing = merged.get(key)
+                if existing is None:
+                    merged[key] = partners
+                else:
+                    existing |= partners
+        self.groups[position] = merged
+        return merged
 
 
 class _State:
@@ -338,8 +451,13 @@ class Reasoner:
         """
         if min_confidence is not None:
             return len(self._rows(program, goal, min_confidence))
-        found = self._candidates(program, goal)
-        return 0 if found is None else len(found[1])
+        found = self._evaluate(program, goal)
+        if found is None:
+            return 0
+        source, pattern, bound = found
+        if not bound and len(set(pattern)) == len(pattern):
+            return len(source)  # no tuples needed (a grouped closure stays grouped)
+        return len(_match(source, pattern, bound))
 
     def explain(self, program: Program, fact: Literal) -> Proof | None:
         """Return a best-confidence proof tree of a ground fact, or None if underivable.
@@ -380,10 +498,11 @@ class Reasoner:
     def _rows(
         self, program: Program, goal: Literal, min_confidence: float | None
     ) -> list[tuple[Row, float | None]]:
-        found = self._candidates(program, goal)
+        found = self._evaluate(program, goal)
         if found is None:
             return []
-        source, candidates = found
+        source, pattern, bound = found
+        candidates = _match(source, pattern, bound)
         rows = source.rows
         if min_confidence is None:
             return [(row, rows[row]) for row in candidates]
@@ -393,10 +512,13 @@ class Reasoner:
             if ((1.0 if (conf := rows[row]) is None else conf) >= min_confidence)
         ]
 
-    def _candidates(
+    def _evaluate(
         self, program: Program, goal: Literal
-    ) -> tuple[Source, Collection[Row]] | None:
-        """Evaluate what ``goal`` needs; return its relation and the matching rows."""
+    ) -> tuple[Source, tuple[Var | int, ...], tuple[int, ...]] | None:
+        """Evaluate what ``goal`` needs; return its relation, pattern, bound positions.
+
+        None means the goal names a constant nobody ever mentioned: no answers.
+        """
         _check_goal(goal)
         state = self._state(program)
         lookup = self.facts.interner.lookup
@@ -420,7 +542,7 @@ class Reasoner:
         else:
             values = tuple(pattern[p] for p in bound)
             source = self._magic(state, rel, bound, values)  # type: ignore[arg-type]
-        return source, _match(source, tuple(pattern), bound)
+        return source, tuple(pattern), bound
 
     def _resolver(self, state: _State) -> Callable[[RelKey], Source]:
         complete = state.complete

@@ -332,11 +332,4 @@ class FactIndex:
         return twin
 
     def _known_row(self, args: tuple[Const, ...]) -> Row | None:
-        lookup = self.interner.lookup
-        row = []
-        for arg in args:
-            value = lookup(arg)
-            if value is None:
-                return None
-            row.append(value)
-        return tuple(row)
+        return self.interner.lookup_all(args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 Const = str | int | float
 """A constant: a JSON string or number. ``bool`` is not a constant."""
@@ -131,12 +132,16 @@ class Interner:
     Ids are never reused or removed, so a fork of a :class:`FactIndex` can share its
     interner: ids stay valid on both sides. Alongside each value the interner keeps its
     numeric meaning, so comparison built-ins never re-parse strings in a join.
+
+    Strings live in their own table: a string can never equal a number, so a row of
+    strings (the common case) interns with one C-level ``map`` over ``dict.get``.
     """
 
-    __slots__ = ("_ids", "numbers", "values")
+    __slots__ = ("_others", "_strings", "numbers", "values")
 
     def __init__(self) -> None:
-        self._ids: dict[object, int] = {}
+        self._strings: dict[str, int] = {}
+        self._others: dict[object, int] = {}
         self.values: list[Const] = []
         self.numbers: list[float | None] = []
 
@@ -148,34 +153,50 @@ class Interner:
 
         :raises TypeError: if ``value`` is not a constant.
         """
-        kind = type(value)
-        key: object = value if (kind is str or kind is int) else const_key(value)
-        found = self._ids.get(key)
+        if type(value) is str:
+            table: dict[Any, int] = self._strings
+            key: object = value
+        else:
+            key = const_key(value)
+            table = self._strings if isinstance(key, str) else self._others
+        found = table.get(key)
         if found is not None:
             return found
         new_id = len(self.values)
         self.values.append(value)
         self.numbers.append(numeric_value(value))
-        self._ids[key] = new_id
+        table[key] = new_id
         return new_id
 
     def lookup(self, value: Const) -> int | None:
-        """Return the id of ``value`` if it was ever interned, without adding it."""
-        kind = type(value)
-        key: object = value if (kind is str or kind is int) else const_key(value)
-        return self._ids.get(key)
+        """Return the id of ``value`` if it was ever interned, without adding it.
+
+        :raises TypeError: if ``value`` is not a constant.
+        """
+        if type(value) is str:
+            return self._strings.get(value)
+        key = const_key(value)
+        if isinstance(key, str):
+            return self._strings.get(key)
+        return self._others.get(key)
 
     def intern_all(self, values: tuple[Const, ...]) -> tuple[int, ...]:
         """Intern every value of a tuple, keeping positions."""
-        get = self._ids.get
-        ids = []
-        for value in values:
-            kind = type(value)
-            found = get(value) if (kind is str or kind is int) else None
-            ids.append(found if found is not None else self.intern(value))
-        return tuple(ids)
+        ids = tuple(map(self._strings.get, values))  # type: ignore[arg-type]
+        if None in ids:  # a new string, or a number (never a key of _strings)
+            intern = self.intern
+            return tuple([intern(v) for v in values])
+        return ids  # type: ignore[return-value]
+
+    def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
+        """Return the ids of all values, or None if any was never interned."""
+        ids = tuple(map(self._strings.get, values))  # type: ignore[arg-type]
+        if None in ids:
+            lookup = self.lookup
+            found = tuple([lookup(v) for v in values])
+            return None if None in found else found  # type: ignore[return-value]
+        return ids  # type: ignore[return-value]
 
     def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
         """Turn a tuple of ids back into the constants exactly as they were sent."""
-        values = self.values
-        return tuple([values[i] for i in ids])
+        return tuple(map(self.values.__getitem__, ids))

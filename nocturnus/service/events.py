@@ -87,6 +87,18 @@ class TenantDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PrioritySet(Event):
+    """A stored fact's explicit salience priority (0..1) was set (issue 6)."""
+
+    kind: ClassVar[str] = "priority_set"
+    predicate: str
+    args: tuple[Scalar, ...]
+    negated: bool
+    scope: str
+    priority: float
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseCreated(Event):
     """Registry event in the ``_system`` database."""
 
@@ -125,6 +137,7 @@ for _cls in (
     RuleRemoved,
     TenantCreated,
     TenantDeleted,
+    PrioritySet,
     DatabaseCreated,
     DatabaseDeleted,
 ):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
@@ -19,6 +20,7 @@ from nocturnus.service.events import (
     Event,
     FactRetracted,
     FactTold,
+    PrioritySet,
     RuleRemoved,
     RuleTaught,
     TenantCreated,
@@ -53,6 +55,14 @@ class TenantState:
     facts: dict[str, dict[FactKey, FactRecord]] = field(default_factory=dict)
     rules: Rulebook = field(default_factory=Rulebook)
     views: dict[str, ScopeView] = field(default_factory=dict)
+    # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
+    priorities: dict[FactKey, float] = field(default_factory=dict)
+    # in-memory context data (access counts, sessions, ranking cache), not from events:
+    # owned by ``service/context.py``, dropped with the tenant's data
+    context: Any = None
+    # keys whose visibility, attributes or priority changed, while a consumer (the
+    # context ranking) keeps a derived view up to date incrementally; None otherwise
+    changed: set[FactKey] | None = None
     _dirty: set[FactKey] = field(default_factory=set)
     _timeline: list[tuple[int, FactKey]] = field(default_factory=list)
 
@@ -66,6 +76,8 @@ class TenantState:
             self._settle(key, now_ms)
 
     def _settle(self, key: FactKey, now_ms: int) -> None:
+        if self.changed is not None:
+            self.changed.add(key)
         record = self.record(key)
         view = self.views.get(key.scope)
         if record is None:
@@ -148,7 +160,16 @@ def _apply_fact_told(state: TenantState, event: FactTold) -> None:
 
 
 def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
-    state.discard(FactKey(event.scope, event.predicate, event.negated, event.args))
+    key = FactKey(event.scope, event.predicate, event.negated, event.args)
+    state.discard(key)
+    state.priorities.pop(key, None)
+
+
+def _apply_priority_set(state: TenantState, event: PrioritySet) -> None:
+    key = FactKey(event.scope, event.predicate, event.negated, event.args)
+    state.priorities[key] = event.priority
+    if state.changed is not None:
+        state.changed.add(key)
 
 
 def _apply_rule_taught(state: TenantState, event: RuleTaught) -> None:
@@ -170,6 +191,9 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state.views.clear()
     state._dirty.clear()
     state._timeline.clear()
+    state.priorities.clear()
+    state.context = None
+    state.changed = None
     state.created_at = None
 
 
@@ -180,6 +204,7 @@ APPLIERS: dict[str, Applier] = {
     RuleRemoved.kind: _apply_rule_removed,  # type: ignore[dict-item]
     TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
+    PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
 }
 
 

@@ -26,6 +26,7 @@ from nocturnus.service.commands import (
     decide_teach,
     decide_tell,
 )
+from nocturnus.service.context import proof_facts, record_uses
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
@@ -163,8 +164,8 @@ async def ask(
     limit: int | None = None,
     with_proof: bool = False,
 ) -> list[queries.Answer]:
-    state, _ = await _current(db, tenant)
-    return queries.ask(
+    state, now = await _current(db, tenant)
+    answers = queries.ask(
         state,
         db.root.rules,
         goal,
@@ -173,6 +174,12 @@ async def ask(
         limit=limit,
         with_proof=with_proof,
     )
+    used = [a.key for a in answers if a.record is not None]
+    for a in answers:
+        if a.proof is not None and a.proof.type != "fact":
+            used.extend(proof_facts(a.proof, a.key.scope))
+    record_uses(state, used, now)  # salience: answers and proof premises count as uses
+    return answers
 
 
 async def match(

@@ -1,0 +1,905 @@
+"""Context for agents: ranked windows, session diffs, summaries, priorities, time travel.
+
+A *window* is the top ``maxFacts`` visible facts of a tenant (one scope or all), ranked
+by salience (see ``salience.py``); with goals, the facts that prove the goals come first.
+Everything a window contains is a function of the tenant's knowledge and the request,
+never of the wall clock between two calls: the same knowledge and request give the
+same window, byte for byte (its id is a hash of its content, its ``generatedAt`` the
+``createdAt`` of the tenant's newest visible fact).
+
+In-memory per tenant (``TenantState.context``, never logged): use counts, the sessions'
+last windows and the ranking cache. They vanish with the tenant's data and on restart;
+priorities are ``priority_set`` events and survive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from nocturnus.engine.proofs import Proof
+from nocturnus.engine.rules import Literal
+from nocturnus.engine.terms import Const, Var
+from nocturnus.errors import NotFound, ValidationError
+from nocturnus.service import queries
+from nocturnus.service.database import Database, DatabaseState, now_ms, replay_tenant
+from nocturnus.service.events import Event, PrioritySet
+from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.formats import fact_text, render_line, render_text, sentence
+from nocturnus.service.rulebook import Rulebook, RuleRecord
+from nocturnus.service.salience import Ranking, Usage, knowledge_key
+from nocturnus.service.sessions import SentWindow, Sessions
+from nocturnus.service.tenant import TenantState
+from nocturnus.store.log import EventLog
+from nocturnus.store.record import LogRecord
+
+Db = Database[DatabaseState]
+
+RECENT_MS = 5 * 60 * 1000
+"""An entry created within this of the newest fact is ``recent``, else ``salient``."""
+
+MAX_GOAL_ANSWERS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    half_life_ms: int = 3_600_000
+    sessions: int = 1000
+
+
+@dataclass(slots=True)
+class TenantContext:
+    """A tenant's in-memory context data (see the module docstring)."""
+
+    usage: Usage = field(default_factory=Usage)
+    sessions: Sessions | None = None
+    ranking: Ranking | None = None
+    # windows are a function of (knowledge, rules, request): the last few are kept for
+    # the knowledge generation they were built in
+    windows: dict[Any, Window] = field(default_factory=dict)
+    windows_key: Any = None
+
+
+MAX_CACHED_WINDOWS = 16
+
+
+def context_of(state: TenantState) -> TenantContext:
+    ctx = state.context
+    if ctx is None:
+        ctx = state.context = TenantContext()
+    return ctx  # type: ignore[no-any-return]
+
+
+def record_uses(state: TenantState, keys: Iterable[FactKey], now: int) -> None:
+    """Count a use of each stored fact (asks and windows call this)."""
+    context_of(state).usage.record(keys, now)
+
+
+def proof_facts(proof: Proof, scope: str) -> list[FactKey]:
+    """The stored facts a proof rests on (its ``fact`` leaves)."""
+    found = []
+    stack = [proof]
+    while stack:
+        node = stack.pop()
+        if node.type == "fact":
+            goal = node.goal
+            found.append(FactKey(scope, goal.predicate, goal.negated, goal.args))  # type: ignore[arg-type]
+        stack.extend(node.children)
+    return found
+
+
+# -- requests and results ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    predicates: frozenset[str] | None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRequest:
+    scope: str | None = None
+    max_facts: int = 25
+    goals: tuple[Literal, ...] = ()
+    predicates: frozenset[str] | None = None
+    fmt: str = "predicate"
+    include_rules: bool = True
+    max_per_predicate: int | None = None
+    min_salience: float = 0.0
+    auto_resolve: bool = True
+    buckets: tuple[Bucket, ...] = ()
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Why an entry is in a goal-driven window: the rule applied, its premises, and
+    the goal answers the entry helps prove (``rule`` is ``""`` for a stored answer)."""
+
+    rule: str
+    premises: tuple[str, ...]
+    supports: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: FactKey
+    record: FactRecord | None
+    confidence: float | None
+    salience: float
+    category: str
+    provenance: Provenance | None
+    line: str
+
+    def fingerprint(self) -> bytes:
+        """The entry's knowledge content: what a diff compares (not salience/category)."""
+        r = self.record
+        attrs = (
+            None
+            if r is None
+            else (r.created_at, r.valid_from, r.valid_until, r.ttl, r.metadata)
+        )
+        prov = (
+            None
+            if self.provenance is None
+            else (
+                self.provenance.rule,
+                self.provenance.premises,
+                self.provenance.supports,
+            )
+        )
+        return orjson.dumps([self.confidence, attrs, prov], option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class Contradiction:
+    positive: FactKey
+    positive_salience: float
+    negative_salience: float
+
+
+@dataclass(frozen=True, slots=True)
+class BucketStat:
+    included: int
+    max_allocation: int
+    min_salience: float
+    max_salience: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    window_id: str
+    entries: tuple[Entry, ...]
+    relevant_rules: tuple[str, ...]
+    total_available: int
+    deduplication_savings: int
+    contradictions: tuple[Contradiction, ...]
+    contradictions_resolved: int
+    bucket_stats: dict[str, BucketStat]
+    goal_driven: bool
+    knowledge_generation: int
+    generated_at: int
+    text: str
+    fmt: str
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDiff:
+    previous_window_id: str | None
+    window: Window
+    added: tuple[Entry, ...]
+    removed: tuple[FactKey, ...]
+    unchanged: int
+    full_refresh: bool
+    reason: str | None
+    text: str
+
+
+# -- building a window ---------------------------------------------------------------
+
+
+def _ranking(state: TenantState, ctx: TenantContext, cfg: ContextConfig) -> Ranking:
+    """The tenant's ranking, synced with its knowledge (once per knowledge change)."""
+    knowledge = knowledge_key(state)
+    touched = ctx.usage.settle(knowledge, state)
+    generation = (knowledge, ctx.usage.epoch)
+    ranking = ctx.ranking
+    if ranking is None or ranking.half_life_ms != cfg.half_life_ms:
+        ranking = ctx.ranking = Ranking(cfg.half_life_ms)
+        state.changed = None  # no journal to trust: the first sync rebuilds everything
+    if ranking.generation != generation:
+        ranking.sync(state, ctx.usage, touched)
+        ranking.generation = generation
+    return ranking
+
+
+class _Scores:
+    """Salience lookups for single facts (goal proofs, contradictions)."""
+
+    def __init__(
+        self, state: TenantState, ctx: TenantContext, ranking: Ranking
+    ) -> None:
+        self.state = state
+        self.usage = ctx.usage
+        self.ranking = ranking
+
+    def of(self, key: FactKey) -> float:
+        record = self.state.visible(key)
+        if record is None:
+            return 0.0
+        return self.ranking.score(key, record, self.usage, self.state.priorities)
+
+
+def _identity(key: FactKey) -> tuple[Any, ...]:
+    return (key.predicate, key.negated, key.args)
+
+
+class _Builder:
+    """Collects entries in window order, removing duplicates across scopes."""
+
+    def __init__(self, req: WindowRequest) -> None:
+        self.req = req
+        self.show_scope = req.scope is None
+        self.order: list[FactKey] = []
+        self.items: dict[FactKey, dict[str, Any]] = {}
+        self.identities: dict[tuple[Any, ...], FactKey] = {}
+        self.per_predicate: dict[str, int] = {}
+        self.dedup = 0
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def full(self) -> bool:
+        return len(self.order) >= self.req.max_facts
+
+    def taken(self, key: FactKey) -> bool:
+        """True (counting a saved duplicate) when this fact is already in the window."""
+        if key in self.items:
+            return True
+        if _identity(key) in self.identities:
+            self.dedup += 1
+            return True
+        return False
+
+    def add(self, key: FactKey, **item: Any) -> dict[str, Any]:
+        self.order.append(key)
+        self.items[key] = item
+        self.identities[_identity(key)] = key
+        self.per_predicate[key.predicate] = self.per_predicate.get(key.predicate, 0) + 1
+        return item
+
+    def capped(self, predicate: str) -> bool:
+        cap = self.req.max_per_predicate
+        return cap is not None and self.per_predicate.get(predicate, 0) >= cap
+
+
+def build_window(
+    state: TenantState,
+    database_rules: Rulebook,
+    req: WindowRequest,
+    cfg: ContextConfig,
+) -> Window:
+    """The window for ``req`` over the tenant's current knowledge (state refreshed)."""
+    ctx = context_of(state)
+    ranking = _ranking(state, ctx, cfg)
+    generation = (ranking.generation, database_rules.version, cfg)
+    if ctx.windows_key != generation:
+        ctx.windows.clear()
+        ctx.windows_key = generation
+    request_key = dataclasses.replace(req, session_id=None)
+    window = ctx.windows.get(request_key)
+    if window is None:
+        window = _build(state, database_rules, req, ctx, ranking)
+        if len(ctx.windows) >= MAX_CACHED_WINDOWS:
+            ctx.windows.pop(next(iter(ctx.windows)))
+        ctx.windows[request_key] = window
+    return window
+
+
+def _build(
+    state: TenantState,
+    database_rules: Rulebook,
+    req: WindowRequest,
+    ctx: TenantContext,
+    ranking: Ranking,
+) -> Window:
+    scores = _Scores(state, ctx, ranking)
+    ref_ms = ranking.ref_ms
+    excluded: set[FactKey] = set()
+    found = _contradictions(ranking, scores, req)
+    if req.auto_resolve:
+        for c in found:
+            excluded.add(_loser(state, c))
+    builder = _Builder(req)
+    used_rules: dict[str, RuleRecord | None] = {}
+    if req.goals:
+        _goal_entries(state, database_rules, req, scores, builder, excluded, used_rules)
+    bucket_stats: dict[str, BucketStat] = {}
+    if req.buckets:
+        bucket_stats = _fill_buckets(state, ranking, req, builder, excluded)
+    else:
+        _fill(state, ranking, req, builder, excluded, None, None)
+    rules = (
+        _relevant_rules(state, database_rules, req, builder, used_rules)
+        if req.include_rules
+        else []
+    )
+    entries = []
+    lines = []
+    for key in builder.order:
+        item = builder.items[key]
+        line = render_line(
+            req.fmt,
+            key,
+            item["confidence"],
+            item["salience"],
+            item["category"],
+            builder.show_scope,
+        )
+        entries.append(
+            Entry(
+                key,
+                item["record"],
+                item["confidence"],
+                item["salience"],
+                item["category"],
+                item.get("provenance"),
+                line,
+            )
+        )
+        lines.append((key.predicate, line))
+    text = render_text(req.fmt, lines, rules)
+    window = Window(
+        window_id="",
+        entries=tuple(entries),
+        relevant_rules=tuple(rules),
+        total_available=ranking.count(req.scope, req.predicates),
+        deduplication_savings=builder.dedup,
+        contradictions=tuple(found),
+        contradictions_resolved=len(found) if req.auto_resolve else 0,
+        bucket_stats=bucket_stats,
+        goal_driven=bool(req.goals),
+        knowledge_generation=state.last_seq,
+        generated_at=ref_ms,
+        text=text,
+        fmt=req.fmt,
+    )
+    return _with_id(window)
+
+
+def _with_id(window: Window) -> Window:
+    canon = [
+        [
+            [e.key.scope, e.key.predicate, e.key.negated, list(e.key.args)],
+            e.salience,
+            e.category,
+            e.line,
+            e.fingerprint().decode(),
+        ]
+        for e in window.entries
+    ]
+    body = orjson.dumps(
+        [
+            canon,
+            list(window.relevant_rules),
+            [
+                [list(c.positive), c.positive_salience, c.negative_salience]
+                for c in window.contradictions
+            ],
+            window.total_available,
+            window.deduplication_savings,
+            window.contradictions_resolved,
+            sorted([name, _stat(stat)] for name, stat in window.bucket_stats.items()),
+            window.goal_driven,
+            window.knowledge_generation,
+            window.generated_at,
+            window.text,
+        ]
+    )
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    return Window(**{**_fields(window), "window_id": "ctx_" + digest})
+
+
+def _stat(stat: BucketStat) -> list[Any]:
+    return [stat.included, stat.max_allocation, stat.min_salience, stat.max_salience]
+
+
+def _fields(window: Window) -> dict[str, Any]:
+    return {name: getattr(window, name) for name in Window.__dataclass_fields__}
+
+
+def _contradictions(
+    ranking: Ranking, scores: _Scores, req: WindowRequest
+) -> list[Contradiction]:
+    found = []
+    for positive in ranking.contradictions(req.scope):
+        if req.predicates is not None and positive.predicate not in req.predicates:
+            continue
+        found.append(
+            Contradiction(positive, scores.of(positive), scores.of(positive.opposite()))
+        )
+    return found
+
+
+def _loser(state: TenantState, c: Contradiction) -> FactKey:
+    """The side a resolved contradiction drops: the less salient, then the older;
+    on a full tie the negative side."""
+    negative = c.positive.opposite()
+    pos, neg = state.record(c.positive), state.record(negative)
+    pos_rank = (c.positive_salience, pos.created_at if pos else 0, 1)
+    neg_rank = (c.negative_salience, neg.created_at if neg else 0, 0)
+    return negative if pos_rank > neg_rank else c.positive
+
+
+def _category(record: FactRecord, ref_ms: int) -> str:
+    return "recent" if ref_ms - record.created_at <= RECENT_MS else "salient"
+
+
+def _fill(
+    state: TenantState,
+    ranking: Ranking,
+    req: WindowRequest,
+    builder: _Builder,
+    excluded: set[FactKey],
+    predicates: frozenset[str] | None,
+    category: str | None,
+    limit: int | None = None,
+) -> list[float]:
+    """Add ranked facts (most salient first) until the window or ``limit`` is full."""
+    taken: list[float] = []
+    if builder.full() or limit == 0:
+        return taken
+    wanted = req.predicates
+    ref_ms = ranking.ref_ms
+    facts = state.facts
+    for neg_salience, _created, _order, key in ranking.rows(req.scope):
+        salience = -neg_salience
+        if salience < req.min_salience:
+            break
+        if wanted is not None and key.predicate not in wanted:
+            continue
+        if predicates is not None and key.predicate not in predicates:
+            continue
+        if key in excluded or builder.capped(key.predicate) or builder.taken(key):
+            continue
+        record = facts[key.scope][key]
+        builder.add(
+            key,
+            record=record,
+            confidence=record.confidence,
+            salience=salience,
+            category=category or _category(record, ref_ms),
+        )
+        taken.append(salience)
+        if builder.full() or (limit is not None and len(taken) >= limit):
+            break
+    return taken
+
+
+def _fill_buckets(
+    state: TenantState,
+    ranking: Ranking,
+    req: WindowRequest,
+    builder: _Builder,
+    excluded: set[FactKey],
+) -> dict[str, BucketStat]:
+    """Relevance buckets: each gets ``max(1, floor(weight / Σweights · room))`` slots,
+    filled with its most salient unused facts; what is left goes to ``_overflow``."""
+    room = req.max_facts - len(builder)
+    total = sum(b.weight for b in req.buckets) or 1.0
+    stats: dict[str, BucketStat] = {}
+    for bucket in req.buckets:
+        allocation = max(1, math.floor(bucket.weight / total * room))
+        taken = _fill(
+            state,
+            ranking,
+            req,
+            builder,
+            excluded,
+            bucket.predicates,
+            bucket.name,
+            allocation,
+        )
+        stats[bucket.name] = BucketStat(
+            len(taken), allocation, min(taken, default=0.0), max(taken, default=0.0)
+        )
+    taken = _fill(state, ranking, req, builder, excluded, None, "_overflow")
+    if taken:
+        stats["_overflow"] = BucketStat(len(taken), len(taken), min(taken), max(taken))
+    return stats
+
+
+def _goal_entries(
+    state: TenantState,
+    database_rules: Rulebook,
+    req: WindowRequest,
+    scores: _Scores,
+    builder: _Builder,
+    excluded: set[FactKey],
+    used_rules: dict[str, RuleRecord | None],
+) -> None:
+    """Answers of the goals and the facts their proofs use, in discovery order."""
+    for goal in req.goals:
+        answers = queries.ask(
+            state,
+            database_rules,
+            goal,
+            req.scope,
+            limit=min(req.max_facts, MAX_GOAL_ANSWERS),
+            with_proof=True,
+        )
+        for answer in answers:
+            if builder.full():
+                return
+            if answer.proof is None:
+                continue
+            supports = fact_text(answer.key)
+            _walk(
+                answer.proof,
+                answer.key.scope,
+                "",
+                supports,
+                state,
+                scores,
+                builder,
+                excluded,
+                used_rules,
+            )
+
+
+def _walk(
+    proof: Proof,
+    scope: str,
+    parent_rule: str,
+    supports: str,
+    state: TenantState,
+    scores: _Scores,
+    builder: _Builder,
+    excluded: set[FactKey],
+    used_rules: dict[str, RuleRecord | None],
+) -> float | None:
+    """Add ``proof``'s node, then its subtree (a conclusion precedes its support).
+
+    Returns the lowest salience among the stored facts the subtree rests on, which is
+    also the salience of a derived (``inferred``) entry.
+    """
+    goal = proof.goal
+    if proof.type not in ("fact", "rule") or goal.naf:
+        return None
+    key = FactKey(scope, goal.predicate, goal.negated, goal.args)  # type: ignore[arg-type]
+    record = state.visible(key) if proof.type == "fact" else None
+    rule_text = ""
+    premises: tuple[str, ...] = ()
+    if proof.type == "rule" and proof.rule is not None:
+        rule_text = proof.rule.text()
+        used_rules.setdefault(proof.rule.id, None)
+        premises = tuple(
+            c.goal.text() for c in proof.children if c.type in ("fact", "rule", "naf")
+        )
+    item: dict[str, Any] | None = None
+    existing = builder.items.get(key)
+    if existing is not None:
+        prov: Provenance | None = existing.get("provenance")
+        if prov is not None and supports not in prov.supports:
+            existing["provenance"] = Provenance(
+                prov.rule, prov.premises, (*prov.supports, supports)
+            )
+    elif key not in excluded and not builder.full() and not builder.taken(key):
+        if record is not None:
+            builder.add(
+                key,
+                record=record,
+                confidence=record.confidence,
+                salience=scores.of(key),
+                category="goal_relevant",
+                provenance=Provenance(parent_rule, (), (supports,)),
+            )
+        else:
+            item = builder.add(
+                key,
+                record=None,
+                confidence=proof.confidence,
+                salience=0.0,
+                category="inferred",
+                provenance=Provenance(rule_text, premises, (supports,)),
+            )
+    lowest = scores.of(key) if record is not None else None
+    for child in proof.children:
+        low = _walk(
+            child,
+            scope,
+            rule_text,
+            supports,
+            state,
+            scores,
+            builder,
+            excluded,
+            used_rules,
+        )
+        if low is not None:
+            lowest = low if lowest is None else min(lowest, low)
+    if item is not None and lowest is not None:
+        item["salience"] = lowest
+    return lowest
+
+
+def _relevant_rules(
+    state: TenantState,
+    database_rules: Rulebook,
+    req: WindowRequest,
+    builder: _Builder,
+    used_rules: dict[str, RuleRecord | None],
+) -> list[str]:
+    """Rules used by goal proofs or mentioning a goal predicate; without goals, rules
+    whose head or body mentions a predicate of the window. Database rules first."""
+    if req.goals:
+        wanted = {g.predicate for g in req.goals}
+    else:
+        wanted = {key.predicate for key in builder.order}
+    texts = []
+    for book in (database_rules, state.rules):
+        records = sorted(book, key=lambda r: (r.created_at, r.rule.id))
+        for record in records:
+            if req.scope is not None and not record.applies_to(req.scope):
+                continue
+            rule = record.rule
+            names = {rule.head.predicate, *(b.predicate for b in rule.body)}
+            if rule.id in used_rules or names & wanted:
+                texts.append(rule.text())
+    return texts
+
+
+# -- service entry points ----------------------------------------------------------
+
+
+async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
+    state = await db.tenant(tenant)
+    now = now_ms()
+    state.refresh(now)
+    return state, now
+
+
+def _sessions(state: TenantState, cfg: ContextConfig) -> Sessions:
+    ctx = context_of(state)
+    if ctx.sessions is None:
+        ctx.sessions = Sessions(cfg.sessions)
+    return ctx.sessions
+
+
+def _sent(window: Window) -> SentWindow:
+    return SentWindow(
+        window.window_id, {e.key: e.fingerprint() for e in window.entries}
+    )
+
+
+def _remember_uses(state: TenantState, window: Window, now: int) -> None:
+    """Facts a goal-driven window used in its proofs count as used. Merely listing a
+    fact does not: that would keep whatever was shown once in every later window."""
+    record_uses(
+        state, (e.key for e in window.entries if e.category == "goal_relevant"), now
+    )
+
+
+async def optimize(
+    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
+) -> Window:
+    """Build a window; with a ``session_id`` it becomes that session's last window."""
+    state, now = await _current(db, tenant)
+    window = build_window(state, db.root.rules, req, cfg)
+    if req.session_id is not None:
+        _sessions(state, cfg).put(req.session_id, _sent(window))
+    _remember_uses(state, window, now)
+    return window
+
+
+async def diff(
+    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
+) -> WindowDiff:
+    """What changed since the session's last window; the new window replaces it."""
+    assert req.session_id is not None
+    state, now = await _current(db, tenant)
+    window = build_window(state, db.root.rules, req, cfg)
+    sessions = _sessions(state, cfg)
+    previous = sessions.get(req.session_id)
+    sessions.put(req.session_id, _sent(window))
+    _remember_uses(state, window, now)
+    before = previous.entries if previous is not None else {}
+    added = []
+    unchanged = 0
+    current: dict[FactKey, bytes] = {}
+    for entry in window.entries:
+        fingerprint = entry.fingerprint()
+        current[entry.key] = fingerprint
+        if before.get(entry.key) == fingerprint:
+            unchanged += 1
+        else:
+            added.append(entry)
+    removed = [key for key, fp in before.items() if current.get(key) != fp]
+    removed.sort(key=queries.fact_order)
+    reason: str | None
+    if previous is None:
+        full, reason = True, "no previous window for this session: every entry is added"
+    else:
+        # churn: the share of the window's slots that changed hands (a window that only
+        # grows by a few facts is not churning)
+        churn = max(len(added), len(removed)) / max(len(before), len(window.entries), 1)
+        full = churn > 0.5
+        reason = (
+            f"high churn ({round(churn * 100)}%): full refresh cheaper than patching"
+            if full
+            else None
+        )
+    text = _diff_text(req, added, removed, window)
+    return WindowDiff(
+        previous.window_id if previous is not None else None,
+        window,
+        tuple(added),
+        tuple(removed),
+        unchanged,
+        full,
+        reason,
+        text,
+    )
+
+
+def _diff_text(
+    req: WindowRequest,
+    added: Sequence[Entry],
+    removed: Sequence[FactKey],
+    window: Window,
+) -> str:
+    show_scope = req.scope is None
+    lines = [
+        f"- {sentence(k, None, show_scope) if req.fmt == 'natural' else fact_text(k)}"
+        for k in removed
+    ]
+    lines += [f"+ {e.line.removeprefix('- ')}" for e in added]
+    return "\n".join(lines)
+
+
+async def clear_session(db: Db, tenant: str, session_id: str) -> bool:
+    state = await db.tenant(tenant)
+    ctx = state.context
+    if ctx is None or ctx.sessions is None:
+        return False
+    return bool(ctx.sessions.clear(session_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    total_facts: int
+    top_predicates: tuple[tuple[str, int], ...]
+    predicate_count: int
+    facts_with_ttl: int
+    expiring_within_1h: int
+    contradictions: int
+    top_salient: tuple[Entry, ...]
+    total_chars: int
+    knowledge_generation: int
+    generated_at: int
+
+
+async def summary(
+    db: Db, tenant: str, scope: str | None, cfg: ContextConfig
+) -> Summary:
+    """Counts per predicate, TTL and contradiction figures, the 5 most salient facts."""
+    state, now = await _current(db, tenant)
+    window = build_window(
+        state,
+        db.root.rules,
+        WindowRequest(scope=scope, max_facts=5, fmt="structured", include_rules=False),
+        cfg,
+    )
+    ranking = context_of(state).ranking
+    assert ranking is not None
+    counts = ranking.predicate_counts(scope)
+    with_ttl = expiring = chars = 0
+    for record in state.iter_visible(scope):
+        if record.ttl is not None:
+            with_ttl += 1
+        ends = record.expires_at
+        if ends is not None and ends <= now + 3_600_000:
+            expiring += 1
+        chars += len(fact_text(record.key))
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return Summary(
+        total_facts=sum(counts.values()),
+        top_predicates=tuple(top),
+        predicate_count=len(counts),
+        facts_with_ttl=with_ttl,
+        expiring_within_1h=expiring,
+        contradictions=len(window.contradictions),
+        top_salient=window.entries,
+        total_chars=chars,
+        knowledge_generation=state.last_seq,
+        generated_at=window.generated_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityOutcome:
+    record: FactRecord
+    priority: float
+    changed: bool
+
+
+def decide_priority(
+    state: TenantState, key: FactKey, priority: float
+) -> tuple[list[Event], PriorityOutcome]:
+    """Set a stored fact's explicit priority.
+
+    :raises NotFound: no such stored fact in that scope.
+    """
+    record = state.record(key)
+    if record is None:
+        raise NotFound(
+            f"Fact not found: {fact_text(key)} in scope {key.scope}",
+            {"predicate": key.predicate, "args": list(key.args), "scope": key.scope},
+        )
+    if state.priorities.get(key) == priority:
+        return [], PriorityOutcome(record, priority, False)
+    event = PrioritySet(
+        predicate=key.predicate,
+        args=key.args,
+        negated=key.negated,
+        scope=key.scope,
+        priority=priority,
+    )
+    return [event], PriorityOutcome(record, priority, True)
+
+
+async def set_priority(
+    db: Db, tenant: str, key: FactKey, priority: float
+) -> PriorityOutcome:
+    state, now = await _current(db, tenant)
+    events, outcome = decide_priority(state, key, priority)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+async def recall(
+    db: Db,
+    tenant: str,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str | None,
+    at_ms: int,
+) -> list[FactRecord]:
+    """The stored facts matching ``pattern`` as the tenant knew them at ``at_ms``.
+
+    Folds the tenant's logged events up to the last one committed at or before
+    ``at_ms`` (a prefix of the log, so always a state that really existed) through the
+    same ``apply`` as replay, then matches the facts visible at ``at_ms``. Records of a
+    deleted (crypto-shredded) tenant read back empty and are skipped, as in replay.
+    """
+    if not (0 <= at_ms < 2**62):
+        raise ValidationError("timestamp: out of range", field="timestamp")
+
+    def read(log: EventLog) -> list[LogRecord]:
+        prefix = []
+        with contextlib.closing(log.read(tenant=tenant)) as records:  # type: ignore[type-var]
+            for record in records:
+                if record.ts_ms > at_ms:
+                    break
+                prefix.append(record)
+        return prefix
+
+    records = await db.writer.run(read)
+
+    def fold() -> list[FactRecord]:
+        past = replay_tenant(tenant, records)
+        past.refresh(at_ms)
+        return queries.match(past, predicate, negated, pattern, scope)
+
+    return await asyncio.to_thread(fold)
