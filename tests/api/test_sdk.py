@@ -173,3 +173,16 @@ def test_context_optimize_diff_and_clear(server: Server, sdk: SyncNocturnusAICli
     assert second.previous_window_id == first.current_window_id
     assert ("event", ["e_new"]) in [(e.predicate, e.args) for e in second.added]
     assert "true" in sdk.clear_context_session("s1").lower()
+
+
+def test_unified_context_and_summary(server: Server, sdk: SyncNocturnusAIClient) -> None:
+    require_routes(server, "issue 6: context", ("POST", "/memory/context"), ("POST", "/context/summary"))
+    sdk.assert_fact("likes", ["alice", "tea"])
+    sdk.assert_fact("likes", ["bob", "jazz"])
+    window = sdk.context(max_facts=5)
+    assert window.total_available == 2 and window.window_size == len(window.facts) == 2
+    assert {(f.atom.predicate, tuple(f.atom.args)) for f in window.facts} == {
+        ("likes", ("alice", "tea")), ("likes", ("bob", "jazz")),
+    }
+    summary = sdk.summarize_context()
+    assert summary.total_facts == 2 and summary.predicate_count == 1
