@@ -13,6 +13,7 @@ SWI-Prolog (``swi-prolog-nox``) and pyoxigraph are installed on first use if mis
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import shutil
@@ -91,7 +92,7 @@ anc(X, Y) :- parent(X, Z), anc(Z, Y).
 ancl(X, Y) :- parent(X, Y).
 ancl(X, Y) :- ancl(X, Z), parent(Z, Y).
 """
-    mid = f"n{nodes // 100}"
+    mid = edges[nodes // 2][0]  # the parent of a middle node: a middle-sized subtree
     queries = [
         Query("anc(n0,?y) right-rec", atom("anc", "n0", y), "anc(n0, _)"),
         Query("anc(?x,?y) right-rec", atom("anc", x, y), "anc(_, _)"),
@@ -242,10 +243,14 @@ def run_swi(swipl: str, workload: Workload) -> dict[str, tuple[int, float]]:
             for predicate, args in workload.facts:
                 fh.write(f"{predicate}({', '.join(args)}).\n")
             fh.write(workload.swi_rules)
+            # Best of three like ours, except queries taking over a second.
             fh.write(
-                "\nbench(Name, G) :- abolish_all_tables, garbage_collect, "
+                "\nonce_timed(G, T, N) :- abolish_all_tables, garbage_collect, "
                 "statistics(cputime, T0), aggregate_all(count, G, N), "
-                "statistics(cputime, T1), T is T1 - T0, "
+                "statistics(cputime, T1), T is T1 - T0.\n"
+                "bench(Name, G) :- once_timed(G, T1, N), "
+                "( T1 > 1.0 -> T = T1 ; once_timed(G, T2, _), once_timed(G, T3, _), "
+                "T is min(T1, min(T2, T3)) ), "
                 "format('RESULT ~w ~w ~6f~n', [Name, N, T]).\n"
             )
             fh.write("main :-\n")
@@ -269,14 +274,28 @@ def run_swi(swipl: str, workload: Workload) -> dict[str, tuple[int, float]]:
     return results
 
 
-def timed(action: Callable[[], object], repeat: int) -> tuple[object, float]:
-    """Return the result and the best wall time of ``repeat`` runs."""
+def timed(
+    action: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None
+) -> tuple[object, float]:
+    """Return the result and the best CPU time of up to ``repeat`` runs.
+
+    CPU time, like SWI's ``statistics(cputime)``, so a busy machine skews both
+    sides alike. ``setup`` runs untimed before each run, followed by a full garbage
+    collection (as the SWI driver does with garbage_collect), so one query never
+    pays for freeing the previous one's results. Runs over a second are not
+    repeated (the SWI driver does the same).
+    """
     best = float("inf")
     result: object = None
     for _ in range(repeat):
-        start = time.perf_counter()
+        if setup is not None:
+            setup()
+        gc.collect()
+        start = time.process_time()
         result = action()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
+        if best > 1.0:
+            break
     return result, best
 
 
@@ -294,17 +313,17 @@ def run_ours(workload: Workload, repeat: int) -> dict[str, tuple[int, float, flo
     for query in workload.queries:
 
         def count(goal: Literal = query.goal) -> int:
-            facts.cache.clear()  # every run evaluates from scratch
             return Reasoner(facts).count(program, goal)
 
         def solve(goal: Literal = query.goal) -> int:
-            facts.cache.clear()
             return len(Reasoner(facts).solve(program, goal))
 
-        answers, seconds = timed(count, repeat)
+        # Every run evaluates from scratch: the cache is emptied before the timer.
+        answers, seconds = timed(count, repeat, facts.cache.clear)
         solve_seconds = float("nan")
         if int(answers) <= 1_000_000:  # type: ignore[call-overload]
-            _, solve_seconds = timed(solve, 1)
+            _, solve_seconds = timed(solve, 1, facts.cache.clear)
+        facts.cache.clear()
         results[query.name] = (int(answers), seconds, solve_seconds)  # type: ignore[call-overload]
     return results
 
@@ -312,6 +331,8 @@ def run_ours(workload: Workload, repeat: int) -> dict[str, tuple[int, float, flo
 def compare_with_swi(workloads: list[Workload], repeat: int) -> bool:
     swipl = ensure_swipl()
     ok = True
+    print("CPU seconds, best of 3 (1 run when over a second); count = evaluate + count")
+    print("answers, solve = evaluate + sorted Answer objects (up to 1M answers)")
     header = f"{'query':<36} {'answers':>9} {'ours s':>8} {'SWI s':>8} {'ours/SWI':>9}"
     print(header + f" {'solve s':>8}")
     for workload in workloads:
@@ -321,7 +342,8 @@ def compare_with_swi(workloads: list[Workload], repeat: int) -> bool:
         for query in workload.queries:
             count, seconds, solve_seconds = ours[query.name]
             swi_count, swi_seconds = theirs.get(query.name, (-1, float("nan")))
-            ratio = seconds / swi_seconds if swi_seconds > 0 else float("nan")
+            # Below a millisecond SWI's cputime is too coarse for a ratio.
+            ratio = seconds / swi_seconds if swi_seconds >= 0.001 else float("nan")
             flag = ""
             if swi_count != count:
                 flag = f"  MISMATCH: SWI has {swi_count}"
@@ -335,6 +357,13 @@ def compare_with_swi(workloads: list[Workload], repeat: int) -> bool:
 
 
 def compare_with_oxigraph(size: int, lookups: int) -> None:
+    """Single inserts and bound lookups: FactIndex against pyoxigraph's Store.
+
+    The primary rows are what the engine actually does for a request: strings in,
+    plain values out (for pyoxigraph: build the NamedNodes, read ``.value`` back).
+    The "prebuilt terms" rows give pyoxigraph its best case: terms built outside
+    the timer and Quad objects returned as they are.
+    """
     if not ensure_pyoxigraph():
         print("pyoxigraph unavailable; skipped")
         return
@@ -356,23 +385,23 @@ def compare_with_oxigraph(size: int, lookups: int) -> None:
             add("knows", False, pair)
         return facts
 
-    def oxi_insert() -> Store:
+    def oxi_insert_strings() -> Store:
+        store = Store()
+        add = store.add
+        for s, o in pairs:
+            add(Quad(NamedNode(base + s), knows, NamedNode(base + o)))
+        return store
+
+    def oxi_insert_prebuilt() -> Store:
         store = Store()
         add = store.add
         for quad in quads:
             add(quad)
         return store
 
-    facts, ours_seconds = timed(ours_insert, 1)
-    store, oxi_seconds = timed(oxi_insert, 1)
-    print(
-        f"-- pyoxigraph in-memory Store vs FactIndex, {size} facts, {lookups} lookups"
-    )
-    print(f"{'operation':<36} {'ours us':>9} {'oxi us':>9} {'ours/oxi':>9}")
-    ours_us, oxi_us = ours_seconds / size * 1e6, oxi_seconds / size * 1e6
-    print(
-        f"{'single insert':<36} {ours_us:>9.3f} {oxi_us:>9.3f} {ours_us / oxi_us:>9.3f}"
-    )
+    facts, ours_add = timed(ours_insert, 3)
+    _, oxi_add = timed(oxi_insert_strings, 3)
+    store, oxi_add_prebuilt = timed(oxi_insert_prebuilt, 3)
 
     pattern_var = Var("o")
     match = facts.match  # type: ignore[attr-defined]
@@ -385,27 +414,52 @@ def compare_with_oxigraph(size: int, lookups: int) -> None:
 
     quads_for_pattern = store.quads_for_pattern  # type: ignore[attr-defined]
 
-    def oxi_lookup() -> int:
+    def oxi_lookup_strings() -> int:
+        total = 0
+        for subject in probes:
+            found = [
+                (q.subject.value, q.object.value)
+                for q in quads_for_pattern(NamedNode(base + subject), knows, None)
+            ]
+            total += len(found)
+        return total
+
+    def oxi_lookup_prebuilt() -> int:
         total = 0
         for node in probe_nodes:
             total += len(list(quads_for_pattern(node, knows, None)))
         return total
 
-    ours_found, ours_seconds = timed(ours_lookup, 3)
-    oxi_found, oxi_seconds = timed(oxi_lookup, 3)
+    ours_found, ours_get = timed(ours_lookup, 5)
+    oxi_found, oxi_get = timed(oxi_lookup_strings, 5)
+    _, oxi_get_prebuilt = timed(oxi_lookup_prebuilt, 5)
     assert ours_found == oxi_found, (ours_found, oxi_found)
-    ours_us, oxi_us = ours_seconds / lookups * 1e6, oxi_seconds / lookups * 1e6
     print(
-        f"{'bound lookup (s, p, ?o)':<36} {ours_us:>9.3f} {oxi_us:>9.3f} "
-        f"{ours_us / oxi_us:>9.3f}"
+        f"-- pyoxigraph in-memory Store vs FactIndex, {size} facts, {lookups} lookups"
     )
+    print(f"{'operation':<36} {'ours us':>9} {'oxi us':>9} {'ours/oxi':>9}")
+    rows = [
+        ("single insert (strings in)", ours_add / size, oxi_add / size),
+        ("single insert (prebuilt terms)", ours_add / size, oxi_add_prebuilt / size),
+        ("bound lookup (strings in/out)", ours_get / lookups, oxi_get / lookups),
+        (
+            "bound lookup (prebuilt terms)",
+            ours_get / lookups,
+            oxi_get_prebuilt / lookups,
+        ),
+    ]
+    for name, ours_s, oxi_s in rows:
+        print(
+            f"{name:<36} {ours_s * 1e6:>9.3f} {oxi_s * 1e6:>9.3f} {ours_s / oxi_s:>9.3f}",
+            flush=True,
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke run")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=1, help="best of N for ours")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N for ours")
     options = parser.parse_args()
     scale = 10 if options.quick else 1
     workloads = [

@@ -37,6 +37,12 @@ class ValidationError(NocturnusError):
         super().__init__(message, merged or None)
 
 
+class AuthDisabled(ValidationError):
+    """Key management asked of a server running with ``NOCTURNUS_AUTH=off``."""
+
+    code = "AUTH_DISABLED"
+
+
 class Unauthorized(NocturnusError):
     code = "UNAUTHORIZED"
     status = 401

@@ -37,8 +37,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
+    Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
+    Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
     Setting("log_level", str, "INFO", "Log level"),
+    # security (issue 7): API.md §8
+    Setting("auth", str, "off", "API keys: off (loopback only) or on"),
+    Setting("allow_insecure", bool, False, "Allow auth off on a non-loopback address"),
+    Setting("admin_key", str, None, "An admin API key taken as is (never stored)"),
+    Setting("metrics_public", bool, True, "Serve /metrics without a key"),
+    Setting("cors_origins", str, "", "Comma-separated origins allowed by CORS (* = any)"),
+    Setting("trusted_proxies", str, "", "Comma-separated proxy addresses whose X-Forwarded-For is believed"),
+    Setting("auth_failures_per_minute", int, 20, "Failed authentications per client address before a lockout"),
+    Setting("auth_lockout_s", int, 60, "Seconds a client address stays locked out"),
+    Setting("rate_limit_reader_rpm", int, 600, "Requests per minute per reader key (0 = unlimited)"),
+    Setting("rate_limit_writer_rpm", int, 1200, "Requests per minute per writer key (0 = unlimited)"),
+    Setting("rate_limit_admin_rpm", int, 2400, "Requests per minute per admin key (0 = unlimited)"),
+    Setting("key_default_expiry_days", int, 0, "Lifetime of new keys without expiresInDays (0 = none)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -57,8 +72,22 @@ class Settings:
     snapshot_every: int = 10_000
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
+    mcp_sessions: int = 256
+    mcp_keepalive_ms: int = 15_000
     log_format: str = "text"
     log_level: str = "INFO"
+    auth: str = "off"
+    allow_insecure: bool = False
+    admin_key: str | None = field(default=None, repr=False)
+    metrics_public: bool = True
+    cors_origins: str = ""
+    trusted_proxies: str = ""
+    auth_failures_per_minute: int = 20
+    auth_lockout_s: int = 60
+    rate_limit_reader_rpm: int = 600
+    rate_limit_writer_rpm: int = 1200
+    rate_limit_admin_rpm: int = 2400
+    key_default_expiry_days: int = 0
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (after type conversion)."""
@@ -78,6 +107,8 @@ def _convert(setting: Setting, value: Any) -> Any:
     if value is None:
         return None
     try:
+        if setting.type is bool:
+            return _convert_bool(value)
         if setting.type is int:
             return int(value)
         if setting.type is Path:
@@ -88,6 +119,21 @@ def _convert(setting: Setting, value: Any) -> Any:
         raise StartupError(
             f"setting {setting.name} ({env}) must be {setting.type.__name__}, got {value!r}"
         ) from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(word)
 
 
 def load_settings(
@@ -110,4 +156,14 @@ def load_settings(
     settings = Settings(**values)
     if not 0 < settings.port < 65536:
         raise StartupError(f"port must be between 1 and 65535, got {settings.port}")
+    if settings.auth not in ("off", "on"):
+        raise StartupError(f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}")
+    if settings.mcp_sessions < 1:
+        raise StartupError(f"mcp_sessions must be at least 1, got {settings.mcp_sessions}")
+    # Sanic drops a response that sends nothing for RESPONSE_TIMEOUT (60 s): keepalives
+    # must come well before that or idle SSE streams get cut.
+    if not 10 <= settings.mcp_keepalive_ms <= 50_000:
+        raise StartupError(
+            f"mcp_keepalive_ms must be between 10 and 50000, got {settings.mcp_keepalive_ms}"
+        )
     return settings

@@ -29,3 +29,26 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
     yield srv
     if srv.process is not None:
         srv.stop()
+
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A shared server with auth on and ``ADMIN_KEY`` as its bootstrap admin key (issue 7).
+
+    Rate limits and the failed-auth lockout are off here (their own tests use their own
+    servers), so tests sharing it cannot lock each other out.
+    """
+    env = {
+        "NOCTURNUS_AUTH": "on",
+        "NOCTURNUS_ADMIN_KEY": ADMIN_KEY,
+        "NOCTURNUS_AUTH_FAILURES_PER_MINUTE": "0",
+        "NOCTURNUS_RATE_LIMIT_READER_RPM": "0",
+        "NOCTURNUS_RATE_LIMIT_WRITER_RPM": "0",
+        "NOCTURNUS_RATE_LIMIT_ADMIN_RPM": "0",
+    }
+    srv = Server(tmp_path_factory.mktemp("auth") / "data", env=env).start()
+    yield srv
+    srv.stop()

@@ -14,10 +14,12 @@ from nocturnus.api import render
 from nocturnus.api.endpoint import Call, endpoint, json_response
 from nocturnus.api.knowledge import CONFLICT_STRATEGY, TEACH_BODY, teach_command
 from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, obj, validate
+from nocturnus.api.security import security_of
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service import tenants
+from nocturnus.service.backups import backup_database
 from nocturnus.service.database import Database, DatabaseState
-from nocturnus.service.databases import DatabaseInfo
+from nocturnus.service.databases import DEFAULT_DATABASE, DatabaseInfo
 
 admin = Blueprint("admin")
 
@@ -32,6 +34,13 @@ CREATE_TENANT_BODY = {
     **obj([], name={"type": "string", "pattern": TENANT_NAME}, tenantId={"type": "string", "pattern": TENANT_NAME}),
     "minProperties": 1,
 }
+BACKUP_BODY = obj([], database={"type": "string", "pattern": DATABASE_NAME})
+
+
+async def _audit(call: Call, action: str, target: str, **details: Any) -> None:
+    await security_of(call.request).record(
+        call.request, call.principal, action, target=target, details=details
+    )
 
 
 def _database_info(info: DatabaseInfo, db: Database[DatabaseState] | None) -> dict[str, Any]:
@@ -62,6 +71,8 @@ async def create_database(call: Call) -> Any:
     databases = call.request.app.ctx.databases
     strategy = call.body.get("defaultConflictStrategy") or "REJECT"
     info, created = await databases.create(call.body["name"], strategy)
+    if created:
+        await _audit(call, "database_created", info.name)
     answer = {**_database_info(info, databases.get(info.name)), "created": created}
     return json_response(answer, 201 if created else 200)
 
@@ -69,7 +80,8 @@ async def create_database(call: Call) -> Any:
 @endpoint(admin, "GET", "/databases", "/admin/databases", summary="List databases")
 async def list_databases(call: Call) -> dict[str, Any]:
     databases = call.request.app.ctx.databases
-    return {"databases": [_database_info(i, databases.get(i.name)) for i in databases.infos()]}
+    visible = [i for i in databases.infos() if call.principal.allows_database(i.name)]
+    return {"databases": [_database_info(i, databases.get(i.name)) for i in visible]}
 
 
 @endpoint(admin, "DELETE", "/admin/databases/<db>", summary="Delete a database and its log")
@@ -77,12 +89,16 @@ async def delete_database(call: Call) -> dict[str, Any]:
     name = call.query["db"]
     validate(name, {"type": "string", "pattern": DATABASE_NAME}, "database")
     await call.request.app.ctx.databases.delete(name)
+    await _audit(call, "database_deleted", name)
     return {"deleted": name}
 
 
 @endpoint(admin, "GET", "/admin/databases/<db>/tenants", summary="List a database's tenants")
 async def list_tenants(call: Call) -> dict[str, Any]:
-    infos = await tenants.list_tenants(_path_database(call))
+    infos = [
+        t for t in await tenants.list_tenants(_path_database(call))
+        if call.principal.allows_tenant(t.name)
+    ]
     return {
         "tenants": [
             {"name": t.name, "createdAt": t.created_at, "facts": t.facts, "rules": t.rules}
@@ -99,6 +115,8 @@ async def create_tenant(call: Call) -> Any:
     if not name:
         raise ValidationError("name: is required", field="name")
     created = await tenants.create_tenant(db, name)
+    if created:
+        await _audit(call, "tenant_created", f"{db.name}/{name}")
     return json_response({"name": name, "database": db.name, "created": created}, 201 if created else 200)
 
 
@@ -109,6 +127,7 @@ async def delete_tenant(call: Call) -> dict[str, Any]:
     info = await tenants.delete_tenant(db, tenant)
     if info is None:
         raise NotFound(f"Tenant '{tenant}' not found in database '{db.name}'")
+    await _audit(call, "tenant_deleted", f"{db.name}/{tenant}", facts=info.facts, rules=info.rules)
     return {"deleted": tenant, "facts": info.facts, "rules": info.rules}
 
 
@@ -129,3 +148,18 @@ async def remove_database_rule(call: Call) -> dict[str, Any]:
     rule_id = call.query["rule_id"]
     await tenants.remove_database_rule(_path_database(call), rule_id)
     return {"deleted": rule_id}
+
+
+@endpoint(admin, "POST", "/admin/backups", summary="Back up a database into <data dir>/backups", body=BACKUP_BODY, body_required=False, status=201)
+async def create_backup(call: Call) -> dict[str, Any]:
+    ctx = call.request.app.ctx
+    name = call.body.get("database") or DEFAULT_DATABASE
+    backup = await backup_database(ctx.databases.get(name), ctx.settings.data_dir)
+    await _audit(call, "backup_created", name, file=backup.path.name, bytes=backup.size_bytes)
+    return {
+        "database": backup.database,
+        "path": str(backup.path),
+        "createdAt": backup.created_at,
+        "bytes": backup.size_bytes,
+        "head": backup.head,
+    }

@@ -14,13 +14,17 @@ from typing import Any
 from sanic import HTTPResponse, Request, Sanic
 
 from nocturnus.api import access
+from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
+from nocturnus.api.auth import auth
 from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
+from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
+from nocturnus.api.scopes import scopes
 from nocturnus.service.databases import Databases
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
@@ -34,6 +38,8 @@ class AppContext:
     databases: Databases | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
+    security: security_layer.Security | None = None
+    mcp: McpState | None = None
     metrics: Metrics | None = None
 
 
@@ -42,16 +48,17 @@ NocturnusApp = Sanic  # Sanic[Config, AppContext]
 
 def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
     settings = settings or load_settings()
+    security = security_layer.Security(settings)  # refuses an exposed server without auth
     # Logging is configured once by the CLI (nocturnus.logs), not by Sanic.
     app = Sanic(  # type: ignore[call-arg]
-        name, ctx=AppContext(settings=settings), configure_logging=False
+        name, ctx=AppContext(settings=settings, security=security), configure_logging=False
     )
     app.config.MOTD = False
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, admin, health, metrics, openapi, context_api):
+    for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases)
@@ -63,12 +70,14 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         databases = Databases(settings.data_dir, master_key)
         await databases.open()
         app.ctx.databases = databases
+        security.attach(databases.system)
         app.ctx.metrics.startup_seconds.set(time.perf_counter() - started)
         app.ctx.ready = True
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:
         app.ctx.ready = False
+        await security.drain()
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
 
@@ -82,4 +91,5 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
 
+    security_layer.install(app, security)
     return app

@@ -9,15 +9,17 @@ route census tests, so every route is described by what actually serves it.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sanic import Blueprint, HTTPResponse, Request
 
+from nocturnus.api import permissions
 from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, Schema, validate
-from nocturnus.errors import ValidationError
+from nocturnus.errors import Unauthorized, ValidationError
+from nocturnus.service.authenticator import ANONYMOUS, Principal
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import DEFAULT_DATABASE
 
@@ -48,6 +50,7 @@ class Call:
     db: Database[DatabaseState] | None
     tenant: str | None
     query: dict[str, str]
+    principal: Principal = ANONYMOUS
 
     @property
     def database(self) -> Database[DatabaseState]:
@@ -60,9 +63,10 @@ class Call:
         return self.tenant
 
 
-Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse"]]
+Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse | None"]]
 ENDPOINTS: list[EndpointSpec] = []
 _HANDLERS: dict[tuple[str, str], tuple[EndpointSpec, Handler]] = {}
+_PATH_PARAM = re.compile(r"<[^>]*>")
 
 
 def json_response(data: Any, status: int = 200) -> HTTPResponse:
@@ -79,9 +83,12 @@ def parse_json_body(request: Request) -> Any:
         raise ValidationError(f"body: not valid JSON ({e})", field="body") from None
 
 
-def tenant_header(request: Request) -> str:
-    """:raises ValidationError: missing, blank or malformed ``X-Tenant-ID``."""
-    value = request.headers.get("X-Tenant-ID", "").strip()
+def tenant_header(request: Request, default: str | None = None) -> str:
+    """``X-Tenant-ID``; ``default`` stands in for a missing or blank one (MCP only).
+
+    :raises ValidationError: missing or blank without a default, or malformed.
+    """
+    value = request.headers.get("X-Tenant-ID", "").strip() or default
     if not value:
         raise ValidationError("Missing required header: X-Tenant-ID", field="X-Tenant-ID")
     if not re.fullmatch(TENANT_NAME, value):
@@ -130,21 +137,42 @@ def endpoint(
     ENDPOINTS.append(spec)
 
     def decorate(handler: Handler) -> Handler:
-        async def route(request: Request, **path_params: str) -> HTTPResponse:
-            call = _parse(request, spec)
-            call.query.update(path_params)
-            result = await handler(call)
-            if isinstance(result, HTTPResponse):
-                return result
-            return json_response(result, spec.status)
-
         for path in paths:
             _HANDLERS[(method, path)] = (spec, handler)
             name = f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}"
+            route = _route(spec, path, handler)
             blueprint.add_route(route, path, methods=[method], name=name or "root")
         return handler
 
     return decorate
+
+
+def _route(
+    spec: EndpointSpec, path: str, handler: Handler
+) -> Callable[..., Coroutine[Any, Any, HTTPResponse | None]]:
+    async def route(request: Request, **path_params: str) -> HTTPResponse | None:
+        call = _parse(request, spec, path, path_params)
+        result = await handler(call)
+        if request.responded:  # the handler streamed its own response (MCP's SSE)
+            return None
+        if isinstance(result, HTTPResponse):
+            return result
+        return json_response(result, spec.status)
+
+    return route
+
+
+def find_endpoint(method: str, path: str) -> tuple[str, EndpointSpec] | None:
+    """The registered path matching ``path`` and its spec, or ``None`` when not registered.
+
+    Path parameter names are ignored (``/scope/<name>`` matches ``/scope/<scope>``), so a
+    caller (MCP's tool catalogue) can name a route before another module settles on them.
+    """
+    wanted = _PATH_PARAM.sub("<>", path)
+    for registered_method, registered_path in _HANDLERS:
+        if registered_method == method and _PATH_PARAM.sub("<>", registered_path) == wanted:
+            return registered_path, _HANDLERS[(registered_method, registered_path)][0]
+    return None
 
 
 async def invoke(
@@ -163,30 +191,78 @@ async def invoke(
     route applies; only the transport differs. Returns the handler's JSON-able result.
     """
     spec, handler = _HANDLERS[(method, path)]
-    call = _build_call(request, spec, body, database, tenant if spec.tenant else None)
-    call.query.update(path_params or {})
+    params = path_params or {}
+    call = _build_call(
+        request, spec, path, body, database, tenant if spec.tenant else None, params
+    )
+    call.query.update(params)
     result = await handler(call)
     if isinstance(result, HTTPResponse):
         return orjson.loads(result.body or b"null")
     return result
 
 
-def _parse(request: Request, spec: EndpointSpec) -> Call:
+def _parse(
+    request: Request, spec: EndpointSpec, path: str, path_params: dict[str, str]
+) -> Call:
     tenant = tenant_header(request) if spec.tenant else None
     database = database_header(request) if spec.database else None
     body = parse_json_body(request) if spec.body is not None else None
-    call = _build_call(request, spec, body, database, tenant)
+    call = _build_call(request, spec, path, body, database, tenant, path_params)
     query = {name: value for name, value in request.args.items() if name in spec.query}
     flat = {name: values[0] for name, values in query.items()}
     for name, value in flat.items():
         validate(value, spec.query[name], name)
     call.query.update(flat)
+    call.query.update(path_params)
     return call
 
 
+def principal_of(request: Request) -> Principal:
+    """The caller of ``request`` as it stands now (ANONYMOUS when auth is off).
+
+    Re-read on every call, so a key revoked or changed while a long-lived connection
+    (an MCP stream) stays open counts at once.
+
+    :raises Unauthorized: auth is on and the request carries no (longer) valid key.
+    """
+    security = getattr(request.app.ctx, "security", None)
+    if security is None or not security.enabled:
+        return ANONYMOUS
+    principal = getattr(request.ctx, "principal", None)
+    if principal is None:
+        raise Unauthorized(
+            "API key required. Provide via X-API-Key header or Authorization: Bearer <key>"
+        )
+    generation = getattr(request.ctx, "principal_generation", None)
+    current: Principal | None = security.current(principal, generation)
+    if current is None:
+        raise Unauthorized("Invalid, disabled, or expired API key")
+    return current
+
+
 def _build_call(
-    request: Request, spec: EndpointSpec, parsed: Any, database: str | None, tenant: str | None
+    request: Request,
+    spec: EndpointSpec,
+    path: str,
+    parsed: Any,
+    database: str | None,
+    tenant: str | None,
+    path_params: dict[str, str],
 ) -> Call:
+    """Authorize, then resolve the database and validate the body.
+
+    The REST route and :func:`invoke` (MCP) both pass here, so both get the same
+    permission and database/tenant scope checks (issue 7), before anything is read.
+    """
+    rule = permissions.rule_for(spec.method, path)
+    principal = ANONYMOUS
+    if not rule.is_public(request.app.ctx.settings):
+        principal = principal_of(request)
+    if principal is not ANONYMOUS:
+        permissions.authorize(
+            principal, rule, database=database, tenant=tenant, params=path_params
+        )
     db = None
     if spec.database and database is not None:
         db = request.app.ctx.databases.get(database)
@@ -198,4 +274,8 @@ def _build_call(
             parsed = {}
         validate(parsed, spec.body)
         body = parsed
-    return Call(request=request, body=body, db=db, tenant=tenant, query={})
+    if rule.reads_body and principal is not ANONYMOUS:
+        permissions.authorize(
+            principal, rule, database=database, tenant=tenant, params=path_params, body=body
+        )
+    return Call(request=request, body=body, db=db, tenant=tenant, query={}, principal=principal)

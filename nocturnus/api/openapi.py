@@ -9,6 +9,7 @@ from sanic import Blueprint
 
 from nocturnus import __version__
 from nocturnus.api.endpoint import ENDPOINTS, Call, EndpointSpec, endpoint
+from nocturnus.api.permissions import rule_for
 
 openapi = Blueprint("openapi")
 
@@ -56,6 +57,12 @@ def _operation(spec: EndpointSpec, path: str, params: list[str]) -> dict[str, An
             "4XX": error,
         },
     }
+    rule = rule_for(spec.method, path)
+    if rule.permission is None:
+        operation["security"] = []  # public
+    else:
+        operation["security"] = [{"bearerKey": []}, {"apiKeyHeader": []}]
+        operation["x-permission"] = rule.permission
     if spec.body is not None:
         operation["requestBody"] = {
             "required": spec.body_required,
@@ -74,7 +81,13 @@ def build_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Nocturnus", "version": __version__},
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA},
+            "securitySchemes": {  # API.md §8: needed when NOCTURNUS_AUTH=on
+                "bearerKey": {"type": "http", "scheme": "bearer"},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
     }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
@@ -61,12 +63,35 @@ def literal_atom(literal: Literal, scope: str | None) -> dict[str, Any]:
     }
 
 
-def proof_tree(proof: Proof, scope: str) -> dict[str, Any]:
+def proof_tree(proof: Proof, scope: str) -> orjson.Fragment:
+    """The proof as nested JSON, built without recursion.
+
+    Proofs over recursive rules can be thousands of levels deep (a chain of 20 000
+    ancestors), beyond both Python's recursion limit and orjson's nesting limit, so the
+    nodes are serialised one by one from an explicit stack and spliced into the answer as
+    an already-encoded fragment.
+    """
+    parts: list[bytes] = []
+    stack: list[Proof | bytes] = [proof]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes):
+            parts.append(item)
+            continue
+        parts.append(orjson.dumps(_proof_node(item, scope))[:-1] + b',"children":[')
+        stack.append(b"]}")
+        for i in range(len(item.children) - 1, -1, -1):
+            stack.append(item.children[i])
+            if i:
+                stack.append(b",")
+    return orjson.Fragment(b"".join(parts))
+
+
+def _proof_node(proof: Proof, scope: str) -> dict[str, Any]:
     node: dict[str, Any] = {
         "goal": literal_atom(proof.goal, scope),
         "type": proof.type,
         "confidence": proof.confidence,
-        "children": [proof_tree(child, scope) for child in proof.children],
     }
     if proof.goal.naf:
         node["goal"]["naf"] = True

@@ -66,7 +66,7 @@ def validate(value: Any, schema: Schema, path: str = "") -> None:
             words = " or ".join(_TYPE_WORDS[n] for n in names)
             raise ValidationError(f"{label}: must be {words}", field=label)
     if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(str(v) for v in schema["enum"])
+        allowed = ", ".join(str(v) for v in schema["enum"] if v is not None)
         raise ValidationError(f"{label}: must be one of {allowed}", field=label)
     if isinstance(value, str):
         _check_string(value, schema, label)
@@ -146,7 +146,10 @@ def nullable(schema: Schema) -> Schema:
     """``schema`` that also accepts JSON ``null`` (meaning: not given)."""
     types = schema.get("type")
     names = [types] if isinstance(types, str) else list(types or [])
-    return {**schema, "type": [*names, "null"]}
+    widened = {**schema, "type": [*names, "null"]}
+    if "enum" in schema:  # JSON Schema checks enum on null too
+        widened["enum"] = [*schema["enum"], None]
+    return widened
 
 
 PREDICATE: Schema = {"type": "string", "minLength": 1, "maxLength": 255}

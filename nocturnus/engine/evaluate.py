@@ -1,18 +1,9 @@
-"""Semi-naive, stratified, goal-directed bottom-up evaluation, with caching.
+"""Answering goals: checked programs, goal-directed evaluation, caching, proofs.
 
-:class:`Program` is a checked rule set; :class:`Reasoner` answers goals over one
-:class:`~nocturnus.engine.index.FactIndex`. Evaluation runs component by component
-(strongly connected groups of relations, dependencies first, which also respects NAF
-strata). Within a component each round joins only the previous round's new rows (the
-delta) against full relations, so every derivation is made once, and recursion of any
-shape ends when a round adds nothing.
-
-Confidence is a max-product semiring: a derived row's confidence is the product of
-its rule's and premises' confidences, best over all derivations. ``None`` means "no
-confidence anywhere along the best proof" and acts as 1.0 that wins ties. A row
-re-enters the delta only when its confidence strictly improves; products of values
-<= 1 cannot keep improving around a cycle, so this terminates. When no relevant fact
-or rule carries a confidence, evaluation skips the bookkeeping entirely.
+:class:`Program` is a checked, stratified rule set; :class:`Reasoner` answers goals
+over one :class:`~nocturnus.engine.index.FactIndex`, running the semi-naive fixpoint
+of :mod:`nocturnus.engine.fixpoint` on what each goal needs. Confidence is tracked
+(max-product, see there) only when some relevant fact or rule carries one.
 
 Bound goals go through the magic-set rewrite (:mod:`nocturnus.engine.magic`); unbound
 ones, and relations under NAF, are evaluated completely. Results are cached in the
@@ -22,37 +13,24 @@ program's content, so a cached answer is never stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, ClassVar
+from operator import itemgetter
+from typing import Any
 
-from nocturnus.engine.analysis import (
-    ProgramError,
-    check_program,
-    strongly_connected_components,
+from nocturnus.engine.analysis import ProgramError, check_program
+from nocturnus.engine.fixpoint import EMPTY, Evaluation, Source
+from nocturnus.engine.grouped import GroupedTable
+from nocturnus.engine.index import FactIndex
+from nocturnus.engine.ir import (
+    COMPARE,
+    POSITIVE,
+    IRule,
+    RelKey,
+    lower_rule,
+    user_relation,
 )
-from nocturnus.engine.grouped import (
-    Chain,
-    GroupedTable,
-    chain_of,
-    column,
-    regroup,
-    step_by_passed,
-)
-from nocturnus.engine.grouped import (
-    step as grouped_step,
-)
-from nocturnus.engine.index import FactIndex, Relation
-from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, lower_rule
-from nocturnus.engine.joins import (
-    CompiledRule,
-    Param,
-    comparison,
-    compile_version,
-    exists_with_repeats,
-    order_body,
-)
+from nocturnus.engine.joins import comparison
 from nocturnus.engine.magic import rewrite
 from nocturnus.engine.proofs import Proof, ProofSource, build_proof
 from nocturnus.engine.rules import Literal, Rule
@@ -112,276 +90,6 @@ def _rule_key(rule: Rule) -> tuple[Any, ...]:
     )
 
 
-class _Empty:
-    """A relation with no rows, for relations nobody has told or derived."""
-
-    rows: ClassVar[Mapping[Row, float | None]] = MappingProxyType({})
-
-    def index(self, positions: tuple[int, ...]) -> dict[Any, list[Row]]:
-        return {}
-
-    def __len__(self) -> int:
-        return 0
-
-
-_EMPTY = _Empty()
-Source = Table | Relation | GroupedTable | _Empty
-
-
-class Evaluation:
-    """One bottom-up run over a rule list, reading other relations through ``resolve``.
-
-    With ``ranks`` given, it also records for every derived row the round in which its
-    final confidence was reached; proofs use that to pick premises derived strictly
-    earlier, which keeps proof trees finite under recursion.
-    """
-
-    def __init__(
-        self,
-        resolve: Callable[[RelKey], Source],
-        interner: Interner,
-        weighted: bool,
-        ranks: dict[RelKey, dict[Row, int]] | None = None,
-    ) -> None:
-        self.resolve = resolve
-        self.interner = interner
-        self.weighted = weighted
-        self.ranks = ranks
-        self.tables: dict[RelKey, Table] = {}
-        self.round = 0
-        self._comparisons: dict[str, Callable[[int, int], bool]] = {}
-
-    def source(self, rel: RelKey) -> Source:
-        """The relation as this evaluation currently sees it."""
-        table = self.tables.get(rel)
-        return table if table is not None else self.resolve(rel)
-
-    def run(
-        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
-    ) -> None:
-        """Evaluate ``rules`` to fixpoint, heads starting from ``initial`` rows."""
-        by_head: dict[RelKey, list[IRule]] = {}
-        for rule in rules:
-            by_head.setdefault(rule.head, []).append(rule)
-        for rel in initial:
-            by_head.setdefault(rel, [])
-        graph = {
-            head: [
-                s.rel
-                for r in group
-                for s in r.body
-                if s.rel in by_head and s.kind != COMPARE
-            ]
-            for head, group in by_head.items()
-        }
-        for component in strongly_connected_components(graph):
-            members = set(component)
-            group = [r for rel in component for r in by_head[rel]]
-            self._component(members, group, initial)
-
-    def _component(
-        self,
-        members: set[RelKey],
-        rules: list[IRule],
-        initial: dict[RelKey, dict[Row, Any]],
-    ) -> None:
-        for rel in members:
-            rows = dict(initial.get(rel, {}))
-            self.tables[rel] = Table(rows)
-            if self.ranks is not None:
-                self.ranks[rel] = dict.fromkeys(rows, 0)
-        if not rules:
-            return
-
-        def size_of(rel: RelKey) -> int:
-            return 1 << 40 if rel in members else len(self.source(rel))
-
-        # Round 0 runs only the rules that read nothing of this component; the
-        # component's stored rows then join the first delta, so recursive rules only
-        # ever run in their delta versions (an all-full version would re-derive
-        # everything and force indexes on relations that are only ever scanned).
-        exits: list[CompiledRule] = []
-        recursive: list[CompiledRule] = []
-        for rule in rules:
-            reads = [
-                j
-                for j, step in enumerate(rule.body)
-                if step.kind == POSITIVE and step.rel in members
-            ]
-            if not reads:
-                order = order_body(rule.body, None, size_of)
-                exits.append(compile_version(rule, order, None, self.weighted))
-            for j in reads:
-                order = order_body(rule.body, j, size_of)
-                recursive.append(compile_version(rule, order, j, self.weighted))
-        chains = [
-            chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
-            for version in recursive
-        ]
-        if (
-            not self.weighted
-            and self.ranks is None
-            and all(len(rule.head_args) == 2 for rule in rules)
-            and all(chain is not None for chain in chains)
-        ):
-            self._round(exits, members, {})
-            self._grouped(members, chains)  # type: ignore[arg-type]
-            return
-        delta = self._round(exits, members, {})
-        for rel in members:
-            stored = initial.get(rel)
-            if stored:
-                delta[rel] = {**stored, **delta[rel]}
-        while recursive and any(delta.values()):
-            delta = self._round(recursive, members, delta)
-
-    def _grouped(self, members: set[RelKey], chains: list[Chain]) -> None:
-        """Run the recursive rounds of a binary chain component set-at-a-time.
-
-        See :mod:`nocturnus.engine.grouped`. The tables start from the stored rows
-        and the exit rules' results, all of which form the first delta.
-        """
-        delta: dict[RelKey, _GroupedDelta] = {}
-        for rel in members:
-            rows = self.tables[rel].rows
-            delta[rel] = _GroupedDelta({p: column(rows, p) for p in (0, 1)})
-        # Per version: group by the join variable or by the passed one, whichever
-        # makes the first delta's groups larger (fewer keys).
-        by_join: list[bool] = []
-        for chain in chains:
-            first = delta[chain.delta_rel]
-            joins = len(first.by(chain.delta_join))
-            passes = len(first.by(1 - chain.delta_join))
-            by_join.append(joins <= passes)
-        keep: dict[RelKey, set[int]] = {rel: set() for rel in members}
-        for chain, joined in zip(chains, by_join, strict=True):
-            keep[chain.head].add(chain.group if joined else chain.passed_at)
-            if chain.other_rel in members:
-                keep[chain.other_rel].add(chain.other_join)
-        tables: dict[RelKey, GroupedTable] = {}
-        for rel in members:
-            table = GroupedTable(keep[rel] or {0})
-            table.add_rows(self.tables[rel].rows)
-            tables[rel] = table
-        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
-        for chain in chains:
-            key = (chain.other_rel, chain.other_join)
-            if chain.other_rel in members or key in partners:
-                continue
-            source = self.source(chain.other_rel)
-            if isinstance(source, GroupedTable):
-                partners[key] = source.ensure(chain.other_join)
-            else:
-                partners[key] = column(source.rows, chain.other_join)
-        while True:
-            out: dict[RelKey, dict[int, dict[int, set[int]]]] = {}
-            for chain, joined in zip(chains, by_join, strict=True):
-                side = chain.delta_join if joined else 1 - chain.delta_join
-                new = delta[chain.delta_rel].by(side)
-                if not new:
-                    continue
-                if chain.other_rel in members:
-                    partner = tables[chain.other_rel].by[chain.other_join]
-                else:
-                    partner = partners[(chain.other_rel, chain.other_join)]
-                position = chain.group if joined else chain.passed_at
-                target = out.setdefault(chain.head, {}).setdefault(position, {})
-                full = tables[chain.head].by[position]
-                if joined:
-                    grouped_step(new, partner, full, target)
-                else:
-                    step_by_passed(new, partner, full, target)
-            self.round += 1
-            if not any(g for groups in out.values() for g in groups.values()):
-                break
-            for rel, groups in out.items():
-                for at, grouping in groups.items():
-                    tables[rel].merge(at, grouping)
-            delta = {rel: _GroupedDelta(out.get(rel, {})) for rel in members}
-        self.tables.update(tables)  # type: ignore[arg-type]
-
-    def _round(
-        self,
-        versions: list[CompiledRule],
-        members: set[RelKey],
-        delta: dict[RelKey, dict[Row, Any]],
-    ) -> dict[RelKey, dict[Row, Any]]:
-        fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
-        for version in versions:
-            if version.delta_at is not None and not delta.get(
-                version.rule.body[version.delta_at].rel
-            ):
-                continue
-            version.run(*self._arguments(version, delta, fresh))
-        self.round += 1
-        for rel, rows in fresh.items():
-            if rows:
-                self.tables[rel].merge(rows)
-                if self.ranks is not None:
-                    ranks = self.ranks[rel]
-                    for row in rows:
-                        ranks[row] = self.round
-        return fresh
-
-    def _arguments(
-        self,
-        version: CompiledRule,
-        delta: dict[RelKey, dict[Row, Any]],
-        fresh: dict[RelKey, dict[Row, Any]],
-    ) -> list[Any]:
-        arguments: list[Any] = []
-        for param in version.params:
-            kind = param.kind
-            if kind == "const" or kind == "rule_confidence":
-                arguments.append(param.value)
-            elif kind == "rows":
-                arguments.append(self.source(param.rel).rows)
-            elif kind == "index":
-                arguments.append(self.source(param.rel).index(param.positions))
-            elif kind == "delta":
-                arguments.append(delta[param.rel])
-            elif kind == "full":
-                arguments.append(self.tables[param.rel].rows)
-            elif kind == "next":
-                arguments.append(fresh[param.rel])
-            elif kind == "exists":
-                arguments.append(exists_with_repeats(param.value))
-            else:
-                arguments.append(self._comparison(param))
-        return arguments
-
-    def _comparison(self, param: Param) -> Callable[[int, int], bool]:
-        found = self._comparisons.get(param.value)
-        if found is None:
-            found = comparison(param.value, self.interner)
-            self._comparisons[param.value] = found
-        return found
-
-
-class _GroupedDelta:
-    """One round's new rows of a grouped relation, regrouped on demand."""
-
-    __slots__ = ("groups",)
-
-    def __init__(self, groups: dict[int, dict[int, set[int]]]) -> None:
-        self.groups = {p: g for p, g in groups.items() if g}
-
-    def by(self, position: int) -> dict[int, set[int]]:
-        found = self.groups.get(position)
-        if found is not None or not self.groups:
-            return found or {}
-        merged: dict[int, set[int]] = {}
-        for other in self.groups.values():
-            for key, partners in regroup(other).items():
-                existing = merged.get(key)
-                if existing is None:
-                    merged[key] = partners
-                else:
-                    existing |= partners
-        self.groups[position] = merged
-        return merged
-
-
 class _State:
     """What one program has computed over one version of one FactIndex."""
 
@@ -389,8 +97,6 @@ class _State:
         "answers",
         "complete",
         "has_confidence",
-        "proof_tables",
-        "ranks",
         "rules",
     )
 
@@ -402,8 +108,6 @@ class _State:
         self.has_confidence = program.has_confidence
         self.complete: dict[RelKey, Table] = {}
         self.answers: dict[Any, Table] = {}
-        self.proof_tables: dict[RelKey, Table] = {}
-        self.ranks: dict[RelKey, dict[Row, int]] = {}
 
 
 class Reasoner:
@@ -462,28 +166,57 @@ class Reasoner:
     def explain(self, program: Program, fact: Literal) -> Proof | None:
         """Return a best-confidence proof tree of a ground fact, or None if underivable.
 
+        Runs a goal-directed evaluation of exactly this fact (the magic-set rewrite
+        with every argument bound, recording ranks), so its cost follows what the
+        proof needs rather than the size of the derived relations.
+
         :raises ProgramError: if the fact is not ground, is a built-in or uses NAF.
         """
         _check_goal(fact)
         if not fact.is_ground:
             raise ProgramError(f"explain needs a ground fact, got {fact.text()}")
-        lookup = self.facts.interner.lookup
-        ids = [lookup(a) for a in fact.args]  # type: ignore[arg-type]
         state = self._state(program)
-        if any(i is None for i in ids):
+        row = self.facts.interner.lookup_all(fact.args)  # type: ignore[arg-type]
+        if row is None:
             return None
-        row: Row = tuple(ids)  # type: ignore[arg-type]
         rel = (fact.predicate, fact.negated, len(row))
-        if rel in state.rules:
-            self._prove_ready(state, rel)
+        if rel not in state.rules:
+            stored = self.facts.relation(rel)
+            if stored is None or row not in stored.rows:
+                return None
+            return Proof(fact, "fact", None, (), stored.rows[row])
+        everything = tuple(range(len(row)))
+        rewritten = rewrite(
+            rel,
+            everything,
+            state.rules,
+            lambda r: r not in state.rules,
+            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            self_contained=True,
+            seed=row,
+        )
+        if rewritten.complete:
+            self._complete(state, rewritten.complete)
+        ranks: dict[RelKey, dict[Row, int]] = {}
+        resolve = self._resolver(state)
+        evaluation = Evaluation(
+            resolve, self.facts.interner, self._weighted_for(state, [rel]), ranks
+        )
+        evaluation.run(rewritten.rules, {rewritten.seed: {row: None}})
+        by_head: dict[RelKey, list[IRule]] = {}
+        for rule in rewritten.rules:
+            by_head.setdefault(rule.head, []).append(rule)
         source = ProofSource(
-            facts=self.facts,
-            rules=state.rules,
-            tables=state.proof_tables,
-            ranks=state.ranks,
+            interner=self.facts.interner,
+            rules=by_head,
+            tables=evaluation.tables,
+            ranks=ranks,
+            resolve=resolve,
             comparisons=lambda op: comparison(op, self.facts.interner),
         )
-        return build_proof(source, rel, row)
+        if rewritten.answer not in by_head:
+            return None
+        return build_proof(source, rewritten.answer, row)
 
     # -- internals ---------------------------------------------------------------
 
@@ -535,13 +268,15 @@ class Reasoner:
         bound = tuple(p for p, a in enumerate(pattern) if not isinstance(a, Var))
         source: Source
         if rel not in state.rules:
-            source = self.facts.relation(rel) or _EMPTY
+            source = self.facts.relation(rel) or EMPTY
         elif not bound:
             self._complete(state, {rel})
             source = state.complete[rel]
         else:
             values = tuple(pattern[p] for p in bound)
             source = self._magic(state, rel, bound, values)  # type: ignore[arg-type]
+            if not isinstance(source, GroupedTable) and rel not in state.complete:
+                bound = ()  # the demanded answers hold only this goal's rows
         return source, tuple(pattern), bound
 
     def _resolver(self, state: _State) -> Callable[[RelKey], Source]:
@@ -552,7 +287,7 @@ class Reasoner:
             table = complete.get(rel)
             if table is not None:
                 return table
-            return relation(rel) or _EMPTY  # type: ignore[arg-type]
+            return relation(user_relation(rel)) or EMPTY
 
         return resolve
 
@@ -641,37 +376,28 @@ class Reasoner:
             lambda r: r not in state.rules or r in state.complete,
             lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
             factor_with=None if weighted else values,
+            seed=values,
         )
         if program.complete:
             self._complete(state, program.complete)
         evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
+        if not (program.factored or program.propagated):
+            # The demanded relation also holds answers to the subgoals the goal
+            # needed; keep only the goal's own rows (a scan beats building an index
+            # for a table asked once).
+            if len(bound) == 1:
+                (at,), (value,) = bound, values
+                kept = {r: c for r, c in table.rows.items() if r[at] == value}
+            else:
+                pick = itemgetter(*bound)
+                kept = {r: c for r, c in table.rows.items() if pick(r) == values}
+            table = Table(kept)
         if len(state.answers) >= _MAGIC_RESULTS_KEPT:
             del state.answers[next(iter(state.answers))]
         state.answers[key] = table
         return table
-
-    def _prove_ready(self, state: _State, rel: RelKey) -> None:
-        needed = self._needed(state, [rel], state.proof_tables)
-        if not needed:
-            return
-
-        def resolve(r: RelKey) -> Source:
-            table = state.proof_tables.get(r)
-            if table is not None:
-                return table
-            return self.facts.relation(r) or _EMPTY  # type: ignore[arg-type]
-
-        evaluation = Evaluation(
-            resolve, self.facts.interner, self._weighted_for(state, needed), state.ranks
-        )
-        evaluation.run(
-            [rule for r in needed for rule in state.rules[r]],
-            {r: self._stored_rows(r) for r in needed},
-        )
-        for r in needed:
-            state.proof_tables[r] = evaluation.tables[r]
 
 
 def _check_goal(goal: Literal) -> None:

@@ -299,3 +299,55 @@ def step_by_passed(
             out[passed] = new
         else:
             pending |= new
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """A unary chain version ``p(?y) :- q(?x), e(?x, ?y)`` (e in either orientation).
+
+    With the delta on ``q``, the round's new rows are the image of the delta set
+    under ``e``, which one C-level union computes. ``p`` and ``q`` may carry the same
+    constants around the one variable position ``at`` (``anc(n0, ?y) :- anc(n0,
+    ?z), parent(?z, ?y)`` once a goal's constant is propagated): ``layout`` is the
+    full argument tuple with ``None`` at ``at``.
+    """
+
+    rule: IRule
+    delta_rel: RelKey
+    other_rel: RelKey
+    other_join: int
+    head: RelKey
+    layout: tuple[int | None, ...]
+
+
+def reach_of(rule: IRule, delta_at: int) -> Reach | None:
+    """Return the unary chain view of ``rule`` with the delta at ``delta_at``, if any."""
+    if len(rule.body) != 2:
+        return None
+    delta, other = rule.body[delta_at], rule.body[1 - delta_at]
+    if delta.kind != POSITIVE or other.kind != POSITIVE or len(other.args) != 2:
+        return None
+    head_layout = _layout(rule.head_args)
+    delta_layout = _layout(delta.args)
+    if head_layout is None or head_layout != delta_layout:
+        return None
+    at = head_layout.index(None)
+    source, target = delta.args[at], rule.head_args[at]
+    if source == target or set(other.args) != {source, target}:
+        return None
+    return Reach(
+        rule, delta.rel, other.rel, other.args.index(source), rule.head, head_layout
+    )
+
+
+def _layout(args: tuple[Var | int, ...]) -> tuple[int | None, ...] | None:
+    """Constants in place and None for the single variable, or None if not so."""
+    variables = [a for a in args if isinstance(a, Var)]
+    if len(variables) != 1:
+        return None
+    return tuple(None if isinstance(a, Var) else a for a in args)
+
+
+def image(values: set[int], partners_of: dict[int, set[int]]) -> set[int]:
+    """Return every partner of every value (the relation's image of the set)."""
+    return set[int]().union(*map(partners_of.get, values, repeat(_NOTHING)))

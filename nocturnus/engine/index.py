@@ -25,22 +25,37 @@ RelationKey = tuple[str, bool, int]
 """A relation is identified by predicate, negation and arity."""
 
 
-def sort_facts(found: list[tuple[Const, ...]]) -> None:
+def sort_facts(found: list[tuple[Const, ...]], has_floats: bool = True) -> None:
     """Sort argument tuples in place by :func:`sort_key` of each argument.
 
     Python's own tuple order agrees with :func:`sort_key` whenever it is defined and
     strict, and runs in C; only a position mixing strings with numbers (TypeError) or
-    two rows equal as Python values (``(1,)`` and ``(1.0,)``) need the exact key.
+    two rows equal as Python values (``(1,)`` and ``(1.0,)``, which needs a float:
+    ``has_floats``) need the exact key.
     """
     try:
         found.sort()
     except TypeError:
         found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
         return
-    for first, second in pairwise(found):
-        if first == second:
-            found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
-            return
+    if has_floats:
+        for first, second in pairwise(found):
+            if first == second:
+                found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
+                return
+
+
+def _repeats(pattern: tuple[Var | Const, ...]) -> list[tuple[int, int]]:
+    """Pairs of positions holding the same variable (first occurrence, later one)."""
+    first: dict[Var, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for position, term in enumerate(pattern):
+        if type(term) is Var:
+            if term in first:
+                pairs.append((first[term], position))
+            else:
+                first[term] = position  # type: ignore[index]
+    return pairs
 
 
 class Relation:
@@ -52,19 +67,23 @@ class Relation:
     keep lookups in evaluation loops cheap.
     """
 
-    __slots__ = ("annotated", "indexes", "rows")
+    __slots__ = ("annotated", "columns", "indexes", "owner", "rows")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: object = None) -> None:
         self.rows: dict[Row, float | None] = {}
         self.indexes: dict[tuple[int, ...], dict[Any, set[Row]]] = {}
+        # Binary relations grouped by one column (value -> partner values), for the
+        # set-at-a-time kernels; dropped on any write rather than maintained.
+        self.columns: dict[int, dict[int, set[int]]] = {}
         self.annotated = 0  # rows with a confidence: decides if evaluation weighs
+        self.owner = owner  # the write token of the one FactIndex that may mutate it
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def clone(self) -> Relation:
+    def clone(self, owner: object) -> Relation:
         """Copy the rows for a copy-on-write fork; indexes are rebuilt on demand."""
-        twin = Relation()
+        twin = Relation(owner)
         twin.rows = dict(self.rows)
         twin.annotated = self.annotated
         return twin
@@ -86,11 +105,35 @@ class Relation:
         self.indexes[positions] = index
         return index
 
+    def column(self, position: int) -> dict[int, set[int]]:
+        """Return this binary relation grouped by ``position`` (cached until a write).
+
+        Callers must not modify the result.
+        """
+        found = self.columns.get(position)
+        if found is None:
+            found = {}
+            other = 1 - position
+            for row in self.rows:
+                partners = found.get(row[position])
+                if partners is None:
+                    found[row[position]] = {row[other]}
+                else:
+                    partners.add(row[other])
+            self.columns[position] = found
+        return found
+
     def insert(self, row: Row, confidence: float | None) -> None:
         """Add a row that is not present yet, keeping every index current."""
         self.rows[row] = confidence
         if confidence is not None:
             self.annotated += 1
+        self.index_row(row)
+
+    def index_row(self, row: Row) -> None:
+        """Add a new row to every index."""
+        if self.columns:
+            self.columns = {}
         for positions, index in self.indexes.items():
             key = (
                 row[positions[0]]
@@ -105,6 +148,8 @@ class Relation:
 
     def delete(self, row: Row) -> None:
         """Remove a present row, keeping every index current."""
+        if self.columns:
+            self.columns = {}
         if self.rows.pop(row) is not None:
             self.annotated -= 1
         for positions, index in self.indexes.items():
@@ -132,17 +177,21 @@ class FactIndex:
     every effective change; evaluation caches results in :attr:`cache`, which is
     emptied on the same changes, so cached answers are never stale.
 
+    Copy-on-write: each relation records the write token of the index allowed to
+    mutate it in place; :meth:`copy` gives both sides new tokens, so the first write
+    to a shared relation on either side clones it.
+
     Not thread-safe: the owner serialises writes, and reads must not overlap them.
     """
 
-    __slots__ = ("_owned", "_relations", "_size", "cache", "interner", "version")
+    __slots__ = ("_relations", "_size", "_token", "cache", "interner", "version")
 
     def __init__(self, interner: Interner | None = None) -> None:
         self.interner = interner if interner is not None else Interner()
         self.version = 0
         self.cache: dict[Any, Any] = {}
         self._relations: dict[RelationKey, Relation] = {}
-        self._owned: set[RelationKey] = set()
+        self._token = object()
         self._size = 0
 
     def __len__(self) -> int:
@@ -156,13 +205,11 @@ class FactIndex:
     def _writable(self, key: RelationKey) -> Relation:
         relation = self._relations.get(key)
         if relation is None:
-            relation = Relation()
+            relation = Relation(self._token)
             self._relations[key] = relation
-            self._owned.add(key)
-        elif key not in self._owned:
-            relation = relation.clone()
+        elif relation.owner is not self._token:
+            relation = relation.clone(self._token)
             self._relations[key] = relation
-            self._owned.add(key)
         return relation
 
     def add(
@@ -184,19 +231,25 @@ class FactIndex:
             isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0
         ):
             raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
-        row = self.interner.intern_all(args)
+        interner = self.interner
+        row = tuple(map(interner.strings.get, args))  # type: ignore[arg-type]
+        if None in row:  # a new string or a number: the general path
+            row = interner.intern_all(args)
         key = (predicate, negated is True, len(row))
         relation = self._relations.get(key)
-        if relation is None or key not in self._owned:
+        if relation is None or relation.owner is not self._token:
             if relation is not None and row in relation.rows:
-                return self._update(key, row, confidence)
+                return self._update(key, row, confidence)  # type: ignore[arg-type]
             relation = self._writable(key)
-        elif row in relation.rows:
-            return self._update(key, row, confidence)
-        if relation.indexes or confidence is not None:
-            relation.insert(row, confidence)
-        else:
-            relation.rows[row] = None
+        rows = relation.rows
+        size = len(rows)
+        rows.setdefault(row, confidence)  # type: ignore[arg-type]
+        if len(rows) == size:
+            return self._update(key, row, confidence)  # type: ignore[arg-type]
+        if relation.indexes or relation.columns:
+            relation.index_row(row)  # type: ignore[arg-type]
+        if confidence is not None:
+            relation.annotated += 1
         self._size += 1
         self.version += 1
         if self.cache:
@@ -222,7 +275,6 @@ class FactIndex:
         writable.delete(row)
         if not writable.rows:
             del self._relations[key]
-            self._owned.discard(key)
         self._size -= 1
         self._changed()
         return True
@@ -258,10 +310,15 @@ class FactIndex:
         rows = self.match_rows(relation, pattern)
         if not rows:
             return []
-        get = self.interner.values.__getitem__
-        found = [tuple(map(get, row)) for row in rows]
+        values = self.interner.values
+        found: list[tuple[Const, ...]]
+        if len(pattern) == 2:  # the common binary case, unpacked without map()
+            found = [(values[a], values[b]) for a, b in rows]
+        else:
+            get = values.__getitem__
+            found = [tuple(map(get, row)) for row in rows]
         if len(found) > 1:
-            sort_facts(found)
+            sort_facts(found, self.interner.has_floats)
         return found
 
     def match_rows(
@@ -270,35 +327,43 @@ class FactIndex:
         """Return the interned rows of ``relation`` matching ``pattern``, unordered."""
         positions: list[int] = []
         values: list[int] = []
-        seen: list[Var] = []
-        repeats: list[tuple[int, int]] = []
-        lookup = self.interner.lookup
-        for position, term in enumerate(pattern):
+        named = 0
+        strings = self.interner.strings
+        position = -1
+        for term in pattern:
+            position += 1
             if type(term) is Var:
-                if term in seen:
-                    repeats.append((pattern.index(term), position))
-                else:
-                    seen.append(term)
-            else:
-                value = lookup(term)  # type: ignore[arg-type]
+                named += 1
+                continue
+            value = strings.get(term)  # type: ignore[arg-type]
+            if value is None:
+                value = self.interner.lookup(term)  # type: ignore[arg-type]
                 if value is None:
                     return None
-                positions.append(position)
-                values.append(value)
-        candidates: Any
+            positions.append(position)
+            values.append(value)
         if not positions:
-            candidates = relation.rows
-        elif len(positions) == len(pattern):
+            candidates: Any = relation.rows
+        elif not named:
             row = tuple(values)
             return [row] if row in relation.rows else None
         else:
-            index = relation.indexes.get(tuple(positions))
+            where = tuple(positions)
+            index = relation.indexes.get(where)
             if index is None:
-                index = relation.index(tuple(positions))
-            candidates = index.get(values[0] if len(values) == 1 else tuple(values), ())
-        if not repeats:
-            return list(candidates)
-        return [row for row in candidates if all(row[a] == row[b] for a, b in repeats)]
+                index = relation.index(where)
+            candidates = index.get(values[0] if len(values) == 1 else tuple(values))
+            if candidates is None:
+                return None
+        if named > 1:
+            repeats = _repeats(pattern)
+            if repeats:
+                return [
+                    row
+                    for row in candidates
+                    if all(row[a] == row[b] for a, b in repeats)
+                ]
+        return list(candidates)
 
     def relation(self, key: RelationKey) -> Relation | None:
         """Return the relation object for evaluation (read-only use), if any."""
@@ -328,7 +393,7 @@ class FactIndex:
         twin._relations = dict(self._relations)
         twin._size = self._size
         twin.version = self.version
-        self._owned = set()
+        self._token = object()  # relations are shared now: both sides clone on write
         return twin
 
     def _known_row(self, args: tuple[Const, ...]) -> Row | None:

@@ -39,6 +39,23 @@ def magic_key(rel: tuple[str, bool, int], bound: tuple[int, ...]) -> RelKey:
     return ("magic", rel, bound)
 
 
+def stored_key(rel: tuple[str, bool, int]) -> RelKey:
+    """Key of a derived relation's stored facts alone (without what rules derive)."""
+    return ("stored", rel)
+
+
+def is_magic(rel: RelKey) -> bool:
+    """Whether ``rel`` is a demand relation of the magic-set rewrite."""
+    return isinstance(rel, tuple) and len(rel) == 3 and rel[0] == "magic"
+
+
+def user_relation(rel: RelKey) -> tuple[str, bool, int]:
+    """The user relation a (possibly adorned or stored-only) key stands for."""
+    if isinstance(rel, tuple) and rel and rel[0] in ("adorned", "stored"):
+        return rel[1]  # type: ignore[no-any-return]
+    return rel  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One body literal in interned form.
@@ -47,13 +64,16 @@ class Step:
     ``weight_order`` is the literal's position in the user's body when its confidence
     multiplies into the result, or ``None`` for steps that add none (demand lookups,
     NAF, comparisons). Products are taken in that order so every evaluation strategy
-    rounds the same way.
+    rounds the same way. ``position`` is the literal's place in the user's body
+    (``None`` for steps the rewrite adds), which proofs use to show premises in the
+    user's order whatever the join order was.
     """
 
     kind: int
     rel: RelKey
     args: tuple[Arg, ...]
     weight_order: int | None = None
+    position: int | None = None
 
     @property
     def variables(self) -> set[Var]:
@@ -88,13 +108,14 @@ def lower_rule(rule: Rule, interner: Interner) -> IRule:
     for position, literal in enumerate(rule.body):
         args = tuple(arg(t) for t in literal.args)
         if literal.is_builtin:
-            steps.append(Step(COMPARE, BUILTIN_NAMES[literal.predicate], args))
+            op = BUILTIN_NAMES[literal.predicate]
+            steps.append(Step(COMPARE, op, args, None, position))
             continue
         rel = (literal.predicate, literal.negated, len(args))
         if literal.naf:
-            steps.append(Step(ABSENT, rel, args))
+            steps.append(Step(ABSENT, rel, args, None, position))
         else:
-            steps.append(Step(POSITIVE, rel, args, position))
+            steps.append(Step(POSITIVE, rel, args, position, position))
     head = rule.head
     return IRule(
         head=(head.predicate, head.negated, len(head.args)),

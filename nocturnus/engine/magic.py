@@ -26,6 +26,7 @@ from nocturnus.engine.ir import (
     Step,
     adorned_key,
     magic_key,
+    stored_key,
 )
 from nocturnus.engine.joins import order_body
 from nocturnus.engine.terms import Var
@@ -36,14 +37,17 @@ class MagicProgram:
     """The rewritten rules for one goal relation and adornment.
 
     ``answer`` is the adorned relation holding the goal's answers once ``seed`` (the
-    goal's magic relation) starts with the goal's bound values. ``complete`` lists
-    the user relations that must be fully evaluated beforehand.
+    goal's magic relation) starts with the goal's bound values (among answers to
+    other subgoals, unless ``factored``). ``complete`` lists the user relations that
+    must be fully evaluated beforehand.
     """
 
     rules: list[IRule]
     answer: RelKey
     seed: RelKey
     complete: set[RelKey] = field(default_factory=set)
+    factored: bool = False
+    propagated: bool = False
 
 
 def rewrite(
@@ -53,6 +57,8 @@ def rewrite(
     is_base: Callable[[RelKey], bool],
     has_stored: Callable[[RelKey], bool],
     factor_with: tuple[int, ...] | None = None,
+    self_contained: bool = False,
+    seed: tuple[int, ...] | None = None,
 ) -> MagicProgram:
     """Rewrite the rules reachable from ``goal`` with arguments ``bound`` bound.
 
@@ -64,6 +70,14 @@ def rewrite(
     relation (see :func:`is_right_linear`): its answer relation then holds only the
     goal's own answers, which is only sound when confidences are not tracked, since
     it forgets along which path an answer was reached.
+
+    ``self_contained`` keeps every positively used derived relation inside the
+    rewritten program (a call with nothing bound gets an empty adornment instead of
+    a complete relation), so proofs can be rebuilt from this one evaluation; only
+    relations under NAF are still read complete, and NAF steps are proof leaves.
+
+    ``seed`` (the goal's bound values) lets the goal's demand guard be replaced by
+    those constants when no rule feeds it (see :func:`_propagate_seed`).
     """
     program = MagicProgram([], adorned_key(goal, bound), magic_key(goal, bound))
     todo: list[tuple[tuple[str, bool, int], tuple[int, ...]]] = [(goal, bound)]
@@ -71,6 +85,7 @@ def rewrite(
     factored = factor_with is not None and is_right_linear(
         goal, bound, rules_by_head, has_stored
     )
+    program.factored = factored
     while todo:
         rel, adornment = todo.pop()
         guard_key = magic_key(rel, adornment)
@@ -103,7 +118,7 @@ def rewrite(
                     for p, a in enumerate(step.args)
                     if not isinstance(a, Var) or a in known
                 )
-                if not demand:
+                if not demand and not self_contained:
                     program.complete.add(step.rel)
                     body.append(step)
                     known |= step.variables
@@ -135,6 +150,7 @@ def rewrite(
                         adorned_key(callee, demand),
                         step.args,
                         step.weight_order,
+                        step.position,
                     )
                 )
                 known |= step.variables
@@ -151,9 +167,63 @@ def rewrite(
         if has_stored(rel):
             args = tuple(Var(f"a{i}") for i in range(rel[2]))
             guard = Step(POSITIVE, guard_key, tuple(args[p] for p in adornment))
-            stored = Step(POSITIVE, rel, args, 0)
+            stored = Step(POSITIVE, stored_key(rel), args, 0)
             program.rules.append(IRule(target, args, (guard, stored), None, None))
+    if seed is not None:
+        propagated = _propagate_seed(program.rules, program.seed, seed)
+        program.propagated = propagated is not program.rules
+        program.rules = propagated
     return program
+
+
+def _substitute(
+    args: tuple[Var | int, ...], binding: dict[Var, int]
+) -> tuple[Var | int, ...]:
+    """Replace bound variables by their constants."""
+    return tuple(binding.get(a, a) if isinstance(a, Var) else a for a in args)
+
+
+def _propagate_seed(
+    rules: list[IRule], guard: RelKey, seed: tuple[int, ...]
+) -> list[IRule]:
+    """Replace the goal's demand guard by its constants when nothing else feeds it.
+
+    If no rule derives into the goal's magic relation (say ``anc(n0, ?y)`` with
+    left recursion, whose only demand is n0 itself), the guard ``m(?x)`` can only
+    match the seed: substituting ``?x = n0`` drops a join from every round and
+    leaves plain rules (``anc(n0, ?y) :- anc(n0, ?z), parent(?z, ?y)``) that the
+    set-at-a-time kernels recognise. Rules whose guard cannot match are dropped.
+    """
+    if any(rule.head == guard for rule in rules):
+        return rules
+    result: list[IRule] = []
+    for rule in rules:
+        steps = [s for s in rule.body if s.rel == guard]
+        if not steps:
+            result.append(rule)
+            continue
+        binding: dict[Var, int] = {}
+        alive = True
+        for step in steps:
+            for arg, value in zip(step.args, seed, strict=True):
+                if isinstance(arg, Var):
+                    if binding.setdefault(arg, value) != value:
+                        alive = False
+                elif arg != value:
+                    alive = False
+        if not alive:
+            continue
+
+        body = tuple(
+            Step(
+                s.kind, s.rel, _substitute(s.args, binding), s.weight_order, s.position
+            )
+            for s in rule.body
+            if s.rel != guard
+        )
+        head_args = _substitute(rule.head_args, binding)
+        result.append(IRule(rule.head, head_args, body, rule.confidence, rule.origin))
+    return result
 
 
 def is_right_linear(

@@ -1,7 +1,8 @@
 """Proof trees, rebuilt on request from an evaluation's relations and ranks.
 
 Keeping a derivation for every derived row would slow every query down for the few
-that ask for proofs. Instead, an evaluation made for proofs records each row's *rank*:
+that ask for proofs. Instead, a goal-directed evaluation made for one proof (the
+magic-set rewrite of the ground fact) records each row's *rank*:
 the round in which it reached its final confidence. A proof of a row of rank r is then
 any rule instance whose body rows all have ranks below r and whose confidence product
 equals the row's confidence. Ranks strictly decrease towards the leaves, so proofs are
@@ -13,16 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nocturnus.engine.ir import ABSENT, COMPARE, IRule, RelKey
-from nocturnus.engine.joins import order_body
+from nocturnus.engine.ir import (
+    ABSENT,
+    COMPARE,
+    POSITIVE,
+    IRule,
+    RelKey,
+    is_magic,
+    user_relation,
+)
 from nocturnus.engine.rules import Literal, Rule
-from nocturnus.engine.table import Row, Table
-from nocturnus.engine.terms import Var
-
-if TYPE_CHECKING:
-    from nocturnus.engine.index import FactIndex
+from nocturnus.engine.table import Row
+from nocturnus.engine.terms import Interner, Var
 
 Node = tuple[RelKey, Row]
 
@@ -55,12 +60,18 @@ class Proof:
 
 @dataclass(slots=True)
 class ProofSource:
-    """What proof building reads: stored facts, lowered rules, ranked derived tables."""
+    """What proof building reads.
 
-    facts: FactIndex
+    ``rules`` and ``tables`` are the evaluated (rewritten) program by head relation,
+    with ``ranks``; ``resolve`` gives every other relation (stored facts, or complete
+    relations read under NAF).
+    """
+
+    interner: Interner
     rules: Mapping[RelKey, list[IRule]]
-    tables: Mapping[RelKey, Table]
+    tables: Mapping[RelKey, Any]
     ranks: Mapping[RelKey, dict[Row, int]]
+    resolve: Callable[[RelKey], Any]
     comparisons: Callable[[str], Callable[[int, int], bool]]
 
 
@@ -74,7 +85,7 @@ class _Choice:
 def build_proof(source: ProofSource, rel: RelKey, row: Row) -> Proof | None:
     """Return a best-confidence proof of ``row`` in ``rel``, or None if it does not hold.
 
-    Relations with rules must already be evaluated into ``source.tables`` with ranks.
+    ``rel`` is a head of ``source.rules``, evaluated into ``source.tables`` with ranks.
     """
     if _lookup(source, rel, row) is None:
         return None
@@ -115,20 +126,17 @@ def _lookup(source: ProofSource, rel: RelKey, row: Row) -> tuple[float | None] |
     return (rows[row],)
 
 
+def _relation(source: ProofSource, rel: RelKey) -> Any:
+    table = source.tables.get(rel)
+    return table if table is not None else source.resolve(rel)
+
+
 def _rows(source: ProofSource, rel: RelKey) -> Mapping[Row, float | None]:
-    if rel in source.rules:
-        table = source.tables.get(rel)
-        return table.rows if table is not None else {}
-    stored = source.facts.relation(rel)  # type: ignore[arg-type]
-    return stored.rows if stored is not None else {}
+    return _relation(source, rel).rows  # type: ignore[no-any-return]
 
 
 def _index(source: ProofSource, rel: RelKey, positions: tuple[int, ...]) -> Any:
-    if rel in source.rules:
-        table = source.tables.get(rel)
-        return table.index(positions) if table is not None else {}
-    stored = source.facts.relation(rel)  # type: ignore[arg-type]
-    return stored.index(positions) if stored is not None else {}
+    return _relation(source, rel).index(positions)
 
 
 def _rank(source: ProofSource, node: Node) -> int:
@@ -138,14 +146,8 @@ def _rank(source: ProofSource, node: Node) -> int:
 
 
 def _literal(source: ProofSource, rel: RelKey, row: Row) -> Literal:
-    predicate, negated, _ = _user_relation(rel)
-    return Literal(predicate, source.facts.interner.decode(row), negated)
-
-
-def _user_relation(rel: RelKey) -> tuple[str, bool, int]:
-    """Unpack a user relation key (proofs only ever see user relations)."""
-    key: tuple[str, bool, int] = rel  # type: ignore[assignment]
-    return key
+    predicate, negated, _ = user_relation(rel)
+    return Literal(predicate, source.interner.decode(row), negated)
 
 
 def _choose(source: ProofSource, node: Node) -> _Choice:
@@ -155,12 +157,16 @@ def _choose(source: ProofSource, node: Node) -> _Choice:
     if rel not in source.rules or rank == 0:
         return _Choice(None, confidence, [])
     best: _Choice | None = None
-    for rule in source.rules[rel]:
+    # Rules with no origin copy stored facts into a demanded relation: try them
+    # first, so a fact that is stored is shown as such when it is as good.
+    for rule in sorted(source.rules[rel], key=lambda r: r.origin is not None):
         binding = _unify(rule.head_args, row)
         if binding is None:
             continue
         for children, product in _instances(source, rule, binding, rank):
             candidate = _Choice(rule, product, children)
+            if rule.origin is None:
+                candidate = _Choice(None, product, [])
             if product == confidence and (product is None) == (confidence is None):
                 candidate.confidence = confidence
                 return candidate
@@ -192,72 +198,95 @@ def _instances(
 ) -> Iterator[tuple[list[tuple[int, Any]], float | None]]:
     """Yield (children, confidence product) for body instances ranked below ``rank``."""
     body = rule.body
-    order = order_body(body, None, lambda rel: len(_rows(source, rel)), set(binding))
     origin = rule.origin
     chosen: list[tuple[int, Any]] = []
-    values = source.facts.interner.decode
+    weights: list[tuple[int, Node]] = []  # premises whose confidence multiplies in
+    values = source.interner.decode
 
-    def walk(i: int, env: dict[Var, int]) -> Iterator[dict[Var, int]]:
-        if i == len(order):
-            yield env
+    def pick(remaining: tuple[int, ...], env: dict[Var, int]) -> tuple[int, list[Row]]:
+        """Choose the next step: a test once its variables are bound, else the
+        positive literal with the fewest candidate rows right now (a one-row
+        parent lookup before a 20 000-row ancestor scan)."""
+        best: tuple[int, list[Row]] | None = None
+        for j in remaining:
+            step = body[j]
+            if step.kind != POSITIVE:
+                if all(v in env for v in step.variables if not v.is_anonymous):
+                    return j, []
+                continue
+            found = _candidates(source, step.rel, step.args, env)
+            if best is None or len(found) < len(best[1]):
+                best = (j, found)
+        assert best is not None  # range restriction: some positive step remains
+        return best
+
+    def walk(remaining: tuple[int, ...], env: dict[Var, int]) -> Iterator[None]:
+        if not remaining:
+            yield None
             return
-        j = order[i]
+        j, rows = pick(remaining, env)
+        rest = tuple(k for k in remaining if k != j)
         step = body[j]
+        place = j if step.position is None else step.position
         if step.kind == COMPARE:
             a, b = (env[t] if isinstance(t, Var) else t for t in step.args)
             if source.comparisons(step.rel)(a, b):  # type: ignore[arg-type]
-                spelled = origin.body[j].predicate if origin else str(step.rel)
+                spelled = str(step.rel)
+                if origin is not None and step.position is not None:
+                    spelled = origin.body[step.position].predicate
                 chosen.append(
                     (
-                        j,
+                        place,
                         Proof(
                             Literal(spelled, values((a, b))), "builtin", None, (), None
                         ),
                     )
                 )
-                yield from walk(i + 1, env)
+                yield from walk(rest, env)
                 chosen.pop()
             return
         if step.kind == ABSENT:
             if not _absent(source, step.rel, step.args, env):
                 return
-            predicate, negated, _ = _user_relation(step.rel)
+            predicate, negated, _ = user_relation(step.rel)
             args = tuple(
                 a
                 if isinstance(a, Var) and a not in env
-                else source.facts.interner.values[env[a] if isinstance(a, Var) else a]
+                else source.interner.values[env[a] if isinstance(a, Var) else a]
                 for a in step.args
             )
             chosen.append(
                 (
-                    j,
+                    place,
                     Proof(
                         Literal(predicate, args, negated, True), "naf", None, (), None
                     ),
                 )
             )
-            yield from walk(i + 1, env)
+            yield from walk(rest, env)
             chosen.pop()
             return
         ranks = source.ranks.get(step.rel)
-        for candidate in _candidates(source, step.rel, step.args, env):
+        for candidate in rows:
             if ranks is not None and ranks.get(candidate, 0) >= rank:
                 continue
             extended = _unify_into(step.args, candidate, env)
             if extended is None:
                 continue
-            chosen.append((j, (step.rel, candidate)))
-            yield from walk(i + 1, extended)
+            if is_magic(step.rel):  # demand bookkeeping, not a premise
+                yield from walk(rest, extended)
+                continue
+            chosen.append((place, (step.rel, candidate)))
+            if step.weight_order is not None:
+                weights.append((step.weight_order, (step.rel, candidate)))
+            yield from walk(rest, extended)
             chosen.pop()
+            if step.weight_order is not None:
+                weights.pop()
 
-    for _ in walk(0, binding):
+    for _ in walk(tuple(range(len(body))), binding):
         product = rule.confidence
-        weighted = sorted(
-            (body[j].weight_order, child)
-            for j, child in chosen
-            if isinstance(child, tuple) and body[j].weight_order is not None
-        )
-        for _, (child_rel, child_row) in weighted:
+        for _, (child_rel, child_row) in sorted(weights, key=lambda w: w[0]):
             value = _rows(source, child_rel)[child_row]
             if value is not None:
                 product = value if product is None else product * value

@@ -22,6 +22,7 @@ _anonymous_ids = itertools.count(1)
 
 # Strict decimal syntax: Python's float() also accepts "nan", "inf", "1_000" and
 # surrounding spaces, none of which a user means as a number in a comparison.
+_NUMBER_START = frozenset("+-.0123456789")
 _NUMERIC = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -88,7 +89,12 @@ def numeric_value(value: Const) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+    if (
+        isinstance(value, str)
+        and value
+        and value[0] in _NUMBER_START  # cheap reject: most names start with a letter
+        and _NUMERIC.fullmatch(value)
+    ):
         return float(value)
     return None
 
@@ -137,13 +143,14 @@ class Interner:
     strings (the common case) interns with one C-level ``map`` over ``dict.get``.
     """
 
-    __slots__ = ("_others", "_strings", "numbers", "values")
+    __slots__ = ("_others", "has_floats", "numbers", "strings", "values")
 
     def __init__(self) -> None:
-        self._strings: dict[str, int] = {}
+        self.strings: dict[str, int] = {}
         self._others: dict[object, int] = {}
         self.values: list[Const] = []
         self.numbers: list[float | None] = []
+        self.has_floats = False  # no float ever seen: no 1 == 1.0 ambiguity to sort
 
     def __len__(self) -> int:
         return len(self.values)
@@ -154,15 +161,17 @@ class Interner:
         :raises TypeError: if ``value`` is not a constant.
         """
         if type(value) is str:
-            table: dict[Any, int] = self._strings
+            table: dict[Any, int] = self.strings
             key: object = value
         else:
             key = const_key(value)
-            table = self._strings if isinstance(key, str) else self._others
+            table = self.strings if isinstance(key, str) else self._others
         found = table.get(key)
         if found is not None:
             return found
         new_id = len(self.values)
+        if isinstance(value, float):
+            self.has_floats = True
         self.values.append(value)
         self.numbers.append(numeric_value(value))
         table[key] = new_id
@@ -174,23 +183,23 @@ class Interner:
         :raises TypeError: if ``value`` is not a constant.
         """
         if type(value) is str:
-            return self._strings.get(value)
+            return self.strings.get(value)
         key = const_key(value)
         if isinstance(key, str):
-            return self._strings.get(key)
+            return self.strings.get(key)
         return self._others.get(key)
 
     def intern_all(self, values: tuple[Const, ...]) -> tuple[int, ...]:
         """Intern every value of a tuple, keeping positions."""
-        ids = tuple(map(self._strings.get, values))  # type: ignore[arg-type]
-        if None in ids:  # a new string, or a number (never a key of _strings)
+        ids = tuple(map(self.strings.get, values))  # type: ignore[arg-type]
+        if None in ids:  # a new string, or a number (never a key of strings)
             intern = self.intern
             return tuple([intern(v) for v in values])
         return ids  # type: ignore[return-value]
 
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
         """Return the ids of all values, or None if any was never interned."""
-        ids = tuple(map(self._strings.get, values))  # type: ignore[arg-type]
+        ids = tuple(map(self.strings.get, values))  # type: ignore[arg-type]
         if None in ids:
             lookup = self.lookup
             found = tuple([lookup(v) for v in values])

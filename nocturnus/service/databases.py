@@ -18,6 +18,7 @@ from nocturnus.service.database import (
     apply_database_event,
     now_ms,
 )
+from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.store.crypto import MasterKey
 
@@ -34,9 +35,10 @@ class DatabaseInfo:
 
 @dataclass(slots=True)
 class Registry:
-    """Projection of the ``_system`` database-level events."""
+    """Projection of the ``_system`` database-level events: databases and API keys."""
 
     databases: dict[str, DatabaseInfo] = field(default_factory=dict)
+    keys: KeyTable = field(default_factory=KeyTable)
     last_seq: int = 0
 
 
@@ -47,7 +49,20 @@ def apply_registry_event(state: Registry, seq: int, event: Event) -> None:
         )
     elif isinstance(event, DatabaseDeleted):
         state.databases.pop(event.name, None)
+    else:
+        apply_key_event(state.keys, event)
     state.last_seq = seq
+
+
+def system_database(data_dir: Path, master_key: MasterKey) -> Database[Registry]:
+    """The ``_system`` database of ``data_dir`` (not yet opened); the CLI uses it alone."""
+    return Database(
+        SYSTEM_DATABASE,
+        data_dir / f"{SYSTEM_DATABASE}.db",
+        master_key,
+        root_factory=Registry,
+        root_apply=apply_registry_event,
+    )
 
 
 class Databases:
@@ -56,13 +71,7 @@ class Databases:
     def __init__(self, data_dir: Path, master_key: MasterKey) -> None:
         self.data_dir = data_dir
         self._master_key = master_key
-        self.system: Database[Registry] = Database(
-            SYSTEM_DATABASE,
-            self._path(SYSTEM_DATABASE),
-            master_key,
-            root_factory=Registry,
-            root_apply=apply_registry_event,
-        )
+        self.system = system_database(data_dir, master_key)
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
 

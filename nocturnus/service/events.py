@@ -87,6 +87,48 @@ class TenantDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeForked(Event):
+    """Scope ``target`` became a copy of scope ``source``: its facts and scoped rules.
+
+    Only names travel: replay derives the copy (and the copied rules' ids) from the
+    state at this point of the log, so the event is the same size for any scope.
+    """
+
+    kind: ClassVar[str] = "scope_forked"
+    source: str
+    target: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeMerged(Event):
+    """Facts of ``source`` were merged into ``target`` in one step.
+
+    ``facts`` are told into ``target`` with the attributes they have in ``source``
+    (``{predicate, args, negated, created_at, valid_from, valid_until, ttl, confidence,
+    metadata}``); ``retracted`` (``{predicate, args, negated}``) are removed from it
+    first — the target's side of conflicts the source won.
+    """
+
+    kind: ClassVar[str] = "scope_merged"
+    source: str
+    target: str
+    strategy: str
+    facts: tuple[dict[str, Any], ...] = ()
+    retracted: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeDeleted(Event):
+    """Every fact of ``scope`` and the tenant rules scoped to it were removed."""
+
+    kind: ClassVar[str] = "scope_deleted"
+    scope: str
+    facts: int
+    rules: int
+
+
+@dataclass(frozen=True, slots=True)
 class PrioritySet(Event):
     """A stored fact's explicit salience priority (0..1) was set (issue 6)."""
 
@@ -114,6 +156,60 @@ class DatabaseDeleted(Event):
     name: str
 
 
+# -- API keys and the audit trail (``_system`` database; issue 7) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCreated(Event):
+    """An API key was minted; only its argon2id hash is kept, never the key."""
+
+    kind: ClassVar[str] = "key_created"
+    id: str
+    name: str
+    prefix: str
+    hash: str
+    role: str
+    databases: tuple[str, ...]
+    tenants: tuple[str, ...]
+    description: str
+    created_at: int
+    created_by: str
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdated(Event):
+    """A key's attributes changed; ``None`` leaves a field as it was."""
+
+    kind: ClassVar[str] = "key_updated"
+    id: str
+    enabled: bool | None = None
+    role: str | None = None
+    databases: tuple[str, ...] | None = None
+    tenants: tuple[str, ...] | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRevoked(Event):
+    kind: ClassVar[str] = "key_revoked"
+    id: str
+    revoked_at: int
+    revoked_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecorded(Event):
+    """One entry of the audit trail (logged under the ``_audit`` tenant of ``_system``)."""
+
+    kind: ClassVar[str] = "audit_recorded"
+    action: str
+    outcome: str
+    actor: dict[str, Any]
+    target: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {}
 _TUPLE_FIELDS: dict[str, frozenset[str]] = {}
 _UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -137,10 +233,15 @@ for _cls in (
     RuleRemoved,
     TenantCreated,
     TenantDeleted,
+    ScopeForked,
+    ScopeMerged,
+    ScopeDeleted,
     PrioritySet,
     DatabaseCreated,
     DatabaseDeleted,
 ):
+    register(_cls)
+for _cls in (KeyCreated, KeyUpdated, KeyRevoked, AuditRecorded):
     register(_cls)
 
 

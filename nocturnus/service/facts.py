@@ -1,11 +1,14 @@
 """Stored facts and their visibility in time.
 
 A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is an
-attribute that a repeated ``tell`` may replace.
+attribute that a repeated ``tell`` may replace. :class:`ScopeFacts` holds the stored facts
+of one scope so that forking a scope costs O(#relations), not O(#facts).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -85,3 +88,132 @@ class FactRecord:
             return self.valid_from
         expires = self.expires_at
         return expires if expires is not None and now_ms < expires else None
+
+    def in_scope(self, scope: str) -> FactRecord:
+        """This record as a fact of ``scope`` (itself when it already is)."""
+        if self.key.scope == scope:
+            return self
+        return dataclasses.replace(self, key=self.key._replace(scope=scope))
+
+
+RelationKey = tuple[str, bool, int]
+"""Predicate, negated, arity: the same grouping as the engine's ``FactIndex``."""
+
+Group = dict[tuple[Scalar, ...], FactRecord]
+
+
+class ScopeFacts(Mapping[FactKey, FactRecord]):
+    """The stored facts of one scope, forkable in O(#relations).
+
+    Records are grouped per relation and keyed by their args. :meth:`fork` shares every
+    group with the new scope; the first write to a shared group, on either side, clones
+    only that group (copy-on-write, as ``FactIndex.copy`` does for the visible facts).
+    A record inherited through a fork still names the scope it was told in; every read
+    rebinds it to this scope, so callers only ever see keys of this scope.
+    """
+
+    __slots__ = ("_groups", "_owned", "_size", "scope")
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        self._groups: dict[RelationKey, Group] = {}
+        self._owned: set[RelationKey] = set()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, key: FactKey) -> FactRecord:
+        record = self.get(key)
+        if record is None:
+            raise KeyError(key)
+        return record
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, FactKey) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[FactKey]:
+        for (predicate, negated, _), group in self._groups.items():
+            for args in group:
+                yield FactKey(self.scope, predicate, negated, args)
+
+    def get(self, key: FactKey, default: Any = None) -> Any:  # type: ignore[override]
+        if key.scope != self.scope:
+            return default
+        group = self._groups.get((key.predicate, key.negated, len(key.args)))
+        record = None if group is None else group.get(key.args)
+        return default if record is None else record.in_scope(self.scope)
+
+    def records(self) -> Iterator[FactRecord]:
+        """Every stored record of this scope, unordered."""
+        scope = self.scope
+        for group in self._groups.values():
+            for record in group.values():
+                yield record.in_scope(scope)
+
+    def items(self) -> ItemsView[FactKey, FactRecord]:
+        return _Items(self)
+
+    def values(self) -> ValuesView[FactRecord]:
+        return _Values(self)
+
+    def groups(self) -> Mapping[RelationKey, Group]:
+        """The raw groups (read-only): equal objects in two scopes hold the same facts."""
+        return self._groups
+
+    def put(self, record: FactRecord) -> None:
+        """Store ``record`` (its key's scope must be this scope), replacing an equal key."""
+        key = record.key
+        group = self._writable((key.predicate, key.negated, len(key.args)))
+        if key.args not in group:
+            self._size += 1
+        group[key.args] = record
+
+    def pop(self, key: FactKey) -> FactRecord | None:
+        """Remove and return the record for ``key``, or None when absent."""
+        relation = (key.predicate, key.negated, len(key.args))
+        group = self._groups.get(relation)
+        if key.scope != self.scope or group is None or key.args not in group:
+            return None
+        group = self._writable(relation)
+        record = group.pop(key.args)
+        if not group:
+            del self._groups[relation]
+            self._owned.discard(relation)
+        self._size -= 1
+        return record.in_scope(self.scope)
+
+    def fork(self, scope: str) -> ScopeFacts:
+        """A copy of these facts as scope ``scope``; neither side sees the other's writes."""
+        twin = ScopeFacts(scope)
+        twin._groups = dict(self._groups)
+        twin._size = self._size
+        self._owned = set()
+        return twin
+
+    def _writable(self, relation: RelationKey) -> Group:
+        group = self._groups.get(relation)
+        if group is None:
+            group = self._groups[relation] = {}
+            self._owned.add(relation)
+        elif relation not in self._owned:
+            group = self._groups[relation] = dict(group)
+            self._owned.add(relation)
+        return group
+
+
+class _Items(ItemsView[FactKey, FactRecord]):
+    """``ScopeFacts.items()`` in one pass over the groups (no lookup per key)."""
+
+    _mapping: ScopeFacts
+
+    def __iter__(self) -> Iterator[tuple[FactKey, FactRecord]]:
+        for record in self._mapping.records():
+            yield record.key, record
+
+
+class _Values(ValuesView[FactRecord]):
+    _mapping: ScopeFacts
+
+    def __iter__(self) -> Iterator[FactRecord]:
+        return self._mapping.records()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,16 @@ class RuleRecord:
 
     def applies_to(self, scope: str) -> bool:
         return self.scope is None or self.scope == scope
+
+    def forked(self, target: str, created_at: int) -> RuleRecord:
+        """This rule copied into scope ``target`` by a fork, under a derived id.
+
+        The id is a function of the original id and the target, so replay derives the
+        same one; it is unique because a fork's target holds no scoped rules.
+        """
+        digest = hashlib.sha256(f"{self.rule.id}>{target}".encode()).hexdigest()
+        rule = dataclasses.replace(self.rule, id="r_" + digest[:12])
+        return RuleRecord(rule=rule, scope=target, created_at=created_at, level=self.level)
 
 
 class Rulebook:

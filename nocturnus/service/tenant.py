@@ -5,6 +5,11 @@
 :meth:`TenantState.refresh`, which callers run with the current time before reading.
 ``apply`` never reads the clock: it marks the touched keys dirty and ``refresh`` settles
 them, so replay and live writes run exactly the same code.
+
+A fork (``scope_forked``) shares the source's stored facts (:class:`ScopeFacts`) and its
+visible index (``FactIndex.copy``) with the target, both copy-on-write per relation, so
+it costs O(#relations). The target also inherits the source's pending visibility
+changes: its not-yet-settled keys now, and its timeline entries through ``_heirs``.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from nocturnus.service.events import (
     PrioritySet,
     RuleRemoved,
     RuleTaught,
+    ScopeDeleted,
+    ScopeForked,
+    ScopeMerged,
     TenantCreated,
     TenantDeleted,
 )
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 
 
@@ -52,7 +60,7 @@ class TenantState:
     name: str
     last_seq: int = 0
     created_at: int | None = None
-    facts: dict[str, dict[FactKey, FactRecord]] = field(default_factory=dict)
+    facts: dict[str, ScopeFacts] = field(default_factory=dict)
     rules: Rulebook = field(default_factory=Rulebook)
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
@@ -63,17 +71,40 @@ class TenantState:
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
-    _dirty: set[FactKey] = field(default_factory=set)
-    _timeline: list[tuple[int, FactKey]] = field(default_factory=list)
+    _dirty: dict[str, set[FactKey]] = field(default_factory=dict)
+    # (when, ticket, key): the ticket breaks ties, keys of mixed-type args don't compare
+    _timeline: list[tuple[int, int, FactKey]] = field(default_factory=list)
+    _tickets: int = 0
+    _heirs: dict[str, set[str]] = field(default_factory=dict)
 
     def refresh(self, now_ms: int) -> None:
         """Bring every scope index in line with visibility at ``now_ms``."""
-        due: set[FactKey] = self._dirty
-        self._dirty = set()
+        due: set[FactKey] = set()
+        for keys in self._dirty.values():
+            due |= keys
+        self._dirty = {}
         while self._timeline and self._timeline[0][0] <= now_ms:
-            due.add(heapq.heappop(self._timeline)[1])
+            key = heapq.heappop(self._timeline)[2]
+            due.add(key)
+            for heir in self._heirs_of(key.scope):
+                due.add(key._replace(scope=heir))
         for key in due:
             self._settle(key, now_ms)
+
+    def _heirs_of(self, scope: str) -> list[str]:
+        """Scopes forked (transitively) from ``scope``: they share its timed records."""
+        if not self._heirs:
+            return []
+        found: list[str] = []
+        seen = {scope}
+        pending = [scope]
+        while pending:
+            for heir in self._heirs.get(pending.pop(), ()):
+                if heir not in seen:
+                    seen.add(heir)
+                    found.append(heir)
+                    pending.append(heir)
+        return found
 
     def _settle(self, key: FactKey, now_ms: int) -> None:
         if self.changed is not None:
@@ -94,7 +125,8 @@ class TenantState:
             view.index.remove(key.predicate, key.negated, key.args)
         change = record.next_change(now_ms)
         if change is not None:
-            heapq.heappush(self._timeline, (change, key))
+            self._tickets += 1
+            heapq.heappush(self._timeline, (change, self._tickets, key))
 
     def record(self, key: FactKey) -> FactRecord | None:
         """The stored record for ``key``, visible or not."""
@@ -102,17 +134,73 @@ class TenantState:
         return None if scoped is None else scoped.get(key)
 
     def put(self, record: FactRecord) -> None:
-        self.facts.setdefault(record.key.scope, {})[record.key] = record
-        self._dirty.add(record.key)
+        scope = record.key.scope
+        scoped = self.facts.get(scope)
+        if scoped is None:
+            scoped = self.facts[scope] = ScopeFacts(scope)
+        scoped.put(record)
+        self._mark(record.key)
 
     def discard(self, key: FactKey) -> bool:
         scoped = self.facts.get(key.scope)
-        if scoped is None or scoped.pop(key, None) is None:
+        if scoped is None or scoped.pop(key) is None:
             return False
         if not scoped:
             del self.facts[key.scope]
-        self._dirty.add(key)
+        self._mark(key)
         return True
+
+    def _mark(self, key: FactKey) -> None:
+        keys = self._dirty.get(key.scope)
+        if keys is None:
+            keys = self._dirty[key.scope] = set()
+        keys.add(key)
+
+    def fork(self, source: str, target: str) -> None:
+        """Make ``target`` a copy of ``source``'s facts in O(#relations + #unsettled).
+
+        ``target`` holds no facts (the decision checked it). Its index starts as a
+        copy-on-write copy of the source's; keys of the source not settled yet are
+        settled for the target too, and later timeline entries of the source wake
+        the target through ``_heirs``. Explicit priorities of the source's facts
+        (few: one ``priority_set`` event each) are copied along.
+        """
+        self._replaced()
+        scoped = self.facts.get(source)
+        if scoped is not None:
+            self.facts[target] = scoped.fork(target)
+        view = self.views.get(source)
+        if view is not None:
+            index = view.index.copy()
+            self.views[target] = ScopeView(index=index, reasoner=Reasoner(index))
+        else:
+            self.views.pop(target, None)
+        pending = self._dirty.get(source)
+        if pending:
+            keys = self._dirty.setdefault(target, set())
+            keys.update(key._replace(scope=target) for key in pending)
+        if source != target:
+            self._heirs.setdefault(source, set()).add(target)
+        inherited = [(k, p) for k, p in self.priorities.items() if k.scope == source]
+        for key, priority in inherited:
+            self.priorities[key._replace(scope=target)] = priority
+
+    def drop_scope(self, scope: str) -> None:
+        """Forget every fact of ``scope`` at once (its index and priorities go too)."""
+        self._replaced()
+        self.facts.pop(scope, None)
+        self.views.pop(scope, None)
+        self._dirty.pop(scope, None)
+        for key in [k for k in self.priorities if k.scope == scope]:
+            del self.priorities[key]
+
+    def _replaced(self) -> None:
+        """A whole scope changes at once, without a ``changed`` entry per key.
+
+        Dropping the journal tells its consumer (the context ranking) to rebuild on its
+        next sync instead of patching: cheaper than journaling every fact of the scope.
+        """
+        self.changed = None
 
     def fact_count(self) -> int:
         return sum(len(scoped) for scoped in self.facts.values())
@@ -180,6 +268,29 @@ def _apply_rule_removed(state: TenantState, event: RuleRemoved) -> None:
     state.rules.remove(event.id)
 
 
+def _apply_scope_forked(state: TenantState, event: ScopeForked) -> None:
+    state.fork(event.source, event.target)
+    for record in [r for r in state.rules if r.scope == event.source]:
+        state.rules.add(record.forked(event.target, event.created_at))
+
+
+def _apply_scope_merged(state: TenantState, event: ScopeMerged) -> None:
+    target = event.target
+    for fact in event.retracted:
+        key = FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"]))
+        state.discard(key)
+        state.priorities.pop(key, None)
+    for fact in event.facts:
+        told = FactTold(**{**fact, "args": tuple(fact["args"]), "scope": target})
+        state.put(FactRecord.from_event(told))
+
+
+def _apply_scope_deleted(state: TenantState, event: ScopeDeleted) -> None:
+    state.drop_scope(event.scope)
+    for record in [r for r in state.rules if r.scope == event.scope]:
+        state.rules.remove(record.rule.id)
+
+
 def _apply_tenant_created(state: TenantState, event: TenantCreated) -> None:
     if state.created_at is None:
         state.created_at = event.created_at
@@ -191,6 +302,7 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state.views.clear()
     state._dirty.clear()
     state._timeline.clear()
+    state._heirs.clear()
     state.priorities.clear()
     state.context = None
     state.changed = None
@@ -202,6 +314,9 @@ APPLIERS: dict[str, Applier] = {
     FactRetracted.kind: _apply_fact_retracted,  # type: ignore[dict-item]
     RuleTaught.kind: _apply_rule_taught,  # type: ignore[dict-item]
     RuleRemoved.kind: _apply_rule_removed,  # type: ignore[dict-item]
+    ScopeForked.kind: _apply_scope_forked,  # type: ignore[dict-item]
+    ScopeMerged.kind: _apply_scope_merged,  # type: ignore[dict-item]
+    ScopeDeleted.kind: _apply_scope_deleted,  # type: ignore[dict-item]
     TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
     PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]

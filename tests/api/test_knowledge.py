@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 from tests.server import Server
 
 
@@ -187,3 +190,35 @@ def test_proofs(server: Server, tenant: str) -> None:
     inferred = server.request("POST", "/infer?proof=true", tenant=tenant,
                               json={"predicate": "gp", "args": ["a", "?z"]}).json()
     assert inferred[0]["result"]["args"] == ["a", "c"] and inferred[0]["proof"]["type"] == "rule"
+
+
+def test_null_enum_fields_mean_not_given(server: Server, tenant: str) -> None:
+    # regression (found while adding /scope/merge, issue 5): nullable enums rejected null,
+    # so the upstream FactRequest shape with "conflictStrategy": null was a 400
+    told = server.request("POST", "/tell", tenant=tenant,
+                          json={"predicate": "p", "args": ["a"], "conflictStrategy": None})
+    assert told.status_code == 200, told.text
+    bad = server.request("POST", "/tell", tenant=tenant,
+                         json={"predicate": "p", "args": ["a"], "conflictStrategy": "NOPE"})
+    assert bad.json()["message"] == "conflictStrategy: must be one of REJECT, NEWEST_WINS, CONFIDENCE, KEEP_BOTH"
+
+
+def test_proofs_of_any_depth_render(server: Server, tenant: str) -> None:
+    """A proof 1 500 rule applications deep still renders (no recursion or nesting limit)."""
+    chain = [{"predicate": "parent", "args": [f"n{i}", f"n{i + 1}"]} for i in range(1500)]
+    assert server.request("POST", "/assert/facts", tenant=tenant, json={"facts": chain}).status_code == 200
+    teach(server, tenant, lit("anc", "?x", "?y"), [lit("parent", "?x", "?y")])
+    teach(server, tenant, lit("anc", "?x", "?z"), [lit("parent", "?x", "?y"), lit("anc", "?y", "?z")])
+    response = server.request("POST", "/ask", tenant=tenant,
+                              json={"predicate": "anc", "args": ["n0", "n1500"], "withProof": True})
+    assert response.status_code == 200
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # the client's json parser recurses; the server does not
+    try:
+        answer = json.loads(response.content)
+    finally:
+        sys.setrecursionlimit(limit)
+    node, depth = answer["results"][0]["proof"], 0
+    while node["type"] == "rule" and len(node["children"]) == 2:
+        node, depth = node["children"][1], depth + 1
+    assert depth == 1499 and node["children"][0]["goal"]["args"] == ["n1499", "n1500"]

@@ -94,3 +94,47 @@ def test_proof_follows_the_best_confidence(make_facts):
 def test_explain_needs_a_ground_fact(make_facts):
     with pytest.raises(ProgramError):
         Reasoner(make_facts()).explain(Program([]), lit("p(?x)"))
+
+
+def test_stored_fact_of_a_derived_relation_is_shown_as_a_fact(make_facts):
+    facts = make_facts("parent(a, b)", ("anc(x, a)", 0.5))
+    program = Program([rule(r) for r in ANCESTOR])
+    proof = Reasoner(facts).explain(program, lit("anc(x, a)"))
+    assert proof == Proof(lit("anc(x, a)"), "fact", None, (), 0.5)
+    derived = Reasoner(facts).explain(program, lit("anc(a, b)"))
+    assert derived is not None and derived.type == "rule"
+
+
+def test_proof_of_negated_head_and_body(make_facts):
+    facts = make_facts("penguin(pingu)", "bird(tweety)")
+    program = Program(
+        [
+            rule("NOT flies(?x) :- penguin(?x)"),
+            rule("grounded(?x) :- NOT flies(?x)"),
+            rule("flies(?x) :- bird(?x), NAF NOT flies(?x)"),
+        ]
+    )
+    proof = Reasoner(facts).explain(program, lit("grounded(pingu)"))
+    assert proof is not None
+    assert proof.children[0].goal.text() == "NOT flies(pingu)"
+    assert proof.children[0].children[0].goal.text() == "penguin(pingu)"
+    flies = Reasoner(facts).explain(program, lit("flies(tweety)"))
+    assert [c.type for c in flies.children] == ["fact", "naf"]
+    assert flies.children[1].goal.text() == "NAF NOT flies(tweety)"
+    assert Reasoner(facts).explain(program, lit("flies(pingu)")) is None
+
+
+def test_proofs_for_left_and_nonlinear_recursion(make_facts):
+    facts = make_facts("e(a, b)", "e(b, c)", "e(c, d)")
+    for recursive in (
+        "p(?x, ?y) :- p(?x, ?z), e(?z, ?y)",
+        "p(?x, ?y) :- p(?x, ?z), p(?z, ?y)",
+    ):
+        program = Program([rule("p(?x, ?y) :- e(?x, ?y)"), rule(recursive)])
+        proof = Reasoner(facts).explain(program, lit("p(a, d)"))
+        assert proof is not None
+        assert [leaf.goal.text() for leaf in _leaves(proof)] == [
+            "e(a, b)",
+            "e(b, c)",
+            "e(c, d)",
+        ]

@@ -1,0 +1,147 @@
+"""Rate limits: a token bucket per key, and a lockout per client address after failures.
+
+Both live in memory (one process serves a data dir) and take the time as an argument, so
+tests drive them without sleeping. Idle entries are pruned as the tables grow, so a flood
+of addresses or keys cannot grow them without bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+MAX_ENTRIES = 100_000
+
+
+class Quota(NamedTuple):
+    """The outcome of taking one token: for the ``X-RateLimit-*`` headers."""
+
+    allowed: bool
+    limit: int
+    tokens: float
+    rate: float
+
+    @property
+    def remaining(self) -> int:
+        return int(self.tokens)
+
+    @property
+    def reset_s(self) -> int:
+        """Seconds until the bucket is full again."""
+        return math.ceil((self.limit - self.tokens) / self.rate)
+
+    @property
+    def retry_after_s(self) -> int:
+        """Seconds until the next token (0 when this request was allowed)."""
+        if self.allowed:
+            return 0
+        return max(1, math.ceil((1.0 - self.tokens) / self.rate))
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass(slots=True)
+class TokenBuckets:
+    """``limits_rpm[role]`` requests per minute per key, with a burst of a minute's worth.
+
+    A role whose limit is 0 (or absent) is not limited.
+    """
+
+    limits_rpm: dict[str, int]
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def take(self, key: str, role: str, now_s: float) -> Quota | None:
+        """Spend one token of ``key``; None when its role is unlimited."""
+        limit = self.limits_rpm.get(role, 0)
+        if limit <= 0:
+            return None
+        rate = limit / 60.0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_ENTRIES:
+                self._prune(now_s)
+            bucket = self._buckets[key] = _Bucket(float(limit), now_s)
+        else:
+            tokens = bucket.tokens + (now_s - bucket.updated) * rate
+            bucket.tokens = tokens if tokens < limit else float(limit)
+            bucket.updated = now_s
+        allowed = bucket.tokens >= 1.0
+        if allowed:
+            bucket.tokens -= 1.0
+        return Quota(allowed, limit, bucket.tokens, rate)
+
+    def _prune(self, now_s: float) -> None:
+        """Drop buckets idle long enough to be full again (forgetting them changes nothing)."""
+        for key in [k for k, b in self._buckets.items() if now_s - b.updated > 60.0]:
+            del self._buckets[key]
+
+    def forget(self, key: str) -> None:
+        self._buckets.pop(key, None)
+
+
+@dataclass(slots=True)
+class _Failures:
+    window_start: float
+    count: int = 0
+    locked_until: float = 0.0
+
+
+@dataclass(slots=True)
+class FailureLimiter:
+    """``max_failures`` failed authentications per ``window_s`` per client address, then
+    every authenticated request from that address is refused for ``lockout_s``.
+
+    A success does not reset the count: a caller holding one valid key must not be able to
+    interleave it to keep guessing others.
+    """
+
+    max_failures: int = 20
+    lockout_s: float = 60.0
+    window_s: float = 60.0
+    _clients: dict[str, _Failures] = field(default_factory=dict)
+
+    @property
+    def has_entries(self) -> bool:
+        """False while no address has failed lately (the common case costs nothing)."""
+        return bool(self._clients)
+
+    def locked_for(self, client: str, now_s: float) -> int:
+        """Seconds the client stays locked out (0: not locked)."""
+        entry = self._clients.get(client)
+        if entry is None:
+            return 0
+        if entry.locked_until <= now_s:
+            if now_s - entry.window_start >= self.window_s:
+                del self._clients[client]  # forgotten: the fast path comes back
+            return 0
+        return max(1, math.ceil(entry.locked_until - now_s))
+
+    def fail(self, client: str, now_s: float) -> bool:
+        """Count a failure; True when it starts a lockout."""
+        if self.max_failures <= 0:
+            return False
+        entry = self._clients.get(client)
+        if entry is None or now_s - entry.window_start >= self.window_s:
+            if entry is None and len(self._clients) >= MAX_ENTRIES:
+                self._prune(now_s)
+            entry = self._clients[client] = _Failures(now_s)
+        entry.count += 1
+        if entry.count >= self.max_failures and entry.locked_until <= now_s:
+            entry.locked_until = now_s + self.lockout_s
+            entry.count = 0
+            entry.window_start = now_s
+            return True
+        return False
+
+    def _prune(self, now_s: float) -> None:
+        stale = [
+            c for c, e in self._clients.items()
+            if e.locked_until <= now_s and now_s - e.window_start >= self.window_s
+        ]
+        for client in stale:
+            del self._clients[client]

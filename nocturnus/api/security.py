@@ -1,0 +1,326 @@
+"""Authentication, rate limits, CORS and the audit hooks of the HTTP server (API.md §8).
+
+:func:`install` adds one request middleware that, for every routed request:
+
+1. answers CORS preflights (:mod:`nocturnus.api.cors`);
+2. lets public routes through (``/health*``, ``/openapi.json``, ``/auth/status``, and
+   ``/metrics`` unless ``NOCTURNUS_METRICS_PUBLIC=0``), and everything when auth is off;
+3. refuses a client address locked out after too many failed authentications (429);
+4. authenticates the key (``X-API-Key``, else ``Authorization: Bearer``) → 401;
+5. spends a token of the key's bucket (429, ``X-RateLimit-*`` headers);
+6. checks the route's permission (403) — the endpoint layer then checks it again together
+   with the database/tenant scope, for REST routes and MCP tools alike.
+
+Keys and secrets never reach a log line: failures are logged and audited with the client
+address and, at most, a key's public prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from sanic import HTTPResponse, Request, Sanic
+
+from nocturnus.api import permissions
+from nocturnus.api.cors import Cors
+from nocturnus.api.ratelimit import FailureLimiter, TokenBuckets
+from nocturnus.errors import RateLimited, StartupError, Unauthorized
+from nocturnus.service import audit
+from nocturnus.service.apikeys import KeyTable, prefix_of
+from nocturnus.service.authenticator import ANONYMOUS, Authenticator, Principal
+from nocturnus.service.database import now_ms
+from nocturnus.settings import Settings
+
+log = logging.getLogger("nocturnus.security")
+
+MISSING_KEY = "API key required. Provide via X-API-Key header or Authorization: Bearer <key>"
+INVALID_KEY = "Invalid, disabled, or expired API key"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve without auth anywhere but on loopback.
+
+    :raises StartupError: auth off on a non-loopback host without ``allow_insecure``.
+    """
+    if settings.auth == "off" and not is_loopback(settings.host) and not settings.allow_insecure:
+        raise StartupError(
+            f"refusing to listen on {settings.host} with authentication off: set "
+            "NOCTURNUS_AUTH=on (with NOCTURNUS_ADMIN_KEY or `nocturnus keys create --role "
+            "admin`), listen on 127.0.0.1, or set NOCTURNUS_ALLOW_INSECURE=1 to accept the risk"
+        )
+
+
+def presented_key(request: Request) -> str | None:
+    """The key a request presents: ``X-API-Key`` first, then ``Authorization: Bearer``."""
+    value = request.headers.get("x-api-key", "").strip()
+    if value:
+        return value
+    authorization = request.headers.get("authorization", "").strip()
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+class Security:
+    """The security state of one server: keys, limits, CORS and audit sampling."""
+
+    def __init__(self, settings: Settings) -> None:
+        check_exposure(settings)
+        self.settings = settings
+        self.enabled = settings.auth == "on"
+        self.system: Any = None  # the ``_system`` Database, once opened
+        self.authenticator = Authenticator(self._key_table, settings.admin_key)
+        self.buckets = TokenBuckets(
+            {
+                "reader": settings.rate_limit_reader_rpm,
+                "writer": settings.rate_limit_writer_rpm,
+                "admin": settings.rate_limit_admin_rpm,
+            }
+        )
+        self.failures = FailureLimiter(
+            settings.auth_failures_per_minute, float(settings.auth_lockout_s)
+        )
+        self.failure_sampler = audit.FailureSampler()
+        self.denial_sampler = audit.FailureSampler()
+        self.cors = Cors(settings.cors_origins)
+        self.trusted_proxies = frozenset(
+            p.strip() for p in settings.trusted_proxies.split(",") if p.strip()
+        )
+        self._rules: dict[tuple[str, str], permissions.Rule | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _key_table(self) -> KeyTable:
+        if self.system is None:
+            return KeyTable()
+        table: KeyTable = self.system.root.keys
+        return table
+
+    def attach(self, system: Any) -> None:
+        """Use the opened ``_system`` database (its key table and audit trail)."""
+        self.system = system
+        if not self.enabled:
+            log.info("authentication is off (NOCTURNUS_AUTH=off): loopback only")
+        elif self.bootstrap_required():
+            log.warning(
+                "authentication is on but no API key exists: set NOCTURNUS_ADMIN_KEY or run "
+                "`nocturnus keys create --role admin` with the server stopped"
+            )
+
+    def bootstrap_required(self) -> bool:
+        return (
+            self.enabled
+            and not self.authenticator.has_env_admin
+            and self._key_table().count_live(now_ms()) == 0
+        )
+
+    def current(self, principal: Principal, generation: int | None = None) -> Principal | None:
+        """``principal`` as it stands now (None once revoked, disabled or expired)."""
+        if not self.enabled:
+            return ANONYMOUS
+        return self.authenticator.current(principal, now_ms(), generation)
+
+    def client_address(self, request: Request) -> str:
+        """The peer address; behind trusted proxies, the nearest untrusted hop of
+        ``X-Forwarded-For`` (read from the right: entries left of it are whatever the
+        client chose to send)."""
+        peer = request.ip or "unknown"
+        if peer not in self.trusted_proxies:
+            return peer
+        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+        for hop in reversed(hops):
+            if hop and hop not in self.trusted_proxies:
+                return hop[:64]
+        return peer
+
+    def _guarded_rule(self, request: Request) -> permissions.Rule | None:
+        """The rule of the request's route, or None when it needs no key."""
+        route = request.route
+        if route is None:
+            return None
+        cache_key = (route.name, request.method)
+        try:
+            return self._rules[cache_key]
+        except KeyError:
+            rule = permissions.rule_for(request.method, route.uri)
+            guarded = None if rule.is_public(self.settings) else rule
+            self._rules[cache_key] = guarded
+            return guarded
+
+    # -- middleware -----------------------------------------------------------------
+
+    async def check_request(self, request: Request) -> HTTPResponse | None:
+        if self.cors.is_preflight(request):
+            return self.cors.preflight(request)
+        if not self.enabled:
+            return None
+        rule = self._guarded_rule(request)
+        if rule is None:
+            return None
+        now_s = time.monotonic()
+        if self.failures.has_entries:
+            wait = self.failures.locked_for(self.client_address(request), now_s)
+            if wait:
+                raise RateLimited(
+                    f"Too many failed authentications from this address; retry in {wait} s",
+                    retry_after_s=wait,
+                )
+        presented = presented_key(request)
+        if presented is None:
+            raise Unauthorized(MISSING_KEY)
+        # the common case (a key already verified) stays synchronous: no argon2, no await
+        now = now_ms()
+        digest = self.authenticator.digest(presented)
+        principal = self.authenticator.recognise(digest, now)
+        if principal is False:
+            principal = await self.authenticator.verify(presented, digest, now)
+        if not isinstance(principal, Principal):
+            client = self.client_address(request)
+            locked = self.failures.fail(client, now_s)
+            self._record_failure(request, client, presented, locked, now_s)
+            raise Unauthorized(INVALID_KEY)
+        ctx = request.ctx
+        ctx.principal = principal
+        ctx.principal_generation = self.authenticator.generation
+        quota = self.buckets.take(principal.key_id or principal.name, principal.role, now_s)
+        ctx.quota = quota
+        if quota is not None and not quota.allowed:
+            raise RateLimited(
+                f"Rate limit of {quota.limit} requests per minute exceeded for this key",
+                retry_after_s=quota.retry_after_s,
+                details={"limit": quota.limit},
+            )
+        if rule.unscoped or rule.permission not in permissions.permissions_of(principal.role):
+            permissions.check_permission(principal, rule)  # raises the precise 403
+        return None
+
+    def decorate(self, request: Request, response: HTTPResponse) -> None:
+        ctx = request.ctx
+        quota = getattr(ctx, "quota", None)
+        if quota is not None:
+            headers = response.headers
+            headers["X-RateLimit-Limit"] = str(quota.limit)
+            headers["X-RateLimit-Remaining"] = str(int(quota.tokens))
+            headers["X-RateLimit-Reset"] = str(quota.reset_s)
+        if self.cors.enabled:
+            self.cors.decorate(request, response)
+        status = response.status
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="nocturnus"'
+        elif status == 403:
+            principal = getattr(ctx, "principal", None)
+            if principal is not None:
+                self._record_denial(request, principal)
+
+    # -- audit ----------------------------------------------------------------------
+
+    def actor(self, request: Request, principal: Principal) -> dict[str, Any]:
+        return {
+            "keyId": principal.key_id,
+            "name": principal.name,
+            "role": principal.role,
+            "client": self.client_address(request),
+        }
+
+    async def record(
+        self,
+        request: Request,
+        principal: Principal,
+        action: str,
+        *,
+        target: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit entry for a successful admin action (awaited: durable)."""
+        if self.system is None:
+            return
+        await audit.record(
+            self.system, action, actor=self.actor(request, principal),
+            target=target, details=details,
+        )
+
+    def _record_failure(
+        self, request: Request, client: str, presented: str, locked: bool, now_s: float
+    ) -> None:
+        suppressed = self.failure_sampler.admit(client, now_s)
+        if locked:
+            log.warning("client %s locked out for %s s", client, self.failures.lockout_s)
+        if suppressed is None and not locked:
+            return  # sampled out: neither logged nor audited, so a flood floods nothing
+        log.warning("authentication failed from %s on %s %s", client, request.method, request.path)
+        details: dict[str, Any] = {"method": request.method, "path": request.path[:200]}
+        prefix = prefix_of(presented)
+        if prefix is not None:
+            details["keyPrefix"] = prefix
+        if suppressed:
+            details["suppressedBefore"] = suppressed
+        if locked:
+            details["lockoutSeconds"] = self.failures.lockout_s
+        actor = {"keyId": None, "name": None, "role": None, "client": client}
+        action = "auth_lockout" if locked else "auth_failed"
+        self._spawn(audit.record(self.system, action, actor=actor, outcome="failure", details=details))
+
+    def _record_denial(self, request: Request, principal: Principal) -> None:
+        suppressed = self.denial_sampler.admit(principal.key_id or principal.name, time.monotonic())
+        if suppressed is None or self.system is None:
+            return
+        details: dict[str, Any] = {"method": request.method, "path": request.path[:200]}
+        if suppressed:
+            details["suppressedBefore"] = suppressed
+        self._spawn(
+            audit.record(
+                self.system, "access_denied", actor=self.actor(request, principal),
+                outcome="denied", details=details,
+            )
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self.system is None:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._quietly(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _quietly(coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception:  # an audit write failing must not fail the request
+            log.exception("could not append an audit entry")
+
+    async def drain(self) -> None:
+        """Wait for pending audit writes (before the databases close)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def install(app: Sanic, security: Security) -> None:
+    """Add the security middleware to ``app`` (after the request-id middleware)."""
+
+    @app.on_request
+    async def authenticate(request: Request) -> HTTPResponse | None:
+        return await security.check_request(request)
+
+    @app.on_response
+    async def security_headers(request: Request, response: HTTPResponse) -> None:
+        security.decorate(request, response)
+
+
+def security_of(request: Request) -> Security:
+    sec: Security = request.app.ctx.security
+    return sec

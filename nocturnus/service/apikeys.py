@@ -1,0 +1,281 @@
+"""API keys: minted once, kept only as argon2id hashes in the ``_system`` log (API.md §8).
+
+A key is ``nct_`` followed by the base64url of 32 random bytes. Its first
+:data:`PREFIX_CHARS` characters are its public *prefix*: stored in the clear (inside the
+encrypted log) so that a presented key is checked against the one record carrying that
+prefix instead of against every hash. The key itself is returned once, at creation, and
+never stored, logged or shown again.
+
+Every change is an event (``key_created``, ``key_updated``, ``key_revoked``) at the
+database level of ``_system``; :func:`apply_key_event` folds them into a :class:`KeyTable`,
+the same at write time and at replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from nocturnus.errors import NotFound, ValidationError
+from nocturnus.service.database import DATABASE_LEVEL, now_ms
+from nocturnus.service.events import Event, KeyCreated, KeyRevoked, KeyUpdated
+
+if TYPE_CHECKING:
+    from nocturnus.service.database import Database
+
+ROLES = ("reader", "writer", "admin")
+KEY_PREFIX = "nct_"
+PREFIX_CHARS = 12
+DAY_MS = 86_400_000
+
+# argon2-cffi's defaults are RFC 9106's second recommendation (argon2id, t=3, 64 MiB, p=4):
+# ~0.1 s per hash, paid once per key per process thanks to the verification cache.
+_HASHER = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """What the server knows about one key: never the key, only its hash."""
+
+    id: str
+    name: str
+    prefix: str
+    hash: str = field(repr=False)
+    role: str
+    databases: tuple[str, ...]
+    tenants: tuple[str, ...]
+    description: str
+    created_at: int
+    created_by: str
+    expires_at: int | None = None
+    enabled: bool = True
+
+    def is_live(self, now: int) -> bool:
+        """Enabled and not expired at ``now`` (epoch ms)."""
+        return self.enabled and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(slots=True)
+class KeyTable:
+    """Projection of the key events: live (not revoked) keys by id and by prefix."""
+
+    by_id: dict[str, KeyRecord] = field(default_factory=dict)
+    by_prefix: dict[str, list[str]] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+    version: int = 0  # bumped by every key event: what was resolved before may be stale
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        return self.by_id.get(key_id)
+
+    def candidates(self, prefix: str) -> list[KeyRecord]:
+        return [self.by_id[i] for i in self.by_prefix.get(prefix, ()) if i in self.by_id]
+
+    def count_live(self, now: int) -> int:
+        return sum(1 for r in self.by_id.values() if r.is_live(now))
+
+
+def apply_key_event(table: KeyTable, event: Event) -> None:
+    """Fold one key event into ``table``; other events are ignored."""
+    if isinstance(event, (KeyCreated, KeyUpdated, KeyRevoked)):
+        table.version += 1
+    if isinstance(event, KeyCreated):
+        table.by_id[event.id] = KeyRecord(
+            id=event.id,
+            name=event.name,
+            prefix=event.prefix,
+            hash=event.hash,
+            role=event.role,
+            databases=tuple(event.databases),
+            tenants=tuple(event.tenants),
+            description=event.description,
+            created_at=event.created_at,
+            created_by=event.created_by,
+            expires_at=event.expires_at,
+        )
+        table.by_prefix.setdefault(event.prefix, []).append(event.id)
+    elif isinstance(event, KeyUpdated):
+        record = table.by_id.get(event.id)
+        if record is None:
+            return
+        changes: dict[str, Any] = {
+            name: value
+            for name in ("enabled", "role", "databases", "tenants", "description")
+            if (value := getattr(event, name)) is not None
+        }
+        table.by_id[event.id] = replace(record, **changes)
+    elif isinstance(event, KeyRevoked):
+        record = table.by_id.pop(event.id, None)
+        table.revoked.add(event.id)
+        if record is not None:
+            ids = table.by_prefix.get(record.prefix, [])
+            if event.id in ids:
+                ids.remove(event.id)
+            if not ids:
+                table.by_prefix.pop(record.prefix, None)
+
+
+# -- key material ---------------------------------------------------------------------
+
+def generate_key() -> str:
+    """A fresh key: ``nct_`` + base64url (no padding) of 32 random bytes."""
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return KEY_PREFIX + raw
+
+
+def prefix_of(presented: str) -> str | None:
+    """The public prefix of a presented key, or None when it cannot be one of ours."""
+    if not presented.startswith(KEY_PREFIX) or len(presented) < PREFIX_CHARS + 8:
+        return None
+    return presented[:PREFIX_CHARS]
+
+
+def hash_key(key: str) -> str:
+    """argon2id hash of ``key`` (blocking: ~0.1 s; call it in a thread)."""
+    return _HASHER.hash(key)
+
+
+def verify_hash(hashed: str, presented: str) -> bool:
+    """True when ``presented`` matches ``hashed`` (blocking; call it in a thread)."""
+    try:
+        return _HASHER.verify(hashed, presented)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+# -- decisions ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """What a caller asks for when minting a key."""
+
+    role: str
+    databases: tuple[str, ...] = ()
+    tenants: tuple[str, ...] = ()
+    description: str = ""
+    name: str | None = None
+    expires_in_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    enabled: bool | None = None
+    role: str | None = None
+    databases: tuple[str, ...] | None = None
+    tenants: tuple[str, ...] | None = None
+    description: str | None = None
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError(f"role: must be one of {', '.join(ROLES)}", field="role")
+
+
+def _unique(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def decide_create(
+    table: KeyTable, spec: NewKey, *, key: str, hashed: str, now: int, created_by: str
+) -> list[Event]:
+    """The event minting ``key`` (already hashed) as described by ``spec``."""
+    _check_role(spec.role)
+    key_id = str(uuid.uuid4())
+    while key_id in table.by_id or key_id in table.revoked:
+        key_id = str(uuid.uuid4())
+    prefix = key[:PREFIX_CHARS]
+    expires_at = None
+    if spec.expires_in_days is not None:
+        expires_at = now + spec.expires_in_days * DAY_MS
+    return [
+        KeyCreated(
+            id=key_id,
+            name=spec.name or prefix,
+            prefix=prefix,
+            hash=hashed,
+            role=spec.role,
+            databases=_unique(spec.databases),
+            tenants=_unique(spec.tenants),
+            description=spec.description,
+            created_at=now,
+            created_by=created_by,
+            expires_at=expires_at,
+        )
+    ]
+
+
+def _require(table: KeyTable, key_id: str) -> KeyRecord:
+    record = table.get(key_id)
+    if record is None:
+        raise NotFound(f"API key '{key_id}' not found", {"id": key_id})
+    return record
+
+
+def decide_update(table: KeyTable, key_id: str, changes: KeyChanges) -> list[Event]:
+    """:raises NotFound: no live key ``key_id``."""
+    _require(table, key_id)
+    if changes.role is not None:
+        _check_role(changes.role)
+    return [
+        KeyUpdated(
+            id=key_id,
+            enabled=changes.enabled,
+            role=changes.role,
+            databases=None if changes.databases is None else _unique(changes.databases),
+            tenants=None if changes.tenants is None else _unique(changes.tenants),
+            description=changes.description,
+        )
+    ]
+
+
+def decide_revoke(table: KeyTable, key_id: str, now: int, revoked_by: str) -> list[Event]:
+    """:raises NotFound: no live key ``key_id``."""
+    _require(table, key_id)
+    return [KeyRevoked(id=key_id, revoked_at=now, revoked_by=revoked_by)]
+
+
+# -- operations (REST and CLI call these) ---------------------------------------------
+
+def _table(system: Database[Any]) -> KeyTable:
+    table: KeyTable = system.root.keys
+    return table
+
+
+async def create_key(
+    system: Database[Any], spec: NewKey, created_by: str
+) -> tuple[KeyRecord, str]:
+    """Mint, hash and log a key; returns its record and the key (shown once)."""
+    _check_role(spec.role)
+    key = generate_key()
+    hashed = await asyncio.to_thread(hash_key, key)
+    now = now_ms()
+    table = _table(system)
+    events = decide_create(table, spec, key=key, hashed=hashed, now=now, created_by=created_by)
+    await system.commit(DATABASE_LEVEL, events, now)
+    return _require(table, events[0].id), key  # type: ignore[attr-defined]
+
+
+async def update_key(system: Database[Any], key_id: str, changes: KeyChanges) -> KeyRecord:
+    table = _table(system)
+    now = now_ms()
+    await system.commit(DATABASE_LEVEL, decide_update(table, key_id, changes), now)
+    return _require(table, key_id)
+
+
+async def revoke_key(system: Database[Any], key_id: str, revoked_by: str) -> KeyRecord:
+    table = _table(system)
+    record = _require(table, key_id)
+    now = now_ms()
+    await system.commit(DATABASE_LEVEL, decide_revoke(table, key_id, now, revoked_by), now)
+    return record
+
+
+def list_keys(system: Database[Any]) -> list[KeyRecord]:
+    return sorted(_table(system).by_id.values(), key=lambda r: (r.created_at, r.id))

@@ -1,0 +1,56 @@
+"""One process at a time owns a data directory.
+
+The server holds an exclusive ``flock`` on ``<data dir>/.lock`` while it runs; offline
+CLI commands that write the logs (``nocturnus keys …``) take the same lock and refuse to
+run beside a server, whose in-memory state would not see their writes and whose next
+append would collide with theirs. The kernel drops the lock when the process dies, even
+by ``kill -9``, so a crash never leaves the directory locked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Self
+
+from nocturnus.errors import StartupError
+
+LOCK_FILE = ".lock"
+
+
+class DataDirLock:
+    """An exclusive, non-blocking lock on a data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, holder: str) -> DataDirLock:
+        """:raises StartupError: another process holds the directory."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartupError(
+                f"data dir {self.path.parent} is in use by another Nocturnus process "
+                "(a running server?)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {holder}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
