@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
-    app.ctx.metrics = Metrics(lambda: app.ctx.databases)
+    app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:

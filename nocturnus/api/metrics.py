@@ -40,6 +40,7 @@ from nocturnus.api.endpoint import Call, endpoint
 from nocturnus.store.distribution import SECONDS_BUCKETS, Distribution
 
 if TYPE_CHECKING:
+    from nocturnus.api.mcp import McpState
     from nocturnus.service.database import Database
     from nocturnus.service.databases import Databases
 
@@ -53,7 +54,11 @@ metrics = Blueprint("metrics")
 class Metrics:
     """The metrics of one app. Nothing global: tests may build several apps."""
 
-    def __init__(self, databases: Callable[[], Databases | None]) -> None:
+    def __init__(
+        self,
+        databases: Callable[[], Databases | None],
+        mcp: Callable[[], McpState | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "nocturnus_http_requests",
@@ -68,11 +73,6 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=self.registry,
         )
-        self.mcp_sessions = Gauge(
-            "nocturnus_mcp_sessions",
-            "Open MCP sessions; the MCP surface sets or inc()/dec()s it",
-            registry=self.registry,
-        )
         self.startup_seconds = Gauge(
             "nocturnus_startup_duration_seconds",
             "Time the last start-up took to open every database and replay its root",
@@ -84,6 +84,7 @@ class Metrics:
         )
         info.labels(__version__).set(1)
         self.registry.register(StorageCollector(databases))
+        self.registry.register(McpCollector(mcp))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
         method = method if method in METHODS else "OTHER"
@@ -217,6 +218,26 @@ class StorageCollector(Collector):
             "nocturnus_data_dir_size_bytes", "Size of the data directory's disk",
             value=disk.total,
         )
+
+
+class McpCollector(Collector):
+    """Open MCP sessions per transport, counted at scrape time from ``app.ctx.mcp``."""
+
+    def __init__(self, mcp: Callable[[], McpState | None]) -> None:
+        self._mcp = mcp
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._mcp()
+        sessions = GaugeMetricFamily(
+            "nocturnus_mcp_sessions", "Open MCP sessions, per transport", labels=["transport"]
+        )
+        for transport in ("sse", "http"):
+            registry = getattr(state, transport, None)
+            sessions.add_metric([transport], 0 if registry is None else sum(1 for _ in registry))
+        yield sessions
 
 
 @endpoint(

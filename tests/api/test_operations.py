@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nocturnus.api import health
 from nocturnus.api.metrics import Metrics
+from tests.api.jsonrpc import HttpMcp
 from tests.server import TEST_MASTER_KEY, Server
 
 
@@ -78,12 +79,25 @@ def test_metrics_have_no_tenant_label_nor_raw_paths(server: Server, tenant: str)
 
 
 def test_each_app_has_its_own_registry() -> None:
-    first, second = Metrics(lambda: None), Metrics(lambda: None)
+    mcp = SimpleNamespace(sse=["s1"], http=["h1", "h2", "h3"])
+    first, second = Metrics(lambda: None, lambda: mcp), Metrics(lambda: None)
     first.observe_request("GET", "/x", 200, 0.01)
     assert b'route="/x"' in first.render()
     assert b'route="/x"' not in second.render()
-    first.mcp_sessions.set(3)
-    assert b"nocturnus_mcp_sessions 3.0" in first.render()
+    assert b'nocturnus_mcp_sessions{transport="http"} 3.0' in first.render()
+    assert b'nocturnus_mcp_sessions{transport="http"} 0.0' in second.render()
+
+
+def test_metrics_count_open_mcp_sessions(fresh_server: Server) -> None:
+    fresh_server.start()
+    sessions = "nocturnus_mcp_sessions"
+    assert value(scrape(fresh_server)[sessions], sessions, transport="http") == 0
+    client = HttpMcp(fresh_server)
+    client.initialize()
+    assert value(scrape(fresh_server)[sessions], sessions, transport="http") == 1
+    ended = fresh_server.request("DELETE", "/mcp", headers={"Mcp-Session-Id": client.session_id or ""})
+    assert ended.status_code < 300
+    assert value(scrape(fresh_server)[sessions], sessions, transport="http") == 0
 
 
 def test_health_reports_checks(server: Server) -> None:
