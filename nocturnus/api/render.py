@@ -30,8 +30,11 @@ def fact_atom(record: FactRecord) -> dict[str, Any]:
     }
 
 
-def answer_atom(answer: Answer) -> dict[str, Any]:
-    """A stored fact keeps its attributes; a derived one has no time attributes."""
+def answer_atom(answer: Answer, *, upstream_steps: bool = False) -> dict[str, Any]:
+    """A stored fact keeps its attributes; a derived one has no time attributes.
+
+    ``upstream_steps``: proof nodes also carry the upstream SDK's fields (``/infer``).
+    """
     if answer.record is not None:
         atom = fact_atom(answer.record)
         atom["confidence"] = answer.confidence
@@ -50,7 +53,7 @@ def answer_atom(answer: Answer) -> dict[str, Any]:
             "ttl": None,
         }
     if answer.proof is not None:
-        atom["proof"] = proof_tree(answer.proof, answer.key.scope)
+        atom["proof"] = proof_tree(answer.proof, answer.key.scope, upstream_steps=upstream_steps)
     return atom
 
 
@@ -63,13 +66,13 @@ def literal_atom(literal: Literal, scope: str | None) -> dict[str, Any]:
     }
 
 
-def proof_tree(proof: Proof, scope: str) -> orjson.Fragment:
+def proof_tree(proof: Proof, scope: str, *, upstream_steps: bool = False) -> orjson.Fragment:
     """The proof as nested JSON, built without recursion.
 
     Proofs over recursive rules can be thousands of levels deep (a chain of 20 000
     ancestors), beyond both Python's recursion limit and orjson's nesting limit, so the
     nodes are serialised one by one from an explicit stack and spliced into the answer as
-    an already-encoded fragment.
+    an already-encoded fragment. ``upstream_steps`` adds :func:`upstream_step` fields.
     """
     parts: list[bytes] = []
     stack: list[Proof | bytes] = [proof]
@@ -78,7 +81,10 @@ def proof_tree(proof: Proof, scope: str) -> orjson.Fragment:
         if isinstance(item, bytes):
             parts.append(item)
             continue
-        parts.append(orjson.dumps(_proof_node(item, scope))[:-1] + b',"children":[')
+        node = _proof_node(item, scope)
+        if upstream_steps:
+            node.update(upstream_step(node))
+        parts.append(orjson.dumps(node)[:-1] + b',"children":[')
         stack.append(b"]}")
         for i in range(len(item.children) - 1, -1, -1):
             stack.append(item.children[i])
@@ -104,26 +110,20 @@ def _proof_node(proof: Proof, scope: str) -> dict[str, Any]:
 UPSTREAM_STEP_TYPES = {"fact": "fact_match", "rule": "rule_application"}
 
 
-def with_upstream_steps(node: dict[str, Any]) -> dict[str, Any]:
-    """Add the upstream SDK's ``step`` and ``substitution`` to a rendered proof tree.
+def upstream_step(node: dict[str, Any]) -> dict[str, Any]:
+    """The upstream SDK's ``step`` and ``substitution`` for one rendered proof node.
 
     The published ``nocturnusai`` SDK validates ``/infer?proof=true`` nodes as
     ``{goal, step: {type, fact?, rule?}, substitution}``. The step refers to the node's
-    own ``children`` instead of repeating them as ``bodyProofs``, so the tree stays linear
-    in size. ``naf`` and ``builtin`` steps keep their own names.
+    own ``children`` instead of repeating them as ``bodyProofs``, so the answer stays
+    linear in size. ``naf`` and ``builtin`` steps keep their own names.
     """
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        step: dict[str, Any] = {"type": UPSTREAM_STEP_TYPES.get(current["type"], current["type"])}
-        if current["type"] == "fact":
-            step["fact"] = current["goal"]
-        if "rule" in current:
-            step["rule"] = current["rule"]
-        current["step"] = step
-        current["substitution"] = {}
-        stack.extend(current["children"])
-    return node
+    step: dict[str, Any] = {"type": UPSTREAM_STEP_TYPES.get(node["type"], node["type"])}
+    if node["type"] == "fact":
+        step["fact"] = node["goal"]
+    if "rule" in node:
+        step["rule"] = node["rule"]
+    return {"step": step, "substitution": {}}
 
 
 def bindings(goal: Literal, answer: Answer) -> dict[str, Any]:
