@@ -221,6 +221,13 @@ class Database(Generic[RootState]):
         self._tenants.pop(name, None)
         self._unsnapshotted.pop(name, None)
 
+    async def current(self, tenant: str) -> tuple[TenantState, int]:
+        """The tenant's projection brought to the present, and that present in ms."""
+        state = await self.tenant(tenant)
+        now = now_ms()
+        state.refresh(now)
+        return state, now
+
     async def _load_tenant(self, name: str) -> TenantState:
         """Newest snapshot + tail, built in a worker thread, indexes included.
 
