@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
+from collections.abc import Callable
 
 from sanic import HTTPResponse, Request
 
@@ -21,21 +21,23 @@ log = logging.getLogger("nocturnus.access")
 MAX_REQUEST_ID = 128
 
 
-def begin(request: Request) -> None:
+def _request_id(request: Request, new_id: Callable[[], str]) -> str:
     given = request.headers.get("X-Request-ID", "").strip()
-    request.ctx.request_id = given[:MAX_REQUEST_ID] if given else uuid.uuid4().hex
+    return given[:MAX_REQUEST_ID] if given else new_id()
+
+
+def begin(request: Request, new_id: Callable[[], str]) -> None:
+    """Take the client's ``X-Request-ID`` or a new one; start the clock."""
+    request.ctx.request_id = _request_id(request, new_id)
     request.ctx.started = time.perf_counter()
     REQUEST_ID.set(request.ctx.request_id)
 
 
-def finish(request: Request, response: HTTPResponse) -> str:
+def finish(request: Request, response: HTTPResponse, new_id: Callable[[], str]) -> str:
     """Log and count the answered request; return its request id."""
     request_id = getattr(request.ctx, "request_id", None)
     if request_id is None:
-        given = request.headers.get("X-Request-ID", "").strip()
-        request_id = request.ctx.request_id = (
-            given[:MAX_REQUEST_ID] if given else uuid.uuid4().hex
-        )
+        request_id = request.ctx.request_id = _request_id(request, new_id)
     started = getattr(request.ctx, "started", None)
     seconds = None if started is None else time.perf_counter() - started
     route = route_label(request)

@@ -7,7 +7,9 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import itertools
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,11 +69,18 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     async def open_databases(app: Sanic) -> None:
         started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
-        databases = Databases(settings.data_dir, master_key)
+        databases = Databases(
+            settings.data_dir, master_key, snapshot_every=settings.snapshot_every
+        )
         await databases.open()
         app.ctx.databases = databases
         security.attach(databases.system)
         app.ctx.metrics.startup_seconds.set(time.perf_counter() - started)
+
+    @app.after_server_start
+    async def mark_ready(app: Sanic) -> None:
+        # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
+        # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
 
     @app.after_server_stop
@@ -81,13 +90,22 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
 
+    # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
+    # logs and clients, without an os.urandom syscall on every request (issue 3's
+    # /tell throughput budget).
+    prefix = uuid.uuid4().hex[:16]
+    counter = itertools.count(1)
+
+    def new_request_id() -> str:
+        return f"{prefix}{next(counter):016x}"
+
     @app.on_request
     async def assign_request_id(request: Request) -> None:
-        access.begin(request)
+        access.begin(request, new_request_id)
 
     @app.on_response
     async def add_headers(request: Request, response: HTTPResponse) -> None:
-        response.headers["X-Request-ID"] = access.finish(request, response)
+        response.headers["X-Request-ID"] = access.finish(request, response, new_request_id)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
 

@@ -9,7 +9,7 @@ import orjson
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
-from nocturnus.service.facts import FactRecord
+from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.queries import Answer
 from nocturnus.service.rulebook import RuleRecord
 
@@ -30,6 +30,22 @@ def fact_atom(record: FactRecord) -> dict[str, Any]:
     }
 
 
+def derived_atom(key: FactKey, confidence: float | None) -> dict[str, Any]:
+    """An inferred atom: never stored, so it has no time attributes or metadata."""
+    return {
+        "predicate": key.predicate,
+        "args": list(key.args),
+        "negated": key.negated,
+        "scope": key.scope,
+        "confidence": confidence,
+        "metadata": {},
+        "createdAt": None,
+        "validFrom": None,
+        "validUntil": None,
+        "ttl": None,
+    }
+
+
 def answer_atom(answer: Answer, *, upstream_steps: bool = False) -> dict[str, Any]:
     """A stored fact keeps its attributes; a derived one has no time attributes.
 
@@ -39,19 +55,7 @@ def answer_atom(answer: Answer, *, upstream_steps: bool = False) -> dict[str, An
         atom = fact_atom(answer.record)
         atom["confidence"] = answer.confidence
     else:
-        key = answer.key
-        atom = {
-            "predicate": key.predicate,
-            "args": list(key.args),
-            "negated": key.negated,
-            "scope": key.scope,
-            "confidence": answer.confidence,
-            "metadata": {},
-            "createdAt": None,
-            "validFrom": None,
-            "validUntil": None,
-            "ttl": None,
-        }
+        atom = derived_atom(answer.key, answer.confidence)
     if answer.proof is not None:
         atom["proof"] = proof_tree(answer.proof, answer.key.scope, upstream_steps=upstream_steps)
     return atom

@@ -4,18 +4,26 @@ Writes: a decision produces events; :meth:`Database.commit` numbers them, applie
 the projection at once (so the next decision in write order sees them) and waits until the
 writer has made the batch durable. If the commit fails, the touched projections are
 dropped and rebuilt from the log on next use, so memory never keeps what the disk lost.
+
+Snapshots (issue 3): every ``snapshot_every`` events of a tenant, and for every changed
+tenant on :meth:`Database.close`, the projection is captured on the loop (reference
+copies only), encoded in a worker thread and saved through the writer's queue, so it is
+stored only after every event it covers is durable. A tenant loads from its newest
+snapshot plus the events after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from nocturnus.errors import NocturnusError, Unavailable
+from nocturnus.errors import NocturnusError, StartupError, Unavailable
+from nocturnus.service import snapshot
 from nocturnus.service.events import (
     Event,
     RuleRemoved,
@@ -24,20 +32,47 @@ from nocturnus.service.events import (
     decode,
     encode,
 )
+from nocturnus.service.replay import (
+    gc_paused,
+    read_tenant,
+    replay_tenant,
+    restore_tenant,
+)
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.distribution import Distribution
+from nocturnus.store.errors import WrongMasterKey
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
 from nocturnus.store.writer import Writer
 
+__all__ = ["DATABASE_LEVEL", "Database", "DatabaseState", "now_ms", "replay_tenant"]
+
+log = logging.getLogger("nocturnus.service")
+
 DATABASE_LEVEL = ""
+DEFAULT_SNAPSHOT_EVERY = 10_000
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _ready(
+    build: Callable[[str, Any], TenantState | None],
+) -> Callable[[str, Any], TenantState | None]:
+    """Wrap a projection builder so the result is refreshed to now, GC paused."""
+
+    def run(name: str, stored: Any) -> TenantState | None:
+        state = build(name, stored)
+        if state is not None:
+            with gc_paused():
+                state.refresh(now_ms())
+        return state
+
+    return run
 
 
 @dataclass(slots=True)
@@ -90,8 +125,10 @@ class Database(Generic[RootState]):
         root_factory: Callable[[], RootState],
         root_apply: Callable[[RootState, int, Event], None],
         default_conflict_strategy: str = "REJECT",
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         self.name = name
+        self.snapshot_every = snapshot_every
         self.path = path
         self.default_conflict_strategy = default_conflict_strategy
         self._master_key = master_key
@@ -104,12 +141,34 @@ class Database(Generic[RootState]):
         self._next_seq = 1
         self.tenant_names: dict[str, int] = {}
         self.stats = DatabaseStats()
+        # Events applied to each loaded tenant since its last snapshot (or load).
+        self._unsnapshotted: dict[str, int] = {}
+        self._snapshotting: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        # Bumped when a failed commit drops the projections: a snapshot captured before
+        # must not be stored, its newest events were never made durable.
+        self._epoch = 0
+        self._closing: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
-        """Start the writer and replay the database-level events."""
-        await self.writer.start()
-        await self._replay_root()
-        self.tenant_names = await self.writer.run(lambda log: log.tenants())
+        """Start the writer and replay the database-level events.
+
+        :raises WrongMasterKey: as the log raised it (it names the database).
+        :raises StartupError: anything else that stops the log from opening (a broken
+            hash chain in the tail, a corrupt record, a failed migration), in one line
+            naming the database, its file and, where there is one, the seq.
+        """
+        try:
+            await self.writer.start()
+            await self._replay_root()
+            self.tenant_names = await self.writer.run(lambda log: log.tenants())
+        except NocturnusError as e:
+            await self.writer.close()
+            if isinstance(e, WrongMasterKey):
+                raise
+            raise StartupError(
+                f"cannot open database {self.name!r} ({self.path}): {e.message}", e.details
+            ) from e
 
     async def _replay_root(self) -> None:
         self.root = self._root_factory()
@@ -122,7 +181,32 @@ class Database(Generic[RootState]):
                 self._root_apply(self.root, record.seq, decode(record.kind, record.body))
 
     async def close(self) -> None:
+        """Finish background snapshots, snapshot every changed tenant, stop the writer.
+
+        Safe to call again while it runs (Sanic under uvloop may restart its stop
+        listeners): later calls wait for the first one.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        await self.flush_snapshots()
+        if self.writer.is_alive:
+            for tenant, pending in sorted(self._unsnapshotted.items()):
+                if pending > 0 and tenant in self._tenants:
+                    try:
+                        await self.snapshot_tenant(tenant)
+                    except NocturnusError as e:  # the log still has every event
+                        log.warning("shutdown snapshot of tenant %r in %r failed: %s",
+                                    tenant, self.name, e)
         await self.writer.close()
+        stats = self.writer.stats
+        if stats.commits:
+            log.debug(
+                "database %r: %d appends in %d commits (largest batch %d)",
+                self.name, stats.appends, stats.commits, stats.largest_batch,
+            )
 
     @property
     def head(self) -> int:
@@ -159,9 +243,84 @@ class Database(Generic[RootState]):
         """The tenant projections in memory now (for metrics; never loads one)."""
         return iter(list(self._tenants.values()))
 
+    def evict(self, name: str) -> None:
+        """Drop a tenant's projection from memory; the next use reloads it from the log."""
+        self._tenants.pop(name, None)
+        self._unsnapshotted.pop(name, None)
+
+    async def current(self, tenant: str) -> tuple[TenantState, int]:
+        """The tenant's projection brought to the present, and that present in ms."""
+        state = await self.tenant(tenant)
+        now = now_ms()
+        state.refresh(now)
+        return state, now
+
     async def _load_tenant(self, name: str) -> TenantState:
-        records = await self.writer.run(lambda log: list(log.read(tenant=name)))
-        return await asyncio.to_thread(replay_tenant, name, records)
+        """Newest snapshot + tail, built in a worker thread, indexes included.
+
+        The first ``refresh`` builds every visibility index; doing it here keeps that
+        work (seconds for a big tenant) off the event loop.
+        """
+        stored = await self.writer.run(lambda log: read_tenant(log, name))
+        state = await asyncio.to_thread(_ready(restore_tenant), name, stored)
+        if state is None:  # unreadable snapshot (logged): replay from seq 0
+            records = await self.writer.run(lambda log: list(log.read(tenant=name)))
+            state = await asyncio.to_thread(_ready(replay_tenant), name, records)
+            assert state is not None  # a replay always builds a state
+            self._unsnapshotted[name] = len(records)
+        else:
+            self._unsnapshotted[name] = len(stored.tail)
+        return state
+
+    # -- snapshots ------------------------------------------------------------------
+
+    async def snapshot_tenant(self, name: str) -> bool:
+        """Snapshot a loaded tenant now; False if not stored (see ``save_snapshot``)."""
+        state = self._tenants.get(name)
+        if state is None:
+            return False
+        started = time.perf_counter()
+        seq, captured, epoch = state.last_seq, snapshot.capture(state), self._epoch
+        self._unsnapshotted[name] = 0
+        body = await asyncio.to_thread(snapshot.encode_capture, captured)
+
+        def save(event_log: EventLog) -> bool:
+            # Runs after every append queued before it, so all events <= seq are
+            # durable unless a commit failed (then the epoch moved on, or seq > head).
+            if epoch != self._epoch:
+                return False
+            return event_log.save_snapshot(name, seq, body)
+
+        stored = await self.writer.run(save)
+        if stored:
+            self.stats.record_snapshot(time.perf_counter() - started)
+        return stored
+
+    def _maybe_snapshot(self, name: str) -> None:
+        every = self.snapshot_every
+        if every <= 0 or self._unsnapshotted.get(name, 0) < every:
+            return
+        if name in self._snapshotting or name not in self._tenants:
+            return
+        self._snapshotting.add(name)
+        task = asyncio.get_running_loop().create_task(self._background_snapshot(name))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _background_snapshot(self, name: str) -> None:
+        try:
+            await self.snapshot_tenant(name)
+        except NocturnusError as e:
+            log.warning("snapshot of tenant %r in %r failed: %s", name, self.name, e)
+        except Exception:  # a bug must not kill the writes that triggered it
+            log.exception("snapshot of tenant %r in %r failed", name, self.name)
+        finally:
+            self._snapshotting.discard(name)
+
+    async def flush_snapshots(self) -> None:
+        """Wait for the background snapshots in flight."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # -- writes ---------------------------------------------------------------------
 
@@ -185,11 +344,15 @@ class Database(Generic[RootState]):
                 self._root_apply(self.root, seq, event)
             elif state is not None:
                 apply(state, seq, event)
+        if state is not None:
+            self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
         try:
             await self.writer.append(records)
         except NocturnusError as e:
             await self._recover()
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
+        if state is not None:
+            self._maybe_snapshot(tenant)
 
     def _track_tenant(self, tenant: str, last: Event, now: int) -> None:
         if isinstance(last, TenantDeleted):
@@ -200,18 +363,11 @@ class Database(Generic[RootState]):
     async def _recover(self) -> None:
         """After a failed commit: forget projections and renumber from the durable head."""
         self._tenants.clear()
+        self._unsnapshotted.clear()
+        self._epoch += 1
         try:
             await self._replay_root()
             self.tenant_names = await self.writer.run(lambda log: log.tenants())
         except NocturnusError:
             pass  # the writer is broken; the next write reports it again
 
-
-def replay_tenant(name: str, records: Sequence[LogRecord]) -> TenantState:
-    """Fold a tenant's logged events into a fresh projection (shredded records skipped)."""
-    state = TenantState(name)
-    for record in records:
-        if record.body is None:
-            continue
-        apply(state, record.seq, decode(record.kind, record.body))
-    return state

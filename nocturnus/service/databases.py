@@ -13,6 +13,7 @@ from pathlib import Path
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.database import (
     DATABASE_LEVEL,
+    DEFAULT_SNAPSHOT_EVERY,
     Database,
     DatabaseState,
     apply_database_event,
@@ -68,12 +69,20 @@ def system_database(data_dir: Path, master_key: MasterKey) -> Database[Registry]
 class Databases:
     """Every open database of one data directory."""
 
-    def __init__(self, data_dir: Path, master_key: MasterKey) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        master_key: MasterKey,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    ) -> None:
         self.data_dir = data_dir
         self._master_key = master_key
+        self.snapshot_every = snapshot_every
         self.system = system_database(data_dir, master_key)
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
 
     def _path(self, name: str) -> Path:
         return self.data_dir / f"{name}.db"
@@ -89,7 +98,13 @@ class Databases:
                 await self._open_database(info)
 
     async def close(self) -> None:
-        for database in self._open.values():
+        """Close every database (snapshots included); a second call waits for the first."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        for database in list(self._open.values()):
             await database.close()
         self._open.clear()
         await self.system.close()
@@ -102,6 +117,7 @@ class Databases:
             root_factory=DatabaseState,
             root_apply=apply_database_event,
             default_conflict_strategy=info.default_conflict_strategy,
+            snapshot_every=self.snapshot_every,
         )
         await database.open()
         self._open[info.name] = database

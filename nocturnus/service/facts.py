@@ -39,14 +39,14 @@ class FactRecord:
 
     @classmethod
     def from_event(cls, event: FactTold) -> FactRecord:
-        return cls(
-            key=FactKey(event.scope, event.predicate, event.negated, event.args),
-            created_at=event.created_at,
-            valid_from=event.valid_from,
-            valid_until=event.valid_until,
-            ttl=event.ttl,
-            confidence=event.confidence,
-            metadata=event.metadata,
+        return new_record(
+            _new_key((event.scope, event.predicate, event.negated, event.args)),
+            event.created_at,
+            event.valid_from,
+            event.valid_until,
+            event.ttl,
+            event.confidence,
+            event.metadata,
         )
 
     def to_event(self) -> FactTold:
@@ -68,8 +68,11 @@ class FactRecord:
     @property
     def expires_at(self) -> int | None:
         """The first instant the fact stops being visible, if it ever does."""
-        ends = [t for t in (self.valid_until, self._ttl_end) if t is not None]
-        return min(ends) if ends else None
+        until, ttl = self.valid_until, self.ttl
+        if ttl is None:
+            return until
+        end = self.created_at + ttl
+        return end if until is None or end < until else until
 
     @property
     def _ttl_end(self) -> int | None:
@@ -217,3 +220,47 @@ class _Values(ValuesView[FactRecord]):
 
     def __iter__(self) -> Iterator[FactRecord]:
         return self._mapping.records()
+
+
+def new_record(
+    key: FactKey,
+    created_at: int,
+    valid_from: int,
+    valid_until: int | None,
+    ttl: int | None,
+    confidence: float | None,
+    metadata: dict[str, Any],
+) -> FactRecord:
+    """Build a FactRecord about twice as fast as ``FactRecord(...)``: replay's hot path.
+
+    Fills the slots directly, skipping the frozen dataclass's per-field
+    ``object.__setattr__`` (as ``store.record.build_record`` does); the result is an
+    ordinary, equal FactRecord.
+    """
+    record = _new(FactRecord)
+    _set_key(record, key)
+    _set_created(record, created_at)
+    _set_from(record, valid_from)
+    _set_until(record, valid_until)
+    _set_ttl(record, ttl)
+    _set_confidence(record, confidence)
+    _set_metadata(record, metadata)
+    return record  # type: ignore[no-any-return]
+
+
+_new = object.__new__
+_new_key = FactKey._make
+(
+    _set_key,
+    _set_created,
+    _set_from,
+    _set_until,
+    _set_ttl,
+    _set_confidence,
+    _set_metadata,
+) = (
+    getattr(FactRecord, name).__set__
+    for name in (
+        "key", "created_at", "valid_from", "valid_until", "ttl", "confidence", "metadata"
+    )
+)

@@ -109,16 +109,27 @@ class TenantState:
     def _settle(self, key: FactKey, now_ms: int) -> None:
         if self.changed is not None:
             self.changed.add(key)
-        record = self.record(key)
-        view = self.views.get(key.scope)
+        scope = key.scope
+        scoped = self.facts.get(scope)
+        record = None if scoped is None else scoped.get(key)
+        view = self.views.get(scope)
         if record is None:
             if view is not None:
                 view.index.remove(key.predicate, key.negated, key.args)
-                if key.scope not in self.facts:
-                    del self.views[key.scope]
+                if scope not in self.facts:
+                    del self.views[scope]
             return
         if view is None:
-            view = self.views[key.scope] = ScopeView.empty()
+            view = self.views[scope] = ScopeView.empty()
+        if record.ttl is None and record.valid_until is None:
+            # The common case, inlined for replay speed: visible from valid_from on.
+            if now_ms >= record.valid_from:
+                view.index.add(key.predicate, key.negated, key.args, record.confidence)
+                return
+            view.index.remove(key.predicate, key.negated, key.args)
+            self._tickets += 1
+            heapq.heappush(self._timeline, (record.valid_from, self._tickets, key))
+            return
         if record.is_visible(now_ms):
             view.index.add(key.predicate, key.negated, key.args, record.confidence)
         else:

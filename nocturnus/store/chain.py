@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from nocturnus.store.record import frame
@@ -57,8 +57,25 @@ class Break:
     reason: str
 
 
+def is_compacted(gaps: Mapping[int, int], first: int, last: int) -> bool:
+    """Tell whether seqs ``first..last`` were all dropped by recorded compactions.
+
+    ``gaps`` maps the first seq of each recorded dropped range to its last seq.
+    """
+    pos = first
+    while pos <= last:
+        end = gaps.get(pos)
+        if end is None:
+            return False
+        pos = end + 1
+    return pos == last + 1
+
+
 def walk(
-    rows: Iterable[Row], prev_seq: int, prev_hash: bytes | None
+    rows: Iterable[Row],
+    prev_seq: int,
+    prev_hash: bytes | None,
+    gaps: Mapping[int, int] | None = None,
 ) -> Iterator[Break | Row]:
     """Yield each row, and a :class:`Break` before any row where the chain fails.
 
@@ -68,10 +85,14 @@ def walk(
     The seq named is the row that was changed where that can be told: a row whose own
     hash fails was changed; a row that is self-consistent but whose ``prev_hash`` does
     not match means the row before it was rewritten with a recomputed hash.
+    Missing seqs are allowed only inside the ranges ``gaps`` records as compacted
+    (compaction re-chains the rows around them, so the links still hold).
     """
     for row in rows:
         seq, ts_ms, tenant, kind, key_id, nonce, payload, row_prev, row_hash = row
-        if seq != prev_seq + 1:
+        if seq != prev_seq + 1 and not (
+            gaps and is_compacted(gaps, prev_seq + 1, seq - 1)
+        ):
             yield Break(
                 prev_seq + 1,
                 f"event missing (the next stored event is seq {seq}): "

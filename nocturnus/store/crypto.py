@@ -15,7 +15,6 @@ import binascii
 import logging
 import os
 import stat
-import warnings
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -165,7 +164,7 @@ def load_master_key(data_dir: Path, env_value: str | None) -> MasterKey:
     """Return the master key from ``env_value``, else from ``data_dir/master.key``.
 
     With neither, a new random key is written to ``data_dir/master.key`` (mode 0600,
-    64 hex characters) and a loud warning is raised: whoever loses that file loses
+    64 hex characters) and a loud warning is logged once: whoever loses that file loses
     every database in the data dir, and whoever copies it can read them.
 
     :raises StartupError: a malformed value or key file, in one line.
@@ -236,6 +235,5 @@ def _create_key_file(path: Path) -> MasterKey:
         f"dir is encrypted under it: back it up apart from the data, keep it secret, or "
         f"set {MASTER_KEY_ENV} instead."
     )
-    log.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    log.warning(message)  # once: a second copy through warnings.warn was noise
     return MasterKey(key)

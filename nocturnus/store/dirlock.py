@@ -33,10 +33,10 @@ class DataDirLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder(os.pread(fd, 200, 0))
             os.close(fd)
             raise StartupError(
-                f"data dir {self.path.parent} is in use by another Nocturnus process "
-                "(a running server?)"
+                f"data dir {self.path.parent} is in use by {holder}"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {holder}\n".encode())
@@ -54,3 +54,11 @@ class DataDirLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _holder(content: bytes) -> str:
+    """Name the lock's holder from what it wrote (``"<pid> <what>"``)."""
+    pid, _, what = content.decode(errors="replace").strip().partition(" ")
+    if not pid.isdigit():
+        return "another Nocturnus process (a running server?)"
+    return f"nocturnus {what or 'process'} (pid {pid})"

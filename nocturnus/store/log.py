@@ -9,6 +9,7 @@ Read path reverses it; a record whose key was destroyed reads back with ``body=N
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import struct
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ from nocturnus.store.chain import (
     unpack_head,
     walk,
 )
+from nocturnus.store.compact import Compaction, drop_shredded
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import (
     ChainBroken,
@@ -88,13 +90,14 @@ class EventLog:
         database: str,
         master_key: MasterKey,
         *,
-        check_tail: int = 1000,
+        check_tail: int | None = 1000,
         readonly: bool = False,
     ) -> EventLog:
         """Open (creating if missing, unless ``readonly``) the log of ``database``.
 
         Applies pending migrations, checks the master key against the stored data keys
-        and checks the hash chain of the newest ``check_tail`` events.
+        and checks the hash chain of the newest ``check_tail`` events (``None`` skips
+        that check: ``verify`` reports on the whole chain instead of refusing to open).
 
         :raises WrongMasterKey: the master key is not the one this log was written with.
         :raises ChainBroken: a changed, removed or reordered event, naming its seq.
@@ -114,7 +117,22 @@ class EventLog:
             raise
         return self
 
-    def _init(self, master_key: MasterKey, check_tail: int) -> None:
+    @staticmethod
+    def stored_name(path: Path) -> str | None:
+        """Return the database name a log file was created for, without any key.
+
+        :raises StorageError: the file is missing or not a Nocturnus log.
+        """
+        conn = _connect(Path(path), readonly=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'database'").fetchone()
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading the database name", path) from e
+        finally:
+            conn.close()
+        return None if row is None else bytes(row[0]).decode()
+
+    def _init(self, master_key: MasterKey, check_tail: int | None) -> None:
         conn = self._conn
         try:
             if self.readonly:
@@ -129,7 +147,8 @@ class EventLog:
             master_checked = self._check_identity(master_key)
             self._keys.load(master_checked=master_checked)
             self._load_head()
-            self._check_tail(check_tail)
+            if check_tail is not None:
+                self._check_tail(check_tail)
             self._data_version = self._current_data_version()
         except sqlite3.Error as e:
             raise storage_error(e, "opening", self.path) from e
@@ -221,7 +240,7 @@ class EventLog:
         else:
             anchor_seq, anchor_hash = start_seq, start_hash
         last_seq, last_hash = anchor_seq, anchor_hash
-        for item in walk(rows, anchor_seq, anchor_hash):
+        for item in walk(rows, anchor_seq, anchor_hash, self._gaps()):
             if isinstance(item, Break):
                 raise ChainBroken(item.seq, item.reason)
             last_seq, last_hash = item[0], item[8]
@@ -231,6 +250,10 @@ class EventLog:
         )
         if broken is not None:
             raise ChainBroken(broken.seq, broken.reason)
+
+    def _gaps(self) -> dict[int, int]:
+        """first seq -> last seq of every range dropped by compaction."""
+        return dict(self._conn.execute("SELECT first_seq, last_seq FROM compacted"))
 
     def _current_data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -261,57 +284,17 @@ class EventLog:
         if not records:
             return
         conn = self._conn
-        keys = self._keys
         first_seq = records[0].seq
         try:
             self._sync()
-            expected = self._head + 1
-            prev = self._head_hash
-            rows: list[tuple[object, ...]] = []
-            shredded: list[str] = []
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for r in records:
-                    seq = r.seq
-                    if seq != expected:
-                        raise SeqConflict(seq, expected)
-                    _validate(r)
-                    tenant, kind = r.tenant, r.kind
-                    key_tenant = "" if kind == TENANT_DELETED else tenant
-                    found = keys.current(key_tenant) or keys.create(
-                        key_tenant, seq, r.ts_ms
-                    )
-                    key_id, cipher = found
-                    nonce, payload = cipher.encrypt(
-                        r.body,  # type: ignore[arg-type]  # _validate checked bytes
-                        record_aad(self.database, seq, tenant, kind),
-                    )
-                    h = event_hash(
-                        prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload
-                    )
-                    rows.append(
-                        (seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h)
-                    )
-                    if kind == TENANT_DELETED:
-                        keys.destroy(tenant, seq, r.ts_ms)
-                        conn.execute(
-                            "DELETE FROM snapshots WHERE tenant = ?", (tenant,)
-                        )
-                        shredded.append(tenant)
-                    prev = h
-                    expected += 1
-                conn.executemany(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                conn.execute(
-                    "INSERT INTO meta (name, value) VALUES ('head', ?)"
-                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (pack_head(expected - 1, prev),),
+                head, head_hash, shredded = self._write(
+                    records, self._head, self._head_hash
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                keys.rollback()
+                self._keys.rollback()
                 _rollback(conn)
                 raise
         except sqlite3.IntegrityError as e:
@@ -320,10 +303,53 @@ class EventLog:
         except sqlite3.Error as e:
             last = records[-1].seq
             raise storage_error(e, "appending", f"seqs {first_seq}..{last}") from e
-        keys.commit()
-        self._head, self._head_hash = expected - 1, prev
+        self._keys.commit()
+        self._head, self._head_hash = head, head_hash
         if shredded:
             self._purge_wal()
+
+    def _write(
+        self, records: Sequence[LogRecord], head: int, head_hash: bytes
+    ) -> tuple[int, bytes, bool]:
+        """Encrypt, chain and insert ``records`` after (head, head_hash) in the open
+        transaction, and record the new head; return (head, head hash, shredded?)."""
+        conn = self._conn
+        keys = self._keys
+        expected = head + 1
+        prev = head_hash
+        rows: list[tuple[object, ...]] = []
+        shredded = False
+        for r in records:
+            seq = r.seq
+            if seq != expected:
+                raise SeqConflict(seq, expected)
+            _validate(r)
+            tenant, kind = r.tenant, r.kind
+            key_tenant = "" if kind == TENANT_DELETED else tenant
+            found = keys.current(key_tenant) or keys.create(key_tenant, seq, r.ts_ms)
+            key_id, cipher = found
+            nonce, payload = cipher.encrypt(
+                r.body,  # type: ignore[arg-type]  # _validate checked bytes
+                record_aad(self.database, seq, tenant, kind),
+            )
+            h = event_hash(prev, seq, r.ts_ms, tenant, kind, key_id, nonce, payload)
+            rows.append((seq, r.ts_ms, tenant, kind, key_id, nonce, payload, prev, h))
+            if kind == TENANT_DELETED:
+                keys.destroy(tenant, seq, r.ts_ms)
+                conn.execute("DELETE FROM snapshots WHERE tenant = ?", (tenant,))
+                shredded = True
+            prev = h
+            expected += 1
+        conn.executemany(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute(
+            "INSERT INTO meta (name, value) VALUES ('head', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (pack_head(expected - 1, prev),),
+        )
+        return expected - 1, prev, shredded
 
     def _purge_wal(self) -> None:
         """Checkpoint and truncate the WAL so destroyed wrapped keys leave the -wal file.
@@ -478,6 +504,7 @@ class EventLog:
                 self._keys,
                 chain_start=self._chain_start(meta),
                 recorded_head=unpack_head(meta["head"]) if "head" in meta else None,
+                gaps=self._gaps(),
                 progress=progress,
             )
         except sqlite3.Error as e:
@@ -508,21 +535,100 @@ class EventLog:
         self._keys.use_master(new_master_key)
         return count
 
-    def backup(self, dest: Path) -> None:
+    def compact(
+        self,
+        marker_kind: str,
+        marker_body: Callable[[Compaction], bytes],
+        ts_ms: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Compaction | None:
+        """Drop the rows of shredded tenants, re-chain, and append a marker event.
+
+        The whole log is verified first, under the write lock: compaction re-computes
+        hashes, so it must never launder tampering into a valid chain. One
+        transaction; the file is vacuumed afterwards so no dropped byte stays on disk.
+        The marker is a database-level (tenant "") event of ``marker_kind`` whose body
+        ``marker_body`` builds from what was dropped. Returns None when nothing is
+        shredded (nothing changes then).
+
+        :raises ChainBroken: the log does not verify; nothing is changed.
+        """
+        self._require_writable()
+        conn = self._conn
+        try:
+            self._sync()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                report = self.verify()
+                if not report.ok:
+                    first = min(report.problems, key=lambda p: p.seq)
+                    raise ChainBroken(
+                        first.seq,
+                        f"{report.summary()}; compaction refused (it would re-chain "
+                        "over the damage)",
+                    )
+                marker_seq = self._head + 1
+                done = drop_shredded(
+                    conn, self._chain_start(self._meta()), marker_seq, progress
+                )
+                if done is None:
+                    conn.execute("ROLLBACK")
+                    return None
+                marker = LogRecord(marker_seq, ts_ms, "", marker_kind, marker_body(done))
+                head, head_hash, _ = self._write([marker], marker_seq - 1, done.last_hash)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._keys.rollback()
+                _rollback(conn)
+                raise
+            self._keys.commit()
+            self._head, self._head_hash = head, head_hash
+            self._keys.load(master_checked=True)
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as e:
+            raise storage_error(e, "compacting", self.path) from e
+        return done
+
+    def backup(self, dest: Path, meta: dict[str, bytes] | None = None) -> None:
         """Write a consistent copy of the log (events, wrapped keys, snapshots) to ``dest``.
 
-        Uses SQLite's online backup API, so it may run while the writer appends. The
-        master key is never part of it.
+        Uses SQLite's online backup API in one step, so it may run while the writer
+        appends and the copy is one committed state. ``meta`` rows are added to the
+        copy's ``meta`` table (e.g. what the registry knows about the database). The
+        master key is never part of it. The copy is a single file (rollback journal
+        mode) created with mode 0600.
         """
         self._require_open()
+        dest = Path(dest)
         try:
-            target = sqlite3.connect(str(dest))
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        except OSError as e:
+            raise StorageError(f"cannot create backup file {dest}: {e.strerror}") from e
+        try:
+            target = sqlite3.connect(str(dest), isolation_level=None)
             try:
                 self._conn.backup(target)
+                target.execute("PRAGMA journal_mode = DELETE").fetchone()
+                for name, value in (meta or {}).items():
+                    target.execute(
+                        "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                        (name, value),
+                    )
             finally:
                 target.close()
         except sqlite3.Error as e:
+            dest.unlink(missing_ok=True)
             raise storage_error(e, "backing up", dest) from e
+
+    def meta_value(self, name: str) -> bytes | None:
+        """Return one row of the ``meta`` table (e.g. a backup's ``backup_info``)."""
+        self._require_open()
+        try:
+            return self._meta().get(name)
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading meta", self.path) from e
 
     def close(self) -> None:
         """Close the connection; further calls raise StorageError."""

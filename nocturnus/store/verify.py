@@ -7,7 +7,7 @@ Verification reports instead of raising, so an operator sees every problem at on
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nocturnus.store.chain import Break, head_break, walk
@@ -72,6 +72,7 @@ def verify_log(
     *,
     chain_start: tuple[int, bytes],
     recorded_head: tuple[int, bytes] | None,
+    gaps: Mapping[int, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Walk every event and snapshot of the log behind ``conn``; see :class:`VerifyReport`."""
@@ -88,7 +89,7 @@ def verify_log(
     )
     checked = shredded = 0
     last_seq, last_hash = chain_start
-    for item in walk(rows, *chain_start):
+    for item in walk(rows, *chain_start, gaps):
         if isinstance(item, Break):
             add(Problem("chain", item.seq, item.reason))
             continue

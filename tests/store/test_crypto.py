@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,10 +52,15 @@ def test_bad_env_master_key_is_one_clear_line(tmp_path: Path, value: str) -> Non
     assert value not in message  # never echo a secret
 
 
-def test_key_file_is_created_once_with_mode_0600_and_a_warning(tmp_path: Path) -> None:
+def test_key_file_is_created_once_with_mode_0600_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data_dir = tmp_path / "data"
-    with pytest.warns(RuntimeWarning, match="master.key"):
-        first = load_master_key(data_dir, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # logged once, not also through warnings (issue 3)
+        with caplog.at_level(logging.WARNING, logger="nocturnus.store"):
+            first = load_master_key(data_dir, None)
+    assert [r.getMessage().count("master.key") for r in caplog.records] == [1]
     path = data_dir / "master.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(path.read_text().strip()) == 64

@@ -1,0 +1,349 @@
+"""Offline maintenance of a data dir: replay, verify, snapshot, compact, key rotation.
+
+The ``nocturnus`` CLI is a thin layer over these functions (tests call them directly).
+``replay`` and ``verify`` only read, through read-only connections, so they are safe
+while a server runs; the others write and expect the caller to hold the data dir's
+:class:`~nocturnus.service.datadir.DataDirLock`. Long work reports ``progress(done,
+total)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nocturnus.errors import StartupError
+from nocturnus.service.database import (
+    DATABASE_LEVEL,
+    Database,
+    DatabaseState,
+    apply_database_event,
+    now_ms,
+)
+from nocturnus.service.databases import SYSTEM_DATABASE
+from nocturnus.service.datadir import database_info, database_path
+from nocturnus.service.events import LogCompacted, decode, encode
+from nocturnus.service.replay import gc_paused
+from nocturnus.service.tenant import TenantState, apply
+from nocturnus.store.compact import Compaction
+from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
+from nocturnus.store.errors import WrongMasterKey
+from nocturnus.store.log import EventLog
+from nocturnus.store.verify import VerifyReport
+
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 20_000
+
+
+def log_names(data_dir: Path) -> list[str]:
+    """Every database file in ``data_dir``, ``_system`` first (registered or not)."""
+    names = sorted(p.stem for p in Path(data_dir).glob("*.db") if p.is_file())
+    if SYSTEM_DATABASE in names:
+        names.remove(SYSTEM_DATABASE)
+        names.insert(0, SYSTEM_DATABASE)
+    return names
+
+
+# -- replay -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSummary:
+    name: str
+    facts: int
+    rules: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySummary:
+    """What a replay from seq 0 rebuilt."""
+
+    database: str
+    seq: int
+    events: int
+    shredded: int
+    seconds: float
+    database_rules: int
+    tenants: tuple[TenantSummary, ...]
+
+    @property
+    def facts(self) -> int:
+        return sum(t.facts for t in self.tenants)
+
+    @property
+    def rules(self) -> int:
+        return sum(t.rules for t in self.tenants)
+
+    def lines(self) -> list[str]:
+        rate = self.events / self.seconds if self.seconds > 0 else 0.0
+        head = (
+            f"{self.database}: replayed {self.events} events to seq {self.seq} in "
+            f"{self.seconds:.2f} s ({rate:,.0f} events/s; {self.shredded} shredded)"
+        )
+        total = (
+            f"tenants {len(self.tenants)}, facts {self.facts}, tenant rules "
+            f"{self.rules}, database rules {self.database_rules}, seq {self.seq}"
+        )
+        rows = [
+            f"  {t.name}: {t.facts} facts, {t.rules} rules, last seq {t.last_seq}"
+            for t in self.tenants
+        ]
+        return [head, total, *rows]
+
+
+def replay_log(
+    event_log: EventLog,
+    *,
+    to_seq: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[DatabaseState, dict[str, TenantState], ReplaySummary]:
+    """Rebuild every projection of a database from seq 0 (snapshots unused).
+
+    Every tenant's visibility indexes are built too (``refresh``), so the figures
+    cover everything a server needs before it can answer.
+    """
+    started = time.perf_counter()
+    head = event_log.head()
+    until = head if to_seq is None else min(to_seq, head)
+    with gc_paused():
+        root, states, events, shredded, seq = _fold(event_log, until, progress)
+    now = now_ms()
+    with gc_paused():
+        for state in states.values():
+            state.refresh(now)
+    if progress is not None:
+        progress(until, until)
+    tenants = tuple(
+        TenantSummary(name, s.fact_count(), len(s.rules), s.last_seq)
+        for name, s in sorted(states.items())
+        if s.facts or len(s.rules) or s.created_at is not None
+    )
+    summary = ReplaySummary(
+        database=event_log.database,
+        seq=seq,
+        events=events,
+        shredded=shredded,
+        seconds=time.perf_counter() - started,
+        database_rules=len(root.rules),
+        tenants=tenants,
+    )
+    return root, states, summary
+
+
+def _fold(
+    event_log: EventLog, until: int, progress: Progress | None
+) -> tuple[DatabaseState, dict[str, TenantState], int, int, int]:
+    root = DatabaseState()
+    states: dict[str, TenantState] = {}
+    events = shredded = seq = 0
+    for record in event_log.read(until_seq=until):
+        seq = record.seq
+        events += 1
+        if progress is not None and events % PROGRESS_EVERY == 0:
+            progress(seq, until)
+        body = record.body
+        if body is None:
+            shredded += 1
+            continue
+        event = decode(record.kind, body)
+        tenant = record.tenant
+        if tenant == DATABASE_LEVEL:
+            apply_database_event(root, seq, event)
+            continue
+        state = states.get(tenant)
+        if state is None:
+            state = states[tenant] = TenantState(tenant)
+        apply(state, seq, event)
+    return root, states, events, shredded, seq
+
+
+def replay_database(
+    data_dir: Path,
+    key: MasterKey,
+    name: str,
+    *,
+    to_seq: int | None = None,
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    """Replay database ``name`` from seq 0 (read-only) and summarise the state."""
+    database_info(data_dir, key, name)
+    event_log = EventLog.open(database_path(data_dir, name), name, key, readonly=True)
+    try:
+        return replay_log(event_log, to_seq=to_seq, progress=progress)[2]
+    finally:
+        event_log.close()
+
+
+# -- verify -------------------------------------------------------------------------
+
+
+def verify_database(
+    data_dir: Path, key: MasterKey, name: str, progress: Progress | None = None
+) -> VerifyReport:
+    """Check one log's whole chain, every GCM tag and every snapshot (read-only).
+
+    The log is opened without its start-up tail check, so a broken chain is reported
+    with every other problem instead of stopping at the first.
+    """
+    path = database_path(data_dir, name)
+    if not path.is_file():
+        raise StartupError(f"no database file {path}")
+    event_log = EventLog.open(path, name, key, readonly=True, check_tail=None)
+    try:
+        return event_log.verify(progress)
+    finally:
+        event_log.close()
+
+
+# -- snapshot -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    database: str
+    written: int
+    tenants: int
+    head: int
+
+
+def snapshot_database(
+    data_dir: Path, key: MasterKey, name: str, progress: Progress | None = None
+) -> SnapshotResult:
+    """Write a snapshot of every live tenant of ``name`` now (offline: hold the lock)."""
+    database_info(data_dir, key, name)
+
+    async def run() -> SnapshotResult:
+        db: Database[DatabaseState] = Database(
+            name,
+            database_path(data_dir, name),
+            key,
+            root_factory=DatabaseState,
+            root_apply=apply_database_event,
+            snapshot_every=0,
+        )
+        await db.open()
+        written = 0
+        try:
+            names = sorted(db.tenant_names)
+            for done, tenant in enumerate(names, start=1):
+                await db.tenant(tenant)
+                written += bool(await db.snapshot_tenant(tenant))
+                db.evict(tenant)  # keep memory to one tenant at a time
+                if progress is not None:
+                    progress(done, len(names))
+            return SnapshotResult(name, written, len(names), db.head)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+# -- compact ------------------------------------------------------------------------
+
+
+def compact_database(
+    data_dir: Path, key: MasterKey, name: str, progress: Progress | None = None
+) -> Compaction | None:
+    """Drop shredded tenants' rows from ``name`` and re-chain (offline: hold the lock).
+
+    Returns None when nothing was shredded (the file is left untouched).
+
+    :raises ChainBroken: the log does not verify; compaction refuses to re-chain it.
+    """
+    if name != SYSTEM_DATABASE:
+        database_info(data_dir, key, name)
+
+    def marker(done: Compaction) -> bytes:
+        first = done.ranges[0][0] if done.ranges else 0
+        last = done.ranges[-1][1] if done.ranges else 0
+        return encode(
+            LogCompacted(
+                dropped_events=done.dropped_events,
+                dropped_keys=done.dropped_keys,
+                tenants=len(done.tenants),
+                first_dropped_seq=first,
+                last_dropped_seq=last,
+                rechained=done.rechained,
+            )
+        )
+
+    # No tail check at open: compact() verifies the whole log and says why it refuses.
+    event_log = EventLog.open(database_path(data_dir, name), name, key, check_tail=None)
+    try:
+        return event_log.compact(LogCompacted.kind, marker, now_ms(), progress)
+    finally:
+        event_log.close()
+
+
+# -- master key rotation ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    database: str
+    rewrapped: int
+    already: bool
+
+
+def rotate_master_key(
+    data_dir: Path,
+    old_key: MasterKey,
+    new_key: MasterKey,
+    progress: Progress | None = None,
+) -> list[Rotation]:
+    """Re-wrap every data key of every log under ``new_key``; events are untouched.
+
+    Each file changes in one transaction. A file already under ``new_key`` is skipped,
+    so after an interruption the same command finishes the job.
+
+    :raises WrongMasterKey: a file opens under neither key.
+    """
+    names = log_names(data_dir)
+    if not names:
+        raise StartupError(f"no database files in {data_dir}")
+    done: list[Rotation] = []
+    for count, name in enumerate(names, start=1):
+        path = database_path(data_dir, name)
+        try:
+            event_log = EventLog.open(path, name, old_key, check_tail=None)
+        except WrongMasterKey:
+            try:
+                EventLog.open(path, name, new_key, check_tail=None).close()
+            except WrongMasterKey:
+                raise WrongMasterKey(
+                    f"database {name!r} ({path}) opens under neither the current nor "
+                    "the new master key"
+                ) from None
+            done.append(Rotation(name, 0, already=True))
+        else:
+            try:
+                done.append(Rotation(name, event_log.rotate_master_key(new_key), False))
+            finally:
+                event_log.close()
+        if progress is not None:
+            progress(count, len(names))
+    return done
+
+
+def write_key_file(data_dir: Path, key_text: str) -> Path:
+    """Atomically replace ``data_dir/master.key`` with ``key_text`` (mode 0600)."""
+    path = Path(data_dir) / MASTER_KEY_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, key_text.strip().encode("ascii") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
