@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -111,6 +112,23 @@ def test_health_reports_checks(server: Server) -> None:
     assert server.request("GET", "/health/ready").json() == {"status": "ok"}
 
 
+def test_snapshots_show_in_metrics_and_health(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", env={"NOCTURNUS_SNAPSHOT_EVERY": "3"}).start()
+    try:
+        for i in range(7):
+            told = server.request("POST", "/tell", tenant="acme", json={"predicate": "s", "args": [i]})
+            assert told.status_code == 200
+        name = "nocturnus_snapshot_duration_seconds"
+        deadline = time.monotonic() + 30  # snapshots are written in the background
+        while value(scrape(server)[name], f"{name}_count", database="default") < 1:
+            assert time.monotonic() < deadline, "no snapshot was reported"
+            time.sleep(0.05)
+        check = server.request("GET", "/health").json()["checks"]["snapshots"]
+        assert check["status"] == "pass" and "default:" in check["message"]
+    finally:
+        assert server.stop() == 0
+
+
 def test_health_fails_with_503_when_the_data_dir_is_gone(fresh_server: Server) -> None:
     fresh_server.start()
     shutil.rmtree(fresh_server.data_dir)
@@ -146,8 +164,6 @@ def test_writer_check(dbs: list[SimpleNamespace], status: str) -> None:
 
 
 def test_snapshot_check_only_when_snapshots_are_known() -> None:
-    import time
-
     now = time.time()
     assert health._snapshots_check([_db("a")]) is None
     fresh = health._snapshots_check([_db("a", snapshot_at=now - 10, last_commit_at=now)])
