@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import gc
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
+from nocturnus.api import access
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
@@ -23,6 +25,7 @@ from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
 from nocturnus.api.mcp import McpState, mcp
+from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
 from nocturnus.service.databases import Databases
@@ -40,6 +43,7 @@ class AppContext:
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
     mcp: McpState | None = None
+    metrics: Metrics | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -48,18 +52,23 @@ NocturnusApp = Sanic  # Sanic[Config, AppContext]
 def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
     settings = settings or load_settings()
     security = security_layer.Security(settings)  # refuses an exposed server without auth
-    app = Sanic(name, ctx=AppContext(settings=settings, security=security))  # type: ignore[call-arg]
+    # Logging is configured once by the CLI (nocturnus.logs), not by Sanic.
+    app = Sanic(  # type: ignore[call-arg]
+        name, ctx=AppContext(settings=settings, security=security), configure_logging=False
+    )
     app.config.MOTD = False
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, auth, health, openapi, context_api, mcp):
+    for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
+    app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
+        started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
         databases = Databases(
             settings.data_dir, master_key, snapshot_every=settings.snapshot_every
@@ -67,6 +76,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         await databases.open()
         app.ctx.databases = databases
         security.attach(databases.system)
+        app.ctx.metrics.startup_seconds.set(time.perf_counter() - started)
 
     @app.after_server_start
     async def mark_ready(app: Sanic) -> None:
@@ -92,13 +102,11 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
     @app.on_request
     async def assign_request_id(request: Request) -> None:
-        given = request.headers.get("X-Request-ID", "").strip()
-        request.ctx.request_id = given[:128] if given else new_request_id()
+        access.begin(request, new_request_id)
 
     @app.on_response
     async def add_headers(request: Request, response: HTTPResponse) -> None:
-        request_id = getattr(request.ctx, "request_id", None) or new_request_id()
-        response.headers["X-Request-ID"] = request_id
+        response.headers["X-Request-ID"] = access.finish(request, response, new_request_id)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
 

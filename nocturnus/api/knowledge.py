@@ -302,9 +302,8 @@ async def infer(call: Call) -> list[Any]:
         return [render.answer_atom(a) for a in answers]
     results = []
     for a in answers:
-        atom = render.answer_atom(a)
-        proof = atom.pop("proof", None)
-        results.append({"result": atom, "proof": proof})
+        atom = render.answer_atom(a, upstream_steps=True)
+        results.append({"result": atom, "proof": atom.pop("proof", None)})
     return results
 
 

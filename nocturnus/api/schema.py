@@ -4,7 +4,7 @@ The schemas published in ``/openapi.json`` are the ones requests are validated w
 documentation cannot drift from the behaviour. The validator covers the subset we use:
 ``type`` (one or a list), ``properties``, ``required``, ``additionalProperties: false``,
 ``items``, ``minItems``/``maxItems``, ``minLength``/``maxLength``, ``pattern``,
-``minimum``/``maximum``, ``enum``, ``maxProperties``.
+``minimum``/``maximum``, ``enum``, ``minProperties``/``maxProperties``.
 """
 
 from __future__ import annotations
@@ -120,6 +120,10 @@ def _check_array(value: list[Any], schema: Schema, path: str, label: str) -> Non
 
 def _check_object(value: dict[str, Any], schema: Schema, path: str, label: str) -> None:
     properties: dict[str, Schema] = schema.get("properties", {})
+    if len(value) < schema.get("minProperties", 0):
+        raise ValidationError(
+            f"{label}: must have at least {schema['minProperties']} key(s)", field=label
+        )
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         raise ValidationError(
             f"{label}: must have at most {schema['maxProperties']} keys", field=label

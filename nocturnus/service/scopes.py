@@ -20,7 +20,7 @@ from typing import Any
 from nocturnus.engine.analysis import ProgramError
 from nocturnus.engine.evaluate import Program
 from nocturnus.errors import Conflict, ValidationError
-from nocturnus.service.database import Database, DatabaseState, now_ms
+from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, ScopeDeleted, ScopeForked, ScopeMerged
 from nocturnus.service.facts import (
     FactRecord,
@@ -292,29 +292,22 @@ def decide_delete(state: TenantState, scope: str) -> tuple[list[Event], DeleteOu
 # -- operations (what REST and MCP call) --------------------------------------------------
 
 
-async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
-    state = await db.tenant(tenant)
-    now = now_ms()
-    state.refresh(now)
-    return state, now
-
-
 async def fork(db: Db, tenant: str, source: str, target: str) -> ForkOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_fork(state, db.root.rules, source, target, now)
     await db.commit(tenant, events, now)
     return outcome
 
 
 async def diff(db: Db, tenant: str, source: str, target: str) -> ScopeDiff:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     return diff_scopes(state, source, target, now)
 
 
 async def merge(
     db: Db, tenant: str, source: str, target: str, strategy: str
 ) -> MergeOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_merge(state, source, target, strategy, now)
     await db.commit(tenant, events, now)
     return outcome
@@ -326,7 +319,7 @@ async def scopes(db: Db, tenant: str) -> list[ScopeInfo]:
 
 
 async def delete(db: Db, tenant: str, scope: str) -> DeleteOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_delete(state, scope)
     await db.commit(tenant, events, now)
     return outcome
