@@ -4,8 +4,9 @@ Run with ``python benchmarks/engine.py`` (``--quick`` for a smaller smoke run). 
 generates seeded workloads, answers each query with the Nocturnus engine in-process and
 with SWI-Prolog (tabled rules), checks both give the same number of answers, and prints
 ours/SWI per query; then it compares single inserts and bound pattern lookups of
-``FactIndex`` with pyoxigraph's in-memory ``Store``. Absolute times drift between
-machines and runs, so read the ratios (issue 4: targets at or below 1.0).
+``FactIndex`` with pyoxigraph's in-memory ``Store``, and times ``withProof``'s proof
+building (one evaluation per answer against ``explain_all``). Absolute times drift
+between machines and runs, so read the ratios (issue 4: targets at or below 1.0).
 
 SWI-Prolog (``swi-prolog-nox``) and pyoxigraph are installed on first use if missing.
 """
@@ -455,6 +456,63 @@ def compare_with_oxigraph(size: int, lookups: int) -> None:
         )
 
 
+def compare_proofs(nodes: int, seed: int, answers: int) -> None:
+    """``withProof``: one explain per answer (as before) against ``explain_all``.
+
+    On the ancestor tree, for goals whose answers are proved: the first
+    ``answers`` answers of each goal, proved one evaluation per answer
+    (``explain`` in a loop) and together (``explain_all``, what ``/ask`` with
+    ``withProof`` runs). Also one deep proof alone. CPU seconds, one run each.
+    """
+    workload = ancestor_workload(nodes, seed)
+    facts = FactIndex()
+    for predicate, args in workload.facts:
+        facts.add(predicate, False, args)
+    program = Program(workload.rules)
+    reasoner = Reasoner(facts)
+    x, y = v("x"), v("y")
+    last = f"n{nodes - 1}"
+    mid = workload.queries[4].goal.args[0]
+    print(f"-- proofs on the {nodes}-node tree, first {answers} answers of each goal")
+    print(
+        f"{'goal':<28} {'proved':>7} {'nodes':>7} {'each s':>8} {'all s':>8} "
+        f"{'all/each':>9}"
+    )
+    for goal in (
+        atom("anc", x, last),
+        atom("ancl", x, last),
+        atom("anc", "n0", y),
+        atom("ancl", "n0", y),
+        atom("anc", mid, y),
+    ):
+        found = reasoner.solve(program, goal, limit=answers)
+        wanted = [Literal(goal.predicate, a.args) for a in found]
+        each, each_s = timed(
+            lambda w=wanted: [reasoner.explain(program, f) for f in w],  # type: ignore[misc]
+            1,
+            facts.cache.clear,
+        )
+        together, all_s = timed(
+            lambda w=wanted: reasoner.explain_all(program, w),  # type: ignore[misc]
+            1,
+            facts.cache.clear,
+        )
+        size = sum(p.depth() for p in together)  # type: ignore[attr-defined]
+        assert [p.depth() for p in each] == [p.depth() for p in together]  # type: ignore[attr-defined]
+        print(
+            f"{goal.text():<28} {len(wanted):>7} {size:>7} {each_s:>8.3f} {all_s:>8.3f} "
+            f"{all_s / each_s:>9.2f}",
+            flush=True,
+        )
+    for goal in (atom("anc", "n0", last), atom("ancl", "n0", last)):
+        proof, seconds = timed(
+            lambda g=goal: reasoner.explain(program, g), 3, facts.cache.clear
+        )
+        print(
+            f"{'explain ' + goal.text():<28} depth {proof.depth():>5} {seconds:>8.3f} s"
+        )  # type: ignore[attr-defined]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke run")
@@ -470,6 +528,7 @@ def main() -> int:
     ]
     ok = compare_with_swi(workloads, options.repeat)
     compare_with_oxigraph(200_000 // scale, 20_000 // scale)
+    compare_proofs(20_000 // scale, options.seed, 100)
     return 0 if ok else 1
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from nocturnus.errors import NocturnusError, StartupError, ValidationError
+from nocturnus.logs import configure_logging
 from nocturnus.settings import Settings, load_settings
 
 Progress = Callable[[int, int], None]
@@ -105,6 +106,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir})
+        configure_logging(settings.log_format, settings.log_level)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(
             level=settings.log_level,
@@ -118,10 +120,14 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         _fail(e)
         return
     _quiet_sanic()
-    click.echo(
+    listening = (
         f"Nocturnus listening on http://{settings.host}:{settings.port} "
         f"(data dir {settings.data_dir.resolve()})"
     )
+    if settings.log_format == "json":
+        logging.getLogger("nocturnus").info(listening)
+    else:
+        click.echo(listening)
     try:
         app.run(
             host=settings.host,
@@ -531,6 +537,7 @@ def keys_create(
 def keys_list(as_json: bool, data_dir: Path | None) -> None:
     """List the live keys (never a hash or a key)."""
     from nocturnus.service import offline
+    from nocturnus.service.apikeys import key_info
 
     try:
         records = asyncio.run(offline.list_keys(load_settings({"data_dir": data_dir})))
@@ -538,7 +545,7 @@ def keys_list(as_json: bool, data_dir: Path | None) -> None:
         _fail(e)
         return
     if as_json:
-        click.echo(json.dumps([_key_row(r) for r in records], indent=2))
+        click.echo(json.dumps([key_info(r) for r in records], indent=2))
         return
     for r in records:
         scope = f"databases={','.join(r.databases) or '*'} tenants={','.join(r.tenants) or '*'}"
@@ -575,20 +582,6 @@ def _check_names(databases: tuple[str, ...], tenants: tuple[str, ...]) -> None:
         if not re.fullmatch(TENANT_NAME, value):
             raise ValidationError(f"--tenant: {value!r} does not match {TENANT_NAME}")
 
-
-def _key_row(record: Any) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "prefix": record.prefix,
-        "role": record.role,
-        "databases": list(record.databases),
-        "tenants": list(record.tenants),
-        "description": record.description,
-        "createdAt": record.created_at,
-        "expiresAt": record.expires_at,
-        "enabled": record.enabled,
-    }
 
 
 def _quiet_sanic() -> None:

@@ -29,11 +29,11 @@ CREATE_DATABASE_BODY = obj(
     defaultConflictStrategy=CONFLICT_STRATEGY,
     isMultiTenant={"type": ["boolean", "null"]},
 )
-CREATE_TENANT_BODY = obj(
-    [],
-    name={"type": "string", "pattern": TENANT_NAME},
-    tenantId={"type": "string", "pattern": TENANT_NAME},
-)
+CREATE_TENANT_BODY = {
+    # name or the upstream SDK's tenantId (name wins): the schema says "at least one".
+    **obj([], name={"type": "string", "pattern": TENANT_NAME}, tenantId={"type": "string", "pattern": TENANT_NAME}),
+    "minProperties": 1,
+}
 BACKUP_BODY = obj([], database={"type": "string", "pattern": DATABASE_NAME})
 
 

@@ -7,7 +7,9 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
+from nocturnus.api import access
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
@@ -23,6 +26,7 @@ from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
 from nocturnus.api.mcp import McpState, mcp
+from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
 from nocturnus.service.databases import Databases
@@ -40,6 +44,7 @@ class AppContext:
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
     mcp: McpState | None = None
+    metrics: Metrics | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -48,18 +53,23 @@ NocturnusApp = Sanic  # Sanic[Config, AppContext]
 def create_app(settings: Settings | None = None, name: str = "nocturnus") -> NocturnusApp:
     settings = settings or load_settings()
     security = security_layer.Security(settings)  # refuses an exposed server without auth
-    app = Sanic(name, ctx=AppContext(settings=settings, security=security))  # type: ignore[call-arg]
+    # Logging is configured once by the CLI (nocturnus.logs), not by Sanic.
+    app = Sanic(  # type: ignore[call-arg]
+        name, ctx=AppContext(settings=settings, security=security), configure_logging=False
+    )
     app.config.MOTD = False
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, auth, health, openapi, context_api, mcp):
+    for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
+    app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
+        started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
         databases = Databases(
             settings.data_dir, master_key, snapshot_every=settings.snapshot_every
@@ -67,6 +77,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         await databases.open()
         app.ctx.databases = databases
         security.attach(databases.system)
+        app.ctx.metrics.startup_seconds.set(time.perf_counter() - started)
 
     @app.after_server_start
     async def mark_ready(app: Sanic) -> None:
@@ -97,17 +108,35 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     # security check needs one (auth on, or a CORS preflight).
     @app.on_request
     def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
-        given = request.headers.get("X-Request-ID", "").strip()
-        request.ctx.request_id = given[:128] if given else new_request_id()
+        access.begin(request, new_request_id)
         return authenticate(request)
 
     @app.on_response
     def after(request: Request, response: HTTPResponse) -> None:
         decorate(request, response)
-        request_id = getattr(request.ctx, "request_id", None) or new_request_id()
         headers = response.headers
-        headers["X-Request-ID"] = request_id
+        headers["X-Request-ID"] = access.finish(request, response, new_request_id)
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
 
+    # A request answering 20 000 goals builds ~100 000 short-lived objects; at
+    # CPython's default gen-0 threshold (700) the collector runs ~150 times during
+    # it, promoting the live answers and re-scanning them, which doubled /ask on
+    # big answer sets (issue 4). Reference counting frees them either way.
+    collector: dict[str, tuple[int, ...]] = {}
+
+    @app.before_server_start
+    async def raise_collector_threshold(app: Sanic) -> None:
+        collector["threshold"] = gc.get_threshold()
+        first, *older = collector["threshold"]
+        gc.set_threshold(max(first, GC_GEN0_THRESHOLD), *older)
+
+    @app.after_server_stop
+    async def restore_collector_threshold(app: Sanic) -> None:
+        if "threshold" in collector:
+            gc.set_threshold(*collector.pop("threshold"))
+
     return app
+
+
+GC_GEN0_THRESHOLD = 10_000

@@ -64,24 +64,6 @@ def _managing(call: Call) -> Security:
     return security
 
 
-def key_info(record: KeyRecord, last_used: dict[str, int]) -> dict[str, Any]:
-    """A key as shown to admins: never its hash, never the key."""
-    return {
-        "id": record.id,
-        "name": record.name,
-        "prefix": record.prefix,
-        "role": record.role,
-        "databases": list(record.databases),
-        "tenants": list(record.tenants),
-        "description": record.description,
-        "createdAt": record.created_at,
-        "createdBy": record.created_by,
-        "lastUsedAt": last_used.get(record.id),
-        "expiresAt": record.expires_at,
-        "enabled": record.enabled,
-    }
-
-
 def _visible(principal: Principal, record: KeyRecord) -> bool:
     return principal.covers(record.databases, record.tenants)
 
@@ -130,7 +112,7 @@ async def create_key(call: Call) -> dict[str, Any]:
         details={"role": record.role, "databases": list(record.databases),
                  "tenants": list(record.tenants), "expiresAt": record.expires_at},
     )
-    return {**key_info(record, security.authenticator.last_used), "key": key}
+    return {**apikeys.key_info(record, security.authenticator.last_used), "key": key}
 
 
 @endpoint(auth, "GET", "/auth/keys", summary="List API keys (never a hash or a key)")
@@ -138,7 +120,7 @@ async def list_keys(call: Call) -> list[dict[str, Any]]:
     security = _managing(call)
     used = security.authenticator.last_used
     return [
-        key_info(r, used) for r in apikeys.list_keys(security.system)
+        apikeys.key_info(r, used) for r in apikeys.list_keys(security.system)
         if _visible(call.principal, r)
     ]
 
@@ -146,7 +128,7 @@ async def list_keys(call: Call) -> list[dict[str, Any]]:
 @endpoint(auth, "GET", "/auth/keys/<key_id>", summary="Show one API key")
 async def get_key(call: Call) -> dict[str, Any]:
     security = _managing(call)
-    return key_info(_find(call, security), security.authenticator.last_used)
+    return apikeys.key_info(_find(call, security), security.authenticator.last_used)
 
 
 @endpoint(auth, "PATCH", "/auth/keys/<key_id>", summary="Change a key's role, scope, description or enabled flag", body=PATCH_KEY_BODY)
@@ -176,7 +158,7 @@ async def patch_key(call: Call) -> dict[str, Any]:
         details={k: (list(v) if isinstance(v, tuple) else v)
                  for k, v in body.items() if v is not None},
     )
-    return key_info(updated, security.authenticator.last_used)
+    return apikeys.key_info(updated, security.authenticator.last_used)
 
 
 @endpoint(auth, "DELETE", "/auth/keys/<key_id>", summary="Revoke an API key (effective on the next request)")

@@ -122,19 +122,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     if entry.record is not None:
         atom = render.fact_atom(entry.record)
     else:
-        key = entry.key
-        atom = {
-            "predicate": key.predicate,
-            "args": list(key.args),
-            "negated": key.negated,
-            "scope": key.scope,
-            "confidence": entry.confidence,
-            "metadata": {},
-            "createdAt": None,
-            "validFrom": None,
-            "validUntil": None,
-            "ttl": None,
-        }
+        atom = render.derived_atom(entry.key, entry.confidence)
     prov = entry.provenance
     atom["salience"] = entry.salience
     atom["category"] = entry.category

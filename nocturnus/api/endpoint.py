@@ -38,6 +38,7 @@ class EndpointSpec:
     body_required: bool = True
     query: dict[str, Schema] = field(default_factory=dict)
     status: int = 200
+    response_type: str = "application/json"
 
 
 @dataclass(slots=True)
@@ -138,6 +139,7 @@ def endpoint(
     body_required: bool = True,
     query: dict[str, Schema] | None = None,
     status: int = 200,
+    response_type: str = "application/json",
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` on every path in ``paths`` for ``method``."""
     spec = EndpointSpec(
@@ -151,6 +153,7 @@ def endpoint(
         body_required=body_required,
         query=query or {},
         status=status,
+        response_type=response_type,
     )
     ENDPOINTS.append(spec)
 

@@ -1,9 +1,18 @@
-"""Liveness, readiness and a health report (API.md §7)."""
+"""Liveness, readiness and a health report (API.md §7).
+
+``/health`` runs its checks on every call (each is cheap: one statvfs, one small file
+written and removed off the event loop, in-memory writer and snapshot stats) and answers
+``ok`` (all pass), ``degraded`` (a warning: 200) or ``failing`` (a failure: 503, so a load
+balancer stops sending traffic). ``/health/live`` only says the process answers;
+``/health/ready`` turns 200 once start-up replay has finished.
+"""
 
 from __future__ import annotations
 
-import os
+import asyncio
 import shutil
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +23,102 @@ from nocturnus.api.endpoint import Call, endpoint, json_response
 
 health = Blueprint("health")
 
+# Below this much free space the server is degraded; below the second, failing (SQLite
+# needs room for its WAL and checkpoints; a full disk turns every write into a 503).
 MIN_FREE_BYTES = 256 * 1024 * 1024
+CRITICAL_FREE_BYTES = 32 * 1024 * 1024
+WRITE_PROBE_TIMEOUT_S = 2.0
+# A commit running this long means the disk (or fsync) is stalled.
+STALLED_COMMIT_S = 5.0
+# A snapshot older than this while writes go on makes restarts replay a long tail.
+SNAPSHOT_MAX_AGE_S = 24 * 3600
 
 
-def _check(ok: bool, message: str, warn: bool = False) -> dict[str, str]:
-    status = "pass" if ok else ("warn" if warn else "fail")
+def _check(status: str, message: str) -> dict[str, str]:
     return {"status": status, "message": message}
 
 
-@endpoint(health, "GET", "/health", summary="Health report with checks")
+async def _data_dir_check(data_dir: Path) -> dict[str, str]:
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_probe_write, data_dir), WRITE_PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return _check("fail", f"{data_dir}: a small write took over {WRITE_PROBE_TIMEOUT_S:g} s")
+    except OSError as e:
+        return _check("fail", f"{data_dir}: not writable ({e.strerror or e})")
+    return _check("pass", f"{data_dir}: writable")
+
+
+def _probe_write(data_dir: Path) -> None:
+    """Create, write and remove a small file: what os.access cannot tell (full, RO)."""
+    probe = data_dir / f".health-{uuid.uuid4().hex}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _disk_check(data_dir: Path) -> dict[str, str]:
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError as e:
+        return _check("fail", f"cannot read free space: {e.strerror or e}")
+    message = f"{free // (1024 * 1024)} MiB free"
+    if free < CRITICAL_FREE_BYTES:
+        return _check("fail", message)
+    return _check("warn" if free < MIN_FREE_BYTES else "pass", message)
+
+
+def _writers_check(databases: list[Any]) -> dict[str, str]:
+    states = []
+    status = "pass"
+    now = time.monotonic()
+    for db in databases:
+        running = db.writer.stats.commit_running_s(now)
+        if not db.writer.is_alive:
+            states.append(f"{db.name}: stopped")
+            status = "fail"
+        elif running >= STALLED_COMMIT_S:
+            states.append(f"{db.name}: commit running for {running:.0f} s")
+            status = "warn" if status == "pass" else status
+        else:
+            states.append(f"{db.name}: alive")
+    return _check(status, ", ".join(states))
+
+
+def _snapshots_check(databases: list[Any]) -> dict[str, str] | None:
+    """Snapshot ages, when any snapshot is known; ``None`` leaves the check out."""
+    known = [db for db in databases if db.stats.last_snapshot_at > 0]
+    if not known:
+        return None
+    now = time.time()
+    status = "pass"
+    ages = []
+    for db in known:
+        age = now - db.stats.last_snapshot_at
+        ages.append(f"{db.name}: {age:.0f} s")
+        if age > SNAPSHOT_MAX_AGE_S and db.writer.stats.last_commit_at > db.stats.last_snapshot_at:
+            status = "warn"
+    return _check(status, "last snapshot " + ", ".join(ages))
+
+
+@endpoint(health, "GET", "/health", summary="Health report with checks (503 when failing)")
 async def report(call: Call) -> HTTPResponse:
     ctx = call.request.app.ctx
     data_dir = ctx.settings.data_dir
-    free = shutil.disk_usage(data_dir).free
-    writers = {db.name: db.writer.is_alive for db in [ctx.databases.system, *ctx.databases.all()]}
-    checks: dict[str, Any] = {
-        "data_dir": _check(data_dir.is_dir() and _writable(data_dir), f"{data_dir}"),
-        "disk_space": _check(free >= MIN_FREE_BYTES, f"{free // (1024 * 1024)} MiB free", warn=True),
-        "writers": _check(all(writers.values()), ", ".join(
-            f"{name}: {'alive' if alive else 'stopped'}" for name, alive in writers.items()
-        )),
-    }
+    checks: dict[str, Any] = {"data_dir": await _data_dir_check(data_dir), "disk_space": _disk_check(data_dir)}
+    if ctx.databases is None:
+        checks["writers"] = _check("fail", "databases are not open")
+    else:
+        databases = [ctx.databases.system, *ctx.databases.all()]
+        checks["writers"] = _writers_check(databases)
+        snapshots = _snapshots_check(databases)
+        if snapshots is not None:
+            checks["snapshots"] = snapshots
     statuses = {c["status"] for c in checks.values()}
     status = "failing" if "fail" in statuses else "degraded" if "warn" in statuses else "ok"
     body = {"status": status, "version": __version__, "checks": checks}
     return json_response(body, 503 if status == "failing" else 200)
-
-
-def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK)
 
 
 @endpoint(health, "GET", "/health/live", summary="The process is up")
@@ -50,7 +126,7 @@ async def live(call: Call) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@endpoint(health, "GET", "/health/ready", summary="Ready to serve (start-up finished)")
+@endpoint(health, "GET", "/health/ready", summary="Ready to serve: start-up replay finished (503 before)")
 async def ready(call: Call) -> HTTPResponse:
     is_ready = call.request.app.ctx.ready
     return json_response({"status": "ok" if is_ready else "starting"}, 200 if is_ready else 503)

@@ -274,9 +274,10 @@ async def ask(call: Call) -> dict[str, Any]:
         limit=body.get("limit"),
         with_proof=bool(body.get("withProof")),
     )
+    bind = render.binder(goal)
     return {
         "results": [render.answer_atom(a) for a in answers],
-        "bindings": [render.bindings(goal, a) for a in answers],
+        "bindings": [bind(a) for a in answers],
         "count": len(answers),
     }
 
@@ -306,9 +307,8 @@ async def infer(call: Call) -> list[Any]:
         return [render.answer_atom(a) for a in answers]
     results = []
     for a in answers:
-        atom = render.answer_atom(a)
-        proof = atom.pop("proof", None)
-        results.append({"result": atom, "proof": proof})
+        atom = render.answer_atom(a, upstream_steps=True)
+        results.append({"result": atom, "proof": atom.pop("proof", None)})
     return results
 
 

@@ -53,7 +53,7 @@ def _operation(spec: EndpointSpec, path: str, params: list[str]) -> dict[str, An
         "operationId": f"{spec.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', path).strip('_')}",
         "parameters": parameters,
         "responses": {
-            str(spec.status): {"description": "success", "content": {"application/json": {"schema": {}}}},
+            str(spec.status): {"description": "success", "content": {spec.response_type.split(";")[0]: {"schema": {}}}},
             "4XX": error,
         },
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ import orjson
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
-from nocturnus.service.facts import FactRecord
+from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.queries import Answer
 from nocturnus.service.rulebook import RuleRecord
 
@@ -30,27 +31,34 @@ def fact_atom(record: FactRecord) -> dict[str, Any]:
     }
 
 
-def answer_atom(answer: Answer) -> dict[str, Any]:
-    """A stored fact keeps its attributes; a derived one has no time attributes."""
+def derived_atom(key: FactKey, confidence: float | None) -> dict[str, Any]:
+    """An inferred atom: never stored, so it has no time attributes or metadata."""
+    return {
+        "predicate": key.predicate,
+        "args": list(key.args),
+        "negated": key.negated,
+        "scope": key.scope,
+        "confidence": confidence,
+        "metadata": {},
+        "createdAt": None,
+        "validFrom": None,
+        "validUntil": None,
+        "ttl": None,
+    }
+
+
+def answer_atom(answer: Answer, *, upstream_steps: bool = False) -> dict[str, Any]:
+    """A stored fact keeps its attributes; a derived one has no time attributes.
+
+    ``upstream_steps``: proof nodes also carry the upstream SDK's fields (``/infer``).
+    """
     if answer.record is not None:
         atom = fact_atom(answer.record)
         atom["confidence"] = answer.confidence
     else:
-        key = answer.key
-        atom = {
-            "predicate": key.predicate,
-            "args": list(key.args),
-            "negated": key.negated,
-            "scope": key.scope,
-            "confidence": answer.confidence,
-            "metadata": {},
-            "createdAt": None,
-            "validFrom": None,
-            "validUntil": None,
-            "ttl": None,
-        }
+        atom = derived_atom(answer.key, answer.confidence)
     if answer.proof is not None:
-        atom["proof"] = proof_tree(answer.proof, answer.key.scope)
+        atom["proof"] = proof_tree(answer.proof, answer.key.scope, upstream_steps=upstream_steps)
     return atom
 
 
@@ -63,13 +71,13 @@ def literal_atom(literal: Literal, scope: str | None) -> dict[str, Any]:
     }
 
 
-def proof_tree(proof: Proof, scope: str) -> orjson.Fragment:
+def proof_tree(proof: Proof, scope: str, *, upstream_steps: bool = False) -> orjson.Fragment:
     """The proof as nested JSON, built without recursion.
 
     Proofs over recursive rules can be thousands of levels deep (a chain of 20 000
     ancestors), beyond both Python's recursion limit and orjson's nesting limit, so the
     nodes are serialised one by one from an explicit stack and spliced into the answer as
-    an already-encoded fragment.
+    an already-encoded fragment. ``upstream_steps`` adds :func:`upstream_step` fields.
     """
     parts: list[bytes] = []
     stack: list[Proof | bytes] = [proof]
@@ -78,7 +86,10 @@ def proof_tree(proof: Proof, scope: str) -> orjson.Fragment:
         if isinstance(item, bytes):
             parts.append(item)
             continue
-        parts.append(orjson.dumps(_proof_node(item, scope))[:-1] + b',"children":[')
+        node = _proof_node(item, scope)
+        if upstream_steps:
+            node.update(upstream_step(node))
+        parts.append(orjson.dumps(node)[:-1] + b',"children":[')
         stack.append(b"]}")
         for i in range(len(item.children) - 1, -1, -1):
             stack.append(item.children[i])
@@ -101,13 +112,41 @@ def _proof_node(proof: Proof, scope: str) -> dict[str, Any]:
     return node
 
 
+UPSTREAM_STEP_TYPES = {"fact": "fact_match", "rule": "rule_application"}
+
+
+def upstream_step(node: dict[str, Any]) -> dict[str, Any]:
+    """The upstream SDK's ``step`` and ``substitution`` for one rendered proof node.
+
+    The published ``nocturnusai`` SDK validates ``/infer?proof=true`` nodes as
+    ``{goal, step: {type, fact?, rule?}, substitution}``. The step refers to the node's
+    own ``children`` instead of repeating them as ``bodyProofs``, so the answer stays
+    linear in size. ``naf`` and ``builtin`` steps keep their own names.
+    """
+    step: dict[str, Any] = {"type": UPSTREAM_STEP_TYPES.get(node["type"], node["type"])}
+    if node["type"] == "fact":
+        step["fact"] = node["goal"]
+    if "rule" in node:
+        step["rule"] = node["rule"]
+    return {"step": step, "substitution": {}}
+
+
 def bindings(goal: Literal, answer: Answer) -> dict[str, Any]:
     """Each named variable of the goal mapped to its value in ``answer``."""
-    found: dict[str, Any] = {}
-    for term, value in zip(goal.args, answer.key.args):
+    return binder(goal)(answer)
+
+
+def binder(goal: Literal) -> Callable[[Answer], dict[str, Any]]:
+    """:func:`bindings` for many answers of one goal: variable positions found once."""
+    positions: dict[str, int] = {}
+    for position, term in enumerate(goal.args):
         if isinstance(term, Var) and not term.name.startswith("_"):
-            found.setdefault(term.name, value)
-    return found
+            positions.setdefault(term.name, position)
+    if len(positions) == 1:
+        ((name, at),) = positions.items()
+        return lambda answer: {name: answer.key.args[at]}
+    named = tuple(positions.items())
+    return lambda answer: {name: answer.key.args[at] for name, at in named}
 
 
 def rule_info(record: RuleRecord) -> dict[str, Any]:

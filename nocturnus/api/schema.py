@@ -4,7 +4,7 @@ The schemas published in ``/openapi.json`` are the ones requests are validated w
 documentation cannot drift from the behaviour. The validator covers the subset we use:
 ``type`` (one or a list), ``properties``, ``required``, ``additionalProperties: false``,
 ``items``, ``minItems``/``maxItems``, ``minLength``/``maxLength``, ``pattern``,
-``minimum``/``maximum``, ``enum``, ``maxProperties``.
+``minimum``/``maximum``, ``enum``, ``minProperties``/``maxProperties``.
 """
 
 from __future__ import annotations
@@ -247,14 +247,23 @@ def _array_check(schema: Schema) -> Check:
 
 def _object_check(schema: Schema) -> Check:
     properties: dict[str, Schema] = schema.get("properties", {})
+    min_properties = schema.get("minProperties", 0)
     max_properties = schema.get("maxProperties")
     required = tuple(schema.get("required", ()))
     closed = schema.get("additionalProperties") is False
-    if max_properties is None and not required and not properties and not closed:
+    if (
+        not min_properties
+        and max_properties is None
+        and not required
+        and not properties
+        and not closed
+    ):
         return _nothing
     checks = {name: compiled(item) for name, item in properties.items()}
 
     def check(value: dict[str, Any]) -> None:
+        if len(value) < min_properties:
+            raise _Invalid(f"must have at least {min_properties} key(s)")
         if max_properties is not None and len(value) > max_properties:
             raise _Invalid(f"must have at most {max_properties} keys")
         for name in required:

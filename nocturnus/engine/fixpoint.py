@@ -14,13 +14,15 @@ re-enters the delta only when its confidence strictly improves; products of valu
 
 When no confidence or proof rank is tracked, components of a recognised shape skip
 the general joins: transitive closures (:mod:`~nocturnus.engine.closure`), binary
-chain recursion and unary reachability (:mod:`~nocturnus.engine.grouped`). Their
-results are identical; the property tests hold them to the same oracle.
+chain recursion, unary reachability and same-generation recursion
+(:mod:`~nocturnus.engine.grouped`). Their results are identical; the property tests
+hold them to the same oracle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -31,18 +33,21 @@ from nocturnus.engine.grouped import (
     Chain,
     GroupedTable,
     Reach,
+    Twin,
     chain_of,
     column,
     image,
     reach_of,
     regroup,
     step_by_passed,
+    twin_of,
+    twin_step,
 )
 from nocturnus.engine.grouped import (
     step as grouped_step,
 )
 from nocturnus.engine.index import Relation
-from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey
+from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, Step
 from nocturnus.engine.joins import (
     CompiledRule,
     Param,
@@ -52,7 +57,7 @@ from nocturnus.engine.joins import (
     order_body,
 )
 from nocturnus.engine.table import Row, Table
-from nocturnus.engine.terms import Interner
+from nocturnus.engine.terms import Interner, Var
 
 
 class Empty:
@@ -68,7 +73,12 @@ class Empty:
 
 
 EMPTY = Empty()
+_NONE: frozenset[int] = frozenset()
 Source = Table | Relation | GroupedTable | Empty
+
+
+class RowLimitExceeded(Exception):
+    """An evaluation derived more rows than its ``max_rows``."""
 
 
 class Evaluation:
@@ -77,6 +87,11 @@ class Evaluation:
     With ``ranks`` given, it also records for every derived row the round in which its
     final confidence was reached; proofs use that to pick premises derived strictly
     earlier, which keeps proof trees finite under recursion.
+
+    ``max_rows`` bounds the rows the general rounds may derive (``derived`` counts
+    them): past it, :class:`RowLimitExceeded` is raised and the evaluation is
+    unusable. A caller with a cheaper plan B uses it to stop a plan A that turns
+    out dearer.
     """
 
     def __init__(
@@ -85,11 +100,15 @@ class Evaluation:
         interner: Interner,
         weighted: bool,
         ranks: dict[RelKey, dict[Row, int]] | None = None,
+        *,
+        max_rows: int | None = None,
     ) -> None:
         self.resolve = resolve
         self.interner = interner
         self.weighted = weighted
         self.ranks = ranks
+        self.max_rows = max_rows
+        self.derived = 0
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
@@ -182,6 +201,15 @@ class Evaluation:
                     return
                 self._run_rounds(members, recursive, delta, initial)
                 return
+        if not self.weighted and self.ranks is None and recursive and len(members) == 1:
+            twins = [
+                twin_of(version.rule, version.delta_at)  # type: ignore[arg-type]
+                for version in recursive
+            ]
+            if all(twin is not None for twin in twins):
+                self._round(exits, members, {})
+                self._twins(members, twins)  # type: ignore[arg-type]
+                return
         chains = [
             chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
             for version in recursive
@@ -242,6 +270,22 @@ class Evaluation:
             key = (reach.other_rel, reach.other_join)
             if key not in partners:
                 partners[key] = self._column(reach.other_rel, reach.other_join)
+        if len(reaches) == 1 and len(members) == 1:
+            # One relation stepping along one edge (a demand chain up a tree: one
+            # new value per round, hundreds of rounds): a lean loop.
+            ((rel, seen),) = full.items()
+            (edges,) = partners.values()
+            get = edges.get
+            new: AbstractSet[int] = delta[rel]
+            while new:
+                if len(new) == 1:
+                    (value,) = new
+                    new = get(value, _NONE) - seen
+                else:
+                    new = image(new, edges) - seen  # type: ignore[arg-type]
+                seen |= new
+                self.round += 1
+            delta = {}
         while any(delta.values()):
             fresh: dict[RelKey, set[int]] = {rel: set() for rel in members}
             for reach in reaches:
@@ -339,6 +383,101 @@ class Evaluation:
             delta = {rel: _GroupedDelta(out.get(rel, {})) for rel in members}
         self.tables.update(tables)  # type: ignore[arg-type]
 
+    def _twins(self, members: set[RelKey], twins: list[Twin]) -> None:
+        """Run same-generation recursion set-at-a-time (see :class:`Twin`).
+
+        The head stays grouped by its first column; the stored rows and the exit
+        rules' results form the first delta.
+        """
+        (rel,) = members
+        full = column(self.tables[rel].rows, 0)
+        delta = {x: set(ys) for x, ys in full.items()}
+        kernels = []
+        for twin in twins:
+            x_in = self._allowed(twin.x_guards, twin.rule.head_args[0])  # type: ignore[arg-type]
+            if x_in is None:
+                a_of = self._column(twin.a_rel, twin.a_from)
+            else:
+                # Few ?x pass a guard (a demand guard: one path up a tree): keep the
+                # ?px -> ?x edges that reach them, found from the ?x side.
+                a_of = {}
+                parents = self._column(twin.a_rel, 1 - twin.a_from)
+                for x in x_in:
+                    for px in parents.get(x, ()):
+                        found = a_of.get(px)
+                        if found is None:
+                            a_of[px] = {x}
+                        else:
+                            found.add(x)
+            y_in = self._allowed(twin.y_guards, twin.rule.head_args[1])  # type: ignore[arg-type]
+            kernels.append((a_of, self._column(twin.b_rel, twin.b_from), y_in))
+        order = _downstream_order(full, [a_of for a_of, _, _ in kernels])
+        if order is not None:
+            # No ?x depends on itself: each group is final once its ?px groups are,
+            # so one pass in that order derives every row once (as tabling would).
+            for px in order:
+                pys = full.get(px)
+                if not pys:
+                    continue
+                for a_of, b_of, y_in in kernels:
+                    xs = a_of.get(px)
+                    if not xs:
+                        continue
+                    ys = image(pys, b_of)
+                    if y_in is not None:
+                        ys &= y_in
+                    if not ys:
+                        continue
+                    for x in xs:
+                        have = full.get(x)
+                        if have is None:
+                            full[x] = set(ys)
+                        else:
+                            have |= ys
+            self.round += 1
+            delta = {}
+        while delta:
+            out: dict[int, set[int]] = {}
+            for a_of, b_of, y_in in kernels:
+                twin_step(delta, a_of, b_of, y_in, full, out)
+            self.round += 1
+            for x, ys in out.items():
+                have = full.get(x)
+                if have is None:
+                    full[x] = set(ys)
+                else:
+                    have |= ys
+            delta = out
+        table = GroupedTable({0})
+        table.by[0] = full
+        self.tables[rel] = table  # type: ignore[assignment]
+
+    def _allowed(self, steps: tuple[Step, ...], var: Var) -> set[int] | None:
+        """The values of ``var`` its guard literals allow (None: no guard).
+
+        Each guard's relation is complete here (it is outside the component), so
+        the allowed values are those its rows hold where the literal has ``var``,
+        among rows matching the literal's constants and repeats.
+        """
+        allowed: set[int] | None = None
+        for step in steps:
+            rows = self.source(step.rel).rows
+            if step.args == (var,):  # the usual guard, a demand relation: no checks
+                values = {row[0] for row in rows}
+                allowed = values if allowed is None else allowed & values
+                continue
+            where = [p for p, a in enumerate(step.args) if isinstance(a, Var)]
+            fixed = [(p, a) for p, a in enumerate(step.args) if not isinstance(a, Var)]
+            first = where[0]
+            values = {
+                row[first]
+                for row in rows
+                if all(row[p] == row[first] for p in where)
+                and all(row[p] == a for p, a in fixed)
+            }
+            allowed = values if allowed is None else allowed & values
+        return allowed
+
     def _round(
         self,
         versions: list[CompiledRule],
@@ -362,6 +501,9 @@ class Evaluation:
         self.round += 1
         for rel, rows in fresh.items():
             if rows:
+                self.derived += len(rows)
+                if self.max_rows is not None and self.derived > self.max_rows:
+                    raise RowLimitExceeded(self.derived)
                 self.tables[rel].merge(rows)
                 if self.ranks is not None:
                     ranks = self.ranks[rel]
@@ -408,6 +550,40 @@ class Evaluation:
             found = comparison(param.value, self.interner)
             self._comparisons[param.value] = found
         return found
+
+
+def _downstream_order(
+    start: Mapping[int, object], edges: list[dict[int, set[int]]]
+) -> list[int] | None:
+    """Values reachable from ``start`` along ``edges``, each after its predecessors.
+
+    None when a cycle makes such an order impossible (Kahn's algorithm).
+    """
+    reached = set(start)
+    pending = list(reached)
+    while pending:
+        value = pending.pop()
+        for successors in edges:
+            for nxt in successors.get(value, ()):
+                if nxt not in reached:
+                    reached.add(nxt)
+                    pending.append(nxt)
+    waiting = dict.fromkeys(reached, 0)
+    for value in reached:
+        for successors in edges:
+            for nxt in successors.get(value, ()):
+                waiting[nxt] += 1
+    ready = [value for value, count in waiting.items() if not count]
+    order: list[int] = []
+    while ready:
+        value = ready.pop()
+        order.append(value)
+        for successors in edges:
+            for nxt in successors.get(value, ()):
+                waiting[nxt] -= 1
+                if not waiting[nxt]:
+                    ready.append(nxt)
+    return order if len(order) == len(reached) else None
 
 
 class _GroupedDelta:

@@ -22,6 +22,10 @@ the partners of all its join values in C:
         new = union(e[j] for j in J) - full[p];  next[p] |= new
 
 and the evaluator picks, per version, the grouping whose first delta has fewer keys.
+Same-generation recursion (``sg(?x, ?y) :- parent(?px, ?x), sg(?px, ?py),
+parent(?py, ?y)``, see :class:`Twin`) gets the same treatment: one union per group
+of the delta instead of a join per row.
+
 Every row is still derived by the same semi-naive rounds; only the representation
 changes, so the results are identical to the general joins. Used only when no
 confidence or proof ranks are tracked (sets cannot carry them).
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
-from nocturnus.engine.ir import POSITIVE, IRule, RelKey
+from nocturnus.engine.ir import POSITIVE, IRule, RelKey, Step
 from nocturnus.engine.terms import Var
 
 Row = tuple[int, ...]
@@ -351,3 +355,111 @@ def _layout(args: tuple[Var | int, ...]) -> tuple[int | None, ...] | None:
 def image(values: set[int], partners_of: dict[int, set[int]]) -> set[int]:
     """Return every partner of every value (the relation's image of the set)."""
     return set[int]().union(*map(partners_of.get, values, repeat(_NOTHING)))
+
+
+@dataclass(frozen=True, slots=True)
+class Twin:
+    """A recursive version of same-generation shape, delta on the recursive call.
+
+    ``h(?x, ?y) :- a(?px, ?x), h(?px, ?py), b(?py, ?y)`` (``a`` and ``b`` in either
+    orientation), plus guards: positive literals whose only variable is ``?x``, or
+    only ``?y`` (the demand guard ``magic(?x)`` of a bound goal is one). Each side of
+    the head moves one edge away from the matching side of the recursive call, so
+    with the delta grouped by ``?px`` a round is, per ``?px``: the ``?x`` values
+    ``a`` reaches (guarded), and one C-level union of the ``b`` partners of all the
+    new ``?py`` values, shared by every such ``?x``.
+    """
+
+    rule: IRule
+    a_rel: RelKey
+    a_from: int
+    b_rel: RelKey
+    b_from: int
+    x_guards: tuple[Step, ...]
+    y_guards: tuple[Step, ...]
+
+
+def twin_of(rule: IRule, delta_at: int) -> Twin | None:
+    """Return the same-generation view of ``rule`` with the delta at ``delta_at``."""
+    head = rule.head_args
+    if len(head) != 2 or not all(isinstance(a, Var) for a in head):
+        return None
+    x, y = head
+    call = rule.body[delta_at]
+    if call.rel != rule.head or call.kind != POSITIVE or len(call.args) != 2:
+        return None
+    px, py = call.args
+    names = {x, y, px, py}
+    if len(names) != 4 or not all(isinstance(a, Var) for a in names):
+        return None
+    edges: dict[Any, tuple[RelKey, int]] = {}
+    x_guards: list[Step] = []
+    y_guards: list[Step] = []
+    for j, step in enumerate(rule.body):
+        if j == delta_at:
+            continue
+        if step.kind != POSITIVE or step.rel == rule.head:
+            return None
+        variables = step.variables
+        if variables == {x} or variables == {y}:
+            (x_guards if variables == {x} else y_guards).append(step)
+            continue
+        if len(step.args) != 2 or len(variables) != 2:
+            return None
+        for near, far in ((px, x), (py, y)):
+            if variables == {near, far} and near not in edges:
+                edges[near] = (step.rel, step.args.index(near))
+                break
+        else:
+            return None
+    if len(edges) != 2:
+        return None
+    (a_rel, a_from), (b_rel, b_from) = edges[px], edges[py]
+    return Twin(rule, a_rel, a_from, b_rel, b_from, tuple(x_guards), tuple(y_guards))
+
+
+def twin_step(
+    delta: dict[int, set[int]],
+    a_of: dict[int, set[int]],
+    b_of: dict[int, set[int]],
+    y_in: set[int] | None,
+    full: dict[int, set[int]],
+    out: dict[int, set[int]],
+) -> None:
+    """One round of a :class:`Twin` version; relations grouped by their first column.
+
+    ``delta`` maps ``?px`` to new ``?py`` values; ``a_of``/``b_of`` map ``?px`` to
+    the ``?x`` values the guards allow and ``?py`` to ``?y``; ``y_in`` holds the
+    ``?y`` values the guards allow (None: no guard); ``full`` and ``out`` are the
+    head grouped by ``?x``.
+    """
+    get_a = a_of.get
+    get_b = b_of.get
+    get_full = full.get
+    get_out = out.get
+    union = set[int]().union
+    for px, pys in delta.items():
+        xs = get_a(px)
+        if not xs:
+            continue
+        if len(pys) == 1:
+            (py,) = pys
+            ys = get_b(py)
+            if not ys:
+                continue
+        else:
+            ys = union(*map(get_b, pys, repeat(_NOTHING)))
+        if y_in is not None:
+            ys = ys & y_in
+        if not ys:
+            continue
+        for x in xs:
+            have = get_full(x)
+            new = ys - have if have else set(ys)
+            if not new:
+                continue
+            pending = get_out(x)
+            if pending is None:
+                out[x] = new
+            else:
+                pending |= new

@@ -14,7 +14,6 @@ with its source until one side writes to that relation, which then clones only i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import pairwise
 from operator import itemgetter
 from typing import Any
 
@@ -28,21 +27,32 @@ RelationKey = tuple[str, bool, int]
 def sort_facts(found: list[tuple[Const, ...]], has_floats: bool = True) -> None:
     """Sort argument tuples in place by :func:`sort_key` of each argument.
 
-    Python's own tuple order agrees with :func:`sort_key` whenever it is defined and
-    strict, and runs in C; only a position mixing strings with numbers (TypeError) or
-    two rows equal as Python values (``(1,)`` and ``(1.0,)``, which needs a float:
-    ``has_floats``) need the exact key.
+    Without floats, Python's own tuple order agrees with :func:`sort_key` wherever it
+    is defined, and runs in C: the first differing position decides both, and there
+    two strings or two ints compare alike. Mixing a string with a number there raises
+    TypeError, and then the exact key is used. Floats always take the exact key:
+    ``1 == 1.0`` would let a later position decide what ``sort_key`` decides by type.
     """
-    try:
-        found.sort()
-    except TypeError:
-        found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
-        return
-    if has_floats:
-        for first, second in pairwise(found):
-            if first == second:
-                found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
-                return
+    if not has_floats:
+        try:
+            found.sort()
+            return
+        except TypeError:
+            pass
+    found.sort(key=lambda args: tuple([sort_key(a) for a in args]))
+
+
+def sort_answers(
+    found: list[tuple[tuple[Const, ...], float | None]], has_floats: bool = True
+) -> None:
+    """Sort (args, confidence) pairs in place by args, as :func:`sort_facts` does."""
+    if not has_floats:
+        try:
+            found.sort(key=itemgetter(0))
+            return
+        except TypeError:
+            pass
+    found.sort(key=lambda item: tuple([sort_key(a) for a in item[0]]))
 
 
 def _repeats(pattern: tuple[Var | Const, ...]) -> list[tuple[int, int]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from nocturnus.engine.ir import ABSENT, COMPARE, POSITIVE, IRule, RelKey, Step
+from nocturnus.engine.ir import ABSENT, COMPARE, POSITIVE, IRule, RelKey, Step, is_magic
 from nocturnus.engine.rules import compare_numbers
 from nocturnus.engine.terms import Interner, Var
 
@@ -99,9 +99,20 @@ def order_body(
 def _score(
     step: Step, j: int, known: set[Var], size_of: Callable[[RelKey], int]
 ) -> tuple[int, int, int]:
-    """Rank a join candidate: fully bound, then partly bound, then small, then first."""
+    """Rank a join candidate: fully bound, then partly bound, then small, then first.
+
+    A partly bound demand (magic) relation ranks after the other partly bound
+    literals: it is a filter, best probed once every argument is bound. Scanned by
+    one argument it can yield every demanded row per delta row (all of
+    ``m(?z, n19999)`` for each new ``anc(?z, n19999)``: 2 s instead of 8 ms).
+    """
     count = sum(1 for a in step.args if not isinstance(a, Var) or a in known)
-    tier = 0 if count == len(step.args) else (1 if count else 2)
+    if count == len(step.args):
+        tier = 0
+    elif count:
+        tier = 2 if is_magic(step.rel) else 1
+    else:
+        tier = 3
     return (tier, size_of(step.rel), j)
 
 

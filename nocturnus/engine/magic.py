@@ -86,6 +86,13 @@ def rewrite(
         goal, bound, rules_by_head, has_stored
     )
     program.factored = factored
+    # Proofs (self-contained) pass bindings through derived literals first when the
+    # choice is otherwise even: proving anc(n0, n19999) then demands anc(?z, n19999)
+    # (the 812 ancestors, shared by every proof about n19999) instead of
+    # anc(?z, n19999) for every ?z below n0 (20 000 rows per proof).
+    def prefer(rel: RelKey) -> int:
+        return 0 if not self_contained or rel in rules_by_head else 1
+
     while todo:
         rel, adornment = todo.pop()
         guard_key = magic_key(rel, adornment)
@@ -102,7 +109,7 @@ def rewrite(
             )
             body: list[Step] = [guard]
             known: set[Var] = set(head_bound)  # type: ignore[arg-type]
-            order = order_body(rule.body, None, lambda _rel: 0, known)
+            order = order_body(rule.body, None, prefer, known)
             if factoring:  # the recursive call goes last: all else guards the demand
                 order.sort(key=lambda j: rule.body[j].rel == goal)
             for j in order:

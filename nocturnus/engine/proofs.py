@@ -12,7 +12,7 @@ recursion (a chain of 20 000 steps is fine).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,35 +87,58 @@ def build_proof(source: ProofSource, rel: RelKey, row: Row) -> Proof | None:
 
     ``rel`` is a head of ``source.rules``, evaluated into ``source.tables`` with ranks.
     """
-    if _lookup(source, rel, row) is None:
-        return None
-    choices: dict[Node, _Choice] = {}
-    stack: list[Node] = [(rel, row)]
-    while stack:
-        node = stack.pop()
-        if node in choices:
-            continue
-        choice = _choose(source, node)
-        choices[node] = choice
-        for _, child in choice.children:
-            if isinstance(child, tuple) and child not in choices:
-                stack.append(child)
-    built: dict[Node, Proof] = {}
-    for node in sorted(choices, key=lambda n: _rank(source, n)):
-        choice = choices[node]
-        node_rel, node_row = node
-        children = tuple(
-            child if isinstance(child, Proof) else built[child]
-            for _, child in sorted(choice.children, key=lambda item: item[0])
-        )
-        goal = _literal(source, node_rel, node_row)
-        if choice.rule is None:
-            built[node] = Proof(goal, "fact", None, (), choice.confidence)
-        else:
-            built[node] = Proof(
-                goal, "rule", choice.rule.origin, children, choice.confidence
+    return ProofBuilder(source).proof(rel, row)
+
+
+class ProofBuilder:
+    """Builds proofs of several rows from one evaluation, sharing their sub-proofs.
+
+    A node's proof depends only on the evaluation (its tables and ranks), so once
+    built it serves every later row whose proof reaches it: the proofs of
+    ``anc(?x, n19999)``'s 812 answers share one chain instead of building 812.
+    """
+
+    def __init__(self, source: ProofSource) -> None:
+        self.source = source
+        self._choices: dict[Node, _Choice] = {}
+        self._built: dict[Node, Proof] = {}
+
+    def proof(self, rel: RelKey, row: Row) -> Proof | None:
+        """A best-confidence proof of ``row`` in ``rel``, or None if it does not hold."""
+        source = self.source
+        choices, built = self._choices, self._built
+        found = built.get((rel, row))
+        if found is not None:
+            return found
+        if _lookup(source, rel, row) is None:
+            return None
+        fresh: list[Node] = []
+        stack: list[Node] = [(rel, row)]
+        while stack:
+            node = stack.pop()
+            if node in choices:
+                continue
+            choice = _choose(source, node)
+            choices[node] = choice
+            fresh.append(node)
+            for _, child in choice.children:
+                if isinstance(child, tuple) and child not in choices:
+                    stack.append(child)
+        for node in sorted(fresh, key=lambda n: _rank(source, n)):
+            choice = choices[node]
+            node_rel, node_row = node
+            children = tuple(
+                child if isinstance(child, Proof) else built[child]
+                for _, child in sorted(choice.children, key=lambda item: item[0])
             )
-    return built[(rel, row)]
+            goal = _literal(source, node_rel, node_row)
+            if choice.rule is None:
+                built[node] = Proof(goal, "fact", None, (), choice.confidence)
+            else:
+                built[node] = Proof(
+                    goal, "rule", choice.rule.origin, children, choice.confidence
+                )
+        return built[(rel, row)]
 
 
 def _lookup(source: ProofSource, rel: RelKey, row: Row) -> tuple[float | None] | None:
@@ -203,18 +226,24 @@ def _instances(
     weights: list[tuple[int, Node]] = []  # premises whose confidence multiplies in
     values = source.interner.decode
 
-    def pick(remaining: tuple[int, ...], env: dict[Var, int]) -> tuple[int, list[Row]]:
+    def pick(
+        remaining: tuple[int, ...], env: dict[Var, int]
+    ) -> tuple[int, Collection[Row]]:
         """Choose the next step: a test once its variables are bound, else the
         positive literal with the fewest candidate rows right now (a one-row
-        parent lookup before a 20 000-row ancestor scan)."""
-        best: tuple[int, list[Row]] | None = None
+        parent lookup before a 20 000-row ancestor scan). Candidates are compared
+        by size, never copied: on a chain of 812 steps a copied ancestor bucket
+        per step made building the proof quadratic."""
+        best: tuple[int, Collection[Row]] | None = None
         for j in remaining:
             step = body[j]
             if step.kind != POSITIVE:
                 if all(v in env for v in step.variables if not v.is_anonymous):
-                    return j, []
+                    return j, ()
                 continue
             found = _candidates(source, step.rel, step.args, env)
+            if len(found) <= 1:
+                return j, found  # nothing can beat a lookup: no need to size others
             if best is None or len(found) < len(best[1]):
                 best = (j, found)
         assert best is not None  # range restriction: some positive step remains
@@ -295,18 +324,28 @@ def _instances(
 
 def _candidates(
     source: ProofSource, rel: RelKey, args: tuple[Var | int, ...], env: dict[Var, int]
-) -> list[Row]:
-    positions = tuple(
-        p for p, a in enumerate(args) if not isinstance(a, Var) or a in env
-    )
+) -> Collection[Row]:
+    """The rows of ``rel`` agreeing with the bound arguments (a live view: read-only)."""
+    positions: list[int] = []
+    key: list[int] = []
+    for p, a in enumerate(args):
+        if type(a) is not Var:
+            positions.append(p)
+            key.append(a)  # type: ignore[arg-type]
+        else:
+            value = env.get(a)  # type: ignore[arg-type]
+            if value is not None:
+                positions.append(p)
+                key.append(value)
     if not positions:
-        return list(_rows(source, rel))
-    key = [env[a] if isinstance(a, Var) else a for a in (args[p] for p in positions)]
+        return _rows(source, rel).keys()
     if len(positions) == len(args):
         row = tuple(key)
-        return [row] if row in _rows(source, rel) else []
-    found = _index(source, rel, positions).get(key[0] if len(key) == 1 else tuple(key))
-    return list(found) if found else []
+        return (row,) if row in _rows(source, rel) else ()
+    found = _index(source, rel, tuple(positions)).get(
+        key[0] if len(key) == 1 else tuple(key)
+    )
+    return found if found else ()
 
 
 def _unify_into(

@@ -234,6 +234,14 @@ class Interner:
             found.append(known)
         return None if None in found else tuple(found)  # type: ignore[arg-type]
 
+    def canonical(self, values: tuple[Const, ...]) -> tuple[Const, ...]:
+        """Return ``values`` as the interned objects equal to them, interning new ones.
+
+        Equal constants told many times (each request parses its own strings) then
+        share one object, wherever the caller keeps the result.
+        """
+        return tuple(map(self.values.__getitem__, self.intern_all(values)))
+
     def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
         """Turn a tuple of ids back into the constants exactly as they were sent."""
         return tuple(map(self.values.__getitem__, ids))

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -279,3 +279,21 @@ async def revoke_key(system: Database[Any], key_id: str, revoked_by: str) -> Key
 
 def list_keys(system: Database[Any]) -> list[KeyRecord]:
     return sorted(_table(system).by_id.values(), key=lambda r: (r.created_at, r.id))
+
+
+def key_info(record: KeyRecord, last_used: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A key as shown to admins: never its hash, never the key."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "role": record.role,
+        "databases": list(record.databases),
+        "tenants": list(record.tenants),
+        "description": record.description,
+        "createdAt": record.created_at,
+        "createdBy": record.created_by,
+        "lastUsedAt": (last_used or {}).get(record.id),
+        "expiresAt": record.expires_at,
+        "enabled": record.enabled,
+    }

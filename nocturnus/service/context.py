@@ -30,7 +30,7 @@ from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, Var
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service import queries
-from nocturnus.service.database import Database, DatabaseState, now_ms, replay_tenant
+from nocturnus.service.database import Database, DatabaseState, replay_tenant
 from nocturnus.service.events import Event, PrioritySet
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.formats import fact_text, render_line, render_text, sentence
@@ -662,13 +662,6 @@ def _relevant_rules(
 # -- service entry points ----------------------------------------------------------
 
 
-async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
-    state = await db.tenant(tenant)
-    now = now_ms()
-    state.refresh(now)
-    return state, now
-
-
 def _sessions(state: TenantState, cfg: ContextConfig) -> Sessions:
     ctx = context_of(state)
     if ctx.sessions is None:
@@ -694,7 +687,7 @@ async def optimize(
     db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
 ) -> Window:
     """Build a window; with a ``session_id`` it becomes that session's last window."""
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     window = build_window(state, db.root.rules, req, cfg)
     if req.session_id is not None:
         _sessions(state, cfg).put(req.session_id, _sent(window))
@@ -707,7 +700,7 @@ async def diff(
 ) -> WindowDiff:
     """What changed since the session's last window; the new window replaces it."""
     assert req.session_id is not None
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     window = build_window(state, db.root.rules, req, cfg)
     sessions = _sessions(state, cfg)
     previous = sessions.get(req.session_id)
@@ -793,7 +786,7 @@ async def summary(
     db: Db, tenant: str, scope: str | None, cfg: ContextConfig
 ) -> Summary:
     """Counts per predicate, TTL and contradiction figures, the 5 most salient facts."""
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     window = build_window(
         state,
         db.root.rules,
@@ -861,7 +854,7 @@ def decide_priority(
 async def set_priority(
     db: Db, tenant: str, key: FactKey, priority: float
 ) -> PriorityOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_priority(state, key, priority)
     await db.commit(tenant, events, now)
     return outcome

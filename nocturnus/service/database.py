@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -40,7 +40,9 @@ from nocturnus.service.replay import (
 )
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState, apply
+from nocturnus.store import distribution
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.distribution import Distribution
 from nocturnus.store.errors import WrongMasterKey
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import build_record
@@ -90,6 +92,24 @@ def apply_database_event(state: DatabaseState, seq: int, event: Event) -> None:
     state.last_seq = seq
 
 
+@dataclass(slots=True)
+class DatabaseStats:
+    """What ``/metrics`` and ``/health`` report about replays and snapshots (issue 9).
+
+    Cheap to keep: a few additions per tenant load or snapshot, read at scrape time.
+    """
+
+    replays: Distribution = field(default_factory=distribution.seconds)
+    snapshots: Distribution = field(default_factory=distribution.seconds)
+    # time.time() of the newest snapshot written or found (0.0: none known).
+    last_snapshot_at: float = 0.0
+
+    def record_snapshot(self, seconds: float, at: float | None = None) -> None:
+        """The hook for whoever writes snapshots: call once per snapshot written."""
+        self.snapshots.observe(seconds)
+        self.last_snapshot_at = time.time() if at is None else at
+
+
 RootState = TypeVar("RootState")
 
 
@@ -120,6 +140,7 @@ class Database(Generic[RootState]):
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
         self.tenant_names: dict[str, int] = {}
+        self.stats = DatabaseStats()
         # Events applied to each loaded tenant since its last snapshot (or load).
         self._unsnapshotted: dict[str, int] = {}
         self._snapshotting: set[str] = set()
@@ -204,7 +225,9 @@ class Database(Generic[RootState]):
             pending = asyncio.get_running_loop().create_future()
             self._loading[name] = pending
             try:
+                started = time.perf_counter()
                 state = await self._load_tenant(name)
+                self.stats.replays.observe(time.perf_counter() - started)
             except BaseException as e:
                 pending.set_exception(e)
                 pending.exception()  # mark retrieved; waiters re-raise it
@@ -216,10 +239,21 @@ class Database(Generic[RootState]):
             return state
         return await asyncio.shield(pending)
 
+    def loaded_tenants(self) -> Iterator[TenantState]:
+        """The tenant projections in memory now (for metrics; never loads one)."""
+        return iter(list(self._tenants.values()))
+
     def evict(self, name: str) -> None:
         """Drop a tenant's projection from memory; the next use reloads it from the log."""
         self._tenants.pop(name, None)
         self._unsnapshotted.pop(name, None)
+
+    async def current(self, tenant: str) -> tuple[TenantState, int]:
+        """The tenant's projection brought to the present, and that present in ms."""
+        state = await self.tenant(tenant)
+        now = now_ms()
+        state.refresh(now)
+        return state, now
 
     async def _load_tenant(self, name: str) -> TenantState:
         """Newest snapshot + tail, built in a worker thread, indexes included.
@@ -245,6 +279,7 @@ class Database(Generic[RootState]):
         state = self._tenants.get(name)
         if state is None:
             return False
+        started = time.perf_counter()
         seq, captured, epoch = state.last_seq, snapshot.capture(state), self._epoch
         self._unsnapshotted[name] = 0
         body = await asyncio.to_thread(snapshot.encode_capture, captured)
@@ -256,7 +291,10 @@ class Database(Generic[RootState]):
                 return False
             return event_log.save_snapshot(name, seq, body)
 
-        return await self.writer.run(save)
+        stored = await self.writer.run(save)
+        if stored:
+            self.stats.record_snapshot(time.perf_counter() - started)
+        return stored
 
     def _maybe_snapshot(self, name: str) -> None:
         every = self.snapshot_every

@@ -3,6 +3,13 @@
 A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is an
 attribute that a repeated ``tell`` may replace. :class:`ScopeFacts` holds the stored facts
 of one scope so that forking a scope costs O(#relations), not O(#facts).
+
+Memory (issue 4): most facts are *plain* — told without a validity window, TTL,
+confidence or metadata — and all such a record says besides its key is ``createdAt``.
+:class:`ScopeFacts` stores a plain fact as that one int under its args (the scope,
+predicate and negation are the group's) and builds the :class:`FactRecord` when it is
+read, so a million plain facts cost a dict entry and an args tuple each instead of a
+record, a key tuple and an empty metadata dict.
 """
 
 from __future__ import annotations
@@ -103,26 +110,71 @@ class FactRecord:
 RelationKey = tuple[str, bool, int]
 """Predicate, negated, arity: the same grouping as the engine's ``FactIndex``."""
 
-Group = dict[tuple[Scalar, ...], FactRecord]
+Stored = FactRecord | int
+"""What a group keeps per fact: the record, or for a plain fact its ``createdAt``."""
+
+Group = dict[tuple[Scalar, ...], Stored]
+
+
+def is_plain(record: FactRecord) -> bool:
+    """Whether the record is fully described by its key and ``createdAt``."""
+    return (
+        record.valid_from == record.created_at
+        and record.valid_until is None
+        and record.ttl is None
+        and record.confidence is None
+        and not record.metadata
+        and type(record.created_at) is int
+    )
+
+
+def stored_visible(stored: Stored, now_ms: int) -> bool:
+    """:meth:`FactRecord.is_visible` of a stored value, without building the record."""
+    if type(stored) is int:
+        return now_ms >= stored  # type: ignore[operator]
+    return stored.is_visible(now_ms)  # type: ignore[union-attr]
+
+
+def plain_record(key: FactKey, created_at: int) -> FactRecord:
+    """The record of a plain fact, built without the frozen dataclass's ``__init__``.
+
+    Reads build one per plain fact, so this fills the slots directly as
+    :func:`new_record` does; the result is an ordinary, equal :class:`FactRecord`.
+    """
+    record = _new(FactRecord)
+    _set_key(record, key)
+    _set_created(record, created_at)
+    _set_from(record, created_at)
+    _set_until(record, None)
+    _set_ttl(record, None)
+    _set_confidence(record, None)
+    _set_metadata(record, {})
+    return record  # type: ignore[no-any-return]
+
+
+_PLAIN: tuple[None, None, None, dict[str, Any]] = (None, None, None, {})
+"""``valid_until, ttl, confidence, metadata`` of every plain fact in :meth:`ScopeFacts.rows`."""
 
 
 class ScopeFacts(Mapping[FactKey, FactRecord]):
     """The stored facts of one scope, forkable in O(#relations).
 
-    Records are grouped per relation and keyed by their args. :meth:`fork` shares every
+    Records are grouped per relation and keyed by their args; a plain fact is stored as
+    its ``createdAt`` alone (see the module docstring). :meth:`fork` shares every
     group with the new scope; the first write to a shared group, on either side, clones
     only that group (copy-on-write, as ``FactIndex.copy`` does for the visible facts).
     A record inherited through a fork still names the scope it was told in; every read
     rebinds it to this scope, so callers only ever see keys of this scope.
     """
 
-    __slots__ = ("_groups", "_owned", "_size", "scope")
+    __slots__ = ("_groups", "_owned", "_size", "_stamp", "scope")
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
         self._groups: dict[RelationKey, Group] = {}
         self._owned: set[RelationKey] = set()
         self._size = 0
+        self._stamp = 0  # the last createdAt stored: equal ones share this int object
 
     def __len__(self) -> int:
         return self._size
@@ -141,19 +193,67 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             for args in group:
                 yield FactKey(self.scope, predicate, negated, args)
 
-    def get(self, key: FactKey, default: Any = None) -> Any:  # type: ignore[override]
+    def stored(self, key: FactKey) -> Stored | None:
+        """The raw stored value for ``key`` (see :data:`Stored`), or None."""
         if key.scope != self.scope:
-            return default
+            return None
         group = self._groups.get((key.predicate, key.negated, len(key.args)))
-        record = None if group is None else group.get(key.args)
-        return default if record is None else record.in_scope(self.scope)
+        return None if group is None else group.get(key.args)
+
+    def get(self, key: FactKey, default: Any = None) -> Any:  # type: ignore[override]
+        stored = self.stored(key)
+        if stored is None:
+            return default
+        if type(stored) is int:
+            return plain_record(key, stored)  # type: ignore[arg-type]
+        return stored.in_scope(self.scope)  # type: ignore[union-attr]
 
     def records(self) -> Iterator[FactRecord]:
         """Every stored record of this scope, unordered."""
         scope = self.scope
-        for group in self._groups.values():
-            for record in group.values():
-                yield record.in_scope(scope)
+        for (predicate, negated, _), group in self._groups.items():
+            for args, stored in group.items():
+                if type(stored) is int:
+                    key = FactKey(scope, predicate, negated, args)
+                    yield plain_record(key, stored)  # type: ignore[arg-type]
+                else:
+                    yield stored.in_scope(scope)  # type: ignore[union-attr]
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Every stored fact as a flat tuple, without building records (snapshots).
+
+        ``(scope, predicate, negated, args, created_at, valid_from, valid_until,
+        ttl, confidence, metadata)``, unordered; read-only (plain facts share one
+        empty metadata dict).
+        """
+        scope = self.scope
+        for (predicate, negated, _), group in self._groups.items():
+            for args, stored in group.items():
+                if type(stored) is int:
+                    yield (scope, predicate, negated, args, stored, stored, *_PLAIN)
+                else:
+                    r: FactRecord = stored  # type: ignore[assignment]
+                    yield (
+                        scope,
+                        predicate,
+                        negated,
+                        args,
+                        r.created_at,
+                        r.valid_from,
+                        r.valid_until,
+                        r.ttl,
+                        r.confidence,
+                        r.metadata,
+                    )
+
+    def record_of(
+        self, relation: RelationKey, args: tuple[Scalar, ...], stored: Stored
+    ) -> FactRecord:
+        """The record of this scope that a raw group value stands for."""
+        if type(stored) is int:
+            key = FactKey(self.scope, relation[0], relation[1], args)
+            return plain_record(key, stored)  # type: ignore[arg-type]
+        return stored.in_scope(self.scope)  # type: ignore[union-attr]
 
     def items(self) -> ItemsView[FactKey, FactRecord]:
         return _Items(self)
@@ -162,18 +262,36 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         return _Values(self)
 
     def groups(self) -> Mapping[RelationKey, Group]:
-        """The raw groups (read-only): equal objects in two scopes hold the same facts."""
+        """The raw groups (read-only): equal objects in two scopes hold the same facts.
+
+        Values are :data:`Stored`: read them with :func:`stored_visible` and
+        :meth:`record_of`.
+        """
         return self._groups
 
-    def put(self, record: FactRecord) -> None:
-        """Store ``record`` (its key's scope must be this scope), replacing an equal key."""
-        _, predicate, negated, args = record.key
-        relation = (predicate, negated, len(args))
+    def put(self, record: FactRecord, args: tuple[Scalar, ...] | None = None) -> None:
+        """Store ``record`` (its key's scope must be this scope), replacing an equal key.
+
+        ``args``, when given, are equal to the key's and are kept instead (the caller
+        passes a tuple of canonical, shared constant objects).
+        """
+        _, predicate, negated, key_args = record.key
+        relation = (predicate, negated, len(key_args))
         group = self._groups.get(relation)
         if group is None or relation not in self._owned:
             group = self._writable(relation)
+        if args is None:
+            args = key_args
         size = len(group)
-        group[args] = record
+        if is_plain(record):
+            stamp = record.created_at
+            if stamp == self._stamp:
+                stamp = self._stamp
+            else:
+                self._stamp = stamp
+            group[args] = stamp
+        else:
+            group[args] = record
         self._size += len(group) - size
 
     def pop(self, key: FactKey) -> FactRecord | None:
@@ -183,12 +301,14 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         if key.scope != self.scope or group is None or key.args not in group:
             return None
         group = self._writable(relation)
-        record = group.pop(key.args)
+        stored = group.pop(key.args)
         if not group:
             del self._groups[relation]
             self._owned.discard(relation)
         self._size -= 1
-        return record.in_scope(self.scope)
+        if type(stored) is int:
+            return plain_record(key, stored)  # type: ignore[arg-type]
+        return stored.in_scope(self.scope)  # type: ignore[union-attr]
 
     def fork(self, scope: str) -> ScopeFacts:
         """A copy of these facts as scope ``scope``; neither side sees the other's writes."""

@@ -59,28 +59,50 @@ def ask(
     scoped and unscoped rules.
     """
     answers: list[Answer] = []
+    answered = 0  # scopes with answers: one scope's are sorted already
+    arity = len(goal.args)
     for name in _scopes(state, scope):
         view = state.views.get(name)
         if view is None:
             continue
         program = state.program_for(name, database_rules)
-        for found in view.reasoner.solve(program, goal, min_confidence=min_confidence):
-            key = FactKey(name, goal.predicate, goal.negated, found.args)
-            answers.append(Answer(key, found.confidence, state.visible(key)))
-    answers.sort(key=answer_order)
+        found = view.reasoner.solve(
+            program, goal, min_confidence=min_confidence, limit=limit
+        )
+        answered += bool(found)
+        # Answers of a relation with no stored facts are all derived: no lookups.
+        stored = view.index.relation((goal.predicate, goal.negated is True, arity))
+        predicate, negated = goal.predicate, goal.negated
+        for one in found:
+            key = FactKey(name, predicate, negated, one.args)
+            record = None if stored is None else state.visible(key)
+            answers.append(Answer(key, one.confidence, record))
+    if answered > 1:
+        answers.sort(key=answer_order)
     if limit is not None:
         answers = answers[:limit]
     if with_proof:
-        answers = [_with_proof(state, database_rules, a) for a in answers]
+        answers = _with_proofs(state, database_rules, answers)
     return answers
 
 
-def _with_proof(state: TenantState, database_rules: Rulebook, answer: Answer) -> Answer:
-    key = answer.key
-    view = state.views[key.scope]
-    program = state.program_for(key.scope, database_rules)
-    proof = view.reasoner.explain(program, Literal(key.predicate, key.args, key.negated))
-    return Answer(answer.key, answer.confidence, answer.record, proof)
+def _with_proofs(
+    state: TenantState, database_rules: Rulebook, answers: list[Answer]
+) -> list[Answer]:
+    """The answers with their proofs: one evaluation per scope proves them all."""
+    by_scope: dict[str, list[Answer]] = {}
+    for answer in answers:
+        by_scope.setdefault(answer.key.scope, []).append(answer)
+    proofs: dict[FactKey, Proof | None] = {}
+    for name, found in by_scope.items():
+        view = state.views[name]
+        program = state.program_for(name, database_rules)
+        goals = [Literal(a.key.predicate, a.key.args, a.key.negated) for a in found]
+        for answer, proof in zip(
+            found, view.reasoner.explain_all(program, goals), strict=True
+        ):
+            proofs[answer.key] = proof
+    return [Answer(a.key, a.confidence, a.record, proofs[a.key]) for a in answers]
 
 
 def match(

@@ -20,9 +20,15 @@ from typing import Any
 from nocturnus.engine.analysis import ProgramError
 from nocturnus.engine.evaluate import Program
 from nocturnus.errors import Conflict, ValidationError
-from nocturnus.service.database import Database, DatabaseState, now_ms
+from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, ScopeDeleted, ScopeForked, ScopeMerged
-from nocturnus.service.facts import FactRecord, Group, RelationKey
+from nocturnus.service.facts import (
+    FactRecord,
+    Group,
+    RelationKey,
+    ScopeFacts,
+    stored_visible,
+)
 from nocturnus.service.queries import fact_order
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.tenant import TenantState
@@ -113,8 +119,9 @@ def diff_scopes(state: TenantState, source: str, target: str, now: int) -> Scope
     group and index objects) count as same without being compared, so a diff after a
     fork costs only what changed since.
     """
-    src = _groups(state, source)
-    tgt = _groups(state, target)
+    src_facts = state.facts.get(source) or ScopeFacts(source)
+    tgt_facts = state.facts.get(target) or ScopeFacts(target)
+    src, tgt = src_facts.groups(), tgt_facts.groups()
     same = 0
     only_source: list[FactRecord] = []
     only_target: list[FactRecord] = []
@@ -128,43 +135,38 @@ def diff_scopes(state: TenantState, source: str, target: str, now: int) -> Scope
                 continue
         predicate, negated, arity = relation
         opposite = (predicate, not negated, arity)
-        for args, record in (src_group or {}).items():
-            if not record.is_visible(now):
+        for args, stored in (src_group or {}).items():
+            if not stored_visible(stored, now):
                 continue
             if _visible(tgt, relation, args, now):
                 same += 1
             elif _visible(tgt, opposite, args, now) and not _visible(
                 src, opposite, args, now
             ):
-                theirs = tgt[opposite][args]
-                conflicts.append((record.in_scope(source), theirs.in_scope(target)))
+                theirs = tgt_facts.record_of(opposite, args, tgt[opposite][args])
+                conflicts.append((src_facts.record_of(relation, args, stored), theirs))
             else:
-                only_source.append(record.in_scope(source))
-        for args, record in (tgt_group or {}).items():
-            if not record.is_visible(now) or _visible(src, relation, args, now):
+                only_source.append(src_facts.record_of(relation, args, stored))
+        for args, stored in (tgt_group or {}).items():
+            if not stored_visible(stored, now) or _visible(src, relation, args, now):
                 continue
             if _visible(src, opposite, args, now) and not _visible(
                 tgt, opposite, args, now
             ):
                 continue  # the conflict was recorded from the source's side
-            only_target.append(record.in_scope(target))
+            only_target.append(tgt_facts.record_of(relation, args, stored))
     only_source.sort(key=lambda r: fact_order(r.key))
     only_target.sort(key=lambda r: fact_order(r.key))
     conflicts.sort(key=lambda pair: fact_order(pair[0].key))
     return ScopeDiff(source, target, only_source, only_target, conflicts, same)
 
 
-def _groups(state: TenantState, scope: str) -> Mapping[RelationKey, Group]:
-    scoped = state.facts.get(scope)
-    return {} if scoped is None else scoped.groups()
-
-
 def _visible(
     groups: Mapping[RelationKey, Group], relation: RelationKey, args: Any, now: int
 ) -> bool:
     group = groups.get(relation)
-    record = None if group is None else group.get(args)
-    return record is not None and record.is_visible(now)
+    stored = None if group is None else group.get(args)
+    return stored is not None and stored_visible(stored, now)
 
 
 def _shared_visible(
@@ -290,29 +292,22 @@ def decide_delete(state: TenantState, scope: str) -> tuple[list[Event], DeleteOu
 # -- operations (what REST and MCP call) --------------------------------------------------
 
 
-async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
-    state = await db.tenant(tenant)
-    now = now_ms()
-    state.refresh(now)
-    return state, now
-
-
 async def fork(db: Db, tenant: str, source: str, target: str) -> ForkOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_fork(state, db.root.rules, source, target, now)
     await db.commit(tenant, events, now)
     return outcome
 
 
 async def diff(db: Db, tenant: str, source: str, target: str) -> ScopeDiff:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     return diff_scopes(state, source, target, now)
 
 
 async def merge(
     db: Db, tenant: str, source: str, target: str, strategy: str
 ) -> MergeOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_merge(state, source, target, strategy, now)
     await db.commit(tenant, events, now)
     return outcome
@@ -324,7 +319,7 @@ async def scopes(db: Db, tenant: str) -> list[ScopeInfo]:
 
 
 async def delete(db: Db, tenant: str, scope: str) -> DeleteOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_delete(state, scope)
     await db.commit(tenant, events, now)
     return outcome

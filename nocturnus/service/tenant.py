@@ -72,7 +72,11 @@ class TenantState:
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
-    _dirty: dict[str, set[FactKey]] = field(default_factory=dict)
+    # scope -> (predicate, negated) -> args of the facts to settle on the next refresh;
+    # plain tuples, not FactKeys: a replay marks every fact it loads (memory, issue 4)
+    _dirty: dict[str, dict[tuple[str, bool], set[tuple[Any, ...]]]] = field(
+        default_factory=dict
+    )
     # (when, ticket, key): the ticket breaks ties, keys of mixed-type args don't compare
     _timeline: list[tuple[int, int, FactKey]] = field(default_factory=list)
     _tickets: int = 0
@@ -87,19 +91,21 @@ class TenantState:
         """
         dirty = self._dirty
         timeline = self._timeline
-        if timeline and timeline[0][0] <= now_ms:
-            while timeline and timeline[0][0] <= now_ms:
-                key = heapq.heappop(timeline)[2]
-                for scope in (key.scope, *self._heirs_of(key.scope)):
-                    keys = dirty.get(scope)
-                    if keys is None:
-                        keys = dirty[scope] = set()
-                    keys.add(key if scope == key.scope else key._replace(scope=scope))
+        while timeline and timeline[0][0] <= now_ms:
+            key = heapq.heappop(timeline)[2]
+            for scope in (key.scope, *self._heirs_of(key.scope)):
+                relations = dirty.get(scope)
+                if relations is None:
+                    relations = dirty[scope] = {}
+                pending = relations.get((key.predicate, key.negated))
+                if pending is None:
+                    pending = relations[(key.predicate, key.negated)] = set()
+                pending.add(key.args)
         if not dirty:
             return
         self._dirty = {}
-        for scope, keys in dirty.items():
-            self._settle_scope(scope, keys, now_ms)
+        for scope, relations in dirty.items():
+            self._settle_scope(scope, relations, now_ms)
 
     def _heirs_of(self, scope: str) -> list[str]:
         """Scopes forked (transitively) from ``scope``: they share its timed records."""
@@ -116,104 +122,94 @@ class TenantState:
                     pending.append(heir)
         return found
 
-    def _settle_scope(self, scope: str, keys: set[FactKey], now_ms: int) -> None:
-        """Settle ``keys`` (all of ``scope``): each key's row follows its record.
+    def _settle_scope(
+        self,
+        scope: str,
+        relations: dict[tuple[str, bool], set[tuple[Any, ...]]],
+        now_ms: int,
+    ) -> None:
+        """Settle the due facts of ``scope``: each one's index row follows its record.
 
-        Visible rows go to the index one relation at a time (``FactIndex.add_many``).
-        A scope without a view has never been settled, so every fact it stores is among
-        its dirty keys (``put``, ``fork`` and snapshot loading all mark them): its view
-        is then built from the stored groups directly (:meth:`_new_view`), which is
-        what a replay's single refresh of a million keys does.
+        Visible rows go to the index one relation at a time (``FactIndex.add_many``):
+        a replay's single refresh of a million facts costs a dict lookup and an append
+        per fact before the index takes them in bulk.
         """
-        if self.changed is not None:
-            self.changed.update(keys)
+        changed = self.changed
+        if changed is not None:
+            changed.update(
+                FactKey(scope, predicate, negated, args)
+                for (predicate, negated), pending in relations.items()
+                for args in pending
+            )
         scoped = self.facts.get(scope)
         view = self.views.get(scope)
         if scoped is None:
             if view is not None:
                 remove = view.index.remove
-                for key in keys:
-                    remove(key.predicate, key.negated, key.args)
+                for (predicate, negated), pending in relations.items():
+                    for args in pending:
+                        remove(predicate, negated, args)
                 del self.views[scope]
             return
-        if view is None:
-            if scoped:
-                self.views[scope] = self._new_view(scope, scoped, now_ms)
-            return
         groups = scoped.groups()
-        visible: dict[tuple[str, bool, int], list[tuple[Any, float | None]]] = {}
-        hidden: list[FactKey] = []
+        visible: list[tuple[str, bool, list[tuple[Any, float | None]]]] = []
+        hidden: list[tuple[str, bool, tuple[Any, ...]]] = []
         timed: list[tuple[int, FactKey]] = []
-        for key in keys:
-            _, predicate, negated, args = key
-            relation = (predicate, negated, len(args))
-            group = groups.get(relation)
-            record = None if group is None else group.get(args)
-            if record is None:
-                hidden.append(key)
-                continue
-            valid_from, confidence = record.valid_from, record.confidence
-            if record.ttl is None and record.valid_until is None:
-                # The common case: visible from valid_from on.
-                if now_ms >= valid_from:
-                    rows = visible.get(relation)
-                    if rows is None:
-                        visible[relation] = [(args, confidence)]
-                    else:
-                        rows.append((args, confidence))
-                else:
-                    hidden.append(key)
-                    timed.append((valid_from, key))
-                continue
-            if record.is_visible(now_ms):
-                rows = visible.get(relation)
-                if rows is None:
-                    visible[relation] = [(args, confidence)]
-                else:
-                    rows.append((args, confidence))
-            else:
-                hidden.append(key)
-            change = record.next_change(now_ms)
-            if change is not None:
-                timed.append((change, key))
-        index = view.index
-        if hidden:
-            remove = index.remove
-            for key in hidden:
-                remove(key.predicate, key.negated, key.args)
-        for (predicate, negated, _), rows in visible.items():
-            if len(rows) == 1:  # a write's refresh: one key
-                index.add(predicate, negated, *rows[0])
-            else:
-                index.add_many(predicate, negated, rows)
-        self._schedule(timed)
-
-    def _new_view(self, scope: str, scoped: ScopeFacts, now_ms: int) -> ScopeView:
-        """A view of ``scope`` built from all its stored facts, as settling each would."""
-        view = ScopeView.empty()
-        add_many = view.index.add_many
-        timed: list[tuple[int, FactKey]] = []
-        for (predicate, negated, _), group in scoped.groups().items():
+        found = 0
+        for (predicate, negated), pending in relations.items():
+            arity = -1
+            group: Any = None
             rows: list[tuple[Any, float | None]] = []
-            for args, record in group.items():
-                valid_from, confidence = record.valid_from, record.confidence
-                if record.ttl is None and record.valid_until is None:
-                    if now_ms >= valid_from:
-                        rows.append((args, confidence))
+            for args in pending:
+                if len(args) != arity:  # a (predicate, negated) mostly has one arity
+                    if rows:
+                        visible.append((predicate, negated, rows))
+                        rows = []
+                    arity = len(args)
+                    group = groups.get((predicate, negated, arity))
+                stored = None if group is None else group.get(args)
+                if stored is None:
+                    hidden.append((predicate, negated, args))
+                    continue
+                found += 1
+                if type(stored) is int:  # a plain fact: visible from its createdAt on
+                    if now_ms >= stored:
+                        rows.append((args, None))
                     else:
-                        timed.append((valid_from, FactKey(scope, predicate, negated, args)))
+                        hidden.append((predicate, negated, args))
+                        timed.append((stored, FactKey(scope, predicate, negated, args)))
+                    continue
+                record: FactRecord = stored
+                if record.ttl is None and record.valid_until is None:
+                    # visible from valid_from on
+                    if now_ms >= record.valid_from:
+                        rows.append((args, record.confidence))
+                    else:
+                        hidden.append((predicate, negated, args))
+                        key = FactKey(scope, predicate, negated, args)
+                        timed.append((record.valid_from, key))
                     continue
                 if record.is_visible(now_ms):
-                    rows.append((args, confidence))
+                    rows.append((args, record.confidence))
+                else:
+                    hidden.append((predicate, negated, args))
                 change = record.next_change(now_ms)
                 if change is not None:
                     timed.append((change, FactKey(scope, predicate, negated, args)))
-            add_many(predicate, negated, rows)
-        self._schedule(timed)
-        return view
-
-    def _schedule(self, timed: list[tuple[int, FactKey]]) -> None:
-        """Wake each key at its instant (the ticket breaks ties between equal ones)."""
+            if rows:
+                visible.append((predicate, negated, rows))
+        if view is None:
+            if not found:
+                return  # no stored record among the keys: nothing to show, no view
+            view = self.views[scope] = ScopeView.empty()
+        index = view.index
+        for predicate, negated, args in hidden:
+            index.remove(predicate, negated, args)
+        for predicate, negated, rows in visible:
+            if len(rows) == 1:  # a write's refresh: one fact
+                index.add(predicate, negated, *rows[0])
+            else:
+                index.add_many(predicate, negated, rows)
         for when, key in timed:
             self._tickets += 1
             heapq.heappush(self._timeline, (when, self._tickets, key))
@@ -225,15 +221,19 @@ class TenantState:
 
     def put(self, record: FactRecord) -> None:
         key = record.key
-        scope = key[0]
+        scope = key.scope
         scoped = self.facts.get(scope)
         if scoped is None:
             scoped = self.facts[scope] = ScopeFacts(scope)
-        scoped.put(record)
-        keys = self._dirty.get(scope)  # _mark, inlined: replay runs this per fact
-        if keys is None:
-            keys = self._dirty[scope] = set()
-        keys.add(key)
+        view = self.views.get(scope)
+        if view is None:
+            view = self.views[scope] = ScopeView.empty()
+        # Memory (issue 4): what stays (the stored args, the key waiting in ``_dirty``)
+        # shares its strings with the index and with every other fact, instead of
+        # keeping the ones each request or replayed event parsed for itself.
+        args = view.index.interner.canonical(key.args)
+        scoped.put(record, args)
+        self._mark(scope, key.predicate, key.negated, args)
 
     def discard(self, key: FactKey) -> bool:
         scoped = self.facts.get(key.scope)
@@ -241,14 +241,19 @@ class TenantState:
             return False
         if not scoped:
             del self.facts[key.scope]
-        self._mark(key)
+        self._mark(key.scope, key.predicate, key.negated, key.args)
         return True
 
-    def _mark(self, key: FactKey) -> None:
-        keys = self._dirty.get(key.scope)
-        if keys is None:
-            keys = self._dirty[key.scope] = set()
-        keys.add(key)
+    def _mark(
+        self, scope: str, predicate: str, negated: bool, args: tuple[Any, ...]
+    ) -> None:
+        relations = self._dirty.get(scope)
+        if relations is None:
+            relations = self._dirty[scope] = {}
+        pending = relations.get((predicate, negated))
+        if pending is None:
+            pending = relations[(predicate, negated)] = set()
+        pending.add(args)
 
     def fork(self, source: str, target: str) -> None:
         """Make ``target`` a copy of ``source``'s facts in O(#relations + #unsettled).
@@ -271,8 +276,9 @@ class TenantState:
             self.views.pop(target, None)
         pending = self._dirty.get(source)
         if pending:
-            keys = self._dirty.setdefault(target, set())
-            keys.update(key._replace(scope=target) for key in pending)
+            owed = self._dirty.setdefault(target, {})
+            for relation, args in pending.items():
+                owed.setdefault(relation, set()).update(args)
         if source != target:
             self._heirs.setdefault(source, set()).add(target)
         inherited = [(k, p) for k, p in self.priorities.items() if k.scope == source]

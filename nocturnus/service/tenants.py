@@ -31,20 +31,12 @@ from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, 
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.rulebook import RuleRecord
-from nocturnus.service.tenant import TenantState
 
 Db = Database[DatabaseState]
 
 
-async def _current(db: Db, tenant: str) -> tuple[TenantState, int]:
-    state = await db.tenant(tenant)
-    now = now_ms()
-    state.refresh(now)
-    return state, now
-
-
 async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_tell(state, cmd, now, db.default_conflict_strategy)
     await db.commit(tenant, events, now)
     return outcome
@@ -68,7 +60,7 @@ async def tell_many(db: Db, tenant: str, cmds: Sequence[TellFact], atomic: bool)
 
     :raises ValidationError: atomic mode with at least one failing item (details list them).
     """
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     staged = StagedFacts(state, now)
     events: list[Event] = []
     errors: list[BulkError] = []
@@ -96,7 +88,7 @@ class _AtomicBulkFailed(ValidationError):
 
 
 async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_forget(state, key)
     await db.commit(tenant, events, now)
     return outcome
@@ -111,7 +103,7 @@ async def retract_pattern(
     scope: str,
 ) -> RetractOutcome:
     """Retract every visible fact of ``scope`` matching the pattern."""
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     matched = queries.match(state, predicate, negated, pattern, scope)
     events, outcome = decide_retract_all(state, matched)
     await db.commit(tenant, events, now)
@@ -119,14 +111,14 @@ async def retract_pattern(
 
 
 async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     events, outcome = decide_teach(state.rules, cmd, now, "tenant", db.root.rules)
     await db.commit(tenant, events, now)
     return outcome
 
 
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
 
 
@@ -164,7 +156,7 @@ async def ask(
     limit: int | None = None,
     with_proof: bool = False,
 ) -> list[queries.Answer]:
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     answers = queries.ask(
         state,
         db.root.rules,
@@ -190,12 +182,12 @@ async def match(
     pattern: tuple[Var | Const, ...],
     scope: str | None,
 ) -> list[FactRecord]:
-    state, _ = await _current(db, tenant)
+    state, _ = await db.current(tenant)
     return queries.match(state, predicate, negated, pattern, scope)
 
 
 async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:
-    state, _ = await _current(db, tenant)
+    state, _ = await db.current(tenant)
     return queries.predicates(state, db.root.rules, scope)
 
 
@@ -217,7 +209,7 @@ async def list_tenants(db: Db) -> list[TenantInfo]:
 
 async def create_tenant(db: Db, tenant: str) -> bool:
     """Register a tenant explicitly; False when it already exists."""
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     if tenant in db.tenant_names:
         return False
     await db.commit(tenant, [TenantCreated(created_at=now)], now)
@@ -226,7 +218,7 @@ async def create_tenant(db: Db, tenant: str) -> bool:
 
 async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     """Delete all of a tenant's data (its key is destroyed with the event); None if unknown."""
-    state, now = await _current(db, tenant)
+    state, now = await db.current(tenant)
     if tenant not in db.tenant_names:
         return None
     info = TenantInfo(tenant, state.created_at or now, state.fact_count(), len(state.rules))

@@ -145,9 +145,15 @@ class EventLog:
                 migrate.apply_migrations(conn)
             master_checked = self._check_identity(master_key)
             self._keys.load(master_checked=master_checked)
-            self._load_head()
-            if check_tail is not None:
-                self._check_tail(check_tail)
+            # One read transaction: a reader opening beside a running writer must see
+            # the head and the tail of the same commit, not a newer tail.
+            self._conn.execute("BEGIN")
+            try:
+                self._load_head()
+                if check_tail is not None:
+                    self._check_tail(check_tail)
+            finally:
+                self._conn.execute("COMMIT")
             self._data_version = self._current_data_version()
         except sqlite3.Error as e:
             raise storage_error(e, "opening", self.path) from e

@@ -17,7 +17,17 @@ from pathlib import Path
 
 from nocturnus.store.errors import MigrationError, storage_error
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+def _migrations_dir() -> Path:
+    """``migrations/`` of a source checkout, else the copy a wheel ships as a package."""
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if checkout.is_dir():
+        return checkout
+    import nocturnus_migrations
+
+    return Path(nocturnus_migrations.__file__).resolve().parent
+
+
+MIGRATIONS_DIR = _migrations_dir()
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 _CREATE_TABLE = """

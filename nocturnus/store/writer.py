@@ -14,11 +14,14 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nocturnus.errors import NocturnusError
+from nocturnus.store import distribution
+from nocturnus.store.distribution import Distribution
 from nocturnus.store.errors import SeqConflict, StorageError, WriterClosed
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
@@ -54,13 +57,32 @@ class _Stop(_Job):
 
 @dataclass(slots=True)
 class WriterStats:
-    """Counters for tests and metrics: how well group commit is batching."""
+    """Counters for tests and metrics: how well group commit is batching.
+
+    Written only by the writer thread; ``/metrics`` and ``/health`` read them.
+    """
 
     commits: int = 0
     appends: int = 0
     records: int = 0
     failed_commits: int = 0
     largest_batch: int = 0
+    # Requests (appends) sharing one commit, and the records they carried.
+    batch_appends: Distribution = field(default_factory=distribution.sizes)
+    batch_records: Distribution = field(default_factory=distribution.sizes)
+    # Wall time of one batch's append: encryption, INSERTs, COMMIT and its fsync.
+    commit_seconds: Distribution = field(default_factory=distribution.seconds)
+    # time.monotonic() when the batch now committing started; None while idle.
+    committing_since: float | None = None
+    # time.time() of the last successful commit (0.0: none yet).
+    last_commit_at: float = 0.0
+
+    def commit_running_s(self, now: float | None = None) -> float:
+        """How long the current commit has run (0.0 when idle): a stall shows here."""
+        started = self.committing_since
+        if started is None:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - started)
 
 
 class Writer:
@@ -90,6 +112,11 @@ class Writer:
             and self._thread is not None
             and self._thread.is_alive()
         )
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the writer thread (approximate)."""
+        return self._jobs.qsize()
 
     async def start(self) -> None:
         """Start the thread and open the log in it.
@@ -258,20 +285,27 @@ class Writer:
         records: list[LogRecord],
         outcomes: list[tuple[_Job, Any, BaseException | None]],
     ) -> None:
+        stats = self.stats
+        started = stats.committing_since = time.monotonic()
         try:
             event_log.append(records)
         except NocturnusError as e:
-            self.stats.failed_commits += 1
+            stats.failed_commits += 1
             outcomes.extend((job, None, e) for job in jobs)
             return
         except Exception as e:  # a bug below us: still answer every waiter
-            self.stats.failed_commits += 1
+            stats.failed_commits += 1
             log.exception("append failed unexpectedly")
             err = StorageError(f"the {self._name} failed to commit: {type(e).__name__}")
             err.__cause__ = e
             outcomes.extend((job, None, err) for job in jobs)
             return
-        stats = self.stats
+        finally:
+            stats.committing_since = None
+        stats.commit_seconds.observe(time.monotonic() - started)
+        stats.batch_appends.observe(len(jobs))
+        stats.batch_records.observe(len(records))
+        stats.last_commit_at = time.time()
         stats.commits += 1
         stats.appends += len(jobs)
         stats.records += len(records)

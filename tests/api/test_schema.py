@@ -79,7 +79,7 @@ def _check_string(value: str, schema: Schema, label: str) -> None:
 
 
 def _check_number(value: float, schema: Schema, label: str) -> None:
-    if value != value or value in (float("inf"), float("-inf")):
+    if value != value or value in (float("inf"), float("-inf")):  # noqa: PLR0124
         raise ValidationError(f"{label}: must be a finite number", field=label)
     if "minimum" in schema and value < schema["minimum"]:
         raise ValidationError(f"{label}: must be ≥ {schema['minimum']}", field=label)
@@ -122,7 +122,6 @@ def _check_object(value: dict[str, Any], schema: Schema, path: str, label: str) 
             reference_validate(item, properties[name], field)
         elif schema.get("additionalProperties") is False:
             raise ValidationError(f"{field}: unknown field", field=field)
-
 
 
 

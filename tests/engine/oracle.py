@@ -116,3 +116,86 @@ def _unify(
         elif tag(arg) != value:
             return None
     return extended
+
+
+def check_proof(proof: object, model: Model, stored: Model) -> None:
+    """Assert that ``proof`` (an engine Proof) is a valid derivation in ``model``.
+
+    Every node's goal holds in the model with the node's confidence; ``fact`` leaves
+    are stored facts; a ``rule`` node's children are the rule's body literals, in
+    order, under one substitution that also yields the goal; NAF children have no
+    match in the model and built-in children hold. Runs without recursion (proofs
+    can be thousands of steps deep).
+    """
+    stack = [proof]
+    while stack:
+        node = stack.pop()
+        goal = node.goal  # type: ignore[attr-defined]
+        rel = (goal.predicate, goal.negated, len(goal.args))
+        row = tuple(tag(a) for a in goal.args)
+        kind = node.type  # type: ignore[attr-defined]
+        if kind == "fact":
+            assert row in stored.get(rel, {}), goal.text()
+            assert _same(node.confidence, stored[rel][row]), goal.text()  # type: ignore[attr-defined]
+            continue
+        assert kind == "rule", kind
+        assert row in model.get(rel, {}), goal.text()
+        assert _same(node.confidence, model[rel][row]), goal.text()  # type: ignore[attr-defined]
+        rule = node.rule  # type: ignore[attr-defined]
+        children = node.children  # type: ignore[attr-defined]
+        assert len(children) == len(rule.body), rule.text()
+        env: dict[Var, Tagged] = {}
+        assert _bind(rule.head.args, goal.args, env), (rule.text(), goal.text())
+        product = rule.confidence
+        tests = []
+        for literal, child in zip(rule.body, children, strict=True):
+            if literal.is_builtin or literal.naf:
+                tests.append((literal, child))  # checked once every premise binds
+                continue
+            assert child.type in ("fact", "rule")
+            assert child.goal.predicate == literal.predicate
+            assert child.goal.negated == literal.negated
+            assert _bind(literal.args, child.goal.args, env), child.goal.text()
+            value = child.confidence
+            if value is not None:
+                product = value if product is None else product * value
+            stack.append(child)
+        for literal, child in tests:
+            if literal.is_builtin:
+                assert child.type == "builtin"
+                assert _bind(literal.args, child.goal.args, env)
+                assert compare(literal.predicate, *child.goal.args)
+                continue
+            assert child.type == "naf"
+            rows = model.get((literal.predicate, literal.negated, len(literal.args)), {})
+            assert not any(
+                _matches(literal.args, found, dict(env)) for found in rows
+            ), child.goal.text()
+        assert _same(node.confidence, product), (goal.text(), product)  # type: ignore[attr-defined]
+
+
+def _bind(args: tuple[object, ...], values: tuple[Const, ...], env: dict) -> bool:
+    for arg, value in zip(args, values, strict=True):
+        if isinstance(arg, Var):
+            if env.setdefault(arg, tag(value)) != tag(value):
+                return False
+        elif tag(arg) != tag(value):  # type: ignore[arg-type]
+            return False
+    return True
+
+
+def _matches(args: tuple[object, ...], row: tuple[Tagged, ...], env: dict) -> bool:
+    """Whether a model row matches the literal's arguments under ``env`` (extended)."""
+    for arg, value in zip(args, row, strict=True):
+        if isinstance(arg, Var):
+            if env.setdefault(arg, value) != value:
+                return False
+        elif tag(arg) != value:  # type: ignore[arg-type]
+            return False
+    return True
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) < 1e-9

@@ -138,3 +138,50 @@ def test_proofs_for_left_and_nonlinear_recursion(make_facts):
             "e(b, c)",
             "e(c, d)",
         ]
+
+
+def _flat(proof: Proof | None) -> list[tuple[object, ...]]:
+    """The tree in preorder, without recursion (``==`` on deep proofs recurses)."""
+    found: list[tuple[object, ...]] = []
+    stack = [proof]
+    while stack:
+        node = stack.pop()
+        assert node is not None
+        found.append((node.type, node.goal, node.rule, node.confidence))
+        stack.extend(reversed(node.children))
+    return found
+
+
+def test_explain_all_proves_many_answers_from_one_evaluation(make_facts):
+    """withProof's path: every answer proved, shared sub-proofs built once."""
+    facts = FactIndex()
+    for i in range(300):
+        facts.add("parent", False, (i, i + 1))
+    program = Program([rule(r) for r in ANCESTOR])
+    reasoner = Reasoner(facts)
+    wanted = [lit(f"anc({i}, 300)") for i in range(0, 300, 7)] + [lit("anc(300, 0)")]
+    proofs = reasoner.explain_all(program, wanted)
+    assert proofs[-1] is None
+    for literal, proof in zip(wanted, proofs[:-1], strict=False):
+        assert proof is not None and proof.goal == literal
+        assert proof.depth() == 300 - literal.args[0] + 1
+        assert _flat(proof) == _flat(reasoner.explain(program, literal))
+    # The first fact is proved alone, the next two together: below anc(14, 300)
+    # their proofs are the very same objects.
+    def below(proof: Proof, goal: str) -> Proof:
+        while proof.goal != lit(goal):
+            proof = proof.children[-1]
+        return proof
+
+    assert below(proofs[1], "anc(20, 300)") is below(proofs[2], "anc(20, 300)")
+    assert below(proofs[0], "anc(20, 300)") is not below(proofs[1], "anc(20, 300)")
+
+
+def test_explain_all_checks_its_facts(make_facts):
+    reasoner = Reasoner(make_facts("parent(a, b)"))
+    program = Program([rule(r) for r in ANCESTOR])
+    assert reasoner.explain_all(program, []) == []
+    with pytest.raises(ProgramError):
+        reasoner.explain_all(program, [lit("anc(a, b)"), lit("parent(a, b)")])
+    with pytest.raises(ProgramError):
+        reasoner.explain_all(program, [lit("anc(a, ?x)")])

@@ -289,3 +289,30 @@ def test_rules_with_anonymous_variables_survive_a_snapshot(tmp_path: Path) -> No
         await reopened.close()
 
     asyncio.run(scenario())
+
+
+def test_facts_section_version_1_still_loads() -> None:
+    """Snapshots written before the facts came in chunks (issue 4) read the same."""
+    from nocturnus.service.events import FactTold
+    from nocturnus.service.tenant import TenantState, apply
+
+    state = TenantState("acme")
+    for seq in range(1, 5000):
+        told = FactTold(
+            "edge", (f"n{seq}", seq % 7), False, "main" if seq % 3 else "b", 5, 5 + seq % 2
+        )
+        apply(state, seq, told)
+    current = orjson.loads(snapshot.encode(state))
+    version, parts = current["sections"]["facts"]
+    assert version == 2 and len(parts) == 2
+    old = {**current, "sections": {**current["sections"]}}
+    old["sections"]["facts"] = [1, [row for part in parts for row in orjson.loads(part)]]
+    for body in (orjson.dumps(current), orjson.dumps(old)):
+        loaded = snapshot.decode("acme", body)
+        assert {
+            name: sorted(facts.records(), key=lambda r: r.key.args)
+            for name, facts in loaded.facts.items()
+        } == {
+            name: sorted(facts.records(), key=lambda r: r.key.args)
+            for name, facts in state.facts.items()
+        }

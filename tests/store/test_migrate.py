@@ -103,3 +103,15 @@ def test_badly_numbered_files_are_refused(tmp_path: Path, names: list[str]) -> N
         write(d, name, "SELECT 1;")
     with pytest.raises(MigrationError):
         migrate.discover(d)
+
+
+def test_installed_copy_of_the_migrations_matches_the_checkout() -> None:
+    """A wheel ships migrations/ as the data package nocturnus_migrations (issue 9 note)."""
+    import nocturnus_migrations
+
+    from nocturnus.store.migrate import MIGRATIONS_DIR
+
+    shipped = Path(nocturnus_migrations.__file__).resolve().parent
+    assert sorted(p.name for p in shipped.glob("*.sql")) == sorted(
+        p.name for p in MIGRATIONS_DIR.glob("*.sql")
+    )

@@ -1,0 +1,249 @@
+"""``GET /metrics``: Prometheus text, from one registry per app.
+
+Request counters and latency histograms are recorded by the request middleware. Everything
+about storage (events appended, group-commit batch sizes, commit/fsync time, writer state,
+facts and tenants per database, replay and snapshot durations) is read at scrape time from
+the stats the writers and databases keep anyway, so the hot path pays nothing extra for it
+and databases created later are included without any wiring.
+
+Labels stay low-cardinality: ``database`` (operator-created), route *templates* (never raw
+paths), status and method. There is deliberately no tenant label.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from sanic import Blueprint, HTTPResponse
+
+from nocturnus import __version__
+from nocturnus.api.endpoint import Call, endpoint
+from nocturnus.store.distribution import SECONDS_BUCKETS, Distribution
+
+if TYPE_CHECKING:
+    from nocturnus.api.mcp import McpState
+    from nocturnus.service.database import Database
+    from nocturnus.service.databases import Databases
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+UNMATCHED = "<unmatched>"
+
+metrics = Blueprint("metrics")
+
+
+class Metrics:
+    """The metrics of one app. Nothing global: tests may build several apps."""
+
+    def __init__(
+        self,
+        databases: Callable[[], Databases | None],
+        mcp: Callable[[], McpState | None] = lambda: None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "nocturnus_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nocturnus_http_request_duration_seconds",
+            "Time from routing to response, by method and route template",
+            ["method", "route"],
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.startup_seconds = Gauge(
+            "nocturnus_startup_duration_seconds",
+            "Time the last start-up took to open every database and replay its root",
+            registry=self.registry,
+        )
+        info = Gauge(
+            "nocturnus_build_info", "Always 1; the version as a label", ["version"],
+            registry=self.registry,
+        )
+        info.labels(__version__).set(1)
+        self.registry.register(StorageCollector(databases))
+        self.registry.register(McpCollector(mcp))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
+        method = method if method in METHODS else "OTHER"
+        self.requests.labels(method, route, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_label(request: Any) -> str:
+    """The route template (``/admin/databases/<db>``), never the raw path."""
+    route = getattr(request, "route", None)
+    if route is None:
+        return UNMATCHED
+    return _template(route.path)
+
+
+@lru_cache(maxsize=1024)
+def _template(path: str) -> str:
+    """Sanic's ``admin/databases/<db:str>`` as declared: ``/admin/databases/<db>``."""
+    return "/" + re.sub(r"<([A-Za-z_][A-Za-z0-9_]*):[^>]*>", r"<\1>", path.lstrip("/"))
+
+
+def _histogram(family: HistogramMetricFamily, labels: list[str], dist: Distribution) -> None:
+    buckets = [(floatToGoString(bound), count) for bound, count in dist.cumulative()]
+    family.add_metric(labels, buckets, dist.total)
+
+
+# Per-database series read at scrape time: (name, help, value of one database). Names of
+# counters get "_total" from prometheus-client.
+COUNTERS: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("nocturnus_events_appended", "Events committed to the database's log",
+     lambda db: db.writer.stats.records),
+    ("nocturnus_group_commits", "Group commits (one transaction, one fsync)",
+     lambda db: db.writer.stats.commits),
+    ("nocturnus_group_commit_failures", "Group commits that failed",
+     lambda db: db.writer.stats.failed_commits),
+)
+GAUGES: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
+    ("nocturnus_writer_up", "1 while the database's writer accepts writes",
+     lambda db: 1.0 if db.writer.is_alive else 0.0),
+    ("nocturnus_writer_commit_running_seconds",
+     "How long the commit in progress has run; 0 when idle (a stall grows here)",
+     lambda db: db.writer.stats.commit_running_s()),
+    ("nocturnus_writer_queued_jobs", "Jobs waiting for the writer thread",
+     lambda db: db.writer.queued),
+    ("nocturnus_writer_last_commit_timestamp_seconds",
+     "Unix time of the last successful commit (0: none since start)",
+     lambda db: db.writer.stats.last_commit_at),
+    ("nocturnus_log_head_seq", "Seq of the newest event of the database's log",
+     lambda db: db.head),
+    ("nocturnus_last_snapshot_timestamp_seconds",
+     "Unix time of the newest snapshot known (0: none)",
+     lambda db: db.stats.last_snapshot_at),
+)
+HISTOGRAMS: tuple[tuple[str, str, Callable[[Any], Distribution]], ...] = (
+    ("nocturnus_group_commit_batch_requests", "Write requests sharing one group commit",
+     lambda db: db.writer.stats.batch_appends),
+    ("nocturnus_group_commit_batch_events", "Events written by one group commit",
+     lambda db: db.writer.stats.batch_records),
+    ("nocturnus_commit_duration_seconds",
+     "Time one group commit took: encrypt, insert, COMMIT and its fsync",
+     lambda db: db.writer.stats.commit_seconds),
+    ("nocturnus_replay_duration_seconds",
+     "Time to load one tenant projection (snapshot + later events)",
+     lambda db: db.stats.replays),
+    ("nocturnus_snapshot_duration_seconds", "Time to write one tenant snapshot",
+     lambda db: db.stats.snapshots),
+)
+# Tenant databases only (not _system): their size.
+SIZES: tuple[tuple[str, str, Callable[[Any, list[Any]], float]], ...] = (
+    ("nocturnus_tenants", "Tenants holding data, per database",
+     lambda db, loaded: len(db.tenant_names)),
+    ("nocturnus_tenants_loaded", "Tenant projections in memory, per database",
+     lambda db, loaded: len(loaded)),
+    ("nocturnus_facts", "Stored facts in the tenant projections in memory",
+     lambda db, loaded: sum(t.fact_count() for t in loaded)),
+)
+
+
+class StorageCollector(Collector):
+    """Reads writer and database stats at scrape time (see the module docstring)."""
+
+    def __init__(self, databases: Callable[[], Databases | None]) -> None:
+        self._databases = databases
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        databases = self._databases()
+        if databases is None:
+            return
+        every: list[Database[Any]] = [databases.system, *databases.all()]
+        label = ["database"]
+        for name, doc, read in COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=label)
+            for db in every:
+                counter.add_metric([db.name], read(db))
+            yield counter
+        for name, doc, read in GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=label)
+            for db in every:
+                gauge.add_metric([db.name], read(db))
+            yield gauge
+        for name, doc, read_dist in HISTOGRAMS:
+            histogram = HistogramMetricFamily(name, doc, labels=label)
+            for db in every:
+                _histogram(histogram, [db.name], read_dist(db))
+            yield histogram
+        tenant_dbs = [(db, list(db.loaded_tenants())) for db in databases.all()]
+        for name, doc, size in SIZES:
+            gauge = GaugeMetricFamily(name, doc, labels=label)
+            for db, loaded in tenant_dbs:
+                gauge.add_metric([db.name], size(db, loaded))
+            yield gauge
+        yield GaugeMetricFamily(
+            "nocturnus_databases", "Open databases (without _system)", value=len(tenant_dbs)
+        )
+        try:
+            disk = shutil.disk_usage(databases.data_dir)
+        except OSError:
+            return  # the health check reports it; a scrape must still answer
+        yield GaugeMetricFamily(
+            "nocturnus_data_dir_free_bytes", "Free bytes on the data directory's disk",
+            value=disk.free,
+        )
+        yield GaugeMetricFamily(
+            "nocturnus_data_dir_size_bytes", "Size of the data directory's disk",
+            value=disk.total,
+        )
+
+
+class McpCollector(Collector):
+    """Open MCP sessions per transport, counted at scrape time from ``app.ctx.mcp``."""
+
+    def __init__(self, mcp: Callable[[], McpState | None]) -> None:
+        self._mcp = mcp
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._mcp()
+        sessions = GaugeMetricFamily(
+            "nocturnus_mcp_sessions", "Open MCP sessions, per transport", labels=["transport"]
+        )
+        for transport in ("sse", "http"):
+            registry = getattr(state, transport, None)
+            sessions.add_metric([transport], 0 if registry is None else sum(1 for _ in registry))
+        yield sessions
+
+
+@endpoint(
+    metrics, "GET", "/metrics", summary="Prometheus metrics (text exposition format)",
+    response_type=CONTENT_TYPE,
+)
+async def scrape(call: Call) -> HTTPResponse:
+    body = call.request.app.ctx.metrics.render()
+    return HTTPResponse(body, content_type=CONTENT_TYPE)

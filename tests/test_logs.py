@@ -1,0 +1,84 @@
+"""Log lines: formats, request ids from the context, the background writer (issue 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from nocturnus.errors import StartupError
+from nocturnus.logs import REQUEST_ID, configure_logging, stop_logging
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    yield stream
+    stop_logging()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    stop_logging()  # flush the writer thread
+    return stream.getvalue().splitlines()
+
+
+def test_json_lines_carry_the_request_id_of_their_task(captured: io.StringIO) -> None:
+    configure_logging("json", "INFO", captured)
+    log = logging.getLogger("nocturnus.test")
+
+    async def request(request_id: str) -> None:
+        REQUEST_ID.set(request_id)
+        await asyncio.sleep(0)
+        log.info("handled %s", request_id, extra={"status": 200})
+        await asyncio.to_thread(log.info, "in a worker thread")
+
+    async def main() -> None:
+        await asyncio.gather(request("r1"), request("r2"))
+
+    asyncio.run(main())
+    log.info("outside any request")
+    entries = [orjson.loads(line) for line in lines(captured)]
+    by_message = {e["message"]: e for e in entries}
+    assert by_message["handled r1"]["request_id"] == "r1"
+    assert by_message["handled r2"]["request_id"] == "r2"
+    assert by_message["handled r1"]["status"] == 200
+    assert sorted(e["request_id"] for e in entries if e["message"] == "in a worker thread") == ["r1", "r2"]
+    assert by_message["outside any request"]["request_id"] == "-"
+
+
+def test_tracebacks_stay_apart_from_the_message(captured: io.StringIO) -> None:
+    configure_logging("json", "INFO", captured)
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        logging.getLogger("nocturnus.test").exception("failed %d", 1)
+    [entry] = [orjson.loads(line) for line in lines(captured)]
+    assert entry["message"] == "failed 1"
+    assert entry["level"] == "ERROR" and "ValueError: bad" in entry["exc_info"]
+
+
+def test_text_format_and_level(captured: io.StringIO) -> None:
+    configure_logging("text", "warning", captured)
+    REQUEST_ID.set("abc")
+    logging.getLogger("nocturnus.test").info("hidden")
+    logging.getLogger("nocturnus.test").warning("shown")
+    REQUEST_ID.set(None)
+    [line] = lines(captured)
+    assert line.endswith("WARNING nocturnus.test [abc] shown")
+
+
+@pytest.mark.parametrize(("fmt", "level", "name"), [("xml", "INFO", "log_format"), ("json", "LOUD", "log_level")])
+def test_bad_settings_are_startup_errors(fmt: str, level: str, name: str) -> None:
+    with pytest.raises(StartupError, match=name):
+        configure_logging(fmt, level)

@@ -1,0 +1,125 @@
+"""Deployment files (ops/, loadtests/) are well-formed, and the cron backup script works
+against a running server (issue 9)."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import py_compile
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nocturnus import cli
+from tests.server import TEST_MASTER_KEY, Server
+
+ROOT = Path(__file__).resolve().parents[1]
+OPS = ROOT / "ops"
+
+
+def test_loadtest_scripts_compile(tmp_path: Path) -> None:
+    for script in sorted((ROOT / "loadtests").glob("*.py")):
+        py_compile.compile(str(script), cfile=str(tmp_path / f"{script.stem}.pyc"), doraise=True)
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_data_volume() -> None:
+    lines = [line.strip() for line in (OPS / "Dockerfile").read_text().splitlines()]
+    instructions = [line.split()[0] for line in lines if line and not line.startswith("#")]
+    assert instructions.count("FROM") == 2
+    assert any(line.startswith("COPY --from=build") for line in lines)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert 'VOLUME ["/data"]' in lines
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    assert "ENV NOCTURNUS_DATA_DIR=/data" not in lines  # set in the ENV block below
+    assert any("NOCTURNUS_DATA_DIR=/data" in line for line in lines)
+    ignore = (OPS / "Dockerfile.dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("**") + 1 :]  # allow-list after "ignore everything"
+
+
+def test_systemd_unit_runs_serve_as_an_unprivileged_user() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((OPS / "nocturnus.service").read_text())
+    service = unit["Service"]
+    assert service["User"] == "nocturnus"
+    assert service["ExecStart"].endswith("nocturnus serve")
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["StateDirectory"] == "nocturnus"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    copy = tmp_path / "nocturnus.service"
+    shutil.copy(OPS / "nocturnus.service", copy)
+    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, check=False)
+    assert "error" not in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+def test_prometheus_config_rules_and_alert_tests() -> None:
+    prometheus = OPS / "prometheus"
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"],
+                 ["test", "rules", "alerts_test.yml"]):
+        result = subprocess.run(["promtool", *args], cwd=prometheus, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_backup_script_is_valid_bash() -> None:
+    script = OPS / "backup.sh"
+    assert script.stat().st_mode & stat.S_IXUSR
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", str(script)], check=True)
+
+
+@pytest.mark.skipif("backup" not in cli.main.commands, reason="`nocturnus backup` not merged yet (issue 3)")
+def test_backup_script_backs_up_every_database_of_a_running_server(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    try:
+        assert server.request("POST", "/databases", json={"name": "prod"}).status_code == 201
+        told = server.request("POST", "/tell", tenant="acme", database="prod",
+                              json={"predicate": "plan", "args": ["enterprise"]})
+        assert told.status_code == 200
+        wrapper = tmp_path / "nocturnus"
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m nocturnus "$@"\n')
+        wrapper.chmod(0o755)
+        env_file = tmp_path / "nocturnus.env"
+        env_file.write_text(f"NOCTURNUS_MASTER_KEY={TEST_MASTER_KEY}\n")
+        env = {
+            **os.environ,
+            "NOCTURNUS_ENV_FILE": str(env_file),
+            "NOCTURNUS_DATA_DIR": str(server.data_dir),
+            "BACKUP_DIR": str(tmp_path / "backups"),
+            "NOCTURNUS_BIN": str(wrapper),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        env.pop("NOCTURNUS_MASTER_KEY", None)  # it must come from the env file
+        result = subprocess.run(["bash", str(OPS / "backup.sh")], env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        assert server.stop() == 0
+    [run] = list((tmp_path / "backups").iterdir())
+    assert sorted(p.name for p in run.iterdir()) == [
+        "COMPLETE", "default.nocturnus-backup", "prod.nocturnus-backup",
+    ]
+    restored = Server(tmp_path / "restored")
+    restore_env = {**os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY, "PYTHONPATH": env["PYTHONPATH"]}
+    restored.data_dir.mkdir()
+    restore = subprocess.run(
+        [str(wrapper), "restore", "--data-dir", str(restored.data_dir), "--in", str(run / "prod.nocturnus-backup")],
+        env=restore_env, capture_output=True, text=True, check=False,
+    )
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    restored.start()
+    try:
+        answer = restored.request("POST", "/ask", tenant="acme", database="prod",
+                                  json={"predicate": "plan", "args": ["?p"]})
+        assert answer.json()["bindings"] == [{"p": "enterprise"}]
+    finally:
+        restored.stop()
