@@ -47,21 +47,30 @@ def finish(request: Request, response: HTTPResponse, new_id: Callable[[], str]) 
         metrics.observe_request(request.method, route, status, seconds)
     # Set it here too: a keep-alive connection reuses one task, and a request that
     # failed routing never ran begin().
+    if not log.isEnabledFor(logging.INFO):
+        return request_id
     token = REQUEST_ID.set(request_id)
     try:
-        log.info(
-            "%s %s %d %.1fms",
-            request.method,
-            request.path,
-            status,
-            (seconds or 0.0) * 1000,
-            extra={
-                "method": request.method,
-                "route": route,
-                "path": request.path,
-                "status": status,
-                "duration_ms": None if seconds is None else round(seconds * 1000, 3),
-            },
+        # log.info(...) without its search of the stack for the caller (file, line,
+        # function): no access-log format shows them, and every request comes here.
+        log.handle(
+            log.makeRecord(
+                log.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s %s %d %.1fms",
+                (request.method, request.path, status, (seconds or 0.0) * 1000),
+                None,
+                "finish",
+                {
+                    "method": request.method,
+                    "route": route,
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": None if seconds is None else round(seconds * 1000, 3),
+                },
+            )
         )
     finally:
         REQUEST_ID.reset(token)

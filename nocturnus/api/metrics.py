@@ -83,14 +83,24 @@ class Metrics:
             registry=self.registry,
         )
         info.labels(__version__).set(1)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry.register(StorageCollector(databases))
         self.registry.register(McpCollector(mcp))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
-        method = method if method in METHODS else "OTHER"
-        self.requests.labels(method, route, str(status)).inc()
+        # The labelled children, looked up once per (method, route, status): every
+        # request lands here, and prometheus-client's labels() checks and locks each
+        # time. Routes are templates and statuses few, so the table stays small.
+        children = self._children.get((method, route, status))
+        if children is None:
+            label = method if method in METHODS else "OTHER"
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(label, route, str(status)),
+                self.latency.labels(label, route),
+            )
+        children[0].inc()
         if seconds is not None:
-            self.latency.labels(method, route).observe(seconds)
+            children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
