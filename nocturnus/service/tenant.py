@@ -151,6 +151,9 @@ class TenantState:
                         remove(predicate, negated, args)
                 del self.views[scope]
             return
+        if view is not None and not view.index and not self._timeline:
+            self._fill(scope, scoped, view, now_ms)
+            return
         groups = scoped.groups()
         visible: list[tuple[str, bool, list[tuple[Any, float | None]]]] = []
         hidden: list[tuple[str, bool, tuple[Any, ...]]] = []
@@ -209,6 +212,45 @@ class TenantState:
             if len(rows) == 1:  # a write's refresh: one fact
                 index.add(predicate, negated, *rows[0])
             else:
+                index.add_many(predicate, negated, rows)
+        for when, key in timed:
+            self._tickets += 1
+            heapq.heappush(self._timeline, (when, self._tickets, key))
+
+    def _fill(self, scope: str, scoped: ScopeFacts, view: ScopeView, now_ms: int) -> None:
+        """Settle every stored fact of ``scope`` into its empty index, group by group.
+
+        What :meth:`_settle_scope` does for the due facts when the index is empty and
+        nothing waits on the timeline (a replay's first refresh): no fact is visible
+        yet, so settling all stored facts gives the same index as settling the due
+        ones — a stored fact that is not due was settled hidden for good (expired) and
+        stays hidden. Reading the groups in order replaces a hash lookup per fact.
+        """
+        index = view.index
+        timed: list[tuple[int, FactKey]] = []
+        for (predicate, negated, _), group in scoped.groups().items():
+            rows: list[tuple[Any, float | None]] = []
+            for args, stored in group.items():
+                if type(stored) is int:  # a plain fact: visible from its createdAt on
+                    if now_ms >= stored:
+                        rows.append((args, None))
+                    else:
+                        timed.append((stored, FactKey(scope, predicate, negated, args)))
+                    continue
+                record: FactRecord = stored
+                if record.ttl is None and record.valid_until is None:
+                    if now_ms >= record.valid_from:
+                        rows.append((args, record.confidence))
+                    else:
+                        key = FactKey(scope, predicate, negated, args)
+                        timed.append((record.valid_from, key))
+                    continue
+                if record.is_visible(now_ms):
+                    rows.append((args, record.confidence))
+                change = record.next_change(now_ms)
+                if change is not None:
+                    timed.append((change, FactKey(scope, predicate, negated, args)))
+            if rows:
                 index.add_many(predicate, negated, rows)
         for when, key in timed:
             self._tickets += 1
