@@ -241,10 +241,7 @@ class FactIndex:
             isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0
         ):
             raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
-        interner = self.interner
-        row = tuple(map(interner.strings.get, args))  # type: ignore[arg-type]
-        if None in row:  # a new string or a number: the general path
-            row = interner.intern_all(args)
+        row = self.interner.intern_all(args)
         key = (predicate, negated is True, len(row))
         relation = self._relations.get(key)
         if relation is None or relation.owner is not self._token:
@@ -290,7 +287,7 @@ class FactIndex:
             ):
                 raise ValueError(f"confidence must be within 0..1, got {confidence!r}")
         interner = self.interner
-        get = interner.strings.get
+        get = interner.exact.get
         intern_all = interner.intern_all
         key = (predicate, negated is True, len(facts[0][0]))
         relation = self._writable(key)
@@ -300,9 +297,17 @@ class FactIndex:
         changed = annotated = 0
         try:
             for args, confidence in facts:
+                # Interner.intern_all's fast path, inline: ids from the table of
+                # strings and ints, trusted only for a row of exact strs and ints.
                 row = tuple(map(get, args))  # type: ignore[arg-type]
-                if None in row:  # a new string or a number: the general path
+                if None in row:
                     row = intern_all(args)
+                else:
+                    for value in args:
+                        kind = type(value)
+                        if kind is not str and kind is not int:
+                            row = intern_all(args)
+                            break
                 size = len(rows)
                 old = rows.setdefault(row, confidence)  # type: ignore[arg-type]
                 if len(rows) != size:
@@ -397,18 +402,20 @@ class FactIndex:
         positions: list[int] = []
         values: list[int] = []
         named = 0
-        strings = self.interner.strings
+        exact = self.interner.exact
         position = -1
         for term in pattern:
             position += 1
-            if type(term) is Var:
+            kind = type(term)
+            if kind is Var:
                 named += 1
                 continue
-            value = strings.get(term)  # type: ignore[arg-type]
-            if value is None:
+            if kind is str or kind is int:  # exact's keys; never a float or a bool
+                value = exact.get(term)  # type: ignore[arg-type]
+            else:
                 value = self.interner.lookup(term)  # type: ignore[arg-type]
-                if value is None:
-                    return None
+            if value is None:
+                return None
             positions.append(position)
             values.append(value)
         if not positions:

@@ -139,14 +139,19 @@ class Interner:
     interner: ids stay valid on both sides. Alongside each value the interner keeps its
     numeric meaning, so comparison built-ins never re-parse strings in a join.
 
-    Strings live in their own table: a string can never equal a number, so a row of
-    strings (the common case) interns with one C-level ``map`` over ``dict.get``.
+    Strings and ints live in one table, ``exact``: a string never equals an int, so
+    both are their own keys there, and a row of them (the common case: names and
+    numbers) interns with one C-level ``map`` over ``dict.get``. That table must
+    never be asked about anything else, though: ``1.0`` and ``True`` are equal to
+    ``1`` as dict keys. Floats (and the rest, see :func:`const_key`) live in
+    ``_others`` under keys that keep them apart; every fast path checks that the row
+    holds only exact ``str`` and ``int`` before trusting ``exact`` (issue 3).
     """
 
-    __slots__ = ("_others", "has_floats", "numbers", "strings", "values")
+    __slots__ = ("_others", "exact", "has_floats", "numbers", "values")
 
     def __init__(self) -> None:
-        self.strings: dict[str, int] = {}
+        self.exact: dict[str | int, int] = {}
         self._others: dict[object, int] = {}
         self.values: list[Const] = []
         self.numbers: list[float | None] = []
@@ -155,17 +160,28 @@ class Interner:
     def __len__(self) -> int:
         return len(self.values)
 
+    def _table_key(self, value: Const) -> tuple[dict[Any, int], object]:
+        """(table, key) of ``value``: ``exact`` for strings and ints, else ``_others``.
+
+        :raises TypeError: if ``value`` is not a constant.
+        """
+        kind = type(value)
+        if kind is str or kind is int:
+            return self.exact, value
+        key = const_key(value)  # a str or int subclass: its plain value
+        return (self.exact if type(key) in (str, int) else self._others), key
+
     def intern(self, value: Const) -> int:
         """Return the id of ``value``, assigning a new one on first sight.
 
         :raises TypeError: if ``value`` is not a constant.
         """
-        if type(value) is str:
-            table: dict[Any, int] = self.strings
+        kind = type(value)
+        if kind is str or kind is int:
+            table: dict[Any, int] = self.exact
             key: object = value
         else:
-            key = const_key(value)
-            table = self.strings if isinstance(key, str) else self._others
+            table, key = self._table_key(value)
         found = table.get(key)
         if found is not None:
             return found
@@ -182,57 +198,42 @@ class Interner:
 
         :raises TypeError: if ``value`` is not a constant.
         """
-        if type(value) is str:
-            return self.strings.get(value)
-        key = const_key(value)
-        if isinstance(key, str):
-            return self.strings.get(key)
-        return self._others.get(key)
+        table, key = self._table_key(value)
+        return table.get(key)
 
     def intern_all(self, values: tuple[Const, ...]) -> tuple[int, ...]:
-        """Intern every value of a tuple, keeping positions."""
-        ids = tuple(map(self.strings.get, values))  # type: ignore[arg-type]
+        """Intern every value of a tuple, keeping positions.
+
+        :raises TypeError: if a value is not a constant (the ones before it stay
+            interned).
+        """
+        ids = tuple(map(self.exact.get, values))  # type: ignore[arg-type]
         if None not in ids:
-            return ids  # type: ignore[return-value]
-        # A new string, or a number (never a key of strings): an int known already is
-        # its own key in ``_others``; a new string is added here, as :meth:`intern`
-        # would (only one that may be a number asks numeric_value); the rest takes
-        # :meth:`intern`.
-        others = self._others
-        found: list[int] = []
-        for value, known in zip(values, ids):
-            if known is None:
-                if type(value) is int:
-                    known = others.get(value)
-                elif type(value) is str:
-                    known = self.strings.get(value)  # repeated within ``values``
-                    if known is None:
-                        known = len(self.values)
-                        self.values.append(value)
-                        self.numbers.append(
-                            numeric_value(value) if value[:1] in _NUMBER_START else None
-                        )
-                        self.strings[value] = known
-                if known is None:
-                    known = self.intern(value)
-            found.append(known)
-        return tuple(found)
+            for value in values:  # a float or bool equal to a known int hit it too
+                kind = type(value)
+                if kind is not str and kind is not int:
+                    break
+            else:
+                return ids  # type: ignore[return-value]
+        intern = self.intern
+        return tuple([intern(value) for value in values])
 
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
-        """Return the ids of all values, or None if any was never interned."""
-        ids = tuple(map(self.strings.get, values))  # type: ignore[arg-type]
+        """Return the ids of all values, or None if any was never interned.
+
+        :raises TypeError: if a value is not a constant.
+        """
+        ids = tuple(map(self.exact.get, values))  # type: ignore[arg-type]
         if None not in ids:
-            return ids  # type: ignore[return-value]
-        others = self._others
-        found: list[int | None] = []
-        for value, known in zip(values, ids):
-            if known is None:
-                if type(value) is int:  # an int is its own key (see const_key)
-                    known = others.get(value)
-                elif type(value) is not str:  # checks it is a constant
-                    known = self.lookup(value)
-            found.append(known)
-        return None if None in found else tuple(found)  # type: ignore[arg-type]
+            for value in values:  # as in intern_all
+                kind = type(value)
+                if kind is not str and kind is not int:
+                    break
+            else:
+                return ids  # type: ignore[return-value]
+        lookup = self.lookup
+        found = tuple([lookup(value) for value in values])
+        return None if None in found else found  # type: ignore[return-value]
 
     def canonical(self, values: tuple[Const, ...]) -> tuple[Const, ...]:
         """Return ``values`` as the interned objects equal to them, interning new ones.

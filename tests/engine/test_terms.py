@@ -107,3 +107,69 @@ def test_sort_key_is_a_total_order(values):
     assert sorted(backwards, key=sort_key) == ordered
     for a, b in itertools.pairwise(ordered):
         assert sort_key(a) <= sort_key(b)
+
+
+# Issue 3 (replay speed): strings and ints share one table with a C-level fast path;
+# 1, 1.0, True and "1" are equal or hash alike in Python and must never share an id.
+@pytest.mark.parametrize(
+    "order",
+    list(itertools.permutations([1, 1.0, "1", 0, -0.0, 0.0])),
+)
+def test_mixed_ints_floats_and_strings_keep_their_ids_in_any_order(order):
+    interner = Interner()
+    ids = interner.intern_all(tuple(order))
+    assert len(set(ids)) == len(order)
+    for value, found in zip(order, ids):
+        assert interner.intern(value) == found
+        assert interner.lookup(value) == found
+        assert type(interner.values[found]) is type(value)
+    assert interner.intern_all(tuple(order)) == ids
+    assert interner.lookup_all(tuple(order)) == ids
+    # a known int in every position never answers for its float or string twin
+    assert interner.lookup_all((1, 1.0)) == (interner.lookup(1), interner.lookup(1.0))
+    assert interner.intern_all(("1", 1)) == (interner.lookup("1"), interner.lookup(1))
+
+
+def test_floats_and_bools_never_take_a_known_ints_id():
+    interner = Interner()
+    one, zero = interner.intern_all((1, 0))
+    assert interner.lookup_all((1.0,)) is None
+    assert interner.lookup_all((1, 0.0)) is None
+    two = interner.intern_all((1.0, 0.0))
+    assert one not in two and zero not in two
+    assert [type(interner.values[i]) for i in two] == [float, float]
+    assert interner.has_floats
+    for bad in ((True,), (1, True), (False, 0), ("x", None)):
+        with pytest.raises(TypeError):
+            interner.intern_all(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            interner.lookup_all(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        interner.lookup(True)  # type: ignore[arg-type]
+
+
+def test_str_and_int_subclasses_intern_as_their_plain_values():
+    class Name(str):
+        pass
+
+    class Count(int):
+        pass
+
+    interner = Interner()
+    plain = interner.intern_all(("a", 7))
+    assert interner.intern_all((Name("a"), Count(7))) == plain
+    assert interner.lookup_all((Name("a"), Count(7))) == plain
+
+
+@given(st.lists(st.one_of(constants, st.booleans()), max_size=12))
+def test_intern_all_equals_interning_one_by_one(values):
+    one_by_one = Interner()
+    together = Interner()
+    if any(type(v) is bool for v in values):
+        with pytest.raises(TypeError):
+            together.intern_all(tuple(values))
+        return
+    expected = tuple(one_by_one.intern(v) for v in values)
+    assert together.intern_all(tuple(values)) == expected
+    assert together.lookup_all(tuple(values)) == expected
+    assert together.intern_all(tuple(values)) == expected
