@@ -215,8 +215,27 @@ class Interner:
                     break
             else:
                 return ids  # type: ignore[return-value]
-        intern = self.intern
-        return tuple([intern(value) for value in values])
+        # A new value, or a float or other non-exact value: :meth:`intern` one by one,
+        # inline for strings and ints (replay interns a new name in most facts).
+        exact = self.exact
+        known_values = self.values
+        found: list[int] = []
+        for value in values:
+            kind = type(value)
+            if kind is str or kind is int:
+                known = exact.get(value)
+                if known is None:
+                    known = exact[value] = len(known_values)
+                    known_values.append(value)
+                    self.numbers.append(
+                        float(value)  # numeric_value of an int
+                        if kind is int
+                        else numeric_value(value) if value[:1] in _NUMBER_START else None
+                    )
+            else:
+                known = self.intern(value)
+            found.append(known)
+        return tuple(found)
 
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
         """Return the ids of all values, or None if any was never interned.

@@ -167,12 +167,13 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
     rebinds it to this scope, so callers only ever see keys of this scope.
     """
 
-    __slots__ = ("_groups", "_owned", "_size", "_stamp", "scope")
+    __slots__ = ("_groups", "_mine", "_size", "_stamp", "scope")
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
         self._groups: dict[RelationKey, Group] = {}
-        self._owned: set[RelationKey] = set()
+        # the groups of ``_groups`` this scope may write in place (not shared by a fork)
+        self._mine: dict[RelationKey, Group] = {}
         self._size = 0
         self._stamp = 0  # the last createdAt stored: equal ones share this int object
 
@@ -276,22 +277,37 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         passes a tuple of canonical, shared constant objects).
         """
         _, predicate, negated, key_args = record.key
-        relation = (predicate, negated, len(key_args))
-        group = self._groups.get(relation)
-        if group is None or relation not in self._owned:
-            group = self._writable(relation)
         if args is None:
             args = key_args
-        size = len(group)
         if is_plain(record):
-            stamp = record.created_at
-            if stamp == self._stamp:
-                stamp = self._stamp
-            else:
-                self._stamp = stamp
-            group[args] = stamp
+            self.put_plain(predicate, negated, args, record.created_at)
+            return
+        relation = (predicate, negated, len(args))
+        group = self._mine.get(relation)
+        if group is None:
+            group = self._writable(relation)
+        size = len(group)
+        group[args] = record
+        self._size += len(group) - size
+
+    def put_plain(
+        self, predicate: str, negated: bool, args: tuple[Scalar, ...], created_at: int
+    ) -> None:
+        """Store the plain fact ``args`` told at ``created_at`` (see :func:`is_plain`).
+
+        The same as :meth:`put` of its record, without building the record: replay's
+        and a bulk tell's hot path (issue 3).
+        """
+        relation = (predicate, negated, len(args))
+        group = self._mine.get(relation)
+        if group is None:
+            group = self._writable(relation)
+        if created_at == self._stamp:
+            created_at = self._stamp  # equal stamps share one int object (memory)
         else:
-            group[args] = record
+            self._stamp = created_at
+        size = len(group)
+        group[args] = created_at
         self._size += len(group) - size
 
     def pop(self, key: FactKey) -> FactRecord | None:
@@ -304,7 +320,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         stored = group.pop(key.args)
         if not group:
             del self._groups[relation]
-            self._owned.discard(relation)
+            del self._mine[relation]
         self._size -= 1
         if type(stored) is int:
             return plain_record(key, stored)  # type: ignore[arg-type]
@@ -315,17 +331,16 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         twin = ScopeFacts(scope)
         twin._groups = dict(self._groups)
         twin._size = self._size
-        self._owned = set()
+        self._mine = {}
         return twin
 
     def _writable(self, relation: RelationKey) -> Group:
+        group = self._mine.get(relation)
+        if group is not None:
+            return group
         group = self._groups.get(relation)
-        if group is None:
-            group = self._groups[relation] = {}
-            self._owned.add(relation)
-        elif relation not in self._owned:
-            group = self._groups[relation] = dict(group)
-            self._owned.add(relation)
+        group = self._groups[relation] = {} if group is None else dict(group)
+        self._mine[relation] = group
         return group
 
 

@@ -35,7 +35,13 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
 )
-from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts, new_record
+from nocturnus.service.facts import (
+    FactKey,
+    FactRecord,
+    ScopeFacts,
+    is_plain,
+    new_record,
+)
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 
 
@@ -262,20 +268,82 @@ class TenantState:
         return None if scoped is None else scoped.get(key)
 
     def put(self, record: FactRecord) -> None:
+        """Store ``record``, replacing the fact of its key, and mark it for refresh."""
         key = record.key
-        scope = key.scope
+        if is_plain(record):
+            self.tell(key.scope, key.predicate, key.negated, key.args, record.created_at)
+            return
+        scoped, args = self._stored_args(key.scope, key.args)
+        scoped.put(record, args)
+        self._mark(key.scope, key.predicate, key.negated, args)
+
+    def tell(
+        self,
+        scope: str,
+        predicate: str,
+        negated: bool,
+        args: tuple[Any, ...] | list[Any],
+        created_at: int,
+        valid_from: int | None = None,
+        valid_until: int | None = None,
+        ttl: int | None = None,
+        confidence: float | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """:meth:`put` of the record these fields make (``valid_from`` defaults to
+        ``created_at``), without building it for a plain fact: the hot path of
+        ``fact_told`` at write time, at replay and from a snapshot (issue 3).
+        """
+        if valid_from is None:
+            valid_from = created_at
+        scoped, stored_args = self._stored_args(scope, args)
+        if (
+            valid_from == created_at
+            and valid_until is None
+            and ttl is None
+            and confidence is None
+            and not metadata
+            and type(created_at) is int
+        ):  # is_plain(record), asked of the fields
+            scoped.put_plain(predicate, negated, stored_args, created_at)
+        else:
+            key = _tuple_new(FactKey, (scope, predicate, negated, stored_args))
+            record = new_record(
+                key,
+                created_at,
+                valid_from,
+                valid_until,
+                ttl,
+                confidence,
+                {} if metadata is None else metadata,
+            )
+            scoped.put(record, stored_args)
+        relations = self._dirty.get(scope)  # self._mark(...), inline: once per fact
+        if relations is None:
+            relations = self._dirty[scope] = {}
+        pending = relations.get((predicate, negated))
+        if pending is None:
+            pending = relations[(predicate, negated)] = set()
+        pending.add(stored_args)
+
+    def _stored_args(
+        self, scope: str, args: tuple[Any, ...] | list[Any]
+    ) -> tuple[ScopeFacts, tuple[Any, ...]]:
+        """The stored facts of ``scope`` (created if new) and ``args`` as stored there.
+
+        Memory (issue 4): what stays (the stored args, the key waiting in ``_dirty``)
+        shares its constants with the index and with every other fact, instead of
+        keeping the ones each request or replayed event parsed for itself.
+        """
         scoped = self.facts.get(scope)
         if scoped is None:
             scoped = self.facts[scope] = ScopeFacts(scope)
         view = self.views.get(scope)
         if view is None:
             view = self.views[scope] = ScopeView.empty()
-        # Memory (issue 4): what stays (the stored args, the key waiting in ``_dirty``)
-        # shares its strings with the index and with every other fact, instead of
-        # keeping the ones each request or replayed event parsed for itself.
-        args = view.index.interner.canonical(key.args)
-        scoped.put(record, args)
-        self._mark(scope, key.predicate, key.negated, args)
+        interner = view.index.interner
+        ids = interner.intern_all(args)  # type: ignore[arg-type]
+        return scoped, tuple(map(interner.values.__getitem__, ids))
 
     def discard(self, key: FactKey) -> bool:
         scoped = self.facts.get(key.scope)
@@ -400,9 +468,17 @@ def _tell(
     metadata: dict[str, Any],
 ) -> None:
     """``fact_told`` from its fields (in FactTold's order; ``args`` a tuple or list)."""
-    key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))  # FactKey(...)
-    state.put(
-        new_record(key, created_at, valid_from, valid_until, ttl, confidence, metadata)
+    state.tell(
+        scope,
+        predicate,
+        negated,
+        args,
+        created_at,
+        valid_from,
+        valid_until,
+        ttl,
+        confidence,
+        metadata,
     )
 
 
