@@ -264,7 +264,7 @@ class Database(Generic[RootState]):
         stored = await self.writer.run(lambda log: read_tenant(log, name))
         state = await asyncio.to_thread(_ready(restore_tenant), name, stored)
         if state is None:  # unreadable snapshot (logged): replay from seq 0
-            records = await self.writer.run(lambda log: list(log.read(tenant=name)))
+            records = await self.writer.run(lambda log: list(log.entries(tenant=name)))
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)

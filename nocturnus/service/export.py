@@ -43,7 +43,7 @@ def load_tenant(
         stored = read_tenant(event_log, tenant)
         state = restore_tenant(tenant, stored)
         if state is None:
-            state = replay_tenant(tenant, event_log.read(tenant=tenant))
+            state = replay_tenant(tenant, event_log.entries(tenant=tenant))
     finally:
         event_log.close()
     return state

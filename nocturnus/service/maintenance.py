@@ -153,7 +153,7 @@ def _fold(
         apply_database_event(root, seq, event)
 
     events, shredded, seq = fold(
-        event_log.read(until_seq=until),
+        event_log.entries(until_seq=until),
         state_for,
         root_apply,
         None if progress is None else (lambda _, seq: progress(seq, until)),

@@ -12,12 +12,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
+from typing import Any
 
 from nocturnus.service import snapshot
 from nocturnus.service.events import FIELD_READERS, Event, decode
 from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
 from nocturnus.store.log import EventLog
-from nocturnus.store.record import LogRecord
+from nocturnus.store.record import Entry, LogRecord
 
 log = logging.getLogger("nocturnus.service")
 
@@ -51,61 +53,89 @@ def gc_paused() -> Iterator[None]:
 
 
 def fold(
-    records: Iterable[LogRecord],
+    entries: Iterable[Entry | LogRecord],
     state_for: Callable[[str], TenantState | None],
     root_apply: Callable[[int, Event], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     progress_every: int = 20_000,
 ) -> tuple[int, int, int]:
-    """Apply logged records in seq order; return (records, shredded, last seq).
+    """Apply logged entries in seq order; return (entries, shredded, last seq).
 
-    ``state_for(tenant)`` names the projection a record of ``tenant`` goes to (asked
-    again only when the tenant changes from one record to the next); None sends the
-    decoded event to ``root_apply`` (database-level records). Shredded records
-    (``body=None``) belong to a deleted incarnation and are skipped.
+    ``entries`` are ``EventLog.entries()`` tuples (or records, which unpack alike).
+    ``state_for(tenant)`` names the projection an entry of ``tenant`` goes to, asked
+    once per tenant; None sends the decoded event to ``root_apply`` (database-level
+    entries). Shredded entries (``body=None``) belong to a deleted incarnation and
+    are skipped.
 
     Every event goes through the appliers live writes use: the hot kinds
     (``FIELD_APPLIERS``) get their fields read straight from the body
     (``FIELD_READERS``), which for these kinds is exactly ``apply(state, seq,
     decode(kind, body))`` without building the event; every other kind, and a body
     the reader declines (an old version, missing fields), takes ``apply`` itself.
-    ``progress(records, seq)`` is called every ``progress_every`` records.
+    ``progress(entries, seq)`` is called every ``progress_every`` entries.
     """
-    readers = FIELD_READERS
-    appliers = FIELD_APPLIERS
+    states: dict[str, TenantState | None] = {}
+
+    def state_of(tenant: str) -> TenantState | None:
+        state = states[tenant] = state_for(tenant)
+        return state
+
+    if progress is None:
+        return _fold(entries, states, state_of, root_apply)
+    count = shredded = seq = 0
+    it = iter(entries)
+    while True:
+        done, skipped, last = _fold(
+            islice(it, progress_every), states, state_of, root_apply
+        )
+        if not done:
+            return count, shredded, seq
+        count, shredded, seq = count + done, shredded + skipped, last
+        if done == progress_every:
+            progress(count, seq)
+
+
+def _fold(
+    entries: Iterable[Entry | LogRecord],
+    states: dict[str, TenantState | None],
+    state_of: Callable[[str], TenantState | None],
+    root_apply: Callable[[int, Event], None] | None,
+) -> tuple[int, int, int]:
+    """:func:`fold`'s loop, without progress; ``states`` caches ``state_of``."""
+    hot = {kind: (FIELD_READERS[kind], applier) for kind, applier in FIELD_APPLIERS.items()}
     count = shredded = seq = 0
     tenant: str | None = None
     state: TenantState | None = None
-    for record in records:
-        seq = record.seq
+    for seq, _, name, kind, body in entries:  # type: ignore[misc]
         count += 1
-        if progress is not None and count % progress_every == 0:
-            progress(count, seq)
-        body = record.body
         if body is None:
             shredded += 1
             continue
-        if record.tenant != tenant:
-            tenant = record.tenant
-            state = state_for(tenant)
-        kind = record.kind
+        if name != tenant:
+            tenant = name
+            state = states.get(name, _UNKNOWN)  # type: ignore[arg-type]
+            if state is _UNKNOWN:
+                state = state_of(name)
         if state is None:
             if root_apply is not None:
                 root_apply(seq, decode(kind, body))
             continue
-        fast = appliers.get(kind)
+        fast = hot.get(kind)
         if fast is not None:
-            values = readers[kind](body)
+            values = fast[0](body)
             if values is not None:
-                fast(state, *values)
+                fast[1](state, *values)
                 state.last_seq = seq
                 continue
         apply(state, seq, decode(kind, body))
     return count, shredded, seq
 
 
+_UNKNOWN: Any = object()
+
+
 def replay_tenant(
-    name: str, records: Iterable[LogRecord], state: TenantState | None = None
+    name: str, records: Iterable[Entry | LogRecord], state: TenantState | None = None
 ) -> TenantState:
     """Fold a tenant's logged events into ``state`` (a fresh one by default).
 
@@ -122,14 +152,14 @@ class TenantLog:
     """What the log holds for one tenant: its newest snapshot and the events after it."""
 
     snapshot: tuple[int, bytes] | None
-    tail: Sequence[LogRecord]
+    tail: Sequence[Entry]
 
 
 def read_tenant(event_log: EventLog, name: str) -> TenantLog:
     """Read the newest snapshot of ``name`` and its tail (run in the log's thread)."""
     found = event_log.latest_snapshot(name)
     after = found[0] if found is not None else 0
-    return TenantLog(found, list(event_log.read(after, tenant=name)))
+    return TenantLog(found, list(event_log.entries(after, tenant=name)))
 
 
 def restore_tenant(name: str, stored: TenantLog) -> TenantState | None:

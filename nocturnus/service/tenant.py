@@ -271,7 +271,7 @@ class TenantState:
         """Store ``record``, replacing the fact of its key, and mark it for refresh."""
         key = record.key
         if is_plain(record):
-            self.tell(key.scope, key.predicate, key.negated, key.args, record.created_at)
+            self.tell(key.predicate, key.args, key.negated, key.scope, record.created_at)
             return
         scoped, args = self._stored_args(key.scope, key.args)
         scoped.put(record, args)
@@ -279,10 +279,10 @@ class TenantState:
 
     def tell(
         self,
-        scope: str,
         predicate: str,
-        negated: bool,
         args: tuple[Any, ...] | list[Any],
+        negated: bool,
+        scope: str,
         created_at: int,
         valid_from: int | None = None,
         valid_until: int | None = None,
@@ -293,6 +293,9 @@ class TenantState:
         """:meth:`put` of the record these fields make (``valid_from`` defaults to
         ``created_at``), without building it for a plain fact: the hot path of
         ``fact_told`` at write time, at replay and from a snapshot (issue 3).
+
+        The parameters are ``FactTold``'s fields in their order, so this is the
+        kind's field applier itself (``FIELD_APPLIERS``); ``args`` a tuple or list.
         """
         if valid_from is None:
             valid_from = created_at
@@ -454,32 +457,8 @@ Applier = Callable[[TenantState, Event], None]
 _tuple_new = tuple.__new__
 
 
-def _tell(
-    state: TenantState,
-    predicate: str,
-    args: tuple[Scalar, ...] | list[Scalar],
-    negated: bool,
-    scope: str,
-    created_at: int,
-    valid_from: int,
-    valid_until: int | None,
-    ttl: int | None,
-    confidence: float | None,
-    metadata: dict[str, Any],
-) -> None:
-    """``fact_told`` from its fields (in FactTold's order; ``args`` a tuple or list)."""
-    state.tell(
-        scope,
-        predicate,
-        negated,
-        args,
-        created_at,
-        valid_from,
-        valid_until,
-        ttl,
-        confidence,
-        metadata,
-    )
+_tell = TenantState.tell
+"""``fact_told`` from its fields, in FactTold's order (``args`` a tuple or list)."""
 
 
 def _retract(

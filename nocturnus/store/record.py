@@ -9,7 +9,9 @@ to the same bytes (``("ab", "c")`` and ``("a", "bc")`` differ, and so do an int 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 _INT = struct.Struct(">q")
 _LEN = struct.Struct(">I")
@@ -30,6 +32,15 @@ class LogRecord:
     kind: str
     body: bytes | None
 
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpack as the :data:`Entry` tuple ``(seq, ts_ms, tenant, kind, body)``."""
+        return iter((self.seq, self.ts_ms, self.tenant, self.kind, self.body))
+
+
+Entry = tuple[int, int, str, str, bytes | None]
+"""A log record as a plain tuple, ``(seq, ts_ms, tenant, kind, body)``: what
+``EventLog.entries`` yields and replay folds (a :class:`LogRecord` unpacks alike)."""
 
 _SETTERS = tuple(
     getattr(LogRecord, name).__set__

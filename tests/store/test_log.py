@@ -557,6 +557,13 @@ def test_append_read_round_trip(batches: list[list[tuple[str, str, bytes]]]) -> 
         log = EventLog.open(Path(tmp) / "db.sqlite", "db", key)
         try:
             assert list(log.read()) == model
+            # replay's plain tuples (issue 3): the same rows, a record unpacks alike
+            assert list(log.entries()) == [tuple(r) for r in model]
+            tenants = {r.tenant for r in model}
+            for tenant in tenants:
+                assert list(log.entries(1, tenant=tenant, until_seq=seq - 1)) == [
+                    tuple(r) for r in list(log.read(1, tenant=tenant, until_seq=seq - 1))
+                ]
             assert log.verify().ok
         finally:
             log.close()
