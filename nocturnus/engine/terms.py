@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,27 +216,45 @@ class Interner:
                     break
             else:
                 return ids  # type: ignore[return-value]
-        # A new value, or a float or other non-exact value: :meth:`intern` one by one,
-        # inline for strings and ints (replay interns a new name in most facts).
+        return self.intern_rows((values,))[0]
+
+    def intern_rows(self, rows: Iterable[Iterable[Const]]) -> list[tuple[int, ...]]:
+        """:meth:`intern_all` of each row, in order, in one loop (bulk loads).
+
+        Strings and ints are looked up and added inline (replay and snapshot loads
+        bring a new name in most rows); anything else goes through :meth:`intern`.
+
+        :raises TypeError: if a value is not a constant (the ones before it stay
+            interned).
+        """
         exact = self.exact
+        get = exact.get
         known_values = self.values
-        found: list[int] = []
-        for value in values:
-            kind = type(value)
-            if kind is str or kind is int:
-                known = exact.get(value)
-                if known is None:
-                    known = exact[value] = len(known_values)
-                    known_values.append(value)
-                    self.numbers.append(
-                        float(value)  # numeric_value of an int
-                        if kind is int
-                        else numeric_value(value) if value[:1] in _NUMBER_START else None
-                    )
-            else:
-                known = self.intern(value)
-            found.append(known)
-        return tuple(found)
+        numbers = self.numbers
+        intern = self.intern
+        found: list[tuple[int, ...]] = []
+        for row in rows:
+            ids: list[int] = []
+            value: Any
+            for value in row:
+                kind = type(value)
+                if kind is str or kind is int:
+                    known = get(value)
+                    if known is None:
+                        known = exact[value] = len(known_values)
+                        known_values.append(value)
+                        numbers.append(
+                            float(value)  # numeric_value of an int
+                            if kind is int
+                            else numeric_value(value)
+                            if value[:1] in _NUMBER_START
+                            else None
+                        )
+                else:
+                    known = intern(value)
+                ids.append(known)
+            found.append(tuple(ids))
+        return found
 
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
         """Return the ids of all values, or None if any was never interned.

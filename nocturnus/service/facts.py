@@ -310,6 +310,32 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         group[args] = created_at
         self._size += len(group) - size
 
+    def put_many(
+        self,
+        predicate: str,
+        negated: bool,
+        args_list: list[tuple[Scalar, ...]],
+        stored_list: list[Stored],
+    ) -> None:
+        """Store ``(args_list[i], stored_list[i])`` in order, in bulk.
+
+        Each stored value is what a group keeps (:data:`Stored`): a plain fact's
+        ``createdAt`` (the caller checked :func:`is_plain`) or a record of this scope
+        with those args. Every ``args`` must have the same arity (a snapshot stores
+        one relation's facts together); the group takes them in one ``dict.update``.
+
+        :raises ValueError: mixed arities or lengths (nothing is stored then).
+        """
+        if not args_list:
+            return
+        arity = len(args_list[0])
+        if len(args_list) != len(stored_list) or set(map(len, args_list)) != {arity}:
+            raise ValueError("put_many: one arity, one stored value per fact")
+        group = self._writable((predicate, negated, arity))
+        size = len(group)
+        group.update(zip(args_list, stored_list))
+        self._size += len(group) - size
+
     def pop(self, key: FactKey) -> FactRecord | None:
         """Remove and return the record for ``key``, or None when absent."""
         relation = (key.predicate, key.negated, len(key.args))

@@ -28,7 +28,7 @@ from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
 from nocturnus.service.events import RuleTaught
-from nocturnus.service.facts import FactKey, ScopeFacts, new_record
+from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
 from nocturnus.service.rulebook import RuleRecord
 from nocturnus.service.tenant import TenantState
 
@@ -184,53 +184,93 @@ def _capture_facts(state: TenantState) -> list[ScopeFacts]:
 
 
 def _encode_facts(scopes: list[ScopeFacts]) -> list[str]:
-    """The facts as JSON texts of up to 4096 flat rows each (section version 2).
+    """The facts as JSON texts of about 4096 facts each (section version 3).
 
-    One flat row per fact, grouped by scope, in the projection's own order. Rows
-    come from ``ScopeFacts.rows()`` (no records built) and each chunk is encoded on
-    its own, so neither writing nor reading ever holds every row as Python objects
-    at once: decoding a million rows in one ``orjson.loads`` left ~500 MB of
-    fragmented heap behind in the server (issue 4). Version 1 was one flat array.
+    Each text is a list of relation groups, ``[scope, predicate, negated,
+    plain_args, plain_created, records]``: the plain facts of the group as two
+    columns (args, createdAt), every other fact as a row ``[args, created_at,
+    valid_from, valid_until, ttl, confidence, metadata]``. A big group is split over
+    several texts. Groups load in bulk (``TenantState.tell_many``): issue 3's
+    snapshot loads. Texts are encoded one at a time, so neither writing nor reading
+    ever holds every fact as Python objects at once (issue 4). Version 2 was texts
+    of flat rows (:meth:`ScopeFacts.rows`), version 1 one flat array.
     """
     parts: list[str] = []
-    batch: list[tuple[Any, ...]] = []
-    for scoped in scopes:
-        for row in scoped.rows():
-            batch.append(row)
-            if len(batch) == _ROWS_PER_PART:
-                parts.append(orjson.dumps(batch).decode())
-                batch = []
-    if batch:
+    batch: list[list[Any]] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal batch, count
         parts.append(orjson.dumps(batch).decode())
+        batch = []
+        count = 0
+
+    for scoped in scopes:
+        scope = scoped.scope
+        for (predicate, negated, _), group in scoped.groups().items():
+            plain_args: list[Any] = []
+            plain_created: list[int] = []
+            records: list[list[Any]] = []
+            for args, stored in group.items():
+                if type(stored) is int:
+                    plain_args.append(args)
+                    plain_created.append(stored)
+                else:
+                    r: FactRecord = stored  # type: ignore[assignment]
+                    records.append(
+                        [
+                            args,
+                            r.created_at,
+                            r.valid_from,
+                            r.valid_until,
+                            r.ttl,
+                            r.confidence,
+                            r.metadata,
+                        ]
+                    )
+                count += 1
+                if count == _FACTS_PER_PART:
+                    batch.append(
+                        [scope, predicate, negated, plain_args, plain_created, records]
+                    )
+                    flush()
+                    plain_args, plain_created, records = [], [], []
+            if plain_args or records:
+                batch.append([scope, predicate, negated, plain_args, plain_created, records])
+    if batch:
+        flush()
     return parts
 
 
-_ROWS_PER_PART = 4096
+_FACTS_PER_PART = 4096
 
 
 def _decode_facts(state: TenantState, value: Any, version: int) -> None:
-    # Through TenantState.put, like a replayed event: the stored args share their
-    # constants with the index, and the fact is marked for the next refresh.
+    # Through TenantState.tell / tell_plain, like a replayed event: the stored args
+    # share their constants with the index, and the fact is marked for the next refresh.
     if version == 1:
         _put_rows(state, value)
         return
     for i, text in enumerate(value):
-        value[i] = None  # the text goes as soon as its rows are in
-        _put_rows(state, orjson.loads(text))
+        value[i] = None  # the text goes as soon as its facts are in
+        if version == 2:
+            _put_rows(state, orjson.loads(text))
+            continue
+        tell_many = state.tell_many
+        for scope, predicate, negated, plain_args, created, records in orjson.loads(text):
+            tell_many(predicate, negated, scope, plain_args, created, records)
 
 
 def _put_rows(state: TenantState, rows: Any) -> None:
-    put = state.put
-    new_key = FactKey._make
+    tell = state.tell
     for scope, predicate, negated, args, created, since, until, ttl, conf, meta in rows:
-        key = new_key((scope, predicate, negated, tuple(args)))
-        put(new_record(key, created, since, until, ttl, conf, meta))
+        tell(predicate, args, negated, scope, created, since, until, ttl, conf, meta)
 
 
 register_section(
     Section(
         name="facts",
-        version=2,
+        version=3,
         fields=("facts",),
         capture=_capture_facts,
         encode=_encode_facts,

@@ -15,7 +15,7 @@ changes: its not-yet-settled keys now, and its timeline entries through ``_heirs
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,6 +328,67 @@ class TenantState:
         if pending is None:
             pending = relations[(predicate, negated)] = set()
         pending.add(stored_args)
+
+    def tell_many(
+        self,
+        predicate: str,
+        negated: bool,
+        scope: str,
+        plain_args: list[Any],
+        plain_created: list[int],
+        records: Sequence[Sequence[Any]] = (),
+    ) -> None:
+        """:meth:`tell` of many facts of one relation, in bulk: a snapshot's group.
+
+        The same as telling the plain facts ``(plain_args[i], plain_created[i])`` in
+        order, then each of ``records`` (``[args, created_at, valid_from,
+        valid_until, ttl, confidence, metadata]``). Each fact is interned as
+        :meth:`tell` interns it; the group takes them all at once; equal plain
+        ``createdAt`` values share one int object.
+
+        :raises TypeError: an argument is not a constant, or a plain createdAt not an
+            int.
+        :raises ValueError: mixed arities, lengths that differ, or a short record.
+        """
+        if not plain_args and not records:
+            return
+        if plain_created and set(map(type, plain_created)) != {int}:  # is_plain's
+            raise TypeError("tell_many: every plain createdAt must be an int")
+        if len(plain_args) != len(plain_created):
+            raise ValueError("tell_many: one createdAt per plain fact")
+        scoped, _ = self._stored_args(scope, ())
+        interner = self.views[scope].index.interner
+        canonical = interner.values.__getitem__
+        ids = interner.intern_rows(plain_args)
+        if records:
+            ids += interner.intern_rows([row[0] for row in records])
+        stored_args = [tuple(map(canonical, row)) for row in ids]
+        stamps: dict[int, int] = {}
+        stored: list[Any] = list(map(stamps.setdefault, plain_created, plain_created))
+        new_key = FactKey._make
+        for args, (_, created, since, until, ttl, conf, meta) in zip(
+            stored_args[len(plain_args) :], records
+        ):
+            if (  # is_plain(record), asked of the fields, as tell does
+                since == created
+                and until is None
+                and ttl is None
+                and conf is None
+                and not meta
+                and type(created) is int
+            ):
+                stored.append(stamps.setdefault(created, created))
+            else:
+                key = new_key((scope, predicate, negated, args))
+                stored.append(new_record(key, created, since, until, ttl, conf, meta))
+        scoped.put_many(predicate, negated, stored_args, stored)
+        relations = self._dirty.get(scope)
+        if relations is None:
+            relations = self._dirty[scope] = {}
+        pending = relations.get((predicate, negated))
+        if pending is None:
+            pending = relations[(predicate, negated)] = set()
+        pending.update(stored_args)
 
     def _stored_args(
         self, scope: str, args: tuple[Any, ...] | list[Any]

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import starmap
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
@@ -455,6 +456,7 @@ class EventLog:
         head = self._aad_prefix + b"i"  # frame(seq) starts with its tag
         # (key_id, tenant, kind) -> (decrypt, pack, tail) of its rows; None: shredded
         plans: dict[tuple[int, str, str], _Plan | None] = {}
+        plan: Any
         try:
             for seq, ts_ms, tenant, kind, key_id, nonce, payload in cursor:
                 plan = plans.get((key_id, tenant, kind), _MISSING)
@@ -465,7 +467,7 @@ class EventLog:
                 if plan is None:
                     yield seq, ts_ms, tenant, kind, None
                     continue
-                decrypt, pack, tail = plan  # type: ignore[misc]
+                decrypt, pack, tail = plan
                 try:
                     body = decrypt(nonce, payload, pack(head, seq, tail))
                 except (InvalidTag, ValueError, TypeError) as e:

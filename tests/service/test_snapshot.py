@@ -261,6 +261,17 @@ def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
         orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"mystery": [1, []]}}),
         orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"facts": [9, []]}}),
         orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"facts": [1, [[1]]]}}),
+        *(
+            orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"facts": [3, [part]]}})
+            for part in (
+                "[[1]]",
+                '[["main", "p", false, [["a"], ["a", "b"]], [1, 2], []]]',  # mixed arity
+                '[["main", "p", false, [["a"], ["b"]], [1], []]]',  # a createdAt missing
+                '[["main", "p", false, [["a"]], [1.5], []]]',  # a plain createdAt not an int
+                '[["main", "p", false, [[true]], [1], []]]',  # not a constant
+                '[["main", "p", false, [], [], [[["a"], 1, 1]]]]',  # a short record
+            )
+        ),
     ],
 )
 def test_decode_refuses_what_it_cannot_read(body: bytes) -> None:
@@ -291,23 +302,38 @@ def test_rules_with_anonymous_variables_survive_a_snapshot(tmp_path: Path) -> No
     asyncio.run(scenario())
 
 
-def test_facts_section_version_1_still_loads() -> None:
-    """Snapshots written before the facts came in chunks (issue 4) read the same."""
+def test_facts_section_versions_1_and_2_still_load() -> None:
+    """Snapshots written before the facts came in chunks (issue 4, version 1), and
+    before they came as relation groups with a column of plain facts (issue 3,
+    version 2), read the same as the current version."""
     from nocturnus.service.events import FactTold
     from nocturnus.service.tenant import TenantState, apply
 
     state = TenantState("acme")
     for seq in range(1, 5000):
         told = FactTold(
-            "edge", (f"n{seq}", seq % 7), False, "main" if seq % 3 else "b", 5, 5 + seq % 2
+            "edge",
+            (f"n{seq}", seq % 7),
+            False,
+            "main" if seq % 3 else "b",
+            5,
+            5 + seq % 2,
+            confidence=0.5 if seq % 5 == 0 else None,
+            metadata={"k": seq} if seq % 11 == 0 else {},
         )
         apply(state, seq, told)
     current = orjson.loads(snapshot.encode(state))
     version, parts = current["sections"]["facts"]
-    assert version == 2 and len(parts) == 2
-    old = {**current, "sections": {**current["sections"]}}
-    old["sections"]["facts"] = [1, [row for part in parts for row in orjson.loads(part)]]
-    for body in (orjson.dumps(current), orjson.dumps(old)):
+    assert version == 3 and len(parts) == 2
+    # what the version 2 writer wrote: flat rows, 4096 to a text
+    rows = [row for scoped in state.facts.values() for row in scoped.rows()]
+    old_parts = [orjson.dumps(rows[i : i + 4096]).decode() for i in range(0, len(rows), 4096)]
+    bodies = [orjson.dumps(current)]
+    for old_version, value in ((2, old_parts), (1, rows)):
+        old = {**current, "sections": {**current["sections"]}}
+        old["sections"]["facts"] = [old_version, value]
+        bodies.append(orjson.dumps(old))
+    for body in bodies:
         loaded = snapshot.decode("acme", body)
         assert {
             name: sorted(facts.records(), key=lambda r: r.key.args)
@@ -316,3 +342,4 @@ def test_facts_section_version_1_still_loads() -> None:
             name: sorted(facts.records(), key=lambda r: r.key.args)
             for name, facts in state.facts.items()
         }
+        assert snapshot.encode(loaded) == snapshot.encode(state)
