@@ -155,12 +155,22 @@ def _quiet_sanic() -> None:
 @click.option(
     "--to-seq", type=click.IntRange(min=0), default=None, help="Stop after this seq"
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes replaying tenants at once [one per CPU; 1: this process only]",
+)
 @_data_dir_option
-def replay(database: str, to_seq: int | None, data_dir: Path | None) -> None:
+def replay(
+    database: str, to_seq: int | None, workers: int | None, data_dir: Path | None
+) -> None:
     """Rebuild a database's state from seq 0 and print a summary (read-only).
 
     Snapshots are not used: this is the check that the log alone rebuilds the state.
-    Prints tenants, facts, rules and the seq reached, then one line per tenant.
+    Prints tenants, facts, rules and the seq reached, then one line per tenant. A big
+    log's tenants are split over several processes (each reads, decrypts and
+    rebuilds its own tenants); small logs replay in this process.
     """
     from nocturnus.service.datadir import existing_master_key
     from nocturnus.service.maintenance import replay_database
@@ -170,7 +180,12 @@ def replay(database: str, to_seq: int | None, data_dir: Path | None) -> None:
         key = existing_master_key(settings)
         with _progress(f"replaying {database}") as progress:
             summary = replay_database(
-                settings.data_dir, key, database, to_seq=to_seq, progress=progress
+                settings.data_dir,
+                key,
+                database,
+                to_seq=to_seq,
+                progress=progress,
+                workers=workers or os.cpu_count() or 1,
             )
         for line in summary.lines():
             click.echo(line)

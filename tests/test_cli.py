@@ -88,6 +88,18 @@ def test_replay_prints_a_state_summary(data_dir: Path) -> None:
     assert lines[2] == "  acme: 30 facts, 1 rules, last seq 31"
 
 
+def test_replay_workers_option(data_dir: Path) -> None:
+    # a small log replays in one process whatever --workers says (issue 3)
+    lines = {
+        workers: cli(
+            "replay", "--db", "default", "--workers", workers, "--data-dir", str(data_dir)
+        ).stdout.splitlines()
+        for workers in ("1", "4")
+    }
+    assert lines["1"][1:] == lines["4"][1:] and "processes" not in lines["4"][0]
+    assert cli("replay", "--db", "default", "--workers", "0").exit_code == 2
+
+
 def test_replay_to_seq_stops_there(data_dir: Path) -> None:
     result = cli("replay", "--db", "default", "--to-seq", "10", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output

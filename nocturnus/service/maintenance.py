@@ -10,10 +10,13 @@ total)``.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from nocturnus.errors import StartupError
@@ -31,7 +34,7 @@ from nocturnus.service.replay import fold, gc_paused
 from nocturnus.service.tenant import TenantState
 from nocturnus.store.compact import Compaction
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
-from nocturnus.store.errors import WrongMasterKey
+from nocturnus.store.errors import StorageError, WrongMasterKey
 from nocturnus.store.log import EventLog
 from nocturnus.store.verify import VerifyReport
 
@@ -70,6 +73,7 @@ class ReplaySummary:
     seconds: float
     database_rules: int
     tenants: tuple[TenantSummary, ...]
+    processes: int = 1  # > 1: tenants were replayed in that many processes at once
 
     @property
     def facts(self) -> int:
@@ -83,7 +87,8 @@ class ReplaySummary:
         rate = self.events / self.seconds if self.seconds > 0 else 0.0
         head = (
             f"{self.database}: replayed {self.events} events to seq {self.seq} in "
-            f"{self.seconds:.2f} s ({rate:,.0f} events/s; {self.shredded} shredded)"
+            f"{self.seconds:.2f} s ({rate:,.0f} events/s; {self.shredded} shredded"
+            + (f"; {self.processes} processes)" if self.processes > 1 else ")")
         )
         total = (
             f"tenants {len(self.tenants)}, facts {self.facts}, tenant rules "
@@ -101,24 +106,27 @@ def replay_log(
     *,
     to_seq: int | None = None,
     progress: Progress | None = None,
+    tenants: Collection[str] | None = None,
 ) -> tuple[DatabaseState, dict[str, TenantState], ReplaySummary]:
     """Rebuild every projection of a database from seq 0 (snapshots unused).
 
     Every tenant's visibility indexes are built too (``refresh``), so the figures
-    cover everything a server needs before it can answer.
+    cover everything a server needs before it can answer. ``tenants`` limits the
+    replay to those tenants' events (``""``: the database-level ones); tenants never
+    read each other's events, so their projections are the same either way.
     """
     started = time.perf_counter()
     head = event_log.head()
     until = head if to_seq is None else min(to_seq, head)
     with gc_paused():
-        root, states, events, shredded, seq = _fold(event_log, until, progress)
+        root, states, events, shredded, seq = _fold(event_log, until, progress, tenants)
     now = now_ms()
     with gc_paused():
         for state in states.values():
             state.refresh(now)
     if progress is not None:
         progress(until, until)
-    tenants = tuple(
+    summaries = tuple(
         TenantSummary(name, s.fact_count(), len(s.rules), s.last_seq)
         for name, s in sorted(states.items())
         if s.facts or len(s.rules) or s.created_at is not None
@@ -130,13 +138,16 @@ def replay_log(
         shredded=shredded,
         seconds=time.perf_counter() - started,
         database_rules=len(root.rules),
-        tenants=tenants,
+        tenants=summaries,
     )
     return root, states, summary
 
 
 def _fold(
-    event_log: EventLog, until: int, progress: Progress | None
+    event_log: EventLog,
+    until: int,
+    progress: Progress | None,
+    tenants: Collection[str] | None = None,
 ) -> tuple[DatabaseState, dict[str, TenantState], int, int, int]:
     root = DatabaseState()
     states: dict[str, TenantState] = {}
@@ -153,13 +164,17 @@ def _fold(
         apply_database_event(root, seq, event)
 
     events, shredded, seq = fold(
-        event_log.entries(until_seq=until),
+        event_log.entries(until_seq=until, tenants=tenants),
         state_for,
         root_apply,
         None if progress is None else (lambda _, seq: progress(seq, until)),
         PROGRESS_EVERY,
     )
     return root, states, events, shredded, seq
+
+
+PARALLEL_MIN_EVENTS = 100_000
+"""Below this many events a replay runs in one process (starting others costs more)."""
 
 
 def replay_database(
@@ -169,14 +184,144 @@ def replay_database(
     *,
     to_seq: int | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
+    parallel_min_events: int = PARALLEL_MIN_EVENTS,
 ) -> ReplaySummary:
-    """Replay database ``name`` from seq 0 (read-only) and summarise the state."""
+    """Replay database ``name`` from seq 0 (read-only) and summarise the state.
+
+    With ``workers`` > 1 and at least ``parallel_min_events`` events, the tenants
+    are split into that many shares of about equal event counts, replayed at once
+    in forked processes (this one takes the first share): tenants are independent,
+    so each share rebuilds exactly the projections a single replay would, and only
+    the summaries travel back. Every process reads, decrypts, decodes, applies and
+    builds the indexes of its own tenants; the summary's ``seconds`` is the wall
+    time of the whole (issue 3).
+    """
     database_info(data_dir, key, name)
-    event_log = EventLog.open(database_path(data_dir, name), name, key, readonly=True)
+    path = database_path(data_dir, name)
+    event_log = EventLog.open(path, name, key, readonly=True)
     try:
-        return replay_log(event_log, to_seq=to_seq, progress=progress)[2]
+        head = event_log.head()
+        until = head if to_seq is None else min(to_seq, head)
+        shares: list[list[str]] = []
+        if workers > 1 and until >= max(parallel_min_events, 1):
+            shares = _shares(event_log.tenant_events(until), workers)
+        if len(shares) < 2:
+            return replay_log(event_log, to_seq=until, progress=progress)[2]
     finally:
         event_log.close()
+    return _replay_shares(path, name, key, until, shares, progress)
+
+
+def _shares(counts: dict[str, int], workers: int) -> list[list[str]]:
+    """Split tenants into at most ``workers`` shares of about equal event counts."""
+    totals = [0] * workers
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    for tenant, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        lightest = totals.index(min(totals))
+        shares[lightest].append(tenant)
+        totals[lightest] += count
+    return [names for names in shares if names]
+
+
+def _replay_shares(
+    path: Path,
+    name: str,
+    key: MasterKey,
+    until: int,
+    shares: list[list[str]],
+    progress: Progress | None,
+) -> ReplaySummary:
+    """Replay each share in its own process (the first here) and add up the parts.
+
+    Processes are forked (no state is pickled into them); a failed share fails the
+    replay with its error's message.
+    """
+    started = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    children: list[tuple[BaseProcess, Connection]] = []
+    try:
+        for share in shares[1:]:
+            receiver, sender = context.Pipe(duplex=False)
+            child: BaseProcess = context.Process(
+                target=_replay_child,
+                args=(sender, path, name, key, until, share),
+                daemon=True,
+            )
+            child.start()
+            sender.close()
+            children.append((child, receiver))
+        parts = [_replay_share(path, name, key, until, shares[0], progress)]
+        for child, receiver in children:
+            try:
+                status, value = receiver.recv()
+            except EOFError:
+                child.join()
+                raise StorageError(
+                    f"a replay process of database {name!r} died "
+                    f"(exit code {child.exitcode})"
+                ) from None
+            if status != "ok":
+                raise StorageError(f"replaying database {name!r}: {value}")
+            parts.append(value)
+    finally:
+        for child, receiver in children:
+            receiver.close()
+            if child.is_alive():
+                child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    return ReplaySummary(
+        database=name,
+        seq=max(part.seq for part in parts),
+        events=sum(part.events for part in parts),
+        shredded=sum(part.shredded for part in parts),
+        seconds=time.perf_counter() - started,
+        database_rules=sum(part.database_rules for part in parts),
+        tenants=tuple(sorted((t for part in parts for t in part.tenants), key=_by_name)),
+        processes=len(shares),
+    )
+
+
+def _by_name(tenant: TenantSummary) -> str:
+    return tenant.name
+
+
+def _replay_share(
+    path: Path,
+    name: str,
+    key: MasterKey,
+    until: int,
+    tenants: list[str],
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    # The parent checked the chain's tail when it opened the log.
+    event_log = EventLog.open(path, name, key, readonly=True, check_tail=None)
+    try:
+        return replay_log(event_log, to_seq=until, progress=progress, tenants=tenants)[2]
+    finally:
+        event_log.close()
+
+
+def _replay_child(
+    sender: Connection,
+    path: Path,
+    name: str,
+    key: MasterKey,
+    until: int,
+    tenants: list[str],
+) -> None:
+    """A forked process's share: send back ("ok", summary) or ("error", message)."""
+    try:
+        result: tuple[str, object] = (
+            "ok",
+            _replay_share(path, name, key, until, tenants),
+        )
+    except BaseException as e:  # noqa: BLE001  # reported to the parent, which raises
+        result = ("error", str(e) or type(e).__name__)
+    sender.send(result)
+    sender.close()
 
 
 # -- verify -------------------------------------------------------------------------
