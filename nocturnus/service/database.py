@@ -114,6 +114,7 @@ class DatabaseStats:
 
 
 RootState = TypeVar("RootState")
+T = TypeVar("T")
 
 
 class Database(Generic[RootState]):
@@ -139,6 +140,12 @@ class Database(Generic[RootState]):
         self._root_apply = root_apply
         self.root: RootState = root_factory()
         self.writer = Writer(lambda: EventLog.open(path, name, master_key))
+        # A second connection, read-only, in a thread of its own (the Writer's job
+        # thread, only ever given reads): see :meth:`read_log`.
+        self.reader = Writer(
+            lambda: EventLog.open(path, name, master_key, check_tail=None, readonly=True),
+            name="reader",
+        )
         self._tenants: dict[str, TenantState] = {}
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
@@ -165,8 +172,10 @@ class Database(Generic[RootState]):
             await self.writer.start()
             await self._replay_root()
             self.tenant_names = await self.writer.run(lambda log: log.tenants())
+            await self.reader.start()
         except NocturnusError as e:
             await self.writer.close()
+            await self.reader.close()
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
@@ -204,6 +213,7 @@ class Database(Generic[RootState]):
                         log.warning("shutdown snapshot of tenant %r in %r failed: %s",
                                     tenant, self.name, e)
         await self.writer.close()
+        await self.reader.close()
         stats = self.writer.stats
         if stats.commits:
             log.debug(
@@ -264,16 +274,27 @@ class Database(Generic[RootState]):
         The first ``refresh`` builds every visibility index; doing it here keeps that
         work (seconds for a big tenant) off the event loop.
         """
-        stored = await self.writer.run(lambda log: read_tenant(log, name))
+        stored = await self.read_log(lambda log: read_tenant(log, name))
         state = await asyncio.to_thread(_ready(restore_tenant), name, stored)
         if state is None:  # unreadable snapshot (logged): replay from seq 0
-            records = await self.writer.run(lambda log: list(log.read(tenant=name)))
+            records = await self.read_log(lambda log: list(log.read(tenant=name)))
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
         else:
             self._unsnapshotted[name] = len(stored.tail)
         return state
+
+    async def read_log(self, fn: Callable[[EventLog], T]) -> T:
+        """Run ``fn(log)`` on the read-only connection, after every append queued so far.
+
+        Reads that scan many events (loading a tenant, time travel, the audit trail)
+        run in the reader's thread, so the writer keeps committing everyone else's
+        writes meanwhile; a barrier through the writer first makes the read see every
+        append queued before the call, as running it in the writer would.
+        """
+        await self.writer.run(_barrier)
+        return await self.reader.run(fn)
 
     # -- snapshots ------------------------------------------------------------------
 
@@ -386,3 +407,6 @@ class Database(Generic[RootState]):
         except NocturnusError:
             pass  # the writer is broken; the next write reports it again
 
+
+def _barrier(log: EventLog) -> None:
+    """A writer job doing nothing: it runs once every append queued before it is done."""
