@@ -5,8 +5,8 @@ copies it into every record logged while that request runs (also from code that 
 nothing about requests: the service, the store, a thread started with
 ``asyncio.to_thread``). Lines logged outside a request carry ``-``.
 
-Records are formatted and written by a background thread (``QueueHandler`` →
-``QueueListener``): a slow stderr (a pipe to journald, a full terminal) must not stall the
+Records are formatted and written by a background thread (``QueueHandler`` → one
+writer thread): a slow stderr (a pipe to journald, a full terminal) must not stall the
 event loop, which would otherwise block on every line it logs.
 
 What may be logged at INFO: routes, statuses, durations, database names, counts. Never
@@ -20,9 +20,11 @@ import copy
 import logging
 import queue
 import sys
+import threading
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
+from logging.handlers import QueueHandler
 from typing import IO, Any
 
 import orjson
@@ -37,7 +39,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "request_id", "taskName", "exc_text",
 }
-_listener: QueueListener | None = None
 
 
 class RequestIdFilter(logging.Filter):
@@ -66,14 +67,17 @@ class _Enqueue(QueueHandler):
         return record
 
 
+def iso_time(created: float) -> str:
+    """A record's creation time as JSON lines show it (UTC, milliseconds)."""
+    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, message, request_id, then extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -91,8 +95,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def make_handler(log_format: str, stream: IO[str] | None = None) -> logging.Handler:
-    """The handler that writes lines in ``log_format`` (called in the writer thread).
+def make_formatter(log_format: str) -> logging.Formatter:
+    """The formatter of ``log_format`` lines.
 
     :raises StartupError: an unknown format.
     """
@@ -101,9 +105,100 @@ def make_handler(log_format: str, stream: IO[str] | None = None) -> logging.Hand
             f"log_format (NOCTURNUS_LOG_FORMAT) must be one of {', '.join(FORMATS)},"
             f" got {log_format!r}"
         )
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
-    return handler
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+AccessEntry = tuple[float, str, str, str, str, int, "float | None"]
+"""``(created, request_id, method, route, path, status, seconds)`` of one answered request."""
+
+ACCESS_LOGGER = "nocturnus.access"
+_STOP = object()
+_BATCH = 1024
+
+
+class _LogWriter:
+    """The one thread that formats and writes every line, a batch per write.
+
+    Ordinary records arrive already prepared by :class:`_Enqueue`. Access entries
+    arrive as plain tuples (:func:`log_access`): every request logs one, and building a
+    ``LogRecord`` for it on the event loop, copying it for the queue and formatting it
+    through the generic path cost more CPU than the request's own durable write. Lines
+    queued together are written with one ``write`` and one ``flush``.
+    """
+
+    def __init__(self, formatter: logging.Formatter, stream: IO[str]) -> None:
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._formatter = formatter
+        self._json = isinstance(formatter, JsonFormatter)
+        self._stream = stream
+        self._thread = threading.Thread(target=self._run, name="nocturnus-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write out everything queued so far, then end the thread."""
+        self.queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self) -> None:
+        get, get_nowait = self.queue.get, self.queue.get_nowait
+        running = True
+        while running:
+            items = [get()]
+            try:
+                while len(items) < _BATCH:
+                    items.append(get_nowait())
+            except queue.Empty:
+                pass
+            lines: list[str] = []
+            for item in items:
+                if item is _STOP:
+                    running = False
+                elif type(item) is tuple:
+                    lines.append(self._access_line(item))
+                else:
+                    lines.append(self._record_line(item))
+            if lines:
+                self._write("\n".join(lines) + "\n")
+
+    def _record_line(self, record: logging.LogRecord) -> str:
+        try:
+            return self._formatter.format(record)
+        except Exception:  # noqa: BLE001 - a bad record must not end the log thread
+            return f"{record.levelname} {record.name} unformattable log record: {record.msg!r}"
+
+    def _access_line(self, entry: AccessEntry) -> str:
+        """An access entry formatted exactly as the formatter would the equal record."""
+        created, request_id, method, route, path, status, seconds = entry
+        ms = (seconds or 0.0) * 1000
+        message = f"{method} {path} {status} {ms:.1f}ms"
+        if not self._json:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+            msecs = int((created - int(created)) * 1000)
+            return f"{stamp},{msecs:03d} INFO {ACCESS_LOGGER} [{request_id}] {message}"
+        return orjson.dumps(
+            {
+                "ts": iso_time(created),
+                "level": "INFO",
+                "logger": ACCESS_LOGGER,
+                "message": message,
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": None if seconds is None else round(ms, 3),
+            }
+        ).decode()
+
+    def _write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: nothing left to tell
+            pass
+
+
+_writer: _LogWriter | None = None
 
 
 def configure_logging(log_format: str, log_level: str, stream: IO[str] | None = None) -> None:
@@ -114,17 +209,15 @@ def configure_logging(log_format: str, log_level: str, stream: IO[str] | None = 
 
     :raises StartupError: an unknown format or level.
     """
-    global _listener
+    global _writer
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise StartupError(f"log_level (NOCTURNUS_LOG_LEVEL) is not a level: {log_level!r}")
-    handler = make_handler(log_format, stream)
+    formatter = make_formatter(log_format)
     stop_logging()
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    enqueue = _Enqueue(records)
+    _writer = _LogWriter(formatter, stream or sys.stderr)
+    enqueue = _Enqueue(_writer.queue)
     enqueue.addFilter(RequestIdFilter())
-    _listener = QueueListener(records, handler)
-    _listener.start()
     atexit.unregister(stop_logging)
     atexit.register(stop_logging)
     root = logging.getLogger()
@@ -134,9 +227,22 @@ def configure_logging(log_format: str, log_level: str, stream: IO[str] | None = 
     root.setLevel(level)
 
 
+def log_access(entry: AccessEntry) -> bool:
+    """Queue one access line for the writer thread; False when logging is not configured.
+
+    The caller checks the ``nocturnus.access`` level first and, on False, logs the
+    entry as an ordinary record.
+    """
+    writer = _writer
+    if writer is None:
+        return False
+    writer.queue.put(entry)
+    return True
+
+
 def stop_logging() -> None:
     """Write out every queued line and stop the writer thread (idempotent)."""
-    global _listener
-    if _listener is not None:
-        listener, _listener = _listener, None
-        listener.stop()
+    global _writer
+    if _writer is not None:
+        writer, _writer = _writer, None
+        writer.stop()

@@ -34,7 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
-    Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots"),
+    Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),

@@ -11,7 +11,14 @@ import orjson
 import pytest
 
 from nocturnus.errors import StartupError
-from nocturnus.logs import REQUEST_ID, configure_logging, stop_logging
+from nocturnus.logs import (
+    ACCESS_LOGGER,
+    REQUEST_ID,
+    configure_logging,
+    log_access,
+    make_formatter,
+    stop_logging,
+)
 
 
 @pytest.fixture
@@ -82,3 +89,46 @@ def test_text_format_and_level(captured: io.StringIO) -> None:
 def test_bad_settings_are_startup_errors(fmt: str, level: str, name: str) -> None:
     with pytest.raises(StartupError, match=name):
         configure_logging(fmt, level)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_access_lines_read_as_the_equal_record_would(captured: io.StringIO, fmt: str) -> None:
+    """Access entries skip LogRecord on the event loop; their lines must not differ."""
+    configure_logging(fmt, "INFO", captured)
+    created = 1_795_000_000.2468
+    assert log_access((created, "rid-7", "POST", "/tell", "/tell", 200, 0.0012345))
+    assert log_access((created, "rid-8", "GET", "<unmatched>", "/nope", 404, None))
+    expected = []
+    formatter = make_formatter(fmt)
+    for request_id, method, route, path, status, ms in [
+        ("rid-7", "POST", "/tell", "/tell", 200, 1.2345),
+        ("rid-8", "GET", "<unmatched>", "/nope", 404, None),
+    ]:
+        record = logging.makeLogRecord(
+            {
+                "name": ACCESS_LOGGER,
+                "levelno": logging.INFO,
+                "levelname": "INFO",
+                "msg": "%s %s %d %.1fms",
+                "args": (method, path, status, ms or 0.0),
+                "created": created,
+                "msecs": int((created - int(created)) * 1000) + 0.0,
+                "request_id": request_id,
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": None if ms is None else round(ms, 3),
+            }
+        )
+        expected.append(formatter.format(record))
+    got = lines(captured)
+    if fmt == "json":
+        assert [orjson.loads(g) for g in got] == [orjson.loads(e) for e in expected]
+    else:
+        assert got == expected
+
+
+def test_access_entries_wait_for_configured_logging() -> None:
+    stop_logging()
+    assert not log_access((0.0, "rid", "GET", "/", "/", 200, None))

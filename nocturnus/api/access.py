@@ -14,11 +14,13 @@ from collections.abc import Callable
 from sanic import HTTPResponse, Request
 
 from nocturnus.api.metrics import route_label
-from nocturnus.logs import REQUEST_ID
+from nocturnus.logs import ACCESS_LOGGER, REQUEST_ID, log_access
 
-log = logging.getLogger("nocturnus.access")
+log = logging.getLogger(ACCESS_LOGGER)
 
 MAX_REQUEST_ID = 128
+CLIENT_CLOSED_REQUEST = 499
+"""Logged and counted for a request whose client went away before the answer."""
 
 
 def _request_id(request: Request, new_id: Callable[[], str]) -> str:
@@ -42,36 +44,30 @@ def finish(request: Request, response: HTTPResponse, new_id: Callable[[], str]) 
     seconds = None if started is None else time.perf_counter() - started
     route = route_label(request)
     status = response.status
+    if status >= 500 and request.conn_info is not None and request.conn_info.lost:
+        # The client hung up while its request ran (Sanic cancels the handler and
+        # renders a 500 nobody receives): not a server error, not one to alert on.
+        status = CLIENT_CLOSED_REQUEST
     metrics = getattr(request.app.ctx, "metrics", None)
     if metrics is not None:
         metrics.observe_request(request.method, route, status, seconds)
-    # Set it here too: a keep-alive connection reuses one task, and a request that
-    # failed routing never ran begin().
     if not log.isEnabledFor(logging.INFO):
         return request_id
-    token = REQUEST_ID.set(request_id)
-    try:
-        # log.info(...) without its search of the stack for the caller (file, line,
-        # function): no access-log format shows them, and every request comes here.
-        log.handle(
-            log.makeRecord(
-                log.name,
-                logging.INFO,
-                __file__,
-                0,
-                "%s %s %d %.1fms",
-                (request.method, request.path, status, (seconds or 0.0) * 1000),
-                None,
-                "finish",
-                {
-                    "method": request.method,
-                    "route": route,
-                    "path": request.path,
-                    "status": status,
-                    "duration_ms": None if seconds is None else round(seconds * 1000, 3),
-                },
-            )
+    entry = (time.time(), request_id, request.method, route, request.path, status, seconds)
+    if not log_access(entry):  # logging not configured (an embedded app): a plain record
+        log.info(
+            "%s %s %d %.1fms",
+            request.method,
+            request.path,
+            status,
+            (seconds or 0.0) * 1000,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "path": request.path,
+                "status": status,
+                "duration_ms": None if seconds is None else round(seconds * 1000, 3),
+            },
         )
-    finally:
-        REQUEST_ID.reset(token)
     return request_id

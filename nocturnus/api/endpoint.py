@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sanic import Blueprint, HTTPResponse, Request
 
-from nocturnus.api import permissions
+from nocturnus.api import jsonbody, permissions
 from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, Schema, validate
 from nocturnus.errors import Unauthorized, ValidationError
 from nocturnus.service.authenticator import ANONYMOUS, Principal
@@ -99,9 +99,11 @@ def parse_json_body(request: Request) -> Any:
     if not raw or not raw.strip():
         return None
     try:
-        return orjson.loads(raw)
+        return jsonbody.loads(raw)
     except orjson.JSONDecodeError as e:
         raise ValidationError(f"body: not valid JSON ({e})", field="body") from None
+    except jsonbody.WideInteger as e:
+        raise ValidationError(f"body: {e}", field="body") from None
 
 
 def tenant_header(request: Request, default: str | None = None) -> str:

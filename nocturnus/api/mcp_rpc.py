@@ -21,6 +21,7 @@ import orjson
 from sanic import Request
 
 from nocturnus import __version__
+from nocturnus.api import jsonbody
 from nocturnus.api.mcp_tools import BoundTool, call_tool
 
 log = logging.getLogger("nocturnus.mcp")
@@ -151,9 +152,11 @@ def parse(raw: bytes, version: str) -> Incoming:
         or a batch under a protocol version without batches.
     """
     try:
-        payload = orjson.loads(raw)
+        payload = jsonbody.loads(raw)
     except orjson.JSONDecodeError as e:
         raise Rejected(PARSE_ERROR, f"Parse error: {e}") from None
+    except jsonbody.WideInteger as e:
+        raise Rejected(INVALID_REQUEST, f"Invalid Request: {e}") from None
     if isinstance(payload, list):
         if version not in BATCH_VERSIONS:
             raise Rejected(

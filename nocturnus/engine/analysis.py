@@ -38,7 +38,7 @@ def check_rule(rule: Rule) -> None:
     :raises ProgramError: naming the rule, the literal and the variable at fault.
     """
     head = rule.head
-    where = f"rule {rule.id!r} ({rule.text()})"
+    where = f"rule {rule.text()}"  # not its id: a rule being taught has none yet
     if not head.predicate:
         raise ProgramError(f"{where}: the head has an empty predicate")
     if head.is_builtin:

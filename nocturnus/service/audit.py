@@ -71,7 +71,7 @@ async def read(
                 break
         return found
 
-    result: list[AuditEntry] = await system.writer.run(collect)
+    result: list[AuditEntry] = await system.read_log(collect)
     return result
 
 

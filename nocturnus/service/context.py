@@ -888,7 +888,7 @@ async def recall(
                 prefix.append(record)
         return prefix
 
-    records = await db.writer.run(read)
+    records = await db.read_log(read)
 
     def fold() -> list[FactRecord]:
         past = replay_tenant(tenant, records)

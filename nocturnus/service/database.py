@@ -5,7 +5,8 @@ the projection at once (so the next decision in write order sees them) and waits
 writer has made the batch durable. If the commit fails, the touched projections are
 dropped and rebuilt from the log on next use, so memory never keeps what the disk lost.
 
-Snapshots (issue 3): every ``snapshot_every`` events of a tenant, and for every changed
+Snapshots (issue 3): every ``snapshot_every`` events of a tenant (later for a tenant with
+more than twice as many facts: see :meth:`Database._maybe_snapshot`), and for every changed
 tenant on :meth:`Database.close`, the projection is captured on the loop (reference
 copies only), encoded in a worker thread and saved through the writer's queue, so it is
 stored only after every event it covers is durable. A tenant loads from its newest
@@ -54,6 +55,8 @@ log = logging.getLogger("nocturnus.service")
 
 DATABASE_LEVEL = ""
 DEFAULT_SNAPSHOT_EVERY = 10_000
+SNAPSHOT_TAIL_SHARE = 2
+"""A tenant's tail must reach 1/SNAPSHOT_TAIL_SHARE of its facts before a snapshot."""
 
 
 def now_ms() -> int:
@@ -111,6 +114,7 @@ class DatabaseStats:
 
 
 RootState = TypeVar("RootState")
+T = TypeVar("T")
 
 
 class Database(Generic[RootState]):
@@ -136,6 +140,12 @@ class Database(Generic[RootState]):
         self._root_apply = root_apply
         self.root: RootState = root_factory()
         self.writer = Writer(lambda: EventLog.open(path, name, master_key))
+        # A second connection, read-only, in a thread of its own (the Writer's job
+        # thread, only ever given reads): see :meth:`read_log`.
+        self.reader = Writer(
+            lambda: EventLog.open(path, name, master_key, check_tail=None, readonly=True),
+            name="reader",
+        )
         self._tenants: dict[str, TenantState] = {}
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
@@ -162,8 +172,10 @@ class Database(Generic[RootState]):
             await self.writer.start()
             await self._replay_root()
             self.tenant_names = await self.writer.run(lambda log: log.tenants())
+            await self.reader.start()
         except NocturnusError as e:
             await self.writer.close()
+            await self.reader.close()
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
@@ -201,6 +213,7 @@ class Database(Generic[RootState]):
                         log.warning("shutdown snapshot of tenant %r in %r failed: %s",
                                     tenant, self.name, e)
         await self.writer.close()
+        await self.reader.close()
         stats = self.writer.stats
         if stats.commits:
             log.debug(
@@ -261,16 +274,27 @@ class Database(Generic[RootState]):
         The first ``refresh`` builds every visibility index; doing it here keeps that
         work (seconds for a big tenant) off the event loop.
         """
-        stored = await self.writer.run(lambda log: read_tenant(log, name))
+        stored = await self.read_log(lambda log: read_tenant(log, name))
         state = await asyncio.to_thread(_ready(restore_tenant), name, stored)
         if state is None:  # unreadable snapshot (logged): replay from seq 0
-            records = await self.writer.run(lambda log: list(log.entries(tenant=name)))
+            records = await self.read_log(lambda log: list(log.entries(tenant=name)))
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
         else:
             self._unsnapshotted[name] = len(stored.tail)
         return state
+
+    async def read_log(self, fn: Callable[[EventLog], T]) -> T:
+        """Run ``fn(log)`` on the read-only connection, after every append queued so far.
+
+        Reads that scan many events (loading a tenant, time travel, the audit trail)
+        run in the reader's thread, so the writer keeps committing everyone else's
+        writes meanwhile; a barrier through the writer first makes the read see every
+        append queued before the call, as running it in the writer would.
+        """
+        await self.writer.run(_barrier)
+        return await self.reader.run(fn)
 
     # -- snapshots ------------------------------------------------------------------
 
@@ -297,10 +321,22 @@ class Database(Generic[RootState]):
         return stored
 
     def _maybe_snapshot(self, name: str) -> None:
+        """Snapshot ``name`` in the background once its tail is long enough.
+
+        A snapshot re-encodes the whole tenant, so a tenant with many facts also waits
+        until its tail holds ``1 / SNAPSHOT_TAIL_SHARE`` of its fact count: however big
+        the tenant, writes pay for at most that many facts encoded per event (with
+        a fixed interval a 1 M-fact tenant re-encoded 100 facts per write), and a
+        load replays a tail at most that share of the snapshot's size.
+        """
         every = self.snapshot_every
-        if every <= 0 or self._unsnapshotted.get(name, 0) < every:
+        pending = self._unsnapshotted.get(name, 0)
+        if every <= 0 or pending < every:
             return
-        if name in self._snapshotting or name not in self._tenants:
+        state = self._tenants.get(name)
+        if name in self._snapshotting or state is None:
+            return
+        if pending * SNAPSHOT_TAIL_SHARE < state.fact_count():
             return
         self._snapshotting.add(name)
         task = asyncio.get_running_loop().create_task(self._background_snapshot(name))
@@ -371,3 +407,6 @@ class Database(Generic[RootState]):
         except NocturnusError:
             pass  # the writer is broken; the next write reports it again
 
+
+def _barrier(log: EventLog) -> None:
+    """A writer job doing nothing: it runs once every append queued before it is done."""

@@ -89,7 +89,8 @@ class Writer:
     """The only writer of one database file: group commit.
 
     Runs SQLite in ONE dedicated thread (never on the event loop). The log is opened by
-    ``open_log`` inside that thread, so its connection never crosses threads.
+    ``open_log`` inside that thread, so its connection never crosses threads. Over a
+    read-only log, given only :meth:`run` jobs, the same thread is a database's reader.
     """
 
     def __init__(

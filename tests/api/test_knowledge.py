@@ -84,6 +84,9 @@ def test_negation_naf_and_builtins(server: Server, tenant: str) -> None:
 def test_unsafe_and_unstratified_rules_are_rejected(server: Server, tenant: str) -> None:
     unsafe = teach(server, tenant, lit("p", "?x", "?y"), [lit("q", "?x")])
     assert unsafe.status_code == 400 and unsafe.json()["code"] == "VALIDATION_ERROR"
+    message = unsafe.json()["message"]
+    assert "p(?x, ?y) :- q(?x)" in message and "?y" in message
+    assert "r_" not in message  # nothing was stored: no rule id to name
     teach(server, tenant, lit("a", "?x"), [lit("d", "?x"), lit("b", "?x", naf=True)])
     cyclic = teach(server, tenant, lit("b", "?x"), [lit("d", "?x"), lit("a", "?x", naf=True)])
     assert cyclic.status_code == 400, cyclic.text

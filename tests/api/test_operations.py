@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import struct
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -206,3 +208,43 @@ def test_bad_log_format_is_a_one_line_startup_error(tmp_path: Path) -> None:
     server = Server(tmp_path / "data", env={"NOCTURNUS_LOG_FORMAT": "xml"})
     with pytest.raises(RuntimeError, match="log_format"):
         server.start(timeout_s=10)
+
+
+def _hang_up_during_tells(port: int, count: int, round_: int) -> None:
+    """Send ``count`` tells on their own connections, then reset them all unanswered."""
+    sockets = []
+    for i in range(count):
+        conn = socket.create_connection(("127.0.0.1", port))
+        body = b'{"predicate":"hangup","args":["r%d",%d]}' % (round_, i)
+        conn.sendall(
+            b"POST /tell HTTP/1.1\r\nHost: test\r\nX-Tenant-ID: hangup\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        sockets.append(conn)
+    for conn in sockets:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+
+def test_a_client_hanging_up_is_not_a_server_error(tmp_path: Path) -> None:
+    """Sanic cancels the handler of a lost connection and renders a 500 nobody gets:
+    the access log and the metrics say 499 (client closed request) instead."""
+    server = Server(tmp_path / "data", env={"NOCTURNUS_LOG_FORMAT": "json"}).start()
+    try:
+        statuses: set[int] = set()
+        for round_ in range(30):  # until some request was cut while it waited
+            _hang_up_during_tells(server.port, 100, round_)
+            time.sleep(0.3)
+            metrics = server.request("GET", "/metrics").text
+            if 'route="/tell",status="499"' in metrics:
+                break
+        assert 'route="/tell",status="499"' in metrics
+        assert 'route="/tell",status="500"' not in metrics
+    finally:
+        assert server.stop() == 0
+    for line in server.output().splitlines():
+        entry = orjson.loads(line)
+        if entry["logger"] == "nocturnus.access" and entry["route"] == "/tell":
+            statuses.add(entry["status"])
+        assert entry["level"] != "ERROR", entry
+    assert 499 in statuses and 500 not in statuses

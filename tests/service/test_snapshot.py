@@ -223,6 +223,33 @@ def test_snapshots_are_written_every_n_events_and_on_shutdown(tmp_path: Path) ->
     asyncio.run(scenario())
 
 
+def test_a_big_tenant_waits_for_a_tail_of_half_its_facts(tmp_path: Path) -> None:
+    """Snapshot work per write stays bounded: 40 facts and every=5 wait for 40 events."""
+
+    async def scenario() -> None:
+        databases = open_databases(tmp_path, every=5)
+        await databases.open()
+        db = databases.get("default")
+
+        async def latest() -> int | None:
+            await db.flush_snapshots()
+            found = await db.writer.run(lambda log: log.latest_snapshot("acme"))
+            return None if found is None else found[0]
+
+        cmds = [TellFact("bulk", (i,)) for i in range(40)]
+        await tenants.tell_many(db, "acme", cmds, atomic=True)
+        first = await latest()
+        assert first == db.head  # 40 events >= half of 40 facts
+        for i in range(39):  # tail 39 < half of 40 + 39 facts
+            await tenants.tell(db, "acme", TellFact("single", (i,)))
+            assert await latest() == first
+        await tenants.tell(db, "acme", TellFact("single", (39,)))  # tail 40 = half of 80
+        assert await latest() == db.head
+        await databases.close()
+
+    asyncio.run(scenario())
+
+
 def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

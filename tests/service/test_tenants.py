@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,5 +113,40 @@ def test_strategies_replay_identically(tmp_path: Path, strategy: str) -> None:
         await reopened.get("default").tenant("acme")
         assert state_of(reopened, "acme") == live
         await reopened.close()
+
+    asyncio.run(scenario())
+
+
+def test_log_reads_run_beside_the_writer_and_see_every_queued_append(tmp_path: Path) -> None:
+    """A long read (a big tenant loading, time travel, the audit trail) must not hold up
+    the writes of every other tenant, and must see the appends queued before it."""
+
+    async def scenario() -> None:
+        databases = await open_databases(tmp_path)
+        db = databases.get("default")
+        await tenants.tell(db, "big", TellFact("edge", ("a", "b")))
+        await tenants.tell(db, "other", TellFact("edge", ("x", "y")))  # loaded now
+        release = threading.Event()
+        started = threading.Event()
+
+        def long_read(log: Any) -> int:
+            started.set()
+            release.wait(30)
+            return len(list(log.read(tenant="big")))
+
+        reading = asyncio.ensure_future(db.read_log(long_read))
+        await asyncio.to_thread(started.wait, 30)
+        # The read holds the reader thread; the writer still commits other tenants.
+        await asyncio.wait_for(tenants.tell(db, "other", TellFact("edge", ("c", "d"))), 30)
+        assert not reading.done()
+        release.set()
+        assert await reading == 1
+
+        queued = asyncio.ensure_future(tenants.tell(db, "big", TellFact("edge", ("b", "c"))))
+        await asyncio.sleep(0)  # the tell decided and queued its append, not yet durable
+        seen = await db.read_log(lambda log: [r.seq for r in log.read(tenant="big")])
+        assert len(seen) == 2 and seen[-1] == db.head
+        await queued
+        await databases.close()
 
     asyncio.run(scenario())
