@@ -6,9 +6,16 @@ and a server is ready in < 2 s when every tenant has a snapshot. The log is writ
 over ``--tenants`` tenants, plus a few rules) and reused with ``--keep DIR``.
 
 Figures printed:
-- full replay (``nocturnus replay``'s code: read + decrypt + decode + apply + build the
-  visibility indexes of every tenant), in events/s, with the share of each phase;
-- one tenant loaded from its snapshot + tail (``Database.tenant``);
+- the phases of a replay (read + decrypt, decode, apply, build the visibility indexes
+  of every tenant), one after the other;
+- a full replay in one process (``replay_log``: all of those phases), in events/s and
+  per CPU second;
+- ``nocturnus replay``'s own code (``replay_database``), which splits the tenants over
+  one process per CPU: wall time of the whole, CPU of every process;
+- the time to snapshot every tenant (``nocturnus snapshot``: a replay of each tenant,
+  then encoding and storing its snapshot);
+- one tenant loaded from its snapshot + tail (``Database.tenant``), and the time to
+  encode that tenant's snapshot;
 - a real ``nocturnus serve`` process: start to ``/health/ready``, and to the first
   answer of every tenant (each loads from its snapshot on first use).
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import socket
 import sqlite3
@@ -34,11 +42,20 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nocturnus.service import snapshot
 from nocturnus.service.database import Database, DatabaseState, apply_database_event
 from nocturnus.service.databases import Databases
-from nocturnus.service.events import FactRetracted, FactTold, RuleTaught, decode, encode
-from nocturnus.service.maintenance import replay_log, snapshot_database
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.service.events import (
+    FIELD_READERS,
+    FactRetracted,
+    FactTold,
+    RuleTaught,
+    decode,
+    encode,
+)
+from nocturnus.service.maintenance import replay_database, replay_log, snapshot_database
+from nocturnus.service.replay import gc_paused
+from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
@@ -134,28 +151,46 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
 def measure_replay(data_dir: Path, key: MasterKey) -> None:
     log = EventLog.open(data_dir / f"{DATABASE}.db", DATABASE, key, readonly=True)
     try:
-        started = time.perf_counter()
-        records = list(log.read())
-        read_s = time.perf_counter() - started
-        started = time.perf_counter()
-        events = [(r.seq, r.tenant, decode(r.kind, r.body)) for r in records if r.body]
-        decode_s = time.perf_counter() - started
-        started = time.perf_counter()
-        root, states = DatabaseState(), {}
-        for seq, tenant, event in events:
-            if tenant == "":
-                apply_database_event(root, seq, event)
-                continue
-            state = states.get(tenant)
-            if state is None:
-                state = states[tenant] = TenantState(tenant)
-            apply(state, seq, event)
-        apply_s = time.perf_counter() - started
-        started = time.perf_counter()
-        for state in states.values():
-            state.refresh(TS0 + 10**12)
-        refresh_s = time.perf_counter() - started
-        del records, events, states
+        # The phases of replay.fold, one after the other over the whole log.
+        with gc_paused():
+            started = time.perf_counter()
+            entries = list(log.entries())
+            read_s = time.perf_counter() - started
+            started = time.perf_counter()
+            decoded: list[tuple[int, str, str, object]] = []
+            for seq, _, tenant, kind, body in entries:
+                if body is None:
+                    continue
+                values = FIELD_READERS[kind](body) if kind in FIELD_APPLIERS else None
+                decoded.append(
+                    (
+                        seq,
+                        tenant,
+                        kind,
+                        decode(kind, body) if values is None else values,
+                    )
+                )
+            decode_s = time.perf_counter() - started
+            started = time.perf_counter()
+            root, states = DatabaseState(), {}
+            for seq, tenant, kind, fields in decoded:
+                if tenant == "":
+                    apply_database_event(root, seq, fields)  # type: ignore[arg-type]
+                    continue
+                state = states.get(tenant)
+                if state is None:
+                    state = states[tenant] = TenantState(tenant)
+                if isinstance(fields, tuple):
+                    FIELD_APPLIERS[kind](state, *fields)
+                    state.last_seq = seq
+                else:
+                    apply(state, seq, fields)  # type: ignore[arg-type]
+            apply_s = time.perf_counter() - started
+            started = time.perf_counter()
+            for state in states.values():
+                state.refresh(TS0 + 10**12)
+            refresh_s = time.perf_counter() - started
+            del entries, decoded, states
         total = read_s + decode_s + apply_s + refresh_s
         n = log.head()
         print(
@@ -168,17 +203,29 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
         _, _, summary = replay_log(log)
         cpu = time.process_time() - cpu
         print(
-            f"  full replay (nocturnus replay): {summary.events:,} events in "
+            f"  full replay, one process (replay_log): {summary.events:,} events in "
             f"{summary.seconds:.2f} s = {summary.events / summary.seconds:,.0f} events/s "
-            f"(target >= 200,000; {summary.events / cpu:,.0f} per CPU second, "
-            f"{cpu:.2f} s CPU); {len(summary.tenants)} tenants, {summary.facts:,} facts"
+            f"({summary.events / cpu:,.0f} per CPU second, {cpu:.2f} s CPU); "
+            f"{len(summary.tenants)} tenants, {summary.facts:,} facts"
         )
     finally:
         log.close()
+    workers = os.cpu_count() or 1
+    cpu, children = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = replay_database(data_dir, key, DATABASE, workers=workers)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - cpu + after.ru_utime - children.ru_utime
+    cpu += after.ru_stime - children.ru_stime
+    print(
+        f"  full replay (nocturnus replay --workers {workers}): {summary.events:,} events "
+        f"in {summary.seconds:.2f} s = {summary.events / summary.seconds:,.0f} events/s "
+        f"(target >= 200,000; {summary.processes} processes, {summary.events / cpu:,.0f} "
+        f"per CPU second, {cpu:.2f} s CPU in all)"
+    )
 
 
 def measure_tenant_load(data_dir: Path, key: MasterKey, tenant: str) -> None:
-    async def load() -> tuple[float, int, int]:
+    async def load() -> tuple[float, int, int, float]:
         db: Database[DatabaseState] = Database(
             DATABASE,
             data_dir / f"{DATABASE}.db",
@@ -191,19 +238,19 @@ def measure_tenant_load(data_dir: Path, key: MasterKey, tenant: str) -> None:
             started = time.perf_counter()
             state = await db.tenant(tenant)
             state.refresh(TS0 + 10**12)
-            return (
-                time.perf_counter() - started,
-                state.fact_count(),
-                db._unsnapshotted[tenant],
-            )
+            seconds = time.perf_counter() - started
+            encoding = time.perf_counter()
+            snapshot.encode(state)
+            encode_s = time.perf_counter() - encoding
+            return seconds, state.fact_count(), db._unsnapshotted[tenant], encode_s
         finally:
             db._unsnapshotted.clear()
             await db.close()
 
-    seconds, facts, tail = asyncio.run(load())
+    seconds, facts, tail, encode_s = asyncio.run(load())
     print(
         f"  one tenant from its snapshot: {tenant} ({facts:,} facts, tail {tail} events) "
-        f"ready in {seconds:.2f} s"
+        f"ready in {seconds:.2f} s; encoding its snapshot takes {encode_s:.2f} s"
     )
 
 
