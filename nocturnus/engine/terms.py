@@ -279,7 +279,30 @@ class Interner:
         Equal constants told many times (each request parses its own strings) then
         share one object, wherever the caller keeps the result.
         """
-        return tuple(map(self.values.__getitem__, self.intern_all(values)))
+        exact = self.exact
+        known_values = self.values
+        found: list[Const] = []
+        value: Any
+        for value in values:  # one pass: intern_all, then values[id], inline
+            kind = type(value)
+            if kind is str or kind is int:
+                known = exact.get(value)
+                if known is None:
+                    exact[value] = len(known_values)
+                    known_values.append(value)
+                    self.numbers.append(
+                        float(value)  # numeric_value of an int
+                        if kind is int
+                        else numeric_value(value)
+                        if value[:1] in _NUMBER_START
+                        else None
+                    )
+                else:
+                    value = known_values[known]
+            else:
+                value = known_values[self.intern(value)]
+            found.append(value)
+        return tuple(found)
 
     def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
         """Turn a tuple of ids back into the constants exactly as they were sent."""

@@ -299,7 +299,13 @@ class TenantState:
         """
         if valid_from is None:
             valid_from = created_at
-        scoped, stored_args = self._stored_args(scope, args)
+        scoped = self.facts.get(scope)  # self._stored_args(scope, args), inline
+        if scoped is None:
+            scoped = self.facts[scope] = ScopeFacts(scope)
+        view = self.views.get(scope)
+        if view is None:
+            view = self.views[scope] = ScopeView.empty()
+        stored_args = view.index.interner.canonical(args)  # type: ignore[arg-type]
         if (
             valid_from == created_at
             and valid_until is None
@@ -405,9 +411,7 @@ class TenantState:
         view = self.views.get(scope)
         if view is None:
             view = self.views[scope] = ScopeView.empty()
-        interner = view.index.interner
-        ids = interner.intern_all(args)  # type: ignore[arg-type]
-        return scoped, tuple(map(interner.values.__getitem__, ids))
+        return scoped, view.index.interner.canonical(args)  # type: ignore[arg-type]
 
     def discard(self, key: FactKey) -> bool:
         scoped = self.facts.get(key.scope)
