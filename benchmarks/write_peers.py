@@ -16,6 +16,18 @@ from __future__ import annotations
 
 import textwrap
 
+_SERVE = textwrap.dedent(
+    """
+    @app.get("/health/ready")
+    async def ready(request):
+        return json({"status": "ok"})
+
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True,
+            access_log=False, debug=False)
+    """
+)
+"""What both apps end with: a readiness route and a single-process run on argv[1]."""
+
 NOOP_APP = textwrap.dedent(
     """
     import sys
@@ -29,14 +41,8 @@ NOOP_APP = textwrap.dedent(
     async def tell(request):
         return json({"stored": True})
 
-    @app.get("/health/ready")
-    async def ready(request):
-        return json({"status": "ok"})
-
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True,
-            access_log=False, debug=False)
     """
-)
+) + _SERVE
 
 FLOOR_APP = textwrap.dedent(
     """
@@ -96,11 +102,5 @@ FLOOR_APP = textwrap.dedent(
         await future
         return json({"stored": True})
 
-    @app.get("/health/ready")
-    async def ready(request):
-        return json({"status": "ok"})
-
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True,
-            access_log=False, debug=False)
     """
-)
+) + _SERVE
