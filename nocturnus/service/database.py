@@ -42,11 +42,12 @@ from nocturnus.service.replay import (
 from nocturnus.service.rulebook import RuleRecord, Rulebook
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
-from nocturnus.store.crypto import MasterKey
+from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
 from nocturnus.store.errors import WrongMasterKey
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import build_record
+from nocturnus.store.snapshots import PART_BYTES, seal
 from nocturnus.store.writer import Writer
 
 __all__ = ["DATABASE_LEVEL", "Database", "DatabaseState", "now_ms", "replay_tenant"]
@@ -133,6 +134,7 @@ class Database(Generic[RootState]):
     ) -> None:
         self.name = name
         self.snapshot_every = snapshot_every
+        self.snapshot_part_bytes = PART_BYTES
         self.path = path
         self.default_conflict_strategy = default_conflict_strategy
         self._master_key = master_key
@@ -308,14 +310,27 @@ class Database(Generic[RootState]):
         self._unsnapshotted[name] = 0
         body = await asyncio.to_thread(snapshot.encode_capture, captured)
 
-        def save(event_log: EventLog) -> bool:
+        def key(event_log: EventLog) -> tuple[int, AesGcmCipher] | None:
             # Runs after every append queued before it, so all events <= seq are
-            # durable unless a commit failed (then the epoch moved on, or seq > head).
-            if epoch != self._epoch:
-                return False
-            return event_log.save_snapshot(name, seq, body)
+            # durable unless a commit failed (then the epoch moved on).
+            return None if epoch != self._epoch else event_log.snapshot_key(name, seq)
 
-        stored = await self.writer.run(save)
+        found = await self.writer.run(key)
+        if found is None:
+            return False
+        sealed = await asyncio.to_thread(
+            seal, self.name, name, seq, found, body, self.snapshot_part_bytes
+        )
+        del body
+        # One writer job per part: appends queued meanwhile commit in between, so a
+        # big tenant's snapshot holds the writer for one part at a time, never whole.
+        for part in range(sealed.parts):
+            await self.writer.run(lambda log, part=part: log.write_snapshot_part(sealed, part))
+
+        def finish(event_log: EventLog) -> bool:
+            return epoch == self._epoch and event_log.finish_snapshot(sealed)
+
+        stored = await self.writer.run(finish)
         if stored:
             self.stats.record_snapshot(time.perf_counter() - started)
         return stored

@@ -32,7 +32,7 @@ from nocturnus.store.chain import (
     walk,
 )
 from nocturnus.store.compact import Compaction, drop_shredded
-from nocturnus.store.crypto import MasterKey
+from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.errors import (
     ChainBroken,
     CorruptRecord,
@@ -44,7 +44,7 @@ from nocturnus.store.errors import (
 )
 from nocturnus.store.keys import KeyRing
 from nocturnus.store.record import Entry, LogRecord, build_record, frame
-from nocturnus.store.snapshots import Snapshots
+from nocturnus.store.snapshots import SealedSnapshot, Snapshots, seal
 from nocturnus.store.verify import VerifyReport, verify_log
 
 log = logging.getLogger("nocturnus.store")
@@ -358,6 +358,7 @@ class EventLog:
             if kind == TENANT_DELETED:
                 keys.destroy(tenant, seq, r.ts_ms)
                 conn.execute("DELETE FROM snapshots WHERE tenant = ?", (tenant,))
+                conn.execute("DELETE FROM snapshot_parts WHERE tenant = ?", (tenant,))
                 shredded = True
             prev = h
             expected += 1
@@ -534,19 +535,55 @@ class EventLog:
     def save_snapshot(self, tenant: str, seq: int, body: bytes) -> bool:
         """Store ``body`` as ``tenant``'s state as of ``seq``, keeping the newest few.
 
-        Returns False without storing when the tenant has no live key or ``seq``
-        predates its current key (the state belongs to a deleted incarnation: storing
-        it under the new key would resurrect shredded data).
+        All steps at once, in this thread (offline tools, tests); a running server
+        takes them one writer job at a time (:meth:`snapshot_key`, ``snapshots.seal``,
+        :meth:`write_snapshot_part`, :meth:`finish_snapshot`). Returns False without
+        storing when the tenant has no live key or ``seq`` predates its current key
+        (the state belongs to a deleted incarnation: storing it under the new key
+        would resurrect shredded data).
+
+        :raises InvalidRecord: ``seq`` is beyond the head.
+        """
+        key = self.snapshot_key(tenant, seq)
+        if key is None:
+            return False
+        sealed = seal(self.database, tenant, seq, key, body)
+        for part in range(sealed.parts):
+            self.write_snapshot_part(sealed, part)
+        return self.finish_snapshot(sealed)
+
+    def snapshot_key(self, tenant: str, seq: int) -> tuple[int, AesGcmCipher] | None:
+        """The key to seal a snapshot of ``tenant`` as of ``seq`` with; None: not storable.
 
         :raises InvalidRecord: ``seq`` is beyond the head.
         """
         self._require_writable()
         try:
             self._sync()
-            return self._snapshots.save(tenant, seq, body, head=self._head)
+            return self._snapshots.key_for(tenant, seq, head=self._head)
+        except sqlite3.Error as e:
+            raise storage_error(e, "saving a snapshot", f"tenant {tenant!r} seq {seq}") from e
+
+    def write_snapshot_part(self, sealed: SealedSnapshot, part: int) -> None:
+        """Store one piece of a sealed snapshot, in a transaction of its own."""
+        self._require_writable()
+        try:
+            self._snapshots.write_part(sealed, part)
         except sqlite3.Error as e:
             raise storage_error(
-                e, "saving a snapshot", f"tenant {tenant!r} seq {seq}"
+                e, "saving a snapshot", f"tenant {sealed.tenant!r} seq {sealed.seq}"
+            ) from e
+
+    def finish_snapshot(self, sealed: SealedSnapshot) -> bool:
+        """Make a sealed snapshot visible once all its parts are stored (see
+        ``Snapshots.finish``); False when it was not stored."""
+        self._require_writable()
+        try:
+            self._sync()
+            return self._snapshots.finish(sealed)
+        except sqlite3.Error as e:
+            raise storage_error(
+                e, "saving a snapshot", f"tenant {sealed.tenant!r} seq {sealed.seq}"
             ) from e
 
     def latest_snapshot(self, tenant: str) -> tuple[int, bytes] | None:

@@ -14,6 +14,7 @@ from nocturnus.store.chain import Break, head_break, walk
 from nocturnus.store.errors import CorruptKey, CryptoError
 from nocturnus.store.keys import KeyRing
 from nocturnus.store.record import record_aad, snapshot_aad
+from nocturnus.store.snapshots import snapshot_ciphertext
 
 MAX_PROBLEMS = 100
 PROGRESS_EVERY = 5_000
@@ -121,10 +122,15 @@ def verify_log(
         progress(checked, total)
 
     snap_checked = snap_shredded = 0
-    for tenant, seq, key_id, nonce, payload in conn.execute(
-        "SELECT tenant, seq, key_id, nonce, payload FROM snapshots ORDER BY tenant, seq"
+    for tenant, seq, key_id, nonce, payload, parts in conn.execute(
+        "SELECT tenant, seq, key_id, nonce, payload, parts FROM snapshots"
+        " ORDER BY tenant, seq"
     ).fetchall():
         snap_checked += 1
+        whole = snapshot_ciphertext(conn, tenant, seq, payload, parts)
+        if whole is None:
+            add(Problem("snapshot", seq, f"some of its {parts} parts are missing", tenant))
+            continue
         try:
             cipher = keys.cipher(key_id)
         except (KeyError, CorruptKey):
@@ -135,7 +141,7 @@ def verify_log(
             continue
         try:
             cipher.decrypt(
-                nonce, payload, snapshot_aad(database, tenant, seq), what="snapshot"
+                nonce, whole, snapshot_aad(database, tenant, seq), what="snapshot"
             )
         except CryptoError:
             add(Problem("snapshot", seq, "authentication tag does not match", tenant))

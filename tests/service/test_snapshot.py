@@ -250,6 +250,38 @@ def test_a_big_tenant_waits_for_a_tail_of_half_its_facts(tmp_path: Path) -> None
     asyncio.run(scenario())
 
 
+def test_a_snapshot_in_parts_lets_other_writes_commit_in_between(tmp_path: Path) -> None:
+    """Issue 3: snapshots never block writes. A big snapshot is one writer job per
+    part, so a write queued while it is being stored commits before it finishes."""
+
+    async def scenario() -> None:
+        databases = open_databases(tmp_path)
+        await databases.open()
+        db = databases.get("default")
+        db.snapshot_part_bytes = 256
+        cmds = [TellFact("edge", (f"n{i}", f"n{i + 1}")) for i in range(2000)]
+        await tenants.tell_many(db, "big", cmds, atomic=True)
+        big_seq = db.head
+        await tenants.tell(db, "other", TellFact("edge", ("a", "b")))
+
+        def parts(log: Any) -> int:
+            return int(log._conn.execute("SELECT count(*) FROM snapshot_parts").fetchone()[0])
+
+        storing = asyncio.ensure_future(db.snapshot_tenant("big"))
+        while await db.read_log(parts) == 0:
+            await asyncio.sleep(0.001)
+        await tenants.tell(db, "other", TellFact("edge", ("b", "c")))
+        assert not storing.done()  # hundreds of parts still to go
+        assert await storing is True
+        found = await db.read_log(lambda log: log.latest_snapshot("big"))
+        assert found is not None and found[0] == big_seq
+        restored = snapshot.decode("big", found[1])
+        assert restored.fact_count() == 2000
+        await databases.close()
+
+    asyncio.run(scenario())
+
+
 def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -266,7 +266,7 @@ class TestSqliteEventLog(EventLogContract):
         rows = log._conn.execute(
             "SELECT version, name FROM schema_migrations"
         ).fetchall()
-        assert rows == [(1, "events"), (2, "compaction")]
+        assert rows == [(1, "events"), (2, "compaction"), (3, "snapshot_parts")]
         log.close()
 
     def test_file_of_another_database_is_refused(

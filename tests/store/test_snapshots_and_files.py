@@ -14,6 +14,7 @@ from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import StorageError
 from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord, build_record, frame
+from nocturnus.store.snapshots import seal
 
 Records = Callable[..., list[LogRecord]]
 
@@ -153,3 +154,96 @@ def test_disk_full_is_a_storage_error_and_leaves_no_trace(
         assert log.verify().ok
     finally:
         log.close()
+
+
+def _count(log: EventLog, table: str) -> int:
+    return int(log._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def _store_in_parts(log: EventLog, tenant: str, seq: int, body: bytes, *, finish: bool = True) -> bool:
+    key = log.snapshot_key(tenant, seq)
+    assert key is not None
+    sealed = seal(log.database, tenant, seq, key, body, part_bytes=1000)
+    for part in range(sealed.parts):
+        log.write_snapshot_part(sealed, part)
+    return log.finish_snapshot(sealed) if finish else False
+
+
+def test_a_big_snapshot_is_stored_in_parts_and_read_back_whole(
+    tmp_path: Path, master_key: MasterKey, records: Records, tamper: type
+) -> None:
+    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    try:
+        log.append(records(1, 6))
+        body = bytes(range(256)) * 40  # 10 240 bytes: 10 parts of 1000 + the row's piece
+        assert _store_in_parts(log, "acme", 3, body)
+        assert _count(log, "snapshot_parts") == 10
+        assert log.latest_snapshot("acme") == (3, body)
+        assert log.verify().ok
+
+        # A crash between parts and the row: the parts are never read ...
+        _store_in_parts(log, "acme", 5, body[::-1], finish=False)
+        assert log.latest_snapshot("acme") == (3, body)
+        assert log.verify().ok
+        # ... and the tenant's next snapshot removes them.
+        assert _store_in_parts(log, "acme", 6, b"small")
+        assert _count(log, "snapshot_parts") == 10  # only seq 3's
+        assert log.latest_snapshot("acme") == (6, b"small")
+
+        # A damaged or missing part is a damaged snapshot: named, never used.
+        with tamper.raw(log.path) as conn:
+            conn.execute("DELETE FROM snapshots WHERE seq = 6")
+            (data,) = conn.execute(
+                "SELECT data FROM snapshot_parts WHERE seq = 3 AND part = 4"
+            ).fetchone()
+            conn.execute(
+                "UPDATE snapshot_parts SET data = ? WHERE seq = 3 AND part = 4",
+                (tamper.flip_bit(data),),
+            )
+        assert log.latest_snapshot("acme") is None
+        assert [(p.kind, p.seq) for p in log.verify().problems] == [("snapshot", 3)]
+        tamper.sql(log.path, "DELETE FROM snapshot_parts WHERE seq = 3 AND part = 7")
+        assert log.latest_snapshot("acme") is None
+        problems = log.verify().problems
+        assert [(p.kind, p.seq) for p in problems] == [("snapshot", 3)]
+        assert "parts are missing" in problems[0].message
+    finally:
+        log.close()
+
+
+def test_deleting_a_tenant_deletes_its_snapshot_parts(
+    tmp_path: Path, master_key: MasterKey, records: Records, record: Callable[..., LogRecord]
+) -> None:
+    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    try:
+        log.append(records(1, 4, tenant="t"))
+        assert _store_in_parts(log, "t", 4, b"x" * 5000)
+        _store_in_parts(log, "t", 4, b"y" * 5000, finish=False)
+        assert _count(log, "snapshot_parts") > 0
+        log.append([record(5, tenant="t", kind="tenant_deleted")])
+        assert _count(log, "snapshot_parts") == 0
+        assert _count(log, "snapshots") == 0
+    finally:
+        log.close()
+
+
+def test_a_snapshot_whose_parts_another_save_removed_is_not_stored(
+    tmp_path: Path, master_key: MasterKey, records: Records
+) -> None:
+    """Two connections snapshotting one tenant: the older one's orphans go, and its
+    row is then refused rather than stored without them."""
+    path = tmp_path / "acme.db"
+    first, second = EventLog.open(path, "acme", master_key), EventLog.open(path, "acme", master_key)
+    try:
+        first.append(records(1, 6))
+        key = first.snapshot_key("acme", 3)
+        assert key is not None
+        old = seal("acme", "acme", 3, key, b"o" * 5000, part_bytes=1000)
+        for part in range(old.parts):
+            first.write_snapshot_part(old, part)
+        assert _store_in_parts(second, "acme", 6, b"n" * 5000)
+        assert first.finish_snapshot(old) is False
+        assert first.latest_snapshot("acme") == (6, b"n" * 5000)
+    finally:
+        second.close()
+        first.close()
