@@ -324,10 +324,14 @@ def main() -> None:
     )
     if not (data_dir / f"{DATABASE}.db").exists():
         generate(data_dir, args.events, args.tenants)
+    # A kept data dir may predate a migration: a read-write open applies it (the
+    # replay below opens read-only, which refuses a log that needs one).
+    EventLog.open(data_dir / f"{DATABASE}.db", DATABASE, key).close()
     with sqlite3.connect(data_dir / f"{DATABASE}.db") as conn:
-        conn.execute(
-            "DELETE FROM snapshots"
-        )  # a kept data dir: start from the log alone
+        # a kept data dir: start from the log alone
+        conn.execute("DELETE FROM snapshots")
+        conn.execute("DELETE FROM snapshot_parts")
+    conn.close()
     measure_replay(data_dir, key)
     started = time.perf_counter()
     result = snapshot_database(data_dir, key, DATABASE)

@@ -195,7 +195,8 @@ def replay_database(
     so each share rebuilds exactly the projections a single replay would, and only
     the summaries travel back. Every process reads, decrypts, decodes, applies and
     builds the indexes of its own tenants; the summary's ``seconds`` is the wall
-    time of the whole (issue 3).
+    time of the whole (issue 3). Forking is meant for the CLI (a process running no
+    other threads); a server loads its tenants one by one instead.
     """
     database_info(data_dir, key, name)
     path = database_path(data_dir, name)
