@@ -216,45 +216,8 @@ class Interner:
                     break
             else:
                 return ids  # type: ignore[return-value]
-        return self.intern_rows((values,))[0]
-
-    def intern_rows(self, rows: Iterable[Iterable[Const]]) -> list[tuple[int, ...]]:
-        """:meth:`intern_all` of each row, in order, in one loop (bulk loads).
-
-        Strings and ints are looked up and added inline (replay and snapshot loads
-        bring a new name in most rows); anything else goes through :meth:`intern`.
-
-        :raises TypeError: if a value is not a constant (the ones before it stay
-            interned).
-        """
-        exact = self.exact
-        get = exact.get
-        known_values = self.values
-        numbers = self.numbers
-        intern = self.intern
-        found: list[tuple[int, ...]] = []
-        for row in rows:
-            ids: list[int] = []
-            value: Any
-            for value in row:
-                kind = type(value)
-                if kind is str or kind is int:
-                    known = get(value)
-                    if known is None:
-                        known = exact[value] = len(known_values)
-                        known_values.append(value)
-                        numbers.append(
-                            float(value)  # numeric_value of an int
-                            if kind is int
-                            else numeric_value(value)
-                            if value[:1] in _NUMBER_START
-                            else None
-                        )
-                else:
-                    known = intern(value)
-                ids.append(known)
-            found.append(tuple(ids))
-        return found
+        intern = self.intern  # a new value, a float, or not a constant at all
+        return tuple([intern(value) for value in values])
 
     def lookup_all(self, values: tuple[Const, ...]) -> tuple[int, ...] | None:
         """Return the ids of all values, or None if any was never interned.
@@ -278,12 +241,15 @@ class Interner:
 
         Equal constants told many times (each request parses its own strings) then
         share one object, wherever the caller keeps the result.
+
+        :raises TypeError: if a value is not a constant.
         """
+        # canonical_rows's loop for one row, inline: this runs once per told fact.
         exact = self.exact
         known_values = self.values
         found: list[Const] = []
         value: Any
-        for value in values:  # one pass: intern_all, then values[id], inline
+        for value in values:
             kind = type(value)
             if kind is str or kind is int:
                 known = exact.get(value)
@@ -303,6 +269,47 @@ class Interner:
                 value = known_values[self.intern(value)]
             found.append(value)
         return tuple(found)
+
+    def canonical_rows(self, rows: Iterable[Iterable[Const]]) -> list[tuple[Const, ...]]:
+        """:meth:`canonical` of each row, in order, in one loop (replay, snapshots).
+
+        One pass per value: a known string or int becomes the interned object, a new
+        one is interned as it is (as :meth:`intern` would), anything else goes
+        through :meth:`intern`.
+
+        :raises TypeError: if a value is not a constant (the ones before it stay
+            interned).
+        """
+        exact = self.exact
+        get = exact.get
+        known_values = self.values
+        numbers = self.numbers
+        intern = self.intern
+        found: list[tuple[Const, ...]] = []
+        value: Any
+        for row in rows:
+            row_values: list[Const] = []
+            for value in row:
+                kind = type(value)
+                if kind is str or kind is int:
+                    known = get(value)
+                    if known is None:
+                        exact[value] = len(known_values)
+                        known_values.append(value)
+                        numbers.append(
+                            float(value)  # numeric_value of an int
+                            if kind is int
+                            else numeric_value(value)
+                            if value[:1] in _NUMBER_START
+                            else None
+                        )
+                    else:
+                        value = known_values[known]
+                else:
+                    value = known_values[intern(value)]
+                row_values.append(value)
+            found.append(tuple(row_values))
+        return found
 
     def decode(self, ids: tuple[int, ...]) -> tuple[Const, ...]:
         """Turn a tuple of ids back into the constants exactly as they were sent."""

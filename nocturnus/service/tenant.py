@@ -364,11 +364,9 @@ class TenantState:
             raise ValueError("tell_many: one createdAt per plain fact")
         scoped, _ = self._stored_args(scope, ())
         interner = self.views[scope].index.interner
-        canonical = interner.values.__getitem__
-        ids = interner.intern_rows(plain_args)
+        stored_args = interner.canonical_rows(plain_args)
         if records:
-            ids += interner.intern_rows([row[0] for row in records])
-        stored_args = [tuple(map(canonical, row)) for row in ids]
+            stored_args += interner.canonical_rows([row[0] for row in records])
         stamps: dict[int, int] = {}
         stored: list[Any] = list(map(stamps.setdefault, plain_created, plain_created))
         new_key = FactKey._make

@@ -173,3 +173,20 @@ def test_intern_all_equals_interning_one_by_one(values):
     assert together.intern_all(tuple(values)) == expected
     assert together.lookup_all(tuple(values)) == expected
     assert together.intern_all(tuple(values)) == expected
+
+
+@given(st.lists(st.lists(constants, max_size=4), max_size=8))
+def test_canonical_rows_equals_canonical_of_each_row(rows):
+    one_by_one = Interner()
+    together = Interner()
+    expected = [one_by_one.canonical(tuple(row)) for row in rows]
+    found = together.canonical_rows(rows)
+    assert [[(type(v), repr(v)) for v in row] for row in found] == [
+        [(type(v), repr(v)) for v in row] for row in expected
+    ]
+    assert [(type(v), repr(v)) for v in together.values] == [
+        (type(v), repr(v)) for v in one_by_one.values
+    ]
+    # equal constants come back as the one interned object
+    again = together.canonical_rows(rows)
+    assert all(a is b for x, y in zip(found, again) for a, b in zip(x, y))
