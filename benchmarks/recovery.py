@@ -326,7 +326,8 @@ def main() -> None:
         generate(data_dir, args.events, args.tenants)
     # A kept data dir may predate a migration: a read-write open applies it (the
     # replay below opens read-only, which refuses a log that needs one).
-    EventLog.open(data_dir / f"{DATABASE}.db", DATABASE, key).close()
+    for path in sorted(data_dir.glob("*.db")):
+        EventLog.open(path, EventLog.stored_name(path) or path.stem, key).close()
     with sqlite3.connect(data_dir / f"{DATABASE}.db") as conn:
         # a kept data dir: start from the log alone
         conn.execute("DELETE FROM snapshots")
