@@ -79,8 +79,11 @@ class TenantState:
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
     # scope -> (predicate, negated) -> args of the facts to settle on the next refresh;
-    # plain tuples, not FactKeys: a replay marks every fact it loads (memory, issue 4)
-    _dirty: dict[str, dict[tuple[str, bool], set[tuple[Any, ...]]]] = field(
+    # plain tuples, not FactKeys: a replay marks every fact it loads (memory, issue 4).
+    # A list, not a set: settling a key twice is settling it once (each key's row
+    # follows its record), and a replay appends a million of them far cheaper than it
+    # hashes them into a set (issue 3).
+    _dirty: dict[str, dict[tuple[str, bool], list[tuple[Any, ...]]]] = field(
         default_factory=dict
     )
     # (when, ticket, key): the ticket breaks ties, keys of mixed-type args don't compare
@@ -105,8 +108,8 @@ class TenantState:
                     relations = dirty[scope] = {}
                 pending = relations.get((key.predicate, key.negated))
                 if pending is None:
-                    pending = relations[(key.predicate, key.negated)] = set()
-                pending.add(key.args)
+                    pending = relations[(key.predicate, key.negated)] = []
+                pending.append(key.args)
         if not dirty:
             return
         self._dirty = {}
@@ -131,7 +134,7 @@ class TenantState:
     def _settle_scope(
         self,
         scope: str,
-        relations: dict[tuple[str, bool], set[tuple[Any, ...]]],
+        relations: dict[tuple[str, bool], list[tuple[Any, ...]]],
         now_ms: int,
     ) -> None:
         """Settle the due facts of ``scope``: each one's index row follows its record.
@@ -332,8 +335,8 @@ class TenantState:
             relations = self._dirty[scope] = {}
         pending = relations.get((predicate, negated))
         if pending is None:
-            pending = relations[(predicate, negated)] = set()
-        pending.add(stored_args)
+            pending = relations[(predicate, negated)] = []
+        pending.append(stored_args)
 
     def tell_many(
         self,
@@ -391,8 +394,8 @@ class TenantState:
             relations = self._dirty[scope] = {}
         pending = relations.get((predicate, negated))
         if pending is None:
-            pending = relations[(predicate, negated)] = set()
-        pending.update(stored_args)
+            pending = relations[(predicate, negated)] = []
+        pending.extend(stored_args)
 
     def _stored_args(
         self, scope: str, args: tuple[Any, ...] | list[Any]
@@ -428,8 +431,8 @@ class TenantState:
             relations = self._dirty[scope] = {}
         pending = relations.get((predicate, negated))
         if pending is None:
-            pending = relations[(predicate, negated)] = set()
-        pending.add(args)
+            pending = relations[(predicate, negated)] = []
+        pending.append(args)
 
     def fork(self, source: str, target: str) -> None:
         """Make ``target`` a copy of ``source``'s facts in O(#relations + #unsettled).
@@ -454,7 +457,7 @@ class TenantState:
         if pending:
             owed = self._dirty.setdefault(target, {})
             for relation, args in pending.items():
-                owed.setdefault(relation, set()).update(args)
+                owed.setdefault(relation, []).extend(args)
         if source != target:
             self._heirs.setdefault(source, set()).add(target)
         inherited = [(k, p) for k, p in self.priorities.items() if k.scope == source]
