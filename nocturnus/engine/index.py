@@ -354,10 +354,16 @@ class FactIndex:
         return True
 
     def contains(self, predicate: str, negated: bool, args: tuple[Const, ...]) -> bool:
-        """Tell whether exactly this fact is present."""
-        row = self._known_row(args)
+        """Tell whether exactly this fact is present.
+
+        The relation is looked up first: every tell asks whether its opposite is
+        present, and most relations have no negated side at all.
+        """
         relation = self._relations.get((predicate, bool(negated), len(args)))
-        return row is not None and relation is not None and row in relation.rows
+        if relation is None:
+            return False
+        row = self._known_row(args)
+        return row is not None and row in relation.rows
 
     def confidence(
         self, predicate: str, negated: bool, args: tuple[Const, ...]
