@@ -179,10 +179,13 @@ class Interner:
         """
         kind = type(value)
         if kind is str or kind is int:
-            table: dict[Any, int] = self.exact
-            key: object = value
-        else:
-            table, key = self._table_key(value)
+            exact_value: str | int = value  # type: ignore[assignment]  # exactly str or int
+            found = self.exact.get(exact_value)
+            if found is None:
+                found = len(self.values)
+                self._add_exact(exact_value, kind is int)
+            return found
+        table, key = self._table_key(value)
         found = table.get(key)
         if found is not None:
             return found
@@ -193,6 +196,21 @@ class Interner:
         self.numbers.append(numeric_value(value))
         table[key] = new_id
         return new_id
+
+    def _add_exact(self, value: str | int, is_int: bool) -> None:
+        """Give a new exact ``str`` or ``int`` the next id (as :meth:`intern` would).
+
+        Only a string that may be a number asks :func:`numeric_value`.
+        """
+        self.exact[value] = len(self.values)
+        self.values.append(value)
+        self.numbers.append(
+            float(value)  # numeric_value of an int
+            if is_int
+            else numeric_value(value)
+            if value[:1] in _NUMBER_START  # type: ignore[index]
+            else None
+        )
 
     def lookup(self, value: Const) -> int | None:
         """Return the id of ``value`` if it was ever interned, without adding it.
@@ -254,15 +272,7 @@ class Interner:
             if kind is str or kind is int:
                 known = exact.get(value)
                 if known is None:
-                    exact[value] = len(known_values)
-                    known_values.append(value)
-                    self.numbers.append(
-                        float(value)  # numeric_value of an int
-                        if kind is int
-                        else numeric_value(value)
-                        if value[:1] in _NUMBER_START
-                        else None
-                    )
+                    self._add_exact(value, kind is int)
                 else:
                     value = known_values[known]
             else:
@@ -283,7 +293,7 @@ class Interner:
         exact = self.exact
         get = exact.get
         known_values = self.values
-        numbers = self.numbers
+        add_exact = self._add_exact
         intern = self.intern
         found: list[tuple[Const, ...]] = []
         value: Any
@@ -294,15 +304,7 @@ class Interner:
                 if kind is str or kind is int:
                     known = get(value)
                     if known is None:
-                        exact[value] = len(known_values)
-                        known_values.append(value)
-                        numbers.append(
-                            float(value)  # numeric_value of an int
-                            if kind is int
-                            else numeric_value(value)
-                            if value[:1] in _NUMBER_START
-                            else None
-                        )
+                        add_exact(value, kind is int)
                     else:
                         value = known_values[known]
                 else:

@@ -23,12 +23,12 @@ from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
 from nocturnus.service.events import (
     Event,
-    Scalar,
     FactRetracted,
     FactTold,
     PrioritySet,
     RuleRemoved,
     RuleTaught,
+    Scalar,
     ScopeDeleted,
     ScopeForked,
     ScopeMerged,
@@ -42,7 +42,7 @@ from nocturnus.service.facts import (
     is_plain,
     new_record,
 )
-from nocturnus.service.rulebook import RuleRecord, Rulebook
+from nocturnus.service.rulebook import Rulebook, RuleRecord
 
 
 @dataclass(slots=True)
@@ -192,20 +192,11 @@ class TenantState:
                         timed.append((stored, FactKey(scope, predicate, negated, args)))
                     continue
                 record: FactRecord = stored
-                if record.ttl is None and record.valid_until is None:
-                    # visible from valid_from on
-                    if now_ms >= record.valid_from:
-                        rows.append((args, record.confidence))
-                    else:
-                        hidden.append((predicate, negated, args))
-                        key = FactKey(scope, predicate, negated, args)
-                        timed.append((record.valid_from, key))
-                    continue
-                if record.is_visible(now_ms):
+                shown, change = _visibility(record, now_ms)
+                if shown:
                     rows.append((args, record.confidence))
                 else:
                     hidden.append((predicate, negated, args))
-                change = record.next_change(now_ms)
                 if change is not None:
                     timed.append((change, FactKey(scope, predicate, negated, args)))
             if rows:
@@ -247,16 +238,9 @@ class TenantState:
                         timed.append((stored, FactKey(scope, predicate, negated, args)))
                     continue
                 record: FactRecord = stored
-                if record.ttl is None and record.valid_until is None:
-                    if now_ms >= record.valid_from:
-                        rows.append((args, record.confidence))
-                    else:
-                        key = FactKey(scope, predicate, negated, args)
-                        timed.append((record.valid_from, key))
-                    continue
-                if record.is_visible(now_ms):
+                shown, change = _visibility(record, now_ms)
+                if shown:
                     rows.append((args, record.confidence))
-                change = record.next_change(now_ms)
                 if change is not None:
                     timed.append((change, FactKey(scope, predicate, negated, args)))
             if rows:
@@ -517,6 +501,19 @@ class TenantState:
             view.program = Program(rules)
             view.program_key = key
         return view.program
+
+
+def _visibility(record: FactRecord, now_ms: int) -> tuple[bool, int | None]:
+    """Whether a stored record is visible at ``now_ms``, and when that next changes.
+
+    ``(record.is_visible(now_ms), record.next_change(now_ms))``, without the property
+    calls for the common record with neither TTL nor ``validUntil``.
+    """
+    if record.ttl is None and record.valid_until is None:
+        if now_ms >= record.valid_from:
+            return True, None
+        return False, record.valid_from
+    return record.is_visible(now_ms), record.next_change(now_ms)
 
 
 Applier = Callable[[TenantState, Event], None]
