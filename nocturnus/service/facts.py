@@ -152,10 +152,6 @@ def plain_record(key: FactKey, created_at: int) -> FactRecord:
     return record  # type: ignore[no-any-return]
 
 
-_PLAIN: tuple[None, None, None, dict[str, Any]] = (None, None, None, {})
-"""``valid_until, ttl, confidence, metadata`` of every plain fact in :meth:`ScopeFacts.rows`."""
-
-
 class ScopeFacts(Mapping[FactKey, FactRecord]):
     """The stored facts of one scope, forkable in O(#relations).
 
@@ -219,33 +215,6 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
                     yield plain_record(key, stored)  # type: ignore[arg-type]
                 else:
                     yield stored.in_scope(scope)  # type: ignore[union-attr]
-
-    def rows(self) -> Iterator[tuple[Any, ...]]:
-        """Every stored fact as a flat tuple, without building records (snapshots).
-
-        ``(scope, predicate, negated, args, created_at, valid_from, valid_until,
-        ttl, confidence, metadata)``, unordered; read-only (plain facts share one
-        empty metadata dict).
-        """
-        scope = self.scope
-        for (predicate, negated, _), group in self._groups.items():
-            for args, stored in group.items():
-                if type(stored) is int:
-                    yield (scope, predicate, negated, args, stored, stored, *_PLAIN)
-                else:
-                    r: FactRecord = stored  # type: ignore[assignment]
-                    yield (
-                        scope,
-                        predicate,
-                        negated,
-                        args,
-                        r.created_at,
-                        r.valid_from,
-                        r.valid_until,
-                        r.ttl,
-                        r.confidence,
-                        r.metadata,
-                    )
 
     def record_of(
         self, relation: RelationKey, args: tuple[Scalar, ...], stored: Stored

@@ -262,7 +262,7 @@ class TenantState:
             return
         scoped, args = self._stored_args(key.scope, key.args)
         scoped.put(record, args)
-        self._mark(key.scope, key.predicate, key.negated, args)
+        self._pending(key.scope, key.predicate, key.negated).append(args)
 
     def tell(
         self,
@@ -314,13 +314,7 @@ class TenantState:
                 {} if metadata is None else metadata,
             )
             scoped.put(record, stored_args)
-        relations = self._dirty.get(scope)  # self._mark(...), inline: once per fact
-        if relations is None:
-            relations = self._dirty[scope] = {}
-        pending = relations.get((predicate, negated))
-        if pending is None:
-            pending = relations[(predicate, negated)] = []
-        pending.append(stored_args)
+        self._pending(scope, predicate, negated).append(stored_args)
 
     def tell_many(
         self,
@@ -373,13 +367,7 @@ class TenantState:
                 key = new_key((scope, predicate, negated, args))
                 stored.append(new_record(key, created, since, until, ttl, conf, meta))
         scoped.put_many(predicate, negated, stored_args, stored)
-        relations = self._dirty.get(scope)
-        if relations is None:
-            relations = self._dirty[scope] = {}
-        pending = relations.get((predicate, negated))
-        if pending is None:
-            pending = relations[(predicate, negated)] = []
-        pending.extend(stored_args)
+        self._pending(scope, predicate, negated).extend(stored_args)
 
     def _stored_args(
         self, scope: str, args: tuple[Any, ...] | list[Any]
@@ -404,19 +392,18 @@ class TenantState:
             return False
         if not scoped:
             del self.facts[key.scope]
-        self._mark(key.scope, key.predicate, key.negated, key.args)
+        self._pending(key.scope, key.predicate, key.negated).append(key.args)
         return True
 
-    def _mark(
-        self, scope: str, predicate: str, negated: bool, args: tuple[Any, ...]
-    ) -> None:
+    def _pending(self, scope: str, predicate: str, negated: bool) -> list[tuple[Any, ...]]:
+        """The args of ``scope``'s (predicate, negated) facts waiting for the next refresh."""
         relations = self._dirty.get(scope)
         if relations is None:
             relations = self._dirty[scope] = {}
         pending = relations.get((predicate, negated))
         if pending is None:
             pending = relations[(predicate, negated)] = []
-        pending.append(args)
+        return pending
 
     def fork(self, source: str, target: str) -> None:
         """Make ``target`` a copy of ``source``'s facts in O(#relations + #unsettled).

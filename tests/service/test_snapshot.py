@@ -385,7 +385,11 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
     version, parts = current["sections"]["facts"]
     assert version == 3 and len(parts) == 2
     # what the version 2 writer wrote: flat rows, 4096 to a text
-    rows = [row for scoped in state.facts.values() for row in scoped.rows()]
+    rows = [
+        [*r.key, r.created_at, r.valid_from, r.valid_until, r.ttl, r.confidence, r.metadata]
+        for scoped in state.facts.values()
+        for r in scoped.records()
+    ]
     old_parts = [orjson.dumps(rows[i : i + 4096]).decode() for i in range(0, len(rows), 4096)]
     bodies = [orjson.dumps(current)]
     for old_version, value in ((2, old_parts), (1, rows)):
