@@ -155,12 +155,6 @@ class Snapshots:
             )
         return True
 
-    def save(self, sealed: SealedSnapshot) -> bool:
-        """Every step of a sealed snapshot at once (offline tools and tests)."""
-        for part in range(sealed.parts):
-            self.write_part(sealed, part)
-        return self.finish(sealed)
-
     def latest(self, tenant: str) -> tuple[int, bytes] | None:
         """Return the newest snapshot that decrypts, as (seq, body).
 
