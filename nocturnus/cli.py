@@ -598,12 +598,6 @@ def _check_names(databases: tuple[str, ...], tenants: tuple[str, ...]) -> None:
             raise ValidationError(f"--tenant: {value!r} does not match {TENANT_NAME}")
 
 
-
-def _quiet_sanic() -> None:
-    for name in ("sanic.root", "sanic.server", "sanic.access"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def run(args: list[str] | None = None) -> Any:
     """Entry point for tests: run the CLI in-process without exiting."""
     return main.main(args=args, standalone_mode=False)
