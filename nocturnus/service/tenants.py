@@ -29,7 +29,7 @@ from nocturnus.service.commands import (
 from nocturnus.service.context import proof_facts, record_uses
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.facts import FactKey
 from nocturnus.service.rulebook import RuleRecord
 
 Db = Database[DatabaseState]
