@@ -394,7 +394,10 @@ async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
     return raw_json_response(orjson.dumps(results), headers=headers)
 
 
-@endpoint(knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=QUERY_BODY, tenant=True)
+@endpoint(
+    knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=QUERY_BODY,
+    tenant=True,
+)
 async def query(call: Call) -> dict[str, Any] | HTTPResponse:
     body = call.body
     shape = shape_of(body, False)

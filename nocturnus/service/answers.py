@@ -112,10 +112,11 @@ class AnswerSet:
 
     def key(self, position: int) -> tuple[tuple[Any, ...], str]:
         """The order key of the answer at ``position``: argument keys, then scope."""
-        part, i = self._locate(position)
+        part, i = self.locate(position)
         return tuple([sort_key(v) for v in part.args(i)]), part.scope
 
-    def _locate(self, position: int) -> tuple[ScopeAnswers, int]:
+    def locate(self, position: int) -> tuple[ScopeAnswers, int]:
+        """The part holding the answer at ``position`` and its index there."""
         if self.order is not None:
             p, i = self.order[position]
             return self.parts[p], i
@@ -128,14 +129,14 @@ class AnswerSet:
     def page(self, start: int, stop: int) -> AnswerSet:
         """The answers from ``start`` to ``stop`` in answer order."""
         if self.order is None:
-            parts = []
+            windows = []
             for part in self.parts:
                 size = len(part.rows)
                 if start < size and stop > 0:
-                    parts.append(part.window(max(start, 0), min(stop, size)))
+                    windows.append(part.window(max(start, 0), min(stop, size)))
                 start -= size
                 stop -= size
-            return AnswerSet(self.predicate, self.negated, self.arity, tuple(parts))
+            return AnswerSet(self.predicate, self.negated, self.arity, tuple(windows))
         picked = self.order[start:stop]
         chosen: dict[int, list[int]] = {}
         for p, i in picked:
@@ -148,9 +149,8 @@ class AnswerSet:
             order.append((renumber[p], at[p]))
             at[p] += 1
         parts = tuple(self.parts[p].slice(chosen[p]) for p in kept)
-        return AnswerSet(
-            self.predicate, self.negated, self.arity, parts, order if len(parts) > 1 else None
-        )
+        merged = order if len(parts) > 1 else None
+        return AnswerSet(self.predicate, self.negated, self.arity, parts, merged)
 
     def fact_key(self, part: ScopeAnswers, i: int) -> FactKey:
         return FactKey(part.scope, self.predicate, self.negated, part.args(i))
@@ -246,7 +246,9 @@ class Cursor:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             query, args, scope, ties = orjson.loads(raw)
         except (binascii.Error, ValueError, TypeError):
-            raise ValidationError("cursor: not a cursor this server issued", field="cursor") from None
+            raise ValidationError(
+                "cursor: not a cursor this server issued", field="cursor"
+            ) from None
         if not (
             isinstance(query, str)
             and isinstance(args, list)
@@ -255,7 +257,9 @@ class Cursor:
             and type(ties) is int
             and ties >= 1
         ):
-            raise ValidationError("cursor: not a cursor this server issued", field="cursor")
+            raise ValidationError(
+                "cursor: not a cursor this server issued", field="cursor"
+            )
         return cls(query, tuple(args), scope, ties)
 
 
@@ -302,7 +306,7 @@ def page(
     ties = 1
     while stop - 1 - ties >= 0 and answers.key(stop - 1 - ties) == last_key:
         ties += 1
-    part, i = answers._locate(stop - 1)
+    part, i = answers.locate(stop - 1)
     following = Cursor(query, part.args(i), part.scope, ties)
     return Page(selected, following.encode())
 

@@ -102,11 +102,12 @@ def test_a_cursor_of_another_question_is_refused(server: Server, chain: str) -> 
     ):
         found = error(server, chain, "/ask", {**other, "cursor": cursor})
         assert found["code"] == "VALIDATION_ERROR" and "another question" in found["message"]
-    found = error(server, chain, "/query", {"predicate": "reach", "args": ["?x", "?y"], "cursor": cursor})
+    goal = {"predicate": "reach", "args": ["?x", "?y"]}
+    found = error(server, chain, "/query", {**goal, "cursor": cursor})
     assert "another question" in found["message"]
     for bad in ("x", "!!!", base64.urlsafe_b64encode(b'{"a":1}').decode(),
                 base64.urlsafe_b64encode(orjson.dumps(["q", [True], "main", 1])).decode()):
-        found = error(server, chain, "/ask", {"predicate": "reach", "args": ["?x", "?y"], "cursor": bad})
+        found = error(server, chain, "/ask", {**goal, "cursor": bad})
         assert found["details"]["field"] == "cursor"
 
 
