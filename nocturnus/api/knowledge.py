@@ -326,7 +326,7 @@ async def ask(call: Call) -> dict[str, Any] | HTTPResponse:
             call.database, call.tenant_id, goal, scope, min_confidence=min_confidence
         )
         return {"count": count}
-    asked = await tenants.ask(
+    asked = await tenants.ask_page(
         call.database,
         call.tenant_id,
         goal,
@@ -369,7 +369,7 @@ async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
             call.database, call.tenant_id, goal, scope, min_confidence=min_confidence
         )
         return {"count": count}
-    asked = await tenants.ask(
+    asked = await tenants.ask_page(
         call.database,
         call.tenant_id,
         goal,
@@ -401,7 +401,7 @@ async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
 async def query(call: Call) -> dict[str, Any] | HTTPResponse:
     body = call.body
     shape = shape_of(body, False)
-    page = await tenants.match(
+    page = await tenants.match_page(
         call.database,
         call.tenant_id,
         body["predicate"],
@@ -441,8 +441,7 @@ async def predicates(call: Call) -> dict[str, Any]:
 async def aggregate_answers(call: Call) -> dict[str, Any]:
     body = call.body
     goal = goal_literal(body)
-    asked = await tenants.ask(call.database, call.tenant_id, goal, body.get("scope"))
-    answers = asked.page.answers.answers()
+    answers = await tenants.ask(call.database, call.tenant_id, goal, body.get("scope"))
     operation = body["operation"].upper()
     result = aggregate(answers, operation, body.get("argIndex") or 0)
     return {

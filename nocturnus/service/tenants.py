@@ -29,7 +29,7 @@ from nocturnus.service.commands import (
 from nocturnus.service.context import proof_facts, record_uses
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
-from nocturnus.service.facts import FactKey
+from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.rulebook import RuleRecord
 
 Db = Database[DatabaseState]
@@ -168,6 +168,29 @@ async def ask(
     *,
     min_confidence: float | None = None,
     limit: int | None = None,
+    with_proof: bool = False,
+) -> list[answers.Answer]:
+    """The first ``limit`` answers to ``goal`` (all without a limit), one object each."""
+    asked = await ask_page(
+        db,
+        tenant,
+        goal,
+        scope,
+        min_confidence=min_confidence,
+        limit=limit,
+        with_proof=with_proof,
+    )
+    return asked.page.answers.answers() if asked.proved is None else asked.proved
+
+
+async def ask_page(
+    db: Db,
+    tenant: str,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+    limit: int | None = None,
     cursor: str | None = None,
     with_proof: bool = False,
 ) -> Asked:
@@ -212,6 +235,19 @@ async def count_answers(
 
 
 async def match(
+    db: Db,
+    tenant: str,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str | None,
+) -> list[FactRecord]:
+    """Every stored, visible fact matching ``pattern``, in answer order."""
+    page = await match_page(db, tenant, predicate, negated, pattern, scope)
+    return [a.record for a in page.answers.answers() if a.record is not None]
+
+
+async def match_page(
     db: Db,
     tenant: str,
     predicate: str,
