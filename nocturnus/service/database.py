@@ -2,8 +2,14 @@
 
 Writes: a decision produces events; :meth:`Database.commit` numbers them, applies them to
 the projection at once (so the next decision in write order sees them) and waits until the
-writer has made the batch durable. If the commit fails, the touched projections are
-dropped and rebuilt from the log on next use, so memory never keeps what the disk lost.
+writer has made the batch durable. Each append carries the position of the stream (the
+tenant, or the database level) its decision was made on, or the previous append of that
+stream still in flight: the store refuses it if another writer appended to the stream
+since (:class:`~nocturnus.store.errors.AppendConflict`), so the service never relies on
+being the only writer. If a commit fails or is refused, or the store numbered it
+differently than this process did (another writer took seqs meanwhile), the projections
+are dropped and rebuilt from the log on next use, so memory never keeps what the store
+does not hold.
 
 Snapshots (issue 3): every ``snapshot_every`` events of a tenant (later for a tenant with
 more than twice as many facts: see :meth:`Database._maybe_snapshot`), and for every changed
@@ -20,7 +26,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
@@ -39,14 +44,14 @@ from nocturnus.service.replay import (
     replay_tenant,
     restore_tenant,
 )
-from nocturnus.service.rulebook import RuleRecord, Rulebook
+from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
-from nocturnus.store.errors import WrongMasterKey
-from nocturnus.store.log import EventLog
-from nocturnus.store.record import build_record
+from nocturnus.store.errors import AppendConflict, WrongMasterKey
+from nocturnus.store.recorder import Store
+from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.snapshots import PART_BYTES, seal
 from nocturnus.store.writer import Writer
 
@@ -119,12 +124,12 @@ T = TypeVar("T")
 
 
 class Database(Generic[RootState]):
-    """A database file: a writer, a root (database-level) projection, lazy tenants."""
+    """A database: a writer, a root (database-level) projection, lazy tenants."""
 
     def __init__(
         self,
         name: str,
-        path: Path,
+        store: Store,
         master_key: MasterKey,
         *,
         root_factory: Callable[[], RootState],
@@ -135,22 +140,28 @@ class Database(Generic[RootState]):
         self.name = name
         self.snapshot_every = snapshot_every
         self.snapshot_part_bytes = PART_BYTES
-        self.path = path
+        self.store = store
         self.default_conflict_strategy = default_conflict_strategy
         self._master_key = master_key
         self._root_factory = root_factory
         self._root_apply = root_apply
         self.root: RootState = root_factory()
-        self.writer = Writer(lambda: EventLog.open(path, name, master_key))
+        self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own (the Writer's job
         # thread, only ever given reads): see :meth:`read_log`.
         self.reader = Writer(
-            lambda: EventLog.open(path, name, master_key, check_tail=None, readonly=True),
+            lambda: Sealer.open(
+                store.recorder(name, readonly=True), master_key, check_tail=None
+            ),
             name="reader",
         )
         self._tenants: dict[str, TenantState] = {}
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
+        # The database level's position (seq of its last event) and, per stream, the
+        # newest append still in flight: what the next decision was made on.
+        self._root_position = 0
+        self._in_flight: dict[str, Append] = {}
         self.tenant_names: dict[str, int] = {}
         self.stats = DatabaseStats()
         # Events applied to each loaded tenant since its last snapshot (or load).
@@ -181,7 +192,8 @@ class Database(Generic[RootState]):
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
-                f"cannot open database {self.name!r} ({self.path}): {e.message}", e.details
+                f"cannot open database {self.name!r} ({self.store.where}): {e.message}",
+                e.details,
             ) from e
 
     async def _replay_root(self) -> None:
@@ -190,6 +202,7 @@ class Database(Generic[RootState]):
             lambda log: (log.head(), list(log.read(tenant=DATABASE_LEVEL)))
         )
         self._next_seq = head + 1
+        self._root_position = records[-1].seq if records else 0
         for record in records:
             if record.body is not None:
                 self._root_apply(self.root, record.seq, decode(record.kind, record.body))
@@ -287,7 +300,7 @@ class Database(Generic[RootState]):
             self._unsnapshotted[name] = len(stored.tail)
         return state
 
-    async def read_log(self, fn: Callable[[EventLog], T]) -> T:
+    async def read_log(self, fn: Callable[[Sealer], T]) -> T:
         """Run ``fn(log)`` on the read-only connection, after every append queued so far.
 
         Reads that scan many events (loading a tenant, time travel, the audit trail)
@@ -310,7 +323,7 @@ class Database(Generic[RootState]):
         self._unsnapshotted[name] = 0
         body = await asyncio.to_thread(snapshot.encode_capture, captured)
 
-        def key(event_log: EventLog) -> tuple[int, AesGcmCipher] | None:
+        def key(event_log: Sealer) -> tuple[int, AesGcmCipher] | None:
             # Runs after every append queued before it, so all events <= seq are
             # durable unless a commit failed (then the epoch moved on).
             return None if epoch != self._epoch else event_log.snapshot_key(name, seq)
@@ -327,7 +340,7 @@ class Database(Generic[RootState]):
         for part in range(sealed.parts):
             await self.writer.run(lambda log, part=part: log.write_snapshot_part(sealed, part))
 
-        def finish(event_log: EventLog) -> bool:
+        def finish(event_log: Sealer) -> bool:
             return epoch == self._epoch and event_log.finish_snapshot(sealed)
 
         stored = await self.writer.run(finish)
@@ -380,30 +393,68 @@ class Database(Generic[RootState]):
 
         Must be called right after the decision, with no ``await`` in between, so that
         decisions and seqs follow one order.
+
+        :raises AppendConflict: another writer changed the stream since the decision
+            (the projections are rebuilt from the log: the request may be retried).
+        :raises Unavailable: the store could not take the write.
         """
         if not events:
             return
-        records = []
         state = self._tenants.get(tenant) if tenant != DATABASE_LEVEL else None
+        expected = self._expected(tenant, state)
+        append = Append(
+            tenant,
+            expected,
+            now,
+            [(event.kind, encode(event)) for event in events],
+            ends_stream=isinstance(events[-1], TenantDeleted),
+        )
         if tenant != DATABASE_LEVEL:
             self._track_tenant(tenant, events[-1], now)
+        first = self._next_seq
         for event in events:
             seq = self._next_seq
             self._next_seq += 1
-            records.append(build_record(seq, now, tenant, event.kind, encode(event)))
             if tenant == DATABASE_LEVEL:
                 self._root_apply(self.root, seq, event)
+                self._root_position = seq
             elif state is not None:
                 apply(state, seq, event)
         if state is not None:
             self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
+        self._in_flight[tenant] = append
         try:
-            await self.writer.append(records)
+            seqs = await self.writer.append(append)
+        except AppendConflict:
+            await self._recover()
+            raise
         except NocturnusError as e:
             await self._recover()
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
+        finally:
+            if self._in_flight.get(tenant) is append:
+                del self._in_flight[tenant]
+        if seqs.start != first:
+            # Another writer took seqs meanwhile: what was applied here is numbered
+            # differently from the store. Rebuild from the log (issue 15).
+            await self._recover()
+            return
         if state is not None:
             self._maybe_snapshot(tenant)
+
+    def _expected(self, stream: str, state: TenantState | None) -> int | Append | None:
+        """The position the decision about to be appended to ``stream`` was made on.
+
+        The newest append of the stream still in flight (the decision saw its events),
+        else the stream's position in the projection; None for a tenant that is not
+        loaded (its appends do not depend on its state: the audit trail).
+        """
+        pending = self._in_flight.get(stream)
+        if pending is not None:
+            return pending
+        if stream == DATABASE_LEVEL:
+            return self._root_position
+        return None if state is None else state.last_seq
 
     def _track_tenant(self, tenant: str, last: Event, now: int) -> None:
         if isinstance(last, TenantDeleted):
@@ -415,6 +466,7 @@ class Database(Generic[RootState]):
         """After a failed commit: forget projections and renumber from the durable head."""
         self._tenants.clear()
         self._unsnapshotted.clear()
+        self._in_flight.clear()
         self._epoch += 1
         try:
             await self._replay_root()
@@ -423,5 +475,5 @@ class Database(Generic[RootState]):
             pass  # the writer is broken; the next write reports it again
 
 
-def _barrier(log: EventLog) -> None:
+def _barrier(log: Sealer) -> None:
     """A writer job doing nothing: it runs once every append queued before it is done."""

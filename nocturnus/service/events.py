@@ -8,9 +8,10 @@ upgraded on read by an explicit upcaster registered in ``_UPCASTERS``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from nocturnus.store.crypto import AesGcmCipher
 from nocturnus.store.errors import CryptoError, InvalidRecord
 from nocturnus.store.keys import KeyRing
-from nocturnus.store.recorder import SnapshotRow
 from nocturnus.store.record import snapshot_aad
+from nocturnus.store.recorder import SnapshotRow
 
 log = logging.getLogger("nocturnus.store")
 
