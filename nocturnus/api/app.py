@@ -76,9 +76,9 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         master_key = load_master_key(settings.data_dir, settings.master_key)
         app.ctx.store = open_store(settings)
         databases = Databases(
-            app.ctx.store,
+            settings.data_dir,
             master_key,
-            data_dir=settings.data_dir,
+            store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
         )
         await databases.open()

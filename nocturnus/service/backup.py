@@ -180,7 +180,7 @@ def restore_database(
     Sealer.open(store.recorder(info.database), key).close()  # key and tail checked
     if not known:
         _register(store, key, info)
-    return RestoreResult(info, store.where, replaced=known)
+    return RestoreResult(info, store.where_is(info.database), replaced=known)
 
 
 def _register(store: Store, key: MasterKey, info: BackupInfo) -> None:

@@ -192,7 +192,8 @@ class Database(Generic[RootState]):
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
-                f"cannot open database {self.name!r} ({self.store.where}): {e.message}",
+                f"cannot open database {self.name!r} ({self.store.where_is(self.name)}): "
+                f"{e.message}",
                 e.details,
             ) from e
 

@@ -22,6 +22,7 @@ from nocturnus.service.database import (
     now_ms,
 )
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
+from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.recorder import Store
 
@@ -69,22 +70,23 @@ def system_database(store: Store, master_key: MasterKey) -> Database[Registry]:
 
 
 class Databases:
-    """Every open database of one store (``data_dir`` holds the master key file and
-    backups, and is the disk ``/metrics`` reports on)."""
+    """Every open database of one store: by default the SQLite files of ``data_dir``
+    (which also holds the master key file and backups, and is the disk ``/metrics``
+    reports on)."""
 
     def __init__(
         self,
-        store: Store,
+        data_dir: Path,
         master_key: MasterKey,
         *,
-        data_dir: Path,
+        store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
-        self.store = store
+        self.store = store if store is not None else open_store("", data_dir)
         self.data_dir = data_dir
         self._master_key = master_key
         self.snapshot_every = snapshot_every
-        self.system = system_database(store, master_key)
+        self.system = system_database(self.store, master_key)
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
         self._closing: asyncio.Future[None] | None = None

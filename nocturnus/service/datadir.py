@@ -157,9 +157,7 @@ def check_data_dir(settings: Settings) -> None:
     key = master_key(settings)
 
     async def open_and_close(store: Store) -> None:
-        databases = Databases(
-            store, key, data_dir=settings.data_dir, snapshot_every=0
-        )
+        databases = Databases(settings.data_dir, key, store=store, snapshot_every=0)
         try:
             await databases.open()
         finally:

@@ -108,7 +108,7 @@ def compact_log(
             last_hash=last[1],
         )
         marker = Append("", None, ts_ms, [(marker_kind, marker_body(done))])
-        sealer.seal_after(tx, Tip(done.last_seq, done.last_hash), [marker])
+        sealer.seal_after(tx, Tip(marker_seq - 1, done.last_hash), [marker])
     sealer.recorder.reclaim()
     return done
 

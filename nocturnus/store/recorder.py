@@ -286,6 +286,10 @@ class Store(Protocol):
         """The store, for messages."""
         ...
 
+    def where_is(self, database: str) -> str:
+        """Where ``database``'s rows live, for messages (its file, its schema)."""
+        ...
+
     def recorder(self, database: str, *, readonly: bool = False) -> Recorder:
         """Open ``database``'s recorder, creating it (unless ``readonly``) if missing.
 

@@ -759,6 +759,9 @@ class SqliteStore:
     def path(self, database: str) -> Path:
         return self.data_dir / f"{database}{SUFFIX}"
 
+    def where_is(self, database: str) -> str:
+        return str(self.path(database))
+
     def recorder(self, database: str, *, readonly: bool = False) -> SqliteRecorder:
         return SqliteRecorder(self.path(database), database, readonly=readonly)
 
