@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
@@ -339,7 +340,7 @@ class Database(Generic[RootState]):
         # One writer job per part: appends queued meanwhile commit in between, so a
         # big tenant's snapshot holds the writer for one part at a time, never whole.
         for part in range(sealed.parts):
-            await self.writer.run(lambda log, part=part: log.write_snapshot_part(sealed, part))
+            await self.writer.run(partial(Sealer.write_snapshot_part, part=part, sealed=sealed))
 
         def finish(event_log: Sealer) -> bool:
             return epoch == self._epoch and event_log.finish_snapshot(sealed)

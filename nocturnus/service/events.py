@@ -283,7 +283,7 @@ def _builder(
                 set_slot(event, tuple(value) if is_tuple and value is not None else value)
         except KeyError:
             return None
-        return event  # type: ignore[no-any-return]
+        return event
 
     return build
 
@@ -341,9 +341,11 @@ for _cls in (
     DatabaseCreated,
     DatabaseDeleted,
     LogCompacted,
+    KeyCreated,
+    KeyUpdated,
+    KeyRevoked,
+    AuditRecorded,
 ):
-    register(_cls)
-for _cls in (KeyCreated, KeyUpdated, KeyRevoked, AuditRecorded):
     register(_cls)
 
 
