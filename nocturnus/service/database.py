@@ -2,14 +2,16 @@
 
 Writes: a decision produces events; :meth:`Database.commit` numbers them, applies them to
 the projection at once (so the next decision in write order sees them) and waits until the
-writer has made the batch durable. Each append carries the position of the stream (the
+writer has made the batch durable. Events are encoded before any of that, so a write that
+cannot be stored changes nothing. Each append carries the position of the stream (the
 tenant, or the database level) its decision was made on, or the previous append of that
 stream still in flight: the store refuses it if another writer appended to the stream
-since (:class:`~nocturnus.store.errors.AppendConflict`), so the service never relies on
-being the only writer. If a commit fails or is refused, or the store numbered it
-differently than this process did (another writer took seqs meanwhile), the projections
-are dropped and rebuilt from the log on next use, so memory never keeps what the store
-does not hold.
+since (:class:`~nocturnus.store.errors.AppendConflict`, issue 15), so the service never
+relies on being the only writer. If the writer fails or refuses an append, or stores it
+under other seqs than this process numbered it with (another writer took seqs
+meanwhile), the projections holding writes in flight are dropped and rebuilt from the
+log on next use, the database level goes back to its durable copy, and every other
+tenant keeps its projection: memory never keeps what the store does not hold.
 
 Snapshots (issue 3): every ``snapshot_every`` events of a tenant (later for a tenant with
 more than twice as many facts: see :meth:`Database._maybe_snapshot`), and for every changed
@@ -22,12 +24,13 @@ snapshot plus the events after it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
@@ -120,7 +123,13 @@ class DatabaseStats:
         self.last_snapshot_at = time.time() if at is None else at
 
 
-RootState = TypeVar("RootState")
+class Positioned(Protocol):
+    """A database-level projection: it knows the seq of the last event it applied."""
+
+    last_seq: int
+
+
+RootState = TypeVar("RootState", bound=Positioned)
 T = TypeVar("T")
 
 
@@ -147,6 +156,10 @@ class Database(Generic[RootState]):
         self._root_factory = root_factory
         self._root_apply = root_apply
         self.root: RootState = root_factory()
+        # The database level and the tenant list as the log holds them: what a failed
+        # commit puts back (``root`` and ``tenant_names`` run ahead of the disk).
+        self._durable_root: RootState = root_factory()
+        self._durable_tenants: dict[str, int] = {}
         self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own (the Writer's job
         # thread, only ever given reads): see :meth:`read_log`.
@@ -159,10 +172,6 @@ class Database(Generic[RootState]):
         self._tenants: dict[str, TenantState] = {}
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
-        # The database level's position (seq of its last event) and, per stream, the
-        # newest append still in flight: what the next decision was made on.
-        self._root_position = 0
-        self._in_flight: dict[str, Append] = {}
         self.tenant_names: dict[str, int] = {}
         self.stats = DatabaseStats()
         # Events applied to each loaded tenant since its last snapshot (or load).
@@ -172,6 +181,12 @@ class Database(Generic[RootState]):
         # Bumped when a failed commit drops the projections: a snapshot captured before
         # must not be stored, its newest events were never made durable.
         self._epoch = 0
+        # Bumped when a failed append renumbers from the durable head (see _settled).
+        self._numbering = 0
+        # Commits numbered and not yet answered by the writer, per tenant, and the
+        # newest of them: the position the next decision about that stream saw.
+        self._in_flight: dict[str, int] = {}
+        self._newest: dict[str, Append] = {}
         self._closing: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
@@ -186,6 +201,7 @@ class Database(Generic[RootState]):
             await self.writer.start()
             await self._replay_root()
             self.tenant_names = await self.writer.run(lambda log: log.tenants())
+            self._durable_tenants = dict(self.tenant_names)
             await self.reader.start()
         except NocturnusError as e:
             await self.writer.close()
@@ -199,15 +215,24 @@ class Database(Generic[RootState]):
             ) from e
 
     async def _replay_root(self) -> None:
-        self.root = self._root_factory()
+        """Rebuild the database level from the log (at open; after another writer
+        moved it)."""
         head, records = await self.writer.run(
             lambda log: (log.head(), list(log.read(tenant=DATABASE_LEVEL)))
         )
-        self._next_seq = head + 1
-        self._root_position = records[-1].seq if records else 0
+        root = self._root_factory()
         for record in records:
             if record.body is not None:
-                self._root_apply(self.root, record.seq, decode(record.kind, record.body))
+                self._root_apply(root, record.seq, decode(record.kind, record.body))
+        self.root = root
+        self._durable_root = copy.deepcopy(root)
+        self._next_seq = max(self._next_seq, head + 1)
+
+    async def _catch_up_root(self) -> None:
+        try:
+            await self._replay_root()
+        except NocturnusError as e:  # the next refused write tries again
+            log.warning("reloading the database level of %r failed: %s", self.name, e)
 
     async def close(self) -> None:
         """Finish background snapshots, snapshot every changed tenant, stop the writer.
@@ -394,87 +419,141 @@ class Database(Generic[RootState]):
         """Log ``events`` for ``tenant`` (``""`` = database level) and apply them.
 
         Must be called right after the decision, with no ``await`` in between, so that
-        decisions and seqs follow one order.
+        decisions and seqs follow one order. Every event is encoded before a seq is
+        taken or a projection touched (issue 14): an event that cannot be stored
+        raises here and changes nothing, for this tenant or any other.
 
         :raises AppendConflict: another writer changed the stream since the decision
-            (the projections are rebuilt from the log: the request may be retried).
-        :raises Unavailable: the store could not take the write.
+            (issue 15); the stale projection is gone by then, the request may be retried.
+        :raises Unavailable: the writer could not make the batch durable; what the
+            projections held of it is gone by then (see :meth:`_settled`).
         """
         if not events:
             return
-        state = self._tenants.get(tenant) if tenant != DATABASE_LEVEL else None
-        expected = self._expected(tenant, state)
         append = Append(
             tenant,
-            expected,
+            self._expected(tenant),
             now,
             [(event.kind, encode(event)) for event in events],
             ends_stream=isinstance(events[-1], TenantDeleted),
         )
-        if tenant != DATABASE_LEVEL:
-            self._track_tenant(tenant, events[-1], now)
         first = self._next_seq
-        for event in events:
-            seq = self._next_seq
-            self._next_seq += 1
-            if tenant == DATABASE_LEVEL:
-                self._root_apply(self.root, seq, event)
-                self._root_position = seq
-            elif state is not None:
-                apply(state, seq, event)
-        if state is not None:
-            self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
-        self._in_flight[tenant] = append
+        self._next_seq = first + len(events)
         try:
-            seqs = await self.writer.append(append)
+            self._apply(tenant, first, events)
+        except BaseException:
+            # A bug in an applier. No await since the seqs were taken, so nobody took
+            # one after them; nothing was queued; the half-applied tenant reloads.
+            self._next_seq = first
+            if tenant != DATABASE_LEVEL:
+                self.evict(tenant)
+            raise
+        if tenant != DATABASE_LEVEL:
+            _track_tenant(self.tenant_names, tenant, events[-1], now)
+        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        self._newest[tenant] = append
+        settled = partial(self._settled, tenant, events, now, self._numbering, first)
+        try:
+            await self.writer.append(append, settled)
         except AppendConflict:
-            await self._recover()
             raise
         except NocturnusError as e:
-            await self._recover()
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
-        finally:
-            if self._in_flight.get(tenant) is append:
-                del self._in_flight[tenant]
-        if seqs.start != first:
-            # Another writer took seqs meanwhile: what was applied here is numbered
-            # differently from the store. Rebuild from the log (issue 15).
-            await self._recover()
-            return
-        if state is not None:
+        if tenant != DATABASE_LEVEL and tenant in self._tenants:
             self._maybe_snapshot(tenant)
 
-    def _expected(self, stream: str, state: TenantState | None) -> int | Append | None:
+    def _expected(self, stream: str) -> int | Append | None:
         """The position the decision about to be appended to ``stream`` was made on.
 
         The newest append of the stream still in flight (the decision saw its events),
         else the stream's position in the projection; None for a tenant that is not
         loaded (its appends do not depend on its state: the audit trail).
         """
-        pending = self._in_flight.get(stream)
+        pending = self._newest.get(stream)
         if pending is not None:
             return pending
         if stream == DATABASE_LEVEL:
-            return self._root_position
+            return self.root.last_seq
+        state = self._tenants.get(stream)
         return None if state is None else state.last_seq
 
-    def _track_tenant(self, tenant: str, last: Event, now: int) -> None:
-        if isinstance(last, TenantDeleted):
-            self.tenant_names.pop(tenant, None)
-        else:
-            self.tenant_names.setdefault(tenant, now)
+    def _apply(self, tenant: str, first: int, events: Sequence[Event]) -> None:
+        if tenant == DATABASE_LEVEL:
+            for seq, event in enumerate(events, first):
+                self._root_apply(self.root, seq, event)
+            return
+        state = self._tenants.get(tenant)
+        if state is None:
+            return
+        for seq, event in enumerate(events, first):
+            apply(state, seq, event)
+        self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
 
-    async def _recover(self) -> None:
-        """After a failed commit: forget projections and renumber from the durable head."""
-        self._tenants.clear()
-        self._unsnapshotted.clear()
-        self._in_flight.clear()
-        self._epoch += 1
-        try:
-            await self._replay_root()
-            self.tenant_names = await self.writer.run(lambda log: log.tenants())
-        except NocturnusError:
-            pass  # the writer is broken; the next write reports it again
+    def _settled(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        now: int,
+        numbering: int,
+        first: int,
+        error: BaseException | None,
+        head: int | None,
+    ) -> None:
+        """The writer's word on one commit, on the loop, in commit order.
+
+        A stored commit moves the durable copies on. A failed one: every commit
+        numbered before the failure and not stored yet failed with it or will (its
+        seqs no longer continue the log), so the first failure of a numbering round
+        drops exactly the projections holding such commits (issue 14: never every
+        tenant's), puts back the durable database level and tenant list, and numbers
+        on from the head the writer reports. Later failures of that round find the
+        round over and only leave. A refused append (another writer changed its
+        stream: issue 15) is such a failure too, and so is a stored one whose seqs
+        are not the ones numbered here (another writer took seqs meanwhile): what was
+        applied here carries the wrong positions.
+        """
+        left = self._in_flight[tenant] - 1
+        if left:
+            self._in_flight[tenant] = left
+        else:
+            del self._in_flight[tenant]
+            del self._newest[tenant]
+        if error is None:
+            assert head is not None
+            self._next_seq = max(self._next_seq, head + 1)
+            stored_first = head - len(events) + 1
+            if tenant == DATABASE_LEVEL:
+                for seq, event in enumerate(events, stored_first):
+                    self._root_apply(self._durable_root, seq, event)
+            else:
+                _track_tenant(self._durable_tenants, tenant, events[-1], now)
+            if stored_first == first or numbering != self._numbering:
+                return
+        elif numbering != self._numbering:
+            return
+        self._numbering += 1
+        self._epoch += 1  # a snapshot captured before may hold lost events
+        for lost in (tenant, *self._in_flight):
+            if lost != DATABASE_LEVEL:
+                self.evict(lost)
+        if tenant == DATABASE_LEVEL or DATABASE_LEVEL in self._in_flight:
+            self.root = copy.deepcopy(self._durable_root)
+        self.tenant_names = dict(self._durable_tenants)
+        if head is not None:
+            self._next_seq = head + 1
+        if isinstance(error, AppendConflict) and tenant == DATABASE_LEVEL:
+            # Another writer moved the database level: the durable copy is behind the
+            # log too. Replay it, or every decision on it would be refused again.
+            task = asyncio.get_running_loop().create_task(self._catch_up_root())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+
+def _track_tenant(names: dict[str, int], tenant: str, last: Event, now: int) -> None:
+    if isinstance(last, TenantDeleted):
+        names.pop(tenant, None)
+    else:
+        names.setdefault(tenant, now)
 
 
 def _barrier(log: Sealer) -> None:

@@ -43,9 +43,17 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+Settled = Callable[["BaseException | None", "int | None"], None]
+"""Told on the event loop, in commit order, how an append ended: ``(None, last seq)``
+when stored, ``(error, head)`` when not (refused, or its batch failed), where ``head``
+is the log's head after the failure (``None`` when the writer is gone and cannot
+say)."""
+
+
 @dataclass(slots=True)
 class _Append(_Job):
     append: Append
+    settled: Settled | None = None
 
 
 @dataclass(slots=True)
@@ -148,12 +156,13 @@ class Writer:
         await asyncio.wrap_future(ready)
         self._accepting = True
 
-    async def append(self, append: Append) -> range:
+    async def append(self, append: Append, settled: Settled | None = None) -> range:
         """Return the seqs ``append`` got, once the batch holding it is durable.
 
         Queued synchronously when called, before the first await: appends are stored
         in the order of the calls. If the waiting task is cancelled, the append may
-        still be committed.
+        still be committed; ``settled`` is told the outcome whether or not anyone
+        still waits, before the waiter resumes, and in commit order across appends.
 
         :raises AppendConflict: its expected position no longer holds (others in the
             same batch still commit).
@@ -163,7 +172,7 @@ class Writer:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[range] = loop.create_future()
-        self._put(_Append(loop, future, append))
+        self._put(_Append(loop, future, append, settled))
         return await future
 
     async def run(self, fn: Callable[[Sealer], T]) -> T:
@@ -279,7 +288,10 @@ class Writer:
             events += size
         if batch:
             self._commit_batch(event_log, batch, outcomes)
-        _settle(outcomes)
+        if any(error is not None for _, _, error in outcomes):
+            _settle(_with_head(event_log, outcomes))
+        else:
+            _settle(outcomes)
 
     def _commit_batch(
         self,
@@ -324,9 +336,7 @@ class Writer:
         stats.appends += len(stored)
         stats.records += records
         stats.largest_batch = max(stats.largest_batch, len(stored))
-        outcomes.extend(
-            (job, job.append.seqs, job.append.error) for job in jobs
-        )
+        outcomes.extend((job, job.append.seqs, job.append.error) for job in jobs)
 
     def _fail_queued(self) -> None:
         while True:
@@ -338,6 +348,20 @@ class Writer:
                 _settle([(job, None, None)])
             else:
                 _settle([(job, None, WriterClosed(f"the {self._name} is closed"))])
+
+
+def _with_head(
+    event_log: Sealer, outcomes: list[tuple[_Job, Any, BaseException | None]]
+) -> list[tuple[_Job, Any, BaseException | None]]:
+    """The failed outcomes carry the head the log has after them (``None``: unknown)."""
+    try:
+        head: int | None = event_log.head()
+    except NocturnusError:
+        head = None
+    return [
+        (job, head, error) if error is not None else (job, result, error)
+        for job, result, error in outcomes
+    ]
 
 
 def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -356,6 +380,11 @@ def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
 
 def _resolve(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
     for job, result, error in items:
+        if type(job) is _Append and job.settled is not None:
+            try:
+                job.settled(error, result if error is not None else result[-1])
+            except Exception:  # the waiters must still be answered
+                log.exception("an append's settled callback failed")
         if job.future.done():
             continue
         if error is not None:
