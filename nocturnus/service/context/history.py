@@ -12,8 +12,8 @@ from nocturnus.service import queries
 from nocturnus.service.context.window import Db
 from nocturnus.service.facts import FactRecord
 from nocturnus.service.replay import replay_tenant
-from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
+from nocturnus.store.sealer import Sealer
 
 MAX_TIMESTAMP_MS = 2**62
 
@@ -39,9 +39,9 @@ async def recall(
     if not (0 <= at_ms < MAX_TIMESTAMP_MS):
         raise ValidationError("timestamp: out of range", field="timestamp")
 
-    def read(log: EventLog) -> list[LogRecord]:
+    def read(log: Sealer) -> list[LogRecord]:
         prefix = []
-        # EventLog.read is a generator (typed as an Iterator): closing it early ends
+        # Sealer.read is a generator (typed as an Iterator): closing it early ends
         # its cursor at once, in this thread.
         with contextlib.closing(log.read(tenant=tenant)) as records:  # type: ignore[type-var]
             for record in records:
