@@ -51,5 +51,7 @@ def load_assets() -> dict[str, Asset]:
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             found[name] = Asset(body, CONTENT_TYPES[suffix], etag)
     if "index.html" not in found:
-        raise FileNotFoundError(f"{PACKAGE}: static/index.html is missing from the install")
+        raise FileNotFoundError(
+            f"{PACKAGE}: static/index.html is missing from the install"
+        )
     return found

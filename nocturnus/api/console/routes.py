@@ -45,7 +45,10 @@ def _serve(call: Call, name: str) -> HTTPResponse:
 
 
 @endpoint(
-    console, "GET", "/console", summary="The web console (a static page; no data)",
+    console,
+    "GET",
+    "/console",
+    summary="The web console (a static page; no data)",
     response_type="text/html",
 )
 async def page(call: Call) -> HTTPResponse:
@@ -53,7 +56,10 @@ async def page(call: Call) -> HTTPResponse:
 
 
 @endpoint(
-    console, "GET", "/console/console.css", summary="The web console's stylesheet",
+    console,
+    "GET",
+    "/console/console.css",
+    summary="The web console's stylesheet",
     response_type="text/css",
 )
 async def stylesheet(call: Call) -> HTTPResponse:
@@ -61,7 +67,10 @@ async def stylesheet(call: Call) -> HTTPResponse:
 
 
 @endpoint(
-    console, "GET", "/console/js/<module>", summary="One of the web console's script modules",
+    console,
+    "GET",
+    "/console/js/<module>",
+    summary="One of the web console's script modules",
     response_type="text/javascript",
 )
 async def script(call: Call) -> HTTPResponse:

@@ -1,9 +1,10 @@
 """A real browser for the console's tests: Debian's chromium driven by its chromedriver.
 
-Nothing is downloaded: the browser and driver come from apt (`.ci/run` installs them).
-Without them these tests skip with the reason, unless ``NOCTURNUS_TEST_BROWSER=required``
-(set by `.ci/run`) turns the skip into a failure. Screenshots of every view go to a
-fresh temporary directory (or ``NOCTURNUS_CONSOLE_SHOTS``), named at the end of the run.
+Nothing is downloaded: the browser and driver come from apt (`.ci/run` installs
+them). Without them these tests skip with the reason, unless
+``NOCTURNUS_TEST_BROWSER=required`` (set by `.ci/run`) turns the skip into a failure.
+Screenshots of every view go to a fresh temporary directory (or
+``NOCTURNUS_CONSOLE_SHOTS``), named at the end of the run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 HEADLESS_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 )
 DESKTOP = (1280, 800)
@@ -34,7 +41,9 @@ _shots: dict[str, Path] = {}
 def browser_missing() -> str | None:
     for path in (CHROMIUM, CHROMEDRIVER):
         if not (Path(path).is_file() and os.access(path, os.X_OK)):
-            return f"{path} is not installed (apt-get install -y chromium chromium-driver)"
+            return (
+                f"{path} is not installed (apt-get install -y chromium chromium-driver)"
+            )
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -45,7 +54,9 @@ def browser_missing() -> str | None:
 @pytest.fixture(scope="session")
 def shots_dir() -> Path:
     chosen = os.environ.get("NOCTURNUS_CONSOLE_SHOTS")
-    path = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="nocturnus-console-"))
+    path = (
+        Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="nocturnus-console-"))
+    )
     path.mkdir(parents=True, exist_ok=True)
     _shots["dir"] = path
     return path
@@ -76,7 +87,12 @@ class Console:
     def viewport(self, width: int, height: int) -> None:
         self.driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+            {
+                "width": width,
+                "height": height,
+                "deviceScaleFactor": 1,
+                "mobile": width < 600,
+            },
         )
 
     def open(self, url: str) -> None:
@@ -89,7 +105,9 @@ class Console:
         try:
             return self.wait.until(lambda _: condition())
         except Exception as e:
-            raise AssertionError(f"timed out waiting for {what}; page says:\n{self.text()}") from e
+            raise AssertionError(
+                f"timed out waiting for {what}; page says:\n{self.text()}"
+            ) from e
 
     def find(self, xpath: str) -> Any:
         return self.until(lambda: self._visible(xpath), xpath)
@@ -104,18 +122,24 @@ class Console:
         return str(self.driver.find_element(self.by.TAG_NAME, "body").text)
 
     def see(self, text: str, where: str = "//main") -> Any:
-        return self.find(f"{where}//*[contains(normalize-space(.), {xpath_literal(text)})]")
+        return self.find(
+            f"{where}//*[contains(normalize-space(.), {xpath_literal(text)})]"
+        )
 
     def form(self, name: str) -> str:
         n = xpath_literal(name)
         return f"//form[@aria-label={n} or .//h3[normalize-space()={n}]]"
 
     def field(self, form: str, label: str) -> Any:
-        label_el = self.find(f"{self.form(form)}//label[normalize-space()={xpath_literal(label)}]")
+        label_el = self.find(
+            f"{self.form(form)}//label[normalize-space()={xpath_literal(label)}]"
+        )
         return self.driver.find_element(self.by.ID, label_el.get_attribute("for"))
 
     def field_value(self, element_id: str) -> str:
-        return str(self.driver.find_element(self.by.ID, element_id).get_attribute("value"))
+        return str(
+            self.driver.find_element(self.by.ID, element_id).get_attribute("value")
+        )
 
     def fill(self, form: str, values: dict[str, str | bool]) -> None:
         """Type each value into the field labelled with its key (checkboxes: a bool)."""
@@ -139,8 +163,9 @@ class Console:
         self.press(button, self.form(form))
 
     def go(self, view: str) -> None:
-        self.find(f"//nav//a[normalize-space()={xpath_literal(view)}]").click()
-        self.find(f"//main//h2[@tabindex='-1']")
+        link = f"//nav//a[normalize-space()={xpath_literal(view)}]"
+        self.find(link).click()
+        self.find(f"{link}[@aria-current='page']")  # set as the view is built
 
     def login(self, key: str) -> None:
         self.find("//input[@id='login-key']").send_keys(key)
@@ -151,8 +176,10 @@ class Console:
         if typed is not None:
             self.find("//dialog//input").send_keys(typed)
         self.find("//dialog//button[@value='ok']").click()
-        self.until(lambda: not self.driver.find_element(self.by.ID, "confirm").is_displayed(),
-                   "the dialog to close")
+        self.until(
+            lambda: not self.driver.find_element(self.by.ID, "confirm").is_displayed(),
+            "the dialog to close",
+        )
 
     def shot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
@@ -163,7 +190,8 @@ class Console:
         """Script errors the browser logged since the last call (refused requests, which
         the tests cause on purpose, are logged too but are not script errors)."""
         return [
-            e["message"] for e in self.driver.get_log("browser")
+            e["message"]
+            for e in self.driver.get_log("browser")
             if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]
         ]
 
@@ -174,7 +202,7 @@ def xpath_literal(text: str) -> str:
     if '"' not in text:
         return f'"{text}"'
     parts = text.split("'")
-    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in parts) + ")"
+    return "concat(" + ', "\'", '.join(f"'{p}'" for p in parts) + ")"
 
 
 @pytest.fixture(scope="module")

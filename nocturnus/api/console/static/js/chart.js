@@ -8,6 +8,7 @@ const PAD = 4;
 
 function format(value, unit) {
   if (value === null || value === undefined) return "—";
+  if (!unit) return Math.round(value).toLocaleString();
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${value.toFixed(digits)} ${unit}`;
 }

@@ -84,8 +84,10 @@ export function field(labelText, input, hint) {
 /** A table with a caption, header row and body rows (each row an array of cells). */
 export function table(caption, headers, rows, rowAttrs) {
   const head = h("tr", null, headers.map((text) => h("th", { scope: "col" }, text)));
+  // Each cell names its column, so a phone can show a row as a labelled card.
   const body = rows.map((cells, i) =>
-    h("tr", rowAttrs ? rowAttrs(i) : null, cells.map((cell) => h("td", null, cell))));
+    h("tr", rowAttrs ? rowAttrs(i) : null,
+      cells.map((cell, c) => h("td", { dataset: { label: headers[c] || "" } }, cell))));
   return h("div", { className: "table-wrap", tabIndex: 0, role: "region",
                      "aria-label": caption },
     h("table", null, h("caption", null, caption), h("thead", null, head),

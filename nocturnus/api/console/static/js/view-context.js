@@ -36,7 +36,8 @@ function entriesTable(caption, entries) {
 function windowView(w) {
   return [
     h("p", { className: "count", role: "status" },
-      `${w.totalFactsIncluded} of ${w.totalFactsAvailable} facts · ~${w.tokenEstimate} tokens`
+      `${w.totalFactsIncluded} entries from ${w.totalFactsAvailable} stored facts · `
+      + `~${w.tokenEstimate} tokens`
       + ` · ${w.goalDriven ? "goal-driven" : "by salience"} · knowledge generation `
       + `${w.knowledgeGeneration}`),
     w.entries.length ? entriesTable("Context window", w.entries)

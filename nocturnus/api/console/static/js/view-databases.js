@@ -148,8 +148,12 @@ export default {
       }
     });
 
+    // Forms this key may not use are left out; the lists above still show the API's
+    // own refusal, so a key's limits are explained where they bite.
+    const forms = [env.can("database_create") ? createDb : null,
+      env.can("tenant_create") ? createTenant : null].filter(Boolean);
     root.append(dbStatus, dbList, tenantTitle, tenantStatus, tenantList,
-      h("div", { className: "forms" }, createDb, createTenant));
+      forms.length ? h("div", { className: "forms" }, forms) : null);
     loadDatabases();
     loadTenants();
     return undefined;

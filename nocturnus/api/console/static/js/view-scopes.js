@@ -29,9 +29,10 @@ function diffTable(source, targetScope, diff) {
     rows.push(["—", h("code", { className: "atom" }, atomText(fact)), `only in ${targetScope}`]);
     kinds.push("only-target");
   }
+  const conflicts = diff.conflicts.length;
   const summary = h("p", { className: "count", role: "status" },
-    `${diff.conflicts.length} conflicts, ${diff.onlyInSource.length} only in ${source}, `
-    + `${diff.onlyInTarget.length} only in ${targetScope}, ${diff.same} the same`);
+    `${conflicts} conflict${conflicts === 1 ? "" : "s"}, ${diff.onlyInSource.length} only in `
+    + `${source}, ${diff.onlyInTarget.length} only in ${targetScope}, ${diff.same} the same`);
   if (!rows.length) return [summary];
   return [summary, table(`Diff of ${source} against ${targetScope}`,
     [`${source} (source)`, `${targetScope} (target)`, "difference"], rows,
@@ -112,7 +113,9 @@ export default {
       const diff = await attempt(diffStatus, () => call("POST", "/scope/diff", {
         tenant: true, body: { source, target: against },
       }));
-      if (diff) replace(diffResult, diffTable(source, against, diff));
+      if (!diff) return;
+      replace(diffResult, diffTable(source, against, diff));
+      diffResult.scrollIntoView({ block: "start" });
     });
 
     // -- merge ------------------------------------------------------------------------
