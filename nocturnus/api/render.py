@@ -77,7 +77,8 @@ def proof_tree(proof: Proof, scope: str, *, upstream_steps: bool = False) -> orj
     Proofs over recursive rules can be thousands of levels deep (a chain of 20 000
     ancestors), beyond both Python's recursion limit and orjson's nesting limit, so the
     nodes are serialised one by one from an explicit stack and spliced into the answer as
-    an already-encoded fragment. ``upstream_steps`` adds :func:`upstream_step` fields.
+    an already-encoded fragment. ``upstream_steps`` renders the upstream SDK's node
+    (``step`` with ``bodyProofs``, ``substitution``) in place of ``children``.
     """
     parts: list[bytes] = []
     stack: list[Proof | bytes] = [proof]
@@ -87,10 +88,18 @@ def proof_tree(proof: Proof, scope: str, *, upstream_steps: bool = False) -> orj
             parts.append(item)
             continue
         node = _proof_node(item, scope)
-        if upstream_steps:
-            node.update(upstream_step(node))
-        parts.append(orjson.dumps(node)[:-1] + b',"children":[')
-        stack.append(b"]}")
+        if upstream_steps:  # children nest in the step, as the SDK's ProofStep reads them
+            step = orjson.dumps(upstream_step(node))[:-1]
+            parts.append(
+                orjson.dumps(node)[:-1]
+                + b',"substitution":{},"step":'
+                + step
+                + b',"bodyProofs":['
+            )
+            stack.append(b"]}}")
+        else:
+            parts.append(orjson.dumps(node)[:-1] + b',"children":[')
+            stack.append(b"]}")
         for i in range(len(item.children) - 1, -1, -1):
             stack.append(item.children[i])
             if i:
@@ -116,19 +125,20 @@ UPSTREAM_STEP_TYPES = {"fact": "fact_match", "rule": "rule_application"}
 
 
 def upstream_step(node: dict[str, Any]) -> dict[str, Any]:
-    """The upstream SDK's ``step`` and ``substitution`` for one rendered proof node.
+    """The upstream SDK's ``step`` for one rendered proof node, without its body proofs.
 
     The published ``nocturnusai`` SDK validates ``/infer?proof=true`` nodes as
-    ``{goal, step: {type, fact?, rule?}, substitution}``. The step refers to the node's
-    own ``children`` instead of repeating them as ``bodyProofs``, so the answer stays
-    linear in size. ``naf`` and ``builtin`` steps keep their own names.
+    ``{goal, step: {type, fact?, rule?, bodyProofs}, substitution}``: :func:`proof_tree`
+    appends the node's sub-proofs as ``bodyProofs`` (instead of ``children``, never
+    both, so the answer stays linear in size). ``naf`` and ``builtin`` steps keep their
+    own names.
     """
     step: dict[str, Any] = {"type": UPSTREAM_STEP_TYPES.get(node["type"], node["type"])}
     if node["type"] == "fact":
         step["fact"] = node["goal"]
     if "rule" in node:
         step["rule"] = node["rule"]
-    return {"step": step, "substitution": {}}
+    return step
 
 
 def bindings(goal: Literal, answer: Answer) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -39,7 +40,7 @@ from nocturnus.service.replay import (
     replay_tenant,
     restore_tenant,
 )
-from nocturnus.service.rulebook import RuleRecord, Rulebook
+from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
@@ -325,7 +326,7 @@ class Database(Generic[RootState]):
         # One writer job per part: appends queued meanwhile commit in between, so a
         # big tenant's snapshot holds the writer for one part at a time, never whole.
         for part in range(sealed.parts):
-            await self.writer.run(lambda log, part=part: log.write_snapshot_part(sealed, part))
+            await self.writer.run(partial(EventLog.write_snapshot_part, part=part, sealed=sealed))
 
         def finish(event_log: EventLog) -> bool:
             return epoch == self._epoch and event_log.finish_snapshot(sealed)

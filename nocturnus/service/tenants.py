@@ -203,13 +203,17 @@ async def list_tenants(db: Db) -> list[TenantInfo]:
     infos = []
     for name, created in sorted(db.tenant_names.items()):
         state = await db.tenant(name)
-        infos.append(TenantInfo(name, state.created_at or created, state.fact_count(), len(state.rules)))
+        infos.append(
+            TenantInfo(
+                name, state.created_at or created, state.fact_count(), len(state.rules)
+            )
+        )
     return infos
 
 
 async def create_tenant(db: Db, tenant: str) -> bool:
     """Register a tenant explicitly; False when it already exists."""
-    state, now = await db.current(tenant)
+    _, now = await db.current(tenant)
     if tenant in db.tenant_names:
         return False
     await db.commit(tenant, [TenantCreated(created_at=now)], now)
