@@ -33,6 +33,10 @@ from nocturnus.service.queries import AGGREGATE_OPERATIONS, aggregate
 knowledge = Blueprint("knowledge")
 
 MAX_METADATA_BYTES = 32 * 1024
+MAX_METADATA_DEPTH = 16
+"""Objects and arrays nested in ``metadata``, itself included (issue 14: a fact whose
+metadata nested ~250 deep was taken, then every encoding of it failed: the event, the
+snapshot, each answer carrying it)."""
 MAX_RULE_BODY = 32
 BOOL: Schema = nullable({"type": "boolean"})
 LIMIT: Schema = nullable({"type": "integer", "minimum": 1})
@@ -138,10 +142,53 @@ def write_scope(body: dict[str, Any]) -> str:
     return body.get("scope") or MAIN_SCOPE
 
 
+def checked_metadata(body: dict[str, Any], field: str = "") -> dict[str, Any]:
+    """The body's ``metadata`` (``{}`` when absent), bounded in size and depth.
+
+    The size is measured first, in C, so the depth walk only ever sees 32 KiB; a
+    value too deep for orjson itself to encode is too deep for us as well.
+
+    :raises ValidationError: larger than ``MAX_METADATA_BYTES`` as JSON, or nested
+        deeper than ``MAX_METADATA_DEPTH``.
+    """
+    metadata: dict[str, Any] = body.get("metadata") or {}
+    if not metadata:
+        return metadata
+    label = f"{field}metadata"
+    too_deep = ValidationError(
+        f"{label}: nested deeper than {MAX_METADATA_DEPTH} levels", field=label
+    )
+    try:
+        size = len(orjson.dumps(metadata))
+    except orjson.JSONEncodeError:  # beyond orjson's nesting limit
+        raise too_deep from None
+    if size > MAX_METADATA_BYTES:
+        raise ValidationError(f"{label}: larger than 32 KiB as JSON", field=label)
+    if nesting_depth(metadata) > MAX_METADATA_DEPTH:
+        raise too_deep
+    return metadata
+
+
+def nesting_depth(value: Any) -> int:
+    """Levels of objects and arrays in a parsed JSON value (a scalar is 0), without
+    recursion, so any depth the parser returned is measured."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def tell_command(body: dict[str, Any], field: str = "") -> TellFact:
-    metadata = body.get("metadata") or {}
-    if metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise ValidationError(f"{field}metadata: larger than 32 KiB as JSON", field=f"{field}metadata")
+    metadata = checked_metadata(body, field)
     return TellFact(
         predicate=body["predicate"],
         args=constants(body["args"], f"{field}args"),
