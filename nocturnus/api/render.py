@@ -13,7 +13,7 @@ from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.service.answers import Answer, AnswerSet, ScopeAnswers
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.facts import FactKey, FactRecord, plain_created, record_from
 from nocturnus.service.rulebook import RuleRecord
 
 
@@ -293,10 +293,11 @@ class BulkAnswers:
         for i, (arg_text, confidence, stored) in enumerate(
             zip(args, confidences, part.stored)
         ):
+            created_at = None if stored is None else plain_created(stored)
             if stored is None:
                 texts.append(head + arg_text + mid + confidence + derived)
-            elif type(stored) is int:
-                created = str(stored).encode()
+            elif created_at is not None:
+                created = str(created_at).encode()
                 texts.append(
                     b"".join(
                         (
@@ -313,7 +314,8 @@ class BulkAnswers:
                     )
                 )
             else:
-                atom = fact_atom(stored)  # type: ignore[arg-type]
+                key = FactKey(part.scope, answers.predicate, answers.negated, part.args(i))
+                atom = fact_atom(record_from(key, stored))
                 atom["confidence"] = part.confidence(i)
                 texts.append(orjson.dumps(atom))
         return texts

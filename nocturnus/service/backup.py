@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import orjson
 
 from nocturnus import __version__
 from nocturnus.errors import StartupError
+from nocturnus.progress import Progress
 from nocturnus.service.database import DATABASE_LEVEL, now_ms
 from nocturnus.service.databases import SYSTEM_DATABASE, system_database
 from nocturnus.service.datadir import database_info, open_log, read_registry
@@ -30,7 +30,6 @@ from nocturnus.store.sealer import Sealer
 from nocturnus.store.verify import verify_log
 
 BACKUP_INFO = "backup_info"
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
