@@ -147,8 +147,12 @@ class Console:
 
         for label, value in values.items():
             element = self.field(form, label)
-            if element.tag_name == "select":
-                Select(element).select_by_value(value)
+            if element.tag_name == "select":  # its options may still be loading
+                option = f"option[value={xpath_literal(str(value))}]"
+                self.until(
+                    lambda: element.find_elements(self.by.CSS_SELECTOR, option), option
+                )
+                Select(element).select_by_value(str(value))
             elif element.get_attribute("type") == "checkbox":
                 if element.is_selected() != bool(value):
                     element.click()
