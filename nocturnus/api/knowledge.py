@@ -345,19 +345,26 @@ def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> bytes:
     ``{"bindings":[…], "count"}``. ``nextCursor`` follows when more answers remain.
     """
     bulk = render.BulkAnswers(page.answers)
+    out: list[bytes] = []
     if shape == "full":
-        parts = [b'{"results":', bulk.atoms()]
+        out.append(b'{"results":')
+        bulk.atoms(out)
         if bindings:
-            parts += [b',"bindings":', bulk.bindings(goal)]
+            out.append(b',"bindings":')
+            bulk.bindings(goal, out)
     elif shape == "args":
-        parts = [b'{"results":', bulk.args(), b',"scopes":', bulk.scopes()]
+        out.append(b'{"results":')
+        bulk.args(out)
+        out.append(b',"scopes":')
+        bulk.scopes(out)
     else:
-        parts = [b'{"bindings":', bulk.bindings(goal)]
-    parts += [b',"count":', str(len(bulk)).encode()]
+        out.append(b'{"bindings":')
+        bulk.bindings(goal, out)
+    out += [b',"count":', str(len(bulk)).encode()]
     if page.next_cursor is not None:
-        parts += [b',"nextCursor":', orjson.dumps(page.next_cursor)]
-    parts.append(b"}")
-    return b"".join(parts)
+        out += [b',"nextCursor":', orjson.dumps(page.next_cursor)]
+    out.append(b"}")
+    return b"".join(out)
 
 
 @endpoint(knowledge, "POST", "/ask", summary="Answer a goal by inference", body=ASK_BODY, tenant=True)
@@ -432,8 +439,9 @@ async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
     if asked.proved is None:
         if shape != "full":
             return raw_json_response(shaped(asked.page, goal, shape, bindings=True))
-        atoms = render.BulkAnswers(asked.page.answers).atoms()
-        return raw_json_response(atoms, headers=headers)
+        out: list[bytes] = []
+        render.BulkAnswers(asked.page.answers).atoms(out)
+        return raw_json_response(b"".join(out), headers=headers)
     results = []
     for a in asked.proved:
         atom = render.answer_atom(a, upstream_steps=True)
