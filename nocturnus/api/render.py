@@ -359,17 +359,20 @@ class BulkAnswers:
         elif 0 in template:
             before, after = template, []
         tail = b"".join([item for item in after if isinstance(item, bytes)])
-        pieces = []
+        append = out.append
+        varies = 1 in template
         for first, partners in rows.runs:
             prefix = b"".join(
                 [item if isinstance(item, bytes) else get(first) for item in before]
             )
-            if 1 in template:
-                joiner = tail + _COMMA + prefix
-                pieces.append(prefix + joiner.join(map(get, partners)) + tail)
+            if varies:
+                append(prefix)
+                append((tail + _COMMA + prefix).join(map(get, partners)))
+                append(tail)
             else:
-                pieces.append(_COMMA.join(repeat(prefix + tail, len(partners))))
-        out.append(_COMMA.join(pieces))
+                append(_COMMA.join(repeat(prefix + tail, len(partners))))
+            append(_COMMA)
+        out.pop()  # the comma after the last run
 
     # -- encodings ---------------------------------------------------------------
 
