@@ -130,7 +130,7 @@ class InProcess:
         self.state.refresh(now)
         found = queries.answer_set(self.state, self.rules, goal, None)
         record_uses(self.state, found.stored_keys(), now)
-        shaped(Page(found, None), goal, "full", bindings=True)
+        shaped(Page(found, None), goal, "full", bindings=True).joined()
         return len(found)
 
     def clear(self) -> None:

@@ -138,7 +138,7 @@ def test_bulk_rendering_equals_the_reference(seed: int) -> None:
                     state, database_rules, goal, scope, min_confidence=minimum
                 )
                 page = answers.Page(found, None)
-                assert shaped(page, goal, "full", bindings=True) == old.ask_body(
+                assert shaped(page, goal, "full", bindings=True).joined() == old.ask_body(
                     goal, reference
                 ), (goal, scope)
                 assert atoms(found) == old.infer_body(reference)
@@ -154,7 +154,7 @@ def test_bulk_rendering_equals_the_reference(seed: int) -> None:
                 matched = queries.match_set(state, predicate, negated, pattern, scope)
                 assert shaped(
                     answers.Page(matched, None), goal, "full", bindings=False
-                ) == old.query_body(old.old_match(state, predicate, negated, pattern, scope))
+                ).joined() == old.query_body(old.old_match(state, predicate, negated, pattern, scope))
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -166,9 +166,9 @@ def test_compact_shapes_hold_the_full_answers(seed: int) -> None:
         goal = goal_of(predicate, args, False)
         found = queries.answer_set(state, database_rules, goal, None)
         page = answers.Page(found, None)
-        full = orjson.loads(shaped(page, goal, "full", bindings=True))
-        compact = orjson.loads(shaped(page, goal, "args", bindings=True))
-        bound = orjson.loads(shaped(page, goal, "bindings", bindings=True))
+        full = orjson.loads(shaped(page, goal, "full", bindings=True).joined())
+        compact = orjson.loads(shaped(page, goal, "args", bindings=True).joined())
+        bound = orjson.loads(shaped(page, goal, "bindings", bindings=True).joined())
         assert compact["results"] == [atom["args"] for atom in full["results"]]
         assert compact["scopes"] == [atom["scope"] for atom in full["results"]]
         assert bound["bindings"] == full["bindings"]
