@@ -52,8 +52,8 @@ from nocturnus.api.knowledge import shaped
 from nocturnus.engine import FactIndex, Literal, Program, Reasoner, Rule, Var
 from nocturnus.service import queries
 from nocturnus.service.answers import Page
-from nocturnus.service.context import record_uses
 from nocturnus.service.events import FactTold, RuleTaught
+from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.tenant import TenantState, apply
 
@@ -106,6 +106,7 @@ class InProcess:
         for edge in edges:
             self.index.add("parent", False, edge)
         self.state = TenantState(TENANT)
+        self.read_model = TenantReadModel()
         self.rules = Rulebook()
         seq = 0
         for i, rule in enumerate(RULES):
@@ -129,7 +130,7 @@ class InProcess:
         now = time.time_ns() // 1_000_000
         self.state.refresh(now)
         found = queries.answer_set(self.state, self.rules, goal, None)
-        record_uses(self.state, found.stored_keys(), now)
+        self.read_model.usage.record(found.stored_keys(), now)
         shaped(Page(found, None), goal, "full", bindings=True).joined()
         return len(found)
 
