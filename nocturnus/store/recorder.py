@@ -44,6 +44,23 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 
+TABLES: dict[str, tuple[str, ...]] = {
+    "events": (
+        "seq", "ts_ms", "tenant", "kind", "key_id", "nonce", "payload", "prev_hash",
+        "hash",
+    ),
+    "data_keys": (
+        "key_id", "tenant", "wrapped", "created_seq", "created_ts_ms", "destroyed_seq",
+        "destroyed_ts_ms",
+    ),
+    "snapshots": ("tenant", "seq", "ts_ms", "key_id", "nonce", "payload", "parts"),
+    "snapshot_parts": ("tenant", "seq", "part", "data"),
+    "meta": ("name", "value"),
+    "compacted": ("first_seq", "last_seq", "compacted_seq"),
+}
+"""Every row a recorder keeps, table by table: what a backup copies, on any backend."""
+
+
 class Tip(NamedTuple):
     """The newest row of the chain: its seq and its hash (0 and the genesis hash when
     the log is empty)."""

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from nocturnus.store import migrate
 from nocturnus.store.chain import GENESIS, pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
 from nocturnus.store.recorder import (
+    TABLES,
     ChainRow,
     EventRow,
     KeyRow,
@@ -544,6 +545,33 @@ class SqliteRecorder:
             dest.unlink(missing_ok=True)
             raise storage_error(e, "backing up", dest) from e
 
+    def dump(self, table: str) -> Iterator[tuple[object, ...]]:
+        """Every row of one of :data:`TABLES` (a backup's copy), in key order."""
+        self._require_open()
+        columns = TABLES[table]
+        try:
+            yield from self._conn.execute(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {columns[0]}"
+            )
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading a backup", self.path) from e
+
+    def load(self, rows: Mapping[str, Iterable[Sequence[object]]]) -> None:
+        """Replace this (new) file's rows with ``rows`` per table, in one transaction."""
+        self._require_writable()
+        try:
+            with self._write():
+                for table, table_rows in rows.items():
+                    columns = TABLES[table]
+                    self._conn.execute(f"DELETE FROM {table}")
+                    self._conn.executemany(
+                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                        f"({', '.join('?' * len(columns))})",
+                        table_rows,
+                    )
+        except sqlite3.Error as e:
+            raise storage_error(e, "writing a backup", self.path) from e
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -726,6 +754,26 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         raise StorageError(
             f"cannot create the directory of event log {path}: {e.strerror}"
         ) from e
+
+
+def create_backup_file(dest: Path, database: str) -> SqliteRecorder:
+    """A new, empty SQLite log at ``dest`` (mode 0600) for a backup to fill.
+
+    :raises StorageError: ``dest`` exists or cannot be created.
+    """
+    dest = Path(dest)
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except OSError as e:
+        raise StorageError(f"cannot create backup file {dest}: {e.strerror}") from e
+    try:
+        recorder = SqliteRecorder(dest, database)
+        recorder._conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return recorder
 
 
 def read_database_name(path: Path) -> str | None:
