@@ -43,6 +43,7 @@ from nocturnus.errors import StartupError
 from nocturnus.store import migrate
 from nocturnus.store.chain import pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
+from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
     ChainRow,
@@ -194,7 +195,7 @@ class PostgresStore:
             )
         return PostgresRecorder(self, database, readonly=readonly)
 
-    def migrate(self, database: str) -> list[migrate.Migration]:
+    def migrate(self, database: str) -> list[Migration]:
         """Apply ``database``'s pending migrations (``nocturnus migrate``); return them."""
         schema = schema_name(database)
         with self.connection("migrating", self.where_is(database)) as conn:
@@ -202,7 +203,7 @@ class PostgresStore:
                 raise StorageError(f"no event log for {database!r} in {self.where}")
             return _apply_migrations(conn, schema)
 
-    def migration_status(self, database: str) -> list[migrate.MigrationStatus]:
+    def migration_status(self, database: str) -> list[MigrationStatus]:
         with self.connection("listing migrations", self.where_is(database)) as conn:
             return migrate.status(_applied(conn, schema_name(database)), _migrations())
 
@@ -221,6 +222,14 @@ class PostgresStore:
                 )
             ]
             for schema in schemas:
+                if conn.execute(
+                    "SELECT to_regclass(%s)", (f'"{schema}".meta',)
+                ).fetchone() in (None, (None,)):
+                    # Not migrated yet: only a plain name can be read off its schema.
+                    plain = schema.removeprefix(SCHEMA_PREFIX)
+                    if schema_name(plain) == schema:
+                        names.append(plain)
+                    continue
                 row = conn.execute(
                     sql.SQL("SELECT value FROM {}.meta WHERE name = 'database'").format(
                         sql.Identifier(schema)
@@ -244,34 +253,36 @@ class PostgresStore:
         staging = schema_name(f"{database}.restore")[:50] + "_" + os.urandom(4).hex()
         source = SqliteRecorder(Path(backup), database, readonly=True)
         try:
-            with self.connection("restoring", self.where_is(database)) as conn:
-                with conn.transaction():
-                    _create_schema(conn, staging)
-                    for table, columns in TABLES.items():
-                        target = sql.SQL("{}.{}").format(
-                            sql.Identifier(staging), sql.Identifier(table)
-                        )
-                        conn.execute(sql.SQL("DELETE FROM {}").format(target))
-                        _copy_in(conn, target, columns, source.dump(table))
-                    conn.execute(
-                        sql.SQL(
-                            "SELECT setval(pg_get_serial_sequence({}, 'key_id'),"
-                            " greatest(1, (SELECT max(key_id) FROM {})))"
-                        ).format(
-                            sql.Literal(f'"{staging}".data_keys'),
-                            sql.SQL("{}.data_keys").format(sql.Identifier(staging)),
-                        )
+            with (
+                self.connection("restoring", self.where_is(database)) as conn,
+                conn.transaction(),
+            ):
+                _create_schema(conn, staging)
+                for table, columns in TABLES.items():
+                    target = sql.SQL("{}.{}").format(
+                        sql.Identifier(staging), sql.Identifier(table)
                     )
-                    conn.execute(
-                        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                            sql.Identifier(schema)
-                        )
+                    conn.execute(sql.SQL("DELETE FROM {}").format(target))
+                    _copy_in(conn, target, columns, source.dump(table))
+                conn.execute(
+                    sql.SQL(
+                        "SELECT setval(pg_get_serial_sequence({}, 'key_id'),"
+                        " greatest(1, (SELECT max(key_id) FROM {})))"
+                    ).format(
+                        sql.Literal(f'"{staging}".data_keys'),
+                        sql.SQL("{}.data_keys").format(sql.Identifier(staging)),
                     )
-                    conn.execute(
-                        sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-                            sql.Identifier(staging), sql.Identifier(schema)
-                        )
+                )
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                        sql.Identifier(schema)
                     )
+                )
+                conn.execute(
+                    sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                        sql.Identifier(staging), sql.Identifier(schema)
+                    )
+                )
         finally:
             source.close()
 
@@ -321,17 +332,16 @@ class PostgresRecorder:
 
     def init_meta(self, values: Mapping[str, bytes]) -> dict[str, bytes]:
         self._require_writable()
-        with self._conn("writing meta") as conn:
-            with conn.transaction():
-                for name, value in values.items():
-                    conn.execute(
-                        self._q(
-                            "INSERT INTO {m} (name, value) VALUES (%s, %s)"
-                            " ON CONFLICT (name) DO NOTHING",
-                            m="meta",
-                        ),
-                        (name, value),
-                    )
+        with self._conn("writing meta") as conn, conn.transaction():
+            for name, value in values.items():
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {m} (name, value) VALUES (%s, %s)"
+                        " ON CONFLICT (name) DO NOTHING",
+                        m="meta",
+                    ),
+                    (name, value),
+                )
         return self.meta()
 
     def head(self) -> Tip:
@@ -642,25 +652,24 @@ class PostgresRecorder:
         self._require_open()
         target = create_backup_file(Path(dest), self.database)
         try:
-            with self._conn("backing up") as conn:
-                with conn.transaction():
-                    conn.execute(
-                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                    )
-                    rows: dict[str, list[Sequence[object]]] = {}
-                    for table, columns in TABLES.items():
-                        rows[table] = [
-                            row
-                            for row in conn.execute(
-                                sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-                                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                                    self._t[table],
-                                    sql.Identifier(columns[0]),
-                                ),
-                                binary=True,
-                            )
-                        ]
-            meta_rows = dict((str(n), v) for n, v in rows["meta"])
+            with self._conn("backing up") as conn, conn.transaction():
+                conn.execute(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                )
+                rows: dict[str, list[Sequence[object]]] = {}
+                for table, columns in TABLES.items():
+                    rows[table] = [
+                        row
+                        for row in conn.execute(
+                            sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+                                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                                self._t[table],
+                                sql.Identifier(columns[0]),
+                            ),
+                            binary=True,
+                        )
+                    ]
+            meta_rows = {str(n): v for n, v in rows["meta"]}
             meta_rows.update(meta)
             rows["meta"] = list(meta_rows.items())
             target.load(rows)
@@ -827,7 +836,7 @@ class PostgresTransaction:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _migrations() -> list[migrate.Migration]:
+def _migrations() -> list[Migration]:
     return migrate.discover(migrate.migrations_dir("postgresql"))
 
 
@@ -863,7 +872,7 @@ def _create_schema(conn: psycopg.Connection[Any], schema: str) -> None:
         _apply_migrations(conn, schema)
 
 
-def _apply_migrations(conn: psycopg.Connection[Any], schema: str) -> list[migrate.Migration]:
+def _apply_migrations(conn: psycopg.Connection[Any], schema: str) -> list[Migration]:
     """Apply pending migrations to ``schema``, each in one transaction with its row."""
     ident = sql.Identifier(schema)
     done: list[migrate.Migration] = []
@@ -921,11 +930,10 @@ def _copy_in(
     rows: Iterable[Sequence[object]],
 ) -> None:
     """``COPY ... FROM STDIN``: the fastest way in, one round trip for a whole batch."""
-    with conn.cursor() as cur:
-        with cur.copy(
-            sql.SQL("COPY {} ({}) FROM STDIN").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, columns))
-            )
-        ) as copy:
-            for row in rows:
-                copy.write_row(row)
+    with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY {} ({}) FROM STDIN").format(
+            table, sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+    ) as copy:
+        for row in rows:
+            copy.write_row(row)

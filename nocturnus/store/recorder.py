@@ -43,6 +43,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from nocturnus.store.migrate import Migration, MigrationStatus
 
 TABLES: dict[str, tuple[str, ...]] = {
     "events": (
@@ -313,6 +314,14 @@ class Store(Protocol):
         :raises StorageError: it cannot be opened, or (``readonly``) does not exist.
         :raises MigrationError: its schema needs a migration this call may not apply.
         """
+        ...
+
+    def migrate(self, database: str) -> list[Migration]:
+        """Apply ``database``'s pending schema migrations; return those applied."""
+        ...
+
+    def migration_status(self, database: str) -> list[MigrationStatus]:
+        """Every known migration of ``database`` and when it was applied (read-only)."""
         ...
 
     def exists(self, database: str) -> bool:

@@ -23,6 +23,7 @@ import orjson
 from nocturnus.store import migrate
 from nocturnus.store.chain import GENESIS, pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
+from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
     ChainRow,
@@ -110,7 +111,7 @@ def applied(conn: sqlite3.Connection) -> dict[int, migrate.Applied]:
 
 def apply_migrations(
     conn: sqlite3.Connection, migrations: list[migrate.Migration] | None = None
-) -> list[migrate.Migration]:
+) -> list[Migration]:
     """Apply the pending migrations, each in one transaction with its row; return them.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Safe against a
@@ -812,6 +813,24 @@ class SqliteStore:
 
     def recorder(self, database: str, *, readonly: bool = False) -> SqliteRecorder:
         return SqliteRecorder(self.path(database), database, readonly=readonly)
+
+    def migrate(self, database: str) -> list[Migration]:
+        conn = _connect(self.path(database), readonly=False)
+        try:
+            return apply_migrations(conn)
+        finally:
+            conn.close()
+
+    def migration_status(self, database: str) -> list[MigrationStatus]:
+        conn = _connect(self.path(database), readonly=True)
+        try:
+            return migrate.status(
+                applied(conn), migrate.discover(migrate.migrations_dir("sqlite"))
+            )
+        except sqlite3.Error as e:
+            raise storage_error(e, "listing migrations", self.path(database)) from e
+        finally:
+            conn.close()
 
     def exists(self, database: str) -> bool:
         return self.path(database).is_file()
