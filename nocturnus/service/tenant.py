@@ -60,7 +60,7 @@ class ScopeView:
         return cls(index=index, reasoner=Reasoner(index))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class TenantState:
     """Everything one tenant knows: facts, its own rules, and per-scope indexes."""
 
@@ -72,9 +72,9 @@ class TenantState:
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
     priorities: dict[FactKey, float] = field(default_factory=dict)
-    # in-memory context data (access counts, sessions, ranking cache), not from events:
-    # owned by ``service/context.py``, dropped with the tenant's data
-    context: Any = None
+    # bumped when the tenant is deleted: the read model of the deleted incarnation
+    # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
+    incarnation: int = 0
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
@@ -593,7 +593,7 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state._heirs.clear()
     state.priorities.clear()
-    state.context = None
+    state.incarnation += 1
     state.changed = None
     state.created_at = None
 
