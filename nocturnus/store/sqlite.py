@@ -27,6 +27,7 @@ from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
     ChainRow,
+    CompactedRange,
     EventRow,
     KeyRow,
     SnapshotRow,
@@ -325,10 +326,16 @@ class SqliteRecorder:
         except sqlite3.Error as e:
             raise storage_error(e, "counting events", self.path) from e
 
-    def compacted(self) -> dict[int, int]:
+    def compacted(self) -> list[CompactedRange]:
         self._require_open()
         try:
-            return dict(self._conn.execute("SELECT first_seq, last_seq FROM compacted"))
+            return [
+                (first, last, cseq, None if mac is None else bytes(mac))
+                for first, last, cseq, mac in self._conn.execute(
+                    "SELECT first_seq, last_seq, compacted_seq, mac FROM compacted"
+                    " ORDER BY first_seq"
+                )
+            ]
         except sqlite3.Error as e:
             raise storage_error(e, "reading compactions", self.path) from e
 
@@ -696,10 +703,16 @@ class SqliteTransaction:
             "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", links
         )
 
-    def add_compacted(self, ranges: Sequence[tuple[int, int]], marker_seq: int) -> None:
+    def add_compacted(self, ranges: Sequence[CompactedRange]) -> None:
         self._conn.executemany(
-            "INSERT INTO compacted (first_seq, last_seq, compacted_seq) VALUES (?, ?, ?)",
-            [(first, last, marker_seq) for first, last in ranges],
+            "INSERT INTO compacted (first_seq, last_seq, compacted_seq, mac)"
+            " VALUES (?, ?, ?, ?)",
+            ranges,
+        )
+
+    def set_range_macs(self, macs: Sequence[tuple[bytes, int]]) -> None:
+        self._conn.executemany(
+            "UPDATE compacted SET mac = ? WHERE first_seq = ?", macs
         )
 
 
