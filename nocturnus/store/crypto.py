@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nocturnus.errors import StartupError
 from nocturnus.store.errors import CryptoError
+from nocturnus.store.files import private_dir
 from nocturnus.store.record import frame, key_aad
 
 log = logging.getLogger("nocturnus.store")
@@ -232,7 +233,7 @@ def _read_key_file(path: Path) -> MasterKey:
 
 def _create_key_file(path: Path) -> MasterKey:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         key = os.urandom(KEY_BYTES)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

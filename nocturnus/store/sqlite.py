@@ -23,6 +23,7 @@ import orjson
 from nocturnus.store import migrate
 from nocturnus.store.chain import GENESIS, pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
+from nocturnus.store.files import private_dir, private_file
 from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
@@ -749,7 +750,9 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA query_only = ON")
             return conn
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        if not path.exists():
+            private_file(path)
         conn = sqlite3.connect(str(path), isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -865,7 +868,7 @@ class SqliteStore:
     def restore(self, database: str, backup: Path) -> None:
         """Copy the backup beside the target, then swap it in with one rename."""
         dest = self.path(database)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.restore")
         tmp.unlink(missing_ok=True)
         source = SqliteRecorder(backup, database, readonly=True)
