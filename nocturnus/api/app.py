@@ -22,6 +22,7 @@ from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
 from nocturnus.api.context import context_api
+from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
+    blueprints = (knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp)
+    for blueprint in blueprints:
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)

@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
+from nocturnus.service.constraints import check_writes
 from nocturnus.service.events import (
     Event,
     RuleRemoved,
@@ -385,6 +386,8 @@ class Database(Generic[RootState]):
             return
         records = []
         state = self._tenants.get(tenant) if tenant != DATABASE_LEVEL else None
+        if state is not None and state.constraints:  # RESTRICT (issue 18): refuse first
+            check_writes(state, self.root.rules, events, now)
         if tenant != DATABASE_LEVEL:
             self._track_tenant(tenant, events[-1], now)
         for event in events:
