@@ -93,12 +93,12 @@ class ConstraintRecord:
         return Rule(self.id, Literal(name, self.variables), self.premises)
 
     def text(self) -> str:
-        """``RESTRICT { a(?x) AND NAF b(?x) }.`` — reads back as this constraint."""
+        """``RESTRICT { a(?x) AND NAF b(?x) }`` — reads back as this constraint."""
         atoms = tuple(
             Atom(b["predicate"], tuple(b["args"]), b["negated"], b["naf"])
             for b in self.body
         )
-        return syntax_text.statement(Restrict(1, 1, atoms))
+        return syntax_text.statement(Restrict(1, 1, atoms)).removesuffix(".")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ _TOKEN = re.compile(
   | (?P<unterminated>["'])
   | (?P<query>\?-)
   | (?P<var>\?[A-Za-z0-9_]*)
+  | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![A-Za-z0-9_]|[-.:/@][A-Za-z0-9_]))
   | (?P<negnumber>-\d[A-Za-z0-9_]*(?:[-.:/@][A-Za-z0-9_]+)*)
   | (?P<word>"""
     + _WORD
@@ -99,7 +100,7 @@ def tokens(text: str) -> Iterator[Token]:
             yield Token(STRING, raw, _unquote(raw, line, column), line, column)
         elif kind == "var":
             yield Token(VAR, raw, raw, line, column)
-        elif kind in ("word", "negnumber"):
+        elif kind in ("word", "number", "negnumber"):
             yield _word(raw, line, column)
         elif kind == "operator":
             yield Token(OPERATOR, raw, raw, line, column)

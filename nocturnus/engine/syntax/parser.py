@@ -171,7 +171,9 @@ class _Parser:
             else:
                 return self.clause(keyword, start=self.peek())
         elif name == "RETRACT":
-            atom = self.fact_atom(self.literal(braced=False), "RETRACT")
+            start = self.peek()
+            found, arg_tokens = self.literal_with_args(braced=False)
+            atom = self.fact_atom(found, "a retraction", arg_tokens, start)
             statement = Retract(line, column, atom, self.scope())
         elif name in ("INFER", "EXPLAIN"):
             goal = self.goal()
@@ -351,24 +353,19 @@ class _Parser:
         return atom
 
     def fact_atom(
-        self,
-        atom: Atom,
-        what: str,
-        arg_tokens: list[Token] | None = None,
-        start: Token | None = None,
+        self, atom: Atom, what: str, arg_tokens: list[Token], start: Token
     ) -> Atom:
+        """``atom`` as a stored fact: no NAF, no comparison, no variable."""
         if atom.naf:
             self.reject(f"{what} cannot be negation as failure", start)
         if atom.predicate in BUILTIN_NAMES:
             self.reject(f"{what} cannot be a comparison", start)
-        for i, value in enumerate(atom.args):
+        for value, token in zip(atom.args, arg_tokens, strict=True):
             if isinstance(value, str) and value.startswith("?"):
-                token = arg_tokens[i] if arg_tokens else start
-                raise ParseError(
-                    f"{what} cannot hold the variable {value}; to ask a question write "
-                    f"'?- {atom.predicate}(…).'",
-                    (token or self.peek()).line,
-                    (token or self.peek()).column,
+                self.reject(
+                    f"{what} cannot hold the variable {value} (a question is written "
+                    f"'?- {atom.predicate}(…).')",
+                    token,
                 )
         return atom
 

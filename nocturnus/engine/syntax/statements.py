@@ -163,6 +163,7 @@ class Test(Statement):
     """``TEST "name" { GIVEN { … } EXPECT { … } }``: run in a scratch knowledge base."""
 
     kind: ClassVar[str] = "test"
+    __test__: ClassVar[bool] = False  # not a pytest class
     name: str
     given: tuple[Statement, ...]
     expectations: tuple[Expectation, ...]
