@@ -96,7 +96,9 @@ async def _run_step(db: Database[DatabaseState], tenant: str, step: Step) -> Out
         return await tenants.forget(db, tenant, step.key)
     if isinstance(step, AddConstraint):
         return await tenants.restrict(db, tenant, step)
-    return (await test([step]))[0]
+    # inline, not in a thread: a script inside a transaction is run again at commit
+    # and must not suspend between its steps
+    return run_tests([step], now_ms())[0]
 
 
 async def test(tests: Sequence[LogicTest]) -> list[TestResult]:
