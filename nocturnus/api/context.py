@@ -56,6 +56,8 @@ WINDOW_FIELDS: dict[str, Schema] = {
         {"type": "integer", "minimum": 1, "maximum": 1000}
     ),
     "minSalience": nullable({"type": "number", "minimum": 0, "maximum": 1}),
+    # the original's MCP ``context`` tool's legacy name of minSalience
+    "minRelevance": nullable({"type": "number", "minimum": 0, "maximum": 1}),
     "autoResolveContradictions": BOOL,
     "relevanceBuckets": nullable({"type": "array", "items": BUCKET, "maxItems": 32}),
 }
@@ -107,11 +109,16 @@ def window_request(body: dict[str, Any]) -> WindowRequest:
         fmt=body.get("format") or "predicate",
         include_rules=body.get("includeRules") is not False,
         max_per_predicate=body.get("maxFactsPerPredicate"),
-        min_salience=body.get("minSalience") or 0.0,
+        min_salience=_first(body, "minSalience", "minRelevance") or 0.0,
         auto_resolve=body.get("autoResolveContradictions") is not False,
         buckets=buckets,
         session_id=body.get("sessionId"),
     )
+
+
+def _first(body: dict[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` given (not null) in ``body``, else None."""
+    return next((body[n] for n in names if body.get(n) is not None), None)
 
 
 # -- rendering ----------------------------------------------------------------------
@@ -341,7 +348,17 @@ async def set_priority(call: Call) -> dict[str, Any]:
     }
 
 
-async def _recall(call: Call) -> list[dict[str, Any]]:
+@endpoint(
+    context_api,
+    "POST",
+    "/memory/recall",
+    "/memory/query/temporal",
+    summary="Facts as the tenant knew them at a past moment (from the event log)",
+    body=RECALL_BODY,
+    tenant=True,
+)
+async def recall(call: Call) -> list[dict[str, Any]]:
+    """A bare array, the original's and its SDK's shape (``recall``, ``temporal_query``)."""
     body = call.body
     records = await context.recall(
         call.database,
@@ -353,32 +370,3 @@ async def _recall(call: Call) -> list[dict[str, Any]]:
         body["timestamp"],
     )
     return [render.fact_atom(r) for r in records]
-
-
-@endpoint(
-    context_api,
-    "POST",
-    "/memory/recall",
-    summary="Facts as the tenant knew them at a past moment (from the event log)",
-    body=RECALL_BODY,
-    tenant=True,
-)
-async def recall(call: Call) -> dict[str, Any]:
-    results = await _recall(call)
-    return {
-        "results": results,
-        "count": len(results),
-        "timestamp": call.body["timestamp"],
-    }
-
-
-@endpoint(
-    context_api,
-    "POST",
-    "/memory/query/temporal",
-    summary="Like /memory/recall, answering a bare array (upstream SDK's shape)",
-    body=RECALL_BODY,
-    tenant=True,
-)
-async def temporal_query(call: Call) -> list[dict[str, Any]]:
-    return await _recall(call)

@@ -63,7 +63,7 @@ from nocturnus.service.logictests import (
     SetupStep,
     TestResult,
 )
-from nocturnus.service.queries import Answer
+from nocturnus.service.answers import Answer
 
 dsl = Blueprint("dsl")
 

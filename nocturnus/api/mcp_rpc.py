@@ -22,7 +22,7 @@ from sanic import Request
 
 from nocturnus import __version__
 from nocturnus.api import jsonbody
-from nocturnus.api.mcp_tools import BoundTool, call_tool
+from nocturnus.api.mcp_tools import HIDDEN_ALIASES, BoundTool, call_tool
 
 log = logging.getLogger("nocturnus.mcp")
 
@@ -279,10 +279,12 @@ async def _call(method: str, params: dict[str, Any], caller: Caller) -> dict[str
 
 
 def _initialize(params: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    requested = params.get("protocolVersion")
+    # The original's SDK (nocturnusai.mcp) sends initialize without params: no
+    # protocolVersion is our latest, as an unsupported one is.
+    requested = params.get("protocolVersion", LATEST_VERSION)
     if not isinstance(requested, str):
         raise _Failure(
-            INVALID_PARAMS, "Invalid params: protocolVersion (a string) is required"
+            INVALID_PARAMS, "Invalid params: protocolVersion must be a string"
         )
     for name in ("capabilities", "clientInfo"):
         if name in params and not isinstance(params[name], dict):
@@ -319,7 +321,7 @@ async def _call_tool(params: dict[str, Any], caller: Caller) -> dict[str, Any]:
         arguments = {}
     if not isinstance(arguments, dict):
         raise _Failure(INVALID_PARAMS, "Invalid params: arguments must be an object")
-    bound = caller.tools.get(name)
+    bound = caller.tools.get(HIDDEN_ALIASES.get(name, name))
     if bound is None:
         raise _Failure(INVALID_PARAMS, f"Unknown tool: {name}", {"tool": name})
     return await call_tool(

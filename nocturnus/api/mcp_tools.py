@@ -221,6 +221,20 @@ CATALOGUE: tuple[Tool, ...] = (
 )
 
 
+HIDDEN_ALIASES: dict[str, str] = {
+    "assert_fact": "tell",
+    "assert_rule": "teach",
+    "infer": "ask",
+    "retract": "forget",
+    "context_window": "context",
+    "temporal_query": "recall",
+    "consolidate": "compress",
+    "decay": "cleanup",
+}
+"""The original's legacy tool names: callable, never listed (as the original does), so
+agents written against it keep working while ``tools/list`` stays one name per tool."""
+
+
 @dataclass(frozen=True, slots=True)
 class BoundTool:
     """A catalogue entry whose twin route is registered, with the schema it validates."""

@@ -136,13 +136,15 @@ async def merge(call: Call) -> dict[str, Any]:
     scopes,
     "GET",
     "/scopes",
-    summary="The tenant's scopes with their fact counts",
+    summary="The tenant's scope names, and each one's fact and rule counts",
     tenant=True,
 )
 async def list_scopes(call: Call) -> dict[str, Any]:
     found = await service.scopes(call.database, call.tenant_id)
+    # ``scopes`` holds names, as the original and its SDK's list_scopes() read them.
     return {
-        "scopes": [{"name": s.name, "facts": s.facts, "rules": s.rules} for s in found],
+        "scopes": [s.name for s in found],
+        "details": [{"name": s.name, "facts": s.facts, "rules": s.rules} for s in found],
         "count": len(found),
     }
 

@@ -8,9 +8,10 @@ upgraded on read by an explicit upcaster registered in ``_UPCASTERS``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -299,7 +300,7 @@ def _builder(
                 set_slot(event, tuple(value) if is_tuple and value is not None else value)
         except KeyError:
             return None
-        return event  # type: ignore[no-any-return]
+        return event
 
     return build
 
@@ -359,9 +360,11 @@ for _cls in (
     DatabaseCreated,
     DatabaseDeleted,
     LogCompacted,
+    KeyCreated,
+    KeyUpdated,
+    KeyRevoked,
+    AuditRecorded,
 ):
-    register(_cls)
-for _cls in (KeyCreated, KeyUpdated, KeyRevoked, AuditRecorded):
     register(_cls)
 
 

@@ -28,7 +28,7 @@ from nocturnus.service.constraints import AddConstraint, RestrictOutcome
 from nocturnus.service.database import Database, DatabaseState, now_ms
 from nocturnus.service.facts import FactKey
 from nocturnus.service.logictests import LogicTest, TestResult, run_tests
-from nocturnus.service.queries import Answer
+from nocturnus.service.answers import Answer
 
 
 @dataclass(frozen=True, slots=True)

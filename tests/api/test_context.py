@@ -343,9 +343,8 @@ def test_summary(server: Server, tenant: str) -> None:
 def recall(server: Server, tenant: str, at: int, pattern: list[Any] | None = None) -> list[tuple[Any, ...]]:
     body = {"predicate": "loc", "args": pattern or ["?who", "?where"], "timestamp": at}
     answer = post(server, "/memory/recall", tenant, body)
-    bare = post(server, "/memory/query/temporal", tenant, body)
-    assert bare == answer["results"]
-    return facts_of(answer["results"])
+    assert post(server, "/memory/query/temporal", tenant, body) == answer
+    return facts_of(answer)
 
 
 def test_recall_across_tell_and_retract(server: Server, tenant: str) -> None:

@@ -45,8 +45,17 @@ def test_initialize_with_an_unknown_version_answers_our_latest(server: Server) -
     assert HttpMcp(server).initialize("1999-01-01")["protocolVersion"] == "2025-11-25"
 
 
-def test_initialize_needs_a_protocol_version(server: Server) -> None:
-    response = HttpMcp(server).post(rpc(1, "initialize", {"capabilities": {}}))
+def test_initialize_without_a_protocol_version_answers_our_latest(server: Server) -> None:
+    # issue 18: the original's SDK (nocturnusai.mcp) sends initialize without params
+    for params in (None, {"capabilities": {}}):
+        response = HttpMcp(server).post(rpc(1, "initialize", params))
+        assert response.status_code == 200
+        assert response.json()["result"]["protocolVersion"] == "2025-11-25"
+        assert response.headers["Mcp-Session-Id"]
+
+
+def test_initialize_refuses_a_protocol_version_that_is_not_a_string(server: Server) -> None:
+    response = HttpMcp(server).post(rpc(1, "initialize", {"protocolVersion": 7}))
     assert response.status_code == 200
     assert response.json()["error"]["code"] == INVALID_PARAMS
     assert (

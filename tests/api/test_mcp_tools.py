@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from nocturnus.api.mcp_tools import CATALOGUE, Tool, bind_tools
+from nocturnus.api.mcp_tools import CATALOGUE, HIDDEN_ALIASES, Tool, bind_tools
 from tests.api.jsonrpc import HttpMcp
 from tests.server import Server
 
@@ -233,7 +233,10 @@ def test_tool_answers_like_its_rest_twin(server: Server, case: Case) -> None:
     rest = server.request(case.method, case.path, tenant=via_rest, json=body)
     assert rest.status_code < 300, rest.text
     assert result["isError"] is False, result
-    assert masked(result["structuredContent"]) == masked(rest.json())
+    expected = rest.json()
+    if not isinstance(expected, dict):  # a bare array (recall) comes as {"result": …}
+        expected = {"result": expected}
+    assert masked(result["structuredContent"]) == masked(expected)
     assert result["content"][0]["type"] == "text"
 
 
@@ -296,3 +299,33 @@ def test_delete_scope_runs_through_the_path_parameter() -> None:
     assert tool.path_args == {
         "scope": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
     }
+
+
+def test_the_originals_hidden_aliases_call_their_tool_unlisted(server: Server) -> None:
+    """issue 18: agents written against the original call its legacy names."""
+    tenant = f"t_{uuid.uuid4().hex[:10]}"
+    client = HttpMcp(server, {"X-Tenant-ID": tenant})
+    client.initialize()
+    listed = {t["name"] for t in client.request("tools/list")["result"]["tools"]}
+    assert listed.isdisjoint(HIDDEN_ALIASES)
+    told = client.call("assert_fact", {"predicate": "parent", "args": ["a", "b"]})
+    assert told["isError"] is False and told["structuredContent"]["stored"] is True
+    client.call(
+        "assert_rule",
+        {
+            "head": {"predicate": "anc", "args": ["?x", "?y"]},
+            "body": [{"predicate": "parent", "args": ["?x", "?y"]}],
+        },
+    )
+    inferred = client.call("infer", {"predicate": "anc", "args": ["?x", "?y"]})
+    assert inferred["structuredContent"]["bindings"] == [{"x": "a", "y": "b"}]
+    window = client.call("context_window", {"maxFacts": 5, "minRelevance": 0.0})
+    assert [e["args"] for e in window["structuredContent"]["entries"]] == [["a", "b"]]
+    past = client.call(
+        "temporal_query", {"predicate": "parent", "args": ["?x", "?y"], "timestamp": 1}
+    )
+    assert past["structuredContent"] == {"result": []}
+    gone = client.call("retract", {"predicate": "parent", "args": ["a", "b"]})
+    assert gone["structuredContent"]["retracted"] == 1
+    unknown = client.request("tools/call", {"name": "no_such_tool", "arguments": {}})
+    assert unknown["error"]["code"] == -32602

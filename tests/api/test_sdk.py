@@ -7,6 +7,8 @@ routes are absent from ``/openapi.json``, and run for real once merged.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import warnings
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ from nocturnusai import (
     ProofTree,
     SyncNocturnusAIClient,
 )
+from nocturnusai.mcp import NocturnusAIMCPClient
 
 from tests.server import Server
 
@@ -186,3 +189,60 @@ def test_unified_context_and_summary(server: Server, sdk: SyncNocturnusAIClient)
     }
     summary = sdk.summarize_context()
     assert summary.total_facts == 2 and summary.predicate_count == 1
+
+
+def test_recall_and_temporal_query_answer_lists(sdk: SyncNocturnusAIClient) -> None:
+    # issue 18: the SDK types recall() as a list and parses temporal_query() as atoms
+    told = sdk.assert_fact("loc", ["alice", "office"])
+    at = told["fact"]["createdAt"]
+    recalled = sdk.recall("loc", ["alice", "?where"], at)
+    assert [(a["predicate"], a["args"]) for a in recalled] == [("loc", ["alice", "office"])]
+    assert sdk.recall("loc", ["alice", "?where"], at - 1) == []
+    atoms = sdk.temporal_query("loc", ["?who", "?where"], timestamp=at)
+    assert names(atoms) == [("loc", ["alice", "office"])] and isinstance(atoms[0], Atom)
+
+
+def test_infer_with_proof_carries_body_proofs(sdk: SyncNocturnusAIClient) -> None:
+    # issue 18: the SDK's ProofStep reads the sub-proofs as step.bodyProofs
+    sdk.assert_fact("parent", ["alice", "bob"])
+    sdk.assert_fact("parent", ["bob", "charlie"])
+    sdk.assert_rule(
+        head={"predicate": "grandparent", "args": ["?x", "?z"]},
+        body=[
+            {"predicate": "parent", "args": ["?x", "?y"]},
+            {"predicate": "parent", "args": ["?y", "?z"]},
+        ],
+    )
+    (tree,) = sdk.infer("grandparent", ["alice", "?z"], with_proof=True)
+    step = tree.proof.step
+    assert tree.result.args == ["alice", "charlie"]
+    assert step.type == "rule_application" and step.body_proofs is not None
+    leaves = [(n.goal.args, n.step.type, n.step.fact.args if n.step.fact else None)
+              for n in step.body_proofs]
+    assert leaves == [
+        (["alice", "bob"], "fact_match", ["alice", "bob"]),
+        (["bob", "charlie"], "fact_match", ["bob", "charlie"]),
+    ]
+    assert all(n.step.body_proofs == [] for n in step.body_proofs)
+
+
+def test_mcp_helper_initializes_lists_and_calls_tools(server: Server, tenant: str) -> None:
+    # issue 18: nocturnusai.mcp sends initialize without a protocolVersion and calls the
+    # original's tool names, listed or hidden
+    async def drive() -> None:
+        async with NocturnusAIMCPClient(server.url, tenant_id=tenant) as mcp:
+            info = await mcp.initialize()
+            assert mcp.protocol_version == info["protocolVersion"] == "2025-11-25"
+            assert mcp.server_info is not None and mcp.server_info["name"] == "nocturnus"
+            assert await mcp.ping() is True
+            tools = {t.name: t for t in await mcp.list_tools()}
+            assert {"tell", "ask", "forget", "list_scopes"} <= set(tools)
+            assert tools["tell"].input_schema["required"] == ["predicate", "args"]
+            stored = await mcp.call_tool("assert_fact", {"predicate": "p", "args": ["a"]})
+            assert not stored.is_error and '"stored":true' in stored.text
+            answer = await mcp.call_tool("infer", {"predicate": "p", "args": ["?x"]})
+            assert json.loads(answer.text)["bindings"] == [{"x": "a"}]
+            failed = await mcp.call_tool("tell", {"predicate": "", "args": ["a"]})
+            assert failed.is_error and "VALIDATION_ERROR" in failed.text
+
+    asyncio.run(drive())
