@@ -40,6 +40,7 @@ from nocturnus.engine.syntax import text as syntax_text
 from nocturnus.engine.terms import Const
 from nocturnus.errors import NocturnusError, ValidationError
 from nocturnus.service import script, templates, tenants
+from nocturnus.service.answers import Answer
 from nocturnus.service.authenticator import ANONYMOUS
 from nocturnus.service.commands import (
     MAIN_SCOPE,
@@ -63,7 +64,6 @@ from nocturnus.service.logictests import (
     SetupStep,
     TestResult,
 )
-from nocturnus.service.answers import Answer
 
 dsl = Blueprint("dsl")
 

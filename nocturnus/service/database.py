@@ -407,7 +407,9 @@ class Database(Generic[RootState]):
         if tenant != DATABASE_LEVEL:  # RESTRICT (issue 18): refuse before taking a seq
             state = self._tenants.get(tenant)
             if state is not None and state.constraints:
-                check_writes(state, self.root.rules, events, now)
+                root = self.root
+                assert isinstance(root, DatabaseState)  # tenants live in data databases
+                check_writes(state, root.rules, events, now)
         bodies = [encode(event) for event in events]
         first = self._next_seq
         records = [

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from nocturnus.engine.rules import Literal
 from nocturnus.errors import NocturnusError
 from nocturnus.service import tenants
+from nocturnus.service.answers import Answer
 from nocturnus.service.commands import (
     RetractOutcome,
     TeachOutcome,
@@ -28,7 +29,6 @@ from nocturnus.service.constraints import AddConstraint, RestrictOutcome
 from nocturnus.service.database import Database, DatabaseState, now_ms
 from nocturnus.service.facts import FactKey
 from nocturnus.service.logictests import LogicTest, TestResult, run_tests
-from nocturnus.service.answers import Answer
 
 
 @dataclass(frozen=True, slots=True)

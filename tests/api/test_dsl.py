@@ -66,8 +66,10 @@ INFER grandparent(bob, ?y);
     lines = answer["result"].splitlines()
     assert "Inferred 2 result(s):" in lines
     assert lines[lines.index("Result: grandparent(alice, charlie)") + 1:][:3] == [
-        "  RULE: grandparent(alice, charlie) by "
-        "grandparent(?x, ?z) :- parent(?x, ?y), parent(?y, ?z)",
+        (
+            "  RULE: grandparent(alice, charlie) by "
+            "grandparent(?x, ?z) :- parent(?x, ?y), parent(?y, ?z)"
+        ),
         "    FACT: parent(alice, bob)",
         "    FACT: parent(bob, charlie)",
     ]
@@ -212,8 +214,10 @@ TEST "refused" { GIVEN { p(a). NOT p(a). } EXPECT { PROVABLE p(a); } }
     assert answer["result"].splitlines() == [
         "PASS grandparents (3 expectation(s))",
         "FAIL wrong: 1 of 1 expectation(s) failed",
-        "FAIL refused: setup step 1: Contradiction: cannot store NOT p(a) because p(a) "
-        "exists in scope main",
+        (
+            "FAIL refused: setup step 1: Contradiction: cannot store NOT p(a) because "
+            "p(a) exists in scope main"
+        ),
     ]
     assert answer["statements"][1]["expectations"][0] == {
         "type": "result_count", "goal": "p(?x)", "passed": False, "count": 1, "answers": [["a"]]

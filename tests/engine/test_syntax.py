@@ -21,8 +21,8 @@ from nocturnus.engine.syntax import (
     Test,
     parse,
     parse_goal,
+    text,
 )
-from nocturnus.engine.syntax import text
 
 
 def one(source: str) -> object:
