@@ -1,4 +1,5 @@
-"""The text syntax over REST: ``/execute``, ``/assert/template``, ``/test``, constraints.
+"""The text syntax over REST: ``/execute``, ``/assert/template``, ``/test``,
+``/constraints``.
 
 ``POST /execute`` parses the whole script first (a syntax error names its line and
 column and runs nothing), turns each statement into the body of its REST twin and
@@ -406,11 +407,13 @@ def test_info(result: TestResult) -> dict[str, Any]:
 
 def _test_text(result: TestResult) -> str:
     if result.error is not None:
-        return f"FAIL {result.name}: setup step {result.failed_step}: {result.error.message}"
+        step, message = result.failed_step, result.error.message
+        return f"FAIL {result.name}: setup step {step}: {message}"
     if result.passed:
         return f"PASS {result.name} ({len(result.results)} expectation(s))"
     failed = [r for r in result.results if not r.passed]
-    return f"FAIL {result.name}: {len(failed)} of {len(result.results)} expectation(s) failed"
+    total = len(result.results)
+    return f"FAIL {result.name}: {len(failed)} of {total} expectation(s) failed"
 
 
 # -- POST /assert/template ------------------------------------------------------------

@@ -78,7 +78,7 @@ class ConstraintRecord:
 
     @property
     def variables(self) -> tuple[Var, ...]:
-        """The named variables of the positive literals, in order: what a witness binds."""
+        """The named variables of the positive literals, in order: a witness's."""
         seen: dict[Var, None] = {}
         for literal in self.premises:
             if not (literal.naf or literal.is_builtin):
@@ -88,7 +88,7 @@ class ConstraintRecord:
         return tuple(seen)
 
     def rule(self, head: str | None = None) -> Rule:
-        """The rule deriving one row per violation, named ``head`` (internal by default)."""
+        """The rule deriving one row per violation (``head``: its name if not ours)."""
         name = head if head is not None else _VIOLATION + self.id
         return Rule(self.id, Literal(name, self.variables), self.premises)
 
@@ -169,7 +169,7 @@ def listed(state: TenantState) -> list[ConstraintRecord]:
     return sorted(state.constraints.values(), key=lambda c: (c.created_at, c.id))
 
 
-# -- enforcement ------------------------------------------------------------------------
+# -- enforcement ----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -321,7 +321,7 @@ def _relations_used(
 
 
 def _rules_after(rules: Rulebook, events: Sequence[Event]) -> Rulebook:
-    """The tenant's rules once ``events`` are applied (a copy; the state is untouched)."""
+    """The tenant's rules once ``events`` are applied (a copy; state untouched)."""
     book = Rulebook()
     for record in rules:
         book.add(record)

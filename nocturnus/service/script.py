@@ -60,7 +60,7 @@ Outcome = (
 
 @dataclass(frozen=True, slots=True)
 class ScriptOutcome:
-    """What each step that ran gave, in order; ``failure`` is the step that stopped it."""
+    """What each step that ran gave, in order; ``failure``: what stopped the script."""
 
     outcomes: tuple[Outcome, ...]
     failure: NocturnusError | None = None

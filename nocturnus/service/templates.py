@@ -1,20 +1,20 @@
 """Rule templates (``POST /assert/template``): named argument forms made into rules.
 
-The original product's template types, each from the predicates given for its roles,
-over the same variables in every literal (``args: ["x", "y"]`` → ``p(?x, ?y)``):
+The original product's template types, each made from the predicates given for its
+roles, over the same variables in every literal (``args: ["x", "y"]`` → ``p(?x, ?y)``):
 
-| type | roles | rules |
-|---|---|---|
-| ``SYLLOGISM``, ``MODUS_PONENS`` | P, Q | ``Q :- P`` |
-| ``MODUS_TOLLENS`` | P, Q | ``Q :- P`` and ``NOT P :- NOT Q`` |
-| ``FACT_CHAIN``, ``HYPOTHETICAL_SYLLOGISM`` | two or more, in role-name order | each from the one before |
-| ``DISJUNCTIVE_SYLLOGISM`` | P, Q | ``Q :- NOT P`` and ``P :- NOT Q`` |
-| ``CONSTRUCTIVE_DILEMMA`` | P, Q, R, S | ``Q :- P`` and ``S :- R`` |
-| ``DESTRUCTIVE_DILEMMA`` | P, Q, R, S | ``NOT P :- NOT Q`` and ``NOT R :- NOT S`` |
-| ``CAUSAL_ARGUMENT`` | CAUSE, EFFECT | ``EFFECT :- CAUSE`` |
-| ``DEFINITIONAL_ARGUMENT`` | FEATURE, CATEGORY | ``CATEGORY :- FEATURE`` |
-| ``PRACTICAL_ARGUMENT`` | CONCLUSION, EVIDENCE, EXCEPTION | ``CONCLUSION :- EVIDENCE, NAF EXCEPTION`` |
-| ``EVALUATIVE_ARGUMENT`` | EVALUATION, CRITERIA | ``EVALUATION :- CRITERIA`` |
+- ``SYLLOGISM``, ``MODUS_PONENS`` (P, Q): ``Q :- P``
+- ``MODUS_TOLLENS`` (P, Q): ``Q :- P`` and ``NOT P :- NOT Q``
+- ``FACT_CHAIN``, ``HYPOTHETICAL_SYLLOGISM`` (two or more roles, in role-name order):
+  each predicate from the one before
+- ``DISJUNCTIVE_SYLLOGISM`` (P, Q): ``Q :- NOT P`` and ``P :- NOT Q``
+- ``CONSTRUCTIVE_DILEMMA`` (P, Q, R, S): ``Q :- P`` and ``S :- R``
+- ``DESTRUCTIVE_DILEMMA`` (P, Q, R, S): ``NOT P :- NOT Q`` and ``NOT R :- NOT S``
+- ``CAUSAL_ARGUMENT`` (CAUSE, EFFECT): ``EFFECT :- CAUSE``
+- ``DEFINITIONAL_ARGUMENT`` (FEATURE, CATEGORY): ``CATEGORY :- FEATURE``
+- ``PRACTICAL_ARGUMENT`` (CONCLUSION, EVIDENCE, EXCEPTION):
+  ``CONCLUSION :- EVIDENCE, NAF EXCEPTION``
+- ``EVALUATIVE_ARGUMENT`` (EVALUATION, CRITERIA): ``EVALUATION :- CRITERIA``
 
 ``NOT`` is explicit negation (the negated fact must be stored), ``NAF`` negation as
 failure.

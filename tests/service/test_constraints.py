@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from nocturnus.engine.terms import Var
 from nocturnus.errors import Conflict, NotFound, ValidationError
 from nocturnus.service import scopes, tenants
 from nocturnus.service.commands import TeachRule, TellFact
@@ -24,7 +25,9 @@ MASTER = MasterKey(bytes(range(32)))
 T = "acme"
 
 
-def lit(predicate: str, *args: object, negated: bool = False, naf: bool = False) -> dict[str, Any]:
+def lit(
+    predicate: str, *args: object, negated: bool = False, naf: bool = False
+) -> dict[str, Any]:
     return {"predicate": predicate, "args": list(args), "negated": negated, "naf": naf}
 
 
@@ -32,11 +35,15 @@ def constraint(*body: dict[str, Any]) -> AddConstraint:
     return AddConstraint(tuple(body))
 
 
-def fact(key: str, *args: object, scope: str = "main", negated: bool = False) -> TellFact:
+def fact(
+    key: str, *args: object, scope: str = "main", negated: bool = False
+) -> TellFact:
     return TellFact(key, tuple(args), negated=negated, scope=scope)
 
 
-def run(tmp_path: Path, scenario: Callable[[Any], Awaitable[Any]], every: int = 10_000) -> Any:
+def run(
+    tmp_path: Path, scenario: Callable[[Any], Awaitable[Any]], every: int = 10_000
+) -> Any:
     async def go() -> Any:
         databases = Databases(tmp_path, MASTER, snapshot_every=every)
         await databases.open()
@@ -48,19 +55,26 @@ def run(tmp_path: Path, scenario: Callable[[Any], Awaitable[Any]], every: int = 
     return asyncio.run(go())
 
 
-def test_a_fact_that_makes_a_constraint_hold_is_refused_and_not_stored(tmp_path: Path) -> None:
+def test_a_fact_that_makes_a_constraint_hold_is_refused_and_not_stored(
+    tmp_path: Path,
+) -> None:
     async def scenario(db: Any) -> None:
         await tenants.tell(db, T, fact("employee", "ann"))
         added = await tenants.restrict(
             db, T, constraint(lit("employee", "?x"), lit("contractor", "?x"))
         )
-        assert added.stored and added.record.text() == "RESTRICT { employee(?x) AND contractor(?x) }"
+        assert (
+            added.stored
+            and added.record.text() == "RESTRICT { employee(?x) AND contractor(?x) }"
+        )
         await tenants.tell(db, T, fact("contractor", "bob"))  # bob is no employee: fine
         with pytest.raises(Conflict) as refused:
             await tenants.tell(db, T, fact("contractor", "ann"))
-        assert refused.value.details["witnesses"] == [{"scope": "main", "bindings": {"x": "ann"}}]
+        assert refused.value.details["witnesses"] == [
+            {"scope": "main", "bindings": {"x": "ann"}}
+        ]
         assert "?x = ann in scope main" in refused.value.message
-        stored = await tenants.match(db, T, "contractor", False, ("?c",), None)
+        stored = await tenants.match(db, T, "contractor", False, (Var("c"),), None)
         assert [r.key.args for r in stored] == [("bob",)]
         # each scope on its own: ann is no employee in scope s
         await tenants.tell(db, T, fact("contractor", "ann", scope="s"))
@@ -77,7 +91,9 @@ def test_rules_and_negation_as_failure_take_part(tmp_path: Path) -> None:
     async def scenario(db: Any) -> None:
         await tenants.tell(db, T, fact("employee", "ann"))
         await tenants.tell(db, T, fact("badge", "ann"))
-        await tenants.teach(db, T, TeachRule(lit("has_badge", "?x"), (lit("badge", "?x"),)))
+        await tenants.teach(
+            db, T, TeachRule(lit("has_badge", "?x"), (lit("badge", "?x"),))
+        )
         # every employee needs a badge, directly or through a rule
         await tenants.restrict(
             db, T, constraint(lit("employee", "?x"), lit("has_badge", "?x", naf=True))
@@ -87,7 +103,9 @@ def test_rules_and_negation_as_failure_take_part(tmp_path: Path) -> None:
         with pytest.raises(Conflict):  # retracting ann's badge makes it hold
             await tenants.forget(db, T, FactKey("main", "badge", False, ("ann",)))
         await tenants.tell(db, T, fact("visitor_pass", "bob"))
-        await tenants.teach(db, T, TeachRule(lit("has_badge", "?x"), (lit("visitor_pass", "?x"),)))
+        await tenants.teach(
+            db, T, TeachRule(lit("has_badge", "?x"), (lit("visitor_pass", "?x"),))
+        )
         await tenants.tell(db, T, fact("employee", "bob"))  # now fine: bob has a pass
 
     run(tmp_path, scenario)
@@ -100,16 +118,26 @@ def test_a_rule_that_derives_a_violation_is_refused(tmp_path: Path) -> None:
             await tenants.tell(db, T, fact("person", a))
         await tenants.restrict(db, T, constraint(lit("ancestor", "?x", "?x")))
         await tenants.teach(
-            db, T,
-            TeachRule(lit("ancestor", "?x", "?y"), (lit("parent", "?x", "?y"), lit("person", "?x"))),
+            db,
+            T,
+            TeachRule(
+                lit("ancestor", "?x", "?y"),
+                (lit("parent", "?x", "?y"), lit("person", "?x")),
+            ),
         )
         with pytest.raises(Conflict) as refused:
             await tenants.teach(
-                db, T,
-                TeachRule(lit("ancestor", "?x", "?z"),
-                          (lit("parent", "?x", "?y"), lit("ancestor", "?y", "?z"))),
+                db,
+                T,
+                TeachRule(
+                    lit("ancestor", "?x", "?z"),
+                    (lit("parent", "?x", "?y"), lit("ancestor", "?y", "?z")),
+                ),
             )
-        assert {w["bindings"]["x"] for w in refused.value.details["witnesses"]} == {"a", "b"}
+        assert {w["bindings"]["x"] for w in refused.value.details["witnesses"]} == {
+            "a",
+            "b",
+        }
         assert len(await tenants.rules(db, T)) == 1
 
     run(tmp_path, scenario)
@@ -129,7 +157,8 @@ def test_comparisons_and_explicit_negation(tmp_path: Path) -> None:
         await tenants.tell(db, T, fact("paid", "o1"))
         with pytest.raises(Conflict):  # KEEP_BOTH would store both sides: refused
             await tenants.tell(
-                db, T,
+                db,
+                T,
                 TellFact("paid", ("o1",), negated=True, conflict_strategy="KEEP_BOTH"),
             )
 
@@ -141,12 +170,14 @@ def test_bulk_writes_and_scope_merges_are_checked(tmp_path: Path) -> None:
         await tenants.restrict(db, T, constraint(lit("a", "?x"), lit("b", "?x")))
         with pytest.raises(Conflict):  # two facts of one bulk call together
             await tenants.tell_many(db, T, [fact("a", 1), fact("b", 1)], atomic=False)
-        assert await tenants.match(db, T, "a", False, ("?x",), None) == []
+        assert await tenants.match(db, T, "a", False, (Var("x"),), None) == []
         await tenants.tell(db, T, fact("a", 1))
         await tenants.tell(db, T, fact("b", 1, scope="side"))
         with pytest.raises(Conflict):
             await scopes.merge(db, T, "side", "main", "SOURCE_WINS")
-        await scopes.fork(db, T, "main", "copy")  # a copy of main holds nothing forbidden
+        await scopes.fork(
+            db, T, "main", "copy"
+        )  # a copy of main holds nothing forbidden
 
     run(tmp_path, scenario)
 
@@ -161,14 +192,20 @@ def test_a_constraint_the_knowledge_already_breaks_is_refused(tmp_path: Path) ->
             await tenants.restrict(db, T, constraint(lit("a", "?x"), lit("b", "?x")))
         assert await tenants.constraints(db, T) == []
         with pytest.raises(ValidationError, match="does not occur in a positive"):
-            await tenants.restrict(db, T, constraint(lit("a", "?x"), lit("c", "?y", naf=True)))
+            await tenants.restrict(
+                db, T, constraint(lit("a", "?x"), lit("c", "?y", naf=True))
+            )
 
     run(tmp_path, scenario)
 
 
-def test_constraints_survive_restart_snapshot_and_go_with_their_tenant(tmp_path: Path) -> None:
+def test_constraints_survive_restart_snapshot_and_go_with_their_tenant(
+    tmp_path: Path,
+) -> None:
     async def add(db: Any) -> str:
-        outcome = await tenants.restrict(db, T, constraint(lit("a", "?x"), lit("b", "?x")))
+        outcome = await tenants.restrict(
+            db, T, constraint(lit("a", "?x"), lit("b", "?x"))
+        )
         await tenants.restrict(db, "globex", constraint(lit("z", "?x")))
         await tenants.tell(db, T, fact("a", 1))
         return outcome.record.id
@@ -203,4 +240,7 @@ def test_every_tenant_event_kind_is_known_to_the_constraint_check() -> None:
     tenant_kinds = set(APPLIERS)
     assert tenant_kinds == set(CHANGE_READERS) | HARMLESS_KINDS
     assert not set(CHANGE_READERS) & HARMLESS_KINDS
-    assert tenant_kinds <= set(EVENT_TYPES) - {DatabaseCreated.kind, DatabaseDeleted.kind}
+    assert tenant_kinds <= set(EVENT_TYPES) - {
+        DatabaseCreated.kind,
+        DatabaseDeleted.kind,
+    }

@@ -26,7 +26,7 @@ MAX_INT = 2**63 - 1
 MIN_INT = -(2**63)
 
 # A word is a run of letters, digits and "_", possibly joined by one of - . : / @ when a
-# word character follows: `acme_corp`, `what-if`, `v1.2`, `user@example.com`, `2026-01-05`.
+# word character follows: `acme_corp`, `what-if`, `v1.2`, `user@example.com`.
 # A "." that ends a statement is never followed by a word character.
 _WORD = r"[A-Za-z0-9_]+(?:[-.:/@][A-Za-z0-9_]+)*"
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
@@ -131,7 +131,7 @@ def _word(raw: str, line: int, column: int) -> Token:
 
 
 def _unquote(raw: str, line: int, column: int) -> str:
-    """The text of a quoted string; escapes are JSON's, plus ``\\'`` in single quotes."""
+    """The text of a quoted string: JSON's escapes, and ``\\'`` in single quotes."""
     body = raw[1:-1]
     if raw[0] == "'":
         body = body.replace("\\'", "'").replace('"', '\\"')

@@ -331,7 +331,8 @@ class _Parser:
             for key in value:
                 if key in RESERVED_ATTRIBUTES:
                     raise ParseError(
-                        f"{key!r} is written in the statement itself, not as an attribute",
+                        f"{key!r} is written in the statement itself, "
+                        "not as an attribute",
                         start.line,
                         start.column,
                     )

@@ -16,7 +16,7 @@ from nocturnus.engine.terms import Const
 
 @dataclass(frozen=True, slots=True)
 class Atom:
-    """``predicate(args…)``; ``negated`` is explicit negation, ``naf`` negation as failure.
+    """``predicate(args…)``, maybe negated (explicitly) or ``naf`` (as failure).
 
     A comparison is an atom too: its predicate is the operator (``<``, ``>=``, ``!=``…)
     and it has two arguments, as in the ``/teach`` body.
@@ -136,7 +136,7 @@ class Retract(Statement):
 
 @dataclass(frozen=True, slots=True)
 class Restrict(Statement):
-    """A constraint: the conjunction must never hold (``RESTRICT ?x { a(?x) AND b(?x) }``)."""
+    """A constraint: the conjunction must never hold (``RESTRICT { a(?x), b(?x) }``)."""
 
     kind: ClassVar[str] = "restrict"
     premises: tuple[Atom, ...]

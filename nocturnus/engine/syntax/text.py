@@ -37,7 +37,7 @@ def word(value: str) -> str:
 
 
 def constant(value: Const) -> str:
-    """One argument: a variable as ``?x``, a number as written, a string bare or quoted."""
+    """An argument: ``?x``, a number as written, or a string bare or quoted."""
     if isinstance(value, bool):
         raise TypeError("a boolean is not a constant")
     if isinstance(value, int):
@@ -62,7 +62,9 @@ def atom(value: Atom, *, braced: bool = False) -> str:
         return f"{constant(left)} {value.predicate} {constant(right)}"
     text = f"{word(value.predicate)}({', '.join(constant(a) for a in value.args)})"
     if value.negated:
-        return ("-" if braced else "NOT ") + text
+        if not braced:
+            return "NOT " + text
+        return ("- " if text[0].isdigit() else "-") + text  # `-0a(…)` would be a number
     if value.naf:
         return "NAF " + text
     return text
