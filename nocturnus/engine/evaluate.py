@@ -133,10 +133,16 @@ class Reasoner:
     Evaluated relations are cached per (program content, ``facts.version``) inside
     ``facts.cache``, which the index clears on every effective change; so a Reasoner
     is cheap to create per request and never serves stale answers.
+
+    ``observe``, if set, is told the strategy each evaluated component's plan comes
+    from (the differential tests count them).
     """
 
-    def __init__(self, facts: FactIndex) -> None:
+    def __init__(
+        self, facts: FactIndex, observe: Callable[[str], None] | None = None
+    ) -> None:
         self.facts = facts
+        self.observe = observe
 
     def solve(
         self,
@@ -332,6 +338,7 @@ class Reasoner:
             self._weighted_for(state, [rel]),
             ranks,
             max_rows=max_rows,
+            observe=self.observe,
         )
         evaluation.run(rewritten.rules, {rewritten.seed: dict.fromkeys(seeds)})
         by_head: dict[RelKey, list[IRule]] = {}
@@ -477,6 +484,7 @@ class Reasoner:
             self._resolver(state),
             self.facts.interner,
             self._weighted_for(state, needed),
+            observe=self.observe,
         )
         evaluation.run(
             [rule for rel in needed for rule in state.rules[rel]],
@@ -514,7 +522,9 @@ class Reasoner:
         )
         if program.complete:
             self._complete(state, program.complete)
-        evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
+        evaluation = Evaluation(
+            self._resolver(state), self.facts.interner, weighted, observe=self.observe
+        )
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
         if not (program.factored or program.propagated):
