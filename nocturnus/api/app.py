@@ -21,6 +21,8 @@ from nocturnus.api import access
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
+from nocturnus.api.console import console
+from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
 from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
@@ -49,6 +51,7 @@ class AppContext:
     security: security_layer.Security | None = None
     mcp: McpState | None = None
     metrics: Metrics | None = None
+    console_assets: dict[str, Asset] = field(default_factory=dict)
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -66,8 +69,10 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    blueprints = (knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp)
-    for blueprint in blueprints:
+    for blueprint in (
+        knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
+        console,
+    ):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)

@@ -63,7 +63,7 @@ class ScopeView:
         return cls(index=index, reasoner=Reasoner(index))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class TenantState:
     """Everything one tenant knows: facts, its own rules, and per-scope indexes."""
 
@@ -77,9 +77,9 @@ class TenantState:
     priorities: dict[FactKey, float] = field(default_factory=dict)
     # RESTRICT constraints by id (``constraint_added`` events, issue 18)
     constraints: dict[str, ConstraintRecord] = field(default_factory=dict)
-    # in-memory context data (access counts, sessions, ranking cache), not from events:
-    # owned by ``service/context.py``, dropped with the tenant's data
-    context: Any = None
+    # bumped when the tenant is deleted: the read model of the deleted incarnation
+    # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
+    incarnation: int = 0
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
@@ -607,7 +607,7 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._heirs.clear()
     state.priorities.clear()
     state.constraints.clear()
-    state.context = None
+    state.incarnation += 1
     state.changed = None
     state.created_at = None
 

@@ -161,6 +161,7 @@ def path_values(
         "key_id": context.doomed_key_id if deleting else context.key_id,
         "name": DOOMED_SCOPE,
         "constraint_id": context.constraint_id,
+        "module": "app.js",  # the web console's script modules (issue 21)
     }.get(name)
     if known is None:
         raise AssertionError(f"no known values for path parameter {name!r} of {path}")
