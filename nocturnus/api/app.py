@@ -26,6 +26,7 @@ from nocturnus.api.auth import auth
 from nocturnus.api.console import console
 from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
+from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
     for blueprint in (
-        knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp, console
+        knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
+        console,
     ):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
