@@ -26,7 +26,10 @@ from typing import Any, TypeVar
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
 from nocturnus.service.codec import CODEC, Fields
+from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import (
+    ConstraintAdded,
+    ConstraintRemoved,
     Event,
     FactRetracted,
     FactTold,
@@ -77,6 +80,8 @@ class TenantState:
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
     priorities: dict[FactKey, float] = field(default_factory=dict)
+    # RESTRICT constraints by id (``constraint_added`` events, issue 18)
+    constraints: dict[str, ConstraintRecord] = field(default_factory=dict)
     # bumped when the tenant is deleted: the read model of the deleted incarnation
     # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
     incarnation: int = 0
@@ -458,6 +463,16 @@ def _rule_removed(state: TenantState, event: RuleRemoved) -> None:
     state.rules.remove(event.id)
 
 
+@applies(ConstraintAdded)
+def _constraint_added(state: TenantState, event: ConstraintAdded) -> None:
+    state.constraints[event.id] = ConstraintRecord.from_event(event)
+
+
+@applies(ConstraintRemoved)
+def _constraint_removed(state: TenantState, event: ConstraintRemoved) -> None:
+    state.constraints.pop(event.id, None)
+
+
 @applies(ScopeForked)
 def _scope_forked(state: TenantState, event: ScopeForked) -> None:
     state.fork(event.source, event.target)
@@ -499,6 +514,7 @@ def _tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state._heirs.clear()
     state.priorities.clear()
+    state.constraints.clear()
     state.incarnation += 1
     state.changed = None
     state.created_at = None
