@@ -31,6 +31,7 @@ from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
+from nocturnus.engine.prepared import PlanCache
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
 from nocturnus.settings import Settings, load_settings
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             master_key,
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
+            plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
         )
         await databases.open()
         app.ctx.databases = databases
