@@ -34,6 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
     Setting("store", str, "", "Where the event logs live: empty for SQLite files in the data dir, or a postgresql:// URL (one schema per database)"),
     Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
+    Setting("backup_retention", int, 7, "Days the server keeps the backups of POST /admin/backups (0 = forever)"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
@@ -71,6 +72,7 @@ class Settings:
     master_key: str | None = field(default=None, repr=False)
     store: str = field(default="", repr=False)
     store_pool_size: int = 10
+    backup_retention: int = 7
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000

@@ -7,8 +7,10 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable
@@ -24,6 +26,7 @@ from nocturnus.api.auth import auth
 from nocturnus.api.console import console
 from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
+from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -31,11 +34,15 @@ from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
+from nocturnus.service.backup import prune_backups
+from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
 from nocturnus.store.recorder import Store
+
+PRUNE_EVERY_S = 86_400
 
 
 @dataclass(slots=True)
@@ -45,6 +52,7 @@ class AppContext:
     settings: Settings
     databases: Databases | None = None
     store: Store | None = None
+    backup_pruner: asyncio.Task[None] | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
@@ -69,7 +77,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
     for blueprint in (
-        knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp, console
+        knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
+        console,
     ):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
@@ -96,6 +105,14 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
         # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
+        app.ctx.backup_pruner = asyncio.get_running_loop().create_task(
+            _prune_backups_daily(settings)
+        )
+
+    @app.before_server_stop
+    async def stop_pruning(app: Sanic) -> None:
+        if app.ctx.backup_pruner is not None:
+            app.ctx.backup_pruner.cancel()
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:
@@ -154,3 +171,17 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+async def _prune_backups_daily(settings: Settings) -> None:
+    """Prune ``<data dir>/backups`` at start and once a day (NOCTURNUS_BACKUP_RETENTION),
+    so a deleted tenant's key leaves them within the retention even when no new backup
+    is taken."""
+    while True:
+        try:
+            await asyncio.to_thread(
+                prune_backups, settings.data_dir, settings.backup_retention, now_ms()
+            )
+        except OSError as e:  # the next day tries again; /health reports the disk
+            logging.getLogger("nocturnus.service").warning("pruning backups failed: %s", e)
+        await asyncio.sleep(PRUNE_EVERY_S)

@@ -24,6 +24,7 @@ from nocturnus.service.database import (
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.files import private_dir
 from nocturnus.store.recorder import Store
 
 SYSTEM_DATABASE = "_system"
@@ -93,7 +94,7 @@ class Databases:
 
     async def open(self) -> None:
         """Open the registry and every registered database; create ``default`` once."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         await self.system.open()
         if DEFAULT_DATABASE not in self.system.root.databases:
             await self.create(DEFAULT_DATABASE)
