@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from nocturnus.engine.analysis import ProgramError, check_rule
 from nocturnus.engine.evaluate import Program
-from nocturnus.engine.rules import format_term
 from nocturnus.errors import Conflict, NotFound, ValidationError
 from nocturnus.service.events import (
     Event,
@@ -25,8 +24,9 @@ from nocturnus.service.events import (
     RuleTaught,
 )
 from nocturnus.service.facts import FactKey, FactRecord, new_record
+from nocturnus.service.formats import fact_text
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import Rulebook, RuleRecord
-from nocturnus.service.tenant import TenantState
 
 MAIN_SCOPE = "main"
 CONFLICT_STRATEGIES = ("REJECT", "NEWEST_WINS", "CONFIDENCE", "KEEP_BOTH")
@@ -116,16 +116,6 @@ class StagedFacts:
             elif isinstance(event, FactRetracted):
                 key = FactKey(event.scope, event.predicate, event.negated, event.args)
                 self._pending[key] = None
-
-
-def fact_text(key: FactKey) -> str:
-    """``plan(enterprise)``, ``NOT plan(free)`` — the text form used in messages.
-
-    The same text as ``Literal(predicate, args, negated).text()``, without building
-    the literal (every ``tell`` answers with it).
-    """
-    atom = f"{key.predicate}({', '.join(map(format_term, key.args))})"
-    return "NOT " + atom if key.negated else atom
 
 
 def _retracted(key: FactKey) -> FactRetracted:

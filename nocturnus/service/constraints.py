@@ -53,8 +53,8 @@ from nocturnus.service.events import (
 from nocturnus.service.facts import FactRecord
 from nocturnus.service.rulebook import Rulebook, RuleRecord, literal_from_dict
 
-if TYPE_CHECKING:  # tenant.py imports this module for ConstraintRecord
-    from nocturnus.service.tenant import TenantState
+if TYPE_CHECKING:  # projection.py imports this module for ConstraintRecord
+    from nocturnus.service.projection import TenantState
 
 MAX_WITNESSES = 10
 _VIOLATION = (

@@ -3,7 +3,7 @@
 Each event is a frozen record with a stable ``kind`` (stored in the log, never a Python
 path) and an integer ``version``. An old version is upgraded on read by an explicit
 upcaster (:func:`upcaster`). How an event is written to the log and read back is
-``codec.py``'s business; what it does to a tenant is its applier's (``tenant.py``).
+``codec.py``'s business; what it does to a tenant is its applier's (``projection.py``).
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ import orjson
 
 from nocturnus.errors import NotFound
 from nocturnus.service.datadir import open_log
+from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
 from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
-from nocturnus.service.snapshot import rule_event
-from nocturnus.service.tenant import TenantState
+from nocturnus.service.snapshot_format import rule_event
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.recorder import Store
 

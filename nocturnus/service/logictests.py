@@ -19,8 +19,8 @@ from nocturnus.service import queries
 from nocturnus.service.commands import TeachRule, TellFact, decide_teach, decide_tell
 from nocturnus.service.constraints import AddConstraint, check_writes, decide_restrict
 from nocturnus.service.events import Event
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState, apply
 
 EXPECTATION_KINDS = ("provable", "not_provable", "result_count", "results_exactly")
 SetupStep = TellFact | TeachRule | AddConstraint

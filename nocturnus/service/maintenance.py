@@ -33,8 +33,8 @@ from nocturnus.service.database import (
 from nocturnus.service.databases import SYSTEM_DATABASE
 from nocturnus.service.datadir import database_info, open_log
 from nocturnus.service.events import Event, LogCompacted
+from nocturnus.service.projection import TenantState
 from nocturnus.service.replay import fold
-from nocturnus.service.tenant import TenantState
 from nocturnus.store.compact import Compaction, compact_log
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
 from nocturnus.store.errors import StorageError, WrongMasterKey

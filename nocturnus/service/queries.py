@@ -19,8 +19,8 @@ from nocturnus.engine.terms import Const, Var, numeric_value, sort_key
 from nocturnus.errors import ValidationError
 from nocturnus.service.answers import Answer, AnswerSet, ScopeAnswers, merge
 from nocturnus.service.facts import FactKey, FactRecord, RelationKey, Stored
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState
 
 AGGREGATE_OPERATIONS = ("COUNT", "SUM", "MIN", "MAX", "AVG")
 

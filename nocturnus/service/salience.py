@@ -33,8 +33,8 @@ from typing import Any
 
 from nocturnus.engine.proofs import Proof
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
-from nocturnus.service.tenant import TenantState
 
 DEFAULT_PRIORITY = 0.5
 RECENCY_WEIGHT = 0.7
@@ -106,7 +106,7 @@ class Usage:
         return touched
 
 
-Row = tuple[float, int, tuple[Any, ...], FactKey]
+RankedRow = tuple[float, int, tuple[Any, ...], FactKey]
 """A ranked fact: (-salience, -createdAt, predicate/args sort key, key); rows sort
 most salient first, ties to the newer fact, then by the sort key — a total order."""
 
@@ -142,7 +142,7 @@ class Ranking:
         self._plain: dict[str, list[tuple[int, tuple[Any, ...], FactKey]]] = {}
         self._placed: dict[FactKey, tuple[int, tuple[Any, ...], FactKey]] = {}
         self._special: dict[FactKey, FactRecord] = {}
-        self._scored: dict[str, list[Row]] = {}
+        self._scored: dict[str, list[RankedRow]] = {}
         self._counts: dict[str, dict[str, int]] = {}
         self._versions: dict[str, int] = {}
         self._conflicts: dict[str, set[FactKey]] = {}
@@ -276,7 +276,7 @@ class Ranking:
         for record in self._special.values():
             ref = max(ref, record.created_at)
         self.ref_ms = ref
-        scored: dict[str, list[Row]] = {}
+        scored: dict[str, list[RankedRow]] = {}
         for key, record in self._special.items():
             value = self.score(key, record, usage, state.priorities)
             scored.setdefault(key.scope, []).append(
@@ -305,7 +305,7 @@ class Ranking:
             self.ref_ms - touched, usage.counts.get(key, 0), priority, self.half_life_ms
         )
 
-    def _plain_rows(self, name: str) -> Iterator[Row]:
+    def _plain_rows(self, name: str) -> Iterator[RankedRow]:
         ref, half = self.ref_ms, self.half_life_ms
         weight, digits = RECENCY_WEIGHT, DIGITS
         for neg_created, order, key in self._plain.get(name, ()):
@@ -313,10 +313,10 @@ class Ranking:
             value = round(weight * 0.5 ** (age / half), digits) if age > 0 else weight
             yield (-value, neg_created, order, key)
 
-    def rows(self, scope: str | None) -> Iterator[Row]:
+    def rows(self, scope: str | None) -> Iterator[RankedRow]:
         """Visible facts of one scope, or of all scopes merged, most salient first."""
         names = [scope] if scope is not None else sorted(self._counts)
-        streams: list[Iterable[Row]] = []
+        streams: list[Iterable[RankedRow]] = []
         for name in names:
             if self._plain.get(name):
                 streams.append(self._plain_rows(name))

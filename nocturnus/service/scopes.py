@@ -22,9 +22,9 @@ from nocturnus.errors import Conflict, ValidationError
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, ScopeDeleted, ScopeForked, ScopeMerged
 from nocturnus.service.facts import FactRecord, RelationKey, ScopeFacts
+from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState
 
 Db = Database[DatabaseState]
 

@@ -28,10 +28,10 @@ from nocturnus.service.context.sessions import SentWindow
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.formats import fact_text, render_line, render_text
+from nocturnus.service.projection import TenantState
 from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import Ranking, knowledge_key
-from nocturnus.service.tenant import TenantState
 
 Db = Database[DatabaseState]
 
