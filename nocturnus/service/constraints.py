@@ -73,6 +73,7 @@ class ConstraintRecord:
 
     @classmethod
     def from_event(cls, event: ConstraintAdded) -> ConstraintRecord:
+        """The constraint a ``constraint_added`` event adds."""
         premises = tuple(literal_from_dict(b) for b in event.body)
         return cls(event.id, tuple(event.body), premises, event.created_at)
 
@@ -123,6 +124,8 @@ class AddConstraint:
 
 @dataclass(frozen=True, slots=True)
 class RestrictOutcome:
+    """What adding a constraint did: stored or not (an identical one exists), and it."""
+
     stored: bool
     record: ConstraintRecord
 

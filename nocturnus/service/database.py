@@ -73,6 +73,7 @@ SNAPSHOT_TAIL_SHARE = 2
 
 
 def now_ms() -> int:
+    """The wall clock in ms since the epoch: where the service reads it for writes."""
     return time.time_ns() // 1_000_000
 
 

@@ -290,9 +290,11 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
                     yield new_record(key, stored, stored)
 
     def items(self) -> ItemsView[FactKey, FactRecord]:
+        """(key, record) of every stored fact, in one pass over the groups."""
         return _Items(self)
 
     def values(self) -> ValuesView[FactRecord]:
+        """Every stored record (:meth:`records`)."""
         return _Values(self)
 
     def relations(self) -> KeysView[RelationKey]:

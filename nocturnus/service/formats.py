@@ -141,6 +141,7 @@ def render_line(
     category: str,
     show_scope: bool,
 ) -> str:
+    """One window line of a fact in format ``fmt`` (:data:`FORMATS`)."""
     if fmt == "natural":
         return sentence(key, confidence, show_scope)
     if fmt == "structured":

@@ -40,6 +40,8 @@ class Expectation:
 
 @dataclass(frozen=True, slots=True)
 class LogicTest:
+    """A named test: facts and rules to set up, then what must (not) hold."""
+
     name: str
     setup: tuple[SetupStep, ...]
     expectations: tuple[Expectation, ...]
@@ -47,6 +49,8 @@ class LogicTest:
 
 @dataclass(frozen=True, slots=True)
 class ExpectationResult:
+    """Whether one expectation held, with the answers found."""
+
     expectation: Expectation
     passed: bool
     answers: tuple[tuple[Const, ...], ...]

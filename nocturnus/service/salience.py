@@ -79,6 +79,7 @@ class Usage:
     epoch: int = 0
 
     def record(self, keys: Iterable[FactKey], now_ms: int) -> None:
+        """Count a use of each fact at ``now_ms`` (pending until knowledge changes)."""
         pending, last = self.pending, self.pending_last
         for key in keys:
             pending[key] = pending.get(key, 0) + 1
@@ -327,6 +328,7 @@ class Ranking:
         return heapq.merge(*streams)
 
     def count(self, scope: str | None, predicates: frozenset[str] | None = None) -> int:
+        """Visible facts of a scope (None: all), of ``predicates`` if given."""
         names = [scope] if scope is not None else list(self._counts)
         total = 0
         for name in names:
@@ -338,6 +340,7 @@ class Ranking:
         return total
 
     def predicate_counts(self, scope: str | None) -> dict[str, int]:
+        """Visible facts per predicate, in one scope or all."""
         names = [scope] if scope is not None else list(self._counts)
         merged: dict[str, int] = {}
         for name in names:
