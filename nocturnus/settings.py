@@ -40,6 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
+    Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
+    Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
     Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
     Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
@@ -78,6 +80,8 @@ class Settings:
     snapshot_every: int = 10_000
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
+    plan_cache_size: int = 4096
+    plan_cache_per_tenant: int = 256
     mcp_sessions: int = 256
     mcp_keepalive_ms: int = 15_000
     log_format: str = "text"

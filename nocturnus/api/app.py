@@ -34,6 +34,7 @@ from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
+from nocturnus.engine.prepared import PlanCache
 from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             master_key,
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
+            plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
         )
         await databases.open()
         app.ctx.databases = databases

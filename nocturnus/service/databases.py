@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nocturnus.engine.prepared import PlanCache
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.database import (
@@ -82,8 +83,11 @@ class Databases:
         *,
         store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        plans: PlanCache | None = None,
     ) -> None:
         self.store = store if store is not None else open_store("", data_dir)
+        # One cache of prepared plans for every database: its bounds are the process's.
+        self.plans = plans if plans is not None else PlanCache()
         self.data_dir = data_dir
         self._master_key = master_key
         self.snapshot_every = snapshot_every
@@ -123,6 +127,7 @@ class Databases:
             root_apply=apply_database_event,
             default_conflict_strategy=info.default_conflict_strategy,
             snapshot_every=self.snapshot_every,
+            plans=self.plans,
         )
         await database.open()
         self._open[info.name] = database
