@@ -410,20 +410,29 @@ class PostgresRecorder:
             if left is not None:
                 left -= len(rows)
 
-    def chain_rows(self, after_seq: int = 0) -> Iterator[ChainRow]:
+    def chain_rows(
+        self, after_seq: int = 0, until_seq: int | None = None
+    ) -> Iterator[ChainRow]:
         self._require_open()
         query = self._q(
             f"SELECT {_EVENT_COLUMNS} FROM {{e}} WHERE seq > %s AND seq <= %s"
             " ORDER BY seq LIMIT %s",
             e="events",
         )
-        # Every stored row, also any past the recorded head (verify names those).
-        with self._conn("verifying") as conn:
-            top = conn.execute(self._q("SELECT max(seq) FROM {e}", e="events")).fetchone()
-        return self._pages(query, after_seq, (top[0] if top else None) or 0, [], None)
+        until = until_seq
+        if until is None:  # every stored row, also any past the recorded head
+            with self._conn("verifying") as conn:
+                top = conn.execute(self._q("SELECT max(seq) FROM {e}", e="events")).fetchone()
+            until = (top[0] if top else None) or 0
+        return self._pages(query, after_seq, until, [], None)
 
-    def last_chain_rows(self, count: int) -> list[ChainRow]:
-        with self._conn("checking the tail") as conn:
+    def chain_tail(self, count: int) -> tuple[dict[str, bytes], list[ChainRow]]:
+        with self._conn("checking the tail") as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            meta = {
+                name: bytes(value)
+                for name, value in conn.execute(self._q("SELECT name, value FROM {m}", m="meta"))
+            }
             rows = conn.execute(
                 self._q(
                     f"SELECT {_EVENT_COLUMNS} FROM {{e}} ORDER BY seq DESC LIMIT %s",
@@ -433,7 +442,7 @@ class PostgresRecorder:
                 binary=True,
             ).fetchall()
         rows.reverse()
-        return rows
+        return meta, rows
 
     def count_events(self) -> int:
         with self._conn("counting events") as conn:
