@@ -549,7 +549,7 @@ def test_opening_and_verifying_beside_a_busy_writer_sees_one_commit(
         try:
             while not stop.is_set():
                 put(own, "busy", 3)
-        except BaseException as e:  # reported by the test thread
+        except BaseException as e:  # noqa: BLE001 - the test thread reports it
             failures.append(e)
         finally:
             own.close()
