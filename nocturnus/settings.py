@@ -32,11 +32,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", int, 9300, "TCP port to listen on"),
     Setting("data_dir", Path, Path("./data"), "Directory holding one SQLite log per database"),
     Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
+    Setting("store", str, "", "Where the event logs live: empty for SQLite files in the data dir, or a postgresql:// URL (one schema per database)"),
+    Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
+    Setting("backup_retention", int, 7, "Days the server keeps the backups of POST /admin/backups (0 = forever)"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
+    Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
+    Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
     Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
     Setting("mcp_sessions_per_key", int, 32, "Most open MCP sessions of one API key, per transport (auth on)"),
     Setting("mcp_sessions_per_tenant", int, 64, "Most open MCP sessions on one database's tenant, per transport"),
@@ -70,11 +75,16 @@ class Settings:
     port: int = 9300
     data_dir: Path = Path("./data")
     master_key: str | None = field(default=None, repr=False)
+    store: str = field(default="", repr=False)
+    store_pool_size: int = 10
+    backup_retention: int = 7
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
+    plan_cache_size: int = 4096
+    plan_cache_per_tenant: int = 256
     mcp_sessions: int = 256
     mcp_sessions_per_key: int = 32
     mcp_sessions_per_tenant: int = 64

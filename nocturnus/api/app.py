@@ -7,8 +7,10 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable
@@ -21,7 +23,10 @@ from nocturnus.api import access
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
+from nocturnus.api.console import console
+from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
+from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -29,9 +34,16 @@ from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
+from nocturnus.engine.prepared import PlanCache
+from nocturnus.service.backup import prune_backups
+from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
+from nocturnus.service.datadir import open_store
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
+from nocturnus.store.recorder import Store
+
+PRUNE_EVERY_S = 86_400
 
 
 @dataclass(slots=True)
@@ -40,11 +52,14 @@ class AppContext:
 
     settings: Settings
     databases: Databases | None = None
+    store: Store | None = None
+    backup_pruner: asyncio.Task[None] | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
     mcp: McpState | None = None
     metrics: Metrics | None = None
+    console_assets: dict[str, Asset] = field(default_factory=dict)
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -62,7 +77,10 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
+    for blueprint in (
+        knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
+        console,
+    ):
         app.blueprint(blueprint)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
@@ -71,8 +89,13 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     async def open_databases(app: Sanic) -> None:
         started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
+        app.ctx.store = open_store(settings)
         databases = Databases(
-            settings.data_dir, master_key, snapshot_every=settings.snapshot_every
+            settings.data_dir,
+            master_key,
+            store=app.ctx.store,
+            snapshot_every=settings.snapshot_every,
+            plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
         )
         await databases.open()
         app.ctx.databases = databases
@@ -84,6 +107,14 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
         # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
+        app.ctx.backup_pruner = asyncio.get_running_loop().create_task(
+            _prune_backups_daily(settings)
+        )
+
+    @app.before_server_stop
+    async def stop_pruning(app: Sanic) -> None:
+        if app.ctx.backup_pruner is not None:
+            app.ctx.backup_pruner.cancel()
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:
@@ -91,6 +122,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         await security.drain()
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
+        if app.ctx.store is not None:
+            app.ctx.store.close()
 
     # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
     # logs and clients, without an os.urandom syscall on every request (issue 3's
@@ -140,3 +173,17 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+async def _prune_backups_daily(settings: Settings) -> None:
+    """Prune ``<data dir>/backups`` at start and once a day (NOCTURNUS_BACKUP_RETENTION),
+    so a deleted tenant's key leaves them within the retention even when no new backup
+    is taken."""
+    while True:
+        try:
+            await asyncio.to_thread(
+                prune_backups, settings.data_dir, settings.backup_retention, now_ms()
+            )
+        except OSError as e:  # the next day tries again; /health reports the disk
+            logging.getLogger("nocturnus.service").warning("pruning backups failed: %s", e)
+        await asyncio.sleep(PRUNE_EVERY_S)

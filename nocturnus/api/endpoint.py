@@ -63,7 +63,9 @@ class Call:
         return self.tenant
 
 
-Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse | None"]]
+Handler = Callable[
+    [Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse | JsonPieces | None"]
+]
 ENDPOINTS: list[EndpointSpec] = []
 _HANDLERS: dict[tuple[str, str], tuple[EndpointSpec, Handler]] = {}
 _PATH_PARAM = re.compile(r"<[^>]*>")
@@ -90,8 +92,59 @@ class JsonResponse(HTTPResponse):
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class JsonPieces:
+    """A JSON body given as pieces to concatenate (answers rendered in bulk).
+
+    REST sends a large one in chunks as they are joined, with its length known in
+    advance: no copy of the whole body is made, and the client reads while the
+    server joins; other surfaces (MCP) decode the joined body.
+    """
+
+    pieces: list[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def joined(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+STREAM_CHUNK_BYTES = 1 << 20
+"""Bodies above this are streamed in chunks of about this size."""
+
+
+async def send_pieces(request: Request, body: JsonPieces, status: int) -> None:
+    """Respond with ``body``, streaming it past :data:`STREAM_CHUNK_BYTES`."""
+    pieces = body.pieces
+    size = sum(map(len, pieces))
+    headers = {**body.headers, "content-length": str(size)}
+    response = await request.respond(
+        status=status, headers=headers, content_type="application/json"
+    )
+    start = 0
+    gathered = 0
+    for end, piece in enumerate(pieces, 1):
+        gathered += len(piece)
+        if gathered >= STREAM_CHUNK_BYTES or end == len(pieces):
+            await response.send(b"".join(pieces[start:end]))
+            start, gathered = end, 0
+    await response.eof()
+
+
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+"""Where a bare-array answer (``/infer``) puts the cursor of its next page."""
+
+
 def json_response(data: Any, status: int = 200) -> HTTPResponse:
     return JsonResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def raw_json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> HTTPResponse:
+    """A response of JSON already encoded (answers rendered in bulk)."""
+    return JsonResponse(
+        body, status=status, headers=headers, content_type="application/json"
+    )
 
 
 def parse_json_body(request: Request) -> Any:
@@ -180,6 +233,11 @@ def _route(
             return None
         if isinstance(result, HTTPResponse):
             return result
+        if isinstance(result, JsonPieces):
+            if sum(map(len, result.pieces)) <= STREAM_CHUNK_BYTES:
+                return raw_json_response(result.joined(), spec.status, result.headers)
+            await send_pieces(request, result, spec.status)
+            return None
         return json_response(result, spec.status)
 
     return route
@@ -222,6 +280,8 @@ async def invoke(
     result = await handler(call)
     if isinstance(result, HTTPResponse):
         return orjson.loads(result.body or b"null")
+    if isinstance(result, JsonPieces):
+        return orjson.loads(result.joined())
     return result
 
 
@@ -231,9 +291,11 @@ def _parse(
     tenant = tenant_header(request) if spec.tenant else None
     database = database_header(request) if spec.database else None
     body = parse_json_body(request) if spec.body is not None else None
-    call = _build_call(request, spec, path, body, database, tenant, path_params)
     query = {name: value for name, value in request.args.items() if name in spec.query}
     flat = {name: values[0] for name, values in query.items()}
+    # Query values a permission rule may name ("query:db") are authorized too.
+    scoped = {**path_params, **{f"query:{k}": v for k, v in flat.items()}}
+    call = _build_call(request, spec, path, body, database, tenant, scoped)
     for name, value in flat.items():
         validate(value, spec.query[name], name)
     call.query.update(flat)

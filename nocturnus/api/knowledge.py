@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sanic import Blueprint
+from sanic import Blueprint, HTTPResponse
 
 from nocturnus.api import render
-from nocturnus.api.endpoint import Call, endpoint
+from nocturnus.api.endpoint import (
+    NEXT_CURSOR_HEADER,
+    Call,
+    JsonPieces,
+    endpoint,
+    raw_json_response,
+)
 from nocturnus.api.schema import (
     ARGS,
     CONFIDENCE,
@@ -26,6 +32,7 @@ from nocturnus.engine.rules import BUILTIN_NAMES, Literal
 from nocturnus.engine.terms import Const, Var, parse_term
 from nocturnus.errors import ValidationError
 from nocturnus.service import tenants
+from nocturnus.service.answers import Page
 from nocturnus.service.commands import MAIN_SCOPE, TeachRule, TellFact, fact_text
 from nocturnus.service.facts import FactKey
 from nocturnus.service.queries import AGGREGATE_OPERATIONS, aggregate
@@ -68,19 +75,26 @@ PATTERN_FIELDS: dict[str, Schema] = {
     "scope": SCOPE,
 }
 PATTERN_BODY = obj(["predicate", "args"], **PATTERN_FIELDS)
+SHAPES = ("full", "args", "bindings", "count")
+PAGE_FIELDS: dict[str, Schema] = {
+    "limit": LIMIT,
+    "cursor": nullable({"type": "string", "minLength": 1, "maxLength": 8192}),
+    "shape": nullable({"type": "string", "enum": list(SHAPES)}),
+}
+QUERY_BODY = obj(["predicate", "args"], **PATTERN_FIELDS, **PAGE_FIELDS)
 ASK_BODY = obj(
     ["predicate", "args"],
     **PATTERN_FIELDS,
     withProof=BOOL,
     minConfidence=CONFIDENCE,
-    limit=LIMIT,
+    **PAGE_FIELDS,
 )
 INFER_BODY = obj(
     ["predicate", "args"],
     **TELL_FIELDS,
     withProof=BOOL,
     minConfidence=CONFIDENCE,
-    limit=LIMIT,
+    **PAGE_FIELDS,
 )
 AGGREGATE_BODY = obj(
     ["predicate", "args", "operation"],
@@ -308,64 +322,160 @@ async def remove_rule(call: Call) -> dict[str, Any]:
 
 # -- questions ------------------------------------------------------------------------
 
+def shape_of(body: dict[str, Any], with_proof: bool) -> str:
+    """The requested answer shape, checked against the other options.
+
+    :raises ValidationError: ``count`` with a limit or cursor, or proofs in a
+        compact shape.
+    """
+    shape: str = body.get("shape") or "full"
+    if shape == "count" and (body.get("limit") is not None or body.get("cursor")):
+        raise ValidationError(
+            "shape: count answers how many answers there are; limit and cursor "
+            "do not apply",
+            field="shape",
+        )
+    if with_proof and shape != "full":
+        raise ValidationError(
+            f"shape: proofs come with full answers only, not with {shape!r}",
+            field="shape",
+        )
+    return shape
+
+
+def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> JsonPieces:
+    """An answer page as a JSON object in ``shape`` (rendered in bulk).
+
+    ``full`` is ``{"results":[Atom…], "bindings":[…]?, "count"}``; ``args`` is
+    ``{"results":[[arg…]…], "scopes":[…], "count"}``; ``bindings`` is
+    ``{"bindings":[…], "count"}``. ``nextCursor`` follows when more answers remain.
+    """
+    bulk = render.BulkAnswers(page.answers)
+    out: list[bytes] = []
+    if shape == "full":
+        out.append(b'{"results":')
+        bulk.atoms(out)
+        if bindings:
+            out.append(b',"bindings":')
+            bulk.bindings(goal, out)
+    elif shape == "args":
+        out.append(b'{"results":')
+        bulk.args(out)
+        out.append(b',"scopes":')
+        bulk.scopes(out)
+    else:
+        out.append(b'{"bindings":')
+        bulk.bindings(goal, out)
+    out += [b',"count":', str(len(bulk)).encode()]
+    if page.next_cursor is not None:
+        out += [b',"nextCursor":', orjson.dumps(page.next_cursor)]
+    out.append(b"}")
+    return JsonPieces(out)
+
+
 @endpoint(knowledge, "POST", "/ask", summary="Answer a goal by inference", body=ASK_BODY, tenant=True)
-async def ask(call: Call) -> dict[str, Any]:
+async def ask(call: Call) -> dict[str, Any] | JsonPieces:
     body = call.body
     goal = goal_literal(body)
-    answers = await tenants.ask(
+    with_proof = bool(body.get("withProof"))
+    shape = shape_of(body, with_proof)
+    scope = body.get("scope")
+    min_confidence = body.get("minConfidence")
+    if shape == "count":
+        count = await tenants.count_answers(
+            call.database, call.tenant_id, goal, scope, min_confidence=min_confidence
+        )
+        return {"count": count}
+    asked = await tenants.ask_page(
         call.database,
         call.tenant_id,
         goal,
-        body.get("scope"),
-        min_confidence=body.get("minConfidence"),
+        scope,
+        min_confidence=min_confidence,
         limit=body.get("limit"),
-        with_proof=bool(body.get("withProof")),
+        cursor=body.get("cursor"),
+        with_proof=with_proof,
     )
+    if asked.proved is None:
+        return shaped(asked.page, goal, shape, bindings=True)
     bind = render.binder(goal)
-    return {
-        "results": [render.answer_atom(a) for a in answers],
-        "bindings": [bind(a) for a in answers],
-        "count": len(answers),
+    answer: dict[str, Any] = {
+        "results": [render.answer_atom(a) for a in asked.proved],
+        "bindings": [bind(a) for a in asked.proved],
+        "count": len(asked.proved),
     }
+    if asked.page.next_cursor is not None:
+        answer["nextCursor"] = asked.page.next_cursor
+    return answer
 
 
 @endpoint(
     knowledge, "POST", "/infer", summary="Answer a goal by inference (bare array, upstream shape)",
     body=INFER_BODY, tenant=True, query=PROOF_QUERY,
 )
-async def infer(call: Call) -> list[Any]:
+async def infer(call: Call) -> dict[str, Any] | HTTPResponse | JsonPieces:
     body = call.body
+    goal = goal_literal(body)
     with_proof = call.query.get("proof") == "true" or bool(body.get("withProof"))
+    shape = shape_of(body, with_proof)
+    scope = body.get("scope")
     min_confidence = body.get("minConfidence")
     if "minConfidence" in call.query:
         min_confidence = float(call.query["minConfidence"])
     elif min_confidence is None:
         min_confidence = body.get("confidence")
-    answers = await tenants.ask(
+    if shape == "count":
+        count = await tenants.count_answers(
+            call.database, call.tenant_id, goal, scope, min_confidence=min_confidence
+        )
+        return {"count": count}
+    asked = await tenants.ask_page(
         call.database,
         call.tenant_id,
-        goal_literal(body),
-        body.get("scope"),
+        goal,
+        scope,
         min_confidence=min_confidence,
         limit=body.get("limit"),
+        cursor=body.get("cursor"),
         with_proof=with_proof,
     )
-    if not with_proof:
-        return [render.answer_atom(a) for a in answers]
+    headers = {}
+    if asked.page.next_cursor is not None:
+        headers[NEXT_CURSOR_HEADER] = asked.page.next_cursor
+    if asked.proved is None:
+        if shape != "full":
+            return shaped(asked.page, goal, shape, bindings=True)
+        out: list[bytes] = []
+        render.BulkAnswers(asked.page.answers).atoms(out)
+        return JsonPieces(out, headers)
     results = []
-    for a in answers:
+    for a in asked.proved:
         atom = render.answer_atom(a, upstream_steps=True)
         results.append({"result": atom, "proof": atom.pop("proof", None)})
-    return results
+    return raw_json_response(orjson.dumps(results), headers=headers)
 
 
-@endpoint(knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=PATTERN_BODY, tenant=True)
-async def query(call: Call) -> dict[str, Any]:
+@endpoint(
+    knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=QUERY_BODY,
+    tenant=True,
+)
+async def query(call: Call) -> dict[str, Any] | JsonPieces:
     body = call.body
-    records = await tenants.match(
-        call.database, call.tenant_id, body["predicate"], negated_of(body), pattern(body["args"]), body.get("scope")
+    shape = shape_of(body, False)
+    page = await tenants.match_page(
+        call.database,
+        call.tenant_id,
+        body["predicate"],
+        negated_of(body),
+        pattern(body["args"]),
+        body.get("scope"),
+        limit=None if shape == "count" else body.get("limit"),
+        cursor=body.get("cursor"),
     )
-    return {"results": [render.fact_atom(r) for r in records], "count": len(records)}
+    if shape == "count":
+        return {"count": len(page.answers)}
+    goal = Literal(body["predicate"], pattern(body["args"]), negated_of(body))
+    return shaped(page, goal, shape, bindings=False)
 
 
 @endpoint(knowledge, "GET", "/predicates", summary="Predicates with fact and rule counts", tenant=True, query=SCOPE_QUERY)

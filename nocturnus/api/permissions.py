@@ -52,8 +52,8 @@ class Rule:
     """The permission a route needs and where its database/tenant scope is read.
 
     ``database``/``tenant`` list the sources tried in order: ``"header"`` (``X-Database``
-    / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``, ``"body:FIELD"``, or
-    ``"=VALUE"`` (a constant default). ``whole_database`` marks actions on every tenant of
+    / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``, ``"query:NAME"``,
+    ``"body:FIELD"``, or ``"=VALUE"`` (a constant default). ``whole_database`` marks actions on every tenant of
     a database, refused to tenant-limited keys; ``unscoped`` needs a key with no
     database/tenant lists at all; ``public_if`` names a boolean setting that makes the
     route public.
@@ -96,6 +96,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/health/live"): PUBLIC,
     ("GET", "/health/ready"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
+    # the web console (issue 21): static files only, no data. The page asks for a key
+    # and sends it on each call to the API, where every call is checked as usual.
+    ("GET", "/console"): PUBLIC,
+    ("GET", "/console/console.css"): PUBLIC,
+    ("GET", "/console/js/<module>"): PUBLIC,
     ("GET", "/metrics"): Rule("metrics_read", unscoped=True, public_if="metrics_public"),
     # facts
     ("POST", "/tell"): data("fact_write"),
@@ -115,6 +120,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/query"): data("fact_read"),
     ("GET", "/predicates"): data("fact_read"),
     ("POST", "/aggregate"): data("fact_read"),
+    # the text syntax (issue 18): each statement of a script is also checked against
+    # what its REST twin needs (tell/retract: fact_write, rules and constraints:
+    # rule_write), so a reader may run questions and tests only
+    ("POST", "/execute"): data("inference"),
+    ("POST", "/assert/template"): data("rule_write"),
+    ("POST", "/test"): data("inference"),
+    ("GET", "/constraints"): data("rule_read"),
+    ("DELETE", "/constraints/<constraint_id>"): data("rule_write"),
     # scopes (issue 5)
     ("GET", "/scopes"): data("scope_read"),
     ("POST", "/scope/diff"): data("scope_read"),
@@ -153,7 +166,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/admin/databases/<db>/rules"): on_database("database_rules", whole=False),
     ("DELETE", "/admin/databases/<db>/rules/<rule_id>"): on_database("database_rules", whole=True),
     ("POST", "/admin/backups"): Rule(
-        "backup", database=("body:database", "=default"), whole_database=True
+        "backup", database=("query:db", "body:database", "=default"), whole_database=True
     ),
     ("GET", "/admin/audit"): Rule("audit_read", unscoped=True),
     # keys: the handlers keep a scoped admin inside its own scope
@@ -263,6 +276,10 @@ def _resolve(
                 return True, header
         elif source.startswith("path:"):
             value = params.get(source[5:])
+            if value is not None:
+                return True, value
+        elif source.startswith("query:"):
+            value = params.get(source)  # the endpoint passes query values so prefixed
             if value is not None:
                 return True, value
         elif source.startswith("body:"):

@@ -21,7 +21,10 @@ from typing import Any
 
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
+from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import (
+    ConstraintAdded,
+    ConstraintRemoved,
     Event,
     FactRetracted,
     FactTold,
@@ -60,7 +63,7 @@ class ScopeView:
         return cls(index=index, reasoner=Reasoner(index))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class TenantState:
     """Everything one tenant knows: facts, its own rules, and per-scope indexes."""
 
@@ -72,9 +75,11 @@ class TenantState:
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
     priorities: dict[FactKey, float] = field(default_factory=dict)
-    # in-memory context data (access counts, sessions, ranking cache), not from events:
-    # owned by ``service/context.py``, dropped with the tenant's data
-    context: Any = None
+    # RESTRICT constraints by id (``constraint_added`` events, issue 18)
+    constraints: dict[str, ConstraintRecord] = field(default_factory=dict)
+    # bumped when the tenant is deleted: the read model of the deleted incarnation
+    # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
+    incarnation: int = 0
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
@@ -557,6 +562,14 @@ def _apply_rule_removed(state: TenantState, event: RuleRemoved) -> None:
     state.rules.remove(event.id)
 
 
+def _apply_constraint_added(state: TenantState, event: ConstraintAdded) -> None:
+    state.constraints[event.id] = ConstraintRecord.from_event(event)
+
+
+def _apply_constraint_removed(state: TenantState, event: ConstraintRemoved) -> None:
+    state.constraints.pop(event.id, None)
+
+
 def _apply_scope_forked(state: TenantState, event: ScopeForked) -> None:
     state.fork(event.source, event.target)
     for record in [r for r in state.rules if r.scope == event.source]:
@@ -593,7 +606,8 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state._heirs.clear()
     state.priorities.clear()
-    state.context = None
+    state.constraints.clear()
+    state.incarnation += 1
     state.changed = None
     state.created_at = None
 
@@ -609,6 +623,8 @@ APPLIERS: dict[str, Applier] = {
     TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
     PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
+    ConstraintAdded.kind: _apply_constraint_added,  # type: ignore[dict-item]
+    ConstraintRemoved.kind: _apply_constraint_removed,  # type: ignore[dict-item]
 }
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nocturnus.engine.prepared import Plans
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, Var
 from nocturnus.errors import NocturnusError, ValidationError
-from nocturnus.service import queries
+from nocturnus.service import answers, queries
 from nocturnus.service.commands import (
+    PriorityOutcome,
     RetractOutcome,
     StagedFacts,
     TeachOutcome,
@@ -21,16 +23,25 @@ from nocturnus.service.commands import (
     TellFact,
     TellOutcome,
     decide_forget,
+    decide_priority,
     decide_remove_rule,
     decide_retract_all,
     decide_teach,
     decide_tell,
 )
-from nocturnus.service.context import proof_facts, record_uses
+from nocturnus.service.constraints import (
+    AddConstraint,
+    ConstraintRecord,
+    RestrictOutcome,
+    decide_restrict,
+    decide_unrestrict,
+    listed,
+)
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
-from nocturnus.service.rulebook import RuleRecord
+from nocturnus.service.rulebook import Rulebook, RuleRecord
+from nocturnus.service.salience import proof_facts
 
 Db = Database[DatabaseState]
 
@@ -117,6 +128,27 @@ async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     return outcome
 
 
+async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[TeachOutcome]:
+    """Teach rules in one append: each is checked with the ones before it, all or none.
+
+    :raises ValidationError: a rule is unsafe or the rules together are not stratified.
+    """
+    state, now = await db.current(tenant)
+    staged = Rulebook()
+    for record in state.rules:
+        staged.add(record)
+    events: list[Event] = []
+    outcomes = []
+    for cmd in cmds:
+        decided, outcome = decide_teach(staged, cmd, now, "tenant", db.root.rules)
+        if outcome.stored:
+            staged.add(outcome.record)
+        events.extend(decided)
+        outcomes.append(outcome)
+    await db.commit(tenant, events, now)
+    return outcomes
+
+
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     state, now = await db.current(tenant)
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
@@ -146,6 +178,42 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
     return database_rules(db) + own
 
 
+async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
+    """Add a RESTRICT constraint; later writes that would make it hold are refused."""
+    state, now = await db.current(tenant)
+    events, outcome = decide_restrict(state, db.root.rules, cmd, now)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+async def remove_constraint(db: Db, tenant: str, constraint_id: str) -> None:
+    state, now = await db.current(tenant)
+    await db.commit(tenant, decide_unrestrict(state, constraint_id), now)
+
+
+async def constraints(db: Db, tenant: str) -> list[ConstraintRecord]:
+    return listed(await db.tenant(tenant))
+
+
+def plans_of(db: Db, tenant: str) -> Plans:
+    """The tenant's prepared plans (the cache is shared by every database)."""
+    return db.plans.of((db.name, tenant))
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A page of a goal's answers; ``proved`` holds its answers with proofs if asked."""
+
+    page: answers.Page
+    proved: list[answers.Answer] | None = None
+
+
+def question(kind: str, goal: Literal, scope: str | None, *extra: object) -> str:
+    """The fingerprint a cursor of this question carries (see ``answers.page``)."""
+    pattern = [a.text() if isinstance(a, Var) else a for a in goal.args]
+    return answers.fingerprint(kind, goal.predicate, goal.negated, pattern, scope, *extra)
+
+
 async def ask(
     db: Db,
     tenant: str,
@@ -155,23 +223,80 @@ async def ask(
     min_confidence: float | None = None,
     limit: int | None = None,
     with_proof: bool = False,
-) -> list[queries.Answer]:
-    state, now = await db.current(tenant)
-    answers = queries.ask(
-        state,
-        db.root.rules,
+) -> list[answers.Answer]:
+    """The first ``limit`` answers to ``goal`` (all without a limit), one object each."""
+    asked = await ask_page(
+        db,
+        tenant,
         goal,
         scope,
         min_confidence=min_confidence,
         limit=limit,
         with_proof=with_proof,
     )
-    used = [a.key for a in answers if a.record is not None]
-    for a in answers:
-        if a.proof is not None and a.proof.type != "fact":
-            used.extend(proof_facts(a.proof, a.key.scope))
-    record_uses(state, used, now)  # salience: answers and proof premises count as uses
-    return answers
+    return asked.page.answers.answers() if asked.proved is None else asked.proved
+
+
+async def ask_page(
+    db: Db,
+    tenant: str,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    with_proof: bool = False,
+) -> Asked:
+    """A page of the answers to ``goal`` by inference (all of them without a limit).
+
+    The stored facts among the answers, and the premises of their proofs, count as
+    used (salience).
+
+    :raises ValidationError: a cursor of another question, or not a cursor at all.
+    """
+    state, now = await db.current(tenant)
+    found = queries.answer_set(
+        state,
+        db.root.rules,
+        goal,
+        scope,
+        min_confidence=min_confidence,
+        plans=plans_of(db, tenant),
+    )
+    asked = question("ask", goal, scope, min_confidence)
+    selected = answers.page(found, asked, limit, cursor)
+    used = selected.answers.stored_keys()
+    proved = None
+    if with_proof:
+        proved = queries.with_proofs(state, db.root.rules, selected.answers.answers())
+        for a in proved:
+            if a.proof is not None and a.proof.type != "fact":
+                used.extend(proof_facts(a.proof, a.key.scope))
+    # salience: answers and proof premises count as uses
+    db.read_models.of(state).usage.record(used, now)
+    return Asked(selected, proved)
+
+
+async def count_answers(
+    db: Db,
+    tenant: str,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+) -> int:
+    """How many answers ``goal`` has by inference (no answer is returned or used)."""
+    state, _ = await db.current(tenant)
+    found = queries.answer_set(
+        state,
+        db.root.rules,
+        goal,
+        scope,
+        min_confidence=min_confidence,
+        plans=plans_of(db, tenant),
+    )
+    return len(found)
 
 
 async def match(
@@ -182,8 +307,30 @@ async def match(
     pattern: tuple[Var | Const, ...],
     scope: str | None,
 ) -> list[FactRecord]:
+    """Every stored, visible fact matching ``pattern``, in answer order."""
+    page = await match_page(db, tenant, predicate, negated, pattern, scope)
+    return [a.record for a in page.answers.answers() if a.record is not None]
+
+
+async def match_page(
+    db: Db,
+    tenant: str,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str | None,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> answers.Page:
+    """A page of the stored facts matching ``pattern`` (all of them without a limit).
+
+    :raises ValidationError: a cursor of another question, or not a cursor at all.
+    """
     state, _ = await db.current(tenant)
-    return queries.match(state, predicate, negated, pattern, scope)
+    found = queries.match_set(state, predicate, negated, pattern, scope)
+    asked = question("query", Literal(predicate, pattern, negated), scope)
+    return answers.page(found, asked, limit, cursor)
 
 
 async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:
@@ -227,4 +374,18 @@ async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
         return None
     info = TenantInfo(tenant, state.created_at or now, state.fact_count(), len(state.rules))
     await db.commit(tenant, [TenantDeleted(facts=info.facts, rules=info.rules)], now)
+    db.plans.drop((db.name, tenant))
     return info
+
+
+async def set_priority(
+    db: Db, tenant: str, key: FactKey, priority: float
+) -> PriorityOutcome:
+    """Set a stored fact's explicit salience priority (``POST /memory/priority``).
+
+    :raises NotFound: no such stored fact in that scope.
+    """
+    state, now = await db.current(tenant)
+    events, outcome = decide_priority(state, key, priority)
+    await db.commit(tenant, events, now)
+    return outcome
