@@ -141,11 +141,8 @@ def compile_schema(schema: Schema) -> Check:
     )
     has_enum = "enum" in schema
     enum = schema.get("enum")
-    enum_message = (
-        ""
-        if not has_enum
-        else "must be one of " + ", ".join(str(v) for v in enum if v is not None)  # type: ignore[union-attr]
-    )
+    listed = ", ".join(str(v) for v in enum or () if v is not None)
+    enum_message = "must be one of " + listed if has_enum else ""
     check_string = _string_check(schema)
     check_number = _number_check(schema)
     check_array = _array_check(schema)
@@ -159,7 +156,7 @@ def compile_schema(schema: Schema) -> Check:
             and not any(_matches_type(value, n) for n in names)
         ):
             raise _Invalid(type_message)
-        if has_enum and value not in enum:  # type: ignore[operator]
+        if has_enum and value not in enum:  # type: ignore[operator]  # has_enum: a list
             raise _Invalid(enum_message)
         if kind is str or isinstance(value, str):
             check_string(value)
@@ -211,9 +208,9 @@ def _number_check(schema: Schema) -> Check:
     def check(value: float) -> None:
         if value != value or value in infinities:  # noqa: PLR0124 - NaN test
             raise _Invalid("must be a finite number")
-        if has_min and value < minimum:  # type: ignore[operator]
+        if has_min and value < minimum:  # type: ignore[operator]  # has_min: a number
             raise _Invalid(f"must be ≥ {minimum}")
-        if has_max and value > maximum:  # type: ignore[operator]
+        if has_max and value > maximum:  # type: ignore[operator]  # has_max: a number
             raise _Invalid(f"must be ≤ {maximum}")
 
     return check

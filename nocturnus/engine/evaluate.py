@@ -296,7 +296,7 @@ class Reasoner:
                 raise ProgramError("explain_all needs facts of one relation")
         state = self._state(program)
         lookup_all = self.facts.interner.lookup_all
-        rows = [lookup_all(fact.args) for fact in facts]  # type: ignore[arg-type]
+        rows = [lookup_all(fact.args) for fact in facts]  # type: ignore[arg-type]  # a stored fact's args are constants
         if rel not in state.rules:
             stored = self.facts.relation(rel)
             return [
@@ -352,7 +352,7 @@ class Reasoner:
             tuple(range(rel[2])),
             state.rules,
             lambda r: r not in state.rules,
-            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
+            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]  # rules name user relations
             self_contained=True,
             seed=seeds[0] if len(seeds) == 1 else None,
         )
@@ -395,7 +395,7 @@ class Reasoner:
         if state is None:
             state = _State(program, self._lowered(program, plans))
             self.facts.cache[key] = state
-        return state  # type: ignore[no-any-return]
+        return state
 
     def _lowered(self, program: Program, plans: Plans | None) -> Lowered:
         """The program's interned rules, prepared once per interner with ``plans``."""
@@ -457,7 +457,7 @@ class Reasoner:
         else:
             values = tuple(pattern[p] for p in bound)
             source = self._magic(
-                state, rel, bound, values, plans  # type: ignore[arg-type]
+                state, rel, bound, values, plans  # type: ignore[arg-type]  # bound pattern positions hold constants
             )
             if not isinstance(source, GroupedTable) and rel not in state.complete:
                 bound = ()  # the demanded answers hold only this goal's rows
@@ -510,7 +510,7 @@ class Reasoner:
             if rel in seen:
                 continue
             seen.add(rel)
-            stored = self.facts.relation(rel)  # type: ignore[arg-type]
+            stored = self.facts.relation(rel)  # type: ignore[arg-type]  # a stored relation key
             if stored is not None and stored.annotated:
                 return True
             for rule in state.rules.get(rel, ()):
@@ -537,7 +537,7 @@ class Reasoner:
             state.complete[rel] = evaluation.tables[rel]
 
     def _stored_rows(self, rel: RelKey) -> dict[Row, float | None]:
-        stored = self.facts.relation(rel)  # type: ignore[arg-type]
+        stored = self.facts.relation(rel)  # type: ignore[arg-type]  # a stored relation key
         return stored.rows if stored is not None else {}
 
     def _rewrite(
@@ -563,7 +563,7 @@ class Reasoner:
                 bound,
                 state.rules,
                 lambda r: r not in state.rules or r in state.complete,
-                lambda r: relation(r) is not None,  # type: ignore[arg-type]
+                lambda r: relation(r) is not None,  # type: ignore[arg-type]  # rules name user relations
                 factor_with=None if weighted else seed,
                 seed=seed,
             )
@@ -572,7 +572,7 @@ class Reasoner:
             return rewritten(values)
         shape = placeholders(values, state.constants)
         stored = frozenset(
-            r for r in state.rules if relation(r) is not None  # type: ignore[arg-type]
+            r for r in state.rules if relation(r) is not None  # type: ignore[arg-type]  # rules name user relations
         )
         key = (
             "rewritten",
@@ -658,7 +658,7 @@ def _match(
         candidates = rows.keys()
     elif len(bound) == len(pattern):
         key = tuple(pattern)
-        candidates = (key,) if key in rows else ()  # type: ignore[assignment]
+        candidates = (key,) if key in rows else ()  # type: ignore[assignment]  # a one-row view of the keys
     else:
         values = [pattern[p] for p in bound]
         index = source.index(bound)
@@ -684,7 +684,7 @@ def _answer(args: tuple[Const, ...], confidence: float | None) -> Answer:
     answer = _new(Answer)
     _set_args(answer, args)
     _set_confidence(answer, confidence)
-    return answer  # type: ignore[no-any-return]
+    return answer
 
 
 _new = object.__new__

@@ -64,7 +64,7 @@ def _repeats(pattern: tuple[Var | Const, ...]) -> list[tuple[int, int]]:
             if term in first:
                 pairs.append((first[term], position))
             else:
-                first[term] = position  # type: ignore[index]
+                first[term] = position
     return pairs
 
 
@@ -246,15 +246,15 @@ class FactIndex:
         relation = self._relations.get(key)
         if relation is None or relation.owner is not self._token:
             if relation is not None and row in relation.rows:
-                return self._update(key, row, confidence)  # type: ignore[arg-type]
+                return self._update(key, row, confidence)
             relation = self._writable(key)
         rows = relation.rows
         size = len(rows)
-        rows.setdefault(row, confidence)  # type: ignore[arg-type]
+        rows.setdefault(row, confidence)
         if len(rows) == size:
-            return self._update(key, row, confidence)  # type: ignore[arg-type]
+            return self._update(key, row, confidence)
         if relation.indexes or relation.columns:
-            relation.index_row(row)  # type: ignore[arg-type]
+            relation.index_row(row)
         if confidence is not None:
             relation.annotated += 1
         self._size += 1
@@ -299,7 +299,7 @@ class FactIndex:
             for args, confidence in facts:
                 # Interner.intern_all's fast path, inline: ids from the table of
                 # strings and ints, trusted only for a row of exact strs and ints.
-                row = tuple(map(get, args))  # type: ignore[arg-type]
+                row = tuple(map(get, args))  # type: ignore[arg-type]  # a float misses the exact table (None, checked below)
                 if None in row:
                     row = intern_all(args)
                 else:
@@ -309,14 +309,14 @@ class FactIndex:
                             row = intern_all(args)
                             break
                 size = len(rows)
-                old = rows.setdefault(row, confidence)  # type: ignore[arg-type]
+                old = rows.setdefault(row, confidence)  # type: ignore[arg-type]  # no None in the row (checked above)
                 if len(rows) != size:
                     if confidence is not None:
                         annotated += 1
                     if indexed:
-                        relation.index_row(row)  # type: ignore[arg-type]
+                        relation.index_row(row)  # type: ignore[arg-type]  # no None in the row (checked above)
                 elif old != confidence or (old is None) != (confidence is None):
-                    relation.set_confidence(row, confidence)  # type: ignore[arg-type]
+                    relation.set_confidence(row, confidence)  # type: ignore[arg-type]  # no None in the row (checked above)
                     changed += 1
         finally:  # a non-constant argument raises TypeError: count what was added
             relation.annotated += annotated
@@ -417,9 +417,9 @@ class FactIndex:
                 named += 1
                 continue
             if kind is str or kind is int:  # exact's keys; never a float or a bool
-                value = exact.get(term)  # type: ignore[arg-type]
+                value = exact.get(term)  # type: ignore[arg-type]  # term is exactly str or int here
             else:
-                value = self.interner.lookup(term)  # type: ignore[arg-type]
+                value = self.interner.lookup(term)  # type: ignore[arg-type]  # not a Var: a constant
             if value is None:
                 return None
             positions.append(position)

@@ -52,8 +52,8 @@ def is_magic(rel: RelKey) -> bool:
 def user_relation(rel: RelKey) -> tuple[str, bool, int]:
     """The user relation a (possibly adorned or stored-only) key stands for."""
     if isinstance(rel, tuple) and rel and rel[0] in ("adorned", "stored"):
-        return rel[1]  # type: ignore[no-any-return]
-    return rel  # type: ignore[return-value]
+        return rel[1]  # type: ignore[no-any-return]  # an adorned key holds its user relation
+    return rel  # type: ignore[return-value]  # not adorned: a user relation
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def lower_rule(rule: Rule, interner: Interner) -> IRule:
     def arg(term: object) -> Arg:
         if isinstance(term, Var):
             return term
-        return interner.intern(term)  # type: ignore[arg-type]
+        return interner.intern(term)  # type: ignore[arg-type]  # not a Var: a constant
 
     steps: list[Step] = []
     for position, literal in enumerate(rule.body):

@@ -333,7 +333,7 @@ def _emit_positive(
 def _compile(source: str) -> Callable[..., None]:
     namespace: dict[str, Any] = {"ONCE": (None,), "MISSING": MISSING}
     exec(compile(source, "<nocturnus-join>", "exec"), namespace)  # noqa: S102
-    return namespace["run"]  # type: ignore[no-any-return]
+    return namespace["run"]  # type: ignore[no-any-return]  # the generated function
 
 
 def comparison(op: str, interner: Interner) -> Callable[[int, int], bool]:

@@ -108,7 +108,7 @@ def rewrite(
                 POSITIVE, guard_key, tuple(rule.head_args[p] for p in adornment)
             )
             body: list[Step] = [guard]
-            known: set[Var] = set(head_bound)  # type: ignore[arg-type]
+            known: set[Var] = set(head_bound)  # type: ignore[arg-type]  # the bound head args are Vars
             order = order_body(rule.body, None, prefer, known)
             if factoring:  # the recursive call goes last: all else guards the demand
                 order.sort(key=lambda j: rule.body[j].rel == goal)
@@ -130,7 +130,7 @@ def rewrite(
                     body.append(step)
                     known |= step.variables
                     continue
-                callee: tuple[str, bool, int] = step.rel  # type: ignore[assignment]
+                callee: tuple[str, bool, int] = step.rel  # type: ignore[assignment]  # a CALL step's rel is a user relation
                 magic_head = tuple(step.args[p] for p in demand)
                 if not (
                     len(body) == 1
@@ -279,10 +279,10 @@ def is_right_linear(
             elsewhere |= step.variables
         for p in bound:
             if isinstance(rule.head_args[p], Var):
-                elsewhere.add(rule.head_args[p])  # type: ignore[arg-type]
+                elsewhere.add(rule.head_args[p])  # type: ignore[arg-type]  # checked isinstance Var just above
             if isinstance(call.args[p], Var):
-                elsewhere.add(call.args[p])  # type: ignore[arg-type]
-        if elsewhere & set(passed):  # type: ignore[arg-type]
+                elsewhere.add(call.args[p])  # type: ignore[arg-type]  # a call arg at a bound position is a Var here
+        if elsewhere & set(passed):
             return False
         known = {rule.head_args[p] for p in bound if isinstance(rule.head_args[p], Var)}
         for step in others:

@@ -155,7 +155,7 @@ def _relation(source: ProofSource, rel: RelKey) -> Any:
 
 
 def _rows(source: ProofSource, rel: RelKey) -> Mapping[Row, float | None]:
-    return _relation(source, rel).rows  # type: ignore[no-any-return]
+    return _relation(source, rel).rows  # type: ignore[no-any-return]  # the relation's rows mapping, typed Any by the protocol
 
 
 def _index(source: ProofSource, rel: RelKey, positions: tuple[int, ...]) -> Any:
@@ -259,7 +259,7 @@ def _instances(
         place = j if step.position is None else step.position
         if step.kind == COMPARE:
             a, b = (env[t] if isinstance(t, Var) else t for t in step.args)
-            if source.comparisons(step.rel)(a, b):  # type: ignore[arg-type]
+            if source.comparisons(step.rel)(a, b):  # type: ignore[arg-type]  # a compare step's rel is its operator's name
                 spelled = str(step.rel)
                 if origin is not None and step.position is not None:
                     spelled = origin.body[step.position].predicate
@@ -331,9 +331,9 @@ def _candidates(
     for p, a in enumerate(args):
         if type(a) is not Var:
             positions.append(p)
-            key.append(a)  # type: ignore[arg-type]
+            key.append(a)  # type: ignore[arg-type]  # a non-Var arg is a constant
         else:
-            value = env.get(a)  # type: ignore[arg-type]
+            value = env.get(a)
             if value is not None:
                 positions.append(p)
                 key.append(value)

@@ -144,13 +144,13 @@ def compare_numbers(
     else:
         return op == "neq"
     if op == "lt":
-        return a < b  # type: ignore[operator]
+        return a < b  # type: ignore[operator]  # numbers compare with numbers (checked above)
     if op == "gt":
-        return a > b  # type: ignore[operator]
+        return a > b  # type: ignore[operator]  # numbers compare with numbers (checked above)
     if op == "le":
-        return a <= b  # type: ignore[operator]
+        return a <= b  # type: ignore[operator]  # numbers compare with numbers (checked above)
     if op == "ge":
-        return a >= b  # type: ignore[operator]
+        return a >= b  # type: ignore[operator]  # numbers compare with numbers (checked above)
     if op == "eq":
         return a == b
     return a != b

@@ -208,7 +208,7 @@ class Interner:
             float(value)  # numeric_value of an int
             if is_int
             else numeric_value(value)
-            if value[:1] in _NUMBER_START  # type: ignore[index]
+            if value[:1] in _NUMBER_START  # type: ignore[index]  # value is a str here (is_int is False)
             else None
         )
 
@@ -226,14 +226,14 @@ class Interner:
         :raises TypeError: if a value is not a constant (the ones before it stay
             interned).
         """
-        ids = tuple(map(self.exact.get, values))  # type: ignore[arg-type]
+        ids = tuple(map(self.exact.get, values))  # type: ignore[arg-type]  # a float or other key simply misses (None)
         if None not in ids:
             for value in values:  # a float or bool equal to a known int hit it too
                 kind = type(value)
                 if kind is not str and kind is not int:
                     break
             else:
-                return ids  # type: ignore[return-value]
+                return ids  # type: ignore[return-value]  # no None among the ids (checked)
         intern = self.intern  # a new value, a float, or not a constant at all
         return tuple([intern(value) for value in values])
 
@@ -242,19 +242,19 @@ class Interner:
 
         :raises TypeError: if a value is not a constant.
         """
-        ids = tuple(map(self.exact.get, values))  # type: ignore[arg-type]
+        ids = tuple(map(self.exact.get, values))  # type: ignore[arg-type]  # a float or other key simply misses (None)
         if None not in ids:
             for value in values:  # as in intern_all
                 kind = type(value)
                 if kind is not str and kind is not int:
                     break
             else:
-                return ids  # type: ignore[return-value]
+                return ids  # type: ignore[return-value]  # no None among the ids (checked)
         lookup = self.lookup
         found = tuple([lookup(value) for value in values])
-        return None if None in found else found  # type: ignore[return-value]
+        return None if None in found else found  # type: ignore[return-value]  # no None among the ids (checked)
 
-    def canonical(self, values: tuple[Const, ...]) -> tuple[Const, ...]:
+    def canonical(self, values: Iterable[Const]) -> tuple[Const, ...]:
         """Return ``values`` as the interned objects equal to them, interning new ones.
 
         Equal constants told many times (each request parses its own strings) then

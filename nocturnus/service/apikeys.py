@@ -266,7 +266,9 @@ async def create_key(
     table = _table(system)
     events = decide_create(table, spec, key=key, hashed=hashed, now=now, created_by=created_by)
     await system.commit(DATABASE_LEVEL, events, now)
-    return _require(table, events[0].id), key  # type: ignore[attr-defined]
+    created = events[0]
+    assert isinstance(created, KeyCreated)  # decide_create logs the key_created first
+    return _require(table, created.id), key
 
 
 async def update_key(system: Database[Any], key_id: str, changes: KeyChanges) -> KeyRecord:

@@ -229,10 +229,11 @@ def _rule_changed(event: Event, now_ms: int, changes: dict[str, _Changes]) -> No
     changes.setdefault("", _Changes({})).rules = True  # "" stands for every scope
 
 
+# By kind, so each reader gets its own event class: narrower than ChangeReader's Event.
 CHANGE_READERS: dict[str, ChangeReader] = {
-    FactTold.kind: _told,  # type: ignore[dict-item]
-    FactRetracted.kind: _retracted,  # type: ignore[dict-item]
-    ScopeMerged.kind: _merged,  # type: ignore[dict-item]
+    FactTold.kind: _told,  # type: ignore[dict-item]  # keyed by FactTold.kind
+    FactRetracted.kind: _retracted,  # type: ignore[dict-item]  # by its kind
+    ScopeMerged.kind: _merged,  # type: ignore[dict-item]  # by its kind
     RuleTaught.kind: _rule_changed,
     RuleRemoved.kind: _rule_changed,
 }

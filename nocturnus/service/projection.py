@@ -220,7 +220,7 @@ class TenantState:
         if view is None:
             view = self.views[scope] = ScopeView.empty()
         interner = view.index.interner
-        stored_args = interner.canonical(args)  # type: ignore[arg-type]
+        stored_args = interner.canonical(args)
         exact = not interner.has_floats  # no float interned: none among the args
         scoped.tell(predicate, negated, stored_args, *attributes, exact=exact)
         self._pending(scope, predicate, negated).append(stored_args)

@@ -29,9 +29,10 @@ import heapq
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from nocturnus.engine.proofs import Proof
+from nocturnus.service.events import Scalar
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
@@ -61,7 +62,7 @@ def proof_facts(proof: Proof, scope: str) -> list[FactKey]:
         if node.type == "fact":
             goal = node.goal
             # a fact leaf's goal is ground: its args are constants, a FactKey's args
-            args: Any = goal.args
+            args = cast(tuple[Scalar, ...], goal.args)
             found.append(FactKey(scope, goal.predicate, goal.negated, args))
         stack.extend(node.children)
     return found

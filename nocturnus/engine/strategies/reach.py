@@ -73,7 +73,7 @@ class ReachPlan:
                     (value,) = new
                     new = get(value, NOTHING) - seen
                 else:
-                    new = image(new, edges) - seen  # type: ignore[arg-type]
+                    new = image(new, edges) - seen  # type: ignore[arg-type]  # a set of ids is what image() reads
                 seen |= new
                 workspace.charge(len(new))
             delta = {}
@@ -91,8 +91,8 @@ class ReachPlan:
         for rel in self.members:
             layout = self.layouts[rel]
             at = layout.index(None)
-            before: Row = layout[:at]  # type: ignore[assignment]
-            after: Row = layout[at + 1 :]  # type: ignore[assignment]
+            before: Row = layout[:at]  # type: ignore[assignment]  # the None slot is cut out
+            after: Row = layout[at + 1 :]  # type: ignore[assignment]  # the None slot is cut out
             tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
 
 

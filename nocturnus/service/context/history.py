@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Generator
+from typing import cast
 
 from nocturnus.engine.terms import Const, Var
 from nocturnus.errors import ValidationError
@@ -41,9 +43,10 @@ async def recall(
 
     def read(log: Sealer) -> list[LogRecord]:
         prefix = []
-        # Sealer.read is a generator (typed as an Iterator): closing it early ends
-        # its cursor at once, in this thread.
-        with contextlib.closing(log.read(tenant=tenant)) as records:  # type: ignore[type-var]
+        # Sealer.read is a generator, typed as an Iterator (no close): closing it
+        # early ends its cursor at once, in this thread.
+        reading = cast("Generator[LogRecord, None, None]", log.read(tenant=tenant))
+        with contextlib.closing(reading) as records:
             for record in records:
                 if record.ts_ms > at_ms:
                     break

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -26,6 +26,7 @@ from nocturnus.engine.rules import Literal
 from nocturnus.service import queries
 from nocturnus.service.context.sessions import SentWindow
 from nocturnus.service.database import Database, DatabaseState
+from nocturnus.service.events import Scalar
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.formats import fact_text, render_line, render_text
 from nocturnus.service.projection import TenantState
@@ -540,7 +541,8 @@ def _walk(
     goal = proof.goal
     if proof.type not in ("fact", "rule") or goal.naf:
         return None
-    key = FactKey(scope, goal.predicate, goal.negated, goal.args)  # type: ignore[arg-type]
+    # the goal of a fact or rule node is ground: its args are constants
+    key = FactKey(scope, goal.predicate, goal.negated, cast(tuple[Scalar, ...], goal.args))
     record = state.visible(key) if proof.type == "fact" else None
     rule_text = ""
     premises: tuple[str, ...] = ()
