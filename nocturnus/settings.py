@@ -31,21 +31,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "Address to listen on"),
     Setting("port", int, 9300, "TCP port to listen on"),
     Setting("data_dir", Path, Path("./data"), "Directory holding one SQLite log per database"),
-    Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
-    Setting("store", str, "", "Where the event logs live: empty for SQLite files in the data dir, or a postgresql:// URL (one schema per database)"),
+    Setting("master_key", str, None, "32-byte master key (hex or base64); else "
+            "data_dir/master.key"),
+    Setting("store", str, "", "Where the event logs live: empty for SQLite files in the "
+            "data dir, or a postgresql:// URL (one schema per database)"),
     Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
-    Setting("backup_retention", int, 7, "Days the server keeps the backups of POST /admin/backups (0 = forever)"),
+    Setting("backup_retention", int, 7, "Days the server keeps the backups of POST "
+            "/admin/backups (0 = forever)"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
-    Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
+    Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic "
+            "snapshots (more for big tenants: see Storage)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
     Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
-    Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
-    Setting("mcp_sessions_per_key", int, 32, "Most open MCP sessions of one API key, per transport (auth on)"),
-    Setting("mcp_sessions_per_tenant", int, 64, "Most open MCP sessions on one database's tenant, per transport"),
-    Setting("mcp_session_idle_s", int, 3600, "Seconds unused after which a streamable HTTP session may be ended to make room"),
+    Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, "
+            "streamable HTTP)"),
+    Setting("mcp_sessions_per_key", int, 32, "Most open MCP sessions of one API key, "
+            "per transport (auth on)"),
+    Setting("mcp_sessions_per_tenant", int, 64, "Most open MCP sessions on one "
+            "database's tenant, per transport"),
+    Setting("mcp_session_idle_s", int, 3600, "Seconds unused after which a streamable "
+            "HTTP session may be ended to make room"),
     Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
     Setting("log_level", str, "INFO", "Log level"),
@@ -55,13 +63,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin_key", str, None, "An admin API key taken as is (never stored)"),
     Setting("metrics_public", bool, True, "Serve /metrics without a key"),
     Setting("cors_origins", str, "", "Comma-separated origins allowed by CORS (* = any)"),
-    Setting("trusted_proxies", str, "", "Comma-separated proxy addresses whose X-Forwarded-For is believed"),
-    Setting("auth_failures_per_minute", int, 20, "Failed authentications per client address before a lockout"),
+    Setting("trusted_proxies", str, "", "Comma-separated proxy addresses whose "
+            "X-Forwarded-For is believed"),
+    Setting("auth_failures_per_minute", int, 20, "Failed authentications per client "
+            "address before a lockout"),
     Setting("auth_lockout_s", int, 60, "Seconds a client address stays locked out"),
-    Setting("rate_limit_reader_rpm", int, 600, "Requests per minute per reader key (0 = unlimited)"),
-    Setting("rate_limit_writer_rpm", int, 1200, "Requests per minute per writer key (0 = unlimited)"),
+    Setting("rate_limit_reader_rpm", int, 600, "Requests per minute per reader key (0 = "
+            "unlimited)"),
+    Setting("rate_limit_writer_rpm", int, 1200, "Requests per minute per writer key (0 "
+            "= unlimited)"),
     Setting("rate_limit_admin_rpm", int, 2400, "Requests per minute per admin key (0 = unlimited)"),
-    Setting("key_default_expiry_days", int, 0, "Lifetime of new keys without expiresInDays (0 = none)"),
+    Setting("key_default_expiry_days", int, 0, "Lifetime of new keys without "
+            "expiresInDays (0 = none)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -173,7 +186,9 @@ def load_settings(
     if not 0 < settings.port < 65536:
         raise StartupError(f"port must be between 1 and 65535, got {settings.port}")
     if settings.auth not in ("off", "on"):
-        raise StartupError(f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}")
+        raise StartupError(
+            f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}"
+        )
     for name in ("mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
         if getattr(settings, name) < 1:
             raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")

@@ -31,7 +31,11 @@ CREATE_DATABASE_BODY = obj(
 )
 CREATE_TENANT_BODY = {
     # name or the upstream SDK's tenantId (name wins): the schema says "at least one".
-    **obj([], name={"type": "string", "pattern": TENANT_NAME}, tenantId={"type": "string", "pattern": TENANT_NAME}),
+    **obj(
+        [],
+        name={"type": "string", "pattern": TENANT_NAME},
+        tenantId={"type": "string", "pattern": TENANT_NAME},
+    ),
     "minProperties": 1,
 }
 BACKUP_BODY = obj([], database={"type": "string", "pattern": DATABASE_NAME})
@@ -67,7 +71,14 @@ def _path_tenant(call: Call) -> str:
     return tenant
 
 
-@endpoint(admin, "POST", "/databases", "/admin/databases", summary="Create a database (idempotent)", body=CREATE_DATABASE_BODY)
+@endpoint(
+    admin,
+    "POST",
+    "/databases",
+    "/admin/databases",
+    summary="Create a database (idempotent)",
+    body=CREATE_DATABASE_BODY,
+)
 async def create_database(call: Call) -> Any:
     databases = call.request.app.ctx.databases
     strategy = call.body.get("defaultConflictStrategy") or "REJECT"
@@ -109,7 +120,13 @@ async def list_tenants(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(admin, "POST", "/admin/databases/<db>/tenants", summary="Create a tenant (idempotent)", body=CREATE_TENANT_BODY)
+@endpoint(
+    admin,
+    "POST",
+    "/admin/databases/<db>/tenants",
+    summary="Create a tenant (idempotent)",
+    body=CREATE_TENANT_BODY,
+)
 async def create_tenant(call: Call) -> Any:
     db = _path_database(call)
     name = call.body.get("name") or call.body.get("tenantId")
@@ -118,10 +135,17 @@ async def create_tenant(call: Call) -> Any:
     created = await tenants.create_tenant(db, name)
     if created:
         await _audit(call, "tenant_created", f"{db.name}/{name}")
-    return json_response({"name": name, "database": db.name, "created": created}, 201 if created else 200)
+    return json_response(
+        {"name": name, "database": db.name, "created": created}, 201 if created else 200
+    )
 
 
-@endpoint(admin, "DELETE", "/admin/databases/<db>/tenants/<tenant>", summary="Delete a tenant and all its data")
+@endpoint(
+    admin,
+    "DELETE",
+    "/admin/databases/<db>/tenants/<tenant>",
+    summary="Delete a tenant and all its data",
+)
 async def delete_tenant(call: Call) -> dict[str, Any]:
     db = _path_database(call)
     tenant = _path_tenant(call)
@@ -132,7 +156,13 @@ async def delete_tenant(call: Call) -> dict[str, Any]:
     return {"deleted": tenant, "facts": info.facts, "rules": info.rules}
 
 
-@endpoint(admin, "POST", "/admin/databases/<db>/rules", summary="Teach a rule to every tenant of a database", body=TEACH_BODY)
+@endpoint(
+    admin,
+    "POST",
+    "/admin/databases/<db>/rules",
+    summary="Teach a rule to every tenant of a database",
+    body=TEACH_BODY,
+)
 async def teach_database_rule(call: Call) -> dict[str, Any]:
     outcome = await tenants.teach_database_rule(_path_database(call), teach_command(call.body))
     return {"stored": outcome.stored, "rule": render.rule_info(outcome.record)}
@@ -144,14 +174,28 @@ async def list_database_rules(call: Call) -> dict[str, Any]:
     return {"rules": [render.rule_info(r) for r in records], "count": len(records)}
 
 
-@endpoint(admin, "DELETE", "/admin/databases/<db>/rules/<rule_id>", summary="Remove a database-wide rule")
+@endpoint(
+    admin,
+    "DELETE",
+    "/admin/databases/<db>/rules/<rule_id>",
+    summary="Remove a database-wide rule",
+)
 async def remove_database_rule(call: Call) -> dict[str, Any]:
     rule_id = call.query["rule_id"]
     await tenants.remove_database_rule(_path_database(call), rule_id)
     return {"deleted": rule_id}
 
 
-@endpoint(admin, "POST", "/admin/backups", summary="Back up a database into <data dir>/backups (restorable with nocturnus restore)", body=BACKUP_BODY, body_required=False, status=201, query=BACKUP_QUERY)
+@endpoint(
+    admin,
+    "POST",
+    "/admin/backups",
+    summary="Back up a database into <data dir>/backups (restorable with nocturnus restore)",
+    body=BACKUP_BODY,
+    body_required=False,
+    status=201,
+    query=BACKUP_QUERY,
+)
 async def create_backup(call: Call) -> dict[str, Any]:
     ctx = call.request.app.ctx
     named = call.query.get("db"), call.body.get("database")

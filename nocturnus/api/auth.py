@@ -76,7 +76,12 @@ def _find(call: Call, security: Security) -> KeyRecord:
     return record
 
 
-def _check_grant(principal: Principal, role: str, databases: tuple[str, ...], tenants: tuple[str, ...]) -> None:
+def _check_grant(
+    principal: Principal,
+    role: str,
+    databases: tuple[str, ...],
+    tenants: tuple[str, ...],
+) -> None:
     if role == "admin" and principal.role != "admin":
         raise Forbidden("Only admin keys can create or grant admin keys")
     if not principal.covers(databases, tenants):
@@ -90,7 +95,14 @@ def _actor_id(principal: Principal) -> str:
     return principal.key_id or principal.source
 
 
-@endpoint(auth, "POST", "/auth/keys", summary="Create an API key (the key is shown once)", body=CREATE_KEY_BODY, status=201)
+@endpoint(
+    auth,
+    "POST",
+    "/auth/keys",
+    summary="Create an API key (the key is shown once)",
+    body=CREATE_KEY_BODY,
+    status=201,
+)
 async def create_key(call: Call) -> dict[str, Any]:
     security = _managing(call)
     body = call.body
@@ -131,7 +143,13 @@ async def get_key(call: Call) -> dict[str, Any]:
     return apikeys.key_info(_find(call, security), security.authenticator.last_used)
 
 
-@endpoint(auth, "PATCH", "/auth/keys/<key_id>", summary="Change a key's role, scope, description or enabled flag", body=PATCH_KEY_BODY)
+@endpoint(
+    auth,
+    "PATCH",
+    "/auth/keys/<key_id>",
+    summary="Change a key's role, scope, description or enabled flag",
+    body=PATCH_KEY_BODY,
+)
 async def patch_key(call: Call) -> dict[str, Any]:
     security = _managing(call)
     record = _find(call, security)
@@ -161,7 +179,12 @@ async def patch_key(call: Call) -> dict[str, Any]:
     return apikeys.key_info(updated, security.authenticator.last_used)
 
 
-@endpoint(auth, "DELETE", "/auth/keys/<key_id>", summary="Revoke an API key (effective on the next request)")
+@endpoint(
+    auth,
+    "DELETE",
+    "/auth/keys/<key_id>",
+    summary="Revoke an API key (effective on the next request)",
+)
 async def revoke_key(call: Call) -> dict[str, Any]:
     security = _managing(call)
     key_id = call.query["key_id"]
@@ -205,7 +228,13 @@ async def status(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(auth, "GET", "/admin/audit", summary="The audit trail (admin keys without scope limits)", query=AUDIT_QUERY)
+@endpoint(
+    auth,
+    "GET",
+    "/admin/audit",
+    summary="The audit trail (admin keys without scope limits)",
+    query=AUDIT_QUERY,
+)
 async def read_audit(call: Call) -> dict[str, Any]:
     security = security_of(call.request)
     entries = await audit.read(

@@ -106,7 +106,10 @@ def _snapshots_check(databases: list[Any]) -> dict[str, str] | None:
 async def report(call: Call) -> HTTPResponse:
     ctx = call.request.app.ctx
     data_dir = ctx.settings.data_dir
-    checks: dict[str, Any] = {"data_dir": await _data_dir_check(data_dir), "disk_space": _disk_check(data_dir)}
+    checks: dict[str, Any] = {
+        "data_dir": await _data_dir_check(data_dir),
+        "disk_space": _disk_check(data_dir),
+    }
     if ctx.databases is None:
         checks["writers"] = _check("fail", "databases are not open")
     else:
@@ -126,7 +129,12 @@ async def live(call: Call) -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@endpoint(health, "GET", "/health/ready", summary="Ready to serve: start-up replay finished (503 before)")
+@endpoint(
+    health,
+    "GET",
+    "/health/ready",
+    summary="Ready to serve: start-up replay finished (503 before)",
+)
 async def ready(call: Call) -> HTTPResponse:
     is_ready = call.request.app.ctx.ready
     return json_response({"status": "ok" if is_ready else "starting"}, 200 if is_ready else 503)

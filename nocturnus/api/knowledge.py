@@ -100,7 +100,10 @@ INFER_BODY = obj(
 AGGREGATE_BODY = obj(
     ["predicate", "args", "operation"],
     **PATTERN_FIELDS,
-    operation={"type": "string", "enum": [*AGGREGATE_OPERATIONS, *(o.lower() for o in AGGREGATE_OPERATIONS)]},
+    operation={
+        "type": "string",
+        "enum": [*AGGREGATE_OPERATIONS, *(o.lower() for o in AGGREGATE_OPERATIONS)],
+    },
     argIndex=nullable({"type": "integer", "minimum": 0, "maximum": 63}),
 )
 LITERAL = obj(
@@ -238,7 +241,9 @@ def rule_literal(data: dict[str, Any]) -> dict[str, Any]:
 def teach_command(body: dict[str, Any]) -> TeachRule:
     head = body["head"]
     if head.get("naf"):
-        raise ValidationError("head.naf: a rule head cannot be negation as failure", field="head.naf")
+        raise ValidationError(
+            "head.naf: a rule head cannot be negation as failure", field="head.naf"
+        )
     return TeachRule(
         head=rule_literal(head),
         body=tuple(rule_literal(b) for b in body["body"]),
@@ -249,7 +254,15 @@ def teach_command(body: dict[str, Any]) -> TeachRule:
 
 # -- facts ----------------------------------------------------------------------------
 
-@endpoint(knowledge, "POST", "/tell", "/assert/fact", summary="Store a fact", body=TELL_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/tell",
+    "/assert/fact",
+    summary="Store a fact",
+    body=TELL_BODY,
+    tenant=True,
+)
 async def tell(call: Call) -> dict[str, Any]:
     outcome = await tenants.tell(call.database, call.tenant_id, tell_command(call.body))
     answer: dict[str, Any] = {
@@ -262,22 +275,42 @@ async def tell(call: Call) -> dict[str, Any]:
     return answer
 
 
-@endpoint(knowledge, "POST", "/assert/facts", summary="Store many facts in one append", body=BULK_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/assert/facts",
+    summary="Store many facts in one append",
+    body=BULK_BODY,
+    tenant=True,
+)
 async def tell_many(call: Call) -> dict[str, Any]:
     limit = call.request.app.ctx.settings.max_bulk_facts
     facts = call.body["facts"]
     if len(facts) > limit:
         raise ValidationError(f"facts: at most {limit} facts per call", field="facts")
     cmds = [tell_command(f, f"facts[{i}].") for i, f in enumerate(facts)]
-    outcome = await tenants.tell_many(call.database, call.tenant_id, cmds, bool(call.body.get("atomic")))
+    outcome = await tenants.tell_many(
+        call.database, call.tenant_id, cmds, bool(call.body.get("atomic"))
+    )
     return {
         "asserted": outcome.asserted,
         "failed": len(outcome.errors),
-        "errors": [{"index": e.index, "code": e.code, "message": e.message} for e in outcome.errors],
+        "errors": [
+            {"index": e.index, "code": e.code, "message": e.message}
+            for e in outcome.errors
+        ],
     }
 
 
-@endpoint(knowledge, "POST", "/forget", "/retract", summary="Remove one fact", body=PATTERN_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/forget",
+    "/retract",
+    summary="Remove one fact",
+    body=PATTERN_BODY,
+    tenant=True,
+)
 async def forget(call: Call) -> dict[str, Any]:
     body = call.body
     key = FactKey(write_scope(body), body["predicate"], negated_of(body), constants(body["args"]))
@@ -285,11 +318,23 @@ async def forget(call: Call) -> dict[str, Any]:
     return {"retracted": len(outcome.records), "message": f"Forgotten: {fact_text(key)}"}
 
 
-@endpoint(knowledge, "POST", "/retract/pattern", summary="Remove every fact matching a pattern", body=PATTERN_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/retract/pattern",
+    summary="Remove every fact matching a pattern",
+    body=PATTERN_BODY,
+    tenant=True,
+)
 async def retract_pattern(call: Call) -> dict[str, Any]:
     body = call.body
     outcome = await tenants.retract_pattern(
-        call.database, call.tenant_id, body["predicate"], negated_of(body), pattern(body["args"]), write_scope(body)
+        call.database,
+        call.tenant_id,
+        body["predicate"],
+        negated_of(body),
+        pattern(body["args"]),
+        write_scope(body),
     )
     atoms = [render.fact_atom(r) for r in outcome.records]
     return {"retracted": len(atoms), "facts": atoms, "atoms": atoms}
@@ -297,7 +342,15 @@ async def retract_pattern(call: Call) -> dict[str, Any]:
 
 # -- rules ----------------------------------------------------------------------------
 
-@endpoint(knowledge, "POST", "/teach", "/assert/rule", summary="Teach a rule to this tenant", body=TEACH_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/teach",
+    "/assert/rule",
+    summary="Teach a rule to this tenant",
+    body=TEACH_BODY,
+    tenant=True,
+)
 async def teach(call: Call) -> dict[str, Any]:
     outcome = await tenants.teach(call.database, call.tenant_id, teach_command(call.body))
     text = outcome.record.rule.text()
@@ -308,13 +361,25 @@ async def teach(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(knowledge, "GET", "/rules", summary="The database's rules and this tenant's own", tenant=True)
+@endpoint(
+    knowledge,
+    "GET",
+    "/rules",
+    summary="The database's rules and this tenant's own",
+    tenant=True,
+)
 async def list_rules(call: Call) -> dict[str, Any]:
     records = await tenants.rules(call.database, call.tenant_id)
     return {"rules": [render.rule_info(r) for r in records], "count": len(records)}
 
 
-@endpoint(knowledge, "DELETE", "/rules/<rule_id>", summary="Remove one of this tenant's rules", tenant=True)
+@endpoint(
+    knowledge,
+    "DELETE",
+    "/rules/<rule_id>",
+    summary="Remove one of this tenant's rules",
+    tenant=True,
+)
 async def remove_rule(call: Call) -> dict[str, Any]:
     rule_id = call.query["rule_id"]
     await tenants.remove_rule(call.database, call.tenant_id, rule_id)
@@ -374,7 +439,14 @@ def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> JsonPiec
     return JsonPieces(out)
 
 
-@endpoint(knowledge, "POST", "/ask", summary="Answer a goal by inference", body=ASK_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/ask",
+    summary="Answer a goal by inference",
+    body=ASK_BODY,
+    tenant=True,
+)
 async def ask(call: Call) -> dict[str, Any] | JsonPieces:
     body = call.body
     goal = goal_literal(body)
@@ -479,7 +551,14 @@ async def query(call: Call) -> dict[str, Any] | JsonPieces:
     return shaped(page, goal, shape, bindings=False)
 
 
-@endpoint(knowledge, "GET", "/predicates", summary="Predicates with fact and rule counts", tenant=True, query=SCOPE_QUERY)
+@endpoint(
+    knowledge,
+    "GET",
+    "/predicates",
+    summary="Predicates with fact and rule counts",
+    tenant=True,
+    query=SCOPE_QUERY,
+)
 async def predicates(call: Call) -> dict[str, Any]:
     stats = await tenants.predicates(call.database, call.tenant_id, call.query.get("scope"))
     return {
@@ -499,7 +578,14 @@ async def predicates(call: Call) -> dict[str, Any]:
     }
 
 
-@endpoint(knowledge, "POST", "/aggregate", summary="COUNT/SUM/MIN/MAX/AVG over the answers of a goal", body=AGGREGATE_BODY, tenant=True)
+@endpoint(
+    knowledge,
+    "POST",
+    "/aggregate",
+    summary="COUNT/SUM/MIN/MAX/AVG over the answers of a goal",
+    body=AGGREGATE_BODY,
+    tenant=True,
+)
 async def aggregate_answers(call: Call) -> dict[str, Any]:
     body = call.body
     goal = goal_literal(body)

@@ -43,17 +43,33 @@ def _operation(spec: EndpointSpec, path: str, params: list[str]) -> dict[str, An
         )
     if spec.database:
         parameters.append(
-            {"name": "X-Database", "in": "header", "required": False,
-             "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$", "default": "default"}}
+            {
+                "name": "X-Database",
+                "in": "header",
+                "required": False,
+                "schema": {
+                    "type": "string",
+                    "pattern": r"^[A-Za-z0-9_-]{1,64}$",
+                    "default": "default",
+                },
+            }
         )
-    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    error = {
+        "description": "error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+        },
+    }
     operation: dict[str, Any] = {
         "summary": spec.summary,
         "tags": [spec.tag],
         "operationId": f"{spec.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', path).strip('_')}",
         "parameters": parameters,
         "responses": {
-            str(spec.status): {"description": "success", "content": {spec.response_type.split(";")[0]: {"schema": {}}}},
+            str(spec.status): {
+                "description": "success",
+                "content": {spec.response_type.split(";")[0]: {"schema": {}}},
+            },
             "4XX": error,
         },
     }

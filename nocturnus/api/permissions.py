@@ -53,10 +53,10 @@ class Rule:
 
     ``database``/``tenant`` list the sources tried in order: ``"header"`` (``X-Database``
     / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``, ``"query:NAME"``,
-    ``"body:FIELD"``, or ``"=VALUE"`` (a constant default). ``whole_database`` marks actions on every tenant of
-    a database, refused to tenant-limited keys; ``unscoped`` needs a key with no
-    database/tenant lists at all; ``public_if`` names a boolean setting that makes the
-    route public.
+    ``"body:FIELD"``, or ``"=VALUE"`` (a constant default). ``whole_database`` marks
+    actions on every tenant of a database, refused to tenant-limited keys; ``unscoped``
+    needs a key with no database/tenant lists at all; ``public_if`` names a boolean
+    setting that makes the route public.
     """
 
     permission: str | None
@@ -151,7 +151,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/mcp/messages"): CONNECT,
     # databases and tenants (admin; the database is in the path or body, never a header)
     ("POST", "/databases"): Rule("database_create", database=("body:name",), whole_database=True),
-    ("POST", "/admin/databases"): Rule("database_create", database=("body:name",), whole_database=True),
+    ("POST", "/admin/databases"): Rule(
+        "database_create", database=("body:name",), whole_database=True
+    ),
     ("GET", "/databases"): Rule("database_list"),  # filtered to the key's scope
     ("GET", "/admin/databases"): Rule("database_list"),
     ("DELETE", "/admin/databases/<db>"): on_database("database_delete", whole=True),

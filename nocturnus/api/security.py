@@ -272,7 +272,11 @@ class Security:
             details["lockoutSeconds"] = self.failures.lockout_s
         actor = {"keyId": None, "name": None, "role": None, "client": client}
         action = "auth_lockout" if locked else "auth_failed"
-        self._spawn(audit.record(self.system, action, actor=actor, outcome="failure", details=details))
+        self._spawn(
+            audit.record(
+                self.system, action, actor=actor, outcome="failure", details=details
+            )
+        )
 
     def _record_denial(self, request: Request, principal: Principal) -> None:
         suppressed = self.denial_sampler.admit(principal.key_id or principal.name, time.monotonic())

@@ -277,9 +277,9 @@ class Reasoner:
         ``anc(?x, n19999)`` all demand the same rows) and sub-proofs they share are
         built once (:class:`~nocturnus.engine.proofs.ProofBuilder`). A batch of n may
         derive (n + 2) / 2 times the rows the first fact cost alone (about half
-        what its facts would cost alone, for large n); past that their demands are not shared, the batch is abandoned and
-        every remaining fact is proved alone, so the detour costs at most one
-        fact's evaluation.
+        what its facts would cost alone, for large n); past that their demands are not
+        shared, the batch is abandoned and every remaining fact is proved alone, so the
+        detour costs at most one fact's evaluation.
 
         :raises ProgramError: if a fact is not ground, is a built-in or uses NAF,
             or the facts are not all of one relation.

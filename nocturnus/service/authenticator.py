@@ -5,9 +5,10 @@ whose public prefix it carries (in a thread: argon2 never runs on the event loop
 that the key is recognised by a keyed hash of it under a random per-process secret
 (BLAKE2b in keyed mode, a MAC like HMAC-SHA256 but about three times cheaper per request,
 which matters for the per-request budget of issue 7), so the cache holds nothing that
-could be replayed against another process or reversed into the key. A cached entry only names the key id: every request re-reads that key's live
-record, so a revoke, a change of role or scope, or an expiry takes effect on the very
-next request; revoking also drops the cache entries at once.
+could be replayed against another process or reversed into the key. A cached entry
+only names the key id: every request re-reads that key's live record, so a revoke, a
+change of role or scope, or an expiry takes effect on the very next request; revoking
+also drops the cache entries at once.
 
 ``NOCTURNUS_ADMIN_KEY`` is an admin key that is never stored: it is recognised by the
 same keyed hash, compared in constant time.
