@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from nocturnus.frozen import slot_builder
 from nocturnus.service.events import EVENT_TYPES, Event, upcast
+
+R = TypeVar("R")
 
 Fields = Sequence[Any]
 """An event's field values in declaration order; a tuple field may be a list (JSON)."""
@@ -32,9 +34,9 @@ Fields = Sequence[Any]
 class _Plan:
     """How one event class is written and read (built once per class, on first use)."""
 
-    __slots__ = ("build", "cls", "direct", "getter", "names", "read", "tuples")
+    __slots__ = ("build", "cls", "direct", "fields", "getter", "names", "read", "tuples")
 
-    def __init__(self, cls: type[Event]) -> None:
+    def __init__(self, cls: type[Event], slow: Callable[[bytes], Fields]) -> None:
         fields = dataclasses.fields(cls)
         self.cls = cls
         self.names = tuple(f.name for f in fields)
@@ -47,40 +49,47 @@ class _Plan:
         checked = hasattr(cls, "__post_init__") or not fields
         self.build: Callable[..., Event] | None = None if checked else slot_builder(cls)
         self.read: Callable[[bytes], Fields | None] = (
-            _never if checked else _reader(self.names, cls.version)
+            _never if checked else _reader(self.names, cls.version, _never)
         )
         self.getter = _getter(self.names)
+        # read, or else ``slow`` (decode, then the fields): the reading replay calls
+        self.fields: Callable[[bytes], Fields] = (
+            slow if checked else _reader(self.names, cls.version, slow)
+        )
 
 
 def _never(data: bytes) -> None:
     """The reader of a class that checks its fields: every body takes the slow path."""
 
 
-def _reader(names: tuple[str, ...], version: int) -> Callable[[bytes], Fields | None]:
+def _reader(
+    names: tuple[str, ...], version: int, slow: Callable[[bytes], R]
+) -> Callable[[bytes], Fields | R]:
     """A body straight to its field values, when it is of ``version`` with exactly
-    every field; None otherwise (the caller decodes it the slow way)."""
+    every field; otherwise ``slow(body)`` (:func:`_never`: None, for a caller that
+    decodes it the slow way itself)."""
     count = len(names) + 1  # and "_v"
     loads = orjson.loads
     if len(names) == 1:
         name = names[0]
 
-        def read_one(data: bytes) -> Fields | None:
+        def read_one(data: bytes) -> Fields | R:
             body = loads(data)
             if type(body) is not dict or len(body) != count or body.get("_v") != version:
-                return None
-            return (body[name],) if name in body else None
+                return slow(data)
+            return (body[name],) if name in body else slow(data)
 
         return read_one
     getter = itemgetter(*names)
 
-    def read(data: bytes) -> Fields | None:
+    def read(data: bytes) -> Fields | R:
         body = loads(data)
         if type(body) is not dict or len(body) != count or body.get("_v") != version:
-            return None
+            return slow(data)
         try:
             values: Fields = getter(body)
         except KeyError:
-            return None
+            return slow(data)
         return values
 
     return read
@@ -147,11 +156,15 @@ class EventCodec:
         :raises KeyError: an unknown kind.
         :raises TypeError: as :meth:`decode`.
         """
-        plan = self._by_kind.get(kind) or self._plan_for(kind)
-        values = plan.read(data)
-        if values is not None:
-            return values
-        return plan.getter(self.decode(kind, data))
+        return (self._by_kind.get(kind) or self._plan_for(kind)).fields(data)
+
+    def reader(self, kind: str) -> Callable[[bytes], Fields]:
+        """:meth:`fields` of one kind, as a function of the body: a reader of many
+        bodies looks it up once per kind.
+
+        :raises KeyError: an unknown kind.
+        """
+        return (self._by_kind.get(kind) or self._plan_for(kind)).fields
 
     def build(self, cls: type[Event], fields: Fields) -> Event:
         """The event of class ``cls`` with these field values (as :meth:`fields` gives
@@ -182,7 +195,12 @@ class EventCodec:
     def _plan_of(self, cls: type[Event]) -> _Plan:
         if EVENT_TYPES.get(cls.kind) is not cls:
             raise KeyError(f"{cls.__name__} is not a registered event kind")
-        plan = _Plan(cls)
+        kind = cls.kind
+
+        def slow(data: bytes) -> Fields:
+            return plan.getter(self.decode(kind, data))
+
+        plan = _Plan(cls, slow)
         self._by_class[cls] = self._by_kind[cls.kind] = plan
         return plan
 

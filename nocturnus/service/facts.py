@@ -149,6 +149,8 @@ _PLAIN_REST = tuple(
 """The attributes after ``valid_from`` of a plain fact: every one at its default
 (compared with, never stored: a record gets fresh defaults of its own)."""
 
+_REST = len(_PLAIN_REST)
+
 
 def is_plain(record: FactRecord) -> bool:
     """Whether the record is fully described by its key and ``createdAt``."""
@@ -197,17 +199,6 @@ _Group = dict[tuple[Any, ...], Stored]
 
 VisibleRow = tuple[Any, float | None]
 """A visible fact as its scope's index takes it: (args, confidence)."""
-
-
-@dataclass(slots=True)
-class Settled:
-    """What :meth:`ScopeFacts.settle` found: the index rows to show and to hide, and
-    when the visibility of the other facts changes next."""
-
-    visible: list[tuple[str, bool, list[VisibleRow]]] = field(default_factory=list)
-    hidden: list[tuple[str, bool, tuple[Any, ...]]] = field(default_factory=list)
-    timed: list[tuple[int, FactKey]] = field(default_factory=list)
-    found: int = 0
 
 
 class ScopeFacts(Mapping[FactKey, FactRecord]):
@@ -336,13 +327,14 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         args: tuple[Scalar, ...],
         created_at: int,
         valid_from: int | None = None,
-        *rest: Any,
+        rest: tuple[Any, ...] = (),
         exact: bool = False,
     ) -> None:
-        """Store the fact ``args`` with these attributes (:data:`ATTRIBUTES` in order;
-        ``valid_from`` defaults to ``created_at``, the rest to their defaults),
-        replacing the fact of that key. The hot path of every told fact: a plain fact
-        is stored without building its record.
+        """Store the fact ``args`` with these attributes (:data:`ATTRIBUTES`:
+        ``created_at``, ``valid_from`` (None: ``created_at``), then the ``rest`` in
+        order, missing ones at their defaults), replacing the fact of that key. The
+        hot path of every told fact: a plain fact is stored without building its
+        record.
 
         ``exact`` says the caller knows no arg is a float (it skips the check).
         """
@@ -354,7 +346,12 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             group = self._writable(relation)
         size = len(group)
         stored_as = args if exact else args_key(args)
-        if stored_as is args and _is_plain(created_at, valid_from, _padded(rest)):
+        if (  # _is_plain, inline: every told fact passes here
+            valid_from == created_at
+            and stored_as is args
+            and (rest if len(rest) == _REST else _padded(rest)) == _PLAIN_REST
+            and type(created_at) is int
+        ):
             if created_at == self._stamp:
                 created_at = self._stamp  # equal stamps share one int object (memory)
             else:
@@ -371,7 +368,8 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         """Store ``record`` (its key's scope must be this scope), replacing the fact of
         its key: :meth:`tell` of its attributes."""
         _, predicate, negated, args = record.key
-        self.tell(predicate, negated, args, *record.attributes())
+        created_at, valid_from, *rest = record.attributes()
+        self.tell(predicate, negated, args, created_at, valid_from, tuple(rest))
 
     def tell_many(
         self,
@@ -461,11 +459,16 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         self,
         pending: Mapping[tuple[str, bool], Iterable[tuple[Any, ...]]],
         now_ms: int,
-        into: Settled,
-    ) -> None:
-        """Add to ``into`` how the index rows of the ``pending`` facts (args per
-        (predicate, negated)) must be at ``now_ms``: each row follows its stored
-        fact, independently of every other, so order and repeats do not matter.
+        visible: list[tuple[str, bool, list[VisibleRow]]],
+        hidden: list[tuple[str, bool, tuple[Any, ...]]],
+        timed: list[tuple[int, FactKey]],
+    ) -> int:
+        """Add how the index rows of the ``pending`` facts (args per (predicate,
+        negated)) must be at ``now_ms``: rows to show (``visible``, in runs per
+        relation), rows to drop (``hidden``), and when the visibility of the others
+        changes next (``timed``); return how many pending facts are stored. Each row
+        follows its stored fact, independently of every other, so order and repeats
+        do not matter.
 
         Rows come in runs per relation, for the index to take them in bulk: a replay's
         single settling of a million facts costs a dict lookup and an append per fact.
@@ -473,7 +476,6 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         groups = self._groups
         floats = self._floats
         scope = self.scope
-        visible, hidden, timed = into.visible, into.hidden, into.timed
         found = 0
         for (predicate, negated), args_list in pending.items():
             arity = -1
@@ -508,12 +510,16 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
                     timed.append((stored, _new_key((scope, predicate, negated, args))))
             if rows:
                 visible.append((predicate, negated, rows))
-        into.found += found
+        return found
 
-    def settle_all(self, now_ms: int, into: Settled) -> None:
+    def settle_all(
+        self,
+        now_ms: int,
+        visible: list[tuple[str, bool, list[VisibleRow]]],
+        timed: list[tuple[int, FactKey]],
+    ) -> None:
         """:meth:`settle` of every stored fact, for an empty index: only the visible
         rows and the timed changes (nothing to hide), group by group in one pass."""
-        visible, timed = into.visible, into.timed
         scope = self.scope
         for (predicate, negated, _), group in self._groups.items():
             rows: list[VisibleRow] = []
@@ -531,7 +537,6 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
                     timed.append((stored, _new_key((scope, predicate, negated, args))))
             if rows:
                 visible.append((predicate, negated, rows))
-            into.found += len(group)
 
     # -- snapshots --------------------------------------------------------------------
 

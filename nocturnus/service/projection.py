@@ -48,7 +48,7 @@ from nocturnus.service.facts import (
     FactKey,
     FactRecord,
     ScopeFacts,
-    Settled,
+    VisibleRow,
 )
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 
@@ -167,28 +167,30 @@ class TenantState:
                         remove(predicate, negated, args)
                 del self.views[scope]
             return
-        settled = Settled()
+        visible: list[tuple[str, bool, list[VisibleRow]]] = []
+        hidden: list[tuple[str, bool, tuple[Any, ...]]] = []
+        timed: list[tuple[int, FactKey]] = []
         if view is not None and not view.index and not self._timeline:
             # A replay's first refresh: no fact is visible yet, so settling every
             # stored fact gives the same index as settling the due ones (a stored
             # fact that is not due was settled hidden for good, expired, and stays
             # hidden), and reading the groups in order saves a lookup per fact.
-            scoped.settle_all(now_ms, settled)
+            scoped.settle_all(now_ms, visible, timed)
         else:
-            scoped.settle(relations, now_ms, settled)
+            found = scoped.settle(relations, now_ms, visible, hidden, timed)
             if view is None:
-                if not settled.found:
+                if not found:
                     return  # no stored record among the keys: nothing to show, no view
                 view = self.views[scope] = ScopeView.empty()
         index = view.index
-        for predicate, negated, args in settled.hidden:
+        for predicate, negated, args in hidden:
             index.remove(predicate, negated, args)
-        for predicate, negated, rows in settled.visible:
+        for predicate, negated, rows in visible:
             if len(rows) == 1:  # a write's refresh: one fact
                 index.add(predicate, negated, *rows[0])
             else:
                 index.add_many(predicate, negated, rows)
-        for when, key in settled.timed:
+        for when, key in timed:
             self._tickets += 1
             heapq.heappush(self._timeline, (when, self._tickets, key))
 
@@ -203,11 +205,13 @@ class TenantState:
         args: Sequence[Scalar],
         negated: bool,
         scope: str,
-        *attributes: Any,
+        created_at: int,
+        valid_from: int | None = None,
+        *rest: Any,
     ) -> None:
         """Store the fact these fields make, replacing the fact of its key, and mark it
         for the next refresh: the fields of ``FactTold`` in order (``args`` a tuple or
-        a list; the attributes as ``ScopeFacts.tell`` takes them).
+        a list; the attributes after ``valid_from`` as ``ScopeFacts.tell`` takes them).
 
         Memory (issue 4): the args kept (stored, and waiting in ``_dirty``) share their
         constants with the index and with every other fact, instead of keeping the
@@ -222,7 +226,7 @@ class TenantState:
         interner = view.index.interner
         stored_args = interner.canonical(args)
         exact = not interner.has_floats  # no float interned: none among the args
-        scoped.tell(predicate, negated, stored_args, *attributes, exact=exact)
+        scoped.tell(predicate, negated, stored_args, created_at, valid_from, rest, exact)
         self._pending(scope, predicate, negated).append(stored_args)
 
     def put(self, record: FactRecord) -> None:
@@ -379,6 +383,11 @@ Applier = Callable[..., None]
 """``applier(state, *fields)``: an event given as its field values (``codec.Fields``)."""
 
 APPLIERS: dict[str, Applier] = {}
+"""Each kind's applier, taking the event's field values (what replay reads)."""
+
+_EVENT_APPLIERS: dict[type[Event], Callable[[TenantState, Event], None]] = {}
+"""The same applier per event class, taking the event (what a write decided)."""
+
 _F = TypeVar("_F", bound=Callable[..., None])
 
 
@@ -407,6 +416,7 @@ def applies(cls: type[Event]) -> Callable[[_F], _F]:
                 fn(state, build(cls, fields))
 
             APPLIERS[cls.kind] = from_fields
+            _EVENT_APPLIERS[cls] = fn
             return fn
         names = [f.name for f in dataclasses.fields(cls)]
         named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
@@ -417,21 +427,26 @@ def applies(cls: type[Event]) -> Callable[[_F], _F]:
                 f"{names} in order"
             )
         APPLIERS[cls.kind] = fn
+        _EVENT_APPLIERS[cls] = _field_caller(fn, names)
         return fn
 
     return register
 
 
-@applies(FactTold)
-def _fact_told(
-    state: TenantState,
-    predicate: str,
-    args: Sequence[Scalar],
-    negated: bool,
-    scope: str,
-    *attributes: Any,
-) -> None:
-    state.tell(predicate, args, negated, scope, *attributes)
+def _field_caller(
+    fn: Callable[..., None], names: list[str]
+) -> Callable[[TenantState, Event], None]:
+    """``fn(state, event.<name>, ...)`` over the fields, generated: a write's event goes
+    to a positional applier without a tuple of its fields built first."""
+    fields = ", ".join(f"event.{name}" for name in names)
+    namespace: dict[str, Any] = {"fn": fn}
+    # the source is made of the dataclass's field names only
+    exec(f"def call(state, event):\n    fn(state, {fields})", namespace)  # noqa: S102
+    call: Callable[[TenantState, Event], None] = namespace["call"]
+    return call
+
+
+applies(FactTold)(TenantState.tell)  # its parameters are FactTold's fields
 
 
 @applies(FactRetracted)
@@ -533,8 +548,13 @@ def apply_fields(state: TenantState, seq: int, kind: str, fields: Fields) -> Non
 
 
 def apply(state: TenantState, seq: int, event: Event) -> None:
-    """:func:`apply_fields` of an event object (what a write decided)."""
-    apply_fields(state, seq, event.kind, CODEC.fields_of(event))
+    """:func:`apply_fields` of an event object (what a write decided): the same applier,
+    given the event's fields read off the event.
+
+    :raises KeyError: a kind without an applier (not a tenant-level event).
+    """
+    _EVENT_APPLIERS[type(event)](state, event)
+    state.last_seq = seq
 
 
 _tuple_new = tuple.__new__

@@ -16,9 +16,9 @@ from typing import Any
 from nocturnus.engine.collector import collector_paused
 from nocturnus.progress import Progress
 from nocturnus.service import snapshot_format
-from nocturnus.service.codec import CODEC
+from nocturnus.service.codec import CODEC, Fields
 from nocturnus.service.events import Event
-from nocturnus.service.projection import TenantState, apply_fields
+from nocturnus.service.projection import APPLIERS, TenantState
 from nocturnus.store.record import LogRecord, RecordTuple
 from nocturnus.store.sealer import Sealer
 
@@ -70,8 +70,14 @@ def _fold(
     state_of: Callable[[str], TenantState | None],
     root_apply: Callable[[int, Event], None] | None,
 ) -> tuple[int, int, int]:
-    """:func:`fold`'s loop, without progress; ``states`` caches ``state_of``."""
-    fields = CODEC.fields
+    """:func:`fold`'s loop, without progress; ``states`` caches ``state_of``.
+
+    Each tenant entry goes through ``apply_fields``, inline (a call less per event of
+    millions): the kind's applier, given the fields its codec reader gives.
+    """
+    readers: dict[str, Callable[[bytes], Fields]] = {}
+    reader_of = CODEC.reader
+    appliers = APPLIERS
     count = shredded = seq = 0
     tenant: str | None = None
     state: TenantState | None = None
@@ -89,7 +95,11 @@ def _fold(
             if root_apply is not None:
                 root_apply(seq, CODEC.decode(kind, body))
             continue
-        apply_fields(state, seq, kind, fields(kind, body))
+        read = readers.get(kind)
+        if read is None:
+            read = readers[kind] = reader_of(kind)
+        appliers[kind](state, *read(body))  # apply_fields(state, seq, kind, fields)
+        state.last_seq = seq
     return count, shredded, seq
 
 
