@@ -326,6 +326,16 @@ def principal_of(request: Request) -> Principal:
     return current
 
 
+def sees_detail(request: Request) -> bool:
+    """May ``request`` see every database's name and figures (``/metrics``, ``/health``)?
+
+    With auth off (loopback only) yes; else only a key holding ``metrics_read``
+    without limits, which the security middleware has then authenticated (issue 14).
+    """
+    security = getattr(request.app.ctx, "security", None)
+    return security is None or bool(security.sees_detail(request))
+
+
 def _build_call(
     request: Request,
     spec: EndpointSpec,
