@@ -85,7 +85,7 @@ def test_metrics_without_a_detail_key_name_no_database_and_no_path(
     assert "database" not in labels
     # Server-wide figures are all there: events of every database, summed.
     appended = found["nocturnus_events_appended"]
-    assert [v for n, _, v in appended if n == "nocturnus_events_appended_total"][0] >= 9
+    assert next(v for n, _, v in appended if n == "nocturnus_events_appended_total") >= 9
     assert found["nocturnus_writer_up"][0][2] == 1
     assert found["nocturnus_databases"][0][2] >= len(SECRET_NAMES)
 
