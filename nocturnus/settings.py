@@ -68,6 +68,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth_failures_per_minute", int, 20, "Failed authentications per client "
             "address before a lockout"),
     Setting("auth_lockout_s", int, 60, "Seconds a client address stays locked out"),
+    Setting("auth_checks", int, 4, "Argon2 key checks running at once (each holds 64 "
+            "MiB); more wait"),
+    Setting("auth_checks_per_client", int, 2, "Argon2 key checks in flight per client "
+            "address (0 = no bound); more get 429"),
     Setting("rate_limit_reader_rpm", int, 600, "Requests per minute per reader key (0 = "
             "unlimited)"),
     Setting("rate_limit_writer_rpm", int, 1200, "Requests per minute per writer key (0 "
@@ -113,6 +117,8 @@ class Settings:
     trusted_proxies: str = ""
     auth_failures_per_minute: int = 20
     auth_lockout_s: int = 60
+    auth_checks: int = 4
+    auth_checks_per_client: int = 2
     rate_limit_reader_rpm: int = 600
     rate_limit_writer_rpm: int = 1200
     rate_limit_admin_rpm: int = 2400
@@ -192,6 +198,12 @@ def load_settings(
     for name in ("mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
         if getattr(settings, name) < 1:
             raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    if settings.auth_checks < 1:
+        raise StartupError(f"auth_checks must be at least 1, got {settings.auth_checks}")
+    if settings.auth_checks_per_client < 0:
+        raise StartupError(
+            f"auth_checks_per_client must be at least 0, got {settings.auth_checks_per_client}"
+        )
     if settings.mcp_session_idle_s < 0:
         raise StartupError(
             f"mcp_session_idle_s must be at least 0, got {settings.mcp_session_idle_s}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
-from nocturnus.api import access
+from nocturnus.api import access, headers
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     @app.on_request
     def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
         access.begin(request, new_request_id)
+        headers.check_names(request)
         return authenticate(request)
 
     @app.on_response

@@ -147,10 +147,18 @@ def raw_json_response(
     )
 
 
+NO_BODY: Any = object()
+"""What :func:`parse_json_body` returns for an empty body (JSON ``null`` is a body)."""
+
+
 def parse_json_body(request: Request) -> Any:
+    """The request's JSON body, or :data:`NO_BODY` when it sent none.
+
+    :raises ValidationError: not JSON, or an integer wider than 64 bits.
+    """
     raw = request.body
     if not raw or not raw.strip():
-        return None
+        return NO_BODY
     try:
         return jsonbody.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -290,7 +298,7 @@ def _parse(
 ) -> Call:
     tenant = tenant_header(request) if spec.tenant else None
     database = database_header(request) if spec.database else None
-    body = parse_json_body(request) if spec.body is not None else None
+    body = parse_json_body(request) if spec.body is not None else NO_BODY
     query = {name: value for name, value in request.args.items() if name in spec.query}
     flat = {name: values[0] for name, values in query.items()}
     # Query values a permission rule may name ("query:db") are authorized too.
@@ -326,6 +334,16 @@ def principal_of(request: Request) -> Principal:
     return current
 
 
+def sees_detail(request: Request) -> bool:
+    """May ``request`` see every database's name and figures (``/metrics``, ``/health``)?
+
+    With auth off (loopback only) yes; else only a key holding ``metrics_read``
+    without limits, which the security middleware has then authenticated (issue 14).
+    """
+    security = getattr(request.app.ctx, "security", None)
+    return security is None or bool(security.sees_detail(request))
+
+
 def _build_call(
     request: Request,
     spec: EndpointSpec,
@@ -353,10 +371,12 @@ def _build_call(
         db = request.app.ctx.databases.get(database)
     body: dict[str, Any] = {}
     if spec.body is not None:
-        if parsed is None:
+        if parsed is NO_BODY:
             if spec.body_required:
                 raise ValidationError("body: a JSON object is required", field="body")
             parsed = {}
+        # Anything sent is checked, ``null`` included: it is not an absent body
+        # (issue 14: /context/optimize took ``null`` for ``{}``).
         validate(parsed, spec.body)
         body = parsed
     if rule.reads_body and principal is not ANONYMOUS:

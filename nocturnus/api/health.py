@@ -5,6 +5,10 @@ written and removed off the event loop, in-memory writer and snapshot stats) and
 ``ok`` (all pass), ``degraded`` (a warning: 200) or ``failing`` (a failure: 503, so a load
 balancer stops sending traffic). ``/health/live`` only says the process answers;
 ``/health/ready`` turns 200 once start-up replay has finished.
+
+Without a key that may see every database (``metrics_read`` without limits; anyone
+with auth off) the messages name no database and no path, only counts and ages
+(issue 14); the statuses are the same either way.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse
 
 from nocturnus import __version__
-from nocturnus.api.endpoint import Call, endpoint, json_response
+from nocturnus.api.endpoint import Call, endpoint, json_response, sees_detail
 
 health = Blueprint("health")
 
@@ -38,14 +42,15 @@ def _check(status: str, message: str) -> dict[str, str]:
     return {"status": status, "message": message}
 
 
-async def _data_dir_check(data_dir: Path) -> dict[str, str]:
+async def _data_dir_check(data_dir: Path, detail: bool) -> dict[str, str]:
+    where = f"{data_dir}: " if detail else ""
     try:
         await asyncio.wait_for(asyncio.to_thread(_probe_write, data_dir), WRITE_PROBE_TIMEOUT_S)
     except TimeoutError:
-        return _check("fail", f"{data_dir}: a small write took over {WRITE_PROBE_TIMEOUT_S:g} s")
+        return _check("fail", f"{where}a small write took over {WRITE_PROBE_TIMEOUT_S:g} s")
     except OSError as e:
-        return _check("fail", f"{data_dir}: not writable ({e.strerror or e})")
-    return _check("pass", f"{data_dir}: writable")
+        return _check("fail", f"{where}not writable ({e.strerror or type(e).__name__})")
+    return _check("pass", f"{where}writable")
 
 
 def _probe_write(data_dir: Path) -> None:
@@ -62,31 +67,39 @@ def _disk_check(data_dir: Path) -> dict[str, str]:
     try:
         free = shutil.disk_usage(data_dir).free
     except OSError as e:
-        return _check("fail", f"cannot read free space: {e.strerror or e}")
+        return _check("fail", f"cannot read free space: {e.strerror or type(e).__name__}")
     message = f"{free // (1024 * 1024)} MiB free"
     if free < CRITICAL_FREE_BYTES:
         return _check("fail", message)
     return _check("warn" if free < MIN_FREE_BYTES else "pass", message)
 
 
-def _writers_check(databases: list[Any]) -> dict[str, str]:
+def _writers_check(databases: list[Any], detail: bool) -> dict[str, str]:
     states = []
-    status = "pass"
+    stopped = stalled = 0
     now = time.monotonic()
     for db in databases:
         running = db.writer.stats.commit_running_s(now)
         if not db.writer.is_alive:
             states.append(f"{db.name}: stopped")
-            status = "fail"
+            stopped += 1
         elif running >= STALLED_COMMIT_S:
             states.append(f"{db.name}: commit running for {running:.0f} s")
-            status = "warn" if status == "pass" else status
+            stalled += 1
         else:
             states.append(f"{db.name}: alive")
-    return _check(status, ", ".join(states))
+    status = "fail" if stopped else "warn" if stalled else "pass"
+    if detail:
+        return _check(status, ", ".join(states))
+    counts = [f"{len(databases) - stopped - stalled} of {len(databases)} alive"]
+    if stopped:
+        counts.append(f"{stopped} stopped")
+    if stalled:
+        counts.append(f"{stalled} with a commit running over {STALLED_COMMIT_S:g} s")
+    return _check(status, ", ".join(counts))
 
 
-def _snapshots_check(databases: list[Any]) -> dict[str, str] | None:
+def _snapshots_check(databases: list[Any], detail: bool) -> dict[str, str] | None:
     """Snapshot ages, when any snapshot is known; ``None`` leaves the check out."""
     known = [db for db in databases if db.stats.last_snapshot_at > 0]
     if not known:
@@ -96,26 +109,30 @@ def _snapshots_check(databases: list[Any]) -> dict[str, str] | None:
     ages = []
     for db in known:
         age = now - db.stats.last_snapshot_at
-        ages.append(f"{db.name}: {age:.0f} s")
+        ages.append((db.name, age))
         if age > SNAPSHOT_MAX_AGE_S and db.writer.stats.last_commit_at > db.stats.last_snapshot_at:
             status = "warn"
-    return _check(status, "last snapshot " + ", ".join(ages))
+    if detail:
+        return _check(status, "last snapshot " + ", ".join(f"{n}: {a:.0f} s" for n, a in ages))
+    oldest = max(age for _, age in ages)
+    return _check(status, f"last snapshot of {len(ages)} database(s), oldest {oldest:.0f} s")
 
 
 @endpoint(health, "GET", "/health", summary="Health report with checks (503 when failing)")
 async def report(call: Call) -> HTTPResponse:
     ctx = call.request.app.ctx
+    detail = sees_detail(call.request)
     data_dir = ctx.settings.data_dir
     checks: dict[str, Any] = {
-        "data_dir": await _data_dir_check(data_dir),
+        "data_dir": await _data_dir_check(data_dir, detail),
         "disk_space": _disk_check(data_dir),
     }
     if ctx.databases is None:
         checks["writers"] = _check("fail", "databases are not open")
     else:
         databases = [ctx.databases.system, *ctx.databases.all()]
-        checks["writers"] = _writers_check(databases)
-        snapshots = _snapshots_check(databases)
+        checks["writers"] = _writers_check(databases, detail)
+        snapshots = _snapshots_check(databases, detail)
         if snapshots is not None:
             checks["snapshots"] = snapshots
     statuses = {c["status"] for c in checks.values()}

@@ -69,7 +69,9 @@ CATALOGUE: tuple[Tool, ...] = (
         "Ask by inference",
         "Answer a goal {predicate, args} by logical inference over facts and rules; args "
         "starting with ? are variables. Returns results, bindings and count; withProof adds "
-        "proofs; minConfidence and limit filter; scope restricts to one scope. Same as POST /ask.",
+        "proofs; minConfidence filters; scope restricts to one scope; limit pages (pass the "
+        "answer's nextCursor as cursor for the next page); shape args, bindings or count "
+        "gives a compact answer. Same as POST /ask.",
         "POST",
         "/ask",
         read_only=True,
@@ -89,7 +91,8 @@ CATALOGUE: tuple[Tool, ...] = (
         "query",
         "Match stored facts",
         "Pattern-match stored facts only (no rules): {predicate, args} with ?variables as "
-        "wildcards, optional scope. Same as POST /query.",
+        "wildcards, optional scope; limit/cursor pages and shape (args, bindings, count) as "
+        "for ask. Same as POST /query.",
         "POST",
         "/query",
         read_only=True,

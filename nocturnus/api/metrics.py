@@ -7,7 +7,11 @@ the stats the writers and databases keep anyway, so the hot path pays nothing ex
 and databases created later are included without any wiring.
 
 Labels stay low-cardinality: ``database`` (operator-created), route *templates* (never raw
-paths), status and method. There is deliberately no tenant label.
+paths), status and method. There is deliberately no tenant label. The ``database`` label
+is shown only to a key that may see every database (``metrics_read`` without limits, or
+anyone with auth off); everyone else gets the same metric names as server-wide figures
+(sums, or the minimum/maximum where that is what an alert needs), with no database
+name and no path (issue 14).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from prometheus_client.utils import floatToGoString
 from sanic import Blueprint, HTTPResponse
 
 from nocturnus import __version__
-from nocturnus.api.endpoint import Call, endpoint
+from nocturnus.api.endpoint import Call, endpoint, sees_detail
 from nocturnus.store.distribution import SECONDS_BUCKETS, Distribution
 
 if TYPE_CHECKING:
@@ -53,27 +57,36 @@ class Metrics:
         databases: Callable[[], Databases | None],
         mcp: Callable[[], McpState | None] = lambda: None,
     ) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
         self.startup_seconds = Gauge(
             "nocturnus_startup_duration_seconds",
             "Time the last start-up took to open every database and replay its root",
-            registry=self.registry,
+            registry=None,
         )
         info = Gauge(
             "nocturnus_build_info", "Always 1; the version as a label", ["version"],
-            registry=self.registry,
+            registry=None,
         )
         info.labels(__version__).set(1)
         self.requests = RequestStats()
-        self.registry.register(RequestCollector(self.requests))
-        self.registry.register(StorageCollector(databases))
-        self.registry.register(McpCollector(mcp))
+        # Two views of the same figures: server-wide (anyone) and per database (a key
+        # that may see every database's name, issue 14).
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.public_registry = CollectorRegistry(auto_describe=False)
+        for registry, per_database in ((self.registry, True), (self.public_registry, False)):
+            for collector in (
+                self.startup_seconds,
+                info,
+                RequestCollector(self.requests),
+                StorageCollector(databases, per_database=per_database),
+                McpCollector(mcp),
+            ):
+                registry.register(collector)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
         self.requests.observe(method, route, status, seconds)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *, per_database: bool = True) -> bytes:
+        return generate_latest(self.registry if per_database else self.public_registry)
 
 
 def route_label(request: Any) -> str:
@@ -158,32 +171,47 @@ class RequestCollector(Collector):
         yield latency
 
 
-# Per-database series read at scrape time: (name, help, value of one database). Names of
-# counters get "_total" from prometheus-client.
+def _sum(values: list[float]) -> float:
+    return float(sum(values))
+
+
+def _min(values: list[float]) -> float:
+    return min(values, default=0.0)
+
+
+def _max(values: list[float]) -> float:
+    return max(values, default=0.0)
+
+
+Combine = Callable[[list[float]], float]
+
+# Per-database series read at scrape time: (name, help, value of one database, how the
+# server-wide figure combines them; None: per database only). Names of counters get
+# "_total" from prometheus-client.
 COUNTERS: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
-    ("nocturnus_events_appended", "Events committed to the database's log",
+    ("nocturnus_events_appended", "Events committed to the log",
      lambda db: db.writer.stats.records),
     ("nocturnus_group_commits", "Group commits (one transaction, one fsync)",
      lambda db: db.writer.stats.commits),
     ("nocturnus_group_commit_failures", "Group commits that failed",
      lambda db: db.writer.stats.failed_commits),
 )
-GAUGES: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
-    ("nocturnus_writer_up", "1 while the database's writer accepts writes",
-     lambda db: 1.0 if db.writer.is_alive else 0.0),
+GAUGES: tuple[tuple[str, str, Callable[[Any], float], Combine | None], ...] = (
+    ("nocturnus_writer_up", "1 while the writer accepts writes (server-wide: every writer)",
+     lambda db: 1.0 if db.writer.is_alive else 0.0, _min),
     ("nocturnus_writer_commit_running_seconds",
-     "How long the commit in progress has run; 0 when idle (a stall grows here)",
-     lambda db: db.writer.stats.commit_running_s()),
+     "How long the commit in progress has run; 0 when idle (server-wide: the longest)",
+     lambda db: db.writer.stats.commit_running_s(), _max),
     ("nocturnus_writer_queued_jobs", "Jobs waiting for the writer thread",
-     lambda db: db.writer.queued),
+     lambda db: db.writer.queued, _sum),
     ("nocturnus_writer_last_commit_timestamp_seconds",
      "Unix time of the last successful commit (0: none since start)",
-     lambda db: db.writer.stats.last_commit_at),
+     lambda db: db.writer.stats.last_commit_at, _max),
     ("nocturnus_log_head_seq", "Seq of the newest event of the database's log",
-     lambda db: db.head),
+     lambda db: db.head, None),
     ("nocturnus_last_snapshot_timestamp_seconds",
      "Unix time of the newest snapshot known (0: none)",
-     lambda db: db.stats.last_snapshot_at),
+     lambda db: db.stats.last_snapshot_at, None),
 )
 HISTOGRAMS: tuple[tuple[str, str, Callable[[Any], Distribution]], ...] = (
     ("nocturnus_group_commit_batch_requests", "Write requests sharing one group commit",
@@ -199,11 +227,11 @@ HISTOGRAMS: tuple[tuple[str, str, Callable[[Any], Distribution]], ...] = (
     ("nocturnus_snapshot_duration_seconds", "Time to write one tenant snapshot",
      lambda db: db.stats.snapshots),
 )
-# Tenant databases only (not _system): their size.
+# Tenant databases only (not _system): their size, summed server-wide.
 SIZES: tuple[tuple[str, str, Callable[[Any, list[Any]], float]], ...] = (
-    ("nocturnus_tenants", "Tenants holding data, per database",
+    ("nocturnus_tenants", "Tenants holding data",
      lambda db, loaded: len(db.tenant_names)),
-    ("nocturnus_tenants_loaded", "Tenant projections in memory, per database",
+    ("nocturnus_tenants_loaded", "Tenant projections in memory",
      lambda db, loaded: len(loaded)),
     ("nocturnus_facts", "Stored facts in the tenant projections in memory",
      lambda db, loaded: sum(t.fact_count() for t in loaded)),
@@ -211,10 +239,18 @@ SIZES: tuple[tuple[str, str, Callable[[Any, list[Any]], float]], ...] = (
 
 
 class StorageCollector(Collector):
-    """Reads writer and database stats at scrape time (see the module docstring)."""
+    """Reads writer and database stats at scrape time (see the module docstring).
 
-    def __init__(self, databases: Callable[[], Databases | None]) -> None:
+    ``per_database``: one series per database, labelled ``database``; otherwise one
+    server-wide series per metric, combined over the databases, and nothing that
+    names a database or a path (what ``/metrics`` shows without a key, issue 14).
+    """
+
+    def __init__(
+        self, databases: Callable[[], Databases | None], *, per_database: bool
+    ) -> None:
         self._databases = databases
+        self._per_database = per_database
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -224,28 +260,11 @@ class StorageCollector(Collector):
         if databases is None:
             return
         every: list[Database[Any]] = [databases.system, *databases.all()]
-        label = ["database"]
-        for name, doc, read in COUNTERS:
-            counter = CounterMetricFamily(name, doc, labels=label)
-            for db in every:
-                counter.add_metric([db.name], read(db))
-            yield counter
-        for name, doc, read in GAUGES:
-            gauge = GaugeMetricFamily(name, doc, labels=label)
-            for db in every:
-                gauge.add_metric([db.name], read(db))
-            yield gauge
-        for name, doc, read_dist in HISTOGRAMS:
-            histogram = HistogramMetricFamily(name, doc, labels=label)
-            for db in every:
-                _histogram(histogram, [db.name], read_dist(db))
-            yield histogram
         tenant_dbs = [(db, list(db.loaded_tenants())) for db in databases.all()]
-        for name, doc, size in SIZES:
-            gauge = GaugeMetricFamily(name, doc, labels=label)
-            for db, loaded in tenant_dbs:
-                gauge.add_metric([db.name], size(db, loaded))
-            yield gauge
+        if self._per_database:
+            yield from self._each(every, tenant_dbs)
+        else:
+            yield from self._combined(every, tenant_dbs)
         yield GaugeMetricFamily(
             "nocturnus_databases", "Open databases (without _system)", value=len(tenant_dbs)
         )
@@ -261,6 +280,62 @@ class StorageCollector(Collector):
             "nocturnus_data_dir_size_bytes", "Size of the data directory's disk",
             value=disk.total,
         )
+
+    @staticmethod
+    def _each(
+        every: list[Database[Any]], tenant_dbs: list[tuple[Database[Any], list[Any]]]
+    ) -> Iterator[Metric]:
+        label = ["database"]
+        for name, doc, read in COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=label)
+            for db in every:
+                counter.add_metric([db.name], read(db))
+            yield counter
+        for name, doc, read, _ in GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=label)
+            for db in every:
+                gauge.add_metric([db.name], read(db))
+            yield gauge
+        for name, doc, read_dist in HISTOGRAMS:
+            histogram = HistogramMetricFamily(name, doc, labels=label)
+            for db in every:
+                _histogram(histogram, [db.name], read_dist(db))
+            yield histogram
+        for name, doc, size in SIZES:
+            gauge = GaugeMetricFamily(name, doc, labels=label)
+            for db, loaded in tenant_dbs:
+                gauge.add_metric([db.name], size(db, loaded))
+            yield gauge
+
+    @staticmethod
+    def _combined(
+        every: list[Database[Any]], tenant_dbs: list[tuple[Database[Any], list[Any]]]
+    ) -> Iterator[Metric]:
+        for name, doc, read in COUNTERS:
+            yield CounterMetricFamily(name, doc, value=sum(read(db) for db in every))
+        for name, doc, read, combine in GAUGES:
+            if combine is not None:
+                yield GaugeMetricFamily(name, doc, value=combine([read(db) for db in every]))
+        for name, doc, read_dist in HISTOGRAMS:
+            histogram = HistogramMetricFamily(name, doc)
+            _histogram(histogram, [], merged([read_dist(db) for db in every]))
+            yield histogram
+        for name, doc, size in SIZES:
+            yield GaugeMetricFamily(
+                name, doc, value=sum(size(db, loaded) for db, loaded in tenant_dbs)
+            )
+
+
+def merged(distributions: list[Distribution]) -> Distribution:
+    """One distribution counting every observation of ``distributions`` (same bounds)."""
+    if not distributions:
+        return Distribution(SECONDS_BUCKETS)
+    first = distributions[0]
+    total = Distribution(first.bounds)
+    for dist in distributions:
+        total.counts = [a + b for a, b in zip(total.counts, dist.counts, strict=True)]
+        total.total += dist.total
+    return total
 
 
 class McpCollector(Collector):
@@ -288,5 +363,5 @@ class McpCollector(Collector):
     response_type=CONTENT_TYPE,
 )
 async def scrape(call: Call) -> HTTPResponse:
-    body = call.request.app.ctx.metrics.render()
+    body = call.request.app.ctx.metrics.render(per_database=sees_detail(call.request))
     return HTTPResponse(body, content_type=CONTENT_TYPE)

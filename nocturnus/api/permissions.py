@@ -51,12 +51,15 @@ HEADER = "header"
 class Rule:
     """The permission a route needs and where its database/tenant scope is read.
 
-    ``database``/``tenant`` list the sources tried in order: ``"header"`` (``X-Database``
-    / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``, ``"query:NAME"``,
-    ``"body:FIELD"``, or ``"=VALUE"`` (a constant default). ``whole_database`` marks
-    actions on every tenant of a database, refused to tenant-limited keys; ``unscoped``
-    needs a key with no database/tenant lists at all; ``public_if`` names a boolean
-    setting that makes the route public.
+    ``database``/``tenant`` list the sources tried in order: ``"header"``
+    (``X-Database`` / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``,
+    ``"query:NAME"``, ``"body:FIELD"``, or ``"=VALUE"`` (a constant default).
+    ``whole_database`` marks actions on every tenant of a database, refused to
+    tenant-limited keys; ``unscoped`` needs a key with no database/tenant lists at all;
+    ``public_if`` names a boolean setting that makes the route public. ``detail`` names
+    the permission that shows more of a public route (per-database figures, issue 14): a
+    key presented there is authenticated, and the route answers that key more when it
+    holds the permission without limits.
     """
 
     permission: str | None
@@ -65,6 +68,7 @@ class Rule:
     whole_database: bool = False
     unscoped: bool = False
     public_if: str | None = None
+    detail: str | None = None
     reads_body: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +82,8 @@ class Rule:
 
 
 PUBLIC = Rule(None)
+DETAIL = "metrics_read"
+"""What a key needs to see per-database figures in ``/metrics`` and ``/health``."""
 CONNECT = Rule("connect")
 
 
@@ -92,7 +98,7 @@ def on_database(permission: str, *, whole: bool) -> Rule:
 
 ROUTES: dict[tuple[str, str], Rule] = {
     # operations
-    ("GET", "/health"): PUBLIC,
+    ("GET", "/health"): Rule(None, detail=DETAIL),
     ("GET", "/health/live"): PUBLIC,
     ("GET", "/health/ready"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
@@ -101,7 +107,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/console"): PUBLIC,
     ("GET", "/console/console.css"): PUBLIC,
     ("GET", "/console/js/<module>"): PUBLIC,
-    ("GET", "/metrics"): Rule("metrics_read", unscoped=True, public_if="metrics_public"),
+    ("GET", "/metrics"): Rule(
+        DETAIL, unscoped=True, public_if="metrics_public", detail=DETAIL
+    ),
     # facts
     ("POST", "/tell"): data("fact_write"),
     ("POST", "/assert/fact"): data("fact_write"),
@@ -240,6 +248,16 @@ def tool_rule(tool: str) -> Rule:
 
 def permissions_of(role: str) -> frozenset[str]:
     return ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def sees_detail(principal: Principal | None) -> bool:
+    """True when ``principal`` may see what :data:`DETAIL` guards: every database's
+    name and figures (an unscoped key holding it; with auth off, the loopback caller)."""
+    return (
+        principal is not None
+        and DETAIL in permissions_of(principal.role)
+        and not principal.is_scoped
+    )
 
 
 def _label(principal: Principal) -> str:

@@ -97,13 +97,18 @@ class FailureLimiter:
     every authenticated request from that address is refused for ``lockout_s``.
 
     A success does not reset the count: a caller holding one valid key must not be able to
-    interleave it to keep guessing others.
+    interleave it to keep guessing others. A key check that costs argon2 is an *attempt*
+    from :meth:`begin` to :meth:`end` (issue 14): at most ``max_in_flight`` run at once
+    per address, and those in flight count against the lockout as if they had failed, so
+    a burst of concurrent guesses cannot all slip past it.
     """
 
     max_failures: int = 20
     lockout_s: float = 60.0
     window_s: float = 60.0
+    max_in_flight: int = 2
     _clients: dict[str, _Failures] = field(default_factory=dict)
+    _in_flight: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_entries(self) -> bool:
@@ -120,6 +125,31 @@ class FailureLimiter:
                 del self._clients[client]  # forgotten: the fast path comes back
             return 0
         return max(1, math.ceil(entry.locked_until - now_s))
+
+    def begin(self, client: str, now_s: float) -> int:
+        """Start a costly key check for ``client``; 0 when it may run (then call
+        :meth:`end`), else the seconds to wait: its checks in flight are at
+        ``max_in_flight``, or would reach the lockout should they all fail."""
+        flying = self._in_flight.get(client, 0)
+        if 0 < self.max_in_flight <= flying:
+            return 1
+        if self.max_failures > 0 and flying:
+            entry = self._clients.get(client)
+            failed = 0
+            if entry is not None and now_s - entry.window_start < self.window_s:
+                failed = entry.count
+            if failed + flying >= self.max_failures:
+                return 1
+        self._in_flight[client] = flying + 1
+        return 0
+
+    def end(self, client: str) -> None:
+        """A check :meth:`begin` let run is over (count its failure with :meth:`fail`)."""
+        left = self._in_flight[client] - 1
+        if left:
+            self._in_flight[client] = left
+        else:
+            del self._in_flight[client]
 
     def fail(self, client: str, now_s: float) -> bool:
         """Count a failure; True when it starts a lockout."""

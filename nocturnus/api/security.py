@@ -5,6 +5,8 @@
 1. answers CORS preflights (:mod:`nocturnus.api.cors`);
 2. lets public routes through (``/health*``, ``/openapi.json``, ``/auth/status``, and
    ``/metrics`` unless ``NOCTURNUS_METRICS_PUBLIC=0``), and everything when auth is off;
+   a key presented to ``/health`` or a public ``/metrics`` is still checked (steps 3-5),
+   since they show per-database figures to a key that may see them;
 3. refuses a client address locked out after too many failed authentications (429);
 4. authenticates the key (``X-API-Key``, else ``Authorization: Bearer``) → 401;
 5. spends a token of the key's bucket (429, ``X-RateLimit-*`` headers);
@@ -84,7 +86,9 @@ class Security:
         self.settings = settings
         self.enabled = settings.auth == "on"
         self.system: Any = None  # the ``_system`` Database, once opened
-        self.authenticator = Authenticator(self._key_table, settings.admin_key)
+        self.authenticator = Authenticator(
+            self._key_table, settings.admin_key, max_checks=settings.auth_checks
+        )
         self.buckets = TokenBuckets(
             {
                 "reader": settings.rate_limit_reader_rpm,
@@ -93,7 +97,9 @@ class Security:
             }
         )
         self.failures = FailureLimiter(
-            settings.auth_failures_per_minute, float(settings.auth_lockout_s)
+            settings.auth_failures_per_minute,
+            float(settings.auth_lockout_s),
+            max_in_flight=settings.auth_checks_per_client,
         )
         self.failure_sampler = audit.FailureSampler()
         self.denial_sampler = audit.FailureSampler()
@@ -101,7 +107,7 @@ class Security:
         self.trusted_proxies = frozenset(
             p.strip() for p in settings.trusted_proxies.split(",") if p.strip()
         )
-        self._rules: dict[tuple[str, str], permissions.Rule | None] = {}
+        self._rules: dict[tuple[str, str], tuple[permissions.Rule, bool]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _key_table(self) -> KeyTable:
@@ -147,8 +153,8 @@ class Security:
                 return hop[:64]
         return peer
 
-    def _guarded_rule(self, request: Request) -> permissions.Rule | None:
-        """The rule of the request's route, or None when it needs no key."""
+    def _rule(self, request: Request) -> tuple[permissions.Rule, bool] | None:
+        """The rule of the request's route and whether it needs a key; None: unrouted."""
         route = request.route
         if route is None:
             return None
@@ -157,9 +163,8 @@ class Security:
             return self._rules[cache_key]
         except KeyError:
             rule = permissions.rule_for(request.method, route.uri)
-            guarded = None if rule.is_public(self.settings) else rule
-            self._rules[cache_key] = guarded
-            return guarded
+            found = self._rules[cache_key] = (rule, not rule.is_public(self.settings))
+            return found
 
     # -- middleware -----------------------------------------------------------------
 
@@ -168,9 +173,28 @@ class Security:
             return self.cors.preflight(request)
         if not self.enabled:
             return None
-        rule = self._guarded_rule(request)
-        if rule is None:
+        found = self._rule(request)
+        if found is None:
             return None
+        rule, guarded = found
+        if not guarded:
+            # A public route answers more to a key that may see more (issue 14): a key
+            # presented there is checked like anywhere else; without one, nothing is.
+            if rule.detail is not None and presented_key(request) is not None:
+                await self._authenticate(request)
+            return None
+        principal = await self._authenticate(request)
+        if rule.unscoped or rule.permission not in permissions.permissions_of(principal.role):
+            permissions.check_permission(principal, rule)  # raises the precise 403
+        return None
+
+    async def _authenticate(self, request: Request) -> Principal:
+        """The request's principal, its quota spent; set on ``request.ctx``.
+
+        :raises RateLimited: the client address is locked out, or the key's quota is
+            spent.
+        :raises Unauthorized: no key, or not a live one.
+        """
         now_s = time.monotonic()
         if self.failures.has_entries:
             wait = self.failures.locked_for(self.client_address(request), now_s)
@@ -187,7 +211,7 @@ class Security:
         digest = self.authenticator.digest(presented)
         principal = self.authenticator.recognise(digest, now)
         if principal is False:
-            principal = await self.authenticator.verify(presented, digest, now)
+            principal = await self._verify(request, presented, digest, now, now_s)
         if not isinstance(principal, Principal):
             client = self.client_address(request)
             locked = self.failures.fail(client, now_s)
@@ -204,9 +228,43 @@ class Security:
                 retry_after_s=quota.retry_after_s,
                 details={"limit": quota.limit},
             )
-        if rule.unscoped or rule.permission not in permissions.permissions_of(principal.role):
-            permissions.check_permission(principal, rule)  # raises the precise 403
-        return None
+        return principal
+
+    async def _verify(
+        self, request: Request, presented: str, digest: bytes, now: int, now_s: float
+    ) -> Principal | None:
+        """Check a key not seen before with argon2, as one attempt of its client.
+
+        Joining a check of the same key already running costs nothing and is not an
+        attempt. Otherwise the client may have ``NOCTURNUS_AUTH_CHECKS_PER_CLIENT``
+        checks in flight, and those count against its lockout (issue 14: 20 concurrent
+        guesses with a known prefix all passed the lockout, 3.9 s of CPU, 458 MB).
+
+        :raises RateLimited: the client has as many checks in flight as it may.
+        """
+        if self.authenticator.is_checking(digest):
+            return await self.authenticator.verify(presented, digest, now)
+        client = self.client_address(request)
+        wait = self.failures.begin(client, now_s)
+        if wait:
+            raise RateLimited(
+                "Too many key checks in flight from this address; retry in "
+                f"{wait} s",
+                retry_after_s=wait,
+            )
+        try:
+            return await self.authenticator.verify(presented, digest, now)
+        finally:
+            self.failures.end(client)
+
+    def sees_detail(self, request: Request) -> bool:
+        """May this request see per-database figures (``Rule.detail``)? Always with
+        auth off (loopback only, every caller is the admin); else only a key that
+        holds the permission without limits (issue 14)."""
+        if not self.enabled:
+            return True
+        principal = getattr(request.ctx, "principal", None)
+        return permissions.sees_detail(principal)
 
     def decorate(self, request: Request, response: HTTPResponse) -> None:
         ctx = request.ctx

@@ -85,8 +85,12 @@ class Authenticator:
         admin_key: str | None = None,
         *,
         cache_size: int = 10_000,
+        max_checks: int = 4,
     ) -> None:
         self._table = table
+        # argon2 runs this many checks at once at most (each holds 64 MiB for ~0.1 s of
+        # CPU): a flood of first-time keys waits here instead of exhausting memory.
+        self._checks = asyncio.Semaphore(max_checks)
         self._mac = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=32)
         self._cache: OrderedDict[bytes, str] = OrderedDict()
         self._cache_size = cache_size
@@ -137,6 +141,11 @@ class Authenticator:
             return known
         return await self.verify(presented, digest, now)
 
+    def is_checking(self, digest: bytes) -> bool:
+        """True while an argon2 check of this very key runs: a caller awaiting
+        :meth:`verify` for it joins that check and costs nothing more."""
+        return digest in self._pending
+
     async def verify(self, presented: str, digest: bytes, now: int) -> Principal | None:
         """Check a key seen for the first time with argon2 (in a thread), then cache it;
         concurrent first uses of one key share a single check."""
@@ -163,7 +172,9 @@ class Authenticator:
         for record in self._table().candidates(prefix):
             if not record.is_live(now):
                 continue
-            if await asyncio.to_thread(verify_hash, record.hash, presented):
+            async with self._checks:
+                matches = await asyncio.to_thread(verify_hash, record.hash, presented)
+            if matches:
                 # the key may have been revoked while argon2 ran
                 principal = self.current_key(record.id, now)
                 if principal is not None:

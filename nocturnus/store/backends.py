@@ -26,6 +26,11 @@ def open_store(location: str, data_dir: Path, *, pool_size: int = 10) -> Store:
     if not location:
         return SqliteStore(data_dir)
     if location.startswith(POSTGRESQL_SCHEMES):
+        if pool_size < 2:
+            # A maintenance transaction holds one connection and reads with another.
+            raise StartupError(
+                f"NOCTURNUS_STORE_POOL_SIZE must be at least 2, not {pool_size}"
+            )
         # Imported here: a server on SQLite never loads the PostgreSQL driver.
         from nocturnus.store.postgresql import PostgresStore
 

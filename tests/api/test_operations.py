@@ -161,19 +161,25 @@ def _db(name: str, alive: bool = True, running_s: float = 0.0, snapshot_at: floa
         ([_db("a", running_s=60), _db("b", alive=False)], "fail"),
     ],
 )
-def test_writer_check(dbs: list[SimpleNamespace], status: str) -> None:
-    assert health._writers_check(dbs)["status"] == status
+@pytest.mark.parametrize("detail", [True, False])
+def test_writer_check(dbs: list[SimpleNamespace], status: str, detail: bool) -> None:
+    check = health._writers_check(dbs, detail)
+    assert check["status"] == status
+    assert ("a:" in check["message"]) == detail  # names only for who may see them
 
 
-def test_snapshot_check_only_when_snapshots_are_known() -> None:
+@pytest.mark.parametrize("detail", [True, False])
+def test_snapshot_check_only_when_snapshots_are_known(detail: bool) -> None:
     now = time.time()
-    assert health._snapshots_check([_db("a")]) is None
-    fresh = health._snapshots_check([_db("a", snapshot_at=now - 10, last_commit_at=now)])
+    assert health._snapshots_check([_db("a")], detail) is None
+    fresh = health._snapshots_check([_db("a", snapshot_at=now - 10, last_commit_at=now)], detail)
     assert fresh is not None and fresh["status"] == "pass"
     stale_at = now - health.SNAPSHOT_MAX_AGE_S - 60
-    stale = health._snapshots_check([_db("a", snapshot_at=stale_at, last_commit_at=now)])
+    stale = health._snapshots_check([_db("a", snapshot_at=stale_at, last_commit_at=now)], detail)
     assert stale is not None and stale["status"] == "warn"
-    idle = health._snapshots_check([_db("a", snapshot_at=stale_at, last_commit_at=stale_at - 1)])
+    idle = health._snapshots_check(
+        [_db("a", snapshot_at=stale_at, last_commit_at=stale_at - 1)], detail
+    )
     assert idle is not None and idle["status"] == "pass"
 
 

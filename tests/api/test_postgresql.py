@@ -141,8 +141,11 @@ def test_kill_9_under_load_loses_no_acknowledged_write(
 # -- what only PostgreSQL has -------------------------------------------------------
 
 
-def serve(data_dir: Path, store: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY, "NOCTURNUS_STORE": store}
+def serve(data_dir: Path, store: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY, "NOCTURNUS_STORE": store,
+        **extra,
+    }
     return subprocess.run(
         [sys.executable, "-m", "nocturnus", "serve", "--port", "1", "--data-dir", str(data_dir)],
         capture_output=True, text=True, env=env, timeout=60, check=False,
@@ -150,19 +153,20 @@ def serve(data_dir: Path, store: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    ("store", "says"),
+    ("store", "pool", "says"),
     [
-        ("postgresql://postgres@127.0.0.1:1/postgres", "it is unreachable"),
-        ("postgresql://nobody_at_all@127.0.0.1:5432/postgres", "refused the credentials"),
-        ("postgresql://postgres@127.0.0.1:5432/noct_missing_db", "does not exist"),
-        ("mysql://127.0.0.1/x", "must be empty"),
+        ("postgresql://postgres@127.0.0.1:1/postgres", "10", "it is unreachable"),
+        ("postgresql://nobody_at_all@127.0.0.1:5432/postgres", "10", "refused the credentials"),
+        ("postgresql://postgres@127.0.0.1:5432/noct_missing_db", "10", "does not exist"),
+        ("mysql://127.0.0.1/x", "10", "must be empty"),
+        ("postgresql://postgres@127.0.0.1:5432/postgres", "1", "at least 2"),
     ],
 )
-def test_start_up_errors_are_one_line(tmp_path: Path, store: str, says: str) -> None:
+def test_start_up_errors_are_one_line(tmp_path: Path, store: str, pool: str, says: str) -> None:
     from tests.pg import require
 
     require()
-    result = serve(tmp_path / "data", store)
+    result = serve(tmp_path / "data", store, NOCTURNUS_STORE_POOL_SIZE=pool)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nocturnus: error: "), result.stderr

@@ -37,6 +37,22 @@ def test_failure_limiter_locks_an_address_out_for_a_while() -> None:
     assert not FailureLimiter(max_failures=0).fail("a", 0.0)  # 0 = never locks
 
 
+def test_checks_in_flight_are_bounded_and_count_against_the_lockout() -> None:
+    """Issue 14: concurrent guesses must not all pass the lockout check together."""
+    limiter = FailureLimiter(max_failures=2, lockout_s=30, max_in_flight=2)
+    assert limiter.begin("a", 0.0) == 0 and limiter.begin("a", 0.0) == 0
+    assert limiter.begin("a", 0.0) == 1  # two in flight already
+    assert limiter.begin("b", 0.0) == 0  # another address is not affected
+    limiter.end("a")
+    limiter.fail("a", 0.0)
+    # one failed, one in flight: one more could not fail without passing the lockout
+    assert limiter.begin("a", 0.0) == 1
+    limiter.end("a")
+    assert limiter.begin("a", 0.0) == 0
+    unbounded = FailureLimiter(max_failures=0, max_in_flight=0)
+    assert all(unbounded.begin("a", 0.0) == 0 for _ in range(50))
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {

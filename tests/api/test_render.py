@@ -4,7 +4,8 @@ Random knowledge (strings, numeric strings, ints, floats including ``0.0`` and
 ``-0.0``, facts with confidence, validity, TTL and metadata, several scopes, a fork,
 rules with and without confidence) is asked and matched both ways: the reference in
 ``reference_render.py`` (the code before bulk rendering) and the bulk path
-(``queries.answer_set`` / ``match_set`` rendered by ``render.BulkAnswers``).
+(``queries.answer_set`` / ``match_set`` rendered by ``render.BulkAnswers``); with
+``withProof``, the answers proved are the reference's, proofs and all.
 """
 
 from __future__ import annotations
@@ -182,3 +183,34 @@ def test_answer_objects_match_the_bulk_rows() -> None:
     found = queries.answer_set(state, database_rules, goal, None)
     objects = [render.answer_atom(a) for a in found.answers()]
     assert orjson.loads(atoms(found)) == objects
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_proofs_are_those_of_the_reference_answers(seed: int) -> None:
+    """``withProof`` proves the objects :meth:`AnswerSet.answers` builds: the same
+    keys, confidences and records as the old path, hence the same proofs."""
+    rng = random.Random(seed)
+    state, database_rules, _ = random_state(rng)
+    for predicate, args in GOALS:
+        for scope in (None, "main"):
+            goal = goal_of(predicate, args, False)
+            limit = rng.choice([None, 3])
+            reference = [
+                answers.Answer(a.key, a.confidence, a.record)
+                for a in old.old_ask(state, database_rules, goal, scope, limit=limit)
+            ]
+            found = queries.answer_set(state, database_rules, goal, scope)
+            if limit is not None:
+                found = found.page(0, limit)
+            bulk = found.answers()
+            assert bulk == reference
+            for upstream in (False, True):
+                proved = [
+                    render.answer_atom(a, upstream_steps=upstream)
+                    for a in queries.with_proofs(state, database_rules, bulk)
+                ]
+                expected = [
+                    render.answer_atom(a, upstream_steps=upstream)
+                    for a in queries.with_proofs(state, database_rules, reference)
+                ]
+                assert orjson.dumps(proved) == orjson.dumps(expected)
