@@ -23,13 +23,17 @@ from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
 from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
+from nocturnus.api.feed import Feeds, feed_api
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
 from nocturnus.api.mcp import McpState, mcp
+from nocturnus.api.memory import memory_api
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
+from nocturnus.api.transactions import transactions_api
 from nocturnus.service.databases import Databases
+from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
 
@@ -45,6 +49,8 @@ class AppContext:
     security: security_layer.Security | None = None
     mcp: McpState | None = None
     metrics: Metrics | None = None
+    transactions: TransactionStore | None = None
+    feeds: Feeds | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -62,8 +68,16 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp):
+    blueprints = (
+        knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
+        transactions_api, memory_api, feed_api,
+    )
+    for blueprint in blueprints:
         app.blueprint(blueprint)
+    app.ctx.transactions = LocalTransactions(
+        settings.transaction_timeout_ms, settings.transactions_per_key
+    )
+    app.ctx.feeds = Feeds(settings.feeds_per_key, settings.feed_keepalive_ms)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
@@ -84,6 +98,10 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
         # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
+
+    @app.before_server_stop
+    async def end_feeds(app: Sanic) -> None:
+        app.ctx.feeds.stop()
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:

@@ -223,6 +223,11 @@ def _ranking(state: TenantState, ctx: TenantContext, cfg: ContextConfig) -> Rank
     return ranking
 
 
+def ranked(state: TenantState, cfg: ContextConfig) -> Ranking:
+    """The tenant's salience ranking, synced with its knowledge (``state`` refreshed)."""
+    return _ranking(state, context_of(state), cfg)
+
+
 class _Scores:
     """Salience lookups for single facts (goal proofs, contradictions)."""
 

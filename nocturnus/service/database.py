@@ -161,6 +161,8 @@ class Database(Generic[RootState]):
         # must not be stored, its newest events were never made durable.
         self._epoch = 0
         self._closing: asyncio.Future[None] | None = None
+        # live feeds waiting for the next durable commit (issue 18, next_commit)
+        self._commit_waiters: list[asyncio.Future[None]] = []
 
     async def open(self) -> None:
         """Start the writer and replay the database-level events.
@@ -402,8 +404,26 @@ class Database(Generic[RootState]):
         except NocturnusError as e:
             await self._recover()
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
+        self._wake_commit_waiters()
         if state is not None:
             self._maybe_snapshot(tenant)
+
+    def next_commit(self) -> asyncio.Future[None]:
+        """A future resolved once the next commit of this process is durable.
+
+        What a live feed waits on before it reads the log again (``service/feed.py``).
+        Commits of other processes sharing the store do not resolve it: the feed reads
+        again after a timeout too.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append(waiter)
+        return waiter
+
+    def _wake_commit_waiters(self) -> None:
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _track_tenant(self, tenant: str, last: Event, now: int) -> None:
         if isinstance(last, TenantDeleted):

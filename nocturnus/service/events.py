@@ -8,9 +8,10 @@ upgraded on read by an explicit upcaster registered in ``_UPCASTERS``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -47,6 +48,17 @@ class FactRetracted(Event):
     """A stored fact was removed."""
 
     kind: ClassVar[str] = "fact_retracted"
+    predicate: str
+    args: tuple[Scalar, ...]
+    negated: bool
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class FactExpired(Event):
+    """A stored fact that can never be visible again was removed by decay (issue 18)."""
+
+    kind: ClassVar[str] = "fact_expired"
     predicate: str
     args: tuple[Scalar, ...]
     negated: bool
@@ -139,6 +151,20 @@ class PrioritySet(Event):
     negated: bool
     scope: str
     priority: float
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionCommitted(Event):
+    """A transaction's writes, applied at once and in order (issue 18).
+
+    ``events`` are the writes' events as ``{"kind", "body"}``, ``body`` being what
+    :func:`encode` makes of the event (its own ``_v`` included), so each is upcast on
+    its own when its kind gets a new version (:func:`nest`, :func:`unnest`).
+    """
+
+    kind: ClassVar[str] = "transaction_committed"
+    id: str
+    events: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +366,8 @@ for _cls in (
     DatabaseCreated,
     DatabaseDeleted,
     LogCompacted,
+    FactExpired,
+    TransactionCommitted,
 ):
     register(_cls)
 for _cls in (KeyCreated, KeyUpdated, KeyRevoked, AuditRecorded):
@@ -384,3 +412,13 @@ def decode(kind: str, data: bytes) -> Event:
         if body.get(name) is not None:
             body[name] = tuple(body[name])
     return cls(**body)
+
+
+def nest(events: Sequence[Event]) -> tuple[dict[str, Any], ...]:
+    """``events`` as a :class:`TransactionCommitted` holds them."""
+    return tuple({"kind": e.kind, "body": orjson.loads(encode(e))} for e in events)
+
+
+def unnest(nested: Sequence[dict[str, Any]]) -> list[Event]:
+    """The events :func:`nest` made, decoded (and upcast) as the log's are."""
+    return [decode(item["kind"], orjson.dumps(item["body"])) for item in nested]

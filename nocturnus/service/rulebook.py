@@ -73,6 +73,13 @@ class Rulebook:
             self.version += 1
         return record
 
+    def copy(self) -> Rulebook:
+        """An independent rulebook holding the same rules, at the same version."""
+        twin = Rulebook()
+        twin.records = dict(self.records)
+        twin.version = self.version
+        return twin
+
     def clear(self) -> None:
         self.records.clear()
         self.version += 1

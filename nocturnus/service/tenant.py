@@ -23,6 +23,7 @@ from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
 from nocturnus.service.events import (
     Event,
+    FactExpired,
     FactRetracted,
     FactTold,
     PrioritySet,
@@ -34,6 +35,8 @@ from nocturnus.service.events import (
     ScopeMerged,
     TenantCreated,
     TenantDeleted,
+    TransactionCommitted,
+    unnest,
 )
 from nocturnus.service.facts import (
     FactKey,
@@ -435,6 +438,33 @@ class TenantState:
         for key, priority in inherited:
             self.priorities[key._replace(scope=target)] = priority
 
+    def staged_copy(self) -> TenantState:
+        """A copy to stage a transaction's writes on (issue 18); neither side sees the
+        other's later changes.
+
+        Copy-on-write as a fork is: every scope's stored facts and visible index are
+        shared per relation until one side writes, so the copy costs O(#scopes x
+        #relations) (and each side's first write to a shared relation copies that
+        relation). Pending visibility changes are copied along; in-memory context data
+        (uses, sessions) is not: the copy starts without any.
+        """
+        twin = TenantState(self.name, self.last_seq, self.created_at)
+        for scope, scoped in self.facts.items():
+            twin.facts[scope] = scoped.fork(scope)
+        for scope, view in self.views.items():
+            index = view.index.copy()
+            twin.views[scope] = ScopeView(index=index, reasoner=Reasoner(index))
+        twin.rules = self.rules.copy()
+        twin.priorities = dict(self.priorities)
+        twin._dirty = {
+            scope: {relation: list(args) for relation, args in relations.items()}
+            for scope, relations in self._dirty.items()
+        }
+        twin._timeline = list(self._timeline)
+        twin._tickets = self._tickets
+        twin._heirs = {scope: set(heirs) for scope, heirs in self._heirs.items()}
+        return twin
+
     def drop_scope(self, scope: str) -> None:
         """Forget every fact of ``scope`` at once (its index and priorities go too)."""
         self._replaced()
@@ -544,6 +574,15 @@ def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
     _retract(state, event.predicate, event.args, event.negated, event.scope)
 
 
+def _apply_fact_expired(state: TenantState, event: FactExpired) -> None:
+    _retract(state, event.predicate, event.args, event.negated, event.scope)
+
+
+def _apply_transaction_committed(state: TenantState, event: TransactionCommitted) -> None:
+    for inner in unnest(event.events):
+        APPLIERS[inner.kind](state, inner)
+
+
 def _apply_priority_set(state: TenantState, event: PrioritySet) -> None:
     key = FactKey(event.scope, event.predicate, event.negated, event.args)
     state.priorities[key] = event.priority
@@ -611,6 +650,8 @@ APPLIERS: dict[str, Applier] = {
     TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
     PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
+    FactExpired.kind: _apply_fact_expired,  # type: ignore[dict-item]
+    TransactionCommitted.kind: _apply_transaction_committed,  # type: ignore[dict-item]
 }
 
 

@@ -43,6 +43,12 @@ LEAST_ROLE = {
     "/context/summary": "reader", "/context/session/clear": "reader",
     "/memory/recall": "reader", "/memory/query/temporal": "reader", "/memory/priority": "writer",
     "GET /auth/whoami": "reader",
+    # issue 18: transactions, memory upkeep, the live feed
+    "/tx/begin": "writer", "/tx/commit/<>": "writer", "/tx/rollback/<>": "writer",
+    "/memory/prioritize": "writer", "/memory/consolidate": "writer",
+    "/memory/compress": "writer", "/memory/decay": "writer", "/memory/cleanup": "writer",
+    "/memory/query/salient": "reader", "GET /memory/events": "reader",
+    "GET /memory/stream": "reader",
 }
 ROLES = ("reader", "writer", "admin")
 
