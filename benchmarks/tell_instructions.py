@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from write_peers import FLOOR_APP, NOOP_APP  # noqa: E402
+from write_peers import FLOOR_APP, NOOP_APP
 
 
 def free_port() -> int:
@@ -114,7 +114,7 @@ def measure(name: str, command: list[str], port: int, args: argparse.Namespace, 
         server.wait(600)
     if answered != args.requests // args.connections * args.connections:
         raise SystemExit(f"{name}: only {answered} tells answered 200")
-    totals = re.search(rb"^totals: (\d+)", out.read_bytes(), re.M)
+    totals = re.search(rb"^totals: (\d+)", out.read_bytes(), re.MULTILINE)
     assert totals, f"no totals in {out}"
     return int(totals.group(1)) / answered
 

@@ -38,7 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from write_peers import FLOOR_APP, NOOP_APP  # noqa: E402
+from write_peers import FLOOR_APP, NOOP_APP
 
 TELL_LUA = textwrap.dedent(
     """
@@ -157,7 +157,6 @@ def main() -> None:
         "NOCTURNUS_LOG_LEVEL": "DEBUG",  # the group-commit figures are logged at DEBUG
     }
     noop_port, floor_port, ours_port = free_port(), free_port(), free_port()
-    ours_log = open(work / "nocturnus.log", "wb")
     noop = subprocess.Popen(
         [sys.executable, "-c", NOOP_APP, str(noop_port)],
         stdout=subprocess.DEVNULL,
@@ -170,21 +169,23 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    ours = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nocturnus",
-            "serve",
-            "--port",
-            str(ours_port),
-            "--data-dir",
-            str(work / "data"),
-        ],
-        stdout=ours_log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    # The child holds its own copy of the log's descriptor; ours closes at once.
+    with open(work / "nocturnus.log", "wb") as ours_log:
+        ours = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nocturnus",
+                "serve",
+                "--port",
+                str(ours_port),
+                "--data-dir",
+                str(work / "data"),
+            ],
+            stdout=ours_log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     noop_url, floor_url, ours_url = (
         f"http://127.0.0.1:{noop_port}",
         f"http://127.0.0.1:{floor_port}",
@@ -232,7 +233,6 @@ def main() -> None:
             process.send_signal(signal.SIGTERM)
         for process in servers:
             process.wait(60)
-        ours_log.close()
     batching = [
         line
         for line in (work / "nocturnus.log").read_text().splitlines()

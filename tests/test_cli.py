@@ -18,8 +18,8 @@ from nocturnus.cli import main
 from nocturnus.service import tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.databases import Databases
-from nocturnus.store.dirlock import DataDirLock
 from nocturnus.store.crypto import parse_master_key
+from nocturnus.store.dirlock import DataDirLock
 from nocturnus.store.log import EventLog
 
 KEY = "11" * 32

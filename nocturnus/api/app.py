@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     settings = settings or load_settings()
     security = security_layer.Security(settings)  # refuses an exposed server without auth
     # Logging is configured once by the CLI (nocturnus.logs), not by Sanic.
-    app = Sanic(  # type: ignore[call-arg]
+    app = Sanic(
         name, ctx=AppContext(settings=settings, security=security), configure_logging=False
     )
     app.config.MOTD = False

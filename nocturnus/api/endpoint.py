@@ -96,8 +96,21 @@ class JsonResponse(HTTPResponse):
         return value
 
 
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+"""Where a bare-array answer (``/infer``) puts the cursor of its next page."""
+
+
 def json_response(data: Any, status: int = 200) -> HTTPResponse:
     return JsonResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def raw_json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> HTTPResponse:
+    """A response of JSON already encoded (answers rendered in bulk)."""
+    return JsonResponse(
+        body, status=status, headers=headers, content_type="application/json"
+    )
 
 
 def parse_json_body(request: Request) -> Any:

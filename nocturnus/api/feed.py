@@ -190,9 +190,8 @@ async def events(call: Call) -> None:
                     break
                 if page.full:
                     continue
-                done, _ = await asyncio.wait(
-                    {waiter, stop}, timeout=feeds.keepalive_s
-                )
+                wakers: set[asyncio.Future[Any]] = {waiter, stop}
+                done, _ = await asyncio.wait(wakers, timeout=feeds.keepalive_s)
                 if not done:
                     await response.send(b": keepalive\n\n")
             await response.eof()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sanic import Blueprint
+from sanic import Blueprint, HTTPResponse
 
 from nocturnus.api import render
-from nocturnus.api.endpoint import Call, endpoint
+from nocturnus.api.endpoint import NEXT_CURSOR_HEADER, Call, endpoint, raw_json_response
 from nocturnus.api.schema import (
     ARGS,
     CONFIDENCE,
@@ -26,6 +26,7 @@ from nocturnus.engine.rules import BUILTIN_NAMES, Literal
 from nocturnus.engine.terms import Const, Var, parse_term
 from nocturnus.errors import ValidationError
 from nocturnus.service import tenants
+from nocturnus.service.answers import Page
 from nocturnus.service.commands import MAIN_SCOPE, TeachRule, TellFact, fact_text
 from nocturnus.service.facts import FactKey
 from nocturnus.service.queries import AGGREGATE_OPERATIONS, aggregate
@@ -33,6 +34,10 @@ from nocturnus.service.queries import AGGREGATE_OPERATIONS, aggregate
 knowledge = Blueprint("knowledge")
 
 MAX_METADATA_BYTES = 32 * 1024
+MAX_METADATA_DEPTH = 16
+"""Objects and arrays nested in ``metadata``, itself included (issue 14: a fact whose
+metadata nested ~250 deep was taken, then every encoding of it failed: the event, the
+snapshot, each answer carrying it)."""
 MAX_RULE_BODY = 32
 BOOL: Schema = nullable({"type": "boolean"})
 LIMIT: Schema = nullable({"type": "integer", "minimum": 1})
@@ -64,19 +69,26 @@ PATTERN_FIELDS: dict[str, Schema] = {
     "scope": SCOPE,
 }
 PATTERN_BODY = obj(["predicate", "args"], **PATTERN_FIELDS)
+SHAPES = ("full", "args", "bindings", "count")
+PAGE_FIELDS: dict[str, Schema] = {
+    "limit": LIMIT,
+    "cursor": nullable({"type": "string", "minLength": 1, "maxLength": 8192}),
+    "shape": nullable({"type": "string", "enum": list(SHAPES)}),
+}
+QUERY_BODY = obj(["predicate", "args"], **PATTERN_FIELDS, **PAGE_FIELDS)
 ASK_BODY = obj(
     ["predicate", "args"],
     **PATTERN_FIELDS,
     withProof=BOOL,
     minConfidence=CONFIDENCE,
-    limit=LIMIT,
+    **PAGE_FIELDS,
 )
 INFER_BODY = obj(
     ["predicate", "args"],
     **TELL_FIELDS,
     withProof=BOOL,
     minConfidence=CONFIDENCE,
-    limit=LIMIT,
+    **PAGE_FIELDS,
 )
 AGGREGATE_BODY = obj(
     ["predicate", "args", "operation"],
@@ -138,10 +150,53 @@ def write_scope(body: dict[str, Any]) -> str:
     return body.get("scope") or MAIN_SCOPE
 
 
+def checked_metadata(body: dict[str, Any], field: str = "") -> dict[str, Any]:
+    """The body's ``metadata`` (``{}`` when absent), bounded in size and depth.
+
+    The size is measured first, in C, so the depth walk only ever sees 32 KiB; a
+    value too deep for orjson itself to encode is too deep for us as well.
+
+    :raises ValidationError: larger than ``MAX_METADATA_BYTES`` as JSON, or nested
+        deeper than ``MAX_METADATA_DEPTH``.
+    """
+    metadata: dict[str, Any] = body.get("metadata") or {}
+    if not metadata:
+        return metadata
+    label = f"{field}metadata"
+    too_deep = ValidationError(
+        f"{label}: nested deeper than {MAX_METADATA_DEPTH} levels", field=label
+    )
+    try:
+        size = len(orjson.dumps(metadata))
+    except orjson.JSONEncodeError:  # beyond orjson's nesting limit
+        raise too_deep from None
+    if size > MAX_METADATA_BYTES:
+        raise ValidationError(f"{label}: larger than 32 KiB as JSON", field=label)
+    if nesting_depth(metadata) > MAX_METADATA_DEPTH:
+        raise too_deep
+    return metadata
+
+
+def nesting_depth(value: Any) -> int:
+    """Levels of objects and arrays in a parsed JSON value (a scalar is 0), without
+    recursion, so any depth the parser returned is measured."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def tell_command(body: dict[str, Any], field: str = "") -> TellFact:
-    metadata = body.get("metadata") or {}
-    if metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise ValidationError(f"{field}metadata: larger than 32 KiB as JSON", field=f"{field}metadata")
+    metadata = checked_metadata(body, field)
     return TellFact(
         predicate=body["predicate"],
         args=constants(body["args"], f"{field}args"),
@@ -261,64 +316,152 @@ async def remove_rule(call: Call) -> dict[str, Any]:
 
 # -- questions ------------------------------------------------------------------------
 
+def shape_of(body: dict[str, Any], with_proof: bool) -> str:
+    """The requested answer shape, checked against the other options.
+
+    :raises ValidationError: ``count`` with a limit or cursor, or proofs in a
+        compact shape.
+    """
+    shape: str = body.get("shape") or "full"
+    if shape == "count" and (body.get("limit") is not None or body.get("cursor")):
+        raise ValidationError(
+            "shape: count answers how many answers there are; limit and cursor "
+            "do not apply",
+            field="shape",
+        )
+    if with_proof and shape != "full":
+        raise ValidationError(
+            f"shape: proofs come with full answers only, not with {shape!r}",
+            field="shape",
+        )
+    return shape
+
+
+def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> bytes:
+    """An answer page as a JSON object in ``shape`` (rendered in bulk).
+
+    ``full`` is ``{"results":[Atom…], "bindings":[…]?, "count"}``; ``args`` is
+    ``{"results":[[arg…]…], "scopes":[…], "count"}``; ``bindings`` is
+    ``{"bindings":[…], "count"}``. ``nextCursor`` follows when more answers remain.
+    """
+    bulk = render.BulkAnswers(page.answers)
+    if shape == "full":
+        parts = [b'{"results":', bulk.atoms()]
+        if bindings:
+            parts += [b',"bindings":', bulk.bindings(goal)]
+    elif shape == "args":
+        parts = [b'{"results":', bulk.args(), b',"scopes":', bulk.scopes()]
+    else:
+        parts = [b'{"bindings":', bulk.bindings(goal)]
+    parts += [b',"count":', str(len(bulk)).encode()]
+    if page.next_cursor is not None:
+        parts += [b',"nextCursor":', orjson.dumps(page.next_cursor)]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
 @endpoint(knowledge, "POST", "/ask", summary="Answer a goal by inference", body=ASK_BODY, tenant=True)
-async def ask(call: Call) -> dict[str, Any]:
+async def ask(call: Call) -> dict[str, Any] | HTTPResponse:
     body = call.body
     goal = goal_literal(body)
-    answers = await tenants.ask(
+    with_proof = bool(body.get("withProof"))
+    shape = shape_of(body, with_proof)
+    scope = body.get("scope")
+    min_confidence = body.get("minConfidence")
+    if shape == "count":
+        count = await tenants.count_answers(
+            call.database, call.tenant_id, goal, scope, min_confidence=min_confidence
+        )
+        return {"count": count}
+    asked = await tenants.ask_page(
         call.database,
         call.tenant_id,
         goal,
-        body.get("scope"),
-        min_confidence=body.get("minConfidence"),
+        scope,
+        min_confidence=min_confidence,
         limit=body.get("limit"),
-        with_proof=bool(body.get("withProof")),
+        cursor=body.get("cursor"),
+        with_proof=with_proof,
     )
+    if asked.proved is None:
+        return raw_json_response(shaped(asked.page, goal, shape, bindings=True))
     bind = render.binder(goal)
-    return {
-        "results": [render.answer_atom(a) for a in answers],
-        "bindings": [bind(a) for a in answers],
-        "count": len(answers),
+    answer: dict[str, Any] = {
+        "results": [render.answer_atom(a) for a in asked.proved],
+        "bindings": [bind(a) for a in asked.proved],
+        "count": len(asked.proved),
     }
+    if asked.page.next_cursor is not None:
+        answer["nextCursor"] = asked.page.next_cursor
+    return answer
 
 
 @endpoint(
     knowledge, "POST", "/infer", summary="Answer a goal by inference (bare array, upstream shape)",
     body=INFER_BODY, tenant=True, query=PROOF_QUERY,
 )
-async def infer(call: Call) -> list[Any]:
+async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
     body = call.body
+    goal = goal_literal(body)
     with_proof = call.query.get("proof") == "true" or bool(body.get("withProof"))
+    shape = shape_of(body, with_proof)
+    scope = body.get("scope")
     min_confidence = body.get("minConfidence")
     if "minConfidence" in call.query:
         min_confidence = float(call.query["minConfidence"])
     elif min_confidence is None:
         min_confidence = body.get("confidence")
-    answers = await tenants.ask(
+    if shape == "count":
+        count = await tenants.count_answers(
+            call.database, call.tenant_id, goal, scope, min_confidence=min_confidence
+        )
+        return {"count": count}
+    asked = await tenants.ask_page(
         call.database,
         call.tenant_id,
-        goal_literal(body),
-        body.get("scope"),
+        goal,
+        scope,
         min_confidence=min_confidence,
         limit=body.get("limit"),
+        cursor=body.get("cursor"),
         with_proof=with_proof,
     )
-    if not with_proof:
-        return [render.answer_atom(a) for a in answers]
+    headers = {}
+    if asked.page.next_cursor is not None:
+        headers[NEXT_CURSOR_HEADER] = asked.page.next_cursor
+    if asked.proved is None:
+        if shape != "full":
+            return raw_json_response(shaped(asked.page, goal, shape, bindings=True))
+        atoms = render.BulkAnswers(asked.page.answers).atoms()
+        return raw_json_response(atoms, headers=headers)
     results = []
-    for a in answers:
+    for a in asked.proved:
         atom = render.answer_atom(a, upstream_steps=True)
         results.append({"result": atom, "proof": atom.pop("proof", None)})
-    return results
+    return raw_json_response(orjson.dumps(results), headers=headers)
 
 
-@endpoint(knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=PATTERN_BODY, tenant=True)
-async def query(call: Call) -> dict[str, Any]:
+@endpoint(
+    knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=QUERY_BODY,
+    tenant=True,
+)
+async def query(call: Call) -> dict[str, Any] | HTTPResponse:
     body = call.body
-    records = await tenants.match(
-        call.database, call.tenant_id, body["predicate"], negated_of(body), pattern(body["args"]), body.get("scope")
+    shape = shape_of(body, False)
+    page = await tenants.match_page(
+        call.database,
+        call.tenant_id,
+        body["predicate"],
+        negated_of(body),
+        pattern(body["args"]),
+        body.get("scope"),
+        limit=None if shape == "count" else body.get("limit"),
+        cursor=body.get("cursor"),
     )
-    return {"results": [render.fact_atom(r) for r in records], "count": len(records)}
+    if shape == "count":
+        return {"count": len(page.answers)}
+    goal = Literal(body["predicate"], pattern(body["args"]), negated_of(body))
+    return raw_json_response(shaped(page, goal, shape, bindings=False))
 
 
 @endpoint(knowledge, "GET", "/predicates", summary="Predicates with fact and rule counts", tenant=True, query=SCOPE_QUERY)

@@ -153,8 +153,8 @@ class RequestCollector(Collector):
             "Time from routing to response, by method and route template",
             labels=["method", "route"],
         )
-        for labels, dist in sorted(self._stats.latency.items()):
-            _histogram(latency, list(labels), dist)
+        for route_labels, dist in sorted(self._stats.latency.items()):
+            _histogram(latency, list(route_labels), dist)
         yield latency
 
 

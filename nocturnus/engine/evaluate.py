@@ -13,16 +13,17 @@ program's content, so a cached answer is never stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import repeat
+from operator import is_not, itemgetter
 from typing import Any
 
 from nocturnus.engine.analysis import ProgramError, check_program
 from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.fixpoint import EMPTY, Evaluation, RowLimitExceeded, Source
 from nocturnus.engine.grouped import GroupedTable
-from nocturnus.engine.index import FactIndex, sort_answers
+from nocturnus.engine.index import FactIndex, Relation
 from nocturnus.engine.ir import (
     COMPARE,
     POSITIVE,
@@ -33,11 +34,13 @@ from nocturnus.engine.ir import (
 )
 from nocturnus.engine.joins import comparison
 from nocturnus.engine.magic import rewrite
+from nocturnus.engine.order import sort_pairs, sort_rows
 from nocturnus.engine.proofs import Proof, ProofBuilder, ProofSource
 from nocturnus.engine.rules import Literal, Rule
 from nocturnus.engine.table import Row, Table
 from nocturnus.engine.terms import Const, Interner, Var, const_key
 
+_NONES = repeat(None)
 _MAGIC_RESULTS_KEPT = 64  # distinct bound goals cached per program and fact version
 
 
@@ -47,6 +50,19 @@ class Answer:
 
     args: tuple[Const, ...]
     confidence: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Matches:
+    """The answers to a goal as interned rows, in answer order (bulk form).
+
+    ``confidences`` maps each row to its confidence; None when no row has one.
+    Rows are tuples of ids of the reasoner's interner: a caller renders them
+    without building a constant tuple per answer.
+    """
+
+    rows: list[Row]
+    confidences: Mapping[Row, float | None] | None
 
 
 class Program:
@@ -117,10 +133,16 @@ class Reasoner:
     Evaluated relations are cached per (program content, ``facts.version``) inside
     ``facts.cache``, which the index clears on every effective change; so a Reasoner
     is cheap to create per request and never serves stale answers.
+
+    ``observe``, if set, is told the strategy each evaluated component's plan comes
+    from (the differential tests count them).
     """
 
-    def __init__(self, facts: FactIndex) -> None:
+    def __init__(
+        self, facts: FactIndex, observe: Callable[[str], None] | None = None
+    ) -> None:
         self.facts = facts
+        self.observe = observe
 
     def solve(
         self,
@@ -138,23 +160,55 @@ class Reasoner:
 
         :raises ProgramError: if the goal is a built-in or uses negation as failure.
         """
+        found = self.matches(program, goal, min_confidence=min_confidence)
+        rows = found.rows if limit is None else found.rows[: max(limit, 0)]
+        decode = self.facts.interner.decode
+        confidences = found.confidences
         # Building tens of thousands of answers would wake the collector every few
         # hundred allocations, each time re-scanning the answers built so far.
         with collector_paused():
-            rows = self._rows(program, goal, min_confidence)
+            if confidences is None:
+                return [_answer(decode(row), None) for row in rows]
+            return [_answer(decode(row), confidences[row]) for row in rows]
+
+    def matches(
+        self, program: Program, goal: Literal, *, min_confidence: float | None = None
+    ) -> Matches:
+        """Every distinct answer to ``goal`` as interned rows, in answer order.
+
+        What :meth:`solve` answers, without a constant tuple or an object per
+        answer: a large answer is rendered straight from these rows.
+
+        :raises ProgramError: as :meth:`solve`.
+        """
+        with collector_paused():
+            found = self._evaluate(program, goal)
+            if found is None:
+                return Matches([], None)
+            source, pattern, bound = found
             interner = self.facts.interner
-            values = interner.values
-            found: list[tuple[tuple[Const, ...], float | None]]
-            if len(goal.args) == 2:  # the common binary case, unpacked without map()
-                found = [((values[a], values[b]), conf) for (a, b), conf in rows]
+            if (
+                isinstance(source, GroupedTable)
+                and not bound
+                and len(set(pattern)) == 2
+                and next(iter(source.by)) == 0
+            ):
+                # A grouped table holds no confidence: none is below any minimum.
+                return Matches(sort_pairs(source.by[0], interner), None)
+            rows = source.rows
+            candidates = _match(source, pattern, bound)
+            if min_confidence is not None:
+                candidates = [
+                    row
+                    for row in candidates
+                    if (1.0 if (conf := rows[row]) is None else conf) >= min_confidence
+                ]
+            ordered = sort_rows(candidates, len(pattern), interner)
+            if isinstance(source, Relation):
+                annotated = source.annotated > 0
             else:
-                get = values.__getitem__
-                found = [(tuple(map(get, row)), conf) for row, conf in rows]
-            if len(found) > 1:
-                sort_answers(found, interner.has_floats)
-            if limit is not None:
-                found = found[: max(limit, 0)]
-            return [_answer(args, conf) for args, conf in found]
+                annotated = any(map(is_not, map(rows.__getitem__, ordered), _NONES))
+            return Matches(ordered, rows if annotated else None)
 
     def count(
         self, program: Program, goal: Literal, *, min_confidence: float | None = None
@@ -284,6 +338,7 @@ class Reasoner:
             self._weighted_for(state, [rel]),
             ranks,
             max_rows=max_rows,
+            observe=self.observe,
         )
         evaluation.run(rewritten.rules, {rewritten.seed: dict.fromkeys(seeds)})
         by_head: dict[RelKey, list[IRule]] = {}
@@ -429,6 +484,7 @@ class Reasoner:
             self._resolver(state),
             self.facts.interner,
             self._weighted_for(state, needed),
+            observe=self.observe,
         )
         evaluation.run(
             [rule for rel in needed for rule in state.rules[rel]],
@@ -466,7 +522,9 @@ class Reasoner:
         )
         if program.complete:
             self._complete(state, program.complete)
-        evaluation = Evaluation(self._resolver(state), self.facts.interner, weighted)
+        evaluation = Evaluation(
+            self._resolver(state), self.facts.interner, weighted, observe=self.observe
+        )
         evaluation.run(program.rules, {program.seed: {values: None}})
         table = evaluation.tables.get(program.answer) or Table()
         if not (program.factored or program.propagated):

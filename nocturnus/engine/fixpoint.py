@@ -12,42 +12,24 @@ confidence anywhere along the best proof" and acts as 1.0 that wins ties. A row
 re-enters the delta only when its confidence strictly improves; products of values
 <= 1 cannot keep improving around a cycle, so this terminates.
 
-When no confidence or proof rank is tracked, components of a recognised shape skip
-the general joins: transitive closures (:mod:`~nocturnus.engine.closure`), binary
-chain recursion, unary reachability and same-generation recursion
-(:mod:`~nocturnus.engine.grouped`). Their results are identical; the property tests
-hold them to the same oracle.
+Each component is evaluated by the plan of the first strategy that accepts it
+(:mod:`nocturnus.engine.strategies`: transitive closure, reachability,
+same-generation, binary chains), else by the general rounds, which this module
+runs. A plan reaches the evaluation only through the
+:class:`~nocturnus.engine.plan.Workspace` interface this class implements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from nocturnus.engine.analysis import strongly_connected_components
-from nocturnus.engine.closure import Closure, closure_of, transitive_closure
 from nocturnus.engine.collector import collector_paused
-from nocturnus.engine.grouped import (
-    Chain,
-    GroupedTable,
-    Reach,
-    Twin,
-    chain_of,
-    column,
-    image,
-    reach_of,
-    regroup,
-    step_by_passed,
-    twin_of,
-    twin_step,
-)
-from nocturnus.engine.grouped import (
-    step as grouped_step,
-)
+from nocturnus.engine.grouped import GroupedTable, column
 from nocturnus.engine.index import Relation
-from nocturnus.engine.ir import COMPARE, POSITIVE, IRule, RelKey, Step
+from nocturnus.engine.ir import COMPARE, IRule, RelKey
 from nocturnus.engine.joins import (
     CompiledRule,
     Param,
@@ -56,8 +38,10 @@ from nocturnus.engine.joins import (
     exists_with_repeats,
     order_body,
 )
+from nocturnus.engine.plan import Component
+from nocturnus.engine.strategies import choose
 from nocturnus.engine.table import Row, Table
-from nocturnus.engine.terms import Interner, Var
+from nocturnus.engine.terms import Interner
 
 
 class Empty:
@@ -73,7 +57,6 @@ class Empty:
 
 
 EMPTY = Empty()
-_NONE: frozenset[int] = frozenset()
 Source = Table | Relation | GroupedTable | Empty
 
 
@@ -88,10 +71,10 @@ class Evaluation:
     final confidence was reached; proofs use that to pick premises derived strictly
     earlier, which keeps proof trees finite under recursion.
 
-    ``max_rows`` bounds the rows the general rounds may derive (``derived`` counts
-    them): past it, :class:`RowLimitExceeded` is raised and the evaluation is
-    unusable. A caller with a cheaper plan B uses it to stop a plan A that turns
-    out dearer.
+    ``max_rows`` bounds the rows every plan may derive (``derived`` counts them):
+    past it, :class:`RowLimitExceeded` is raised and the evaluation is unusable. A
+    caller with a cheaper plan B uses it to stop a plan A that turns out dearer.
+    ``observe``, if given, is told the strategy of every component's plan.
     """
 
     def __init__(
@@ -102,8 +85,10 @@ class Evaluation:
         ranks: dict[RelKey, dict[Row, int]] | None = None,
         *,
         max_rows: int | None = None,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self.resolve = resolve
+        self.observe = observe
         self.interner = interner
         self.weighted = weighted
         self.ranks = ranks
@@ -112,7 +97,11 @@ class Evaluation:
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
+        # Keyed by id(version): ``_compiled`` keeps this component's versions alive,
+        # so no id is reused while its entry stands.
         self._prepared: dict[int, tuple[list[Any], int, RelKey, int]] = {}
+        self._compiled: list[CompiledRule] = []
+        self._component = Component(frozenset(), ())
 
     def source(self, rel: RelKey) -> Source:
         """The relation as this evaluation currently sees it."""
@@ -143,169 +132,38 @@ class Evaluation:
             ]
             for head, group in by_head.items()
         }
-        for component in strongly_connected_components(graph):
-            members = set(component)
-            group = [r for rel in component for r in by_head[rel]]
-            self._component(members, group, initial)
+        for members in strongly_connected_components(graph):
+            group = tuple(r for rel in members for r in by_head[rel])
+            self._evaluate(
+                Component(
+                    frozenset(members),
+                    group,
+                    {rel: initial[rel] for rel in members if rel in initial},
+                    self.weighted,
+                    self.ranks is not None,
+                )
+            )
 
-    def _component(
-        self,
-        members: set[RelKey],
-        rules: list[IRule],
-        initial: dict[RelKey, dict[Row, Any]],
-    ) -> None:
-        self._prepared.clear()  # ids of finished components' versions may be reused
-        for rel in members:
-            rows = dict(initial.get(rel, {}))
+    def _evaluate(self, component: Component) -> None:
+        """Seed the members' tables, then run the chosen strategy's plan."""
+        self._prepared.clear()
+        self._compiled.clear()
+        self._component = component
+        for rel in component.members:
+            rows = dict(component.initial.get(rel, {}))
             self.tables[rel] = Table(rows)
             if self.ranks is not None:
                 self.ranks[rel] = dict.fromkeys(rows, 0)
-        if not rules:
+        if not component.rules:
             return
+        plan = choose(component)
+        if self.observe is not None:
+            self.observe(plan.strategy)
+        plan.run(self)
 
-        def size_of(rel: RelKey) -> int:
-            return 1 << 40 if rel in members else len(self.source(rel))
+    # -- the Workspace a plan runs against ----------------------------------------
 
-        # Round 0 runs only the rules that read nothing of this component; the
-        # component's stored rows then join the first delta, so recursive rules only
-        # ever run in their delta versions (an all-full version would re-derive
-        # everything and force indexes on relations that are only ever scanned).
-        exits: list[CompiledRule] = []
-        recursive: list[CompiledRule] = []
-        for rule in rules:
-            reads = [
-                j
-                for j, step in enumerate(rule.body)
-                if step.kind == POSITIVE and step.rel in members
-            ]
-            if not reads:
-                order = order_body(rule.body, None, size_of)
-                exits.append(compile_version(rule, order, None, self.weighted))
-            for j in reads:
-                order = order_body(rule.body, j, size_of)
-                recursive.append(compile_version(rule, order, j, self.weighted))
-        if not self.weighted and self.ranks is None and len(members) == 1:
-            (target,) = members
-            shape = None if initial.get(target) else closure_of(target, rules)
-            if shape is not None:
-                self._closure(shape)
-                return
-        if not self.weighted and self.ranks is None and recursive:
-            reaches = [
-                reach_of(version.rule, version.delta_at)  # type: ignore[arg-type]
-                for version in recursive
-            ]
-            if all(reach is not None for reach in reaches):
-                delta = self._round(exits, members, {})
-                if self._reach(members, reaches):  # type: ignore[arg-type]
-                    return
-                self._run_rounds(members, recursive, delta, initial)
-                return
-        if not self.weighted and self.ranks is None and recursive and len(members) == 1:
-            twins = [
-                twin_of(version.rule, version.delta_at)  # type: ignore[arg-type]
-                for version in recursive
-            ]
-            if all(twin is not None for twin in twins):
-                self._round(exits, members, {})
-                self._twins(members, twins)  # type: ignore[arg-type]
-                return
-        chains = [
-            chain_of(version.rule, version.delta_at)  # type: ignore[arg-type]
-            for version in recursive
-        ]
-        if (
-            not self.weighted
-            and self.ranks is None
-            and all(len(rule.head_args) == 2 for rule in rules)
-            and all(chain is not None for chain in chains)
-        ):
-            self._round(exits, members, {})
-            self._grouped(members, chains)  # type: ignore[arg-type]
-            return
-        delta = self._round(exits, members, {})
-        self._run_rounds(members, recursive, delta, initial)
-
-    def _run_rounds(
-        self,
-        members: set[RelKey],
-        recursive: list[CompiledRule],
-        delta: dict[RelKey, dict[Row, Any]],
-        initial: dict[RelKey, dict[Row, Any]],
-    ) -> None:
-        """Semi-naive rounds after round 0; stored rows join the first delta."""
-        for rel in members:
-            stored = initial.get(rel)
-            if stored:
-                delta[rel] = {**stored, **delta[rel]}
-        while recursive and any(delta.values()):
-            delta = self._round(recursive, members, delta)
-
-    def _reach(self, members: set[RelKey], reaches: list[Reach]) -> bool:
-        """Run unary chain recursion (reachability) a whole delta set at a time.
-
-        Returns False, having changed nothing, when some stored or exit row does
-        not fit its relation's constant layout; the general joins then take over.
-        """
-        layouts: dict[RelKey, tuple[int | None, ...]] = {}
-        for reach in reaches:
-            for rel in (reach.head, reach.delta_rel):
-                if layouts.setdefault(rel, reach.layout) != reach.layout:
-                    return False
-        full: dict[RelKey, set[int]] = {}
-        for rel in members:
-            layout = layouts.get(rel)
-            if layout is None:
-                return False
-            at = layout.index(None)
-            values: set[int] = set()
-            for row in self.tables[rel].rows:
-                if any(c is not None and c != v for c, v in zip(layout, row)):
-                    return False
-                values.add(row[at])
-            full[rel] = values
-        delta = {rel: set(values) for rel, values in full.items()}
-        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
-        for reach in reaches:
-            key = (reach.other_rel, reach.other_join)
-            if key not in partners:
-                partners[key] = self._column(reach.other_rel, reach.other_join)
-        if len(reaches) == 1 and len(members) == 1:
-            # One relation stepping along one edge (a demand chain up a tree: one
-            # new value per round, hundreds of rounds): a lean loop.
-            ((rel, seen),) = full.items()
-            (edges,) = partners.values()
-            get = edges.get
-            new: AbstractSet[int] = delta[rel]
-            while new:
-                if len(new) == 1:
-                    (value,) = new
-                    new = get(value, _NONE) - seen
-                else:
-                    new = image(new, edges) - seen  # type: ignore[arg-type]
-                seen |= new
-                self.round += 1
-            delta = {}
-        while any(delta.values()):
-            fresh: dict[RelKey, set[int]] = {rel: set() for rel in members}
-            for reach in reaches:
-                values = delta[reach.delta_rel]
-                if values:
-                    found = image(values, partners[(reach.other_rel, reach.other_join)])
-                    fresh[reach.head] |= found - full[reach.head]
-            self.round += 1
-            for rel, values in fresh.items():
-                full[rel] |= values
-            delta = fresh
-        for rel in members:
-            layout = layouts[rel]
-            at = layout.index(None)
-            before: tuple[int, ...] = layout[:at]  # type: ignore[assignment]
-            after: tuple[int, ...] = layout[at + 1 :]  # type: ignore[assignment]
-            self.tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
-        return True
-
-    def _column(self, rel: RelKey, position: int) -> dict[int, set[int]]:
+    def column(self, rel: RelKey, position: int) -> dict[int, set[int]]:
         """A binary relation grouped by ``position`` (stored relations cache it)."""
         source = self.source(rel)
         if isinstance(source, GroupedTable):
@@ -314,174 +172,59 @@ class Evaluation:
             return source.column(position)
         return column(source.rows, position)
 
-    def _closure(self, shape: Closure) -> None:
-        """Compute a recognised transitive closure directly (see closure.py)."""
-        successors = self._column(shape.edges, 0 if shape.forward else 1)
-        table = GroupedTable({0})
-        table.by[0] = transitive_closure(successors)
-        self.tables[shape.target] = table  # type: ignore[assignment]
-        self.round += 1
+    def run_exits(self) -> dict[RelKey, dict[Row, Any]]:
+        """Round 0: the rules that read nothing of the component, general joins."""
+        members = self._component.members
+        exits = [
+            compile_version(
+                rule, order_body(rule.body, None, self._size), None, self.weighted
+            )
+            for rule in self._component.exits
+        ]
+        self._compiled.extend(exits)
+        return self._round(exits, members, {})
 
-    def _grouped(self, members: set[RelKey], chains: list[Chain]) -> None:
-        """Run the recursive rounds of a binary chain component set-at-a-time.
+    def run_rounds(self, delta: dict[RelKey, dict[Row, Any]]) -> None:
+        """Semi-naive rounds after round 0; stored rows join the first delta.
 
-        See :mod:`nocturnus.engine.grouped`. The tables start from the stored rows
-        and the exit rules' results, all of which form the first delta.
+        So recursive rules only ever run in their delta versions (an all-full
+        version would re-derive everything and force indexes on relations that are
+        only ever scanned).
         """
-        delta: dict[RelKey, _GroupedDelta] = {}
-        for rel in members:
-            rows = self.tables[rel].rows
-            delta[rel] = _GroupedDelta({p: column(rows, p) for p in (0, 1)})
-        # Per version: group by the join variable or by the passed one, whichever
-        # makes the first delta's groups larger (fewer keys).
-        by_join: list[bool] = []
-        for chain in chains:
-            first = delta[chain.delta_rel]
-            joins = len(first.by(chain.delta_join))
-            passes = len(first.by(1 - chain.delta_join))
-            by_join.append(joins <= passes)
-        keep: dict[RelKey, set[int]] = {rel: set() for rel in members}
-        for chain, joined in zip(chains, by_join, strict=True):
-            keep[chain.head].add(chain.group if joined else chain.passed_at)
-            if chain.other_rel in members:
-                keep[chain.other_rel].add(chain.other_join)
-        tables: dict[RelKey, GroupedTable] = {}
-        for rel in members:
-            table = GroupedTable(keep[rel] or {0})
-            table.add_rows(self.tables[rel].rows)
-            tables[rel] = table
-        partners: dict[tuple[RelKey, int], dict[int, set[int]]] = {}
-        for chain in chains:
-            key = (chain.other_rel, chain.other_join)
-            if chain.other_rel in members or key in partners:
-                continue
-            partners[key] = self._column(chain.other_rel, chain.other_join)
-        while True:
-            out: dict[RelKey, dict[int, dict[int, set[int]]]] = {}
-            for chain, joined in zip(chains, by_join, strict=True):
-                side = chain.delta_join if joined else 1 - chain.delta_join
-                new = delta[chain.delta_rel].by(side)
-                if not new:
-                    continue
-                if chain.other_rel in members:
-                    partner = tables[chain.other_rel].by[chain.other_join]
-                else:
-                    partner = partners[(chain.other_rel, chain.other_join)]
-                position = chain.group if joined else chain.passed_at
-                target = out.setdefault(chain.head, {}).setdefault(position, {})
-                full = tables[chain.head].by[position]
-                if joined:
-                    grouped_step(new, partner, full, target)
-                else:
-                    step_by_passed(new, partner, full, target)
-            self.round += 1
-            if not any(g for groups in out.values() for g in groups.values()):
-                break
-            for rel, groups in out.items():
-                for at, grouping in groups.items():
-                    tables[rel].merge(at, grouping)
-            delta = {rel: _GroupedDelta(out.get(rel, {})) for rel in members}
-        self.tables.update(tables)  # type: ignore[arg-type]
+        component = self._component
+        recursive = [
+            compile_version(
+                version.rule,
+                order_body(version.rule.body, version.delta_at, self._size),
+                version.delta_at,
+                self.weighted,
+            )
+            for version in component.versions
+        ]
+        self._compiled.extend(recursive)
+        for rel in component.members:
+            stored = component.initial.get(rel)
+            if stored:
+                delta[rel] = {**stored, **delta.get(rel, {})}
+        while recursive and any(delta.values()):
+            delta = self._round(recursive, component.members, delta)
 
-    def _twins(self, members: set[RelKey], twins: list[Twin]) -> None:
-        """Run same-generation recursion set-at-a-time (see :class:`Twin`).
+    def charge(self, rows: int) -> None:
+        """Count rows a plan derived; past ``max_rows`` the evaluation stops."""
+        self.derived += rows
+        if self.max_rows is not None and self.derived > self.max_rows:
+            raise RowLimitExceeded(self.derived)
 
-        The head stays grouped by its first column; the stored rows and the exit
-        rules' results form the first delta.
-        """
-        (rel,) = members
-        full = column(self.tables[rel].rows, 0)
-        delta = {x: set(ys) for x, ys in full.items()}
-        kernels = []
-        for twin in twins:
-            x_in = self._allowed(twin.x_guards, twin.rule.head_args[0])  # type: ignore[arg-type]
-            if x_in is None:
-                a_of = self._column(twin.a_rel, twin.a_from)
-            else:
-                # Few ?x pass a guard (a demand guard: one path up a tree): keep the
-                # ?px -> ?x edges that reach them, found from the ?x side.
-                a_of = {}
-                parents = self._column(twin.a_rel, 1 - twin.a_from)
-                for x in x_in:
-                    for px in parents.get(x, ()):
-                        found = a_of.get(px)
-                        if found is None:
-                            a_of[px] = {x}
-                        else:
-                            found.add(x)
-            y_in = self._allowed(twin.y_guards, twin.rule.head_args[1])  # type: ignore[arg-type]
-            kernels.append((a_of, self._column(twin.b_rel, twin.b_from), y_in))
-        order = _downstream_order(full, [a_of for a_of, _, _ in kernels])
-        if order is not None:
-            # No ?x depends on itself: each group is final once its ?px groups are,
-            # so one pass in that order derives every row once (as tabling would).
-            for px in order:
-                pys = full.get(px)
-                if not pys:
-                    continue
-                for a_of, b_of, y_in in kernels:
-                    xs = a_of.get(px)
-                    if not xs:
-                        continue
-                    ys = image(pys, b_of)
-                    if y_in is not None:
-                        ys &= y_in
-                    if not ys:
-                        continue
-                    for x in xs:
-                        have = full.get(x)
-                        if have is None:
-                            full[x] = set(ys)
-                        else:
-                            have |= ys
-            self.round += 1
-            delta = {}
-        while delta:
-            out: dict[int, set[int]] = {}
-            for a_of, b_of, y_in in kernels:
-                twin_step(delta, a_of, b_of, y_in, full, out)
-            self.round += 1
-            for x, ys in out.items():
-                have = full.get(x)
-                if have is None:
-                    full[x] = set(ys)
-                else:
-                    have |= ys
-            delta = out
-        table = GroupedTable({0})
-        table.by[0] = full
-        self.tables[rel] = table  # type: ignore[assignment]
-
-    def _allowed(self, steps: tuple[Step, ...], var: Var) -> set[int] | None:
-        """The values of ``var`` its guard literals allow (None: no guard).
-
-        Each guard's relation is complete here (it is outside the component), so
-        the allowed values are those its rows hold where the literal has ``var``,
-        among rows matching the literal's constants and repeats.
-        """
-        allowed: set[int] | None = None
-        for step in steps:
-            rows = self.source(step.rel).rows
-            if step.args == (var,):  # the usual guard, a demand relation: no checks
-                values = {row[0] for row in rows}
-                allowed = values if allowed is None else allowed & values
-                continue
-            where = [p for p, a in enumerate(step.args) if isinstance(a, Var)]
-            fixed = [(p, a) for p, a in enumerate(step.args) if not isinstance(a, Var)]
-            first = where[0]
-            values = {
-                row[first]
-                for row in rows
-                if all(row[p] == row[first] for p in where)
-                and all(row[p] == a for p, a in fixed)
-            }
-            allowed = values if allowed is None else allowed & values
-        return allowed
+    def _size(self, rel: RelKey) -> int:
+        """Join planning's size estimate: members are as large as can be."""
+        if rel in self._component.members:
+            return 1 << 40
+        return len(self.source(rel))
 
     def _round(
         self,
         versions: list[CompiledRule],
-        members: set[RelKey],
+        members: frozenset[RelKey],
         delta: dict[RelKey, dict[Row, Any]],
     ) -> dict[RelKey, dict[Row, Any]]:
         fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
@@ -501,9 +244,7 @@ class Evaluation:
         self.round += 1
         for rel, rows in fresh.items():
             if rows:
-                self.derived += len(rows)
-                if self.max_rows is not None and self.derived > self.max_rows:
-                    raise RowLimitExceeded(self.derived)
+                self.charge(len(rows))
                 self.tables[rel].merge(rows)
                 if self.ranks is not None:
                     ranks = self.ranks[rel]
@@ -550,61 +291,3 @@ class Evaluation:
             found = comparison(param.value, self.interner)
             self._comparisons[param.value] = found
         return found
-
-
-def _downstream_order(
-    start: Mapping[int, object], edges: list[dict[int, set[int]]]
-) -> list[int] | None:
-    """Values reachable from ``start`` along ``edges``, each after its predecessors.
-
-    None when a cycle makes such an order impossible (Kahn's algorithm).
-    """
-    reached = set(start)
-    pending = list(reached)
-    while pending:
-        value = pending.pop()
-        for successors in edges:
-            for nxt in successors.get(value, ()):
-                if nxt not in reached:
-                    reached.add(nxt)
-                    pending.append(nxt)
-    waiting = dict.fromkeys(reached, 0)
-    for value in reached:
-        for successors in edges:
-            for nxt in successors.get(value, ()):
-                waiting[nxt] += 1
-    ready = [value for value, count in waiting.items() if not count]
-    order: list[int] = []
-    while ready:
-        value = ready.pop()
-        order.append(value)
-        for successors in edges:
-            for nxt in successors.get(value, ()):
-                waiting[nxt] -= 1
-                if not waiting[nxt]:
-                    ready.append(nxt)
-    return order if len(order) == len(reached) else None
-
-
-class _GroupedDelta:
-    """One round's new rows of a grouped relation, regrouped on demand."""
-
-    __slots__ = ("groups",)
-
-    def __init__(self, groups: dict[int, dict[int, set[int]]]) -> None:
-        self.groups = {p: g for p, g in groups.items() if g}
-
-    def by(self, position: int) -> dict[int, set[int]]:
-        found = self.groups.get(position)
-        if found is not None or not self.groups:
-            return found or {}
-        merged: dict[int, set[int]] = {}
-        for other in self.groups.values():
-            for key, partners in regroup(other).items():
-                existing = merged.get(key)
-                if existing is None:
-                    merged[key] = partners
-                else:
-                    existing |= partners
-        self.groups[position] = merged
-        return merged

@@ -27,6 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.database import DATABASE_LEVEL, now_ms
 from nocturnus.service.events import Event, KeyCreated, KeyRevoked, KeyUpdated
+from nocturnus.service.stamps import next_stamp
 
 if TYPE_CHECKING:
     from nocturnus.service.database import Database
@@ -70,7 +71,8 @@ class KeyTable:
     by_id: dict[str, KeyRecord] = field(default_factory=dict)
     by_prefix: dict[str, list[str]] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
-    version: int = 0  # bumped by every key event: what was resolved before may be stale
+    # A new stamp at every key event: what was resolved before may be stale.
+    version: int = 0
 
     def get(self, key_id: str) -> KeyRecord | None:
         return self.by_id.get(key_id)
@@ -85,7 +87,7 @@ class KeyTable:
 def apply_key_event(table: KeyTable, event: Event) -> None:
     """Fold one key event into ``table``; other events are ignored."""
     if isinstance(event, (KeyCreated, KeyUpdated, KeyRevoked)):
-        table.version += 1
+        table.version = next_stamp()
     if isinstance(event, KeyCreated):
         table.by_id[event.id] = KeyRecord(
             id=event.id,

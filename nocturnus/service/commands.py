@@ -16,9 +16,15 @@ from nocturnus.engine.analysis import ProgramError, check_rule
 from nocturnus.engine.evaluate import Program
 from nocturnus.engine.rules import format_term
 from nocturnus.errors import Conflict, NotFound, ValidationError
-from nocturnus.service.events import Event, FactRetracted, FactTold, RuleRemoved, RuleTaught
+from nocturnus.service.events import (
+    Event,
+    FactRetracted,
+    FactTold,
+    RuleRemoved,
+    RuleTaught,
+)
 from nocturnus.service.facts import FactKey, FactRecord, new_record
-from nocturnus.service.rulebook import RuleRecord, Rulebook
+from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.tenant import TenantState
 
 MAIN_SCOPE = "main"

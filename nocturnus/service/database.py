@@ -2,8 +2,11 @@
 
 Writes: a decision produces events; :meth:`Database.commit` numbers them, applies them to
 the projection at once (so the next decision in write order sees them) and waits until the
-writer has made the batch durable. If the commit fails, the touched projections are
-dropped and rebuilt from the log on next use, so memory never keeps what the disk lost.
+writer has made the batch durable. Events are encoded before any of that, so a write that
+cannot be stored changes nothing. If the writer fails a batch, the projections holding
+writes that were not stored (that batch's and those queued behind it) are dropped and
+rebuilt from the log on next use, the database level goes back to its durable copy, and
+every other tenant keeps its projection: memory never keeps what the disk lost.
 
 Snapshots (issue 3): every ``snapshot_every`` events of a tenant (later for a tenant with
 more than twice as many facts: see :meth:`Database._maybe_snapshot`), and for every changed
@@ -16,10 +19,12 @@ snapshot plus the events after it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -39,7 +44,7 @@ from nocturnus.service.replay import (
     replay_tenant,
     restore_tenant,
 )
-from nocturnus.service.rulebook import RuleRecord, Rulebook
+from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
@@ -141,6 +146,10 @@ class Database(Generic[RootState]):
         self._root_factory = root_factory
         self._root_apply = root_apply
         self.root: RootState = root_factory()
+        # The database level and the tenant list as the log holds them: what a failed
+        # commit puts back (``root`` and ``tenant_names`` run ahead of the disk).
+        self._durable_root: RootState = root_factory()
+        self._durable_tenants: dict[str, int] = {}
         self.writer = Writer(lambda: EventLog.open(path, name, master_key))
         # A second connection, read-only, in a thread of its own (the Writer's job
         # thread, only ever given reads): see :meth:`read_log`.
@@ -160,6 +169,10 @@ class Database(Generic[RootState]):
         # Bumped when a failed commit drops the projections: a snapshot captured before
         # must not be stored, its newest events were never made durable.
         self._epoch = 0
+        # Bumped when a failed append renumbers from the durable head (see _settled).
+        self._numbering = 0
+        # Commits numbered and not yet answered by the writer, per tenant.
+        self._in_flight: dict[str, int] = {}
         self._closing: asyncio.Future[None] | None = None
         # live feeds waiting for the next durable commit (issue 18, next_commit)
         self._commit_waiters: list[asyncio.Future[None]] = []
@@ -176,6 +189,7 @@ class Database(Generic[RootState]):
             await self.writer.start()
             await self._replay_root()
             self.tenant_names = await self.writer.run(lambda log: log.tenants())
+            self._durable_tenants = dict(self.tenant_names)
             await self.reader.start()
         except NocturnusError as e:
             await self.writer.close()
@@ -195,6 +209,7 @@ class Database(Generic[RootState]):
         for record in records:
             if record.body is not None:
                 self._root_apply(self.root, record.seq, decode(record.kind, record.body))
+        self._durable_root = copy.deepcopy(self.root)
 
     async def close(self) -> None:
         """Finish background snapshots, snapshot every changed tenant, stop the writer.
@@ -327,7 +342,7 @@ class Database(Generic[RootState]):
         # One writer job per part: appends queued meanwhile commit in between, so a
         # big tenant's snapshot holds the writer for one part at a time, never whole.
         for part in range(sealed.parts):
-            await self.writer.run(lambda log, part=part: log.write_snapshot_part(sealed, part))
+            await self.writer.run(partial(EventLog.write_snapshot_part, part=part, sealed=sealed))
 
         def finish(event_log: EventLog) -> bool:
             return epoch == self._epoch and event_log.finish_snapshot(sealed)
@@ -381,32 +396,54 @@ class Database(Generic[RootState]):
         """Log ``events`` for ``tenant`` (``""`` = database level) and apply them.
 
         Must be called right after the decision, with no ``await`` in between, so that
-        decisions and seqs follow one order.
+        decisions and seqs follow one order. Every event is encoded before a seq is
+        taken or a projection touched (issue 14): an event that cannot be stored
+        raises here and changes nothing, for this tenant or any other.
+
+        :raises Unavailable: the writer could not make the batch durable; what the
+            projections held of it is gone by then (see :meth:`_settled`).
         """
         if not events:
             return
-        records = []
-        state = self._tenants.get(tenant) if tenant != DATABASE_LEVEL else None
-        if tenant != DATABASE_LEVEL:
-            self._track_tenant(tenant, events[-1], now)
-        for event in events:
-            seq = self._next_seq
-            self._next_seq += 1
-            records.append(build_record(seq, now, tenant, event.kind, encode(event)))
-            if tenant == DATABASE_LEVEL:
-                self._root_apply(self.root, seq, event)
-            elif state is not None:
-                apply(state, seq, event)
-        if state is not None:
-            self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
+        bodies = [encode(event) for event in events]
+        first = self._next_seq
+        records = [
+            build_record(first + i, now, tenant, event.kind, body)
+            for i, (event, body) in enumerate(zip(events, bodies, strict=True))
+        ]
+        self._next_seq = first + len(records)
         try:
-            await self.writer.append(records)
+            self._apply(tenant, first, events)
+        except BaseException:
+            # A bug in an applier. No await since the seqs were taken, so nobody took
+            # one after them; nothing was queued; the half-applied tenant reloads.
+            self._next_seq = first
+            if tenant != DATABASE_LEVEL:
+                self.evict(tenant)
+            raise
+        if tenant != DATABASE_LEVEL:
+            _track_tenant(self.tenant_names, tenant, events[-1], now)
+        self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+        settled = partial(self._settled, tenant, events, now, self._numbering)
+        try:
+            await self.writer.append(records, settled)
         except NocturnusError as e:
-            await self._recover()
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
         self._wake_commit_waiters()
-        if state is not None:
+        if tenant != DATABASE_LEVEL and tenant in self._tenants:
             self._maybe_snapshot(tenant)
+
+    def _apply(self, tenant: str, first: int, events: Sequence[Event]) -> None:
+        if tenant == DATABASE_LEVEL:
+            for seq, event in enumerate(events, first):
+                self._root_apply(self.root, seq, event)
+            return
+        state = self._tenants.get(tenant)
+        if state is None:
+            return
+        for seq, event in enumerate(events, first):
+            apply(state, seq, event)
+        self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
 
     def next_commit(self) -> asyncio.Future[None]:
         """A future resolved once the next commit of this process is durable.
@@ -425,22 +462,57 @@ class Database(Generic[RootState]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _track_tenant(self, tenant: str, last: Event, now: int) -> None:
-        if isinstance(last, TenantDeleted):
-            self.tenant_names.pop(tenant, None)
-        else:
-            self.tenant_names.setdefault(tenant, now)
+    def _settled(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        now: int,
+        numbering: int,
+        error: BaseException | None,
+        head: int | None,
+    ) -> None:
+        """The writer's word on one commit, on the loop, in commit order.
 
-    async def _recover(self) -> None:
-        """After a failed commit: forget projections and renumber from the durable head."""
-        self._tenants.clear()
-        self._unsnapshotted.clear()
-        self._epoch += 1
-        try:
-            await self._replay_root()
-            self.tenant_names = await self.writer.run(lambda log: log.tenants())
-        except NocturnusError:
-            pass  # the writer is broken; the next write reports it again
+        A stored commit moves the durable copies on. A failed one: every commit
+        numbered before the failure and not stored yet failed with it or will (its
+        seqs no longer continue the log), so the first failure of a numbering round
+        drops exactly the projections holding such commits (issue 14: never every
+        tenant's), puts back the durable database level and tenant list, and numbers
+        on from the head the writer reports. Later failures of that round find the
+        round over and only leave.
+        """
+        left = self._in_flight[tenant] - 1
+        if left:
+            self._in_flight[tenant] = left
+        else:
+            del self._in_flight[tenant]
+        if error is None:
+            assert head is not None
+            if tenant == DATABASE_LEVEL:
+                for seq, event in enumerate(events, head - len(events) + 1):
+                    self._root_apply(self._durable_root, seq, event)
+            else:
+                _track_tenant(self._durable_tenants, tenant, events[-1], now)
+            return
+        if numbering != self._numbering:
+            return
+        self._numbering += 1
+        self._epoch += 1  # a snapshot captured before may hold lost events
+        for lost in (tenant, *self._in_flight):
+            if lost != DATABASE_LEVEL:
+                self.evict(lost)
+        if tenant == DATABASE_LEVEL or DATABASE_LEVEL in self._in_flight:
+            self.root = copy.deepcopy(self._durable_root)
+        self.tenant_names = dict(self._durable_tenants)
+        if head is not None:
+            self._next_seq = head + 1
+
+
+def _track_tenant(names: dict[str, int], tenant: str, last: Event, now: int) -> None:
+    if isinstance(last, TenantDeleted):
+        names.pop(tenant, None)
+    else:
+        names.setdefault(tenant, now)
 
 
 def _barrier(log: EventLog) -> None:

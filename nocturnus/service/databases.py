@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nocturnus.errors import NotFound, ValidationError
+from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.database import (
     DATABASE_LEVEL,
     DEFAULT_SNAPSHOT_EVERY,
@@ -19,7 +20,6 @@ from nocturnus.service.database import (
     apply_database_event,
     now_ms,
 )
-from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.store.crypto import MasterKey
 

@@ -308,7 +308,7 @@ def _builder(
                 set_slot(event, tuple(value) if is_tuple and value is not None else value)
         except KeyError:
             return None
-        return event  # type: ignore[no-any-return]
+        return event
 
     return build
 
@@ -366,11 +366,13 @@ for _cls in (
     DatabaseCreated,
     DatabaseDeleted,
     LogCompacted,
+    KeyCreated,
+    KeyUpdated,
+    KeyRevoked,
+    AuditRecorded,
     FactExpired,
     TransactionCommitted,
 ):
-    register(_cls)
-for _cls in (KeyCreated, KeyUpdated, KeyRevoked, AuditRecorded):
     register(_cls)
 
 

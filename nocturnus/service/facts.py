@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, final
 
 from nocturnus.service.events import FactTold, Scalar
 
@@ -30,9 +30,10 @@ class FactKey(NamedTuple):
 
     def opposite(self) -> FactKey:
         scope, predicate, negated, args = self
-        return _tuple_new(FactKey, (scope, predicate, not negated, args))  # type: ignore[no-any-return]
+        return _tuple_new(FactKey, (scope, predicate, not negated, args))
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class FactRecord:
     """One stored fact with its attributes, as told."""
@@ -131,7 +132,7 @@ def is_plain(record: FactRecord) -> bool:
 def stored_visible(stored: Stored, now_ms: int) -> bool:
     """:meth:`FactRecord.is_visible` of a stored value, without building the record."""
     if type(stored) is int:
-        return now_ms >= stored  # type: ignore[operator]
+        return now_ms >= stored
     return stored.is_visible(now_ms)  # type: ignore[union-attr]
 
 
@@ -149,7 +150,7 @@ def plain_record(key: FactKey, created_at: int) -> FactRecord:
     _set_ttl(record, None)
     _set_confidence(record, None)
     _set_metadata(record, {})
-    return record  # type: ignore[no-any-return]
+    return record
 
 
 class ScopeFacts(Mapping[FactKey, FactRecord]):
@@ -177,10 +178,11 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         return self._size
 
     def __getitem__(self, key: FactKey) -> FactRecord:
-        record = self.get(key)
-        if record is None:
+        stored = self.stored(key)
+        if stored is None:
             raise KeyError(key)
-        return record
+        relation = (key.predicate, key.negated, len(key.args))
+        return self.record_of(relation, key.args, stored)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, FactKey) and self.get(key) is not None
@@ -197,12 +199,12 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         group = self._groups.get((key.predicate, key.negated, len(key.args)))
         return None if group is None else group.get(key.args)
 
-    def get(self, key: FactKey, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: FactKey, default: Any = None) -> Any:
         stored = self.stored(key)
         if stored is None:
             return default
         if type(stored) is int:
-            return plain_record(key, stored)  # type: ignore[arg-type]
+            return plain_record(key, stored)
         return stored.in_scope(self.scope)  # type: ignore[union-attr]
 
     def records(self) -> Iterator[FactRecord]:
@@ -212,7 +214,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             for args, stored in group.items():
                 if type(stored) is int:
                     key = FactKey(scope, predicate, negated, args)
-                    yield plain_record(key, stored)  # type: ignore[arg-type]
+                    yield plain_record(key, stored)
                 else:
                     yield stored.in_scope(scope)  # type: ignore[union-attr]
 
@@ -222,7 +224,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         """The record of this scope that a raw group value stands for."""
         if type(stored) is int:
             key = FactKey(self.scope, relation[0], relation[1], args)
-            return plain_record(key, stored)  # type: ignore[arg-type]
+            return plain_record(key, stored)
         return stored.in_scope(self.scope)  # type: ignore[union-attr]
 
     def items(self) -> ItemsView[FactKey, FactRecord]:
@@ -318,7 +320,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             del self._mine[relation]
         self._size -= 1
         if type(stored) is int:
-            return plain_record(key, stored)  # type: ignore[arg-type]
+            return plain_record(key, stored)
         return stored.in_scope(self.scope)  # type: ignore[union-attr]
 
     def fork(self, scope: str) -> ScopeFacts:
@@ -380,7 +382,7 @@ def new_record(
     _set_ttl(record, ttl)
     _set_confidence(record, confidence)
     _set_metadata(record, metadata)
-    return record  # type: ignore[no-any-return]
+    return record
 
 
 _new = object.__new__

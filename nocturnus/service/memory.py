@@ -144,9 +144,9 @@ def decide_decay(
                 break
             if scope is not None and key.scope != scope:
                 continue
-            record = state.record(key)
-            if record is not None:
-                evicted.append(record)
+            victim = state.record(key)
+            if victim is not None:
+                evicted.append(victim)
     events: list[Event] = [
         FactExpired(predicate=k.predicate, args=k.args, negated=k.negated, scope=k.scope)
         for k in (r.key for r in expired)

@@ -6,41 +6,95 @@ in a deterministic order so that the same knowledge always gives the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nocturnus.engine.order import sort_rows
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
+from nocturnus.engine.table import Row
 from nocturnus.engine.terms import Const, Var, numeric_value, sort_key
 from nocturnus.errors import ValidationError
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.answers import Answer, AnswerSet, ScopeAnswers, merge
+from nocturnus.service.facts import FactKey, FactRecord, RelationKey, Stored
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.tenant import TenantState
 
 AGGREGATE_OPERATIONS = ("COUNT", "SUM", "MIN", "MAX", "AVG")
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One answer to a goal in one scope; ``record`` is set when it is a stored fact."""
-
-    key: FactKey
-    confidence: float | None
-    record: FactRecord | None
-    proof: Proof | None = None
-
-
 def fact_order(key: FactKey) -> tuple[Any, ...]:
     return (key.predicate, key.negated, tuple(sort_key(a) for a in key.args), key.scope)
 
 
-def answer_order(answer: Answer) -> tuple[Any, ...]:
-    return (tuple(sort_key(a) for a in answer.key.args), answer.key.scope)
-
-
 def _scopes(state: TenantState, scope: str | None) -> list[str]:
     return [scope] if scope is not None else state.scopes()
+
+
+def answer_set(
+    state: TenantState,
+    database_rules: Rulebook,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+) -> AnswerSet:
+    """Every answer to ``goal`` by inference, in bulk; no scope means all scopes.
+
+    Inference never joins facts of two scopes: each scope is evaluated alone with
+    its scoped and unscoped rules.
+    """
+    arity = len(goal.args)
+    relation = (goal.predicate, goal.negated is True, arity)
+    parts = []
+    for name in _scopes(state, scope):
+        view = state.views.get(name)
+        if view is None:
+            continue
+        program = state.program_for(name, database_rules)
+        found = view.reasoner.matches(program, goal, min_confidence=min_confidence)
+        if not found.rows:
+            continue
+        values = view.index.interner.values
+        # Answers of a relation with no stored facts are all derived: no lookups.
+        visible = view.index.relation(relation)
+        stored = None
+        if visible is not None:
+            stored = _stored(state, name, relation, found.rows, visible.rows, values)
+        parts.append(ScopeAnswers(name, found.rows, values, found.confidences, stored))
+    return merge(goal.predicate, goal.negated, arity, parts)
+
+
+def _stored(
+    state: TenantState,
+    scope: str,
+    relation: RelationKey,
+    rows: Sequence[Row],
+    visible: Mapping[Row, Any],
+    values: Sequence[Const],
+) -> list[Stored | None] | None:
+    """Per row, what ``scope`` stores for it when it is a visible stored fact.
+
+    None when no row is one (every answer derived).
+    """
+    scoped = state.facts.get(scope)
+    group = None if scoped is None else scoped.groups().get(relation)
+    if scoped is None or group is None:
+        return None
+    found: list[Stored | None] = []
+    anything = False
+    for row in rows:
+        if row not in visible:
+            found.append(None)
+            continue
+        args = tuple([values[i] for i in row])
+        raw = group.get(args)
+        if raw is not None and type(raw) is not int:
+            raw = scoped.record_of(relation, args, raw)
+        anything = anything or raw is not None
+        found.append(raw)
+    return found if anything else None
 
 
 def ask(
@@ -53,40 +107,17 @@ def ask(
     limit: int | None = None,
     with_proof: bool = False,
 ) -> list[Answer]:
-    """Answer ``goal`` by inference, per scope; no scope means the union over all scopes.
-
-    Inference never joins facts of two scopes: each scope is evaluated alone with its
-    scoped and unscoped rules.
-    """
-    answers: list[Answer] = []
-    answered = 0  # scopes with answers: one scope's are sorted already
-    arity = len(goal.args)
-    for name in _scopes(state, scope):
-        view = state.views.get(name)
-        if view is None:
-            continue
-        program = state.program_for(name, database_rules)
-        found = view.reasoner.solve(
-            program, goal, min_confidence=min_confidence, limit=limit
-        )
-        answered += bool(found)
-        # Answers of a relation with no stored facts are all derived: no lookups.
-        stored = view.index.relation((goal.predicate, goal.negated is True, arity))
-        predicate, negated = goal.predicate, goal.negated
-        for one in found:
-            key = FactKey(name, predicate, negated, one.args)
-            record = None if stored is None else state.visible(key)
-            answers.append(Answer(key, one.confidence, record))
-    if answered > 1:
-        answers.sort(key=answer_order)
+    """:func:`answer_set` as one object per answer, the first ``limit`` of them."""
+    found = answer_set(state, database_rules, goal, scope, min_confidence=min_confidence)
     if limit is not None:
-        answers = answers[:limit]
+        found = found.page(0, limit)
+    answers = found.answers()
     if with_proof:
-        answers = _with_proofs(state, database_rules, answers)
+        answers = with_proofs(state, database_rules, answers)
     return answers
 
 
-def _with_proofs(
+def with_proofs(
     state: TenantState, database_rules: Rulebook, answers: list[Answer]
 ) -> list[Answer]:
     """The answers with their proofs: one evaluation per scope proves them all."""
@@ -105,6 +136,35 @@ def _with_proofs(
     return [Answer(a.key, a.confidence, a.record, proofs[a.key]) for a in answers]
 
 
+def match_set(
+    state: TenantState,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str | None,
+) -> AnswerSet:
+    """Stored, visible facts matching ``pattern``, in bulk — no rules."""
+    arity = len(pattern)
+    relation = (predicate, negated is True, arity)
+    parts = []
+    for name in _scopes(state, scope):
+        view = state.views.get(name)
+        visible = None if view is None else view.index.relation(relation)
+        if view is None or visible is None:
+            continue
+        rows = view.index.match_rows(visible, pattern)
+        if not rows:
+            continue
+        interner = view.index.interner
+        ordered = sort_rows(rows, arity, interner)
+        stored = _stored(state, name, relation, ordered, visible.rows, interner.values)
+        if stored is None:
+            continue
+        confidences = visible.rows if visible.annotated else None
+        parts.append(ScopeAnswers(name, ordered, interner.values, confidences, stored))
+    return merge(predicate, negated, arity, parts)
+
+
 def match(
     state: TenantState,
     predicate: str,
@@ -112,18 +172,9 @@ def match(
     pattern: tuple[Var | Const, ...],
     scope: str | None,
 ) -> list[FactRecord]:
-    """Stored, visible facts matching ``pattern`` — no rules."""
-    found: list[FactRecord] = []
-    for name in _scopes(state, scope):
-        view = state.views.get(name)
-        if view is None:
-            continue
-        for args in view.index.match(predicate, negated, pattern):
-            record = state.record(FactKey(name, predicate, negated, args))
-            if record is not None:
-                found.append(record)
-    found.sort(key=lambda r: fact_order(r.key))
-    return found
+    """:func:`match_set` as records, in answer order."""
+    found = match_set(state, predicate, negated, pattern, scope)
+    return [a.record for a in found.answers() if a.record is not None]
 
 
 @dataclass(frozen=True, slots=True)

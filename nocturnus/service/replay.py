@@ -106,14 +106,14 @@ def _fold(
     count = shredded = seq = 0
     tenant: str | None = None
     state: TenantState | None = None
-    for seq, _, name, kind, body in entries:  # type: ignore[misc]
+    for seq, _, name, kind, body in entries:
         count += 1
         if body is None:
             shredded += 1
             continue
         if name != tenant:
             tenant = name
-            state = states.get(name, _UNKNOWN)  # type: ignore[arg-type]
+            state = states.get(name, _UNKNOWN)
             if state is _UNKNOWN:
                 state = state_of(name)
         if state is None:

@@ -11,6 +11,7 @@ from typing import Any
 from nocturnus.engine.rules import Literal, Rule
 from nocturnus.engine.terms import parse_term
 from nocturnus.service.events import RuleTaught
+from nocturnus.service.stamps import next_stamp
 
 
 def literal_from_dict(data: Mapping[str, Any]) -> Literal:
@@ -57,7 +58,8 @@ class RuleRecord:
 
 
 class Rulebook:
-    """An ordered set of rules with a version that changes on every edit."""
+    """An ordered set of rules with a version that changes on every edit (a stamp
+    never given to another edit, see :mod:`nocturnus.service.stamps`)."""
 
     def __init__(self) -> None:
         self.records: dict[str, RuleRecord] = {}
@@ -65,12 +67,12 @@ class Rulebook:
 
     def add(self, record: RuleRecord) -> None:
         self.records[record.rule.id] = record
-        self.version += 1
+        self.version = next_stamp()
 
     def remove(self, rule_id: str) -> RuleRecord | None:
         record = self.records.pop(rule_id, None)
         if record is not None:
-            self.version += 1
+            self.version = next_stamp()
         return record
 
     def copy(self) -> Rulebook:
@@ -82,7 +84,7 @@ class Rulebook:
 
     def clear(self) -> None:
         self.records.clear()
-        self.version += 1
+        self.version = next_stamp()
 
     def for_scope(self, scope: str) -> list[Rule]:
         return [r.rule for r in self.records.values() if r.applies_to(scope)]

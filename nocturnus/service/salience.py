@@ -47,7 +47,8 @@ def score(age_ms: int, uses: int, priority: float, half_life_ms: int) -> float:
     recency = 0.5 ** (max(age_ms, 0) / half_life_ms)
     frequency = min(1.0, math.log1p(uses) / _LN_100)
     base = RECENCY_WEIGHT * recency + FREQUENCY_WEIGHT * frequency
-    return round(min(1.0, base ** (2.0 * (1.0 - priority))), DIGITS)
+    salience: float = base ** (2.0 * (1.0 - priority))  # base > 0: a real power
+    return round(min(1.0, salience), DIGITS)
 
 
 @dataclass(slots=True)

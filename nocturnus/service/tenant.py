@@ -234,18 +234,16 @@ class TenantState:
         for (predicate, negated, _), group in scoped.groups().items():
             rows: list[tuple[Any, float | None]] = []
             for args, stored in group.items():
-                if type(stored) is int:  # a plain fact: visible from its createdAt on
-                    if now_ms >= stored:
-                        rows.append((args, None))
-                    else:
-                        timed.append((stored, FactKey(scope, predicate, negated, args)))
-                    continue
-                record: FactRecord = stored
-                shown, change = _visibility(record, now_ms)
-                if shown:
-                    rows.append((args, record.confidence))
-                if change is not None:
-                    timed.append((change, FactKey(scope, predicate, negated, args)))
+                if type(stored) is FactRecord:
+                    shown, change = _visibility(stored, now_ms)
+                    if shown:
+                        rows.append((args, stored.confidence))
+                    if change is not None:
+                        timed.append((change, FactKey(scope, predicate, negated, args)))
+                elif now_ms >= stored:  # a plain fact: visible from its createdAt on
+                    rows.append((args, None))
+                else:
+                    timed.append((stored, FactKey(scope, predicate, negated, args)))
             if rows:
                 index.add_many(predicate, negated, rows)
         for when, key in timed:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, Var
 from nocturnus.errors import NocturnusError, ValidationError
-from nocturnus.service import queries
+from nocturnus.service import answers, queries
 from nocturnus.service.commands import (
     RetractOutcome,
     StagedFacts,
@@ -146,6 +146,20 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
     return database_rules(db) + own
 
 
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A page of a goal's answers; ``proved`` holds its answers with proofs if asked."""
+
+    page: answers.Page
+    proved: list[answers.Answer] | None = None
+
+
+def question(kind: str, goal: Literal, scope: str | None, *extra: object) -> str:
+    """The fingerprint a cursor of this question carries (see ``answers.page``)."""
+    pattern = [a.text() if isinstance(a, Var) else a for a in goal.args]
+    return answers.fingerprint(kind, goal.predicate, goal.negated, pattern, scope, *extra)
+
+
 async def ask(
     db: Db,
     tenant: str,
@@ -155,23 +169,69 @@ async def ask(
     min_confidence: float | None = None,
     limit: int | None = None,
     with_proof: bool = False,
-) -> list[queries.Answer]:
-    state, now = await db.current(tenant)
-    answers = queries.ask(
-        state,
-        db.root.rules,
+) -> list[answers.Answer]:
+    """The first ``limit`` answers to ``goal`` (all without a limit), one object each."""
+    asked = await ask_page(
+        db,
+        tenant,
         goal,
         scope,
         min_confidence=min_confidence,
         limit=limit,
         with_proof=with_proof,
     )
-    used = [a.key for a in answers if a.record is not None]
-    for a in answers:
-        if a.proof is not None and a.proof.type != "fact":
-            used.extend(proof_facts(a.proof, a.key.scope))
+    return asked.page.answers.answers() if asked.proved is None else asked.proved
+
+
+async def ask_page(
+    db: Db,
+    tenant: str,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    with_proof: bool = False,
+) -> Asked:
+    """A page of the answers to ``goal`` by inference (all of them without a limit).
+
+    The stored facts among the answers, and the premises of their proofs, count as
+    used (salience).
+
+    :raises ValidationError: a cursor of another question, or not a cursor at all.
+    """
+    state, now = await db.current(tenant)
+    found = queries.answer_set(
+        state, db.root.rules, goal, scope, min_confidence=min_confidence
+    )
+    asked = question("ask", goal, scope, min_confidence)
+    selected = answers.page(found, asked, limit, cursor)
+    used = selected.answers.stored_keys()
+    proved = None
+    if with_proof:
+        proved = queries.with_proofs(state, db.root.rules, selected.answers.answers())
+        for a in proved:
+            if a.proof is not None and a.proof.type != "fact":
+                used.extend(proof_facts(a.proof, a.key.scope))
     record_uses(state, used, now)  # salience: answers and proof premises count as uses
-    return answers
+    return Asked(selected, proved)
+
+
+async def count_answers(
+    db: Db,
+    tenant: str,
+    goal: Literal,
+    scope: str | None,
+    *,
+    min_confidence: float | None = None,
+) -> int:
+    """How many answers ``goal`` has by inference (no answer is returned or used)."""
+    state, _ = await db.current(tenant)
+    found = queries.answer_set(
+        state, db.root.rules, goal, scope, min_confidence=min_confidence
+    )
+    return len(found)
 
 
 async def match(
@@ -182,8 +242,30 @@ async def match(
     pattern: tuple[Var | Const, ...],
     scope: str | None,
 ) -> list[FactRecord]:
+    """Every stored, visible fact matching ``pattern``, in answer order."""
+    page = await match_page(db, tenant, predicate, negated, pattern, scope)
+    return [a.record for a in page.answers.answers() if a.record is not None]
+
+
+async def match_page(
+    db: Db,
+    tenant: str,
+    predicate: str,
+    negated: bool,
+    pattern: tuple[Var | Const, ...],
+    scope: str | None,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> answers.Page:
+    """A page of the stored facts matching ``pattern`` (all of them without a limit).
+
+    :raises ValidationError: a cursor of another question, or not a cursor at all.
+    """
     state, _ = await db.current(tenant)
-    return queries.match(state, predicate, negated, pattern, scope)
+    found = queries.match_set(state, predicate, negated, pattern, scope)
+    asked = question("query", Literal(predicate, pattern, negated), scope)
+    return answers.page(found, asked, limit, cursor)
 
 
 async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:
@@ -203,13 +285,17 @@ async def list_tenants(db: Db) -> list[TenantInfo]:
     infos = []
     for name, created in sorted(db.tenant_names.items()):
         state = await db.tenant(name)
-        infos.append(TenantInfo(name, state.created_at or created, state.fact_count(), len(state.rules)))
+        infos.append(
+            TenantInfo(
+                name, state.created_at or created, state.fact_count(), len(state.rules)
+            )
+        )
     return infos
 
 
 async def create_tenant(db: Db, tenant: str) -> bool:
     """Register a tenant explicitly; False when it already exists."""
-    state, now = await db.current(tenant)
+    _, now = await db.current(tenant)
     if tenant in db.tenant_names:
         return False
     await db.commit(tenant, [TenantCreated(created_at=now)], now)

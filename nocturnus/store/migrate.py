@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nocturnus.store.errors import MigrationError, storage_error
 
+
 def _migrations_dir() -> Path:
     """``migrations/`` of a source checkout, else the copy a wheel ships as a package."""
     checkout = Path(__file__).resolve().parents[2] / "migrations"

@@ -40,9 +40,16 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+Settled = Callable[["BaseException | None", "int | None"], None]
+"""Told on the event loop, in commit order, how an append ended: ``(None, last seq)``
+when stored, ``(error, head)`` when not, where ``head`` is the log's head after the
+failure (``None`` when the writer is gone and cannot say)."""
+
+
 @dataclass(slots=True)
 class _Append(_Job):
     records: Sequence[LogRecord]
+    settled: Settled | None = None
 
 
 @dataclass(slots=True)
@@ -137,10 +144,14 @@ class Writer:
         await asyncio.wrap_future(ready)
         self._accepting = True
 
-    async def append(self, records: Sequence[LogRecord]) -> None:
+    async def append(
+        self, records: Sequence[LogRecord], settled: Settled | None = None
+    ) -> None:
         """Return once the batch holding ``records`` is committed and fsync'd.
 
-        If the waiting task is cancelled, the records may still be committed.
+        If the waiting task is cancelled, the records may still be committed;
+        ``settled`` is told the outcome whether or not anyone still waits, before
+        the waiter resumes, and in commit order across appends.
 
         :raises SeqConflict: these records do not continue the head (others in the
             same batch still commit).
@@ -149,7 +160,7 @@ class Writer:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._put(_Append(loop, future, records))
+        self._put(_Append(loop, future, records, settled))
         await future
 
     async def run(self, fn: Callable[[EventLog], T]) -> T:
@@ -277,7 +288,10 @@ class Writer:
             expected += len(job.records)
         if accepted:
             self._commit_batch(event_log, accepted, records, outcomes)
-        _settle(outcomes)
+        if any(error is not None for _, _, error in outcomes):
+            _settle(_with_head(event_log, outcomes))
+        else:
+            _settle(outcomes)
 
     def _commit_batch(
         self,
@@ -311,7 +325,7 @@ class Writer:
         stats.appends += len(jobs)
         stats.records += len(records)
         stats.largest_batch = max(stats.largest_batch, len(jobs))
-        outcomes.extend((job, None, None) for job in jobs)
+        outcomes.extend((job, job.records[-1].seq, None) for job in jobs)
 
     def _fail_queued(self) -> None:
         while True:
@@ -323,6 +337,20 @@ class Writer:
                 _settle([(job, None, None)])
             else:
                 _settle([(job, None, WriterClosed(f"the {self._name} is closed"))])
+
+
+def _with_head(
+    event_log: EventLog, outcomes: list[tuple[_Job, Any, BaseException | None]]
+) -> list[tuple[_Job, Any, BaseException | None]]:
+    """The failed outcomes carry the head the log has after them (``None``: unknown)."""
+    try:
+        head: int | None = event_log.head()
+    except NocturnusError:
+        head = None
+    return [
+        (job, head, error) if error is not None else (job, result, error)
+        for job, result, error in outcomes
+    ]
 
 
 def _first_gap(records: Sequence[LogRecord], expected: int) -> tuple[int, int] | None:
@@ -348,6 +376,11 @@ def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
 
 def _resolve(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
     for job, result, error in items:
+        if type(job) is _Append and job.settled is not None:
+            try:
+                job.settled(error, result)
+            except Exception:  # the waiters must still be answered
+                log.exception("an append's settled callback failed")
         if job.future.done():
             continue
         if error is not None:

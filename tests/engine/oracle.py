@@ -199,3 +199,55 @@ def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
     return abs(a - b) < 1e-9
+
+
+# -- what the service answers: scopes, rule scopes, minimum confidence (issue 13) --
+
+ScopedRule = tuple[Rule, str | None]
+"""A rule and the scope it is taught to (None: every scope)."""
+ScopedFact = tuple[str, str, bool, tuple[Const, ...], float | None]
+"""(scope, predicate, negated, args, confidence) of a stored fact."""
+Answers = dict[tuple[str, tuple[Tagged, ...]], float | None]
+
+
+def scoped_models(
+    rules: Sequence[ScopedRule], facts: Sequence[ScopedFact]
+) -> dict[str, Model]:
+    """The model of every scope holding a fact: its facts under the rules it sees.
+
+    A scope sees the unscoped rules and its own; inference never joins two scopes.
+    """
+    by_scope: dict[str, list[tuple[str, bool, tuple[Const, ...], float | None]]] = {}
+    for scope, predicate, negated, args, confidence in facts:
+        by_scope.setdefault(scope, []).append((predicate, negated, args, confidence))
+    return {
+        scope: naive_model([r for r, s in rules if s is None or s == scope], stored)
+        for scope, stored in by_scope.items()
+    }
+
+
+def scoped_answers(
+    models: dict[str, Model],
+    goal: Literal,
+    scope: str | None,
+    min_confidence: float | None = None,
+) -> Answers:
+    """(scope, row) -> confidence of every answer to ``goal``, as ``/ask`` gives it.
+
+    No ``scope`` asks every scope; ``min_confidence`` drops answers below it (no
+    confidence counts as 1.0).
+    """
+    rel = (goal.predicate, goal.negated, len(goal.args))
+    found: Answers = {}
+    for name, model in models.items():
+        if scope is not None and name != scope:
+            continue
+        for row, confidence in model.get(rel, {}).items():
+            if _unify(goal, row, {}) is None:
+                continue
+            if min_confidence is not None and (
+                (1.0 if confidence is None else confidence) < min_confidence
+            ):
+                continue
+            found[(name, row)] = confidence
+    return found

@@ -358,3 +358,38 @@ def test_right_linear_goals_keep_every_condition(
     assert ask(facts, rules, goal) == expected
     full = ask(facts, rules, "r(?x, ?y)")
     assert [row for row in full if row[0] == "a"] == expected
+
+
+# Issue 13: a lone non-recursive copy rule was evaluated as a transitive closure.
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (["r(?x, ?y) :- e(?x, ?y)"], [("n1", "n2"), ("n2", "n3")]),
+        (["r(?x, ?y) :- e(?y, ?x)"], [("n2", "n1"), ("n3", "n2")]),
+        (["r(?x) :- e(?x, ?y)"], [("n1",), ("n2",)]),
+    ],
+)
+def test_a_copy_rule_copies_and_nothing_more(make_facts, ask, texts, expected):
+    facts = make_facts("e(n1, n2)", "e(n2, n3)")
+    goal = "r(?x, ?y)" if len(expected[0]) == 2 else "r(?x)"
+    assert ask(facts, texts, goal) == expected
+    first = expected[0][0]
+    bound = goal.replace("?x", first, 1)
+    assert ask(facts, texts, bound) == [row for row in expected if row[0] == first]
+
+
+# Issue 13 (found by the differential tests): two chain rules grouping their head
+# differently each saw only their own grouping's new rows in the next round.
+def test_chains_grouped_two_ways_see_each_others_rows(make_facts, ask):
+    rules = [
+        "t(?x, ?y) :- d(?y, ?x)",
+        "t(?x, ?y) :- d(?x, ?z), t(?z, ?y)",
+        "t(?x, ?y) :- t(?x, ?z), d(?z, ?y)",
+    ]
+    facts = make_facts("d(a, d)")
+    assert ask(facts, rules, "t(?x, ?y)") == [
+        ("a", "a"),
+        ("a", "d"),
+        ("d", "a"),
+        ("d", "d"),
+    ]

@@ -147,7 +147,7 @@ def test_a_principal_resolved_earlier_is_reread_after_any_key_event() -> None:
     apply_all(table, apikeys.decide_revoke(table, key_id, NOW, "test"))
     assert auth.generation != seen
     assert auth.current(principal, NOW, seen) is None
-    expiring_id, expiring = mint(table, NewKey("reader", expires_in_days=1))
+    _, expiring = mint(table, NewKey("reader", expires_in_days=1))
     short = asyncio.run(auth.authenticate(expiring, NOW))
     assert short is not None and short.expires_at == NOW + apikeys.DAY_MS
     assert auth.current(short, NOW + apikeys.DAY_MS, auth.generation) is None

@@ -1,4 +1,4 @@
-"""Transitive closure recognised and computed over the condensation graph.
+"""Transitive closure, computed over the condensation graph of its edge relation.
 
 Left-, right- and non-linear recursion over one edge relation all define the same
 relation, the transitive closure ``t = e+``. Semi-naive evaluation still needs one
@@ -7,43 +7,69 @@ round per path length (800 rounds on a 20 000-node random tree) and touches ever
 is the union of its successors' sets, visited in reverse topological order of the
 strongly connected components: Python work per node and edge, and the millions of
 reachable pairs are produced by C-level set unions.
-
-The recogniser is deliberately narrow (see :func:`closure_of`); anything else goes
-to the general evaluator, and results are identical either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from nocturnus.engine.analysis import strongly_connected_components
+from nocturnus.engine.grouped import GroupedTable
 from nocturnus.engine.ir import POSITIVE, IRule, RelKey
+from nocturnus.engine.plan import Component, Workspace
 from nocturnus.engine.terms import Var
+
+NAME = "closure"
 
 
 @dataclass(frozen=True, slots=True)
-class Closure:
+class ClosurePlan:
     """``target`` is the transitive closure of ``edges`` (read reversed if not forward)."""
 
     target: RelKey
     edges: RelKey
     forward: bool
+    strategy: str = NAME
+
+    def run(self, workspace: Workspace) -> None:
+        successors = workspace.column(self.edges, 0 if self.forward else 1)
+        table = GroupedTable({0})
+        table.by[0] = transitive_closure(successors, workspace.charge)
+        workspace.tables[self.target] = table
 
 
-def closure_of(target: RelKey, rules: list[IRule]) -> Closure | None:
-    """Recognise rules making ``target`` the transitive closure of one relation.
+def plan(component: Component) -> ClosurePlan | None:
+    """Accept a component whose one relation is the transitive closure of another.
 
-    Accepted: exactly one exit rule ``t(?a, ?b) :- e(?a, ?b)`` (or ``e(?b, ?a)``, the
-    reversed orientation) and recursive rules whose two body literals are ``t`` or
-    ``e`` (in the exit rule's orientation) chaining ``?a`` to ``?b``:
-    ``t(?a, ?b) :- t(?a, ?z), e(?z, ?b)``, ``... :- e(?a, ?z), t(?z, ?b)``,
-    ``... :- t(?a, ?z), t(?z, ?b)``. Every such program has the least model ``e+``.
+    Preconditions, all required:
+
+    - no confidence and no proof ranks are tracked, the component has exactly one
+      member ``t``, and ``t`` starts with no rows (no stored ``t`` facts, no seed);
+    - exactly one exit rule, ``t(?a, ?b) :- e(?a, ?b)`` or the reversed
+      ``t(?a, ?b) :- e(?b, ?a)``: one positive body literal, two distinct
+      variables, no constants;
+    - **at least one** recursive rule, and every recursive rule has exactly two
+      positive body literals, each ``t`` or ``e`` (in the exit rule's orientation),
+      chaining ``?a`` through a third variable to ``?b``:
+      ``t(?a, ?b) :- t(?a, ?z), e(?z, ?b)``, ``... :- e(?a, ?z), t(?z, ?b)``,
+      ``... :- t(?a, ?z), t(?z, ?b)`` (literals in either order).
+
+    Every such program has the least model ``e+``. Without a recursive rule the
+    exit rule alone is a copy of ``e``, not its closure (issue 13).
     """
-    exits = [r for r in rules if all(s.rel != target for s in r.body)]
-    if len(exits) != 1 or len(exits[0].body) != 1:
+    if not component.plain or len(component.members) != 1:
         return None
-    exit_rule = exits[0]
+    (target,) = component.members
+    if component.initial.get(target):
+        return None
+    exits = component.exits
+    recursive = [rule for rule in component.rules if rule not in exits]
+    if len(exits) != 1 or not recursive:
+        return None
+    (exit_rule,) = exits
+    if len(exit_rule.body) != 1:
+        return None
     (step,) = exit_rule.body
     head = exit_rule.head_args
     if step.kind != POSITIVE or len(step.args) != 2 or len(head) != 2:
@@ -57,12 +83,9 @@ def closure_of(target: RelKey, rules: list[IRule]) -> Closure | None:
     else:
         return None
     edges = step.rel
-    for rule in rules:
-        if rule is exit_rule:
-            continue
-        if not _is_chain_step(rule, target, edges, forward):
-            return None
-    return Closure(target, edges, forward)
+    if not all(_is_chain_step(r, target, edges, forward) for r in recursive):
+        return None
+    return ClosurePlan(target, edges, forward)
 
 
 def _is_chain_step(rule: IRule, target: RelKey, edges: RelKey, forward: bool) -> bool:
@@ -90,11 +113,14 @@ def _is_chain_step(rule: IRule, target: RelKey, edges: RelKey, forward: bool) ->
     return len({head[0], head[1], z1}) == 3
 
 
-def transitive_closure(successors: Mapping[int, set[int]]) -> dict[int, set[int]]:
+def transitive_closure(
+    successors: Mapping[int, set[int]], charge: Callable[[int], None]
+) -> dict[int, set[int]]:
     """Return, for every node with successors, the set of nodes it reaches.
 
     Components are visited dependencies first, so each successor's set is final
     when it is folded in; members of one component share one (read-only) set.
+    ``charge`` is told how many pairs each component adds, as it adds them.
     """
     reach: dict[int, set[int]] = {}
     for component in strongly_connected_components(successors):
@@ -114,4 +140,5 @@ def transitive_closure(successors: Mapping[int, set[int]]) -> dict[int, set[int]
         if reached:
             for node in component:
                 reach[node] = reached
+            charge(len(reached) * len(component))
     return reach
