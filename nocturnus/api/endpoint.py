@@ -298,6 +298,8 @@ async def _in_transaction(
         )
     if isinstance(result, dict):
         result = {**result, "transactionId": tx.id, "buffered": wrote}
+    elif isinstance(result, HTTPResponse):  # rendered in bulk (/ask): say it in a header
+        result.headers[TRANSACTION_HEADER] = tx.id
     return result
 
 

@@ -58,8 +58,12 @@ def test_writes_wait_for_the_commit_and_reads_in_it_see_them(server: Server, ten
     assert taught["buffered"] is True
     # inside: its own writes; outside: nothing yet
     assert facts(server, tenant, "gp", 2, tx=tx) == [["a", "c"]]
-    inside = call(server, "POST", "/ask", tenant, {"predicate": "parent", "args": ["?x", "?y"]}, tx=tx)
-    assert inside["transactionId"] == tx and inside["buffered"] is False
+    inside = server.request("POST", "/ask", tenant=tenant, headers={TX: tx},
+                            json={"predicate": "parent", "args": ["?x", "?y"]})
+    assert inside.headers[TX] == tx  # a read in the transaction says so
+    assert sorted(r["args"] for r in inside.json()["results"]) == [["a", "b"], ["b", "c"]]
+    context = call(server, "POST", "/context/summary", tenant, {}, tx=tx)
+    assert context["transactionId"] == tx and context["buffered"] is False
     assert facts(server, tenant, "parent", 2) == [["a", "b"]]
     assert facts(server, tenant, "gp", 2) == []
     before = generation(server, tenant)
