@@ -57,8 +57,8 @@ from nocturnus.service.maintenance import replay_database, replay_log, snapshot_
 from nocturnus.service.replay import gc_paused
 from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
 from nocturnus.store.crypto import MasterKey
-from nocturnus.store.log import EventLog
-from nocturnus.store.record import LogRecord
+from nocturnus.store.sealer import Append, Sealer
+from nocturnus.store.sqlite import SqliteStore, read_database_name
 
 KEY_HEX = "5eed" * 16
 DATABASE = "bench"
@@ -83,11 +83,11 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
         await databases.close()
 
     asyncio.run(register())
-    log = EventLog.open(data_dir / f"{DATABASE}.db", DATABASE, key)
+    log = Sealer.open(SqliteStore(data_dir).recorder(DATABASE), key)
     started = time.perf_counter()
     try:
         seq = log.head()
-        batch: list[LogRecord] = []
+        batch: list[Append] = []
         rule = RuleTaught(
             id="r_path",
             head={
@@ -108,7 +108,7 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
         )
         for t in range(tenants):
             seq += 1
-            batch.append(LogRecord(seq, TS0, f"tenant{t}", rule.kind, encode(rule)))
+            batch.append(Append(f"tenant{t}", None, TS0, [(rule.kind, encode(rule))]))
         n = 0
         while seq < events:
             seq += 1
@@ -129,7 +129,7 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
                     TS0 + n,
                     confidence=0.9 if n % 3 == 0 else None,
                 )
-            batch.append(LogRecord(seq, TS0 + n, tenant, event.kind, encode(event)))
+            batch.append(Append(tenant, None, TS0 + n, [(event.kind, encode(event))]))
             if len(batch) >= BATCH:
                 log.append(batch)
                 batch = []
@@ -149,7 +149,7 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
 
 
 def measure_replay(data_dir: Path, key: MasterKey) -> None:
-    log = EventLog.open(data_dir / f"{DATABASE}.db", DATABASE, key, readonly=True)
+    log = Sealer.open(SqliteStore(data_dir).recorder(DATABASE, readonly=True), key)
     try:
         # The phases of replay.fold, one after the other over the whole log.
         with gc_paused():
@@ -212,7 +212,7 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
         log.close()
     workers = os.cpu_count() or 1
     cpu, children = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = replay_database(data_dir, key, DATABASE, workers=workers)
+    summary = replay_database(SqliteStore(data_dir), key, DATABASE, workers=workers)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu + after.ru_utime - children.ru_utime
     cpu += after.ru_stime - children.ru_stime
@@ -228,7 +228,7 @@ def measure_tenant_load(data_dir: Path, key: MasterKey, tenant: str) -> None:
     async def load() -> tuple[float, int, int, float]:
         db: Database[DatabaseState] = Database(
             DATABASE,
-            data_dir / f"{DATABASE}.db",
+            SqliteStore(data_dir),
             key,
             root_factory=DatabaseState,
             root_apply=apply_database_event,
@@ -326,8 +326,10 @@ def main() -> None:
         generate(data_dir, args.events, args.tenants)
     # A kept data dir may predate a migration: a read-write open applies it (the
     # replay below opens read-only, which refuses a log that needs one).
+    store = SqliteStore(data_dir)
     for path in sorted(data_dir.glob("*.db")):
-        EventLog.open(path, EventLog.stored_name(path) or path.stem, key).close()
+        name = read_database_name(path) or path.stem
+        Sealer.open(store.recorder(name), key).close()
     with sqlite3.connect(data_dir / f"{DATABASE}.db") as conn:
         # a kept data dir: start from the log alone
         conn.execute("DELETE FROM snapshots")
@@ -335,7 +337,7 @@ def main() -> None:
     conn.close()
     measure_replay(data_dir, key)
     started = time.perf_counter()
-    result = snapshot_database(data_dir, key, DATABASE)
+    result = snapshot_database(SqliteStore(data_dir), key, DATABASE)
     print(
         f"  snapshotted {result.written} tenants in {time.perf_counter() - started:.2f} s"
     )

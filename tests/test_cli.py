@@ -20,7 +20,7 @@ from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.databases import Databases
 from nocturnus.store.crypto import parse_master_key
 from nocturnus.store.dirlock import DataDirLock
-from nocturnus.store.log import EventLog
+from tests.logs import sqlite_log
 
 KEY = "11" * 32
 NEW_KEY = "22" * 32
@@ -195,7 +195,7 @@ def test_compact_drops_deleted_tenants_and_still_verifies(data_dir: Path) -> Non
     assert export_lines(data_dir) == before
     again = cli("compact", "--db", "default", "--data-dir", str(data_dir))
     assert "nothing to compact" in again.stdout
-    log = EventLog.open(data_dir / "default.db", "default", parse_master_key(KEY, "t"), readonly=True)
+    log = sqlite_log(data_dir / "default.db", "default", parse_master_key(KEY, "t"), readonly=True)
     try:
         marker = [r for r in log.read(tenant="") if r.kind == "log_compacted"]
     finally:

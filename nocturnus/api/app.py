@@ -33,9 +33,11 @@ from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
 from nocturnus.api.transactions import transactions_api
 from nocturnus.service.databases import Databases
+from nocturnus.service.datadir import open_store
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
+from nocturnus.store.recorder import Store
 
 
 @dataclass(slots=True)
@@ -44,6 +46,7 @@ class AppContext:
 
     settings: Settings
     databases: Databases | None = None
+    store: Store | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
@@ -85,8 +88,12 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     async def open_databases(app: Sanic) -> None:
         started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
+        app.ctx.store = open_store(settings)
         databases = Databases(
-            settings.data_dir, master_key, snapshot_every=settings.snapshot_every
+            settings.data_dir,
+            master_key,
+            store=app.ctx.store,
+            snapshot_every=settings.snapshot_every,
         )
         await databases.open()
         app.ctx.databases = databases
@@ -109,6 +116,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         await security.drain()
         if app.ctx.databases is not None:
             await app.ctx.databases.close()
+        if app.ctx.store is not None:
+            app.ctx.store.close()
 
     # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
     # logs and clients, without an os.urandom syscall on every request (issue 3's

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -44,15 +45,16 @@ def replay(
     log's tenants are split over several processes (each reads, decrypts and
     rebuilds its own tenants); small logs replay in this process.
     """
-    from nocturnus.service.datadir import existing_master_key
+    from nocturnus.service.datadir import existing_master_key, store_of
     from nocturnus.service.maintenance import replay_database
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
+        store = stack.enter_context(store_of(settings))
         key = existing_master_key(settings)
         with progress_bar(f"replaying {database}") as progress:
             summary = replay_database(
-                settings.data_dir,
+                store,
                 key,
                 database,
                 to_seq=to_seq,
@@ -73,18 +75,23 @@ def verify(database: str | None, data_dir: Path | None) -> None:
 
     Prints one line per database; on a problem, exits 1 naming the first bad seq.
     """
-    from nocturnus.service.datadir import existing_master_key, require_data_dir
+    from nocturnus.service.datadir import (
+        existing_master_key,
+        require_data_dir,
+        store_of,
+    )
     from nocturnus.service.maintenance import log_names, verify_database
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
-        require_data_dir(settings.data_dir)
+        store = stack.enter_context(store_of(settings))
+        require_data_dir(store)
         key = existing_master_key(settings)
-        names = [database] if database else log_names(settings.data_dir)
+        names = [database] if database else log_names(store)
         bad = []
         for name in names:
             with progress_bar(f"verifying {name}") as progress:
-                report = verify_database(settings.data_dir, key, name, progress)
+                report = verify_database(store, key, name, progress)
             click.echo(report.summary())
             if not report.ok:
                 bad.append(report)
@@ -110,22 +117,24 @@ def snapshot(database: str | None, data_dir: Path | None) -> None:
         lock_data_dir,
         read_registry,
         require_data_dir,
+        store_of,
     )
     from nocturnus.service.maintenance import snapshot_database
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
-        require_data_dir(settings.data_dir)
+        store = stack.enter_context(store_of(settings))
+        require_data_dir(store)
         key = existing_master_key(settings)
         with lock_data_dir(settings.data_dir, "snapshot"):
             names = (
                 [database]
                 if database
-                else sorted(read_registry(settings.data_dir, key).databases)
+                else sorted(read_registry(store, key).databases)
             )
             for name in names:
                 with progress_bar(f"snapshotting {name}") as progress:
-                    result = snapshot_database(settings.data_dir, key, name, progress)
+                    result = snapshot_database(store, key, name, progress)
                 click.echo(
                     f"{name}: {result.written} of {result.tenants} tenants snapshotted "
                     f"at head seq {result.head}"
@@ -148,12 +157,13 @@ def backup(database: str, out: Path, data_dir: Path | None) -> None:
     keep the master key separately, restoring needs it.
     """
     from nocturnus.service.backup import backup_database, describe
-    from nocturnus.service.datadir import existing_master_key
+    from nocturnus.service.datadir import existing_master_key, store_of
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
+        store = stack.enter_context(store_of(settings))
         key = existing_master_key(settings)
-        info = backup_database(settings.data_dir, key, database, out)
+        info = backup_database(store, key, database, out)
         size = out.stat().st_size
         click.echo(f"backed up {describe(info)} to {out} ({size:,} bytes)")
 
@@ -182,17 +192,18 @@ def restore(
     under (NOCTURNUS_MASTER_KEY or master.key in the data dir).
     """
     from nocturnus.service.backup import describe, restore_database
-    from nocturnus.service.datadir import existing_master_key, lock_data_dir
+    from nocturnus.service.datadir import existing_master_key, lock_data_dir, store_of
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
+        store = stack.enter_context(store_of(settings))
         key = existing_master_key(settings)
         with (
             lock_data_dir(settings.data_dir, "restore"),
             progress_bar("verifying backup") as progress,
         ):
             result = restore_database(
-                settings.data_dir,
+                store,
                 key,
                 source,
                 database,
@@ -200,7 +211,7 @@ def restore(
                 progress=progress,
             )
         verb = "replaced" if result.replaced else "restored"
-        click.echo(f"{verb} {describe(result.info)} into {result.path}")
+        click.echo(f"{verb} {describe(result.info)} into {result.where}")
 
 
 @click.command()
@@ -212,17 +223,18 @@ def compact(database: str, data_dir: Path | None) -> None:
     The log is verified first and left untouched if it does not verify. A
     `log_compacted` marker event records the compaction in the chain.
     """
-    from nocturnus.service.datadir import existing_master_key, lock_data_dir
+    from nocturnus.service.datadir import existing_master_key, lock_data_dir, store_of
     from nocturnus.service.maintenance import compact_database
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
+        store = stack.enter_context(store_of(settings))
         key = existing_master_key(settings)
         with (
             lock_data_dir(settings.data_dir, "compact"),
             progress_bar(f"compacting {database}") as progress,
         ):
-            done = compact_database(settings.data_dir, key, database, progress)
+            done = compact_database(store, key, database, progress)
         if done is None:
             click.echo(f"{database}: nothing to compact (no deleted tenant's data)")
         else:
@@ -254,13 +266,14 @@ def export(
     Facts come as POST /tell bodies plus createdAt, rules as POST /teach bodies plus
     id and createdAt. The output is plaintext: treat it like the data itself.
     """
-    from nocturnus.service.datadir import existing_master_key
+    from nocturnus.service.datadir import existing_master_key, store_of
     from nocturnus.service.export import load_tenant, tenant_lines
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
+        store = stack.enter_context(store_of(settings))
         key = existing_master_key(settings)
-        state = load_tenant(settings.data_dir, key, database, tenant)
+        state = load_tenant(store, key, database, tenant)
         if out is None:
             stream = sys.stdout.buffer
             for line in tenant_lines(state):
@@ -297,14 +310,16 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
         existing_master_key,
         lock_data_dir,
         require_data_dir,
+        store_of,
     )
     from nocturnus.service.maintenance import rotate_master_key as rotate
     from nocturnus.service.maintenance import write_key_file
     from nocturnus.store.crypto import parse_master_key
 
-    with failing_cleanly():
+    with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
-        require_data_dir(settings.data_dir)
+        store = stack.enter_context(store_of(settings))
+        require_data_dir(store)
         if new_key_file is not None:
             text, source = new_key_file.read_text(), f"new key file {new_key_file}"
         else:
@@ -317,7 +332,7 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
         old_key = existing_master_key(settings)
         with lock_data_dir(settings.data_dir, "rotate-master-key"):
             with progress_bar("re-wrapping data keys") as progress:
-                done = rotate(settings.data_dir, old_key, new_key, progress)
+                done = rotate(store, old_key, new_key, progress)
             from_file = not (settings.master_key and settings.master_key.strip())
             if from_file:
                 path = write_key_file(settings.data_dir, text)

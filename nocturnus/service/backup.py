@@ -10,7 +10,6 @@ same master key the data was written under (rotate first to move data between ke
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +21,13 @@ from nocturnus import __version__
 from nocturnus.errors import StartupError
 from nocturnus.service.database import DATABASE_LEVEL, now_ms
 from nocturnus.service.databases import SYSTEM_DATABASE, system_database
-from nocturnus.service.datadir import database_info, database_path, read_registry
+from nocturnus.service.datadir import database_info, open_log, read_registry
 from nocturnus.service.events import DatabaseCreated
+from nocturnus.store.backup import backup_database_name, open_backup, write_backup
 from nocturnus.store.crypto import MasterKey
-from nocturnus.store.log import EventLog
+from nocturnus.store.recorder import Store
+from nocturnus.store.sealer import Sealer
+from nocturnus.store.verify import verify_log
 
 BACKUP_INFO = "backup_info"
 Progress = Callable[[int, int], None]
@@ -67,17 +69,16 @@ class BackupInfo:
         )
 
 
-def backup_database(data_dir: Path, key: MasterKey, name: str, out: Path) -> BackupInfo:
+def backup_database(store: Store, key: MasterKey, name: str, out: Path) -> BackupInfo:
     """Copy database ``name`` to the new file ``out`` (online: the server may run).
 
     :raises StartupError: unknown database, or ``out`` exists.
     """
-    info = database_info(data_dir, key, name)
+    info = database_info(store, key, name)
     out = Path(out)
     if out.exists():
         raise StartupError(f"{out} already exists; choose a new backup file")
-    event_log = EventLog.open(database_path(data_dir, name), name, key, readonly=True)
-    try:
+    with open_log(store, key, name) as event_log:
         head = event_log.head()
         backup = BackupInfo(
             name,
@@ -87,11 +88,9 @@ def backup_database(data_dir: Path, key: MasterKey, name: str, out: Path) -> Bac
             now_ms(),
             __version__,
         )
-        event_log.backup(out, {BACKUP_INFO: backup.to_json()})
-    finally:
-        event_log.close()
+        write_backup(event_log, out, {BACKUP_INFO: backup.to_json()})
     # Re-open the copy: its key token, migrations and chain tail must all check out.
-    copy = EventLog.open(out, name, key, readonly=True)
+    copy = open_backup(out, name, key)
     try:
         head = copy.head()
     finally:
@@ -106,7 +105,7 @@ def backup_database(data_dir: Path, key: MasterKey, name: str, out: Path) -> Bac
     )
 
 
-def read_backup(path: Path, key: MasterKey) -> tuple[BackupInfo, EventLog]:
+def read_backup(path: Path, key: MasterKey) -> tuple[BackupInfo, Sealer]:
     """Open a backup file read-only; the caller closes the returned log.
 
     :raises StartupError: not a backup (no ``backup_info``), or unreadable.
@@ -115,10 +114,10 @@ def read_backup(path: Path, key: MasterKey) -> tuple[BackupInfo, EventLog]:
     path = Path(path)
     if not path.is_file():
         raise StartupError(f"no backup file {path}")
-    name = EventLog.stored_name(path)
+    name = backup_database_name(path)
     if name is None:
         raise StartupError(f"{path} is not a Nocturnus backup (no database name)")
-    event_log = EventLog.open(path, name, key, readonly=True)
+    event_log = open_backup(path, name, key)
     try:
         raw = event_log.meta_value(BACKUP_INFO)
         if raw is None:
@@ -135,12 +134,12 @@ def read_backup(path: Path, key: MasterKey) -> tuple[BackupInfo, EventLog]:
 @dataclass(frozen=True, slots=True)
 class RestoreResult:
     info: BackupInfo
-    path: Path
+    where: str
     replaced: bool
 
 
 def restore_database(
-    data_dir: Path,
+    store: Store,
     key: MasterKey,
     source: Path,
     name: str | None = None,
@@ -148,13 +147,13 @@ def restore_database(
     replace: bool = False,
     progress: Progress | None = None,
 ) -> RestoreResult:
-    """Restore a backup into ``data_dir`` and register it (offline: hold the lock).
+    """Restore a backup into ``store`` and register it (offline: hold the lock).
 
     The backup is verified in full first (chain, tags, snapshots). Its database name
     is bound into every ciphertext, so it can only be restored under that name.
 
     :raises StartupError: a bad backup, a different ``name``, or a database of that
-        name already in ``data_dir`` (unless ``replace``).
+        name already in ``store`` (unless ``replace``).
     """
     info, backup_log = read_backup(source, key)
     try:
@@ -165,37 +164,30 @@ def restore_database(
             )
         if info.database == SYSTEM_DATABASE:
             raise StartupError("the _system registry is not restored from a backup")
-        report = backup_log.verify(progress)
+        report = verify_log(backup_log, progress)
         if not report.ok:
             raise StartupError(f"backup {source} does not verify: {report.summary()}")
-        registry = read_registry(data_dir, key)
-        dest = database_path(data_dir, info.database)
+        registry = read_registry(store, key)
         known = info.database in registry.databases
-        if (known or dest.exists()) and not replace:
+        if (known or store.exists(info.database)) and not replace:
             raise StartupError(
-                f"database {info.database!r} already exists in {data_dir}; delete it "
-                "first or pass --replace"
+                f"database {info.database!r} already exists in {store.where}; delete "
+                "it first or pass --replace"
             )
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.restore")
-        tmp.unlink(missing_ok=True)
-        backup_log.backup(tmp)
     finally:
         backup_log.close()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{dest}{suffix}").unlink(missing_ok=True)
-    os.replace(tmp, dest)
-    EventLog.open(dest, info.database, key).close()  # back to WAL, tail checked
+    store.restore(info.database, Path(source))
+    Sealer.open(store.recorder(info.database), key).close()  # key and tail checked
     if not known:
-        _register(data_dir, key, info)
-    return RestoreResult(info, dest, replaced=known)
+        _register(store, key, info)
+    return RestoreResult(info, store.where_is(info.database), replaced=known)
 
 
-def _register(data_dir: Path, key: MasterKey, info: BackupInfo) -> None:
+def _register(store: Store, key: MasterKey, info: BackupInfo) -> None:
     """Append ``database_created`` for the restored database to ``_system``."""
 
     async def run() -> None:
-        system = system_database(Path(data_dir), key)
+        system = system_database(store, key)
         await system.open()
         try:
             event = DatabaseCreated(

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nocturnus.service.database import Database, now_ms
+from nocturnus.store.backup import write_backup
+from nocturnus.store.sealer import Sealer
 
 BACKUP_DIR = "backups"
 
@@ -30,9 +32,9 @@ async def backup_database(database: Database[Any], data_dir: Path) -> Backup:
     created_at = now_ms()
     dest = data_dir / BACKUP_DIR / f"{database.name}-{created_at}.db"
 
-    def copy(log: Any) -> tuple[int, int]:
+    def copy(log: Sealer) -> tuple[int, int]:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        log.backup(dest)
+        write_backup(log, dest, {})
         return dest.stat().st_size, log.head()
 
     size, head = await database.writer.run(copy)

@@ -38,8 +38,8 @@ from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import Ranking, Usage, knowledge_key
 from nocturnus.service.sessions import SentWindow, Sessions
 from nocturnus.service.tenant import TenantState
-from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord
+from nocturnus.store.sealer import Sealer
 
 Db = Database[DatabaseState]
 
@@ -884,7 +884,7 @@ async def recall(
     if not (0 <= at_ms < 2**62):
         raise ValidationError("timestamp: out of range", field="timestamp")
 
-    def read(log: EventLog) -> list[LogRecord]:
+    def read(log: Sealer) -> list[LogRecord]:
         prefix = []
         with contextlib.closing(log.read(tenant=tenant)) as records:  # type: ignore[type-var]
             for record in records:

@@ -3,10 +3,15 @@
 Writes: a decision produces events; :meth:`Database.commit` numbers them, applies them to
 the projection at once (so the next decision in write order sees them) and waits until the
 writer has made the batch durable. Events are encoded before any of that, so a write that
-cannot be stored changes nothing. If the writer fails a batch, the projections holding
-writes that were not stored (that batch's and those queued behind it) are dropped and
-rebuilt from the log on next use, the database level goes back to its durable copy, and
-every other tenant keeps its projection: memory never keeps what the disk lost.
+cannot be stored changes nothing. Each append carries the position of the stream (the
+tenant, or the database level) its decision was made on, or the previous append of that
+stream still in flight: the store refuses it if another writer appended to the stream
+since (:class:`~nocturnus.store.errors.AppendConflict`, issue 15), so the service never
+relies on being the only writer. If the writer fails or refuses an append, or stores it
+under other seqs than this process numbered it with (another writer took seqs
+meanwhile), the projections holding writes in flight are dropped and rebuilt from the
+log on next use, the database level goes back to its durable copy, and every other
+tenant keeps its projection: memory never keeps what the store does not hold.
 
 Snapshots (issue 3): every ``snapshot_every`` events of a tenant (later for a tenant with
 more than twice as many facts: see :meth:`Database._maybe_snapshot`), and for every changed
@@ -25,8 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
@@ -49,9 +53,9 @@ from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
-from nocturnus.store.errors import WrongMasterKey
-from nocturnus.store.log import EventLog
-from nocturnus.store.record import build_record
+from nocturnus.store.errors import AppendConflict, WrongMasterKey
+from nocturnus.store.recorder import Store
+from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.snapshots import PART_BYTES, seal
 from nocturnus.store.writer import Writer
 
@@ -119,17 +123,23 @@ class DatabaseStats:
         self.last_snapshot_at = time.time() if at is None else at
 
 
-RootState = TypeVar("RootState")
+class Positioned(Protocol):
+    """A database-level projection: it knows the seq of the last event it applied."""
+
+    last_seq: int
+
+
+RootState = TypeVar("RootState", bound=Positioned)
 T = TypeVar("T")
 
 
 class Database(Generic[RootState]):
-    """A database file: a writer, a root (database-level) projection, lazy tenants."""
+    """A database: a writer, a root (database-level) projection, lazy tenants."""
 
     def __init__(
         self,
         name: str,
-        path: Path,
+        store: Store,
         master_key: MasterKey,
         *,
         root_factory: Callable[[], RootState],
@@ -140,7 +150,7 @@ class Database(Generic[RootState]):
         self.name = name
         self.snapshot_every = snapshot_every
         self.snapshot_part_bytes = PART_BYTES
-        self.path = path
+        self.store = store
         self.default_conflict_strategy = default_conflict_strategy
         self._master_key = master_key
         self._root_factory = root_factory
@@ -150,11 +160,13 @@ class Database(Generic[RootState]):
         # commit puts back (``root`` and ``tenant_names`` run ahead of the disk).
         self._durable_root: RootState = root_factory()
         self._durable_tenants: dict[str, int] = {}
-        self.writer = Writer(lambda: EventLog.open(path, name, master_key))
+        self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own (the Writer's job
         # thread, only ever given reads): see :meth:`read_log`.
         self.reader = Writer(
-            lambda: EventLog.open(path, name, master_key, check_tail=None, readonly=True),
+            lambda: Sealer.open(
+                store.recorder(name, readonly=True), master_key, check_tail=None
+            ),
             name="reader",
         )
         self._tenants: dict[str, TenantState] = {}
@@ -171,8 +183,10 @@ class Database(Generic[RootState]):
         self._epoch = 0
         # Bumped when a failed append renumbers from the durable head (see _settled).
         self._numbering = 0
-        # Commits numbered and not yet answered by the writer, per tenant.
+        # Commits numbered and not yet answered by the writer, per tenant, and the
+        # newest of them: the position the next decision about that stream saw.
         self._in_flight: dict[str, int] = {}
+        self._newest: dict[str, Append] = {}
         self._closing: asyncio.Future[None] | None = None
         # live feeds waiting for the next durable commit (issue 18, next_commit)
         self._commit_waiters: list[asyncio.Future[None]] = []
@@ -197,19 +211,30 @@ class Database(Generic[RootState]):
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
-                f"cannot open database {self.name!r} ({self.path}): {e.message}", e.details
+                f"cannot open database {self.name!r} ({self.store.where_is(self.name)}): "
+                f"{e.message}",
+                e.details,
             ) from e
 
     async def _replay_root(self) -> None:
-        self.root = self._root_factory()
+        """Rebuild the database level from the log (at open; after another writer
+        moved it)."""
         head, records = await self.writer.run(
             lambda log: (log.head(), list(log.read(tenant=DATABASE_LEVEL)))
         )
-        self._next_seq = head + 1
+        root = self._root_factory()
         for record in records:
             if record.body is not None:
-                self._root_apply(self.root, record.seq, decode(record.kind, record.body))
-        self._durable_root = copy.deepcopy(self.root)
+                self._root_apply(root, record.seq, decode(record.kind, record.body))
+        self.root = root
+        self._durable_root = copy.deepcopy(root)
+        self._next_seq = max(self._next_seq, head + 1)
+
+    async def _catch_up_root(self) -> None:
+        try:
+            await self._replay_root()
+        except NocturnusError as e:  # the next refused write tries again
+            log.warning("reloading the database level of %r failed: %s", self.name, e)
 
     async def close(self) -> None:
         """Finish background snapshots, snapshot every changed tenant, stop the writer.
@@ -304,7 +329,7 @@ class Database(Generic[RootState]):
             self._unsnapshotted[name] = len(stored.tail)
         return state
 
-    async def read_log(self, fn: Callable[[EventLog], T]) -> T:
+    async def read_log(self, fn: Callable[[Sealer], T]) -> T:
         """Run ``fn(log)`` on the read-only connection, after every append queued so far.
 
         Reads that scan many events (loading a tenant, time travel, the audit trail)
@@ -327,7 +352,7 @@ class Database(Generic[RootState]):
         self._unsnapshotted[name] = 0
         body = await asyncio.to_thread(snapshot.encode_capture, captured)
 
-        def key(event_log: EventLog) -> tuple[int, AesGcmCipher] | None:
+        def key(event_log: Sealer) -> tuple[int, AesGcmCipher] | None:
             # Runs after every append queued before it, so all events <= seq are
             # durable unless a commit failed (then the epoch moved on).
             return None if epoch != self._epoch else event_log.snapshot_key(name, seq)
@@ -342,9 +367,9 @@ class Database(Generic[RootState]):
         # One writer job per part: appends queued meanwhile commit in between, so a
         # big tenant's snapshot holds the writer for one part at a time, never whole.
         for part in range(sealed.parts):
-            await self.writer.run(partial(EventLog.write_snapshot_part, part=part, sealed=sealed))
+            await self.writer.run(partial(Sealer.write_snapshot_part, part=part, sealed=sealed))
 
-        def finish(event_log: EventLog) -> bool:
+        def finish(event_log: Sealer) -> bool:
             return epoch == self._epoch and event_log.finish_snapshot(sealed)
 
         stored = await self.writer.run(finish)
@@ -400,18 +425,22 @@ class Database(Generic[RootState]):
         taken or a projection touched (issue 14): an event that cannot be stored
         raises here and changes nothing, for this tenant or any other.
 
+        :raises AppendConflict: another writer changed the stream since the decision
+            (issue 15); the stale projection is gone by then, the request may be retried.
         :raises Unavailable: the writer could not make the batch durable; what the
             projections held of it is gone by then (see :meth:`_settled`).
         """
         if not events:
             return
-        bodies = [encode(event) for event in events]
+        append = Append(
+            tenant,
+            self._expected(tenant),
+            now,
+            [(event.kind, encode(event)) for event in events],
+            ends_stream=isinstance(events[-1], TenantDeleted),
+        )
         first = self._next_seq
-        records = [
-            build_record(first + i, now, tenant, event.kind, body)
-            for i, (event, body) in enumerate(zip(events, bodies, strict=True))
-        ]
-        self._next_seq = first + len(records)
+        self._next_seq = first + len(events)
         try:
             self._apply(tenant, first, events)
         except BaseException:
@@ -424,14 +453,32 @@ class Database(Generic[RootState]):
         if tenant != DATABASE_LEVEL:
             _track_tenant(self.tenant_names, tenant, events[-1], now)
         self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
-        settled = partial(self._settled, tenant, events, now, self._numbering)
+        self._newest[tenant] = append
+        settled = partial(self._settled, tenant, events, now, self._numbering, first)
         try:
-            await self.writer.append(records, settled)
+            await self.writer.append(append, settled)
+        except AppendConflict:
+            raise
         except NocturnusError as e:
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
         self._wake_commit_waiters()
         if tenant != DATABASE_LEVEL and tenant in self._tenants:
             self._maybe_snapshot(tenant)
+
+    def _expected(self, stream: str) -> int | Append | None:
+        """The position the decision about to be appended to ``stream`` was made on.
+
+        The newest append of the stream still in flight (the decision saw its events),
+        else the stream's position in the projection; None for a tenant that is not
+        loaded (its appends do not depend on its state: the audit trail).
+        """
+        pending = self._newest.get(stream)
+        if pending is not None:
+            return pending
+        if stream == DATABASE_LEVEL:
+            return self.root.last_seq
+        state = self._tenants.get(stream)
+        return None if state is None else state.last_seq
 
     def _apply(self, tenant: str, first: int, events: Sequence[Event]) -> None:
         if tenant == DATABASE_LEVEL:
@@ -468,6 +515,7 @@ class Database(Generic[RootState]):
         events: Sequence[Event],
         now: int,
         numbering: int,
+        first: int,
         error: BaseException | None,
         head: int | None,
     ) -> None:
@@ -479,22 +527,29 @@ class Database(Generic[RootState]):
         drops exactly the projections holding such commits (issue 14: never every
         tenant's), puts back the durable database level and tenant list, and numbers
         on from the head the writer reports. Later failures of that round find the
-        round over and only leave.
+        round over and only leave. A refused append (another writer changed its
+        stream: issue 15) is such a failure too, and so is a stored one whose seqs
+        are not the ones numbered here (another writer took seqs meanwhile): what was
+        applied here carries the wrong positions.
         """
         left = self._in_flight[tenant] - 1
         if left:
             self._in_flight[tenant] = left
         else:
             del self._in_flight[tenant]
+            del self._newest[tenant]
         if error is None:
             assert head is not None
+            self._next_seq = max(self._next_seq, head + 1)
+            stored_first = head - len(events) + 1
             if tenant == DATABASE_LEVEL:
-                for seq, event in enumerate(events, head - len(events) + 1):
+                for seq, event in enumerate(events, stored_first):
                     self._root_apply(self._durable_root, seq, event)
             else:
                 _track_tenant(self._durable_tenants, tenant, events[-1], now)
-            return
-        if numbering != self._numbering:
+            if stored_first == first or numbering != self._numbering:
+                return
+        elif numbering != self._numbering:
             return
         self._numbering += 1
         self._epoch += 1  # a snapshot captured before may hold lost events
@@ -506,6 +561,12 @@ class Database(Generic[RootState]):
         self.tenant_names = dict(self._durable_tenants)
         if head is not None:
             self._next_seq = head + 1
+        if isinstance(error, AppendConflict) and tenant == DATABASE_LEVEL:
+            # Another writer moved the database level: the durable copy is behind the
+            # log too. Replay it, or every decision on it would be refused again.
+            task = asyncio.get_running_loop().create_task(self._catch_up_root())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
 
 def _track_tenant(names: dict[str, int], tenant: str, last: Event, now: int) -> None:
@@ -515,5 +576,5 @@ def _track_tenant(names: dict[str, int], tenant: str, last: Event, now: int) -> 
         names.setdefault(tenant, now)
 
 
-def _barrier(log: EventLog) -> None:
+def _barrier(log: Sealer) -> None:
     """A writer job doing nothing: it runs once every append queued before it is done."""

@@ -1,7 +1,8 @@
 """The database registry: which databases exist, opened from the ``_system`` log.
 
 ``_system`` is an ordinary event log whose database-level events register and delete
-databases; every other database is a separate SQLite file under the data directory.
+databases; every other database has an event log of its own in the same store (a SQLite
+file in the data dir, or a PostgreSQL schema).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from nocturnus.service.database import (
     now_ms,
 )
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
+from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.recorder import Store
 
 SYSTEM_DATABASE = "_system"
 DEFAULT_DATABASE = "default"
@@ -55,11 +58,11 @@ def apply_registry_event(state: Registry, seq: int, event: Event) -> None:
     state.last_seq = seq
 
 
-def system_database(data_dir: Path, master_key: MasterKey) -> Database[Registry]:
-    """The ``_system`` database of ``data_dir`` (not yet opened); the CLI uses it alone."""
+def system_database(store: Store, master_key: MasterKey) -> Database[Registry]:
+    """The ``_system`` database of ``store`` (not yet opened); the CLI uses it alone."""
     return Database(
         SYSTEM_DATABASE,
-        data_dir / f"{SYSTEM_DATABASE}.db",
+        store,
         master_key,
         root_factory=Registry,
         root_apply=apply_registry_event,
@@ -67,25 +70,26 @@ def system_database(data_dir: Path, master_key: MasterKey) -> Database[Registry]
 
 
 class Databases:
-    """Every open database of one data directory."""
+    """Every open database of one store: by default the SQLite files of ``data_dir``
+    (which also holds the master key file and backups, and is the disk ``/metrics``
+    reports on)."""
 
     def __init__(
         self,
         data_dir: Path,
         master_key: MasterKey,
         *,
+        store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
+        self.store = store if store is not None else open_store("", data_dir)
         self.data_dir = data_dir
         self._master_key = master_key
         self.snapshot_every = snapshot_every
-        self.system = system_database(data_dir, master_key)
+        self.system = system_database(self.store, master_key)
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
         self._closing: asyncio.Future[None] | None = None
-
-    def _path(self, name: str) -> Path:
-        return self.data_dir / f"{name}.db"
 
     async def open(self) -> None:
         """Open the registry and every registered database; create ``default`` once."""
@@ -112,7 +116,7 @@ class Databases:
     async def _open_database(self, info: DatabaseInfo) -> Database[DatabaseState]:
         database: Database[DatabaseState] = Database(
             info.name,
-            self._path(info.name),
+            self.store,
             self._master_key,
             root_factory=DatabaseState,
             root_apply=apply_database_event,
@@ -154,7 +158,7 @@ class Databases:
             return info, True
 
     async def delete(self, name: str) -> None:
-        """Close and remove a database and its files.
+        """Close and remove a database and its rows.
 
         :raises ValidationError: for ``default``.
         :raises NotFound: for an unknown name.
@@ -166,5 +170,4 @@ class Databases:
             await self.system.commit(DATABASE_LEVEL, [DatabaseDeleted(name)], now_ms())
             del self._open[name]
             await database.close()
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{database.path}{suffix}").unlink(missing_ok=True)
+            await asyncio.to_thread(self.store.remove, name)

@@ -1,8 +1,11 @@
-"""The data directory: who holds it, which databases it registers, the start-up check.
+"""The data directory and the store: who holds them, which databases the store
+registers, the start-up check.
 
-A running server holds the data dir's lock (:mod:`nocturnus.store.dirlock`); offline
-commands that write (``snapshot``, ``compact``, ``restore``, ``rotate-master-key``,
-``keys``) take the same lock and refuse with one line while a server runs.
+The store holds the event logs (:func:`open_store`: the SQLite files of the data dir).
+The data dir holds the master key file (unless ``NOCTURNUS_MASTER_KEY`` is set) and the
+lock: a running server holds it (:mod:`nocturnus.store.dirlock`); offline commands that
+write (``snapshot``, ``compact``, ``restore``, ``rotate-master-key``, ``keys``) take the
+same lock and refuse with one line while a server runs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from nocturnus.service.databases import (
 )
 from nocturnus.service.events import decode
 from nocturnus.settings import Settings
+from nocturnus.store.backends import open_store as open_location
 from nocturnus.store.crypto import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE,
@@ -29,7 +33,23 @@ from nocturnus.store.crypto import (
     load_master_key,
 )
 from nocturnus.store.dirlock import DataDirLock
-from nocturnus.store.log import EventLog
+from nocturnus.store.recorder import Store
+from nocturnus.store.sealer import Sealer
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ``settings`` name (by default the SQLite files of the data dir)."""
+    return open_location("", settings.data_dir)
+
+
+@contextmanager
+def store_of(settings: Settings) -> Iterator[Store]:
+    """:func:`open_store` for one command: closed (its pool released) afterwards."""
+    store = open_store(settings)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def lock_data_dir(data_dir: Path, holder: str) -> DataDirLock:
@@ -64,30 +84,24 @@ def existing_master_key(settings: Settings) -> MasterKey:
     return master_key(settings)
 
 
-def database_path(data_dir: Path, name: str) -> Path:
-    return Path(data_dir) / f"{name}.db"
-
-
-def require_data_dir(data_dir: Path) -> None:
-    """:raises StartupError: ``data_dir`` holds no Nocturnus registry."""
-    if not database_path(data_dir, SYSTEM_DATABASE).is_file():
+def require_data_dir(store: Store) -> None:
+    """:raises StartupError: ``store`` holds no Nocturnus registry."""
+    if not store.exists(SYSTEM_DATABASE):
         raise StartupError(
-            f"{data_dir} is not a Nocturnus data dir (no {SYSTEM_DATABASE}.db); "
+            f"{store.where} is not a Nocturnus data dir (no {SYSTEM_DATABASE} log); "
             "pass --data-dir or set NOCTURNUS_DATA_DIR"
         )
 
 
-def read_registry(data_dir: Path, key: MasterKey) -> Registry:
+def read_registry(store: Store, key: MasterKey) -> Registry:
     """Replay the ``_system`` registry read-only (safe while a server runs).
 
-    An empty registry when ``data_dir`` has none yet (a restore into a new data dir).
+    An empty registry when ``store`` has none yet (a restore into a new store).
     """
-    if not database_path(data_dir, SYSTEM_DATABASE).is_file():
+    if not store.exists(SYSTEM_DATABASE):
         return Registry()
     registry = Registry()
-    event_log = EventLog.open(
-        database_path(data_dir, SYSTEM_DATABASE), SYSTEM_DATABASE, key, readonly=True
-    )
+    event_log = Sealer.open(store.recorder(SYSTEM_DATABASE, readonly=True), key)
     try:
         for record in event_log.read(tenant=""):
             if record.body is not None:
@@ -99,26 +113,33 @@ def read_registry(data_dir: Path, key: MasterKey) -> Registry:
     return registry
 
 
-def database_info(data_dir: Path, key: MasterKey, name: str) -> DatabaseInfo:
-    """:raises StartupError: no database ``name`` is registered in ``data_dir``."""
-    require_data_dir(data_dir)
-    registry = read_registry(data_dir, key)
+def database_info(store: Store, key: MasterKey, name: str) -> DatabaseInfo:
+    """:raises StartupError: no database ``name`` is registered in ``store``."""
+    require_data_dir(store)
+    registry = read_registry(store, key)
     info = registry.databases.get(name)
     if info is None:
         known = ", ".join(sorted(registry.databases)) or "none"
-        raise StartupError(f"no database {name!r} in {data_dir} (databases: {known})")
+        raise StartupError(
+            f"no database {name!r} in {store.where} (databases: {known})"
+        )
     return info
 
 
 @contextmanager
 def open_log(
-    data_dir: Path, key: MasterKey, name: str, *, readonly: bool = True
-) -> Iterator[EventLog]:
+    store: Store,
+    key: MasterKey,
+    name: str,
+    *,
+    readonly: bool = True,
+    check_tail: int | None = 1000,
+) -> Iterator[Sealer]:
     """Open a registered database's log; checks key, migrations and the chain tail."""
     if name != SYSTEM_DATABASE:
-        database_info(data_dir, key, name)
-    event_log = EventLog.open(
-        database_path(data_dir, name), name, key, readonly=readonly
+        database_info(store, key, name)
+    event_log = Sealer.open(
+        store.recorder(name, readonly=readonly), key, check_tail=check_tail
     )
     try:
         yield event_log
@@ -135,11 +156,12 @@ def check_data_dir(settings: Settings) -> None:
     """
     key = master_key(settings)
 
-    async def open_and_close() -> None:
-        databases = Databases(settings.data_dir, key, snapshot_every=0)
+    async def open_and_close(store: Store) -> None:
+        databases = Databases(settings.data_dir, key, store=store, snapshot_every=0)
         try:
             await databases.open()
         finally:
             await databases.close()
 
-    asyncio.run(open_and_close())
+    with store_of(settings) as store:
+        asyncio.run(open_and_close(store))

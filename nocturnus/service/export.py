@@ -9,43 +9,36 @@ body plus ``id`` and ``createdAt``. Every stored fact is exported, visible now o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from nocturnus.errors import NotFound
-from nocturnus.service.datadir import database_info, database_path
+from nocturnus.service.datadir import open_log
 from nocturnus.service.queries import fact_order
 from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
 from nocturnus.service.snapshot import rule_event
 from nocturnus.service.tenant import TenantState
 from nocturnus.store.crypto import MasterKey
-from nocturnus.store.log import EventLog
+from nocturnus.store.recorder import Store
 
 FORMATS = ("jsonl",)
 
 
 def load_tenant(
-    data_dir: Path, key: MasterKey, database: str, tenant: str
+    store: Store, key: MasterKey, database: str, tenant: str
 ) -> TenantState:
     """Rebuild one tenant (newest snapshot + tail) through a read-only connection.
 
     :raises NotFound: the tenant has no live data in ``database``.
     """
-    database_info(data_dir, key, database)
-    event_log = EventLog.open(
-        database_path(data_dir, database), database, key, readonly=True
-    )
-    try:
+    with open_log(store, key, database) as event_log:
         if tenant not in event_log.tenants():
             raise NotFound(f"no tenant {tenant!r} in database {database!r}")
         stored = read_tenant(event_log, tenant)
         state = restore_tenant(tenant, stored)
         if state is None:
             state = replay_tenant(tenant, event_log.entries(tenant=tenant))
-    finally:
-        event_log.close()
     return state
 
 

@@ -7,8 +7,10 @@ in-process callbacks means a feed shows every committed event however it was wri
 later, writes of other processes or nodes sharing the store appear too, at the latest
 one keepalive interval after their commit.
 
-The log read is in one place, :func:`read_after`: when the store's ``Recorder`` gains
-``read``/``tail`` from a position (issue 15), it switches there.
+The log read is in one place, :func:`read_after`: ``Sealer.entries`` after the feed's
+position, on the database's reader thread. It does not use ``Sealer.tail``, which blocks
+its thread until the head moves: the reader thread is shared (tenant loads, time
+travel), so a feed waits on the loop instead and reads without blocking.
 
 Each event is rendered as zero or more :class:`Change` records (a
 ``transaction_committed`` event gives one per event it holds, all at its position), with
@@ -43,7 +45,7 @@ from nocturnus.service.events import (
 )
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.rulebook import RuleRecord
-from nocturnus.store.log import EventLog
+from nocturnus.store.sealer import Sealer
 
 Db = Database[DatabaseState]
 
@@ -146,7 +148,7 @@ class Page:
 async def read_after(db: Db, tenant: str, after_seq: int, limit: int) -> Page:
     """The tenant's logged events after ``after_seq``, at most ``limit`` rows."""
 
-    def read(log: EventLog) -> list[tuple[int, int, str, bytes | None]]:
+    def read(log: Sealer) -> list[tuple[int, int, str, bytes | None]]:
         rows = log.entries(after_seq, tenant=tenant, limit=limit)
         with contextlib.closing(rows):
             return [(seq, ts, kind, body) for seq, ts, _, kind, body in rows]

@@ -28,23 +28,25 @@ from nocturnus.service.database import (
     now_ms,
 )
 from nocturnus.service.databases import SYSTEM_DATABASE
-from nocturnus.service.datadir import database_info, database_path
+from nocturnus.service.datadir import database_info, open_log
 from nocturnus.service.events import Event, LogCompacted, encode
 from nocturnus.service.replay import fold, gc_paused
 from nocturnus.service.tenant import TenantState
-from nocturnus.store.compact import Compaction
+from nocturnus.store.compact import Compaction, compact_log
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
 from nocturnus.store.errors import StorageError, WrongMasterKey
-from nocturnus.store.log import EventLog
-from nocturnus.store.verify import VerifyReport
+from nocturnus.store.recorder import Store
+from nocturnus.store.rotate import rotate_master_key as rotate_log
+from nocturnus.store.sealer import Sealer
+from nocturnus.store.verify import VerifyReport, verify_log
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 20_000
 
 
-def log_names(data_dir: Path) -> list[str]:
-    """Every database file in ``data_dir``, ``_system`` first (registered or not)."""
-    names = sorted(p.stem for p in Path(data_dir).glob("*.db") if p.is_file())
+def log_names(store: Store) -> list[str]:
+    """Every database log in ``store``, ``_system`` first (registered or not)."""
+    names = store.names()
     if SYSTEM_DATABASE in names:
         names.remove(SYSTEM_DATABASE)
         names.insert(0, SYSTEM_DATABASE)
@@ -102,7 +104,7 @@ class ReplaySummary:
 
 
 def replay_log(
-    event_log: EventLog,
+    event_log: Sealer,
     *,
     to_seq: int | None = None,
     progress: Progress | None = None,
@@ -144,7 +146,7 @@ def replay_log(
 
 
 def _fold(
-    event_log: EventLog,
+    event_log: Sealer,
     until: int,
     progress: Progress | None,
     tenants: Collection[str] | None = None,
@@ -178,7 +180,7 @@ PARALLEL_MIN_EVENTS = 100_000
 
 
 def replay_database(
-    data_dir: Path,
+    store: Store,
     key: MasterKey,
     name: str,
     *,
@@ -198,10 +200,7 @@ def replay_database(
     time of the whole (issue 3). Forking is meant for the CLI (a process running no
     other threads); a server loads its tenants one by one instead.
     """
-    database_info(data_dir, key, name)
-    path = database_path(data_dir, name)
-    event_log = EventLog.open(path, name, key, readonly=True)
-    try:
+    with open_log(store, key, name) as event_log:
         head = event_log.head()
         until = head if to_seq is None else min(to_seq, head)
         shares: list[list[str]] = []
@@ -209,9 +208,7 @@ def replay_database(
             shares = _shares(event_log.tenant_events(until), workers)
         if len(shares) < 2:
             return replay_log(event_log, to_seq=until, progress=progress)[2]
-    finally:
-        event_log.close()
-    return _replay_shares(path, name, key, until, shares, progress)
+    return _replay_shares(store, name, key, until, shares, progress)
 
 
 def _shares(counts: dict[str, int], workers: int) -> list[list[str]]:
@@ -226,7 +223,7 @@ def _shares(counts: dict[str, int], workers: int) -> list[list[str]]:
 
 
 def _replay_shares(
-    path: Path,
+    store: Store,
     name: str,
     key: MasterKey,
     until: int,
@@ -246,13 +243,13 @@ def _replay_shares(
             receiver, sender = context.Pipe(duplex=False)
             child: BaseProcess = context.Process(
                 target=_replay_child,
-                args=(sender, path, name, key, until, share),
+                args=(sender, store, name, key, until, share),
                 daemon=True,
             )
             child.start()
             sender.close()
             children.append((child, receiver))
-        parts = [_replay_share(path, name, key, until, shares[0], progress)]
+        parts = [_replay_share(store, name, key, until, shares[0], progress)]
         for child, receiver in children:
             try:
                 status, value = receiver.recv()
@@ -290,7 +287,7 @@ def _by_name(tenant: TenantSummary) -> str:
 
 
 def _replay_share(
-    path: Path,
+    store: Store,
     name: str,
     key: MasterKey,
     until: int,
@@ -298,7 +295,9 @@ def _replay_share(
     progress: Progress | None = None,
 ) -> ReplaySummary:
     # The parent checked the chain's tail when it opened the log.
-    event_log = EventLog.open(path, name, key, readonly=True, check_tail=None)
+    event_log = Sealer.open(
+        store.recorder(name, readonly=True), key, check_tail=None
+    )
     try:
         return replay_log(event_log, to_seq=until, progress=progress, tenants=tenants)[2]
     finally:
@@ -307,7 +306,7 @@ def _replay_share(
 
 def _replay_child(
     sender: Connection,
-    path: Path,
+    store: Store,
     name: str,
     key: MasterKey,
     until: int,
@@ -317,7 +316,7 @@ def _replay_child(
     try:
         result: tuple[str, object] = (
             "ok",
-            _replay_share(path, name, key, until, tenants),
+            _replay_share(store, name, key, until, tenants),
         )
     except BaseException as e:  # noqa: BLE001  # reported to the parent, which raises
         result = ("error", str(e) or type(e).__name__)
@@ -329,19 +328,18 @@ def _replay_child(
 
 
 def verify_database(
-    data_dir: Path, key: MasterKey, name: str, progress: Progress | None = None
+    store: Store, key: MasterKey, name: str, progress: Progress | None = None
 ) -> VerifyReport:
     """Check one log's whole chain, every GCM tag and every snapshot (read-only).
 
     The log is opened without its start-up tail check, so a broken chain is reported
     with every other problem instead of stopping at the first.
     """
-    path = database_path(data_dir, name)
-    if not path.is_file():
-        raise StartupError(f"no database file {path}")
-    event_log = EventLog.open(path, name, key, readonly=True, check_tail=None)
+    if not store.exists(name):
+        raise StartupError(f"no database {name!r} in {store.where}")
+    event_log = Sealer.open(store.recorder(name, readonly=True), key, check_tail=None)
     try:
-        return event_log.verify(progress)
+        return verify_log(event_log, progress)
     finally:
         event_log.close()
 
@@ -358,15 +356,15 @@ class SnapshotResult:
 
 
 def snapshot_database(
-    data_dir: Path, key: MasterKey, name: str, progress: Progress | None = None
+    store: Store, key: MasterKey, name: str, progress: Progress | None = None
 ) -> SnapshotResult:
     """Write a snapshot of every live tenant of ``name`` now (offline: hold the lock)."""
-    database_info(data_dir, key, name)
+    database_info(store, key, name)
 
     async def run() -> SnapshotResult:
         db: Database[DatabaseState] = Database(
             name,
-            database_path(data_dir, name),
+            store,
             key,
             root_factory=DatabaseState,
             root_apply=apply_database_event,
@@ -393,7 +391,7 @@ def snapshot_database(
 
 
 def compact_database(
-    data_dir: Path, key: MasterKey, name: str, progress: Progress | None = None
+    store: Store, key: MasterKey, name: str, progress: Progress | None = None
 ) -> Compaction | None:
     """Drop shredded tenants' rows from ``name`` and re-chain (offline: hold the lock).
 
@@ -402,7 +400,7 @@ def compact_database(
     :raises ChainBroken: the log does not verify; compaction refuses to re-chain it.
     """
     if name != SYSTEM_DATABASE:
-        database_info(data_dir, key, name)
+        database_info(store, key, name)
 
     def marker(done: Compaction) -> bytes:
         first = done.ranges[0][0] if done.ranges else 0
@@ -418,10 +416,10 @@ def compact_database(
             )
         )
 
-    # No tail check at open: compact() verifies the whole log and says why it refuses.
-    event_log = EventLog.open(database_path(data_dir, name), name, key, check_tail=None)
+    # No tail check at open: compaction verifies the whole log and says why it refuses.
+    event_log = Sealer.open(store.recorder(name), key, check_tail=None)
     try:
-        return event_log.compact(LogCompacted.kind, marker, now_ms(), progress)
+        return compact_log(event_log, LogCompacted.kind, marker, now_ms(), progress)
     finally:
         event_log.close()
 
@@ -437,7 +435,7 @@ class Rotation:
 
 
 def rotate_master_key(
-    data_dir: Path,
+    store: Store,
     old_key: MasterKey,
     new_key: MasterKey,
     progress: Progress | None = None,
@@ -449,26 +447,25 @@ def rotate_master_key(
 
     :raises WrongMasterKey: a file opens under neither key.
     """
-    names = log_names(data_dir)
+    names = log_names(store)
     if not names:
-        raise StartupError(f"no database files in {data_dir}")
+        raise StartupError(f"no database logs in {store.where}")
     done: list[Rotation] = []
     for count, name in enumerate(names, start=1):
-        path = database_path(data_dir, name)
         try:
-            event_log = EventLog.open(path, name, old_key, check_tail=None)
+            event_log = Sealer.open(store.recorder(name), old_key, check_tail=None)
         except WrongMasterKey:
             try:
-                EventLog.open(path, name, new_key, check_tail=None).close()
+                Sealer.open(store.recorder(name), new_key, check_tail=None).close()
             except WrongMasterKey:
                 raise WrongMasterKey(
-                    f"database {name!r} ({path}) opens under neither the current nor "
-                    "the new master key"
+                    f"database {name!r} ({store.where}) opens under neither the "
+                    "current nor the new master key"
                 ) from None
             done.append(Rotation(name, 0, already=True))
         else:
             try:
-                done.append(Rotation(name, event_log.rotate_master_key(new_key), False))
+                done.append(Rotation(name, rotate_log(event_log, new_key), False))
             finally:
                 event_log.close()
         if progress is not None:

@@ -15,6 +15,7 @@ from nocturnus.service import apikeys, audit
 from nocturnus.service.apikeys import KeyRecord, NewKey
 from nocturnus.service.database import Database
 from nocturnus.service.databases import Registry, system_database
+from nocturnus.service.datadir import store_of
 from nocturnus.settings import Settings
 from nocturnus.store.crypto import load_master_key
 from nocturnus.store.dirlock import DataDirLock
@@ -35,12 +36,13 @@ async def with_system(settings: Settings, fn: Callable[[Database[Registry]], Awa
         raise StartupError(f"{e.message}; while it runs, manage keys with /auth/keys") from None
     with lock:
         master_key = load_master_key(settings.data_dir, settings.master_key)
-        system = system_database(settings.data_dir, master_key)
-        await system.open()
-        try:
-            return await fn(system)
-        finally:
-            await system.close()
+        with store_of(settings) as store:
+            system = system_database(store, master_key)
+            await system.open()
+            try:
+                return await fn(system)
+            finally:
+                await system.close()
 
 
 async def create_key(settings: Settings, spec: NewKey) -> tuple[KeyRecord, str]:

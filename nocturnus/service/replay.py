@@ -18,8 +18,8 @@ from typing import Any
 from nocturnus.service import snapshot
 from nocturnus.service.events import FIELD_READERS, Event, decode
 from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
-from nocturnus.store.log import EventLog
 from nocturnus.store.record import Entry, LogRecord
+from nocturnus.store.sealer import Sealer
 
 log = logging.getLogger("nocturnus.service")
 
@@ -61,7 +61,7 @@ def fold(
 ) -> tuple[int, int, int]:
     """Apply logged entries in seq order; return (entries, shredded, last seq).
 
-    ``entries`` are ``EventLog.entries()`` tuples (or records, which unpack alike).
+    ``entries`` are ``Sealer.entries()`` tuples (or records, which unpack alike).
     ``state_for(tenant)`` names the projection an entry of ``tenant`` goes to, asked
     once per tenant; None sends the decoded event to ``root_apply`` (database-level
     entries). Shredded entries (``body=None``) belong to a deleted incarnation and
@@ -155,7 +155,7 @@ class TenantLog:
     tail: Sequence[Entry]
 
 
-def read_tenant(event_log: EventLog, name: str) -> TenantLog:
+def read_tenant(event_log: Sealer, name: str) -> TenantLog:
     """Read the newest snapshot of ``name`` and its tail (run in the log's thread)."""
     found = event_log.latest_snapshot(name)
     after = found[0] if found is not None else 0

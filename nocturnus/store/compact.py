@@ -1,24 +1,27 @@
 """Compaction: physically drop the rows of crypto-shredded tenants and re-chain the rest.
 
 Shredding (tenant deletion) makes a tenant's events unreadable at once by destroying
-their data key; compaction then removes the rows themselves, the ``tenant_deleted``
-markers (so a deleted tenant's name leaves the file too) and the destroyed key rows.
-The remaining rows after the first dropped seq get new ``prev_hash``/``hash`` values
-linking them to each other; the dropped seq ranges go to the ``compacted`` table, the
-only gaps the chain accepts, and the caller appends a marker event recording the
-compaction in the chain itself. The whole thing is one transaction: a crash leaves the
-log as it was before.
+their data key; compaction then removes the rows themselves, the deletion markers (the
+rows whose seq destroyed a key, so a deleted tenant's name leaves the store too) and
+the destroyed key rows. The remaining rows after the first dropped seq get new
+``prev_hash``/``hash`` values linking them to each other; the dropped seq ranges go to
+the recorder's ``compacted`` ranges, the only gaps the chain accepts, and a marker event
+records the compaction in the chain itself. The whole thing is one transaction under
+the write lock, written against the recorder protocol: a crash leaves the log as it was
+before, on every backend.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nocturnus.store.chain import event_hash
+from nocturnus.store.chain import GENESIS, event_hash, unpack_head
+from nocturnus.store.errors import ChainBroken
+from nocturnus.store.recorder import Tip, WriteTransaction
+from nocturnus.store.sealer import Append, Sealer
+from nocturnus.store.verify import verify_log
 
-TENANT_DELETED = "tenant_deleted"
 CHUNK = 10_000
 
 
@@ -46,80 +49,92 @@ def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def drop_shredded(
-    conn: sqlite3.Connection,
-    chain_start: tuple[int, bytes],
-    marker_seq: int,
+def compact_log(
+    sealer: Sealer,
+    marker_kind: str,
+    marker_body: Callable[[Compaction], bytes],
+    ts_ms: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> Compaction | None:
-    """Drop shredded rows and re-chain, inside the caller's open transaction.
+    """Drop the rows of shredded tenants, re-chain, and append a marker event.
 
-    Returns None (changing nothing) when no row is shredded. ``marker_seq`` is the seq
-    the caller's marker event will take; it is recorded with the dropped ranges.
+    The whole log is verified first, under the write lock: compaction re-computes
+    hashes, so it must never launder tampering into a valid chain. The marker is a
+    database-level event of ``marker_kind`` whose body ``marker_body`` builds from what
+    was dropped. Afterwards the recorder reclaims the space, so no dropped byte stays
+    in its files. Returns None when nothing is shredded (nothing changes then).
+
+    :raises ChainBroken: the log does not verify; nothing is changed.
     """
-    destroyed = [
-        key_id
-        for (key_id,) in conn.execute(
-            "SELECT key_id FROM data_keys WHERE wrapped IS NULL ORDER BY key_id"
+    done: Compaction | None = None
+    with sealer.maintenance() as tx:
+        report = verify_log(sealer)
+        if not report.ok:
+            first = min(report.problems, key=lambda p: p.seq)
+            raise ChainBroken(
+                first.seq,
+                f"{report.summary()}; compaction refused (it would re-chain over the "
+                "damage)",
+            )
+        keys = tx.key_rows()
+        destroyed = {row.key_id for row in keys if row.wrapped is None}
+        markers = {row.destroyed_seq for row in keys if row.wrapped is None}
+        if not destroyed:
+            return None
+        start = sealer.recorder.meta().get("chain_start")
+        before = unpack_head(start) if start is not None else (0, GENESIS)
+        seqs: list[int] = []
+        for row in tx.chain_rows(0):
+            if row[4] in destroyed or row[0] in markers:
+                seqs.append(row[0])
+            elif not seqs:
+                before = (row[0], row[8])
+        head = tx.head
+        marker_seq = head.seq + 1
+        ranges = seq_ranges(seqs)
+        tx.add_compacted(ranges, marker_seq)
+        tx.delete_events(seqs)
+        live = {row.tenant for row in keys if row.wrapped is not None}
+        gone = {row.tenant for row in keys if row.key_id in destroyed} - live
+        tx.delete_keys(destroyed)
+        last = _rechain(tx, seqs[0] if seqs else marker_seq, before, progress)
+        done = Compaction(
+            dropped_events=len(seqs),
+            dropped_keys=len(destroyed),
+            tenants=tuple(sorted(gone)),
+            ranges=tuple(ranges),
+            rechained=last[2],
+            last_seq=last[0],
+            last_hash=last[1],
         )
-    ]
-    marks = ",".join("?" * len(destroyed)) or "NULL"
-    dropped = conn.execute(
-        f"SELECT seq, tenant FROM events WHERE key_id IN ({marks}) OR kind = ?"
-        " ORDER BY seq",
-        (*destroyed, TENANT_DELETED),
-    ).fetchall()
-    if not dropped and not destroyed:
-        return None
-    seqs = [seq for seq, _ in dropped]
-    ranges = seq_ranges(seqs)
-    conn.executemany(
-        "INSERT INTO compacted (first_seq, last_seq, compacted_seq) VALUES (?, ?, ?)",
-        [(first, last, marker_seq) for first, last in ranges],
-    )
-    conn.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
-    gone = conn.execute(
-        f"SELECT DISTINCT tenant FROM data_keys WHERE key_id IN ({marks})"
-        " AND tenant NOT IN (SELECT tenant FROM data_keys WHERE wrapped IS NOT NULL)",
-        destroyed,
-    ).fetchall()
-    conn.execute(f"DELETE FROM data_keys WHERE key_id IN ({marks})", destroyed)
+        marker = Append("", None, ts_ms, [(marker_kind, marker_body(done))])
+        sealer.seal_after(tx, Tip(marker_seq - 1, done.last_hash), [marker])
+    sealer.recorder.reclaim()
+    return done
 
-    first_dropped = seqs[0] if seqs else marker_seq
-    row = conn.execute(
-        "SELECT seq, hash FROM events WHERE seq < ? ORDER BY seq DESC LIMIT 1",
-        (first_dropped,),
-    ).fetchone()
-    prev_seq, prev = (row[0], row[1]) if row is not None else chain_start
-    total = conn.execute(
-        "SELECT count(*) FROM events WHERE seq > ?", (first_dropped,)
-    ).fetchone()[0]
+
+def _rechain(
+    tx: WriteTransaction,
+    first_dropped: int,
+    before: tuple[int, bytes],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[int, bytes, int]:
+    """Re-link every row after ``first_dropped`` to the kept row ``before`` it; return
+    (last seq, its hash, rows re-linked)."""
+    prev_seq, prev = before
+    after = first_dropped
     rechained = 0
     while True:
-        rows = conn.execute(
-            "SELECT seq, ts_ms, tenant, kind, key_id, nonce, payload FROM events"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
-            (max(prev_seq, first_dropped), CHUNK),
-        ).fetchall()
+        rows = list(tx.chain_rows(after, CHUNK))
         if not rows:
-            break
-        updates = []
-        for seq, ts_ms, tenant, kind, key_id, nonce, payload in rows:
+            return prev_seq, prev, rechained
+        links = []
+        for seq, ts_ms, tenant, kind, key_id, nonce, payload, _, _ in rows:
             h = event_hash(prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
-            updates.append((prev, h, seq))
+            links.append((prev, h, seq))
             prev, prev_seq = h, seq
-        conn.executemany(
-            "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", updates
-        )
+        tx.rechain(links)
         rechained += len(rows)
+        after = prev_seq
         if progress is not None:
-            progress(rechained, total)
-    return Compaction(
-        dropped_events=len(seqs),
-        dropped_keys=len(destroyed),
-        tenants=tuple(sorted(t for (t,) in gone)),
-        ranges=tuple(ranges),
-        rechained=rechained,
-        last_seq=prev_seq,
-        last_hash=prev,
-    )
+            progress(rechained, rechained)

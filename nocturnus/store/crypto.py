@@ -114,7 +114,7 @@ class MasterKey:
     def check_value(self, database: str) -> bytes:
         """Return a token that only this master key can open, stored once per log.
 
-        It lets :meth:`EventLog.open` tell a wrong master key from a damaged data key,
+        It lets :meth:`Sealer.open` tell a wrong master key from a damaged data key,
         and refuse a wrong key even before any data key exists.
         """
         nonce, ct = self._cipher.encrypt(_CHECK_PLAINTEXT, frame("key-check", database))

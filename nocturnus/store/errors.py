@@ -1,14 +1,13 @@
 """Store errors: driver failures, corruption, a wrong key, a broken chain.
 
 Every class names what failed and, where there is one, the seq, so an operator can go
-straight to the row (STYLE rule 6). ``sqlite3`` and ``cryptography`` exceptions never
-leave ``nocturnus.store``; they are translated here, chained with ``from e``.
+straight to the row (STYLE rule 6). Driver and ``cryptography`` exceptions never leave
+``nocturnus.store``: each backend translates its driver's errors where they happen
+(:mod:`nocturnus.store.sqlite`, :mod:`nocturnus.store.postgresql`), chained with
+``from e``.
 """
 
 from __future__ import annotations
-
-import sqlite3
-from typing import Any
 
 from nocturnus.errors import StartupError, Unavailable
 
@@ -24,19 +23,30 @@ class WriterClosed(StorageError):
     """An append or run reached a writer that is not running."""
 
 
-class SeqConflict(StorageError):
-    """An append's seqs do not continue the log head contiguously."""
+class AppendConflict(StorageError):
+    """Another writer appended to the stream since the append was decided (the
+    optimistic check): catch up with the log and decide again.
 
-    code = "SEQ_CONFLICT"
-    status = 500
+    ``actual`` is the stream's position now; None when the append followed another
+    append of this process that was itself refused.
+    """
 
-    def __init__(self, seq: int, expected: int) -> None:
+    code = "WRITE_CONFLICT"
+    status = 503
+
+    def __init__(self, stream: str, expected: int | None, actual: int | None) -> None:
+        who = f"tenant {stream!r}" if stream else "the database level"
+        if actual is None:
+            why = "the write it followed was not stored"
+        else:
+            why = f"it was decided at seq {expected}, the log is at seq {actual}"
         super().__init__(
-            f"seq {seq} conflicts with the event log: expected seq {expected}",
-            {"seq": seq, "expected": expected},
+            f"another writer changed {who} first ({why}); retry the request",
+            {"tenant": stream, "expected": expected, "actual": actual},
         )
-        self.seq = seq
+        self.stream = stream
         self.expected = expected
+        self.actual = actual
 
 
 class InvalidRecord(StorageError):
@@ -45,8 +55,9 @@ class InvalidRecord(StorageError):
     code = "INVALID_RECORD"
     status = 500
 
-    def __init__(self, seq: int, reason: str) -> None:
-        super().__init__(f"record seq {seq} is invalid: {reason}", {"seq": seq})
+    def __init__(self, seq: int | None, reason: str) -> None:
+        where = f"record seq {seq}" if seq is not None else "appended record"
+        super().__init__(f"{where} is invalid: {reason}", {"seq": seq})
         self.seq = seq
 
 
@@ -122,23 +133,3 @@ class MigrationError(StorageError, StartupError):
 
     code = "MIGRATION_ERROR"
     status = 500
-
-
-def storage_error(e: sqlite3.Error, doing: str, where: Any = None) -> StorageError:
-    """Translate a ``sqlite3`` error into a StorageError naming what was being done.
-
-    The caller raises the result ``from e`` so the driver traceback stays attached.
-    """
-    name = getattr(e, "sqlite_errorname", None) or type(e).__name__
-    place = f" ({where})" if where is not None else ""
-    if name in {"SQLITE_FULL"}:
-        reason = "the disk is full"
-    elif name.startswith("SQLITE_BUSY") or "locked" in str(e):
-        reason = "the database file is locked by another writer"
-    elif name.startswith("SQLITE_READONLY"):
-        reason = "the database file is read-only"
-    elif name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB":
-        reason = "the database file is damaged or not a Nocturnus log"
-    else:
-        reason = str(e)
-    return StorageError(f"event log failed while {doing}{place}: {reason} [{name}]")

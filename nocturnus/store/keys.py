@@ -1,30 +1,31 @@
 """Per-tenant data keys: created lazily, wrapped by the master key, destroyed to shred.
 
-The :class:`KeyRing` caches unwrapped ciphers for one connection. Changes made inside a
-transaction are staged and only become visible to the cache after the transaction
-commits (:meth:`KeyRing.commit`), so a rolled-back batch leaves no key behind.
+The :class:`KeyRing` caches the unwrapped ciphers of one database's keys for one
+recorder. Changes made inside a write transaction are staged and only become visible to
+the cache after the transaction commits (:meth:`KeyRing.commit`), so a rolled-back batch
+leaves no key behind. Keys live in the recorder as wrapped bytes only: the store never
+sees a data key.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
+from collections.abc import Iterable
 
 from nocturnus.store.crypto import KEY_BYTES, AesGcmCipher, MasterKey
 from nocturnus.store.errors import CorruptKey, CryptoError, WrongMasterKey
+from nocturnus.store.recorder import KeyRow, Recorder, WriteTransaction
 
 # A cached entry: the cipher of a live key, or None for a destroyed (shredded) key.
 Entry = AesGcmCipher | None
 
 
 class KeyRing:
-    """Data keys of one database file, for one connection."""
+    """Data keys of one database, for one recorder."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, database: str, master_key: MasterKey
-    ) -> None:
-        self._conn = conn
-        self._database = database
+    def __init__(self, recorder: Recorder, master_key: MasterKey) -> None:
+        self._recorder = recorder
+        self._database = recorder.database
         self._master = master_key
         self._by_id: dict[int, Entry] = {}
         self._current: dict[str, int] = {}
@@ -32,26 +33,27 @@ class KeyRing:
         self._staged_ids: dict[int, Entry] = {}
         self._staged_current: dict[str, int | None] = {}
 
-    def load(self, *, master_checked: bool) -> None:
-        """Unwrap every live key and remember destroyed ones.
+    def load(self, *, master_checked: bool, rows: Iterable[KeyRow] | None = None) -> None:
+        """Unwrap every live key and remember destroyed ones (``rows``: as read inside
+        a write transaction; else read now).
 
         :raises WrongMasterKey: no live key unwraps and the master key was not already
             confirmed by the log's check token.
         :raises CorruptKey: a key fails to unwrap under a confirmed master key.
         """
-        rows = self._conn.execute(
-            "SELECT key_id, tenant, wrapped FROM data_keys ORDER BY key_id"
-        ).fetchall()
         by_id: dict[int, Entry] = {}
         current: dict[str, int] = {}
         failures: list[tuple[int, str, Exception]] = []
         opened = 0
-        for key_id, tenant, wrapped in rows:
+        known = self._by_id
+        for row in self._recorder.key_rows() if rows is None else rows:
+            key_id, tenant, wrapped = row.key_id, row.tenant, row.wrapped
             if wrapped is None:
                 by_id[key_id] = None
                 continue
+            cached = known.get(key_id)
             try:
-                by_id[key_id] = self._unwrap(key_id, tenant, wrapped)
+                by_id[key_id] = cached or self._unwrap(key_id, tenant, wrapped)
                 opened += 1
             except CryptoError as e:
                 failures.append((key_id, tenant, e))
@@ -88,33 +90,21 @@ class KeyRing:
             )
         except KeyError:
             pass
-        row = self._conn.execute(
-            "SELECT tenant, wrapped FROM data_keys WHERE key_id = ?", (key_id,)
-        ).fetchone()
+        row = self._recorder.key_row(key_id)
         if row is None:
             raise KeyError(key_id)
-        tenant, wrapped = row
         entry: Entry = None
-        if wrapped is not None:
+        if row.wrapped is not None:
             try:
-                entry = self._unwrap(key_id, tenant, wrapped)
+                entry = self._unwrap(key_id, row.tenant, row.wrapped)
             except CryptoError as e:
-                raise CorruptKey(key_id, tenant, "authentication failed") from e
+                raise CorruptKey(key_id, row.tenant, "authentication failed") from e
         self._by_id[key_id] = entry
         return entry
 
-    def refresh_destroyed(self) -> None:
-        """Forget keys another connection destroyed (read-only replay connections)."""
-        for (key_id,) in self._conn.execute(
-            "SELECT key_id FROM data_keys WHERE wrapped IS NULL"
-        ):
-            if self._by_id.get(key_id, 0) is not None:
-                self._by_id[key_id] = None
-        self._current = dict(
-            self._conn.execute(
-                "SELECT tenant, key_id FROM data_keys WHERE wrapped IS NOT NULL"
-            )
-        )
+    def refresh(self, rows: Iterable[KeyRow] | None = None) -> None:
+        """Follow key changes another writer made: destroyed keys, new current keys."""
+        self.load(master_checked=True, rows=rows)
 
     def current(self, tenant: str) -> tuple[int, AesGcmCipher] | None:
         """Return the live key of ``tenant`` (staged changes included), if any."""
@@ -127,38 +117,33 @@ class KeyRing:
         entry = self.cipher(key_id)
         return None if entry is None else (key_id, entry)
 
-    def create(self, tenant: str, seq: int, ts_ms: int) -> tuple[int, AesGcmCipher]:
-        """Create, wrap and insert a new key for ``tenant`` inside the open transaction."""
-        cur = self._conn.execute(
-            "INSERT INTO data_keys (tenant, wrapped, created_seq, created_ts_ms)"
-            " VALUES (?, ?, ?, ?)",
-            (tenant, b"", seq, ts_ms),
-        )
-        key_id = cur.lastrowid
-        assert key_id is not None
+    def create(
+        self, tx: WriteTransaction, tenant: str, seq: int, ts_ms: int
+    ) -> tuple[int, AesGcmCipher]:
+        """Create, wrap and store a new key for ``tenant`` inside ``tx``."""
         key = os.urandom(KEY_BYTES)
-        wrapped = self._master.wrap(
-            key, database=self._database, key_id=key_id, tenant=tenant
-        )
-        self._conn.execute(
-            "UPDATE data_keys SET wrapped = ? WHERE key_id = ?", (wrapped, key_id)
+        key_id = tx.create_key(
+            tenant,
+            seq,
+            ts_ms,
+            lambda key_id: self._master.wrap(
+                key, database=self._database, key_id=key_id, tenant=tenant
+            ),
         )
         cipher = AesGcmCipher(key)
         self._staged_ids[key_id] = cipher
         self._staged_current[tenant] = key_id
         return key_id, cipher
 
-    def destroy(self, tenant: str, seq: int, ts_ms: int) -> int | None:
-        """Destroy the live key of ``tenant`` inside the open transaction; return its id."""
+    def destroy(
+        self, tx: WriteTransaction, tenant: str, seq: int, ts_ms: int
+    ) -> int | None:
+        """Destroy the live key of ``tenant`` inside ``tx``; return its id."""
         found = self.current(tenant)
         if found is None:
             return None
         key_id = found[0]
-        self._conn.execute(
-            "UPDATE data_keys SET wrapped = NULL, destroyed_seq = ?, destroyed_ts_ms = ?"
-            " WHERE key_id = ?",
-            (seq, ts_ms, key_id),
-        )
+        tx.destroy_key(key_id, seq, ts_ms)
         self._staged_ids[key_id] = None
         self._staged_current[tenant] = None
         return key_id
@@ -178,25 +163,24 @@ class KeyRing:
         self._staged_ids = {}
         self._staged_current = {}
 
-    def rewrap(self, new_master: MasterKey) -> int:
-        """Re-wrap every live key under ``new_master`` inside the open transaction."""
-        rows = self._conn.execute(
-            "SELECT key_id, tenant, wrapped FROM data_keys WHERE wrapped IS NOT NULL"
-        ).fetchall()
-        for key_id, tenant, wrapped in rows:
+    def rewrap(self, tx: WriteTransaction, new_master: MasterKey) -> int:
+        """Re-wrap every live key under ``new_master`` inside ``tx``; return how many."""
+        rows = [row for row in tx.key_rows() if row.wrapped is not None]
+        for row in rows:
+            assert row.wrapped is not None  # filtered above
             try:
                 key = self._master.unwrap(
-                    wrapped, database=self._database, key_id=key_id, tenant=tenant
+                    row.wrapped,
+                    database=self._database,
+                    key_id=row.key_id,
+                    tenant=row.tenant,
                 )
             except CryptoError as e:
-                raise CorruptKey(key_id, tenant, "authentication failed") from e
-            self._conn.execute(
-                "UPDATE data_keys SET wrapped = ? WHERE key_id = ?",
-                (
-                    new_master.wrap(
-                        key, database=self._database, key_id=key_id, tenant=tenant
-                    ),
-                    key_id,
+                raise CorruptKey(row.key_id, row.tenant, "authentication failed") from e
+            tx.rewrap_key(
+                row.key_id,
+                new_master.wrap(
+                    key, database=self._database, key_id=row.key_id, tenant=row.tenant
                 ),
             )
         return len(rows)
@@ -208,8 +192,9 @@ class KeyRing:
     def live_tenants(self) -> dict[str, int]:
         """Return tenant -> created ts_ms for tenants with a live key, excluding ''."""
         return dict(
-            self._conn.execute(
-                "SELECT tenant, created_ts_ms FROM data_keys"
-                " WHERE wrapped IS NOT NULL AND tenant != '' ORDER BY tenant"
+            sorted(
+                (row.tenant, row.created_ts_ms)
+                for row in self._recorder.key_rows()
+                if row.wrapped is not None and row.tenant
             )
         )

@@ -40,7 +40,7 @@ class LogRecord:
 
 Entry = tuple[int, int, str, str, bytes | None]
 """A log record as a plain tuple, ``(seq, ts_ms, tenant, kind, body)``: what
-``EventLog.entries`` yields and replay folds (a :class:`LogRecord` unpacks alike)."""
+``Sealer.entries`` yields and replay folds (a :class:`LogRecord` unpacks alike)."""
 
 _SETTERS = tuple(
     getattr(LogRecord, name).__set__

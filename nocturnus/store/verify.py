@@ -1,20 +1,19 @@
 """Full verification of one log: chain, every GCM tag, every snapshot, the head.
 
 Verification reports instead of raising, so an operator sees every problem at once
-(up to :data:`MAX_PROBLEMS`) and the first bad seq.
+(up to :data:`MAX_PROBLEMS`) and the first bad seq. It reads through the recorder
+protocol and the sealer's keys, so it is the same check on every backend.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nocturnus.store.chain import Break, head_break, walk
+from nocturnus.store.chain import GENESIS, Break, head_break, unpack_head, walk
 from nocturnus.store.errors import CorruptKey, CryptoError
-from nocturnus.store.keys import KeyRing
 from nocturnus.store.record import record_aad, snapshot_aad
-from nocturnus.store.snapshots import snapshot_ciphertext
+from nocturnus.store.sealer import Sealer
 
 MAX_PROBLEMS = 100
 PROGRESS_EVERY = 5_000
@@ -67,30 +66,29 @@ class VerifyReport:
 
 
 def verify_log(
-    conn: sqlite3.Connection,
-    database: str,
-    keys: KeyRing,
-    *,
-    chain_start: tuple[int, bytes],
-    recorded_head: tuple[int, bytes] | None,
-    gaps: Mapping[int, int] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    sealer: Sealer, progress: Callable[[int, int], None] | None = None
 ) -> VerifyReport:
-    """Walk every event and snapshot of the log behind ``conn``; see :class:`VerifyReport`."""
+    """Walk every event and snapshot of ``sealer``'s log; see :class:`VerifyReport`.
+
+    ``progress(done, total)`` is called every few thousand events.
+    """
+    recorder, keys, database = sealer.recorder, sealer.keys, sealer.database
+    sealer.tip()  # follow other writers' key changes first
     problems: list[Problem] = []
 
     def add(problem: Problem) -> None:
         if len(problems) < MAX_PROBLEMS:
             problems.append(problem)
 
-    total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    rows = conn.execute(
-        "SELECT seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, hash"
-        " FROM events ORDER BY seq"
-    )
+    meta = recorder.meta()
+    start = meta.get("chain_start")
+    chain_start = unpack_head(start) if start is not None else (0, GENESIS)
+    recorded = meta.get("head")
+    recorded_head = unpack_head(recorded) if recorded is not None else None
+    total = recorder.count_events()
     checked = shredded = 0
     last_seq, last_hash = chain_start
-    for item in walk(rows, *chain_start, gaps):
+    for item in walk(recorder.chain_rows(), *chain_start, recorder.compacted()):
         if isinstance(item, Break):
             add(Problem("chain", item.seq, item.reason))
             continue
@@ -122,26 +120,32 @@ def verify_log(
         progress(checked, total)
 
     snap_checked = snap_shredded = 0
-    for tenant, seq, key_id, nonce, payload, parts in conn.execute(
-        "SELECT tenant, seq, key_id, nonce, payload, parts FROM snapshots"
-        " ORDER BY tenant, seq"
-    ).fetchall():
+    for row in recorder.snapshots():
         snap_checked += 1
-        whole = snapshot_ciphertext(conn, tenant, seq, payload, parts)
-        if whole is None:
-            add(Problem("snapshot", seq, f"some of its {parts} parts are missing", tenant))
+        tenant, seq = row.tenant, row.seq
+        if row.ciphertext is None:
+            add(
+                Problem(
+                    "snapshot", seq, f"some of its {row.parts} parts are missing", tenant
+                )
+            )
             continue
         try:
-            cipher = keys.cipher(key_id)
+            cipher = keys.cipher(row.key_id)
         except (KeyError, CorruptKey):
-            add(Problem("snapshot", seq, f"its data key {key_id} is unusable", tenant))
+            add(
+                Problem("snapshot", seq, f"its data key {row.key_id} is unusable", tenant)
+            )
             continue
         if cipher is None:
             snap_shredded += 1
             continue
         try:
             cipher.decrypt(
-                nonce, whole, snapshot_aad(database, tenant, seq), what="snapshot"
+                row.nonce,
+                row.ciphertext,
+                snapshot_aad(database, tenant, seq),
+                what="snapshot",
             )
         except CryptoError:
             add(Problem("snapshot", seq, "authentication tag does not match", tenant))

@@ -1,10 +1,13 @@
-"""The single writer of one database file: group commit in one dedicated thread.
+"""The writer of one database in this process: group commit in one dedicated thread.
 
-Requests put their records on a queue and await a future. The writer thread takes the
-first job, drains everything else queued, commits all appends in ONE transaction, then
-resolves every waiter with one ``call_soon_threadsafe`` per event loop. While a commit
+Requests put their :class:`~nocturnus.store.sealer.Append` on a queue and await a
+future. The writer thread takes the first job, drains everything else queued, commits
+all appends in ONE recorder transaction, then resolves every waiter with one
+``call_soon_threadsafe`` per event loop, each only after that commit. While a commit
 (and its fsync) runs, new jobs queue up for the next batch, so N concurrent writers
-share one fsync instead of paying N. SQLite never runs on the event loop (rule 10).
+share one fsync instead of paying N. The store never runs on the event loop (rule 10).
+Other processes may write the same database: the recorder's write lock and the
+sealer's optimistic check arbitrate between them.
 """
 
 from __future__ import annotations
@@ -15,23 +18,23 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nocturnus.errors import NocturnusError
 from nocturnus.store import distribution
 from nocturnus.store.distribution import Distribution
-from nocturnus.store.errors import SeqConflict, StorageError, WriterClosed
-from nocturnus.store.log import EventLog
-from nocturnus.store.record import LogRecord
+from nocturnus.store.errors import StorageError, WriterClosed
+from nocturnus.store.recorder import Tip
+from nocturnus.store.sealer import Append, Sealer
 
 log = logging.getLogger("nocturnus.store")
 
 T = TypeVar("T")
 
 MAX_JOBS_PER_BATCH = 4096
-MAX_RECORDS_PER_BATCH = 50_000
+MAX_EVENTS_PER_BATCH = 50_000
 
 
 @dataclass(slots=True)
@@ -42,19 +45,20 @@ class _Job:
 
 Settled = Callable[["BaseException | None", "int | None"], None]
 """Told on the event loop, in commit order, how an append ended: ``(None, last seq)``
-when stored, ``(error, head)`` when not, where ``head`` is the log's head after the
-failure (``None`` when the writer is gone and cannot say)."""
+when stored, ``(error, head)`` when not (refused, or its batch failed), where ``head``
+is the log's head after the failure (``None`` when the writer is gone and cannot
+say)."""
 
 
 @dataclass(slots=True)
 class _Append(_Job):
-    records: Sequence[LogRecord]
+    append: Append
     settled: Settled | None = None
 
 
 @dataclass(slots=True)
 class _Run(_Job):
-    fn: Callable[[EventLog], Any]
+    fn: Callable[[Sealer], Any]
 
 
 @dataclass(slots=True)
@@ -93,18 +97,26 @@ class WriterStats:
 
 
 class Writer:
-    """The only writer of one database file: group commit.
+    """The writer of one database in this process: group commit.
 
-    Runs SQLite in ONE dedicated thread (never on the event loop). The log is opened by
-    ``open_log`` inside that thread, so its connection never crosses threads. Over a
+    Runs the store in ONE dedicated thread (never on the event loop). The log is opened
+    by ``open_log`` inside that thread, so its connection never crosses threads. Over a
     read-only log, given only :meth:`run` jobs, the same thread is a database's reader.
+    ``on_commit(tip)``, when given, runs in the writer thread after every commit that
+    stored events, before any of that batch's waiters is answered (a hook for an
+    anchor of the head kept outside the store).
     """
 
     def __init__(
-        self, open_log: Callable[[], EventLog], *, name: str = "writer"
+        self,
+        open_log: Callable[[], Sealer],
+        *,
+        name: str = "writer",
+        on_commit: Callable[[Tip], None] | None = None,
     ) -> None:
         self._open_log = open_log
         self._name = name
+        self._on_commit = on_commit
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._accepting = False
@@ -144,26 +156,26 @@ class Writer:
         await asyncio.wrap_future(ready)
         self._accepting = True
 
-    async def append(
-        self, records: Sequence[LogRecord], settled: Settled | None = None
-    ) -> None:
-        """Return once the batch holding ``records`` is committed and fsync'd.
+    async def append(self, append: Append, settled: Settled | None = None) -> range:
+        """Return the seqs ``append`` got, once the batch holding it is durable.
 
-        If the waiting task is cancelled, the records may still be committed;
-        ``settled`` is told the outcome whether or not anyone still waits, before
-        the waiter resumes, and in commit order across appends.
+        Queued synchronously when called, before the first await: appends are stored
+        in the order of the calls. If the waiting task is cancelled, the append may
+        still be committed; ``settled`` is told the outcome whether or not anyone
+        still waits, before the waiter resumes, and in commit order across appends.
 
-        :raises SeqConflict: these records do not continue the head (others in the
+        :raises AppendConflict: its expected position no longer holds (others in the
             same batch still commit).
+        :raises InvalidRecord: it is malformed (alone refused).
         :raises StorageError: the batch's commit failed (every waiter of it gets it).
         :raises WriterClosed: the writer is not running.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._put(_Append(loop, future, records, settled))
-        await future
+        future: asyncio.Future[range] = loop.create_future()
+        self._put(_Append(loop, future, append, settled))
+        return await future
 
-    async def run(self, fn: Callable[[EventLog], T]) -> T:
+    async def run(self, fn: Callable[[Sealer], T]) -> T:
         """Run ``fn(log)`` in the writer thread, after every append queued before it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -240,7 +252,7 @@ class Writer:
             if stop is not None:
                 _settle([(stop, None, error)])
 
-    def _process(self, event_log: EventLog, jobs: list[_Job]) -> _Stop | None:
+    def _process(self, event_log: Sealer, jobs: list[_Job]) -> _Stop | None:
         """Commit runs of appends as single transactions; run other jobs between them."""
         appends: list[_Append] = []
         for i, job in enumerate(jobs):
@@ -263,31 +275,19 @@ class Writer:
             self._commit(event_log, appends)
         return None
 
-    def _commit(self, event_log: EventLog, appends: list[_Append]) -> None:
+    def _commit(self, event_log: Sealer, jobs: list[_Append]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        accepted: list[_Append] = []
-        records: list[LogRecord] = []
-        try:
-            expected = event_log.head() + 1
-        except NocturnusError as e:
-            _settle([(job, None, e) for job in appends])
-            return
-        for job in appends:
-            bad = _first_gap(job.records, expected)
-            if bad is not None:
-                outcomes.append((job, None, SeqConflict(*bad)))
-                continue
-            if not job.records:
-                outcomes.append((job, None, None))
-                continue
-            if len(records) + len(job.records) > MAX_RECORDS_PER_BATCH and records:
-                self._commit_batch(event_log, accepted, records, outcomes)
-                accepted, records = [], []
-            accepted.append(job)
-            records.extend(job.records)
-            expected += len(job.records)
-        if accepted:
-            self._commit_batch(event_log, accepted, records, outcomes)
+        batch: list[_Append] = []
+        events = 0
+        for job in jobs:
+            size = len(job.append.events)
+            if batch and events + size > MAX_EVENTS_PER_BATCH:
+                self._commit_batch(event_log, batch, outcomes)
+                batch, events = [], 0
+            batch.append(job)
+            events += size
+        if batch:
+            self._commit_batch(event_log, batch, outcomes)
         if any(error is not None for _, _, error in outcomes):
             _settle(_with_head(event_log, outcomes))
         else:
@@ -295,37 +295,48 @@ class Writer:
 
     def _commit_batch(
         self,
-        event_log: EventLog,
+        event_log: Sealer,
         jobs: list[_Append],
-        records: list[LogRecord],
         outcomes: list[tuple[_Job, Any, BaseException | None]],
     ) -> None:
         stats = self.stats
         started = stats.committing_since = time.monotonic()
+        appends = [job.append for job in jobs]
         try:
-            event_log.append(records)
+            event_log.append(appends)
         except NocturnusError as e:
             stats.failed_commits += 1
-            outcomes.extend((job, None, e) for job in jobs)
+            for append in appends:
+                append.error = append.error or e
+            outcomes.extend((job, None, job.append.error) for job in jobs)
             return
         except Exception as e:  # a bug below us: still answer every waiter
             stats.failed_commits += 1
             log.exception("append failed unexpectedly")
             err = StorageError(f"the {self._name} failed to commit: {type(e).__name__}")
             err.__cause__ = e
-            outcomes.extend((job, None, err) for job in jobs)
+            for append in appends:
+                append.error = append.error or err
+            outcomes.extend((job, None, job.append.error) for job in jobs)
             return
         finally:
             stats.committing_since = None
+        stored = [job for job in jobs if job.append.seqs is not None]
+        if stored and self._on_commit is not None:
+            try:
+                self._on_commit(event_log.tip())
+            except Exception:  # the batch is durable: its waiters still get their seqs
+                log.exception("the on-commit hook of the %s failed", self._name)
         stats.commit_seconds.observe(time.monotonic() - started)
-        stats.batch_appends.observe(len(jobs))
-        stats.batch_records.observe(len(records))
+        stats.batch_appends.observe(len(stored))
+        records = sum(len(job.append.events) for job in stored)
+        stats.batch_records.observe(records)
         stats.last_commit_at = time.time()
         stats.commits += 1
-        stats.appends += len(jobs)
-        stats.records += len(records)
-        stats.largest_batch = max(stats.largest_batch, len(jobs))
-        outcomes.extend((job, job.records[-1].seq, None) for job in jobs)
+        stats.appends += len(stored)
+        stats.records += records
+        stats.largest_batch = max(stats.largest_batch, len(stored))
+        outcomes.extend((job, job.append.seqs, job.append.error) for job in jobs)
 
     def _fail_queued(self) -> None:
         while True:
@@ -340,7 +351,7 @@ class Writer:
 
 
 def _with_head(
-    event_log: EventLog, outcomes: list[tuple[_Job, Any, BaseException | None]]
+    event_log: Sealer, outcomes: list[tuple[_Job, Any, BaseException | None]]
 ) -> list[tuple[_Job, Any, BaseException | None]]:
     """The failed outcomes carry the head the log has after them (``None``: unknown)."""
     try:
@@ -351,13 +362,6 @@ def _with_head(
         (job, head, error) if error is not None else (job, result, error)
         for job, result, error in outcomes
     ]
-
-
-def _first_gap(records: Sequence[LogRecord], expected: int) -> tuple[int, int] | None:
-    for offset, record in enumerate(records):
-        if record.seq != expected + offset:
-            return record.seq, expected + offset
-    return None
 
 
 def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -378,7 +382,7 @@ def _resolve(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
     for job, result, error in items:
         if type(job) is _Append and job.settled is not None:
             try:
-                job.settled(error, result)
+                job.settled(error, result if error is not None else result[-1])
             except Exception:  # the waiters must still be answered
                 log.exception("an append's settled callback failed")
         if job.future.done():

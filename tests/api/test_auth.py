@@ -11,8 +11,8 @@ import pytest
 
 from nocturnus.service.events import KeyCreated, decode
 from nocturnus.store.crypto import parse_master_key
-from nocturnus.store.log import EventLog
 from tests.conftest import ADMIN_KEY
+from tests.logs import sqlite_log
 from tests.server import TEST_MASTER_KEY, Server
 
 
@@ -148,7 +148,7 @@ def test_keys_are_stored_only_as_argon2id_hashes(auth_server: Server) -> None:
             data = path.read_bytes()
             assert secret not in data and secret[12:] not in data, path
     assert key not in auth_server.output()
-    log = EventLog.open(auth_server.data_dir / "_system.db", "_system",
+    log = sqlite_log(auth_server.data_dir / "_system.db", "_system",
                         parse_master_key(TEST_MASTER_KEY, "test"), readonly=True)
     try:
         events = [decode(r.kind, r.body) for r in log.read(tenant="") if r.body is not None]

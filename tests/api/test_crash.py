@@ -20,6 +20,7 @@ import httpx
 
 from nocturnus.service.maintenance import verify_database
 from nocturnus.store.crypto import parse_master_key
+from nocturnus.store.sqlite import SqliteStore
 from tests.server import TEST_MASTER_KEY, Server
 
 ROUNDS = 10
@@ -157,4 +158,4 @@ def test_kill_9_under_http_load_loses_no_acknowledged_write(tmp_path: Path) -> N
     assert acked > ROUNDS * 10 and bulks > ROUNDS  # the load was real
     key = parse_master_key(TEST_MASTER_KEY, "test")
     for name in ("_system", "default"):
-        assert verify_database(server.data_dir, key, name).ok
+        assert verify_database(SqliteStore(server.data_dir), key, name).ok

@@ -113,7 +113,7 @@ def test_a_refused_append_drops_only_the_writes_that_were_lost(tmp_path: Path) -
         for tenant in ("doomed", "behind", "bystander"):
             await tenants.tell(db, tenant, TellFact("p", ("durable",)))
         bystander = db._tenants["bystander"]
-        fail_inserts_of(db.path, "doomed")
+        fail_inserts_of(tmp_path / "default.db", "doomed")
 
         release, held = await hold_writer(db)
         lost = asyncio.ensure_future(tenants.tell(db, "doomed", TellFact("p", ("lost",))))
@@ -132,7 +132,7 @@ def test_a_refused_append_drops_only_the_writes_that_were_lost(tmp_path: Path) -
         assert db._tenants["bystander"] is bystander
 
         await tenants.tell(db, "behind", TellFact("p", ("next",)))
-        accept_inserts_of(db.path, "doomed")
+        accept_inserts_of(tmp_path / "default.db", "doomed")
         await tenants.tell(db, "doomed", TellFact("p", ("again",)))
         assert await facts_of(db, "doomed", "p") == [("again",), ("durable",)]
         await databases.close()
@@ -158,7 +158,7 @@ def test_a_refused_database_rule_leaves_no_trace_in_any_tenant(tmp_path: Path) -
         await tenants.tell(db, "acme", TellFact("edge", ("a", "b")))
         goal = Literal("linked", (Var("x"), Var("y")))
         assert await tenants.ask(db, "acme", goal, None) == []
-        fail_inserts_of(db.path, "")
+        fail_inserts_of(tmp_path / "default.db", "")
 
         release, held = await hold_writer(db)
         lost_rule = TeachRule(lit("linked", "?x", "?y"), (lit("edge", "?x", "?y"),))
@@ -172,7 +172,7 @@ def test_a_refused_database_rule_leaves_no_trace_in_any_tenant(tmp_path: Path) -
             await lost
         assert db.root.rules.records == {}
 
-        accept_inserts_of(db.path, "")
+        accept_inserts_of(tmp_path / "default.db", "")
         kept_rule = TeachRule(lit("linked", "?y", "?x"), (lit("edge", "?x", "?y"),))
         await tenants.teach_database_rule(db, kept_rule)
         answers = await tenants.ask(db, "acme", goal, None)

@@ -19,7 +19,9 @@ from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.databases import Databases
 from nocturnus.service.maintenance import _shares, replay_database
 from nocturnus.store.crypto import MasterKey
-from nocturnus.store.log import EventLog
+from nocturnus.store.sealer import Sealer
+from nocturnus.store.sqlite import SqliteStore
+from tests.logs import sqlite_log
 
 MASTER = MasterKey(bytes(range(32)))
 
@@ -58,9 +60,9 @@ def comparable(summary: object) -> object:
 def test_shares_in_processes_summarise_like_one_process(
     data_dir: Path, workers: int, to_seq: int | None
 ) -> None:
-    one = replay_database(data_dir, MASTER, "default", to_seq=to_seq)
+    one = replay_database(SqliteStore(data_dir), MASTER, "default", to_seq=to_seq)
     many = replay_database(
-        data_dir, MASTER, "default", to_seq=to_seq, workers=workers, parallel_min_events=0
+        SqliteStore(data_dir), MASTER, "default", to_seq=to_seq, workers=workers, parallel_min_events=0
     )
     assert one.processes == 1
     assert comparable(many) == comparable(one)
@@ -70,7 +72,7 @@ def test_shares_in_processes_summarise_like_one_process(
 
 
 def test_small_logs_stay_in_one_process(data_dir: Path) -> None:
-    assert replay_database(data_dir, MASTER, "default", workers=4).processes == 1
+    assert replay_database(SqliteStore(data_dir), MASTER, "default", workers=4).processes == 1
 
 
 def test_shares_balance_event_counts_and_keep_every_tenant() -> None:
@@ -82,7 +84,7 @@ def test_shares_balance_event_counts_and_keep_every_tenant() -> None:
 
 
 def test_entries_of_a_tenant_set_are_the_rows_of_those_tenants(data_dir: Path) -> None:
-    log = EventLog.open(data_dir / "default.db", "default", MASTER, readonly=True)
+    log = sqlite_log(data_dir / "default.db", "default", MASTER, readonly=True)
     try:
         every = list(log.entries())
         for chosen in ({"acme"}, {"", "globex"}, {"initech", "umbrella", "nobody"}, set()):
@@ -104,17 +106,17 @@ def test_a_share_that_fails_fails_the_replay_with_its_message(
 
     real = maintenance.replay_log
 
-    def failing(event_log: EventLog, **kwargs: object) -> object:
+    def failing(event_log: Sealer, **kwargs: object) -> object:
         if "umbrella" in (kwargs.get("tenants") or ()):  # type: ignore[operator]
             raise CorruptRecord(7, "a test's corrupt record")
         return real(event_log, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(maintenance, "replay_log", failing)  # forked children too
-    log = EventLog.open(data_dir / "default.db", "default", MASTER, readonly=True)
+    log = sqlite_log(data_dir / "default.db", "default", MASTER, readonly=True)
     counts = log.tenant_events()
     log.close()
     placed = {w: _shares(counts, w) for w in (2, 3, 4)}
     assert any("umbrella" not in shares[0] for shares in placed.values())  # a child's
     for workers in placed:
         with pytest.raises(NocturnusError, match="seq 7"):
-            replay_database(data_dir, MASTER, "default", workers=workers, parallel_min_events=0)
+            replay_database(SqliteStore(data_dir), MASTER, "default", workers=workers, parallel_min_events=0)

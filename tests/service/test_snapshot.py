@@ -25,7 +25,7 @@ from nocturnus.service.facts import FactKey
 from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
 from nocturnus.service.tenant import TenantState
 from nocturnus.store.crypto import MasterKey
-from nocturnus.store.log import EventLog
+from tests.logs import sqlite_log
 
 MASTER = MasterKey(bytes(range(32)))
 TENANTS = ("acme", "globex")
@@ -137,7 +137,7 @@ def observe(state: TenantState, now: int) -> tuple[Any, ...]:
 
 
 def full_and_restored(path: Path, tenant: str) -> tuple[TenantState, TenantState, bool]:
-    log = EventLog.open(path, "default", MASTER, readonly=True)
+    log = sqlite_log(path, "default", MASTER, readonly=True)
     try:
         full = replay_tenant(tenant, log.read(tenant=tenant))
         stored = read_tenant(log, tenant)
@@ -203,7 +203,7 @@ def test_snapshots_are_written_every_n_events_and_on_shutdown(tmp_path: Path) ->
         head = db.head
         await databases.close()
 
-        log = EventLog.open(tmp_path / "default.db", "default", MASTER, readonly=True)
+        log = sqlite_log(tmp_path / "default.db", "default", MASTER, readonly=True)
         try:
             found = log.latest_snapshot("acme")
         finally:
@@ -265,7 +265,7 @@ def test_a_snapshot_in_parts_lets_other_writes_commit_in_between(tmp_path: Path)
         await tenants.tell(db, "other", TellFact("edge", ("a", "b")))
 
         def parts(log: Any) -> int:
-            return int(log._conn.execute("SELECT count(*) FROM snapshot_parts").fetchone()[0])
+            return int(log.recorder._conn.execute("SELECT count(*) FROM snapshot_parts").fetchone()[0])
 
         storing = asyncio.ensure_future(db.snapshot_tenant("big"))
         while await db.read_log(parts) == 0:
@@ -292,7 +292,7 @@ def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
         for i in range(4):
             await tenants.tell(db, "acme", TellFact("node", (i,)))
         await databases.close()
-        log = EventLog.open(tmp_path / "default.db", "default", MASTER)
+        log = sqlite_log(tmp_path / "default.db", "default", MASTER)
         try:
             seq = log.latest_snapshot("acme")[0]  # type: ignore[index]
             future = orjson.dumps({"format": snapshot.FORMAT, "v": 99, "sections": {}})

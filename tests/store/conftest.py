@@ -1,10 +1,14 @@
-"""Small factories for store tests: real SQLite files in tmp_path, real crypto."""
+"""Factories for store tests: real recorders (SQLite files in tmp_path, PostgreSQL
+databases of their own), real crypto, and raw access for tampering like an attacker."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 import pytest
@@ -12,114 +16,152 @@ import pytest
 from nocturnus.store.chain import GENESIS, event_hash, pack_head
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.record import LogRecord
+from nocturnus.store.recorder import Store
+from nocturnus.store.sealer import Append, Sealer
+from nocturnus.store.sqlite import SqliteStore
 
 TS0 = 1_700_000_000_000
+DATABASE = "acme"
+_bodies = itertools.count(1)
+
+
+class Backend(Protocol):
+    """How a test makes recorders of one backend and reaches under them."""
+
+    name: str
+    store: Store
+
+    def sql(self, database: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run ``statement`` (``?`` placeholders) on the raw rows, outside the store."""
+        ...
+
+
+class SqliteBackend:
+    name = "sqlite"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.store = SqliteStore(data_dir)
+
+    def sql(self, database: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        conn = sqlite3.connect(str(self.store.path(database)), isolation_level=None)
+        try:
+            return conn.execute(statement, params).fetchall()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each recorder backend in turn (the contract suite runs against all of them)."""
+    chosen = SqliteBackend(tmp_path / "data")
+    yield chosen
+    chosen.store.close()
 
 
 @pytest.fixture
-def master_key() -> MasterKey:
-    return MasterKey.generate()
+def master_key_bytes() -> bytes:
+    return os.urandom(32)
 
 
 @pytest.fixture
-def records() -> Callable[..., list[LogRecord]]:
-    """records(start_seq, n, tenant="acme", kind="fact_told") -> contiguous records."""
-
-    def make(
-        start: int, n: int, tenant: str = "acme", kind: str = "fact_told"
-    ) -> list[LogRecord]:
-        return [
-            LogRecord(
-                seq, TS0 + seq, tenant, kind, orjson.dumps({"n": seq, "t": tenant})
-            )
-            for seq in range(start, start + n)
-        ]
-
-    return make
+def master_key(master_key_bytes: bytes) -> MasterKey:
+    return MasterKey(master_key_bytes)
 
 
-@pytest.fixture
-def record() -> Callable[..., LogRecord]:
-    """record(seq, tenant="acme", kind="fact_told", body=None) -> one record."""
-
-    def make(
-        seq: int,
-        tenant: str = "acme",
-        kind: str = "fact_told",
-        body: bytes | None = None,
-    ) -> LogRecord:
-        payload = body if body is not None else orjson.dumps({"n": seq})
-        return LogRecord(seq, TS0 + seq, tenant, kind, payload)
-
-    return make
-
-
-class Raw:
-    """Direct SQLite access to a log file, for tampering like an attacker or bit rot."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None)
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.close()
-
-
-class Tamper:
-    """Ways to damage a log file from outside, for detection tests."""
-
-    raw = Raw
-
-    @staticmethod
-    def flip_bit(data: bytes, index: int = 3) -> bytes:
-        b = bytearray(data)
-        b[index] ^= 0x01
-        return bytes(b)
-
-    @staticmethod
-    def sql(path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
-        with Raw(path) as conn:
-            conn.execute(sql, params)
-
-    @staticmethod
-    def flip_payload(path: Path, seq: int) -> None:
-        with Raw(path) as conn:
-            (payload,) = conn.execute(
-                "SELECT payload FROM events WHERE seq = ?", (seq,)
-            ).fetchone()
-            conn.execute(
-                "UPDATE events SET payload = ? WHERE seq = ?",
-                (Tamper.flip_bit(payload), seq),
-            )
-
-    @staticmethod
-    def rechain(path: Path) -> None:
-        """Recompute every hash and the recorded head, as an attacker knowing the scheme."""
-        with Raw(path) as conn:
-            rows = conn.execute(
-                "SELECT seq, ts_ms, tenant, kind, key_id, nonce, payload FROM events"
-                " ORDER BY seq"
-            ).fetchall()
-            prev = GENESIS
-            conn.execute("BEGIN")
-            for seq, ts, tenant, kind, key_id, nonce, payload in rows:
-                h = event_hash(prev, seq, ts, tenant, kind, key_id, nonce, payload)
-                conn.execute(
-                    "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?",
-                    (prev, h, seq),
-                )
-                prev = h
-            if rows:
-                conn.execute(
-                    "UPDATE meta SET value = ? WHERE name = 'head'",
-                    (pack_head(rows[-1][0], prev),),
-                )
-            conn.execute("COMMIT")
+def open_log(
+    backend: Backend,
+    key: MasterKey,
+    database: str = DATABASE,
+    *,
+    readonly: bool = False,
+    check_tail: int | None = 1000,
+) -> Sealer:
+    return Sealer.open(
+        backend.store.recorder(database, readonly=readonly), key, check_tail=check_tail
+    )
 
 
 @pytest.fixture
-def tamper() -> type[Tamper]:
-    return Tamper
+def log(backend: Backend, master_key: MasterKey) -> Iterator[Sealer]:
+    opened = open_log(backend, master_key)
+    yield opened
+    opened.close()
+
+
+def body(tenant: str = "acme") -> bytes:
+    return orjson.dumps({"n": next(_bodies), "t": tenant})
+
+
+def put(
+    log: Sealer,
+    tenant: str = "acme",
+    n: int = 1,
+    *,
+    kind: str = "fact_told",
+    expected: int | Append | None = None,
+    ends_stream: bool = False,
+    bodies: list[bytes] | None = None,
+) -> list[LogRecord]:
+    """Append ``n`` events of ``tenant`` in one append; return them as stored.
+
+    :raises: the append's refusal, if it was refused.
+    """
+    payloads = bodies if bodies is not None else [body(tenant) for _ in range(n)]
+    append = Append(
+        tenant, expected, TS0, [(kind, p) for p in payloads], ends_stream=ends_stream
+    )
+    log.append([append])
+    if append.error is not None:
+        raise append.error
+    assert append.seqs is not None
+    return [
+        LogRecord(seq, TS0, tenant, kind, p)
+        for seq, p in zip(append.seqs, payloads, strict=True)
+    ]
+
+
+def delete(log: Sealer, tenant: str, expected: int | None = None) -> LogRecord:
+    """Append ``tenant``'s deletion marker (ending its stream, shredding it)."""
+    return put(
+        log, tenant, kind="tenant_deleted", ends_stream=True, expected=expected,
+        bodies=[b'{"deleted":true}'],
+    )[0]
+
+
+def flip_bit(data: bytes, index: int = 3) -> bytes:
+    b = bytearray(data)
+    b[index] ^= 0x01
+    return bytes(b)
+
+
+def flip_payload(backend: Backend, seq: int, database: str = DATABASE) -> None:
+    ((payload,),) = backend.sql(database, "SELECT payload FROM events WHERE seq = ?", (seq,))
+    backend.sql(
+        database,
+        "UPDATE events SET payload = ? WHERE seq = ?",
+        (flip_bit(bytes(payload)), seq),
+    )
+
+
+def rechain_plainly(backend: Backend, database: str = DATABASE) -> None:
+    """Recompute every hash and the recorded head with the unkeyed chain formula, as
+    an attacker knowing the scheme but not the master key would."""
+    rows = backend.sql(
+        database,
+        "SELECT seq, ts_ms, tenant, kind, key_id, nonce, payload FROM events ORDER BY seq",
+    )
+    prev = GENESIS
+    for seq, ts, tenant, kind, key_id, nonce, payload in rows:
+        h = event_hash(prev, seq, ts, tenant, kind, key_id, bytes(nonce), bytes(payload))
+        backend.sql(
+            database,
+            "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?",
+            (prev, h, seq),
+        )
+        prev = h
+    if rows:
+        backend.sql(
+            database,
+            "UPDATE meta SET value = ? WHERE name = 'head'",
+            (pack_head(rows[-1][0], prev),),
+        )

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from nocturnus.store.crypto import MasterKey
-from nocturnus.store.log import EventLog
+from nocturnus.store.sealer import Sealer
+from nocturnus.store.verify import verify_log
+from tests.store.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,26 +22,27 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
+    from nocturnus.store.backends import open_store
     from nocturnus.store.crypto import MasterKey
-    from nocturnus.store.log import EventLog
-    from nocturnus.store.record import LogRecord
+    from nocturnus.store.sealer import Append, Sealer
     from nocturnus.store.writer import Writer
 
-    path, key = Path(sys.argv[1]), MasterKey(bytes.fromhex(sys.argv[2]))
+    location, data_dir = sys.argv[1], Path(sys.argv[2])
+    key = MasterKey(bytes.fromhex(sys.argv[3]))
+    store = open_store(location, data_dir)
 
     async def main():
-        writer = Writer(lambda: EventLog.open(path, "acme", key))
+        writer = Writer(lambda: Sealer.open(store.recorder("acme"), key))
         await writer.start()
-        head = await writer.run(lambda log: log.head())
-        seqs = iter(range(head + 1, 10**9))
         print("READY", flush=True)
 
         async def client(i):
+            n = 0
             while True:
-                seq = next(seqs)
-                body = b'{"client": %d, "seq": %d}' % (i, seq)
-                await writer.append([LogRecord(seq, seq, f"t{i % 3}", "fact_told", body)])
-                sys.stdout.write(f"ACK {seq}\\n")
+                n += 1
+                body = b'{"client": %d, "n": %d}' % (i, n)
+                seqs = await writer.append(Append(f"t{i % 3}", None, 1, [("fact_told", body)]))
+                sys.stdout.write(f"ACK {seqs.start}\\n")
                 sys.stdout.flush()
 
         await asyncio.gather(*(client(i) for i in range(16)))
@@ -49,16 +52,17 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_kill_9_loses_no_acknowledged_append(tmp_path: Path) -> None:
+def test_kill_9_loses_no_acknowledged_append(backend: Backend) -> None:
     raw = os.urandom(32)
-    key, key_hex = MasterKey(raw), raw.hex()
-    path = tmp_path / "acme.db"
+    key = MasterKey(raw)
+    location = getattr(backend, "location", "")
+    data_dir = getattr(backend.store, "data_dir", Path("."))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     acked: set[int] = set()
     rng = random.Random(1234)
     for _ in range(4):
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), key_hex],
+            [sys.executable, "-c", CHILD, location, str(data_dir), raw.hex()],
             stdout=subprocess.PIPE,
             env=env,
         )
@@ -73,13 +77,13 @@ def test_kill_9_loses_no_acknowledged_append(tmp_path: Path) -> None:
         acked |= {
             int(line.split()[1]) for line in out.splitlines() if line.startswith(b"ACK")
         }
-        log = EventLog.open(path, "acme", key)
+        log = Sealer.open(backend.store.recorder("acme"), key)
         try:
             head = log.head()
             assert acked and max(acked) <= head
             bodies = {r.seq: r.body for r in log.read()}
             assert sorted(bodies) == list(range(1, head + 1))
             assert all(bodies[s] is not None for s in acked)
-            assert log.verify().ok
+            assert verify_log(log).ok
         finally:
             log.close()

@@ -9,6 +9,8 @@ import pytest
 
 from nocturnus.store import migrate
 from nocturnus.store.errors import MigrationError
+from nocturnus.store.sqlite import applied as applied_migrations
+from nocturnus.store.sqlite import apply_migrations
 
 
 def write(directory: Path, name: str, sql: str) -> None:
@@ -23,10 +25,11 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     c.close()
 
 
-def test_repo_migrations_are_found() -> None:
-    found = migrate.discover()
+@pytest.mark.parametrize("backend", migrate.BACKENDS)
+def test_repo_migrations_are_found(backend: str) -> None:
+    found = migrate.discover(migrate.migrations_dir(backend))
     assert found[0].version == 1 and found[0].name == "events"
-    assert migrate.MIGRATIONS_DIR.name == "migrations"
+    assert migrate.MIGRATIONS_ROOT.name == "migrations"
 
 
 def test_apply_in_order_and_rerun_is_a_no_op(
@@ -40,12 +43,12 @@ def test_apply_in_order_and_rerun_is_a_no_op(
         "CREATE TABLE b (x INTEGER);\n"
         "CREATE TRIGGER b_t AFTER INSERT ON b BEGIN\n  INSERT INTO a VALUES (new.x);\nEND;\n",
     )
-    applied = migrate.apply_migrations(conn, migrate.discover(d))
+    applied = apply_migrations(conn, migrate.discover(d))
     assert [m.version for m in applied] == [1, 2]
-    assert migrate.apply_migrations(conn, migrate.discover(d)) == []
+    assert apply_migrations(conn, migrate.discover(d)) == []
     conn.execute("INSERT INTO b VALUES (5)")
     assert conn.execute("SELECT x FROM a").fetchall() == [(5,)]
-    status = migrate.status(conn, migrate.discover(d))
+    status = migrate.status(applied_migrations(conn), migrate.discover(d))
     assert [(s.version, s.applied_ts_ms is not None) for s in status] == [
         (1, True),
         (2, True),
@@ -59,21 +62,21 @@ def test_a_failing_migration_leaves_no_trace(
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER);")
     write(d, "0002_bad.sql", "CREATE TABLE c (x INTEGER);\nTHIS IS NOT SQL;")
     with pytest.raises(MigrationError):
-        migrate.apply_migrations(conn, migrate.discover(d))
+        apply_migrations(conn, migrate.discover(d))
     tables = {
         r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
     }
     assert "a" in tables and "c" not in tables
-    assert set(migrate.applied(conn)) == {1}
+    assert set(applied_migrations(conn)) == {1}
 
 
 def test_edited_migration_is_refused(tmp_path: Path, conn: sqlite3.Connection) -> None:
     d = tmp_path / "migrations"
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER);")
-    migrate.apply_migrations(conn, migrate.discover(d))
+    apply_migrations(conn, migrate.discover(d))
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER, y TEXT);")
     with pytest.raises(MigrationError, match="edited"):
-        migrate.apply_migrations(conn, migrate.discover(d))
+        apply_migrations(conn, migrate.discover(d))
 
 
 def test_unknown_newer_migration_is_refused(
@@ -82,10 +85,10 @@ def test_unknown_newer_migration_is_refused(
     d = tmp_path / "migrations"
     write(d, "0001_a.sql", "CREATE TABLE a (x INTEGER);")
     write(d, "0002_b.sql", "CREATE TABLE b (x INTEGER);")
-    migrate.apply_migrations(conn, migrate.discover(d))
+    apply_migrations(conn, migrate.discover(d))
     (d / "0002_b.sql").unlink()
     with pytest.raises(MigrationError, match="newer"):
-        migrate.apply_migrations(conn, migrate.discover(d))
+        apply_migrations(conn, migrate.discover(d))
 
 
 @pytest.mark.parametrize(
@@ -109,9 +112,8 @@ def test_installed_copy_of_the_migrations_matches_the_checkout() -> None:
     """A wheel ships migrations/ as the data package nocturnus_migrations (issue 9 note)."""
     import nocturnus_migrations
 
-    from nocturnus.store.migrate import MIGRATIONS_DIR
-
     shipped = Path(nocturnus_migrations.__file__).resolve().parent
-    assert sorted(p.name for p in shipped.glob("*.sql")) == sorted(
-        p.name for p in MIGRATIONS_DIR.glob("*.sql")
-    )
+    for backend in migrate.BACKENDS:
+        assert sorted(p.name for p in (shipped / backend).glob("*.sql")) == sorted(
+            p.name for p in migrate.migrations_dir(backend).glob("*.sql")
+        )

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nocturnus.store.chain import event_hash
-from nocturnus.store.log import _aad_packer
 from nocturnus.store.record import frame, record_aad
+from nocturnus.store.sealer import _aad_packer
 
 NAMES = st.text(max_size=20)
 INT64 = st.integers(-(2**63), 2**63 - 1)

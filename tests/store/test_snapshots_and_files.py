@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,37 +11,35 @@ from hypothesis import strategies as st
 
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import StorageError
-from nocturnus.store.log import EventLog
 from nocturnus.store.record import LogRecord, build_record, frame
+from nocturnus.store.sealer import Sealer
 from nocturnus.store.snapshots import seal
+from nocturnus.store.sqlite import SqliteStore
+from nocturnus.store.verify import verify_log
+from tests.store.conftest import SqliteBackend, delete, flip_bit, put
 
-Records = Callable[..., list[LogRecord]]
+
+def open_log(path: Path, key: MasterKey) -> Sealer:
+    return Sealer.open(SqliteStore(path.parent).recorder(path.stem), key)
 
 
 def test_damaged_newest_snapshot_falls_back_loudly(
     tmp_path: Path,
     master_key: MasterKey,
-    records: Records,
-    tamper: type,
-    caplog: pytest.LogCaptureFixture,
+        caplog: pytest.LogCaptureFixture,
 ) -> None:
-    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    log = open_log(tmp_path / "acme.db", master_key)
     try:
-        log.append(records(1, 6))
+        put(log, "acme", 6)
         log.save_snapshot("acme", 3, b"at three")
         log.save_snapshot("acme", 6, b"at six")
-        with tamper.raw(log.path) as conn:
-            (payload,) = conn.execute(
-                "SELECT payload FROM snapshots WHERE seq = 6"
-            ).fetchone()
-            conn.execute(
-                "UPDATE snapshots SET payload = ? WHERE seq = 6",
-                (tamper.flip_bit(payload),),
-            )
+        raw = SqliteBackend(tmp_path)
+        ((payload,),) = raw.sql("acme", "SELECT payload FROM snapshots WHERE seq = 6")
+        raw.sql("acme", "UPDATE snapshots SET payload = ? WHERE seq = 6", (flip_bit(payload),))
         with caplog.at_level(logging.ERROR, logger="nocturnus.store"):
             assert log.latest_snapshot("acme") == (3, b"at three")
         assert "seq 6 is corrupt" in caplog.text
-        report = log.verify()
+        report = verify_log(log)
         assert not report.ok
         assert [(p.kind, p.seq, p.tenant) for p in report.problems] == [
             ("snapshot", 6, "acme")
@@ -54,13 +51,13 @@ def test_damaged_newest_snapshot_falls_back_loudly(
 
 
 def test_snapshot_moved_to_another_seq_does_not_open(
-    tmp_path: Path, master_key: MasterKey, records: Records, tamper: type
+    tmp_path: Path, master_key: MasterKey
 ) -> None:
-    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    log = open_log(tmp_path / "acme.db", master_key)
     try:
-        log.append(records(1, 6))
+        put(log, "acme", 6)
         log.save_snapshot("acme", 2, b"at two")
-        tamper.sql(log.path, "UPDATE snapshots SET seq = 5 WHERE seq = 2")
+        SqliteBackend(tmp_path).sql("acme", "UPDATE snapshots SET seq = 5 WHERE seq = 2")
         assert log.latest_snapshot("acme") is None
     finally:
         log.close()
@@ -75,7 +72,7 @@ def test_a_file_that_is_not_a_log(
     path = tmp_path / "acme.db"
     path.write_bytes(content)
     with pytest.raises(StorageError) as info:
-        EventLog.open(path, "acme", master_key)
+        open_log(path, master_key)
     assert "\n" not in str(info.value)
 
 
@@ -104,63 +101,12 @@ def test_frame_is_unambiguous(
     assert (frame(*a) == frame(*b)) == (typed(a) == typed(b))
 
 
-def test_snapshots_from_a_second_connection_respect_shredding(
-    tmp_path: Path,
-    master_key: MasterKey,
-    records: Records,
-    record: Callable[..., LogRecord],
-) -> None:
-    """A background snapshotter may use its own connection; it never outlives a shred."""
-    path = tmp_path / "acme.db"
-    writer_log = EventLog.open(path, "acme", master_key)
-    snapper = EventLog.open(path, "acme", master_key)
-    try:
-        writer_log.append(records(1, 4, tenant="t"))
-        assert snapper.save_snapshot("t", 4, b"state@4") is True
-        assert writer_log.latest_snapshot("t") == (4, b"state@4")
-        writer_log.append([record(5, tenant="t", kind="tenant_deleted")])
-        assert snapper.save_snapshot("t", 4, b"late state@4") is False
-        writer_log.append(records(6, 1, tenant="t"))
-        assert snapper.save_snapshot("t", 5, b"pre-incarnation") is False
-        assert writer_log.latest_snapshot("t") is None
-        assert snapper.save_snapshot("t", 6, b"state@6") is True
-        assert writer_log.latest_snapshot("t") == (6, b"state@6")
-        assert writer_log.verify().ok
-    finally:
-        snapper.close()
-        writer_log.close()
+def _count(log: Sealer, table: str) -> int:
+    return int(log.recorder._conn.execute(  # type: ignore[attr-defined]
+        f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def test_disk_full_is_a_storage_error_and_leaves_no_trace(
-    tmp_path: Path,
-    master_key: MasterKey,
-    records: Records,
-    record: Callable[..., LogRecord],
-) -> None:
-    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
-    try:
-        log.append(records(1, 2, tenant="a"))
-        pages = log._conn.execute("PRAGMA page_count").fetchone()[0]
-        log._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
-        big = [record(3, tenant="new", body=b"x" * 100_000)]
-        with pytest.raises(StorageError, match="disk is full") as info:
-            log.append(big)
-        assert info.value.__cause__ is not None  # chained from the sqlite3 error
-        assert log.head() == 2 and log.tenants() == {"a": records(1, 1)[0].ts_ms}
-        log._conn.execute("PRAGMA max_page_count = 1073741823")
-        # The rolled-back key of "new" is not reused: a fresh one is created and works.
-        log.append([record(3, tenant="new")])
-        assert [r.seq for r in log.read(tenant="new")] == [3]
-        assert log.verify().ok
-    finally:
-        log.close()
-
-
-def _count(log: EventLog, table: str) -> int:
-    return int(log._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
-
-def _store_in_parts(log: EventLog, tenant: str, seq: int, body: bytes, *, finish: bool = True) -> bool:
+def _store_in_parts(log: Sealer, tenant: str, seq: int, body: bytes, *, finish: bool = True) -> bool:
     key = log.snapshot_key(tenant, seq)
     assert key is not None
     sealed = seal(log.database, tenant, seq, key, body, part_bytes=1000)
@@ -170,41 +116,42 @@ def _store_in_parts(log: EventLog, tenant: str, seq: int, body: bytes, *, finish
 
 
 def test_a_big_snapshot_is_stored_in_parts_and_read_back_whole(
-    tmp_path: Path, master_key: MasterKey, records: Records, tamper: type
+    tmp_path: Path, master_key: MasterKey
 ) -> None:
-    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    log = open_log(tmp_path / "acme.db", master_key)
     try:
-        log.append(records(1, 6))
+        put(log, "acme", 6)
         body = bytes(range(256)) * 40  # 10 240 bytes: 10 parts of 1000 + the row's piece
         assert _store_in_parts(log, "acme", 3, body)
         assert _count(log, "snapshot_parts") == 10
         assert log.latest_snapshot("acme") == (3, body)
-        assert log.verify().ok
+        assert verify_log(log).ok
 
         # A crash between parts and the row: the parts are never read ...
         _store_in_parts(log, "acme", 5, body[::-1], finish=False)
         assert log.latest_snapshot("acme") == (3, body)
-        assert log.verify().ok
+        assert verify_log(log).ok
         # ... and the tenant's next snapshot removes them.
         assert _store_in_parts(log, "acme", 6, b"small")
         assert _count(log, "snapshot_parts") == 10  # only seq 3's
         assert log.latest_snapshot("acme") == (6, b"small")
 
         # A damaged or missing part is a damaged snapshot: named, never used.
-        with tamper.raw(log.path) as conn:
-            conn.execute("DELETE FROM snapshots WHERE seq = 6")
-            (data,) = conn.execute(
-                "SELECT data FROM snapshot_parts WHERE seq = 3 AND part = 4"
-            ).fetchone()
-            conn.execute(
-                "UPDATE snapshot_parts SET data = ? WHERE seq = 3 AND part = 4",
-                (tamper.flip_bit(data),),
-            )
+        raw = SqliteBackend(tmp_path)
+        raw.sql("acme", "DELETE FROM snapshots WHERE seq = 6")
+        ((data,),) = raw.sql(
+            "acme", "SELECT data FROM snapshot_parts WHERE seq = 3 AND part = 4"
+        )
+        raw.sql(
+            "acme",
+            "UPDATE snapshot_parts SET data = ? WHERE seq = 3 AND part = 4",
+            (flip_bit(data),),
+        )
         assert log.latest_snapshot("acme") is None
-        assert [(p.kind, p.seq) for p in log.verify().problems] == [("snapshot", 3)]
-        tamper.sql(log.path, "DELETE FROM snapshot_parts WHERE seq = 3 AND part = 7")
+        assert [(p.kind, p.seq) for p in verify_log(log).problems] == [("snapshot", 3)]
+        raw.sql("acme", "DELETE FROM snapshot_parts WHERE seq = 3 AND part = 7")
         assert log.latest_snapshot("acme") is None
-        problems = log.verify().problems
+        problems = verify_log(log).problems
         assert [(p.kind, p.seq) for p in problems] == [("snapshot", 3)]
         assert "parts are missing" in problems[0].message
     finally:
@@ -212,15 +159,15 @@ def test_a_big_snapshot_is_stored_in_parts_and_read_back_whole(
 
 
 def test_deleting_a_tenant_deletes_its_snapshot_parts(
-    tmp_path: Path, master_key: MasterKey, records: Records, record: Callable[..., LogRecord]
+    tmp_path: Path, master_key: MasterKey
 ) -> None:
-    log = EventLog.open(tmp_path / "acme.db", "acme", master_key)
+    log = open_log(tmp_path / "acme.db", master_key)
     try:
-        log.append(records(1, 4, tenant="t"))
+        put(log, "t", 4)
         assert _store_in_parts(log, "t", 4, b"x" * 5000)
         _store_in_parts(log, "t", 4, b"y" * 5000, finish=False)
         assert _count(log, "snapshot_parts") > 0
-        log.append([record(5, tenant="t", kind="tenant_deleted")])
+        delete(log, "t")
         assert _count(log, "snapshot_parts") == 0
         assert _count(log, "snapshots") == 0
     finally:
@@ -228,14 +175,14 @@ def test_deleting_a_tenant_deletes_its_snapshot_parts(
 
 
 def test_a_snapshot_whose_parts_another_save_removed_is_not_stored(
-    tmp_path: Path, master_key: MasterKey, records: Records
+    tmp_path: Path, master_key: MasterKey
 ) -> None:
     """Two connections snapshotting one tenant: the older one's orphans go, and its
     row is then refused rather than stored without them."""
     path = tmp_path / "acme.db"
-    first, second = EventLog.open(path, "acme", master_key), EventLog.open(path, "acme", master_key)
+    first, second = open_log(path, master_key), open_log(path, master_key)
     try:
-        first.append(records(1, 6))
+        put(first, "acme", 6)
         key = first.snapshot_key("acme", 3)
         assert key is not None
         old = seal("acme", "acme", 3, key, b"o" * 5000, part_bytes=1000)
