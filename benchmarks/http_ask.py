@@ -50,8 +50,8 @@ from nocturnus.api import render
 from nocturnus.api.app import GC_GEN0_THRESHOLD
 from nocturnus.engine import FactIndex, Literal, Program, Reasoner, Rule, Var
 from nocturnus.service import queries
-from nocturnus.service.context import record_uses
 from nocturnus.service.events import FactTold, RuleTaught
+from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.tenant import TenantState, apply
 
@@ -104,6 +104,7 @@ class InProcess:
         for edge in edges:
             self.index.add("parent", False, edge)
         self.state = TenantState(TENANT)
+        self.read_model = TenantReadModel()
         self.rules = Rulebook()
         seq = 0
         for i, rule in enumerate(RULES):
@@ -127,7 +128,9 @@ class InProcess:
         now = time.time_ns() // 1_000_000
         self.state.refresh(now)
         answers = queries.ask(self.state, self.rules, goal, None)
-        record_uses(self.state, [a.key for a in answers if a.record is not None], now)
+        self.read_model.usage.record(
+            [a.key for a in answers if a.record is not None], now
+        )
         bind = render.binder(goal)
         body = {
             "results": [render.answer_atom(a) for a in answers],

@@ -21,6 +21,8 @@ from nocturnus.api import access
 from nocturnus.api import security as security_layer
 from nocturnus.api.admin import admin
 from nocturnus.api.auth import auth
+from nocturnus.api.console import console
+from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
 from nocturnus.api.errors import render_error
 from nocturnus.api.feed import Feeds, feed_api
@@ -54,6 +56,7 @@ class AppContext:
     metrics: Metrics | None = None
     transactions: TransactionStore | None = None
     feeds: Feeds | None = None
+    console_assets: dict[str, Asset] = field(default_factory=dict)
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -73,7 +76,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.error_handler.add(Exception, render_error)
     blueprints = (
         knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
-        transactions_api, memory_api, feed_api,
+        console, transactions_api, memory_api, feed_api,
     )
     for blueprint in blueprints:
         app.blueprint(blueprint)

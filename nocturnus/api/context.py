@@ -1,6 +1,6 @@
 """REST endpoints for agents' context (API.md §5) and memory recall/priority (§3, §5).
 
-Handlers parse the body into a service request, call ``service/context.py`` and render
+Handlers parse the body into a service request, call ``service/context/`` and render
 the upstream SDK's shapes (``OptimizedContext``, ``ContextDiff``, ``ContextSummary``).
 """
 
@@ -20,12 +20,16 @@ from nocturnus.api.knowledge import (
     write_scope,
 )
 from nocturnus.api.schema import ARGS, PREDICATE, SCOPE, Schema, nullable, obj
-from nocturnus.service import context
-from nocturnus.service.context import (
+from nocturnus.service import tenants
+from nocturnus.service.context import diff as context_diff
+from nocturnus.service.context import history
+from nocturnus.service.context import summary as context_summary
+from nocturnus.service.context import window as context_window
+from nocturnus.service.context.window import (
     Bucket,
     ContextConfig,
-    Entry,
     Window,
+    WindowEntry,
     WindowRequest,
 )
 from nocturnus.service.facts import FactKey
@@ -125,7 +129,7 @@ def _first(body: dict[str, Any], *names: str) -> Any:
 # -- rendering ----------------------------------------------------------------------
 
 
-def entry_json(entry: Entry) -> dict[str, Any]:
+def entry_json(entry: WindowEntry) -> dict[str, Any]:
     """An Atom plus ``salience``, ``category``, ``charCount`` and ``provenance``."""
     if entry.record is not None:
         atom = render.fact_atom(entry.record)
@@ -214,7 +218,7 @@ def removed_json(key: FactKey) -> dict[str, Any]:
     body_required=False,
 )
 async def optimize(call: Call) -> dict[str, Any]:
-    window = await context.optimize(
+    window = await context_window.optimize(
         call.database, call.tenant_id, window_request(call.body), config_of(call)
     )
     return window_json(window)
@@ -230,7 +234,7 @@ async def optimize(call: Call) -> dict[str, Any]:
     body_required=False,
 )
 async def memory_context(call: Call) -> dict[str, Any]:
-    window = await context.optimize(
+    window = await context_window.optimize(
         call.database, call.tenant_id, window_request(call.body), config_of(call)
     )
     answer = window_json(window)
@@ -261,7 +265,7 @@ async def memory_context(call: Call) -> dict[str, Any]:
     tenant=True,
 )
 async def diff(call: Call) -> dict[str, Any]:
-    result = await context.diff(
+    result = await context_diff.diff(
         call.database, call.tenant_id, window_request(call.body), config_of(call)
     )
     return {
@@ -289,7 +293,9 @@ async def diff(call: Call) -> dict[str, Any]:
 )
 async def clear_session(call: Call) -> dict[str, Any]:
     session_id = call.body["sessionId"]
-    cleared = await context.clear_session(call.database, call.tenant_id, session_id)
+    cleared = await context_diff.clear_session(
+        call.database, call.tenant_id, session_id
+    )
     return {"cleared": cleared, "sessionId": session_id}
 
 
@@ -303,7 +309,7 @@ async def clear_session(call: Call) -> dict[str, Any]:
     body_required=False,
 )
 async def summary(call: Call) -> dict[str, Any]:
-    result = await context.summary(
+    result = await context_summary.summary(
         call.database, call.tenant_id, call.body.get("scope"), config_of(call)
     )
     return {
@@ -339,7 +345,7 @@ async def set_priority(call: Call) -> dict[str, Any]:
     key = FactKey(
         write_scope(body), body["predicate"], negated_of(body), constants(body["args"])
     )
-    outcome = await context.set_priority(
+    outcome = await tenants.set_priority(
         call.database, call.tenant_id, key, float(body["priority"])
     )
     return {
@@ -362,7 +368,7 @@ async def set_priority(call: Call) -> dict[str, Any]:
 async def recall(call: Call) -> list[dict[str, Any]]:
     """A bare array, the original's and its SDK's shape (``recall``, ``temporal_query``)."""
     body = call.body
-    records = await context.recall(
+    records = await history.recall(
         call.database,
         call.tenant_id,
         body["predicate"],

@@ -96,6 +96,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/health/live"): PUBLIC,
     ("GET", "/health/ready"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
+    # the web console (issue 21): static files only, no data. The page asks for a key
+    # and sends it on each call to the API, where every call is checked as usual.
+    ("GET", "/console"): PUBLIC,
+    ("GET", "/console/console.css"): PUBLIC,
+    ("GET", "/console/js/<module>"): PUBLIC,
     ("GET", "/metrics"): Rule("metrics_read", unscoped=True, public_if="metrics_public"),
     # facts
     ("POST", "/tell"): data("fact_write"),

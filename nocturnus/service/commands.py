@@ -20,6 +20,7 @@ from nocturnus.service.events import (
     Event,
     FactRetracted,
     FactTold,
+    PrioritySet,
     RuleRemoved,
     RuleTaught,
 )
@@ -246,4 +247,38 @@ def decide_remove_rule(rules: Rulebook, rule_id: str) -> list[Event]:
     if rule_id not in rules.records:
         raise NotFound(f"Rule '{rule_id}' not found")
     return [RuleRemoved(id=rule_id)]
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityOutcome:
+    record: FactRecord
+    priority: float
+    changed: bool
+
+
+def decide_priority(
+    state: TenantState, key: FactKey, priority: float
+) -> tuple[list[Event], PriorityOutcome]:
+    """Set a stored fact's explicit salience priority (0..1; issue 6).
+
+    Setting the priority it already has logs nothing.
+
+    :raises NotFound: no such stored fact in that scope.
+    """
+    record = state.record(key)
+    if record is None:
+        raise NotFound(
+            f"Fact not found: {fact_text(key)} in scope {key.scope}",
+            {"predicate": key.predicate, "args": list(key.args), "scope": key.scope},
+        )
+    if state.priorities.get(key) == priority:
+        return [], PriorityOutcome(record, priority, False)
+    event = PrioritySet(
+        predicate=key.predicate,
+        args=key.args,
+        negated=key.negated,
+        scope=key.scope,
+        priority=priority,
+    )
+    return [event], PriorityOutcome(record, priority, True)
 

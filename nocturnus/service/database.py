@@ -42,6 +42,7 @@ from nocturnus.service.events import (
     decode,
     encode,
 )
+from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.replay import (
     gc_paused,
     read_tenant,
@@ -170,6 +171,8 @@ class Database(Generic[RootState]):
             name="reader",
         )
         self._tenants: dict[str, TenantState] = {}
+        # uses, context sessions, rankings: per-tenant state that is not knowledge
+        self.read_models = ReadModels()
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
         self.tenant_names: dict[str, int] = {}

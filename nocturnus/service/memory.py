@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from nocturnus.engine.terms import Const, Var
 from nocturnus.service import queries
-from nocturnus.service.context import ContextConfig, context_of, ranked, record_uses
+from nocturnus.service.context.window import ContextConfig, ranking_of
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, FactExpired, FactRetracted, Scalar
 from nocturnus.service.facts import FactKey, FactRecord, new_record
@@ -166,7 +166,7 @@ async def decay(
     state, now = await db.current(tenant)
     ranking: list[tuple[float, FactKey]] = []
     if state.fact_count() > capacity:
-        rows = ranked(state, cfg).rows(scope)
+        rows = ranking_of(state, db.read_models.of(state), cfg).rows(scope)
         ranking = [(-row[0], row[3]) for row in rows]
     events, outcome = decide_decay(state, scope, ranking, capacity, threshold, now)
     await db.commit(tenant, events, now)
@@ -192,11 +192,12 @@ async def salient(
     """
     state, now = await db.current(tenant)
     records = queries.match(state, predicate, negated, pattern, scope)
-    ranking = ranked(state, cfg)
-    usage, priorities = context_of(state).usage, state.priorities
+    model = db.read_models.of(state)
+    ranking = ranking_of(state, model, cfg)
+    usage, priorities = model.usage, state.priorities
     scored = [(r, ranking.score(r.key, r, usage, priorities)) for r in records]
     kept = [(r, s) for r, s in scored if s >= min_salience]
     kept.sort(key=lambda rs: (-rs[1], -rs[0].created_at, fact_order(rs[0].key)))
     kept = kept[:limit]
-    record_uses(state, (r.key for r, _ in kept), now)
+    usage.record([r.key for r, _ in kept], now)
     return kept

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from nocturnus.engine.proofs import Proof
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.queries import fact_order
 from nocturnus.service.tenant import TenantState
@@ -49,6 +50,21 @@ def score(age_ms: int, uses: int, priority: float, half_life_ms: int) -> float:
     base = RECENCY_WEIGHT * recency + FREQUENCY_WEIGHT * frequency
     salience: float = base ** (2.0 * (1.0 - priority))  # base > 0: a real power
     return round(min(1.0, salience), DIGITS)
+
+
+def proof_facts(proof: Proof, scope: str) -> list[FactKey]:
+    """The stored facts a proof rests on (its ``fact`` leaves): an ``/ask`` uses them."""
+    found = []
+    stack = [proof]
+    while stack:
+        node = stack.pop()
+        if node.type == "fact":
+            goal = node.goal
+            # a fact leaf's goal is ground: its args are constants, a FactKey's args
+            args: Any = goal.args
+            found.append(FactKey(scope, goal.predicate, goal.negated, args))
+        stack.extend(node.children)
+    return found
 
 
 @dataclass(slots=True)

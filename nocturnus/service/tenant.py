@@ -63,7 +63,7 @@ class ScopeView:
         return cls(index=index, reasoner=Reasoner(index))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class TenantState:
     """Everything one tenant knows: facts, its own rules, and per-scope indexes."""
 
@@ -75,9 +75,9 @@ class TenantState:
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
     priorities: dict[FactKey, float] = field(default_factory=dict)
-    # in-memory context data (access counts, sessions, ranking cache), not from events:
-    # owned by ``service/context.py``, dropped with the tenant's data
-    context: Any = None
+    # bumped when the tenant is deleted: the read model of the deleted incarnation
+    # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
+    incarnation: int = 0
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
@@ -443,10 +443,12 @@ class TenantState:
         Copy-on-write as a fork is: every scope's stored facts and visible index are
         shared per relation until one side writes, so the copy costs O(#scopes x
         #relations) (and each side's first write to a shared relation copies that
-        relation). Pending visibility changes are copied along; in-memory context data
-        (uses, sessions) is not: the copy starts without any.
+        relation). Pending visibility changes are copied along; read models (uses,
+        sessions: ``readmodels.py``) are the database's, kept apart for a copy by
+        whoever stages on it (``transactions.StagedDatabase``).
         """
         twin = TenantState(self.name, self.last_seq, self.created_at)
+        twin.incarnation = self.incarnation
         for scope, scoped in self.facts.items():
             twin.facts[scope] = scoped.fork(scope)
         for scope, view in self.views.items():
@@ -632,7 +634,7 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state._heirs.clear()
     state.priorities.clear()
-    state.context = None
+    state.incarnation += 1
     state.changed = None
     state.created_at = None
 

@@ -14,6 +14,7 @@ from nocturnus.engine.terms import Const, Var
 from nocturnus.errors import NocturnusError, ValidationError
 from nocturnus.service import answers, queries
 from nocturnus.service.commands import (
+    PriorityOutcome,
     RetractOutcome,
     StagedFacts,
     TeachOutcome,
@@ -21,16 +22,17 @@ from nocturnus.service.commands import (
     TellFact,
     TellOutcome,
     decide_forget,
+    decide_priority,
     decide_remove_rule,
     decide_retract_all,
     decide_teach,
     decide_tell,
 )
-from nocturnus.service.context import proof_facts, record_uses
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.rulebook import RuleRecord
+from nocturnus.service.salience import proof_facts
 
 Db = Database[DatabaseState]
 
@@ -214,7 +216,8 @@ async def ask_page(
         for a in proved:
             if a.proof is not None and a.proof.type != "fact":
                 used.extend(proof_facts(a.proof, a.key.scope))
-    record_uses(state, used, now)  # salience: answers and proof premises count as uses
+    # salience: answers and proof premises count as uses
+    db.read_models.of(state).usage.record(used, now)
     return Asked(selected, proved)
 
 
@@ -310,3 +313,16 @@ async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     info = TenantInfo(tenant, state.created_at or now, state.fact_count(), len(state.rules))
     await db.commit(tenant, [TenantDeleted(facts=info.facts, rules=info.rules)], now)
     return info
+
+
+async def set_priority(
+    db: Db, tenant: str, key: FactKey, priority: float
+) -> PriorityOutcome:
+    """Set a stored fact's explicit salience priority (``POST /memory/priority``).
+
+    :raises NotFound: no such stored fact in that scope.
+    """
+    state, now = await db.current(tenant)
+    events, outcome = decide_priority(state, key, priority)
+    await db.commit(tenant, events, now)
+    return outcome

@@ -49,6 +49,7 @@ from nocturnus.errors import (
 from nocturnus.service.authenticator import Principal
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, TransactionCommitted, nest
+from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.tenant import TenantState, apply
 
 Db = Database[DatabaseState]
@@ -202,6 +203,8 @@ class StagedDatabase:
         self._state = state
         self._now = now
         self.events: list[Event] = []
+        # the view's own uses, sessions and ranking: the tenant's stay the live state's
+        self.read_models = ReadModels()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from typing import Any
@@ -279,6 +280,41 @@ def test_diff_after_tell_retract_priority_and_expiry(server: Server, tenant: str
     nothing = diff(server, tenant, "s", maxFacts=4)
     assert nothing["added"] == [] and nothing["removed"] == []
     assert nothing["currentWindowId"] == nothing["previousWindowId"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "removed", "added"),
+    [
+        ("predicate", r"order_status\(o7, damaged\) @conv", r"order_status\(o7, damaged\)"),
+        (
+            "natural",
+            r"The order status of o7 is damaged \(in scope conv\)\.",
+            r"The order status of o7 is damaged\.",
+        ),
+        (
+            "structured",
+            r"order_status\(o7, damaged\) @conv \| salience [0-9.]+ \| recent",
+            r"order_status\(o7, damaged\) \| salience [0-9.]+ \| recent",
+        ),
+    ],
+)
+def test_diff_over_all_scopes_renders_both_signs_with_the_scope_rule(
+    server: Server, tenant: str, fmt: str, removed: str, added: str
+) -> None:
+    # issue 20: the "-" line lost the "@conv" the window and the "+" lines carry
+    tenant = f"{tenant}_{fmt}"
+    tell(server, tenant, "order_status", "o7", "damaged", scope="conv")
+    first = diff(server, tenant, "moving", format=fmt)
+    assert facts_of(first["added"]) == [("order_status", "o7", "damaged")]
+    post(server, "/forget", tenant,
+         {"predicate": "order_status", "args": ["o7", "damaged"], "scope": "conv"})
+    tell(server, tenant, "order_status", "o7", "damaged")  # now in main
+    moved = diff(server, tenant, "moving", format=fmt)
+    assert [r["scope"] for r in moved["removed"]] == ["conv"]
+    assert [e["scope"] for e in moved["added"]] == ["main"]
+    minus, plus = moved["formattedText"].split("\n")
+    assert re.fullmatch(f"- {removed}", minus), minus
+    assert re.fullmatch(rf"\+ {added}", plus), plus
 
 
 def test_updated_fact_is_removed_and_added(server: Server, tenant: str) -> None:

@@ -155,6 +155,7 @@ def path_values(
         "rule_id": context.database_rule_id if path.startswith("/admin") else context.rule_id,
         "key_id": context.doomed_key_id if deleting else context.key_id,
         "name": DOOMED_SCOPE,
+        "module": "app.js",  # the web console's script modules (issue 21)
     }.get(name)
     if known is None:
         raise AssertionError(f"no known values for path parameter {name!r} of {path}")

@@ -26,6 +26,11 @@ PUBLIC = {
     ("GET", "/health/ready"),
     ("GET", "/openapi.json"),
     ("GET", "/auth/status"),
+    # The web console serves only its static page, stylesheet and scripts: no data, so
+    # no key. Every call the page then makes goes to the API with the user's key.
+    ("GET", "/console"),
+    ("GET", "/console/console.css"),
+    ("GET", "/console/js/<>"),
 }
 CONFIGURABLY_PUBLIC = {("GET", "/metrics")}
 

@@ -278,3 +278,17 @@ def test_limits_timeout_and_restart(tmp_path: Path, tenant: str) -> None:
         assert facts(server, tenant, "p") == [["a"], ["b"]]
     finally:
         server.stop()
+
+
+def test_reads_in_a_transaction_leave_the_tenants_sessions_alone(server: Server, tenant: str) -> None:
+    # the view has read models of its own: a context session of the live tenant survives
+    call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["a"]})
+    first = call(server, "POST", "/context/optimize", tenant, {"sessionId": "s1"})
+    tx = begin(server, tenant)
+    call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["b"]}, tx=tx)
+    inside = call(server, "POST", "/context/optimize", tenant, {"sessionId": "s1"}, tx=tx)
+    assert len(inside["entries"]) == 2
+    assert facts(server, tenant, "p", tx=tx) == [["a"], ["b"]]
+    diff = call(server, "POST", "/context/diff", tenant, {"sessionId": "s1"})
+    assert diff["previousWindowId"] == first["windowId"] and diff["added"] == []
+    call(server, "POST", f"/tx/rollback/{tx}", tenant)

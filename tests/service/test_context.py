@@ -8,19 +8,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nocturnus.service.context import (
+from nocturnus.service.context.sessions import SentWindow, Sessions
+from nocturnus.service.context.window import (
     ContextConfig,
     WindowRequest,
     build_window,
-    context_of,
 )
 from nocturnus.service.events import Event, FactRetracted, FactTold, PrioritySet
 from nocturnus.service.facts import FactKey
 from nocturnus.service.formats import sentence
 from nocturnus.service.queries import fact_order
+from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.salience import score
-from nocturnus.service.sessions import SentWindow, Sessions
 from nocturnus.service.tenant import TenantState, apply
 
 T0 = 1_800_000_000_000
@@ -54,9 +54,11 @@ op = st.one_of(
 )
 
 
-def naive(state: TenantState, ctx: Any, scope: str | None) -> list[tuple[float, str]]:
+def naive(
+    state: TenantState, model: TenantReadModel, scope: str | None
+) -> list[tuple[float, str]]:
     """Score every visible fact from scratch with the documented formula."""
-    usage = ctx.usage
+    usage = model.usage
     visible = list(state.iter_visible(scope))
     everything = list(state.iter_visible())
     ref = max((r.created_at for r in everything), default=0)
@@ -79,6 +81,7 @@ def naive(state: TenantState, ctx: Any, scope: str | None) -> list[tuple[float, 
 @given(st.lists(op, max_size=60))
 def test_incremental_ranking_equals_naive(ops: list[tuple[Any, ...]]) -> None:
     state = TenantState("t")
+    model = TenantReadModel()
     cfg = ContextConfig(half_life_ms=HALF_LIFE)
     now = T0
     seq = 0
@@ -126,7 +129,7 @@ def test_incremental_ranking_equals_naive(ops: list[tuple[Any, ...]]) -> None:
                     )
                 )
         elif kind == "use":
-            context_of(state).usage.record(
+            model.usage.record(
                 [FactKey("main", item[1], False, (item[2],))], now
             )
         elif kind == "tick":
@@ -136,13 +139,13 @@ def test_incremental_ranking_equals_naive(ops: list[tuple[Any, ...]]) -> None:
             scope = item[1] if kind == "window" else None
             window = build_window(
                 state,
+                model,
                 Rulebook(),
                 WindowRequest(scope=scope, max_facts=100, auto_resolve=False),
                 cfg,
             )
-            ctx = context_of(state)
             got = [(e.salience, repr(e.key)) for e in window.entries]
-            want = naive(state, ctx, scope)
+            want = naive(state, model, scope)
             if scope is None:  # duplicates across scopes are dropped from the window
                 seen, deduped = set(), []
                 for salience, key in want:
@@ -206,12 +209,13 @@ def test_same_knowledge_gives_the_same_window_without_any_cache() -> None:
     windows = []
     for _ in range(2):
         state = TenantState("t")
+        model = TenantReadModel()
         for seq, event in enumerate(events, start=1):
             apply(state, seq, event)
         state.refresh(T0 + 100_000)
         for fmt in ("predicate", "natural", "structured"):
             req = WindowRequest(max_facts=10, fmt=fmt, predicates=frozenset({"p0", "p1"}))
-            windows.append(build_window(state, Rulebook(), req, ContextConfig()))
+            windows.append(build_window(state, model, Rulebook(), req, ContextConfig()))
     assert windows[:3] == windows[3:]
     assert len({w.window_id for w in windows}) == 3
     assert windows[0].entries[0].key == FactKey("main", "p1", False, ("a1", 1))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
-from nocturnus.service import context, scopes, snapshot, tenants
+from nocturnus.service import scopes, snapshot, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
@@ -120,7 +120,7 @@ async def run_ops(databases: Databases, ops: list[Op]) -> None:
             elif op.kind == "priority":
                 a, b, priority = op.arg
                 key = FactKey("main", "edge", False, (a, b))
-                await context.set_priority(db, op.tenant, key, priority)
+                await tenants.set_priority(db, op.tenant, key, priority)
             else:
                 await db.tenant(op.tenant)
                 await db.snapshot_tenant(op.tenant)

@@ -1,4 +1,4 @@
-"""Context for agents: ranked windows, session diffs, summaries, priorities, time travel.
+"""Context windows: the most salient facts of a tenant now, ranked (issue 6).
 
 A *window* is the top ``maxFacts`` visible facts of a tenant (one scope or all), ranked
 by salience (see ``salience.py``); with goals, the facts that prove the goals come first.
@@ -7,39 +7,31 @@ never of the wall clock between two calls: the same knowledge and request give t
 same window, byte for byte (its id is a hash of its content, its ``generatedAt`` the
 ``createdAt`` of the tenant's newest visible fact).
 
-In-memory per tenant (``TenantState.context``, never logged): use counts, the sessions'
-last windows and the ranking cache. They vanish with the tenant's data and on restart;
-priorities are ``priority_set`` events and survive.
+The ranking and the last windows are kept in the tenant's read model
+(``readmodels.py``), never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
-from nocturnus.engine.terms import Const, Var
-from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service import queries
-from nocturnus.service.database import Database, DatabaseState, replay_tenant
-from nocturnus.service.events import Event, PrioritySet
+from nocturnus.service.context.sessions import SentWindow
+from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.facts import FactKey, FactRecord
-from nocturnus.service.formats import fact_text, render_line, render_text, sentence
+from nocturnus.service.formats import fact_text, render_line, render_text
+from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook, RuleRecord
-from nocturnus.service.salience import Ranking, Usage, knowledge_key
-from nocturnus.service.sessions import SentWindow, Sessions
+from nocturnus.service.salience import Ranking, knowledge_key
 from nocturnus.service.tenant import TenantState
-from nocturnus.store.record import LogRecord
-from nocturnus.store.sealer import Sealer
 
 Db = Database[DatabaseState]
 
@@ -51,49 +43,14 @@ MAX_GOAL_ANSWERS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ContextConfig:
+    """The context settings a request runs with (``salience_half_life_ms``,
+    ``context_sessions``)."""
+
     half_life_ms: int = 3_600_000
     sessions: int = 1000
 
 
-@dataclass(slots=True)
-class TenantContext:
-    """A tenant's in-memory context data (see the module docstring)."""
-
-    usage: Usage = field(default_factory=Usage)
-    sessions: Sessions | None = None
-    ranking: Ranking | None = None
-    # windows are a function of (knowledge, rules, request): the last few are kept for
-    # the knowledge generation they were built in
-    windows: dict[Any, Window] = field(default_factory=dict)
-    windows_key: Any = None
-
-
 MAX_CACHED_WINDOWS = 16
-
-
-def context_of(state: TenantState) -> TenantContext:
-    ctx = state.context
-    if ctx is None:
-        ctx = state.context = TenantContext()
-    return ctx  # type: ignore[no-any-return]
-
-
-def record_uses(state: TenantState, keys: Iterable[FactKey], now: int) -> None:
-    """Count a use of each stored fact (asks and windows call this)."""
-    context_of(state).usage.record(keys, now)
-
-
-def proof_facts(proof: Proof, scope: str) -> list[FactKey]:
-    """The stored facts a proof rests on (its ``fact`` leaves)."""
-    found = []
-    stack = [proof]
-    while stack:
-        node = stack.pop()
-        if node.type == "fact":
-            goal = node.goal
-            found.append(FactKey(scope, goal.predicate, goal.negated, goal.args))  # type: ignore[arg-type]
-        stack.extend(node.children)
-    return found
 
 
 # -- requests and results ----------------------------------------------------------
@@ -132,7 +89,13 @@ class Provenance:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
+class WindowEntry:
+    """One fact of a window, as ranked and rendered (``line``) for the request.
+
+    ``fingerprint`` is the entry's knowledge content (attributes, confidence,
+    provenance; not salience or category): a session diff compares it.
+    """
+
     key: FactKey
     record: FactRecord | None
     confidence: float | None
@@ -140,25 +103,30 @@ class Entry:
     category: str
     provenance: Provenance | None
     line: str
+    fingerprint: bytes
 
-    def fingerprint(self) -> bytes:
-        """The entry's knowledge content: what a diff compares (not salience/category)."""
-        r = self.record
-        attrs = (
-            None
-            if r is None
-            else (r.created_at, r.valid_from, r.valid_until, r.ttl, r.metadata)
+
+def fingerprint(
+    record: FactRecord | None, confidence: float | None, provenance: Provenance | None
+) -> bytes:
+    """:attr:`WindowEntry.fingerprint` of an entry with these parts."""
+    attrs = (
+        None
+        if record is None
+        else (
+            record.created_at,
+            record.valid_from,
+            record.valid_until,
+            record.ttl,
+            record.metadata,
         )
-        prov = (
-            None
-            if self.provenance is None
-            else (
-                self.provenance.rule,
-                self.provenance.premises,
-                self.provenance.supports,
-            )
-        )
-        return orjson.dumps([self.confidence, attrs, prov], option=orjson.OPT_SORT_KEYS)
+    )
+    prov = (
+        None
+        if provenance is None
+        else (provenance.rule, provenance.premises, provenance.supports)
+    )
+    return orjson.dumps([confidence, attrs, prov], option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +147,7 @@ class BucketStat:
 @dataclass(frozen=True, slots=True)
 class Window:
     window_id: str
-    entries: tuple[Entry, ...]
+    entries: tuple[WindowEntry, ...]
     relevant_rules: tuple[str, ...]
     total_available: int
     deduplication_savings: int
@@ -193,49 +161,34 @@ class Window:
     fmt: str
 
 
-@dataclass(frozen=True, slots=True)
-class WindowDiff:
-    previous_window_id: str | None
-    window: Window
-    added: tuple[Entry, ...]
-    removed: tuple[FactKey, ...]
-    unchanged: int
-    full_refresh: bool
-    reason: str | None
-    text: str
-
-
 # -- building a window ---------------------------------------------------------------
 
 
-def _ranking(state: TenantState, ctx: TenantContext, cfg: ContextConfig) -> Ranking:
+def ranking_of(
+    state: TenantState, model: TenantReadModel, cfg: ContextConfig
+) -> Ranking:
     """The tenant's ranking, synced with its knowledge (once per knowledge change)."""
     knowledge = knowledge_key(state)
-    touched = ctx.usage.settle(knowledge, state)
-    generation = (knowledge, ctx.usage.epoch)
-    ranking = ctx.ranking
+    touched = model.usage.settle(knowledge, state)
+    generation = (knowledge, model.usage.epoch)
+    ranking = model.ranking
     if ranking is None or ranking.half_life_ms != cfg.half_life_ms:
-        ranking = ctx.ranking = Ranking(cfg.half_life_ms)
+        ranking = model.ranking = Ranking(cfg.half_life_ms)
         state.changed = None  # no journal to trust: the first sync rebuilds everything
     if ranking.generation != generation:
-        ranking.sync(state, ctx.usage, touched)
+        ranking.sync(state, model.usage, touched)
         ranking.generation = generation
     return ranking
-
-
-def ranked(state: TenantState, cfg: ContextConfig) -> Ranking:
-    """The tenant's salience ranking, synced with its knowledge (``state`` refreshed)."""
-    return _ranking(state, context_of(state), cfg)
 
 
 class _Scores:
     """Salience lookups for single facts (goal proofs, contradictions)."""
 
     def __init__(
-        self, state: TenantState, ctx: TenantContext, ranking: Ranking
+        self, state: TenantState, model: TenantReadModel, ranking: Ranking
     ) -> None:
         self.state = state
-        self.usage = ctx.usage
+        self.usage = model.usage
         self.ranking = ranking
 
     def of(self, key: FactKey) -> float:
@@ -290,24 +243,28 @@ class _Builder:
 
 def build_window(
     state: TenantState,
+    model: TenantReadModel,
     database_rules: Rulebook,
     req: WindowRequest,
     cfg: ContextConfig,
 ) -> Window:
-    """The window for ``req`` over the tenant's current knowledge (state refreshed)."""
-    ctx = context_of(state)
-    ranking = _ranking(state, ctx, cfg)
+    """The window for ``req`` over the tenant's current knowledge (state refreshed).
+
+    Windows are cached in the tenant's read model for the knowledge generation they
+    were built in: the same request then answers with the same object.
+    """
+    ranking = ranking_of(state, model, cfg)
     generation = (ranking.generation, database_rules.version, cfg)
-    if ctx.windows_key != generation:
-        ctx.windows.clear()
-        ctx.windows_key = generation
+    if model.windows_generation != generation:
+        model.windows.clear()
+        model.windows_generation = generation
     request_key = dataclasses.replace(req, session_id=None)
-    window = ctx.windows.get(request_key)
+    window = model.windows.get(request_key)
     if window is None:
-        window = _build(state, database_rules, req, ctx, ranking)
-        if len(ctx.windows) >= MAX_CACHED_WINDOWS:
-            ctx.windows.pop(next(iter(ctx.windows)))
-        ctx.windows[request_key] = window
+        window = _build(state, database_rules, req, model, ranking)
+        if len(model.windows) >= MAX_CACHED_WINDOWS:
+            model.windows.pop(next(iter(model.windows)))
+        model.windows[request_key] = window
     return window
 
 
@@ -315,10 +272,10 @@ def _build(
     state: TenantState,
     database_rules: Rulebook,
     req: WindowRequest,
-    ctx: TenantContext,
+    model: TenantReadModel,
     ranking: Ranking,
 ) -> Window:
-    scores = _Scores(state, ctx, ranking)
+    scores = _Scores(state, model, ranking)
     ref_ms = ranking.ref_ms
     excluded: set[FactKey] = set()
     found = _contradictions(ranking, scores, req)
@@ -351,15 +308,17 @@ def _build(
             item["category"],
             builder.show_scope,
         )
+        provenance = item.get("provenance")
         entries.append(
-            Entry(
+            WindowEntry(
                 key,
                 item["record"],
                 item["confidence"],
                 item["salience"],
                 item["category"],
-                item.get("provenance"),
+                provenance,
                 line,
+                fingerprint(item["record"], item["confidence"], provenance),
             )
         )
         lines.append((key.predicate, line))
@@ -389,7 +348,7 @@ def _with_id(window: Window) -> Window:
             e.salience,
             e.category,
             e.line,
-            e.fingerprint().decode(),
+            e.fingerprint.decode(),
         ]
         for e in window.entries
     ]
@@ -664,27 +623,14 @@ def _relevant_rules(
     return texts
 
 
-# -- service entry points ----------------------------------------------------------
+# -- the service call -----------------------------------------------------------------
 
 
-def _sessions(state: TenantState, cfg: ContextConfig) -> Sessions:
-    ctx = context_of(state)
-    if ctx.sessions is None:
-        ctx.sessions = Sessions(cfg.sessions)
-    return ctx.sessions
-
-
-def _sent(window: Window) -> SentWindow:
-    return SentWindow(
-        window.window_id, {e.key: e.fingerprint() for e in window.entries}
-    )
-
-
-def _remember_uses(state: TenantState, window: Window, now: int) -> None:
+def remember_uses(model: TenantReadModel, window: Window, now: int) -> None:
     """Facts a goal-driven window used in its proofs count as used. Merely listing a
     fact does not: that would keep whatever was shown once in every later window."""
-    record_uses(
-        state, (e.key for e in window.entries if e.category == "goal_relevant"), now
+    model.usage.record(
+        (e.key for e in window.entries if e.category == "goal_relevant"), now
     )
 
 
@@ -693,211 +639,10 @@ async def optimize(
 ) -> Window:
     """Build a window; with a ``session_id`` it becomes that session's last window."""
     state, now = await db.current(tenant)
-    window = build_window(state, db.root.rules, req, cfg)
+    model = db.read_models.of(state)
+    window = build_window(state, model, db.root.rules, req, cfg)
     if req.session_id is not None:
-        _sessions(state, cfg).put(req.session_id, _sent(window))
-    _remember_uses(state, window, now)
+        model.sessions_of(cfg.sessions).put(req.session_id, SentWindow.of(window))
+    remember_uses(model, window, now)
     return window
 
-
-async def diff(
-    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
-) -> WindowDiff:
-    """What changed since the session's last window; the new window replaces it."""
-    assert req.session_id is not None
-    state, now = await db.current(tenant)
-    window = build_window(state, db.root.rules, req, cfg)
-    sessions = _sessions(state, cfg)
-    previous = sessions.get(req.session_id)
-    sessions.put(req.session_id, _sent(window))
-    _remember_uses(state, window, now)
-    before = previous.entries if previous is not None else {}
-    added = []
-    unchanged = 0
-    current: dict[FactKey, bytes] = {}
-    for entry in window.entries:
-        fingerprint = entry.fingerprint()
-        current[entry.key] = fingerprint
-        if before.get(entry.key) == fingerprint:
-            unchanged += 1
-        else:
-            added.append(entry)
-    removed = [key for key, fp in before.items() if current.get(key) != fp]
-    removed.sort(key=queries.fact_order)
-    reason: str | None
-    if previous is None:
-        full, reason = True, "no previous window for this session: every entry is added"
-    else:
-        # churn: the share of the window's slots that changed hands (a window that only
-        # grows by a few facts is not churning)
-        churn = max(len(added), len(removed)) / max(len(before), len(window.entries), 1)
-        full = churn > 0.5
-        reason = (
-            f"high churn ({round(churn * 100)}%): full refresh cheaper than patching"
-            if full
-            else None
-        )
-    text = _diff_text(req, added, removed, window)
-    return WindowDiff(
-        previous.window_id if previous is not None else None,
-        window,
-        tuple(added),
-        tuple(removed),
-        unchanged,
-        full,
-        reason,
-        text,
-    )
-
-
-def _diff_text(
-    req: WindowRequest,
-    added: Sequence[Entry],
-    removed: Sequence[FactKey],
-    window: Window,
-) -> str:
-    show_scope = req.scope is None
-    lines = [
-        f"- {sentence(k, None, show_scope) if req.fmt == 'natural' else fact_text(k)}"
-        for k in removed
-    ]
-    lines += [f"+ {e.line.removeprefix('- ')}" for e in added]
-    return "\n".join(lines)
-
-
-async def clear_session(db: Db, tenant: str, session_id: str) -> bool:
-    state = await db.tenant(tenant)
-    ctx = state.context
-    if ctx is None or ctx.sessions is None:
-        return False
-    return bool(ctx.sessions.clear(session_id))
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    total_facts: int
-    top_predicates: tuple[tuple[str, int], ...]
-    predicate_count: int
-    facts_with_ttl: int
-    expiring_within_1h: int
-    contradictions: int
-    top_salient: tuple[Entry, ...]
-    total_chars: int
-    knowledge_generation: int
-    generated_at: int
-
-
-async def summary(
-    db: Db, tenant: str, scope: str | None, cfg: ContextConfig
-) -> Summary:
-    """Counts per predicate, TTL and contradiction figures, the 5 most salient facts."""
-    state, now = await db.current(tenant)
-    window = build_window(
-        state,
-        db.root.rules,
-        WindowRequest(scope=scope, max_facts=5, fmt="structured", include_rules=False),
-        cfg,
-    )
-    ranking = context_of(state).ranking
-    assert ranking is not None
-    counts = ranking.predicate_counts(scope)
-    with_ttl = expiring = chars = 0
-    for record in state.iter_visible(scope):
-        if record.ttl is not None:
-            with_ttl += 1
-        ends = record.expires_at
-        if ends is not None and ends <= now + 3_600_000:
-            expiring += 1
-        chars += len(fact_text(record.key))
-    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-    return Summary(
-        total_facts=sum(counts.values()),
-        top_predicates=tuple(top),
-        predicate_count=len(counts),
-        facts_with_ttl=with_ttl,
-        expiring_within_1h=expiring,
-        contradictions=len(window.contradictions),
-        top_salient=window.entries,
-        total_chars=chars,
-        knowledge_generation=state.last_seq,
-        generated_at=window.generated_at,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PriorityOutcome:
-    record: FactRecord
-    priority: float
-    changed: bool
-
-
-def decide_priority(
-    state: TenantState, key: FactKey, priority: float
-) -> tuple[list[Event], PriorityOutcome]:
-    """Set a stored fact's explicit priority.
-
-    :raises NotFound: no such stored fact in that scope.
-    """
-    record = state.record(key)
-    if record is None:
-        raise NotFound(
-            f"Fact not found: {fact_text(key)} in scope {key.scope}",
-            {"predicate": key.predicate, "args": list(key.args), "scope": key.scope},
-        )
-    if state.priorities.get(key) == priority:
-        return [], PriorityOutcome(record, priority, False)
-    event = PrioritySet(
-        predicate=key.predicate,
-        args=key.args,
-        negated=key.negated,
-        scope=key.scope,
-        priority=priority,
-    )
-    return [event], PriorityOutcome(record, priority, True)
-
-
-async def set_priority(
-    db: Db, tenant: str, key: FactKey, priority: float
-) -> PriorityOutcome:
-    state, now = await db.current(tenant)
-    events, outcome = decide_priority(state, key, priority)
-    await db.commit(tenant, events, now)
-    return outcome
-
-
-async def recall(
-    db: Db,
-    tenant: str,
-    predicate: str,
-    negated: bool,
-    pattern: tuple[Var | Const, ...],
-    scope: str | None,
-    at_ms: int,
-) -> list[FactRecord]:
-    """The stored facts matching ``pattern`` as the tenant knew them at ``at_ms``.
-
-    Folds the tenant's logged events up to the last one committed at or before
-    ``at_ms`` (a prefix of the log, so always a state that really existed) through the
-    same ``apply`` as replay, then matches the facts visible at ``at_ms``. Records of a
-    deleted (crypto-shredded) tenant read back empty and are skipped, as in replay.
-    """
-    if not (0 <= at_ms < 2**62):
-        raise ValidationError("timestamp: out of range", field="timestamp")
-
-    def read(log: Sealer) -> list[LogRecord]:
-        prefix = []
-        with contextlib.closing(log.read(tenant=tenant)) as records:  # type: ignore[type-var]
-            for record in records:
-                if record.ts_ms > at_ms:
-                    break
-                prefix.append(record)
-        return prefix
-
-    records = await db.read_log(read)
-
-    def fold() -> list[FactRecord]:
-        past = replay_tenant(tenant, records)
-        past.refresh(at_ms)
-        return queries.match(past, predicate, negated, pattern, scope)
-
-    return await asyncio.to_thread(fold)

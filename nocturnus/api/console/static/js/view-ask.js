@@ -1,0 +1,88 @@
+// Ask a question: the answers, their bindings and each answer's proof as a tree.
+
+import { atomText, parseArgs } from "./atoms.js";
+import { call } from "./api.js";
+import { field, h, message, replace } from "./dom.js";
+import { expandAll, proofTree } from "./proof.js";
+import { attempt, heading, statusRegion, target } from "./ui.js";
+
+function answerItem(result, binding, index) {
+  const parts = [
+    h("p", { className: "answer-head" },
+      h("strong", null, `Answer ${index + 1}: `),
+      h("code", { className: "atom" }, atomText(result)),
+      ` in scope ${result.scope}`,
+      result.confidence !== null && result.confidence !== undefined
+        ? `, confidence ${result.confidence}` : ""),
+  ];
+  const names = Object.entries(binding || {});
+  if (names.length) {
+    parts.push(h("dl", { className: "bindings" },
+      names.map(([name, value]) => [h("dt", null, `?${name}`),
+        h("dd", null, h("code", null, typeof value === "string" ? value : String(value)))])));
+  }
+  if (result.proof) {
+    const tree = proofTree(result.proof, `Proof of answer ${index + 1}`);
+    parts.push(h("div", { className: "proof-tools" },
+      h("button", { type: "button", className: "quiet small",
+        onclick: () => expandAll(tree, true) }, "Expand all"),
+      h("button", { type: "button", className: "quiet small",
+        onclick: () => expandAll(tree, false) }, "Collapse all")), tree);
+  }
+  return h("li", { className: "answer card" }, parts);
+}
+
+export default {
+  id: "ask",
+  title: "Ask",
+  render(root) {
+    const t = target();
+    root.append(...heading("Ask",
+      "Answers are derived by inference from the tenant's facts and rules; open a proof "
+      + "step to see what it rests on."));
+    if (!t.tenant) {
+      root.append(message("note", "Pick a tenant in the bar above to ask questions."));
+      return undefined;
+    }
+    const predicate = h("input", { name: "predicate", required: true, spellcheck: false });
+    const args = h("input", { name: "args", required: true, spellcheck: false });
+    const scope = h("input", { name: "scope", value: t.scope, spellcheck: false });
+    const withProof = h("input", { type: "checkbox", name: "withProof", checked: true,
+      id: "ask-proof" });
+    const limit = h("input", { type: "number", name: "limit", min: 1, step: 1 });
+    const status = statusRegion();
+    const answers = h("div", { className: "results" });
+    const form = h("form", { className: "card", "aria-label": "Ask a question" },
+      h("div", { className: "grid" },
+        field("Predicate", predicate),
+        field("Arguments", args, "Variables start with ?, e.g. ?who, charlie"),
+        field("Scope (blank: every scope)", scope),
+        field("At most (answers)", limit),
+        h("div", { className: "field check" }, withProof,
+          h("label", { htmlFor: "ask-proof" }, "With proofs"))),
+      h("button", { type: "submit" }, "Ask"), status);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const answer = await attempt(status, () => {
+        const body = {
+          predicate: predicate.value.trim(),
+          args: parseArgs(args.value),
+          withProof: withProof.checked,
+        };
+        if (scope.value.trim()) body.scope = scope.value.trim();
+        if (limit.value) body.limit = Number(limit.value);
+        return call("POST", "/ask", { tenant: true, body });
+      });
+      if (!answer) return;
+      replace(answers,
+        h("p", { className: "count", role: "status" },
+          `${answer.count} answer${answer.count === 1 ? "" : "s"}`),
+        answer.results.length
+          ? h("ol", { className: "answers" },
+            answer.results.map((r, i) => answerItem(r, answer.bindings[i], i)))
+          : null);
+    });
+    root.append(form, answers);
+    return undefined;
+  },
+};
