@@ -1,42 +1,45 @@
-"""HTTP ``/ask`` against the same question answered in-process (issue 4, item 5).
+"""Answers over HTTP against SWI-Prolog 9 tabled in the same run (issue 17).
 
-Run with ``python benchmarks/http_ask.py`` (``--quick`` for a 2 000-node tree). It
-builds the engine benchmark's random tree (20 000 nodes, each node's parent drawn from
-the previous 50) with the right-recursive ``anc`` rules, starts a real ``nocturnus
-serve`` subprocess, loads the tree through ``/assert/facts`` in chunks of 10 000 and
-the rules through ``/teach``, then times bound ``/ask`` requests against the same
-questions answered in this process:
+Run with ``python benchmarks/http_ask.py`` (``--quick`` for sizes / 10). It starts a
+real ``nocturnus serve``, loads seeded workloads through ``/assert/facts`` and
+``/teach`` (one tenant each), and times the issue's five questions as a client sees
+them: ``POST /ask`` with the full default answer (no limit, full shape), the body
+read to its last byte by a keep-alive ``http.client`` connection. Each run starts
+cold: an untimed ``/tell`` of an unrelated fact first empties the server's
+evaluation cache, as SWI's ``abolish_all_tables`` does on its side. SWI-Prolog
+(``swi-prolog-nox``, installed with apt-get when missing; never a runtime
+dependency) answers the same questions with tabled rules, counting the answers
+(``benchmarks/engine.py``'s driver). Both sides report the best of ``--runs`` runs
+(one run past a second); ours is wall-clock (the server is another process), SWI's
+CPU time. Answer counts must agree (checked with ``shape: count``).
 
-- ``engine``: ``Reasoner.solve`` over a ``FactIndex`` (what ``benchmarks/engine.py``
-  times);
-- ``service``: ``queries.ask`` over a ``TenantState`` built by applying the same
-  events, plus the handler's rendering and ``orjson.dumps`` of the response: all a
-  request does except HTTP, routing and validation;
-- ``HTTP``: the wall time of ``POST /ask`` seen by a keep-alive client.
+Then bound questions with small answers against a trivial ``/ask`` (one stored fact,
+no rules), median of ``--runs`` x 10 requests each: *warm* repeats the question,
+*after write* sends an untimed ``/tell`` first (the evaluation cache is empty, the
+prepared plans are not), *distinct* asks a different constant each time.
 
-This process runs with the server's collector threshold (``GC_GEN0_THRESHOLD``), so
-the columns differ by what they run, not by garbage collection.
+``--in-process`` also prints the older comparison of a bound ``/ask`` with the same
+question answered in this process (engine, service + rendering).
 
-Every time is wall-clock milliseconds per request (the server is another process, so
-CPU time would miss half of it), the median of the runs. *Cold* means the question is
-answered from scratch (in-process the evaluation cache is emptied; over HTTP a ``/tell``
-of an unrelated fact before each ask empties it the same way, untimed); *warm* repeats
-the question with the cache in place; *distinct* asks ``anc(nK, ?y)`` for 100 seeded
-nodes K once each. The ratios HTTP/service and HTTP/engine must stay a small constant:
-an O(n) step per request would make them grow with the tree, not with the answers.
+Wall-clock on a shared machine swings; read the ratios of one run, and repeat.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import http.client
 import random
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -44,40 +47,204 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from engine import tree_edges
+from engine import (
+    FactIndex,
+    Program,
+    Query,
+    Reasoner,
+    Rule,
+    Workload,
+    ancestor_workload,
+    atom,
+    dag_edges,
+    ensure_swipl,
+    same_generation_workload,
+    v,
+)
 
-from nocturnus.api import render
-from nocturnus.api.app import GC_GEN0_THRESHOLD
-from nocturnus.engine import FactIndex, Literal, Program, Reasoner, Rule, Var
-from nocturnus.service import queries
-from nocturnus.service.events import FactTold, RuleTaught
-from nocturnus.service.readmodels import TenantReadModel
-from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.engine import Literal, Var
 
 CHUNK = 10_000
 JSON = {"Content-Type": "application/json"}
-TENANT = "bench"
-RULES = [
-    {
-        "head": {"predicate": "anc", "args": ["?x", "?y"]},
-        "body": [{"predicate": "parent", "args": ["?x", "?y"]}],
-    },
-    {
-        "head": {"predicate": "anc", "args": ["?x", "?y"]},
-        "body": [
-            {"predicate": "parent", "args": ["?x", "?z"]},
-            {"predicate": "anc", "args": ["?z", "?y"]},
-        ],
-    },
-]
 
 
-def median_ms(
+@dataclass
+class Question:
+    """One timed question: the workload's query (ours and SWI's) and its /ask body."""
+
+    query: Query
+    body: dict[str, Any]
+
+
+SWI_BENCH = """
+once_timed(G, T, N) :- abolish_all_tables, garbage_collect,
+    statistics(cputime, T0), aggregate_all(count, G, N),
+    statistics(cputime, T1), T is T1 - T0.
+repeat_timed(G, K, T) :- garbage_collect, statistics(cputime, T0),
+    forall(between(1, K, _), (abolish_all_tables, aggregate_all(count, G, _))),
+    statistics(cputime, T1), T is (T1 - T0) / K.
+bench(Name, G) :- once_timed(G, T1, N),
+    (   T1 > 1.0 -> T = T1
+    ;   T1 < 0.01 -> repeat_timed(G, 500, T)
+    ;   once_timed(G, T2, _), once_timed(G, T3, _), T is min(T1, min(T2, T3))
+    ),
+    format('RESULT ~w ~w ~9f~n', [Name, N, T]).
+"""
+
+
+def run_swi(swipl: str, workload: Workload) -> dict[str, tuple[int, float]]:
+    """Every query in one swipl process; name -> (answers, CPU seconds).
+
+    Best of three like ours, one run past a second, and the mean of 500 runs below
+    10 ms (``statistics(cputime)`` is too coarse for one run of a bound query).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.pl"
+        arities = {p: len(a) for p, a in workload.facts}
+        lines = [":- set_prolog_flag(verbose, silent).", ":- style_check(-discontiguous)."]
+        lines += [f":- dynamic {p}/{n}." for p, n in sorted(arities.items())]
+        lines += [f"{p}({', '.join(a)})." for p, a in workload.facts]
+        lines += [workload.swi_rules, SWI_BENCH, "main :-"]
+        lines += [f"    bench(q{i}, ({q.swi_goal}))," for i, q in enumerate(workload.queries)]
+        lines.append("    true.")
+        path.write_text("\n".join(lines) + "\n")
+        done = subprocess.run(
+            [swipl, "-g", "main", "-t", "halt", str(path)],
+            capture_output=True, text=True, check=False,
+        )
+    results: dict[str, tuple[int, float]] = {}
+    for line in done.stdout.splitlines():
+        found = re.match(r"RESULT q(\d+) (\d+) ([\d.]+)", line)
+        if found:
+            query = workload.queries[int(found.group(1))]
+            results[query.name] = (int(found.group(2)), float(found.group(3)))
+    if len(results) != len(workload.queries):
+        print(done.stdout[-2000:], done.stderr[-2000:])
+    return results
+
+
+def literal_json(literal: Literal) -> dict[str, Any]:
+    args = ["?" + a.name if isinstance(a, Var) else a for a in literal.args]
+    return {"predicate": literal.predicate, "args": args, "naf": literal.naf}
+
+
+def rule_json(rule: Rule) -> dict[str, Any]:
+    return {
+        "head": literal_json(rule.head),
+        "body": [literal_json(b) for b in rule.body],
+    }
+
+
+def dag_closure_workload(nodes: int, seed: int) -> Workload:
+    """A random DAG (2 parents each among the previous 4 000) and its closure."""
+    x, y, z = v("x"), v("y"), v("z")
+    edges = dag_edges(nodes, 2, nodes * 4 // 5, seed)
+    rules = [
+        Rule("r1", atom("reach", x, y), (atom("edge", x, y),)),
+        Rule("r2", atom("reach", x, y), (atom("reach", x, z), atom("edge", z, y))),
+    ]
+    swi = """
+:- table reach/2.
+reach(X, Y) :- edge(X, Y).
+reach(X, Y) :- reach(X, Z), edge(Z, Y).
+"""
+    queries = [Query("reach(?x,?y)", atom("reach", x, y), "reach(_, _)")]
+    facts = [("edge", edge) for edge in edges]
+    return Workload(f"DAG {nodes} nodes", facts, rules, swi, queries)
+
+
+def closest(
+    workload: Workload, goals: Iterator[Literal], wanted: int
+) -> tuple[Literal, int]:
+    """Among ``goals``, the one whose answer count (in-process) is closest to ``wanted``."""
+    facts = FactIndex()
+    for predicate, args in workload.facts:
+        facts.add(predicate, False, args)
+    program = Program(workload.rules)
+    best: tuple[int, Literal, int] | None = None
+    for goal in goals:
+        count = Reasoner(facts).count(program, goal)
+        if best is None or abs(count - wanted) < best[0]:
+            best = (abs(count - wanted), goal, count)
+    assert best is not None
+    return best[1], best[2]
+
+
+def workloads(scale: int, seed: int) -> list[tuple[Workload, list[Question]]]:
+    """The issue's five questions, over four seeded workloads."""
+    x, y = v("x"), v("y")
+    dag = dag_closure_workload(5_000 // scale, seed)
+    small_tree = ancestor_workload(2_000 // scale, seed)
+    small_tree.queries = [q for q in small_tree.queries if q.name == "anc(?x,?y) right-rec"]
+    sg = same_generation_workload(2_000 // scale, seed)
+    nodes = 2_000 // scale
+    bound, _ = closest(sg, (atom("sg", f"n{i}", y) for i in range(nodes // 2, nodes)), 28)
+    node = bound.args[0]
+    sg.queries = [
+        Query("sg(?x,?y)", atom("sg", x, y), "sg(_, _)"),
+        Query(f"sg({node},?y)", bound, f"sg({node}, _)"),
+    ]
+    big_tree = ancestor_workload(20_000 // scale, seed)
+    big_tree.queries = [q for q in big_tree.queries if q.name == "anc(n0,?y) right-rec"]
+    found = []
+    for workload in (dag, small_tree, sg, big_tree):
+        questions = [Question(q, literal_json(q.goal)) for q in workload.queries]
+        for question in questions:
+            del question.body["naf"]
+        found.append((workload, questions))
+    return found
+
+
+class Client:
+    """A keep-alive HTTP/1.1 connection that reads every body to its end."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=600)
+
+    def post(self, path: str, body: Any, tenant: str) -> bytes:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        headers = {**JSON, "X-Tenant-ID": tenant}
+        self.connection.request("POST", path, body=content, headers=headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: {response.status} {data[:300]!r}")
+        return data
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def load(client: Client, tenant: str, workload: Workload) -> None:
+    for rule in workload.rules:
+        client.post("/teach", rule_json(rule), tenant)
+    facts = workload.facts
+    for i in range(0, len(facts), CHUNK):
+        chunk = [{"predicate": p, "args": list(a)} for p, a in facts[i : i + CHUNK]]
+        answer = orjson.loads(client.post("/assert/facts", {"facts": chunk}, tenant))
+        assert answer["failed"] == 0, answer
+
+
+def best_seconds(
     action: Callable[[], object], runs: int, setup: Callable[[], None]
 ) -> float:
-    times = []
+    """The best wall time of up to ``runs`` runs (one past a second, as SWI's driver)."""
+    best = float("inf")
     for _ in range(runs):
+        setup()
+        gc.collect()
+        start = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - start)
+        if best > 1.0:
+            break
+    return best
+
+
+def median_ms(action: Callable[[], object], count: int, setup: Callable[[], None]) -> float:
+    times = []
+    for _ in range(count):
         setup()
         start = time.perf_counter()
         action()
@@ -85,205 +252,142 @@ def median_ms(
     return statistics.median(times) * 1000
 
 
-class InProcess:
-    """The same knowledge in this process: a bare FactIndex and a service projection."""
+def compare_with_swi(
+    client: Client,
+    loaded: list[tuple[str, Workload, list[Question]]],
+    runs: int,
+) -> list[tuple[str, int, float, float, int]]:
+    swipl = ensure_swipl()
+    noise = iter(range(10**9))
+    rows = []
+    for tenant, workload, questions in loaded:
+        theirs = run_swi(swipl, workload) if swipl else {}
 
-    def __init__(self, edges: list[tuple[str, str]]) -> None:
-        x, y, z = Var("x"), Var("y"), Var("z")
-        self.program = Program(
-            [
-                Rule("a1", Literal("anc", (x, y)), (Literal("parent", (x, y)),)),
-                Rule(
-                    "a2",
-                    Literal("anc", (x, y)),
-                    (Literal("parent", (x, z)), Literal("anc", (z, y))),
-                ),
-            ]
-        )
-        self.index = FactIndex()
-        for edge in edges:
-            self.index.add("parent", False, edge)
-        self.state = TenantState(TENANT)
-        self.read_model = TenantReadModel()
-        self.rules = Rulebook()
-        seq = 0
-        for i, rule in enumerate(RULES):
-            seq += 1
-            body = tuple(
-                {**lit, "negated": False, "naf": False} for lit in rule["body"]
+        def invalidate(tenant: str = tenant) -> None:
+            client.post("/tell", {"predicate": "noise", "args": [next(noise)]}, tenant)
+
+        for question in questions:
+            content = orjson.dumps(question.body)
+            counted = client.post("/ask", {**question.body, "shape": "count"}, tenant)
+            count = orjson.loads(counted)["count"]
+            size = len(client.post("/ask", content, tenant))
+            seconds = best_seconds(
+                lambda c=content, t=tenant: client.post("/ask", c, t), runs, invalidate
             )
-            head = {**rule["head"], "negated": False, "naf": False}
-            apply(self.state, seq, RuleTaught(f"r_{i}", head, body, created_at=1))
-        for edge in edges:
-            seq += 1
-            told = FactTold("parent", edge, False, "main", created_at=1, valid_from=1)
-            apply(self.state, seq, told)
-        self.state.refresh(2)
+            swi_count, swi_seconds = theirs.get(question.query.name, (-1, float("nan")))
+            if swi_count not in (-1, count):
+                print(f"MISMATCH {question.query.name}: ours {count}, SWI {swi_count}")
+            rows.append((question.query.name, count, seconds, swi_seconds, size))
+    return rows
 
-    def engine(self, goal: Literal) -> int:
-        return len(Reasoner(self.index).solve(self.program, goal))
 
-    def service(self, goal: Literal) -> int:
-        """What ``tenants.ask`` and the ``/ask`` handler do, without the HTTP."""
-        now = time.time_ns() // 1_000_000
-        self.state.refresh(now)
-        answers = queries.ask(self.state, self.rules, goal, None)
-        self.read_model.usage.record(
-            [a.key for a in answers if a.record is not None], now
+def bound_latency(
+    client: Client,
+    loaded: list[tuple[str, Workload, list[Question]]],
+    runs: int,
+    seed: int,
+) -> list[tuple[str, float, float, float, float]]:
+    """Median ms of small bound questions, against a trivial /ask, three ways."""
+    rng = random.Random(seed)
+    noise = iter(range(10**9))
+    client.post("/tell", {"predicate": "flag", "args": ["on"]}, "trivial")
+    tenants = {workload.name: tenant for tenant, workload, _ in loaded}
+    sg = next(w for _, w, _ in loaded if w.name.startswith("same generation"))
+    trees = [w for _, w, _ in loaded if w.name.startswith("tree")]
+    tree = max(trees, key=lambda w: len(w.facts))
+    bound_sg = next(q for _, w, qs in loaded for q in qs if w is sg and q.body["args"][0] != "?x")
+    sg_nodes = sum(1 for p, _ in sg.facts if p == "node")
+    twins = [f"n{i}" for i in range(sg_nodes // 2, sg_nodes)]
+    nodes = len(tree.facts) + 1
+    small = [f"n{i}" for i in range(nodes - nodes // 10, nodes)]  # small subtrees
+    Body = dict[str, Any]
+    cases: list[tuple[str, str, Body, Callable[[], Body]]] = [
+        ("trivial: flag(?x)", "trivial", {"predicate": "flag", "args": ["?x"]},
+         lambda: {"predicate": "flag", "args": ["?x"]}),
+        (f"{bound_sg.query.name} / sg(nK,?y)", tenants[sg.name], bound_sg.body,
+         lambda: {"predicate": "sg", "args": [rng.choice(twins), "?y"]}),
+        ("anc(nK,?y), K deep in the tree", tenants[tree.name],
+         {"predicate": "anc", "args": [small[0], "?y"]},
+         lambda: {"predicate": "anc", "args": [rng.choice(small), "?y"]}),
+    ]
+    count = runs * 10
+    results = []
+    for label, tenant, body, distinct_body in cases:
+        def invalidate(tenant: str = tenant) -> None:
+            client.post("/tell", {"predicate": "noise", "args": [next(noise)]}, tenant)
+
+        def ask(content: bytes, tenant: str = tenant) -> bytes:
+            return client.post("/ask", content, tenant)
+
+        fixed = orjson.dumps(body)
+        answers = orjson.loads(ask(fixed))["count"]
+        # No collection between requests here: a full collection of this process
+        # (hundreds of MB of workloads) leaves both processes' caches cold and
+        # adds ~2 ms to the next request, which would measure the client.
+        warm = median_ms(lambda f=fixed: ask(f), count, lambda: None)
+        after = median_ms(lambda f=fixed: ask(f), count, invalidate)
+        distinct = median_ms(
+            lambda b=distinct_body: ask(orjson.dumps(b())), count, lambda: None
         )
-        bind = render.binder(goal)
-        body = {
-            "results": [render.answer_atom(a) for a in answers],
-            "bindings": [bind(a) for a in answers],
-            "count": len(answers),
-        }
-        orjson.dumps(body)
-        return len(answers)
-
-    def clear(self) -> None:
-        self.index.cache.clear()
-        for view in self.state.views.values():
-            view.index.cache.clear()
-        gc.collect()
-
-
-def start_server(tmp: Path, edges: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
-    import httpx
-
-    from tests.server import Server
-
-    server = Server(tmp / "data", env={"PYTHONPATH": str(ROOT.parent)}).start()
-    client = httpx.Client(
-        base_url=server.url, timeout=120, headers={"X-Tenant-ID": TENANT}
-    )
-    for rule in RULES:
-        assert client.post("/teach", json=rule).status_code in (200, 201)
-    start = time.perf_counter()
-    for i in range(0, len(edges), CHUNK):
-        facts = [{"predicate": "parent", "args": list(e)} for e in edges[i : i + CHUNK]]
-        answer = client.post("/assert/facts", json={"facts": facts})
-        assert answer.status_code == 200 and answer.json()["failed"] == 0, answer.text
-    print(f"loaded {len(edges)} facts over HTTP in {time.perf_counter() - start:.1f} s")
-    return server, client
+        results.append((f"{label} ({answers} answers)", warm, after, distinct, answers))
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 2 000-node tree")
+    parser.add_argument("--quick", action="store_true", help="sizes / 10")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--in-process", action="store_true", help="also the in-process comparison"
+    )
     options = parser.parse_args()
-    # In-process code runs under the collector setting the server uses (app.py).
-    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-    nodes = 2_000 if options.quick else 20_000
-    edges = tree_edges(nodes, 50, options.seed)
-    local = InProcess(edges)
-    rng = random.Random(options.seed)
-    distinct = [f"n{rng.randrange(nodes)}" for _ in range(100)]
-    mid = edges[nodes // 2][0]
-    y = Var("y")
+    from tests.server import Server
+
+    scale = 10 if options.quick else 1
+    chosen = workloads(scale, options.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        server, client = start_server(Path(tmp), edges)
+        server = Server(Path(tmp) / "data", env={"PYTHONPATH": str(ROOT.parent)}).start()
+        client = Client(server.url)
         try:
-            noise = iter(range(10**9))
-
-            def invalidate() -> None:
-                """A write: empties the server's evaluation cache, as local.clear does."""
-                client.post("/tell", json={"predicate": "noise", "args": [next(noise)]})
-
-            def http(goal: Literal) -> Callable[[], int]:
-                body = {
-                    "predicate": goal.predicate,
-                    "args": [
-                        "?" + a.name if isinstance(a, Var) else a for a in goal.args
-                    ],
-                }
-
-                content = orjson.dumps(body)
-
-                def ask() -> int:
-                    # The body is read in full but not decoded: the client's JSON
-                    # parsing is not the server's time.
-                    answer = client.post("/ask", content=content, headers=JSON)
-                    assert answer.status_code == 200, answer.text
-                    return len(answer.content)
-
-                return ask
-
-            def http_count(goal: Literal) -> int:
-                http(goal)()
-                answer = client.post(
-                    "/ask",
-                    content=orjson.dumps(
-                        {
-                            "predicate": goal.predicate,
-                            "args": [
-                                "?" + a.name if isinstance(a, Var) else a
-                                for a in goal.args
-                            ],
-                        }
-                    ),
-                    headers=JSON,
-                )
-                return int(orjson.loads(answer.content)["count"])
-
-            rows = []
-            for label, node in (("anc(n0,?y)", "n0"), (f"anc({mid},?y)", mid)):
-                goal = Literal("anc", (node, y))
-                count = local.engine(goal)
-                assert local.service(goal) == count == http_count(goal), label
-                for mode in ("cold", "warm"):
-                    setup_local = local.clear if mode == "cold" else (lambda: None)
-                    setup_http = invalidate if mode == "cold" else (lambda: None)
-                    engine_ms = median_ms(
-                        lambda g=goal: local.engine(g), options.runs, setup_local
-                    )
-                    service_ms = median_ms(
-                        lambda g=goal: local.service(g), options.runs, setup_local
-                    )
-                    http_ms = median_ms(http(goal), options.runs, setup_http)
-                    rows.append(
-                        (f"{label} {mode}", count, engine_ms, service_ms, http_ms)
-                    )
-            goals = [Literal("anc", (node, y)) for node in distinct]
-            counts = [local.engine(g) for g in goals]
-            timings = []
-            for side in ("engine", "service", "http"):
-                local.clear()
-                invalidate()
+            loaded = []
+            for n, (workload, questions) in enumerate(chosen):
+                tenant = f"w{n}"
                 started = time.perf_counter()
-                for goal in goals:
-                    if side == "engine":
-                        local.engine(goal)
-                    elif side == "service":
-                        local.service(goal)
-                    else:
-                        http(goal)()
-                timings.append((time.perf_counter() - started) * 1000 / len(goals))
-            rows.append(
-                (
-                    f"anc(nK,?y) x{len(goals)} distinct",
-                    round(statistics.mean(counts)),
-                    *timings,
+                load(client, tenant, workload)
+                print(
+                    f"loaded {workload.name}: {len(workload.facts)} facts in "
+                    f"{time.perf_counter() - started:.1f} s",
+                    flush=True,
                 )
-            )
+                loaded.append((tenant, workload, questions))
+            rows = compare_with_swi(client, loaded, options.runs)
+            latency = bound_latency(client, loaded, options.runs, options.seed)
         finally:
             client.close()
             server.stop()
-    print(
-        f"tree of {nodes} nodes; wall ms per request, median of {options.runs} "
-        "(distinct: mean over the goals; answers: mean)"
-    )
-    print(
-        f"{'query':<34} {'answers':>8} {'engine':>8} {'service':>8} {'HTTP':>8} "
-        f"{'HTTP/svc':>9} {'HTTP/eng':>9}"
-    )
-    for label, count, engine_ms, service_ms, http_ms in rows:
+    print()
+    print("full default answer over HTTP (cold) against SWI-Prolog tabled, best of runs")
+    print(f"{'query':<26} {'answers':>9} {'MB':>7} {'ours s':>8} {'SWI s':>8} {'ours/SWI':>9}")
+    for name, count, seconds, swi_seconds, size in rows:
+        ratio = seconds / swi_seconds if swi_seconds > 0 else float("nan")
         print(
-            f"{label:<34} {count:>8} {engine_ms:>8.2f} {service_ms:>8.2f} {http_ms:>8.2f} "
-            f"{http_ms / service_ms:>9.2f} {http_ms / engine_ms:>9.2f}",
-            flush=True,
+            f"{name:<26} {count:>9} {size / 1e6:>7.1f} {seconds:>8.4f} "
+            f"{swi_seconds:>8.4f} {ratio:>9.2f}"
         )
+    print()
+    print("bound questions, median ms per request; +ms against the trivial /ask")
+    print(f"{'question':<48} {'warm':>7} {'after write':>12} {'distinct':>9} {'+ms (after write)':>18}")
+    trivial = latency[0]
+    for label, warm, after, distinct, _ in latency:
+        print(
+            f"{label:<48} {warm:>7.2f} {after:>12.2f} {distinct:>9.2f} "
+            f"{after - trivial[2]:>18.2f}"
+        )
+    if options.in_process:
+        from http_ask_inprocess import compare_in_process
+
+        compare_in_process(2_000 if options.quick else 20_000, options.seed, 15)
     return 0
 
 

@@ -32,6 +32,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", int, 9300, "TCP port to listen on"),
     Setting("data_dir", Path, Path("./data"), "Directory holding one SQLite log per database"),
     Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
+    Setting("store", str, "", "Where the event logs live: empty for SQLite files in the data dir, or a postgresql:// URL (one schema per database)"),
+    Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
@@ -73,6 +75,8 @@ class Settings:
     port: int = 9300
     data_dir: Path = Path("./data")
     master_key: str | None = field(default=None, repr=False)
+    store: str = field(default="", repr=False)
+    store_pool_size: int = 10
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000

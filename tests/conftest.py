@@ -52,3 +52,25 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("auth") / "data", env=env).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (see tests/pg.py)."""
+    from tests.pg import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say once why the PostgreSQL tests were skipped (the README's plain run)."""
+    from tests.pg import SKIP_REASON
+
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = {
+        str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        for report in skipped
+    }
+    for reason in sorted(r for r in reasons if SKIP_REASON in r):
+        terminalreporter.write_line(reason.removeprefix("Skipped: "))

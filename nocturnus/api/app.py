@@ -24,6 +24,7 @@ from nocturnus.api.auth import auth
 from nocturnus.api.console import console
 from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
+from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
 from nocturnus.api.feed import Feeds, feed_api
 from nocturnus.api.health import health
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
     blueprints = (
-        knowledge, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
+        knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
         console, transactions_api, memory_api, feed_api,
     )
     for blueprint in blueprints:

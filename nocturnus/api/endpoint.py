@@ -69,7 +69,9 @@ class Call:
         return self.tenant
 
 
-Handler = Callable[[Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse | None"]]
+Handler = Callable[
+    [Call], Awaitable["dict[str, Any] | list[Any] | HTTPResponse | JsonPieces | None"]
+]
 ENDPOINTS: list[EndpointSpec] = []
 _HANDLERS: dict[tuple[str, str], tuple[EndpointSpec, Handler]] = {}
 _PATH_PARAM = re.compile(r"<[^>]*>")
@@ -94,6 +96,44 @@ class JsonResponse(HTTPResponse):
         if "\r" in value or "\n" in value or "\x00" in value:
             return HTTPResponse._sanitize_header_value(value)
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class JsonPieces:
+    """A JSON body given as pieces to concatenate (answers rendered in bulk).
+
+    REST sends a large one in chunks as they are joined, with its length known in
+    advance: no copy of the whole body is made, and the client reads while the
+    server joins; other surfaces (MCP) decode the joined body.
+    """
+
+    pieces: list[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def joined(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+STREAM_CHUNK_BYTES = 1 << 20
+"""Bodies above this are streamed in chunks of about this size."""
+
+
+async def send_pieces(request: Request, body: JsonPieces, status: int) -> None:
+    """Respond with ``body``, streaming it past :data:`STREAM_CHUNK_BYTES`."""
+    pieces = body.pieces
+    size = sum(map(len, pieces))
+    headers = {**body.headers, "content-length": str(size)}
+    response = await request.respond(
+        status=status, headers=headers, content_type="application/json"
+    )
+    start = 0
+    gathered = 0
+    for end, piece in enumerate(pieces, 1):
+        gathered += len(piece)
+        if gathered >= STREAM_CHUNK_BYTES or end == len(pieces):
+            await response.send(b"".join(pieces[start:end]))
+            start, gathered = end, 0
+    await response.eof()
 
 
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
@@ -203,6 +243,11 @@ def _route(
             return None
         if isinstance(result, HTTPResponse):
             return result
+        if isinstance(result, JsonPieces):
+            if sum(map(len, result.pieces)) <= STREAM_CHUNK_BYTES:
+                return raw_json_response(result.joined(), spec.status, result.headers)
+            await send_pieces(request, result, spec.status)
+            return None
         return json_response(result, spec.status)
 
     return route
@@ -245,6 +290,8 @@ async def invoke(
     result = await run_handler(call, spec, path, handler)
     if isinstance(result, HTTPResponse):
         return orjson.loads(result.body or b"null")
+    if isinstance(result, JsonPieces):
+        return orjson.loads(result.joined())
     return result
 
 
@@ -298,7 +345,7 @@ async def _in_transaction(
         )
     if isinstance(result, dict):
         result = {**result, "transactionId": tx.id, "buffered": wrote}
-    elif isinstance(result, HTTPResponse):  # rendered in bulk (/ask): say it in a header
+    elif isinstance(result, (HTTPResponse, JsonPieces)):  # rendered in bulk (/ask)
         result.headers[TRANSACTION_HEADER] = tx.id
     return result
 
@@ -327,6 +374,8 @@ def step_runner(
         result = await handler(call)
         if isinstance(result, HTTPResponse):
             return orjson.loads(result.body or b"null")
+        if isinstance(result, JsonPieces):
+            return orjson.loads(result.joined())
         return result
 
     return run

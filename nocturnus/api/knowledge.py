@@ -8,7 +8,13 @@ import orjson
 from sanic import Blueprint, HTTPResponse
 
 from nocturnus.api import render
-from nocturnus.api.endpoint import NEXT_CURSOR_HEADER, Call, endpoint, raw_json_response
+from nocturnus.api.endpoint import (
+    NEXT_CURSOR_HEADER,
+    Call,
+    JsonPieces,
+    endpoint,
+    raw_json_response,
+)
 from nocturnus.api.schema import (
     ARGS,
     CONFIDENCE,
@@ -337,7 +343,7 @@ def shape_of(body: dict[str, Any], with_proof: bool) -> str:
     return shape
 
 
-def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> bytes:
+def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> JsonPieces:
     """An answer page as a JSON object in ``shape`` (rendered in bulk).
 
     ``full`` is ``{"results":[Atom…], "bindings":[…]?, "count"}``; ``args`` is
@@ -345,23 +351,30 @@ def shaped(page: Page, goal: Literal, shape: str, *, bindings: bool) -> bytes:
     ``{"bindings":[…], "count"}``. ``nextCursor`` follows when more answers remain.
     """
     bulk = render.BulkAnswers(page.answers)
+    out: list[bytes] = []
     if shape == "full":
-        parts = [b'{"results":', bulk.atoms()]
+        out.append(b'{"results":')
+        bulk.atoms(out)
         if bindings:
-            parts += [b',"bindings":', bulk.bindings(goal)]
+            out.append(b',"bindings":')
+            bulk.bindings(goal, out)
     elif shape == "args":
-        parts = [b'{"results":', bulk.args(), b',"scopes":', bulk.scopes()]
+        out.append(b'{"results":')
+        bulk.args(out)
+        out.append(b',"scopes":')
+        bulk.scopes(out)
     else:
-        parts = [b'{"bindings":', bulk.bindings(goal)]
-    parts += [b',"count":', str(len(bulk)).encode()]
+        out.append(b'{"bindings":')
+        bulk.bindings(goal, out)
+    out += [b',"count":', str(len(bulk)).encode()]
     if page.next_cursor is not None:
-        parts += [b',"nextCursor":', orjson.dumps(page.next_cursor)]
-    parts.append(b"}")
-    return b"".join(parts)
+        out += [b',"nextCursor":', orjson.dumps(page.next_cursor)]
+    out.append(b"}")
+    return JsonPieces(out)
 
 
 @endpoint(knowledge, "POST", "/ask", summary="Answer a goal by inference", body=ASK_BODY, tenant=True)
-async def ask(call: Call) -> dict[str, Any] | HTTPResponse:
+async def ask(call: Call) -> dict[str, Any] | JsonPieces:
     body = call.body
     goal = goal_literal(body)
     with_proof = bool(body.get("withProof"))
@@ -384,7 +397,7 @@ async def ask(call: Call) -> dict[str, Any] | HTTPResponse:
         with_proof=with_proof,
     )
     if asked.proved is None:
-        return raw_json_response(shaped(asked.page, goal, shape, bindings=True))
+        return shaped(asked.page, goal, shape, bindings=True)
     bind = render.binder(goal)
     answer: dict[str, Any] = {
         "results": [render.answer_atom(a) for a in asked.proved],
@@ -400,7 +413,7 @@ async def ask(call: Call) -> dict[str, Any] | HTTPResponse:
     knowledge, "POST", "/infer", summary="Answer a goal by inference (bare array, upstream shape)",
     body=INFER_BODY, tenant=True, query=PROOF_QUERY,
 )
-async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
+async def infer(call: Call) -> dict[str, Any] | HTTPResponse | JsonPieces:
     body = call.body
     goal = goal_literal(body)
     with_proof = call.query.get("proof") == "true" or bool(body.get("withProof"))
@@ -431,9 +444,10 @@ async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
         headers[NEXT_CURSOR_HEADER] = asked.page.next_cursor
     if asked.proved is None:
         if shape != "full":
-            return raw_json_response(shaped(asked.page, goal, shape, bindings=True))
-        atoms = render.BulkAnswers(asked.page.answers).atoms()
-        return raw_json_response(atoms, headers=headers)
+            return shaped(asked.page, goal, shape, bindings=True)
+        out: list[bytes] = []
+        render.BulkAnswers(asked.page.answers).atoms(out)
+        return JsonPieces(out, headers)
     results = []
     for a in asked.proved:
         atom = render.answer_atom(a, upstream_steps=True)
@@ -445,7 +459,7 @@ async def infer(call: Call) -> dict[str, Any] | list[Any] | HTTPResponse:
     knowledge, "POST", "/query", summary="Match stored facts (no rules)", body=QUERY_BODY,
     tenant=True,
 )
-async def query(call: Call) -> dict[str, Any] | HTTPResponse:
+async def query(call: Call) -> dict[str, Any] | JsonPieces:
     body = call.body
     shape = shape_of(body, False)
     page = await tenants.match_page(
@@ -461,7 +475,7 @@ async def query(call: Call) -> dict[str, Any] | HTTPResponse:
     if shape == "count":
         return {"count": len(page.answers)}
     goal = Literal(body["predicate"], pattern(body["args"]), negated_of(body))
-    return raw_json_response(shaped(page, goal, shape, bindings=False))
+    return shaped(page, goal, shape, bindings=False)
 
 
 @endpoint(knowledge, "GET", "/predicates", summary="Predicates with fact and rule counts", tenant=True, query=SCOPE_QUERY)

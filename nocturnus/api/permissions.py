@@ -120,6 +120,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/query"): data("fact_read"),
     ("GET", "/predicates"): data("fact_read"),
     ("POST", "/aggregate"): data("fact_read"),
+    # the text syntax (issue 18): each statement of a script is also checked against
+    # what its REST twin needs (tell/retract: fact_write, rules and constraints:
+    # rule_write), so a reader may run questions and tests only
+    ("POST", "/execute"): data("inference"),
+    ("POST", "/assert/template"): data("rule_write"),
+    ("POST", "/test"): data("inference"),
+    ("GET", "/constraints"): data("rule_read"),
+    ("DELETE", "/constraints/<constraint_id>"): data("rule_write"),
     # scopes (issue 5)
     ("GET", "/scopes"): data("scope_read"),
     ("POST", "/scope/diff"): data("scope_read"),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from collections.abc import Callable, Iterable
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
 import orjson
 
+from nocturnus.engine.order import PairRuns
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
@@ -184,64 +185,218 @@ def rule_info(record: RuleRecord) -> dict[str, Any]:
 # -- answers in bulk (issue 17) --------------------------------------------------------
 #
 # A large answer is rendered from the engine's interned rows straight to bytes: each
-# distinct constant is encoded once by orjson, and an answer's text is put together
-# from those encodings and constant pieces by C-level joins over columns, never
-# through an object or a dict per answer. The bytes are exactly what orjson makes of
-# the per-answer dicts above (tests/api/test_render.py holds the two together).
+# distinct constant is encoded once by orjson, and the answers' text is laid out as a
+# list of pieces (constant snippets and those encodings) by C-level iteration over
+# columns, then joined once. Runs of binary rows sharing their first constant (a
+# closure's rows, ``PairRuns``) render one join per run. Nothing is built per answer
+# but the pieces' list slots. The bytes are exactly what orjson makes of the
+# per-answer dicts above (tests/api/test_render.py holds the two together).
+
+Slot = int | bytes
+"""A row template's item: constant bytes, or the position of an argument."""
+
+_COMMA = b","
 
 
 class BulkAnswers:
-    """The JSON texts of one answer set's answers, in answer order, made lazily."""
+    """The JSON of one answer set's answers, in answer order, as pieces to join."""
 
     def __init__(self, answers: AnswerSet) -> None:
         self.answers = answers
-        self._encodings: list[dict[int, bytes]] = []
+        self._encodings: dict[int, dict[int, bytes]] = {}
         self._confidences: dict[float, bytes] = {}
 
     def __len__(self) -> int:
         return len(self.answers)
 
-    def _texts(self, per_part: Callable[[int, ScopeAnswers], Sequence[bytes]]) -> bytes:
-        """A JSON array of one text per answer, the parts interleaved in answer order."""
+    # -- the arrays ---------------------------------------------------------------
+
+    def atoms(self, out: list[bytes]) -> None:
+        """Append the answers as a JSON array of Atoms (``results`` of ``/ask``)."""
+        self._array(out, self._atom_template, self._mixed_atoms)
+
+    def bindings(self, goal: Literal, out: list[bytes]) -> None:
+        """Append each answer's bindings of the goal's named variables (an array)."""
+        positions = named_positions(goal)
+        template: list[Slot] = []
+        for n, (name, position) in enumerate(positions.items()):
+            key = (b"{" if n == 0 else b",") + orjson.dumps(name) + b":"
+            template += [key, position]
+        template.append(b"}" if positions else b"{}")
+        self._array(out, lambda p, part: template, None)
+
+    def args(self, out: list[bytes]) -> None:
+        """Append each answer's arguments as a JSON array (the ``args`` shape)."""
+        arity = self.answers.arity
+        template: list[Slot] = [b"["]
+        for position in range(arity):
+            template += [position, _COMMA]
+        if arity:
+            template.pop()
+        template.append(b"]")
+        self._array(out, lambda p, part: template, None)
+
+    def scopes(self, out: list[bytes]) -> None:
+        """Append each answer's scope (an array parallel to :meth:`args`)."""
+        self._array(out, lambda p, part: [orjson.dumps(part.scope)], None)
+
+    # -- layout ------------------------------------------------------------------
+
+    def _array(
+        self,
+        out: list[bytes],
+        template_of: Callable[[int, ScopeAnswers], list[Slot]],
+        mixed: Callable[[int, ScopeAnswers], list[bytes]] | None,
+    ) -> None:
+        """Append a JSON array with one text per answer, made by the parts' templates.
+
+        A part whose answers differ in kind (stored facts among derived ones) is
+        rendered answer by answer through ``mixed``; so are answers of several
+        scopes that interleave.
+        """
+        out.append(b"[")
         parts = self.answers.parts
-        texts = [per_part(p, part) for p, part in enumerate(parts)]
-        if not texts:
-            return b"[]"
         order = self.answers.order
-        if order is None:
-            joined = b",".join(texts[0]) if len(texts) == 1 else b",".join(
-                [b",".join(t) for t in texts if t]
+        if order is not None:
+            texts = [
+                self._texts(p, part, template_of(p, part), mixed)
+                for p, part in enumerate(parts)
+            ]
+            out.append(b",".join([texts[p][i] for p, i in order]))
+            out.append(b"]")
+            return
+        first = True
+        for p, part in enumerate(parts):
+            if not part.rows:
+                continue
+            if not first:
+                out.append(_COMMA)
+            first = False
+            if mixed is not None and part.stored is not None:
+                out.append(b",".join(mixed(p, part)))
+                continue
+            template = self._filled(template_of(p, part), part)
+            rows = part.rows
+            if isinstance(rows, PairRuns) and _runs_fit(template):
+                self._runs(out, p, part, rows, template)
+            else:
+                self._flat(out, p, part, template)
+        out.append(b"]")
+
+    def _filled(self, template: list[Slot], part: ScopeAnswers) -> list[Slot]:
+        """``template`` with the confidence slot resolved (``null`` when none)."""
+        if _CONFIDENCE not in template or part.confidences is not None:
+            return template
+        merged: list[Slot] = []
+        for item in template:
+            item = b"null" if item == _CONFIDENCE else item
+            if isinstance(item, bytes) and merged and isinstance(merged[-1], bytes):
+                merged[-1] = merged[-1] + item
+            else:
+                merged.append(item)
+        return merged
+
+    def _streams(
+        self, p: int, part: ScopeAnswers, template: list[Slot]
+    ) -> list[Iterable[bytes]]:
+        """One iterable per template item over the part's rows, in answer order."""
+        streams: list[Iterable[bytes]] = []
+        size = len(part.rows)
+        for item in template:
+            if isinstance(item, bytes):
+                streams.append(repeat(item, size))
+            elif item == _CONFIDENCE:
+                confidences = part.confidences
+                assert confidences is not None
+                values = map(confidences.__getitem__, part.rows)
+                streams.append(map(self._confidence, values))
+            else:
+                streams.append(self._column(p, part, item))
+        return streams
+
+    def _flat(
+        self, out: list[bytes], p: int, part: ScopeAnswers, template: list[Slot]
+    ) -> None:
+        """Append the part's answers as pieces, a comma between two answers."""
+        start = len(out)
+        streams = self._streams(p, part, template)
+        out.extend(chain.from_iterable(zip(repeat(_COMMA), *streams)))
+        del out[start]
+
+    def _texts(
+        self,
+        p: int,
+        part: ScopeAnswers,
+        template: list[Slot],
+        mixed: Callable[[int, ScopeAnswers], list[bytes]] | None,
+    ) -> list[bytes]:
+        """One text per answer of the part (for interleaving scopes)."""
+        if mixed is not None and part.stored is not None:
+            return mixed(p, part)
+        template = self._filled(template, part)
+        return list(map(b"".join, zip(*self._streams(p, part, template))))
+
+    def _runs(
+        self,
+        out: list[bytes],
+        p: int,
+        part: ScopeAnswers,
+        rows: PairRuns,
+        template: list[Slot],
+    ) -> None:
+        """Append binary answers run by run: one join over each run's partners.
+
+        The template is ``A [first] B [second] C`` (either argument may be absent):
+        within a run the text before the partner is the same for every answer.
+        """
+        encoded = self._encoded(p, part)
+        get = encoded.__getitem__
+        before: list[Slot] = []
+        after = template
+        if 1 in template:
+            at = template.index(1)
+            before, after = template[:at], template[at + 1 :]
+        elif 0 in template:
+            before, after = template, []
+        tail = b"".join([item for item in after if isinstance(item, bytes)])
+        append = out.append
+        varies = 1 in template
+        for first, partners in rows.runs:
+            prefix = b"".join(
+                [item if isinstance(item, bytes) else get(first) for item in before]
             )
-        else:
-            joined = b",".join([texts[p][i] for p, i in order])
-        return b"[" + joined + b"]"
+            if varies:
+                append(prefix)
+                append((tail + _COMMA + prefix).join(map(get, partners)))
+                append(tail)
+            else:
+                append(_COMMA.join(repeat(prefix + tail, len(partners))))
+            append(_COMMA)
+        out.pop()  # the comma after the last run
+
+    # -- encodings ---------------------------------------------------------------
 
     def _encoded(self, p: int, part: ScopeAnswers) -> dict[int, bytes]:
         """Each distinct constant id of the part's rows, encoded once."""
-        while len(self._encodings) <= p:
-            self._encodings.append({})
-        encoded = self._encodings[p]
-        if not encoded and part.rows:
+        encoded = self._encodings.get(p)
+        if encoded is None:
+            rows = part.rows
             ids: set[int] = set()
-            for position in range(self.answers.arity):
-                ids.update(map(itemgetter(position), part.rows))
+            if isinstance(rows, PairRuns):
+                for first, partners in rows.runs:
+                    ids.add(first)
+                    ids.update(partners)
+            else:
+                for position in range(self.answers.arity):
+                    ids.update(map(itemgetter(position), rows))
             values = part.values
             dumps = orjson.dumps
-            encoded.update({i: dumps(values[i]) for i in ids})
+            encoded = self._encodings[p] = {i: dumps(values[i]) for i in ids}
         return encoded
 
     def _column(self, p: int, part: ScopeAnswers, position: int) -> Iterable[bytes]:
-        return map(self._encoded(p, part).__getitem__, map(itemgetter(position), part.rows))
-
-    def _args(self, p: int, part: ScopeAnswers) -> Iterable[bytes]:
-        """Each answer's arguments as the inside of a JSON array."""
-        arity = self.answers.arity
-        if arity == 0:
-            return repeat(b"", len(part.rows))
-        if arity == 1:
-            return self._column(p, part, 0)
-        columns = [self._column(p, part, position) for position in range(arity)]
-        return map(b",".join, zip(*columns))
+        get = self._encoded(p, part).__getitem__
+        return map(get, map(itemgetter(position), part.rows))
 
     def _confidence(self, value: float | None) -> bytes:
         """``value`` encoded; nonzero floats once each (equal ones encode alike).
@@ -258,15 +413,13 @@ class BulkAnswers:
             return found
         return orjson.dumps(value)
 
-    def atoms(self) -> bytes:
-        """The answers as a JSON array of Atoms (``results`` of ``/ask``)."""
-        return self._texts(self._atoms)
+    # -- atoms -------------------------------------------------------------------
 
-    def _atoms(self, p: int, part: ScopeAnswers) -> Sequence[bytes]:
+    def _atom_head(self, part: ScopeAnswers) -> tuple[bytes, bytes]:
+        """The constant text of an Atom before its args, and from its args to its
+        confidence."""
         answers = self.answers
-        head = (
-            b'{"predicate":' + orjson.dumps(answers.predicate) + b',"args":['
-        )
+        head = b'{"predicate":' + orjson.dumps(answers.predicate) + b',"args":['
         mid = (
             b'],"negated":'
             + (b"true" if answers.negated else b"false")
@@ -274,78 +427,58 @@ class BulkAnswers:
             + orjson.dumps(part.scope)
             + b',"confidence":'
         )
-        derived = b',"metadata":{},"createdAt":null,"validFrom":null,"validUntil":null,"ttl":null}'
-        args = self._args(p, part)
-        if part.confidences is None:
-            confidences: Iterable[bytes] = repeat(b"null")
-        else:
-            confidences = map(
-                self._confidence, map(part.confidences.__getitem__, part.rows)
-            )
-        if part.stored is None:
-            return list(
-                map(
-                    b"".join,
-                    zip(repeat(head), args, repeat(mid), confidences, repeat(derived)),
-                )
-            )
+        return head, mid
+
+    def _atom_template(self, p: int, part: ScopeAnswers) -> list[Slot]:
+        head, mid = self._atom_head(part)
+        template: list[Slot] = [head]
+        for position in range(self.answers.arity):
+            template += [position, _COMMA]
+        if self.answers.arity:
+            template.pop()
+        template += [mid, _CONFIDENCE, _DERIVED_TAIL]
+        return template
+
+    def _mixed_atoms(self, p: int, part: ScopeAnswers) -> list[bytes]:
+        """One Atom text per answer of a part holding stored facts."""
+        head, mid = self._atom_head(part)
+        stored_rows = part.stored
+        assert stored_rows is not None
+        arity = self.answers.arity
+        get = self._encoded(p, part).__getitem__
         texts: list[bytes] = []
-        for i, (arg_text, confidence, stored) in enumerate(
-            zip(args, confidences, part.stored)
-        ):
-            if stored is None:
-                texts.append(head + arg_text + mid + confidence + derived)
-            elif type(stored) is int:
-                created = str(stored).encode()
-                texts.append(
-                    b"".join(
-                        (
-                            head,
-                            arg_text,
-                            mid,
-                            confidence,
-                            b',"metadata":{},"createdAt":',
-                            created,
-                            b',"validFrom":',
-                            created,
-                            b',"validUntil":null,"ttl":null}',
-                        )
+        for i, (row, stored) in enumerate(zip(part.rows, stored_rows, strict=True)):
+            confidence = self._confidence(part.confidence(i))
+            if stored is None or type(stored) is int:
+                args = _COMMA.join([get(row[position]) for position in range(arity)])
+                if stored is None:
+                    tail = _DERIVED_TAIL
+                else:
+                    created = str(stored).encode()
+                    tail = (
+                        b',"metadata":{},"createdAt":'
+                        + created
+                        + b',"validFrom":'
+                        + created
+                        + b',"validUntil":null,"ttl":null}'
                     )
-                )
+                texts.append(b"".join((head, args, mid, confidence, tail)))
             else:
                 atom = fact_atom(stored)  # type: ignore[arg-type]
                 atom["confidence"] = part.confidence(i)
                 texts.append(orjson.dumps(atom))
         return texts
 
-    def bindings(self, goal: Literal) -> bytes:
-        """Each answer's bindings of the goal's named variables, as a JSON array."""
-        positions = named_positions(goal)
-        if not positions:
-            return b"[" + b",".join(repeat(b"{}", len(self))) + b"]"
-        keys = [b"," + orjson.dumps(name) + b":" for name in positions]
-        keys[0] = b"{" + keys[0][1:]
 
-        def per_part(p: int, part: ScopeAnswers) -> Sequence[bytes]:
-            pieces: list[Iterable[bytes]] = []
-            for key, position in zip(keys, positions.values(), strict=True):
-                pieces.append(repeat(key))
-                pieces.append(self._column(p, part, position))
-            pieces.append(repeat(b"}"))
-            return list(map(b"".join, zip(*pieces)))
+_CONFIDENCE = -1
+"""The template slot of an answer's confidence."""
 
-        return self._texts(per_part)
+_DERIVED_TAIL = (
+    b',"metadata":{},"createdAt":null,"validFrom":null,"validUntil":null,"ttl":null}'
+)
 
-    def args(self) -> bytes:
-        """Each answer's arguments as a JSON array (the compact ``args`` shape)."""
-        return self._texts(
-            lambda p, part: list(
-                map(b"".join, zip(repeat(b"["), self._args(p, part), repeat(b"]")))
-            )
-        )
 
-    def scopes(self) -> bytes:
-        """Each answer's scope, as a JSON array parallel to :meth:`args`."""
-        return self._texts(
-            lambda p, part: list(repeat(orjson.dumps(part.scope), len(part.rows)))
-        )
+def _runs_fit(template: list[Slot]) -> bool:
+    """Whether a template renders run by run: positions 0 then 1, each at most once."""
+    slots = [item for item in template if not isinstance(item, bytes)]
+    return slots in ([], [0], [1], [0, 1])

@@ -31,6 +31,7 @@ for command in (
     ops.compact,
     ops.export,
     ops.rotate_master_key,
+    ops.migrate,
     keys.keys,
 ):
     main.add_command(command)

@@ -346,3 +346,33 @@ def rotate_master_key(new_key_file: Path | None, data_dir: Path | None) -> None:
             click.echo(f"{path} now holds the new master key")
         else:
             click.echo("set NOCTURNUS_MASTER_KEY to the new key before the next start")
+
+
+@click.command()
+@click.option("--list", "as_list", is_flag=True, help="Only list the migrations (read-only)")
+@data_dir_option
+def migrate(as_list: bool, data_dir: Path | None) -> None:
+    """Apply pending schema migrations to every database of the store.
+
+    A SQLite data dir is migrated when a server opens it anyway; a PostgreSQL store is
+    not (other nodes may still run the old version), and a server refuses to start on
+    a schema that needs a migration until this command has applied it. With --list,
+    prints every migration of every database and whether it is applied.
+    """
+    from nocturnus.service.datadir import store_of
+
+    with failing_cleanly(), ExitStack() as stack:
+        settings = data_dir_settings(data_dir)
+        store = stack.enter_context(store_of(settings))
+        names = store.names()
+        if not names:
+            raise StartupError(f"{store.where} holds no Nocturnus database yet")
+        for name in names:
+            if as_list:
+                for status in store.migration_status(name):
+                    when = "pending" if status.applied_ts_ms is None else "applied"
+                    click.echo(f"{name}: {status.version:04d}_{status.name} {when}")
+                continue
+            done = store.migrate(name)
+            labels = ", ".join(m.label for m in done)
+            click.echo(f"{name}: applied {labels}" if done else f"{name}: up to date")

@@ -61,7 +61,7 @@ class Matches:
     without building a constant tuple per answer.
     """
 
-    rows: list[Row]
+    rows: Sequence[Row]
     confidences: Mapping[Row, float | None] | None
 
 

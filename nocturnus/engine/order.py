@@ -12,8 +12,9 @@ whole, in their original order, so no shortcut can reorder tied rows.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
+from typing import overload
 
 from nocturnus.engine.table import Row
 from nocturnus.engine.terms import Interner, sort_key
@@ -40,7 +41,46 @@ def ranks(ids: Iterable[int], interner: Interner) -> tuple[dict[int, int], bool]
     return found, tied
 
 
-def sort_rows(rows: Collection[Row], arity: int, interner: Interner) -> list[Row]:
+class PairRuns(Sequence[Row]):
+    """Binary rows in answer order, kept as runs that share their first id.
+
+    ``runs`` lists ``(first, partners)``: the rows ``(first, p)`` for each ``p``
+    in order. A large answer renders run by run (one join per run, no tuple per
+    row); the rows as tuples are only built if something indexes them.
+    """
+
+    __slots__ = ("_rows", "runs", "size")
+
+    def __init__(self, runs: list[tuple[int, list[int]]]) -> None:
+        self.runs = runs
+        self.size = sum(len(partners) for _, partners in runs)
+        self._rows: list[Row] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[Row]:
+        if self._rows is not None:
+            yield from self._rows
+            return
+        for first, partners in self.runs:
+            for partner in partners:
+                yield (first, partner)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = list(self)
+        return rows[index]
+
+
+def sort_rows(rows: Collection[Row], arity: int, interner: Interner) -> Sequence[Row]:
     """``rows`` in answer order: by each position's constant order, stable."""
     if len(rows) < 2 or arity == 0:
         return list(rows)
@@ -61,7 +101,9 @@ def sort_rows(rows: Collection[Row], arity: int, interner: Interner) -> list[Row
     return sorted(rows, key=lambda row: tuple([rank[i] for i in row]))
 
 
-def sort_pairs(groups: Mapping[int, Collection[int]], interner: Interner) -> list[Row]:
+def sort_pairs(
+    groups: Mapping[int, Collection[int]], interner: Interner
+) -> Sequence[Row]:
     """Binary rows given grouped by their first id, in answer order.
 
     The rows' original order is group by group, each group's partners in their
@@ -78,12 +120,7 @@ def sort_pairs(groups: Mapping[int, Collection[int]], interner: Interner) -> lis
 
 def _sorted_groups(
     groups: Mapping[int, Collection[int]], rank: dict[int, int]
-) -> list[Row]:
+) -> PairRuns:
     """Rows of ``groups`` in rank order; ``rank`` has no ties."""
     key = rank.__getitem__
-    found: list[Row] = []
-    extend = found.extend
-    for a in sorted(groups, key=key):
-        partners = sorted(groups[a], key=key)
-        extend(zip([a] * len(partners), partners))
-    return found
+    return PairRuns([(a, sorted(groups[a], key=key)) for a in sorted(groups, key=key)])

@@ -34,6 +34,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
+from nocturnus.service.constraints import check_writes
 from nocturnus.service.events import (
     Event,
     RuleRemoved,
@@ -435,6 +436,12 @@ class Database(Generic[RootState]):
         """
         if not events:
             return
+        if tenant != DATABASE_LEVEL:  # RESTRICT (issue 18): refuse before taking a seq
+            state = self._tenants.get(tenant)
+            if state is not None and state.constraints:
+                root = self.root
+                assert isinstance(root, DatabaseState)  # tenants live in data databases
+                check_writes(state, root.rules, events, now)
         append = Append(
             tenant,
             self._expected(tenant),

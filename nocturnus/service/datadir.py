@@ -39,7 +39,9 @@ from nocturnus.store.sealer import Sealer
 
 def open_store(settings: Settings) -> Store:
     """The store ``settings`` name (by default the SQLite files of the data dir)."""
-    return open_location("", settings.data_dir)
+    return open_location(
+        settings.store, settings.data_dir, pool_size=settings.store_pool_size
+    )
 
 
 @contextmanager

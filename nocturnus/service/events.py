@@ -154,6 +154,23 @@ class PrioritySet(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ConstraintAdded(Event):
+    """A RESTRICT constraint: its ``body`` (literals as in ``rule_taught``) must never
+    hold in any scope of the tenant (issue 18)."""
+
+    kind: ClassVar[str] = "constraint_added"
+    id: str
+    body: tuple[dict[str, Any], ...]
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConstraintRemoved(Event):
+    kind: ClassVar[str] = "constraint_removed"
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionCommitted(Event):
     """A transaction's writes, applied at once and in order (issue 18).
 
@@ -363,6 +380,8 @@ for _cls in (
     ScopeMerged,
     ScopeDeleted,
     PrioritySet,
+    ConstraintAdded,
+    ConstraintRemoved,
     DatabaseCreated,
     DatabaseDeleted,
     LogCompacted,

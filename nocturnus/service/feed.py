@@ -27,6 +27,8 @@ from typing import Any
 
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import (
+    ConstraintAdded,
+    ConstraintRemoved,
     Event,
     FactExpired,
     FactRetracted,
@@ -62,6 +64,8 @@ CHANGE_TYPES: dict[str, tuple[str, str]] = {
     ScopeDeleted.kind: ("scope_deleted", "scope_deleted"),
     PrioritySet.kind: ("priority_set", "priority_set"),
     TenantCreated.kind: ("tenant_created", "tenant_created"),
+    ConstraintAdded.kind: ("constraint_added", "constraint_added"),
+    ConstraintRemoved.kind: ("constraint_removed", "constraint_removed"),
     TenantDeleted.kind: ("tenant_deleted", "tenant_deleted"),
 }
 """Every change type, in both of the original's naming schemes."""
@@ -200,4 +204,6 @@ def describe(change: Change) -> dict[str, Any]:
         return {"priority": event.priority}
     if isinstance(event, RuleRemoved):
         return {"ruleId": event.id}
+    if isinstance(event, (ConstraintAdded, ConstraintRemoved)):
+        return {"constraintId": event.id}
     return {}

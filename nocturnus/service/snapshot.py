@@ -27,7 +27,8 @@ import orjson
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
-from nocturnus.service.events import RuleTaught
+from nocturnus.service.constraints import ConstraintRecord
+from nocturnus.service.events import ConstraintAdded, RuleTaught
 from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
 from nocturnus.service.rulebook import RuleRecord
 from nocturnus.service.tenant import TenantState
@@ -359,5 +360,27 @@ register_section(
         capture=lambda state: dict(state.priorities),
         encode=_encode_priorities,
         decode=_decode_priorities,
+    )
+)
+
+
+def _encode_constraints(records: list[ConstraintRecord]) -> list[list[Any]]:
+    return [[c.id, list(c.body), c.created_at] for c in records]
+
+
+def _decode_constraints(state: TenantState, rows: Any, version: int) -> None:
+    for constraint_id, body, created_at in rows:
+        event = ConstraintAdded(constraint_id, tuple(body), created_at)
+        state.constraints[constraint_id] = ConstraintRecord.from_event(event)
+
+
+register_section(
+    Section(
+        name="constraints",
+        version=1,
+        fields=("constraints",),
+        capture=lambda state: list(state.constraints.values()),
+        encode=_encode_constraints,
+        decode=_decode_constraints,
     )
 )

@@ -21,7 +21,10 @@ from typing import Any
 
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
+from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import (
+    ConstraintAdded,
+    ConstraintRemoved,
     Event,
     FactExpired,
     FactRetracted,
@@ -75,6 +78,8 @@ class TenantState:
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
     priorities: dict[FactKey, float] = field(default_factory=dict)
+    # RESTRICT constraints by id (``constraint_added`` events, issue 18)
+    constraints: dict[str, ConstraintRecord] = field(default_factory=dict)
     # bumped when the tenant is deleted: the read model of the deleted incarnation
     # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
     incarnation: int = 0
@@ -456,6 +461,7 @@ class TenantState:
             twin.views[scope] = ScopeView(index=index, reasoner=Reasoner(index))
         twin.rules = self.rules.copy()
         twin.priorities = dict(self.priorities)
+        twin.constraints = dict(self.constraints)
         twin._dirty = {
             scope: {relation: list(args) for relation, args in relations.items()}
             for scope, relations in self._dirty.items()
@@ -598,6 +604,14 @@ def _apply_rule_removed(state: TenantState, event: RuleRemoved) -> None:
     state.rules.remove(event.id)
 
 
+def _apply_constraint_added(state: TenantState, event: ConstraintAdded) -> None:
+    state.constraints[event.id] = ConstraintRecord.from_event(event)
+
+
+def _apply_constraint_removed(state: TenantState, event: ConstraintRemoved) -> None:
+    state.constraints.pop(event.id, None)
+
+
 def _apply_scope_forked(state: TenantState, event: ScopeForked) -> None:
     state.fork(event.source, event.target)
     for record in [r for r in state.rules if r.scope == event.source]:
@@ -634,6 +648,7 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state._heirs.clear()
     state.priorities.clear()
+    state.constraints.clear()
     state.incarnation += 1
     state.changed = None
     state.created_at = None
@@ -650,6 +665,8 @@ APPLIERS: dict[str, Applier] = {
     TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
     TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
     PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
+    ConstraintAdded.kind: _apply_constraint_added,  # type: ignore[dict-item]
+    ConstraintRemoved.kind: _apply_constraint_removed,  # type: ignore[dict-item]
     FactExpired.kind: _apply_fact_expired,  # type: ignore[dict-item]
     TransactionCommitted.kind: _apply_transaction_committed,  # type: ignore[dict-item]
 }

@@ -28,10 +28,18 @@ from nocturnus.service.commands import (
     decide_teach,
     decide_tell,
 )
+from nocturnus.service.constraints import (
+    AddConstraint,
+    ConstraintRecord,
+    RestrictOutcome,
+    decide_restrict,
+    decide_unrestrict,
+    listed,
+)
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
-from nocturnus.service.rulebook import RuleRecord
+from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import proof_facts
 
 Db = Database[DatabaseState]
@@ -119,6 +127,27 @@ async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     return outcome
 
 
+async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[TeachOutcome]:
+    """Teach rules in one append: each is checked with the ones before it, all or none.
+
+    :raises ValidationError: a rule is unsafe or the rules together are not stratified.
+    """
+    state, now = await db.current(tenant)
+    staged = Rulebook()
+    for record in state.rules:
+        staged.add(record)
+    events: list[Event] = []
+    outcomes = []
+    for cmd in cmds:
+        decided, outcome = decide_teach(staged, cmd, now, "tenant", db.root.rules)
+        if outcome.stored:
+            staged.add(outcome.record)
+        events.extend(decided)
+        outcomes.append(outcome)
+    await db.commit(tenant, events, now)
+    return outcomes
+
+
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     state, now = await db.current(tenant)
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
@@ -146,6 +175,23 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
     state = await db.tenant(tenant)
     own = sorted(state.rules, key=lambda r: (r.created_at, r.rule.id))
     return database_rules(db) + own
+
+
+async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
+    """Add a RESTRICT constraint; later writes that would make it hold are refused."""
+    state, now = await db.current(tenant)
+    events, outcome = decide_restrict(state, db.root.rules, cmd, now)
+    await db.commit(tenant, events, now)
+    return outcome
+
+
+async def remove_constraint(db: Db, tenant: str, constraint_id: str) -> None:
+    state, now = await db.current(tenant)
+    await db.commit(tenant, decide_unrestrict(state, constraint_id), now)
+
+
+async def constraints(db: Db, tenant: str) -> list[ConstraintRecord]:
+    return listed(await db.tenant(tenant))
 
 
 @dataclass(frozen=True, slots=True)

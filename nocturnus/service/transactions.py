@@ -47,6 +47,7 @@ from nocturnus.errors import (
     ValidationError,
 )
 from nocturnus.service.authenticator import Principal
+from nocturnus.service.constraints import check_writes
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, TransactionCommitted, nest
 from nocturnus.service.readmodels import ReadModels
@@ -224,6 +225,7 @@ class StagedDatabase:
         """Apply ``events`` to the view (the same ``apply`` as a commit) and keep them.
 
         :raises ValidationError: a write to another tenant.
+        :raises Conflict: the events would make one of the tenant's constraints hold.
         """
         if tenant != self._tenant:
             raise ValidationError(
@@ -231,6 +233,8 @@ class StagedDatabase:
                 field="X-Transaction-ID",
             )
         state = self._state
+        if state.constraints:  # refused now, as a commit would refuse it
+            check_writes(state, self._db.root.rules, events, now)
         for event in events:
             apply(state, state.last_seq, event)
         self.events.extend(events)

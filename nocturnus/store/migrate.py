@@ -32,7 +32,7 @@ def _migrations_root() -> Path:
 
 
 MIGRATIONS_ROOT = _migrations_root()
-BACKENDS = ("sqlite",)
+BACKENDS = ("sqlite", "postgresql")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

@@ -43,6 +43,24 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from nocturnus.store.migrate import Migration, MigrationStatus
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "events": (
+        "seq", "ts_ms", "tenant", "kind", "key_id", "nonce", "payload", "prev_hash",
+        "hash",
+    ),
+    "data_keys": (
+        "key_id", "tenant", "wrapped", "created_seq", "created_ts_ms", "destroyed_seq",
+        "destroyed_ts_ms",
+    ),
+    "snapshots": ("tenant", "seq", "ts_ms", "key_id", "nonce", "payload", "parts"),
+    "snapshot_parts": ("tenant", "seq", "part", "data"),
+    "meta": ("name", "value"),
+    "compacted": ("first_seq", "last_seq", "compacted_seq"),
+}
+"""Every row a recorder keeps, table by table: what a backup copies, on any backend."""
+
 
 class Tip(NamedTuple):
     """The newest row of the chain: its seq and its hash (0 and the genesis hash when
@@ -296,6 +314,14 @@ class Store(Protocol):
         :raises StorageError: it cannot be opened, or (``readonly``) does not exist.
         :raises MigrationError: its schema needs a migration this call may not apply.
         """
+        ...
+
+    def migrate(self, database: str) -> list[Migration]:
+        """Apply ``database``'s pending schema migrations; return those applied."""
+        ...
+
+    def migration_status(self, database: str) -> list[MigrationStatus]:
+        """Every known migration of ``database`` and when it was applied (read-only)."""
         ...
 
     def exists(self, database: str) -> bool:

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +23,9 @@ import orjson
 from nocturnus.store import migrate
 from nocturnus.store.chain import GENESIS, pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
+from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
+    TABLES,
     ChainRow,
     EventRow,
     KeyRow,
@@ -109,7 +111,7 @@ def applied(conn: sqlite3.Connection) -> dict[int, migrate.Applied]:
 
 def apply_migrations(
     conn: sqlite3.Connection, migrations: list[migrate.Migration] | None = None
-) -> list[migrate.Migration]:
+) -> list[Migration]:
     """Apply the pending migrations, each in one transaction with its row; return them.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Safe against a
@@ -544,6 +546,33 @@ class SqliteRecorder:
             dest.unlink(missing_ok=True)
             raise storage_error(e, "backing up", dest) from e
 
+    def dump(self, table: str) -> Iterator[tuple[object, ...]]:
+        """Every row of one of :data:`TABLES` (a backup's copy), in key order."""
+        self._require_open()
+        columns = TABLES[table]
+        try:
+            yield from self._conn.execute(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {columns[0]}"
+            )
+        except sqlite3.Error as e:
+            raise storage_error(e, "reading a backup", self.path) from e
+
+    def load(self, rows: Mapping[str, Iterable[Sequence[object]]]) -> None:
+        """Replace this (new) file's rows with ``rows`` per table, in one transaction."""
+        self._require_writable()
+        try:
+            with self._write():
+                for table, table_rows in rows.items():
+                    columns = TABLES[table]
+                    self._conn.execute(f"DELETE FROM {table}")
+                    self._conn.executemany(
+                        f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                        f"({', '.join('?' * len(columns))})",
+                        table_rows,
+                    )
+        except sqlite3.Error as e:
+            raise storage_error(e, "writing a backup", self.path) from e
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -728,6 +757,26 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         ) from e
 
 
+def create_backup_file(dest: Path, database: str) -> SqliteRecorder:
+    """A new, empty SQLite log at ``dest`` (mode 0600) for a backup to fill.
+
+    :raises StorageError: ``dest`` exists or cannot be created.
+    """
+    dest = Path(dest)
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except OSError as e:
+        raise StorageError(f"cannot create backup file {dest}: {e.strerror}") from e
+    try:
+        recorder = SqliteRecorder(dest, database)
+        recorder._conn.execute("PRAGMA journal_mode = DELETE").fetchone()
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return recorder
+
+
 def read_database_name(path: Path) -> str | None:
     """The database name a log file was created for, read without any key.
 
@@ -764,6 +813,24 @@ class SqliteStore:
 
     def recorder(self, database: str, *, readonly: bool = False) -> SqliteRecorder:
         return SqliteRecorder(self.path(database), database, readonly=readonly)
+
+    def migrate(self, database: str) -> list[Migration]:
+        conn = _connect(self.path(database), readonly=False)
+        try:
+            return apply_migrations(conn)
+        finally:
+            conn.close()
+
+    def migration_status(self, database: str) -> list[MigrationStatus]:
+        conn = _connect(self.path(database), readonly=True)
+        try:
+            return migrate.status(
+                applied(conn), migrate.discover(migrate.migrations_dir("sqlite"))
+            )
+        except sqlite3.Error as e:
+            raise storage_error(e, "listing migrations", self.path(database)) from e
+        finally:
+            conn.close()
 
     def exists(self, database: str) -> bool:
         return self.path(database).is_file()

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 
 from nocturnus.service.maintenance import verify_database
+from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import parse_master_key
-from nocturnus.store.sqlite import SqliteStore
 from tests.server import TEST_MASTER_KEY, Server
 
 ROUNDS = 10
@@ -123,9 +123,14 @@ def check(server: Server, ledger: Ledger) -> tuple[int, int]:
 
 
 def test_kill_9_under_http_load_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    kill_9_under_load(Server(tmp_path / "data", env={"NOCTURNUS_SNAPSHOT_EVERY": "40"}))
+
+
+def kill_9_under_load(server: Server) -> None:
+    """SIGKILL a server under write load, restart it, find every acknowledged write;
+    also run on PostgreSQL (tests/api/test_postgresql.py)."""
     rng = random.Random(20261128)
     ledger = Ledger()
-    server = Server(tmp_path / "data", env={"NOCTURNUS_SNAPSHOT_EVERY": "40"})
     server.start()
     for round_ in range(ROUNDS):
         stop = threading.Event()
@@ -157,5 +162,9 @@ def test_kill_9_under_http_load_loses_no_acknowledged_write(tmp_path: Path) -> N
     assert server.stop() == 0
     assert acked > ROUNDS * 10 and bulks > ROUNDS  # the load was real
     key = parse_master_key(TEST_MASTER_KEY, "test")
-    for name in ("_system", "default"):
-        assert verify_database(SqliteStore(server.data_dir), key, name).ok
+    store = open_store(server.env.get("NOCTURNUS_STORE", ""), server.data_dir)
+    try:
+        for name in ("_system", "default"):
+            assert verify_database(store, key, name).ok
+    finally:
+        store.close()

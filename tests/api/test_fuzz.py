@@ -80,6 +80,7 @@ class Context:
     database_rule_id: str
     key_id: str
     doomed_key_id: str
+    constraint_id: str
 
 
 @dataclass
@@ -119,8 +120,12 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
             seed("POST", "/tell", SEEDED_FACT, tenant=tenant, database=database)
             seed("POST", "/tell", {**SEEDED_FACT, "scope": DOOMED_SCOPE}, tenant=tenant, database=database)
             rule_id = seed("POST", "/teach", {**rule, "scope": "s1"}, tenant=tenant, database=database)["rule"]["id"]
+            restrict = {"command": "RESTRICT { fz_never(?x) }."}
+            answer = seed("POST", "/execute", restrict, tenant=tenant, database=database)
+            constraint_id = answer["statements"][0]["constraint"]["id"]
             seeds.contexts.append(
-                Context(database, tenant, rule_id, database_rule_id, key_id, doomed_key_id)
+                Context(database, tenant, rule_id, database_rule_id, key_id, doomed_key_id,
+                        constraint_id)
             )
         seed("POST", "/tell", SEEDED_FACT, tenant=DOOMED_TENANT, database=database)
     yield server, seeds
@@ -155,6 +160,7 @@ def path_values(
         "rule_id": context.database_rule_id if path.startswith("/admin") else context.rule_id,
         "key_id": context.doomed_key_id if deleting else context.key_id,
         "name": DOOMED_SCOPE,
+        "constraint_id": context.constraint_id,
         "module": "app.js",  # the web console's script modules (issue 21)
     }.get(name)
     if known is None:
@@ -216,12 +222,20 @@ def with_known_names(body: Any) -> Any:
     """A valid body naming things that exist: the seeded fact, one source scope.
 
     Some routes need more than their schema can say: an existing fact
-    (``/memory/priority``), or exactly one of several aliases naming a scope (the
+    (``/memory/priority``), exactly one of several aliases naming a scope (the
     ``/scope/*`` bodies: ``source``/``sourceScope``/``scopeA`` must agree and one is
-    required). Without these, random valid bodies are refused for good reasons.
+    required), a script that parses (``/execute``) or every role of a template
+    (``/assert/template``). Without these, random valid bodies are refused for good
+    reasons.
     """
     if not isinstance(body, dict):
         return body
+    if isinstance(body.get("command"), str):  # /execute: a script of the text syntax
+        body = {**body, "command": "par(a, b).\n?- par(?x, ?y)."}
+    if isinstance(body.get("predicates"), dict) and "type" in body:  # /assert/template
+        roles = {"P", "Q", "R", "S", "CAUSE", "EFFECT", "FEATURE", "CATEGORY", "CONCLUSION",
+                 "EVIDENCE", "EXCEPTION", "EVALUATION", "CRITERIA"}
+        body = {**body, "predicates": {role: f"fz_{role.lower()}" for role in roles}}
     if "predicate" in body and "args" in body:
         body = {k: v for k, v in body.items() if k not in ("scope", "negated", "truthVal")}
         body = {**body, **SEEDED_FACT}

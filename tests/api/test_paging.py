@@ -184,3 +184,30 @@ def test_mcp_ask_tool_takes_the_same_options(server: Server, chain: str) -> None
     assert page == rest
     queried = client.call("query", {"predicate": "edge", "args": ["?x", "?y"], "limit": 2})
     assert queried["structuredContent"]["count"] == 2
+
+
+def test_a_large_answer_streams_whole(server: Server, tenant: str) -> None:
+    """Past 1 MiB the body is sent in chunks with its length: it arrives whole."""
+    facts = [{"predicate": "link", "args": [f"v{i}", f"v{i + 1}"]} for i in range(300)]
+    post(server, tenant, "/assert/facts", {"facts": facts})
+    for body in (
+        [{"predicate": "link", "args": ["?x", "?y"]}],
+        [{"predicate": "path", "args": ["?x", "?z"]}, {"predicate": "link", "args": ["?z", "?y"]}],
+    ):
+        response = server.request(
+            "POST", "/teach", tenant=tenant,
+            json={"head": {"predicate": "path", "args": ["?x", "?y"]}, "body": body},
+        )
+        assert response.status_code == 200, response.text
+    goal = {"predicate": "path", "args": ["?x", "?y"]}
+    response = server.request("POST", "/ask", tenant=tenant, json=goal)
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content) > 1 << 20
+    assert response.headers["content-type"] == "application/json"
+    assert "x-request-id" in response.headers  # response middleware ran
+    full = response.json()
+    assert full["count"] == 300 * 301 // 2 == len(full["results"]) == len(full["bindings"])
+    found = pages(server, tenant, "/ask", goal, 20_000)
+    assert [r for p in found for r in p["results"]] == full["results"]
+    inferred = server.request("POST", "/infer", tenant=tenant, json=goal)
+    assert inferred.json() == full["results"]

@@ -48,6 +48,9 @@ LEAST_ROLE = {
     "/context/summary": "reader", "/context/session/clear": "reader",
     "/memory/recall": "reader", "/memory/query/temporal": "reader", "/memory/priority": "writer",
     "GET /auth/whoami": "reader",
+    # the text syntax (issue 18): each statement is checked again like its REST twin
+    "/execute": "reader", "/test": "reader", "/assert/template": "writer",
+    "GET /constraints": "reader", "DELETE /constraints/<>": "writer",
     # issue 18: transactions, memory upkeep, the live feed
     "/tx/begin": "writer", "/tx/commit/<>": "writer", "/tx/rollback/<>": "writer",
     "/memory/prioritize": "writer", "/memory/consolidate": "writer",

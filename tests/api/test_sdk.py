@@ -23,9 +23,11 @@ only for the absence of an exception. Covered (``Sync…`` = ``SyncNocturnusAICl
   ``call_tool`` (listed names and the original's hidden aliases), ``server_info``,
   ``protocol_version``.
 
-Not here yet: the text-DSL calls (``execute``, templates, ``test``) and ``bootstrap``
-are the "dsl" engineer's (issue 18) and join once their routes land; the LLM calls
-(``extract_facts``, ``process_turns``, ``ingest_and_optimize``) are issue 19's.
+* the text syntax — ``execute`` (the SDK has no call for templates or ``/test``).
+
+Not here yet: ``bootstrap`` (``/auth/bootstrap``, the "dsl" engineer's admin compat,
+joins once it lands) and the LLM calls (``extract_facts``, ``process_turns``,
+``ingest_and_optimize``: issue 19's).
 """
 
 from __future__ import annotations
@@ -400,3 +402,21 @@ def test_key_management(auth_server: Server) -> None:
         assert revoked["id"] == made["id"]
         assert made["id"] not in {k["id"] for k in admin.list_keys() if k.get("enabled", True)
                                   and not k.get("revokedAt")}
+
+
+# -- the text syntax (issue 18, the "dsl" engineer's routes) ---------------------------------
+
+
+def test_execute(sdk: SyncNocturnusAIClient) -> None:
+    told = sdk.execute("ASSERT parent(alice, bob);\nASSERT parent(bob, carol);")
+    assert told == "Stored: parent(alice, bob)\nStored: parent(bob, carol)"
+    sdk.execute("ASSERT FORALL ?x, ?z { gp(?x, ?z) <- parent(?x, ?y) AND parent(?y, ?z) };")
+    answer = sdk.execute("INFER gp(?who, carol);")
+    assert "gp(alice, carol)" in answer
+    assert names(sdk.infer("gp", ["?x", "?y"])) == [("gp", ["alice", "carol"])]
+    tx = sdk.begin_transaction()
+    sdk.assert_fact("parent", ["carol", "dan"], transaction_id=tx)
+    sdk.commit_transaction(tx)
+    assert "gp(bob, dan)" in sdk.execute("INFER gp(?x, dan);")
+    with pytest.raises(NocturnusAIValidationError):
+        sdk.execute("ASSERT parent(alice")

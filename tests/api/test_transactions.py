@@ -292,3 +292,27 @@ def test_reads_in_a_transaction_leave_the_tenants_sessions_alone(server: Server,
     diff = call(server, "POST", "/context/diff", tenant, {"sessionId": "s1"})
     assert diff["previousWindowId"] == first["windowId"] and diff["added"] == []
     call(server, "POST", f"/tx/rollback/{tx}", tenant)
+
+
+def test_scripts_and_constraints_take_part_in_transactions(server: Server, tenant: str) -> None:
+    """The text syntax (dsl's /execute) runs inside a transaction through the same hook, and
+    a RESTRICT constraint refuses a buffered write at once, as it would refuse the commit."""
+    script = "employee(ann).\nRESTRICT ?x { employee(?x) AND contractor(?x) } -> CONTRADICTION;"
+    tx = begin(server, tenant)
+    ran = call(server, "POST", "/execute", tenant, {"command": script}, tx=tx)
+    assert ran["buffered"] is True and ran["count"] == 2
+    assert facts(server, tenant, "employee") == [] and facts(server, tenant, "employee", tx=tx) == [
+        ["ann"]]
+    refused = call(server, "POST", "/tell", tenant, {"predicate": "contractor", "args": ["ann"]},
+                   tx=tx, status=409)
+    assert refused["code"] == "CONFLICT"
+    call(server, "POST", "/execute", tenant, {"command": "contractor(bob)."}, tx=tx)
+    done = call(server, "POST", f"/tx/commit/{tx}", tenant)
+    assert done["steps"] == 2
+    assert facts(server, tenant, "contractor") == [["bob"]]
+    # committed: the constraint holds outside too, and a later transaction cannot break it
+    call(server, "POST", "/tell", tenant, {"predicate": "contractor", "args": ["ann"]}, status=409)
+    later = begin(server, tenant)
+    call(server, "POST", "/tell", tenant, {"predicate": "employee", "args": ["bob"]}, tx=later,
+         status=409)
+    call(server, "POST", f"/tx/rollback/{later}", tenant)

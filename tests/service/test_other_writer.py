@@ -4,6 +4,7 @@ only one. Two Databases over one SQLite store stand in for two processes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,27 @@ from nocturnus.service import tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import Databases
+from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import AppendConflict
 
 MASTER = MasterKey(bytes(range(32)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Where both writers' store is: the data dir's files, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    from tests.pg import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+def databases(data_dir: Path, location: str) -> Databases:
+    return Databases(data_dir, MASTER, store=open_store(location, data_dir))
 
 
 async def facts_of(db: Database[DatabaseState], tenant: str) -> list[Any]:
@@ -31,12 +49,12 @@ def lit(predicate: str, *args: object) -> dict[str, Any]:
 
 
 def test_a_decision_on_a_stale_tenant_is_refused_then_succeeds_caught_up(
-    tmp_path: Path,
+    tmp_path: Path, location: str
 ) -> None:
     async def scenario() -> None:
-        first = Databases(tmp_path, MASTER)
+        first = databases(tmp_path, location)
         await first.open()
-        second = Databases(tmp_path, MASTER)
+        second = databases(tmp_path, location)
         await second.open()
         a, b = first.get("default"), second.get("default")
         await tenants.tell(a, "acme", TellFact("p", ("one",)))
@@ -54,23 +72,26 @@ def test_a_decision_on_a_stale_tenant_is_refused_then_succeeds_caught_up(
         assert await facts_of(b, "fresh") == [("f",)]
         await second.close()
         await first.close()
+        first.store.close()
+        second.store.close()
 
-        reopened = Databases(tmp_path, MASTER)
+        reopened = databases(tmp_path, location)
         await reopened.open()
         db = reopened.get("default")
         assert await facts_of(db, "acme") == [("one",), ("three",), ("two",)]
         assert await facts_of(db, "fresh") == [("f",)]
         assert await facts_of(db, "other") == [("x",)]
         await reopened.close()
+        reopened.store.close()
 
     asyncio.run(scenario())
 
 
-def test_the_database_level_catches_up_after_a_refusal(tmp_path: Path) -> None:
+def test_the_database_level_catches_up_after_a_refusal(tmp_path: Path, location: str) -> None:
     async def scenario() -> None:
-        first = Databases(tmp_path, MASTER)
+        first = databases(tmp_path, location)
         await first.open()
-        second = Databases(tmp_path, MASTER)
+        second = databases(tmp_path, location)
         await second.open()
         a, b = first.get("default"), second.get("default")
         rule = TeachRule(lit("q", "?x"), (lit("p", "?x"),))
@@ -84,15 +105,17 @@ def test_the_database_level_catches_up_after_a_refusal(tmp_path: Path) -> None:
         assert {r.rule.head.predicate for r in tenants.database_rules(b)} == {"q", "r"}
         await second.close()
         await first.close()
+        first.store.close()
+        second.store.close()
 
     asyncio.run(scenario())
 
 
-def test_nothing_of_a_refused_write_is_kept(tmp_path: Path) -> None:
+def test_nothing_of_a_refused_write_is_kept(tmp_path: Path, location: str) -> None:
     async def scenario() -> None:
-        first = Databases(tmp_path, MASTER)
+        first = databases(tmp_path, location)
         await first.open()
-        second = Databases(tmp_path, MASTER)
+        second = databases(tmp_path, location)
         await second.open()
         a, b = first.get("default"), second.get("default")
         await tenants.tell(a, "acme", TellFact("p", ("one",)))
@@ -103,5 +126,7 @@ def test_nothing_of_a_refused_write_is_kept(tmp_path: Path) -> None:
         assert ("refused",) not in await facts_of(b, "acme")
         await second.close()
         await first.close()
+        first.store.close()
+        second.store.close()
 
     asyncio.run(scenario())

@@ -4,6 +4,7 @@ the transaction_committed event replayed like a live commit."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -103,3 +104,15 @@ def test_a_committed_transaction_replays_as_its_events_applied_in_order() -> Non
         assert visible(live, scope) == visible(replayed, scope) == visible(one_by_one, scope)
     assert visible(live, "h") == [("b",)] and visible(live) == []
     assert live.record(FactKey("h", "p", False, ("b",))) is not None
+
+
+def test_staged_copy_knows_every_field_of_the_projection() -> None:
+    """A census: a new TenantState field must be copied (or left out on purpose) by
+    ``staged_copy``, or a transaction's view silently lacks it (as it once lacked the
+    tenant's constraints)."""
+    handled = {
+        "name", "last_seq", "created_at", "facts", "rules", "views", "priorities",
+        "constraints", "incarnation", "_dirty", "_timeline", "_tickets", "_heirs",
+        "changed",  # a consumer's journal of the live state: a copy starts without one
+    }
+    assert {f.name for f in dataclasses.fields(TenantState)} == handled

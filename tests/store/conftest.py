@@ -50,12 +50,45 @@ class SqliteBackend:
             conn.close()
 
 
-@pytest.fixture(params=["sqlite"])
+class PostgresBackend:
+    name = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        from nocturnus.store.postgresql import PostgresStore
+
+        self.location = url
+        self.store = PostgresStore(url)
+
+    def sql(self, database: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        import psycopg
+        from psycopg import sql
+
+        from nocturnus.store.postgresql import schema_name
+
+        with psycopg.connect(self.location, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name(database)))
+            )
+            cur = conn.execute(statement.replace("?", "%s"), params)
+            return [tuple(row) for row in cur.fetchall()] if cur.description else []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Each recorder backend in turn (the contract suite runs against all of them)."""
-    chosen = SqliteBackend(tmp_path / "data")
-    yield chosen
-    chosen.store.close()
+    if request.param == "sqlite":
+        chosen: Backend = SqliteBackend(tmp_path / "data")
+        yield chosen
+        chosen.store.close()
+        return
+    from tests.pg import fresh_database
+
+    with fresh_database() as url:
+        chosen = PostgresBackend(url)
+        try:
+            yield chosen
+        finally:
+            chosen.store.close()
 
 
 @pytest.fixture

@@ -143,18 +143,23 @@ class Console:
 
     def fill(self, form: str, values: dict[str, str | bool]) -> None:
         """Type each value into the field labelled with its key (checkboxes: a bool)."""
-        from selenium.webdriver.support.ui import Select
-
         for label, value in values.items():
             element = self.field(form, label)
-            if element.tag_name == "select":
-                Select(element).select_by_value(value)
+            if element.tag_name == "select":  # its options may still be loading
+                self.choose(element, str(value))
             elif element.get_attribute("type") == "checkbox":
                 if element.is_selected() != bool(value):
                     element.click()
             else:
                 element.clear()
                 element.send_keys(str(value))
+
+    def choose(self, select: Any, value: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        option = f"option[value={xpath_literal(value)}]"
+        self.until(lambda: select.find_elements(self.by.CSS_SELECTOR, option), option)
+        Select(select).select_by_value(value)
 
     def press(self, label: str, within: str = "") -> None:
         self.find(f"{within}//button[normalize-space()={xpath_literal(label)}]").click()

@@ -107,13 +107,53 @@ def test_tell_facts_and_escape_every_argument(signed_in: Console) -> None:
     assert row.is_displayed()
     assert c.driver.find_elements(c.by.XPATH, "//main//img") == []
     assert c.driver.execute_script("return window.__pwned") is None
-    c.fill("Filter facts", {"Argument contains": "charlie"})
+    c.fill("Filter facts", {"Predicate": "parent", "Argument pattern": "?_, charlie"})
     c.submit("Filter facts", "Filter")
     c.see("Facts 1–1 of 1")
+    c.see("parent(bob, charlie)", "//main//table")
     c.shot("01-facts")
-    c.fill("Filter facts", {"Argument contains": ""})
+    c.fill("Filter facts", {"Predicate": "", "Argument pattern": ""})
     c.submit("Filter facts", "Filter")
     c.see("Facts 1–3 of 3")
+
+
+def test_facts_come_in_pages_that_follow_the_server_cursor(
+    signed_in: Console, world: dict[str, Any]
+) -> None:
+    many = [{"predicate": "item", "args": [f"i{n:03d}"]} for n in range(120)]
+    told = world["server"].request(
+        "POST",
+        "/assert/facts",
+        tenant="acme",
+        database=world["db"],
+        headers=bearer(world["key"]),
+        json={"facts": many},
+    )
+    assert told.json()["asserted"] == 120, told.text
+    c = signed_in
+    c.go("Facts")
+    c.fill("Filter facts", {"Predicate": "item"})
+    c.submit("Filter facts", "Filter")
+    seen: list[str] = []
+    for first, last in ((1, 50), (51, 100), (101, 120)):
+        c.see(f"Facts {first}–{last} of 120")
+        rows = c.driver.find_elements(c.by.XPATH, "//main//tbody/tr/td[1]")
+        seen += [r.text for r in rows]
+        if last < 120:
+            c.press("Next page")
+    assert seen == [f"item(i{n:03d})" for n in range(120)]
+    assert not c.find("//button[normalize-space()='Next page']").is_enabled()
+    c.press("Previous page")
+    c.see("Facts 51–100 of 120")
+    retracted = world["server"].request(
+        "POST",
+        "/retract/pattern",
+        tenant="acme",
+        database=world["db"],
+        headers=bearer(world["key"]),
+        json={"predicate": "item", "args": ["?_"]},
+    )
+    assert retracted.json()["retracted"] == 120
 
 
 def test_teach_a_rule_and_see_its_text(signed_in: Console) -> None:
@@ -166,6 +206,28 @@ def test_ask_and_open_the_proof_tree(signed_in: Console) -> None:
         lambda: all(leaf.is_displayed() for leaf in leaves), "the proof to open again"
     )
     c.shot("03-ask-proof")
+
+
+def test_ask_pages_answers_with_the_server_cursor(signed_in: Console) -> None:
+    c = signed_in
+    c.go("Ask")
+    c.fill(
+        "Ask a question",
+        {
+            "Predicate": "parent",
+            "Arguments": "?x, ?y",
+            "Scope (blank: every scope)": "main",
+            "At most (answers)": "1",
+        },
+    )
+    c.submit("Ask a question", "Ask")
+    c.see("1 answer so far")
+    c.press("More answers")
+    c.see("2 answers")
+    answers = c.driver.find_elements(c.by.XPATH, "//main//p[@class='answer-head']/code")
+    assert [a.text for a in answers] == ["parent(alice, bob)", "parent(bob, charlie)"]
+    more = "//main//button[normalize-space()='More answers']"
+    assert not c.driver.find_element(c.by.XPATH, more).is_displayed()
 
 
 def test_fork_and_compare_a_scope_side_by_side(signed_in: Console) -> None:

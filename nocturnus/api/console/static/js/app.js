@@ -181,6 +181,14 @@ function wire() {
     });
   });
   window.addEventListener("hashchange", () => route());
+  // Choosing the view already open shows it afresh (no hashchange fires then).
+  $("nav").addEventListener("click", (event) => {
+    const link = event.target.closest("a");
+    if (link && link.getAttribute("href") === location.hash) {
+      event.preventDefault();
+      route();
+    }
+  });
 }
 
 async function start() {

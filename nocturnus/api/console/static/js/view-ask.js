@@ -61,26 +61,46 @@ export default {
         h("div", { className: "field check" }, withProof,
           h("label", { htmlFor: "ask-proof" }, "With proofs"))),
       h("button", { type: "submit" }, "Ask"), status);
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
+    // With "At most", the server pages the answers: "More answers" follows its cursor.
+    const shown = { body: null, count: 0 };
+    const list = h("ol", { className: "answers" });
+    const more = h("button", { type: "button", className: "quiet", hidden: true,
+      onclick: () => fetchAnswers(true) }, "More answers");
+
+    async function fetchAnswers(next) {
       const answer = await attempt(status, () => {
-        const body = {
-          predicate: predicate.value.trim(),
-          args: parseArgs(args.value),
-          withProof: withProof.checked,
-        };
-        if (scope.value.trim()) body.scope = scope.value.trim();
-        if (limit.value) body.limit = Number(limit.value);
-        return call("POST", "/ask", { tenant: true, body });
+        if (!next) {
+          const body = {
+            predicate: predicate.value.trim(),
+            args: parseArgs(args.value),
+            withProof: withProof.checked,
+          };
+          if (scope.value.trim()) body.scope = scope.value.trim();
+          if (limit.value) body.limit = Number(limit.value);
+          shown.body = body;
+        }
+        return call("POST", "/ask", { tenant: true, body: shown.body });
       });
       if (!answer) return;
+      if (!next) {
+        shown.count = 0;
+        replace(list);
+      }
+      answer.results.forEach((r, i) =>
+        list.append(answerItem(r, answer.bindings[i], shown.count + i)));
+      shown.count += answer.results.length;
+      shown.body = { ...shown.body, cursor: answer.nextCursor };
+      more.hidden = !answer.nextCursor;
       replace(answers,
         h("p", { className: "count", role: "status" },
-          `${answer.count} answer${answer.count === 1 ? "" : "s"}`),
-        answer.results.length
-          ? h("ol", { className: "answers" },
-            answer.results.map((r, i) => answerItem(r, answer.bindings[i], i)))
-          : null);
+          `${shown.count} answer${shown.count === 1 ? "" : "s"}`
+          + (answer.nextCursor ? " so far" : "")),
+        shown.count ? list : null, more);
+    }
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      fetchAnswers(false);
     });
     root.append(form, answers);
     return undefined;

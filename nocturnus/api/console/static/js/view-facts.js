@@ -8,32 +8,45 @@ import { attempt, confirmAction, heading, scopeOrNull, statusRegion, target } fr
 export const PAGE_SIZE = 50;
 const STRATEGIES = ["", "REJECT", "NEWEST_WINS", "CONFIDENCE", "KEEP_BOTH"];
 
-/** Every stored fact of the picked tenant and scope, positive and negated, sorted. */
-async function loadFacts(predicate) {
+/**
+ * The queries that together list the stored facts asked for: one per predicate, arity
+ * and polarity that holds any (each counted with ``shape: "count"``), so that pages walk
+ * through them with the server's cursors and never load a whole tenant at once.
+ */
+async function factStreams(predicate, pattern) {
   const scope = scopeOrNull();
   const stats = await call("GET", "/predicates", { tenant: true, query: { scope } });
-  const wanted = stats.predicates.filter((p) => p.factCount > 0
-    && (!predicate || p.predicate === predicate));
-  const queries = [];
-  for (const p of wanted) {
-    for (const negated of [false, true]) {
-      queries.push(call("POST", "/query", {
-        tenant: true,
-        body: { predicate: p.predicate, args: anyArgs(p.arity), negated, scope },
-      }));
-    }
-  }
-  const answers = await Promise.all(queries);
-  const facts = answers.flatMap((a) => a.results);
-  facts.sort((a, b) => atomText(a).localeCompare(atomText(b))
-    || String(a.scope).localeCompare(String(b.scope)));
-  return { facts, predicates: stats.predicates };
+  const chosen = stats.predicates.filter((p) => p.factCount > 0
+    && (!predicate || p.predicate === predicate)
+    && (!pattern.length || p.arity === pattern.length));
+  const candidates = chosen.flatMap((p) => [false, true].map((negated) => ({
+    predicate: p.predicate,
+    args: pattern.length ? pattern : anyArgs(p.arity),
+    negated,
+    scope,
+  })));
+  const counts = await Promise.all(candidates.map((q) =>
+    call("POST", "/query", { tenant: true, body: { ...q, shape: "count" } })));
+  return {
+    streams: candidates.filter((_, i) => counts[i].count > 0),
+    total: counts.reduce((sum, c) => sum + c.count, 0),
+    predicates: stats.predicates,
+  };
 }
 
-function matchesArgument(fact, text) {
-  if (!text) return true;
-  const needle = text.toLowerCase();
-  return fact.args.some((a) => String(a).toLowerCase().includes(needle));
+/** One page of facts from ``start`` ({index, cursor}), and where the next one starts. */
+async function factPage(streams, start) {
+  const facts = [];
+  let at = start;
+  while (facts.length < PAGE_SIZE && at.index < streams.length) {
+    const body = { ...streams[at.index], limit: PAGE_SIZE - facts.length };
+    if (at.cursor) body.cursor = at.cursor;
+    const answer = await call("POST", "/query", { tenant: true, body });
+    facts.push(...answer.results);
+    at = answer.nextCursor ? { index: at.index, cursor: answer.nextCursor }
+      : { index: at.index + 1, cursor: null };
+  }
+  return { facts, next: at };
 }
 
 export default {
@@ -47,24 +60,23 @@ export default {
       root.append(message("note", "Pick a tenant in the bar above to see its facts."));
       return undefined;
     }
-    const view = { all: [], shown: [], page: 0 };
+    // starts[i]: where page i begins among the streams (pages follow the cursors)
+    const view = { streams: [], total: 0, starts: [], page: 0 };
 
     // -- filters ------------------------------------------------------------------
     const predicateSelect = h("select", { name: "predicate" },
       h("option", { value: "" }, "every predicate"));
-    const argumentInput = h("input", { name: "argument", type: "search", spellcheck: false });
+    const patternInput = h("input", { name: "pattern", spellcheck: false });
     const filterStatus = statusRegion();
     const filters = h("form", { className: "inline", "aria-label": "Filter facts" },
       field("Predicate", predicateSelect),
-      field("Argument contains", argumentInput),
+      field("Argument pattern", patternInput, "e.g. ?_, charlie (?_ matches anything)"),
       h("button", { type: "submit" }, "Filter"));
     const results = h("div", { className: "results" });
     const pager = h("div", { className: "pager" });
 
-    function showPage() {
-      const start = view.page * PAGE_SIZE;
-      const slice = view.shown.slice(start, start + PAGE_SIZE);
-      const rows = slice.map((fact) => [
+    function showPage(facts, first) {
+      const rows = facts.map((fact) => [
         h("code", { className: "atom" }, atomText(fact)),
         fact.scope,
         fact.confidence === null ? "—" : String(fact.confidence),
@@ -76,36 +88,41 @@ export default {
           onclick: () => forgetFact(fact),
         }, "Forget"),
       ]);
-      replace(results, view.shown.length
+      replace(results, facts.length
         ? table(`Facts of ${t.tenant}`, ["fact", "scope", "confidence", "told", ""], rows)
         : message("note", "No stored facts match."));
-      const last = Math.max(0, Math.ceil(view.shown.length / PAGE_SIZE) - 1);
-      const from = view.shown.length ? start + 1 : 0;
-      const to = Math.min(start + PAGE_SIZE, view.shown.length);
+      const from = facts.length ? first + 1 : 0;
+      const hasNext = view.starts[view.page + 1].index < view.streams.length;
       replace(pager,
         h("button", { type: "button", disabled: view.page === 0,
-          onclick: () => { view.page -= 1; showPage(); } }, "Previous page"),
+          onclick: () => turn(view.page - 1) }, "Previous page"),
         h("span", { className: "count", "aria-live": "polite" },
-          `Facts ${from}–${to} of ${view.shown.length}`),
-        h("button", { type: "button", disabled: view.page >= last,
-          onclick: () => { view.page += 1; showPage(); } }, "Next page"));
+          `Facts ${from}–${first + facts.length} of ${view.total}`),
+        h("button", { type: "button", disabled: !hasNext,
+          onclick: () => turn(view.page + 1) }, "Next page"));
     }
 
-    function applyFilter() {
-      view.shown = view.all.filter((f) => matchesArgument(f, argumentInput.value.trim()));
-      view.page = 0;
-      showPage();
+    async function turn(page) {
+      const loaded = await attempt(filterStatus,
+        () => factPage(view.streams, view.starts[page]));
+      if (!loaded) return;
+      view.page = page;
+      view.starts[page + 1] = loaded.next;
+      showPage(loaded.facts, page * PAGE_SIZE);
     }
 
     async function reload() {
       const chosen = predicateSelect.value;
-      const loaded = await attempt(filterStatus, () => loadFacts(chosen));
-      if (!loaded) return;
+      const found = await attempt(filterStatus, () => factStreams(chosen,
+        patternInput.value.trim() ? parseArgs(patternInput.value) : []));
+      if (!found) return;
       replace(predicateSelect, h("option", { value: "" }, "every predicate"),
-        [...new Set(loaded.predicates.filter((p) => p.factCount > 0).map((p) => p.predicate))]
+        [...new Set(found.predicates.filter((p) => p.factCount > 0).map((p) => p.predicate))]
           .map((name) => h("option", { value: name, selected: name === chosen }, name)));
-      view.all = loaded.facts;
-      applyFilter();
+      view.streams = found.streams;
+      view.total = found.total;
+      view.starts = [{ index: 0, cursor: null }];
+      await turn(0);
     }
 
     filters.addEventListener("submit", (event) => {

@@ -1,0 +1,106 @@
+"""Running a script of the text syntax: its steps, in order, through the tenant façade.
+
+The API parses and validates the whole script into steps before this runs, so a
+syntax error or a bad field stores nothing. The steps then run one after another, each
+exactly as its REST route would run it (``tell``, ``teach``, ``ask``, ``forget``,
+``restrict``) and each committed on its own: a later step sees what an earlier one
+stored. The first step that fails stops the script; the steps before it stay done and
+the outcome says how far it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nocturnus.engine.rules import Literal
+from nocturnus.errors import NocturnusError
+from nocturnus.service import tenants
+from nocturnus.service.answers import Answer
+from nocturnus.service.commands import (
+    RetractOutcome,
+    TeachOutcome,
+    TeachRule,
+    TellFact,
+    TellOutcome,
+)
+from nocturnus.service.constraints import AddConstraint, RestrictOutcome
+from nocturnus.service.database import Database, DatabaseState, now_ms
+from nocturnus.service.facts import FactKey
+from nocturnus.service.logictests import LogicTest, TestResult, run_tests
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """``?- goal.``, ``INFER goal [WITH PROOF];`` or ``EXPLAIN goal;``."""
+
+    goal: Literal
+    scope: str | None
+    with_proof: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """``RETRACT fact;``."""
+
+    key: FactKey
+
+
+Step = TellFact | TeachRule | Question | Forget | AddConstraint | LogicTest
+Outcome = (
+    TellOutcome
+    | TeachOutcome
+    | list[Answer]
+    | RetractOutcome
+    | RestrictOutcome
+    | TestResult
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptOutcome:
+    """What each step that ran gave, in order; ``failure``: what stopped the script."""
+
+    outcomes: tuple[Outcome, ...]
+    failure: NocturnusError | None = None
+
+    @property
+    def failed_step(self) -> int | None:
+        return len(self.outcomes) if self.failure is not None else None
+
+
+async def run(
+    db: Database[DatabaseState], tenant: str, steps: Sequence[Step]
+) -> ScriptOutcome:
+    """Run ``steps`` in order; stop at the first error (the steps before stay done)."""
+    outcomes: list[Outcome] = []
+    for step in steps:
+        try:
+            outcomes.append(await _run_step(db, tenant, step))
+        except NocturnusError as e:
+            return ScriptOutcome(tuple(outcomes), e)
+    return ScriptOutcome(tuple(outcomes))
+
+
+async def _run_step(db: Database[DatabaseState], tenant: str, step: Step) -> Outcome:
+    if isinstance(step, TellFact):
+        return await tenants.tell(db, tenant, step)
+    if isinstance(step, TeachRule):
+        return await tenants.teach(db, tenant, step)
+    if isinstance(step, Question):
+        return await tenants.ask(
+            db, tenant, step.goal, step.scope, with_proof=step.with_proof
+        )
+    if isinstance(step, Forget):
+        return await tenants.forget(db, tenant, step.key)
+    if isinstance(step, AddConstraint):
+        return await tenants.restrict(db, tenant, step)
+    # inline, not in a thread: a script inside a transaction is run again at commit
+    # and must not suspend between its steps
+    return run_tests([step], now_ms())[0]
+
+
+async def test(tests: Sequence[LogicTest]) -> list[TestResult]:
+    """Run logic tests in scratch tenants, off the event loop (``POST /test``)."""
+    return await asyncio.to_thread(run_tests, tests, now_ms())
