@@ -34,11 +34,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("master_key", str, None, "32-byte master key (hex or base64); else data_dir/master.key"),
     Setting("store", str, "", "Where the event logs live: empty for SQLite files in the data dir, or a postgresql:// URL (one schema per database)"),
     Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
+    Setting("backup_retention", int, 7, "Days the server keeps the backups of POST /admin/backups (0 = forever)"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic snapshots (more for big tenants: see Storage)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
+    Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
+    Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
     Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
     Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
@@ -77,11 +80,14 @@ class Settings:
     master_key: str | None = field(default=None, repr=False)
     store: str = field(default="", repr=False)
     store_pool_size: int = 10
+    backup_retention: int = 7
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
+    plan_cache_size: int = 4096
+    plan_cache_per_tenant: int = 256
     mcp_sessions: int = 256
     mcp_keepalive_ms: int = 15_000
     log_format: str = "text"

@@ -35,7 +35,7 @@ class Server:
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self, timeout_s: float = 30) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # the server makes data_dir
         # The child holds its own copy of the log's descriptor; ours closes at once.
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

@@ -13,11 +13,11 @@ from sanic import Blueprint
 from nocturnus.api import render
 from nocturnus.api.endpoint import Call, endpoint, json_response
 from nocturnus.api.knowledge import CONFLICT_STRATEGY, TEACH_BODY, teach_command
-from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, obj, validate
+from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, Schema, obj, validate
 from nocturnus.api.security import security_of
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service import tenants
-from nocturnus.service.backups import backup_database
+from nocturnus.service.backup import take_backup
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import DEFAULT_DATABASE, DatabaseInfo
 
@@ -35,6 +35,7 @@ CREATE_TENANT_BODY = {
     "minProperties": 1,
 }
 BACKUP_BODY = obj([], database={"type": "string", "pattern": DATABASE_NAME})
+BACKUP_QUERY: dict[str, Schema] = {"db": {"type": "string", "pattern": DATABASE_NAME}}
 
 
 async def _audit(call: Call, action: str, target: str, **details: Any) -> None:
@@ -150,16 +151,27 @@ async def remove_database_rule(call: Call) -> dict[str, Any]:
     return {"deleted": rule_id}
 
 
-@endpoint(admin, "POST", "/admin/backups", summary="Back up a database into <data dir>/backups", body=BACKUP_BODY, body_required=False, status=201)
+@endpoint(admin, "POST", "/admin/backups", summary="Back up a database into <data dir>/backups (restorable with nocturnus restore)", body=BACKUP_BODY, body_required=False, status=201, query=BACKUP_QUERY)
 async def create_backup(call: Call) -> dict[str, Any]:
     ctx = call.request.app.ctx
-    name = call.body.get("database") or DEFAULT_DATABASE
-    backup = await backup_database(ctx.databases.get(name), ctx.settings.data_dir)
-    await _audit(call, "backup_created", name, file=backup.path.name, bytes=backup.size_bytes)
+    named = call.query.get("db"), call.body.get("database")
+    if named[0] and named[1] and named[0] != named[1]:
+        raise ValidationError(
+            f"?db={named[0]} and the body's database {named[1]!r} disagree", field="db"
+        )
+    name = named[0] or named[1] or DEFAULT_DATABASE
+    backup = await take_backup(
+        ctx.databases, name, retention_days=ctx.settings.backup_retention
+    )
+    await _audit(
+        call, "backup_created", name, file=backup.path.name, bytes=backup.size_bytes,
+        pruned=len(backup.pruned),
+    )
     return {
-        "database": backup.database,
+        "database": backup.info.database,
         "path": str(backup.path),
-        "createdAt": backup.created_at,
+        "createdAt": backup.info.taken_at,
         "bytes": backup.size_bytes,
-        "head": backup.head,
+        "head": backup.info.head,
+        "pruned": len(backup.pruned),
     }

@@ -7,8 +7,10 @@ Sanic runs after in-flight requests finished on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable
@@ -35,12 +37,17 @@ from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
 from nocturnus.api.transactions import transactions_api
+from nocturnus.engine.prepared import PlanCache
+from nocturnus.service.backup import prune_backups
+from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
 from nocturnus.store.recorder import Store
+
+PRUNE_EVERY_S = 86_400
 
 
 @dataclass(slots=True)
@@ -50,6 +57,7 @@ class AppContext:
     settings: Settings
     databases: Databases | None = None
     store: Store | None = None
+    backup_pruner: asyncio.Task[None] | None = None
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
@@ -98,6 +106,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             master_key,
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
+            plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
         )
         await databases.open()
         app.ctx.databases = databases
@@ -109,6 +118,14 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
         # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
+        app.ctx.backup_pruner = asyncio.get_running_loop().create_task(
+            _prune_backups_daily(settings)
+        )
+
+    @app.before_server_stop
+    async def stop_pruning(app: Sanic) -> None:
+        if app.ctx.backup_pruner is not None:
+            app.ctx.backup_pruner.cancel()
 
     @app.before_server_stop
     async def end_feeds(app: Sanic) -> None:
@@ -171,3 +188,17 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+async def _prune_backups_daily(settings: Settings) -> None:
+    """Prune ``<data dir>/backups`` at start and once a day (NOCTURNUS_BACKUP_RETENTION),
+    so a deleted tenant's key leaves them within the retention even when no new backup
+    is taken."""
+    while True:
+        try:
+            await asyncio.to_thread(
+                prune_backups, settings.data_dir, settings.backup_retention, now_ms()
+            )
+        except OSError as e:  # the next day tries again; /health reports the disk
+            logging.getLogger("nocturnus.service").warning("pruning backups failed: %s", e)
+        await asyncio.sleep(PRUNE_EVERY_S)

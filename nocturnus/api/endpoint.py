@@ -387,9 +387,11 @@ def _parse(
     tenant = tenant_header(request) if spec.tenant else None
     database = database_header(request) if spec.database else None
     body = parse_json_body(request) if spec.body is not None else None
-    call = _build_call(request, spec, path, body, database, tenant, path_params)
     query = {name: value for name, value in request.args.items() if name in spec.query}
     flat = {name: values[0] for name, values in query.items()}
+    # Query values a permission rule may name ("query:db") are authorized too.
+    scoped = {**path_params, **{f"query:{k}": v for k, v in flat.items()}}
+    call = _build_call(request, spec, path, body, database, tenant, scoped)
     for name, value in flat.items():
         validate(value, spec.query[name], name)
     call.query.update(flat)

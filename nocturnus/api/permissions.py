@@ -52,8 +52,8 @@ class Rule:
     """The permission a route needs and where its database/tenant scope is read.
 
     ``database``/``tenant`` list the sources tried in order: ``"header"`` (``X-Database``
-    / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``, ``"body:FIELD"``, or
-    ``"=VALUE"`` (a constant default). ``whole_database`` marks actions on every tenant of
+    / ``X-Tenant-ID`` as the endpoint parsed them), ``"path:NAME"``, ``"query:NAME"``,
+    ``"body:FIELD"``, or ``"=VALUE"`` (a constant default). ``whole_database`` marks actions on every tenant of
     a database, refused to tenant-limited keys; ``unscoped`` needs a key with no
     database/tenant lists at all; ``public_if`` names a boolean setting that makes the
     route public.
@@ -179,7 +179,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/admin/databases/<db>/rules"): on_database("database_rules", whole=False),
     ("DELETE", "/admin/databases/<db>/rules/<rule_id>"): on_database("database_rules", whole=True),
     ("POST", "/admin/backups"): Rule(
-        "backup", database=("body:database", "=default"), whole_database=True
+        "backup", database=("query:db", "body:database", "=default"), whole_database=True
     ),
     ("GET", "/admin/audit"): Rule("audit_read", unscoped=True),
     # keys: the handlers keep a scoped admin inside its own scope
@@ -291,6 +291,10 @@ def _resolve(
                 return True, header
         elif source.startswith("path:"):
             value = params.get(source[5:])
+            if value is not None:
+                return True, value
+        elif source.startswith("query:"):
+            value = params.get(source)  # the endpoint passes query values so prefixed
             if value is not None:
                 return True, value
         elif source.startswith("body:"):

@@ -207,6 +207,7 @@ def restore(
                 key,
                 source,
                 database,
+                scratch_dir=settings.data_dir,
                 replace=replace,
                 progress=progress,
             )

@@ -30,11 +30,12 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     from nocturnus.api.app import create_app
     from nocturnus.service.datadir import check_data_dir
     from nocturnus.store.dirlock import DataDirLock
+    from nocturnus.store.files import private_dir
 
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir})
         configure_logging(settings.log_format, settings.log_level)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         logging.basicConfig(
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s %(message)s",

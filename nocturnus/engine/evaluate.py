@@ -33,8 +33,9 @@ from nocturnus.engine.ir import (
     user_relation,
 )
 from nocturnus.engine.joins import comparison
-from nocturnus.engine.magic import rewrite
+from nocturnus.engine.magic import MagicProgram, rewrite
 from nocturnus.engine.order import sort_pairs, sort_rows
+from nocturnus.engine.prepared import Plans, instantiate, placeholders, rule_constants
 from nocturnus.engine.proofs import Proof, ProofBuilder, ProofSource
 from nocturnus.engine.rules import Literal, Rule
 from nocturnus.engine.table import Row, Table
@@ -107,21 +108,42 @@ def _rule_key(rule: Rule) -> tuple[Any, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Lowered:
+    """A program's rules in interned form (over one interner) and their constants.
+
+    Read only: every evaluation of the program over that interner shares them.
+    """
+
+    interner: Interner
+    rules: dict[RelKey, list[IRule]]
+    constants: frozenset[int]
+
+    @classmethod
+    def of(cls, program: Program, interner: Interner) -> Lowered:
+        rules: dict[RelKey, list[IRule]] = {
+            rel: [lower_rule(rule, interner) for rule in group]
+            for rel, group in program.by_head.items()
+        }
+        return cls(interner, rules, rule_constants(rules))
+
+
 class _State:
     """What one program has computed over one version of one FactIndex."""
 
     __slots__ = (
         "answers",
         "complete",
+        "constants",
         "has_confidence",
+        "key",
         "rules",
     )
 
-    def __init__(self, program: Program, interner: Interner) -> None:
-        self.rules: dict[RelKey, list[IRule]] = {
-            rel: [lower_rule(rule, interner) for rule in group]
-            for rel, group in program.by_head.items()
-        }
+    def __init__(self, program: Program, lowered: Lowered) -> None:
+        self.key = program.key
+        self.rules = lowered.rules
+        self.constants = lowered.constants
         self.has_confidence = program.has_confidence
         self.complete: dict[RelKey, Table] = {}
         self.answers: dict[Any, Table] = {}
@@ -172,17 +194,23 @@ class Reasoner:
             return [_answer(decode(row), confidences[row]) for row in rows]
 
     def matches(
-        self, program: Program, goal: Literal, *, min_confidence: float | None = None
+        self,
+        program: Program,
+        goal: Literal,
+        *,
+        min_confidence: float | None = None,
+        plans: Plans | None = None,
     ) -> Matches:
         """Every distinct answer to ``goal`` as interned rows, in answer order.
 
         What :meth:`solve` answers, without a constant tuple or an object per
-        answer: a large answer is rendered straight from these rows.
+        answer: a large answer is rendered straight from these rows. ``plans``
+        keeps prepared plans across writes (:mod:`~nocturnus.engine.prepared`).
 
         :raises ProgramError: as :meth:`solve`.
         """
         with collector_paused():
-            found = self._evaluate(program, goal)
+            found = self._evaluate(program, goal, plans)
             if found is None:
                 return Matches([], None)
             source, pattern, bound = found
@@ -361,13 +389,25 @@ class Reasoner:
 
     # -- internals ---------------------------------------------------------------
 
-    def _state(self, program: Program) -> _State:
+    def _state(self, program: Program, plans: Plans | None = None) -> _State:
         key = ("nocturnus.engine", program.key)
         state = self.facts.cache.get(key)
         if state is None:
-            state = _State(program, self.facts.interner)
+            state = _State(program, self._lowered(program, plans))
             self.facts.cache[key] = state
         return state  # type: ignore[no-any-return]
+
+    def _lowered(self, program: Program, plans: Plans | None) -> Lowered:
+        """The program's interned rules, prepared once per interner with ``plans``."""
+        interner = self.facts.interner
+        if plans is None:
+            return Lowered.of(program, interner)
+        key = ("lowered", program.key, id(interner))
+        found: Lowered | None = plans.get(key)
+        if found is None or found.interner is not interner:
+            found = Lowered.of(program, interner)
+            plans.put(key, found)
+        return found
 
     def _rows(
         self, program: Program, goal: Literal, min_confidence: float | None
@@ -387,14 +427,15 @@ class Reasoner:
         ]
 
     def _evaluate(
-        self, program: Program, goal: Literal
+        self, program: Program, goal: Literal, plans: Plans | None = None
     ) -> tuple[Source, tuple[Var | int, ...], tuple[int, ...]] | None:
         """Evaluate what ``goal`` needs; return its relation, pattern, bound positions.
 
         None means the goal names a constant nobody ever mentioned: no answers.
+        ``plans`` keeps what only the rules decide across writes (prepared.py).
         """
         _check_goal(goal)
-        state = self._state(program)
+        state = self._state(program, plans)
         lookup = self.facts.interner.lookup
         pattern: list[Var | int] = []
         for arg in goal.args:
@@ -415,7 +456,9 @@ class Reasoner:
             source = state.complete[rel]
         else:
             values = tuple(pattern[p] for p in bound)
-            source = self._magic(state, rel, bound, values)  # type: ignore[arg-type]
+            source = self._magic(
+                state, rel, bound, values, plans  # type: ignore[arg-type]
+            )
             if not isinstance(source, GroupedTable) and rel not in state.complete:
                 bound = ()  # the demanded answers hold only this goal's rows
         return source, tuple(pattern), bound
@@ -497,12 +540,64 @@ class Reasoner:
         stored = self.facts.relation(rel)  # type: ignore[arg-type]
         return stored.rows if stored is not None else {}
 
+    def _rewrite(
+        self,
+        state: _State,
+        rel: tuple[str, bool, int],
+        bound: tuple[int, ...],
+        values: Row,
+        weighted: bool,
+        plans: Plans | None,
+    ) -> MagicProgram:
+        """The magic-set rewrite for ``rel`` bound at ``bound`` to ``values``.
+
+        With ``plans``, the rewrite is prepared once per goal relation, adornment
+        and what it reads of the data (stored derived relations, complete ones,
+        confidences), with the values as placeholders (prepared.py).
+        """
+        relation = self.facts.relation
+
+        def rewritten(seed: Row) -> MagicProgram:
+            return rewrite(
+                rel,
+                bound,
+                state.rules,
+                lambda r: r not in state.rules or r in state.complete,
+                lambda r: relation(r) is not None,  # type: ignore[arg-type]
+                factor_with=None if weighted else seed,
+                seed=seed,
+            )
+
+        if plans is None:
+            return rewritten(values)
+        shape = placeholders(values, state.constants)
+        stored = frozenset(
+            r for r in state.rules if relation(r) is not None  # type: ignore[arg-type]
+        )
+        key = (
+            "rewritten",
+            state.key,
+            id(self.facts.interner),
+            rel,
+            bound,
+            weighted,
+            stored,
+            frozenset(state.complete),
+            shape,
+        )
+        found: tuple[Interner, MagicProgram] | None = plans.get(key)
+        if found is None or found[0] is not self.facts.interner:
+            found = (self.facts.interner, rewritten(shape))
+            plans.put(key, found)
+        return instantiate(found[1], shape, values)
+
     def _magic(
         self,
         state: _State,
         rel: tuple[str, bool, int],
         bound: tuple[int, ...],
         values: Row,
+        plans: Plans | None = None,
     ) -> Source:
         if rel in state.complete:
             return state.complete[rel]
@@ -511,15 +606,7 @@ class Reasoner:
         if found is not None:
             return found
         weighted = self._weighted_for(state, [rel])
-        program = rewrite(
-            rel,
-            bound,
-            state.rules,
-            lambda r: r not in state.rules or r in state.complete,
-            lambda r: self.facts.relation(r) is not None,  # type: ignore[arg-type]
-            factor_with=None if weighted else values,
-            seed=values,
-        )
+        program = self._rewrite(state, rel, bound, values, weighted, plans)
         if program.complete:
             self._complete(state, program.complete)
         evaluation = Evaluation(

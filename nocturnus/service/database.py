@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
+from nocturnus.engine.prepared import PlanCache
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
 from nocturnus.service.constraints import check_writes
@@ -148,8 +149,12 @@ class Database(Generic[RootState]):
         root_apply: Callable[[RootState, int, Event], None],
         default_conflict_strategy: str = "REJECT",
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        plans: PlanCache | None = None,
     ) -> None:
         self.name = name
+        # prepared query plans (rewrites, lowered rules), kept across writes and
+        # bounded per tenant and in total; keyed by rule content, never stale
+        self.plans = plans if plans is not None else PlanCache()
         self.snapshot_every = snapshot_every
         self.snapshot_part_bytes = PART_BYTES
         self.store = store

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nocturnus.engine.prepared import PlanCache
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.database import (
@@ -24,6 +25,7 @@ from nocturnus.service.database import (
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.files import private_dir
 from nocturnus.store.recorder import Store
 
 SYSTEM_DATABASE = "_system"
@@ -81,8 +83,11 @@ class Databases:
         *,
         store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        plans: PlanCache | None = None,
     ) -> None:
         self.store = store if store is not None else open_store("", data_dir)
+        # One cache of prepared plans for every database: its bounds are the process's.
+        self.plans = plans if plans is not None else PlanCache()
         self.data_dir = data_dir
         self._master_key = master_key
         self.snapshot_every = snapshot_every
@@ -93,7 +98,7 @@ class Databases:
 
     async def open(self) -> None:
         """Open the registry and every registered database; create ``default`` once."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         await self.system.open()
         if DEFAULT_DATABASE not in self.system.root.databases:
             await self.create(DEFAULT_DATABASE)
@@ -122,6 +127,7 @@ class Databases:
             root_apply=apply_database_event,
             default_conflict_strategy=info.default_conflict_strategy,
             snapshot_every=self.snapshot_every,
+            plans=self.plans,
         )
         await database.open()
         self._open[info.name] = database

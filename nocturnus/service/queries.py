@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nocturnus.engine.order import sort_rows
+from nocturnus.engine.prepared import Plans
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.table import Row
@@ -39,11 +40,12 @@ def answer_set(
     scope: str | None,
     *,
     min_confidence: float | None = None,
+    plans: Plans | None = None,
 ) -> AnswerSet:
     """Every answer to ``goal`` by inference, in bulk; no scope means all scopes.
 
     Inference never joins facts of two scopes: each scope is evaluated alone with
-    its scoped and unscoped rules.
+    its scoped and unscoped rules. ``plans`` keeps the tenant's prepared plans.
     """
     arity = len(goal.args)
     relation = (goal.predicate, goal.negated is True, arity)
@@ -53,7 +55,9 @@ def answer_set(
         if view is None:
             continue
         program = state.program_for(name, database_rules)
-        found = view.reasoner.matches(program, goal, min_confidence=min_confidence)
+        found = view.reasoner.matches(
+            program, goal, min_confidence=min_confidence, plans=plans
+        )
         if not found.rows:
             continue
         values = view.index.interner.values

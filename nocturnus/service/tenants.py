@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nocturnus.engine.prepared import Plans
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, Var
 from nocturnus.errors import NocturnusError, ValidationError
@@ -194,6 +195,11 @@ async def constraints(db: Db, tenant: str) -> list[ConstraintRecord]:
     return listed(await db.tenant(tenant))
 
 
+def plans_of(db: Db, tenant: str) -> Plans:
+    """The tenant's prepared plans (the cache is shared by every database)."""
+    return db.plans.of((db.name, tenant))
+
+
 @dataclass(frozen=True, slots=True)
 class Asked:
     """A page of a goal's answers; ``proved`` holds its answers with proofs if asked."""
@@ -251,7 +257,12 @@ async def ask_page(
     """
     state, now = await db.current(tenant)
     found = queries.answer_set(
-        state, db.root.rules, goal, scope, min_confidence=min_confidence
+        state,
+        db.root.rules,
+        goal,
+        scope,
+        min_confidence=min_confidence,
+        plans=plans_of(db, tenant),
     )
     asked = question("ask", goal, scope, min_confidence)
     selected = answers.page(found, asked, limit, cursor)
@@ -278,7 +289,12 @@ async def count_answers(
     """How many answers ``goal`` has by inference (no answer is returned or used)."""
     state, _ = await db.current(tenant)
     found = queries.answer_set(
-        state, db.root.rules, goal, scope, min_confidence=min_confidence
+        state,
+        db.root.rules,
+        goal,
+        scope,
+        min_confidence=min_confidence,
+        plans=plans_of(db, tenant),
     )
     return len(found)
 
@@ -358,6 +374,7 @@ async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
         return None
     info = TenantInfo(tenant, state.created_at or now, state.fact_count(), len(state.rules))
     await db.commit(tenant, [TenantDeleted(facts=info.facts, rules=info.rules)], now)
+    db.plans.drop((db.name, tenant))
     return info
 
 

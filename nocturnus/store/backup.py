@@ -31,13 +31,21 @@ def backup_database_name(path: Path) -> str | None:
 
 
 def open_backup(
-    path: Path, database: str, key: MasterKey, *, check_tail: int | None = 1000
+    path: Path,
+    database: str,
+    key: MasterKey,
+    *,
+    readonly: bool = True,
+    check_tail: int | None = 1000,
 ) -> Sealer:
-    """Open a backup file read-only as the log of ``database``.
+    """Open a backup file as the log of ``database`` (read-write: a working copy,
+    migrated and upgraded like any log when it comes from an older version).
 
     :raises WrongMasterKey: it was written under another master key.
     :raises ChainBroken: its newest events do not chain.
     """
     return Sealer.open(
-        SqliteRecorder(Path(path), database, readonly=True), key, check_tail=check_tail
+        SqliteRecorder(Path(path), database, readonly=readonly),
+        key,
+        check_tail=check_tail,
     )

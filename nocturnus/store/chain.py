@@ -1,19 +1,28 @@
-"""The hash chain over the events table.
+"""The chain over the events table: keyed, so only a master-key holder can forge it.
 
-``hash = sha256(frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload))``.
-The design's formula (prev_hash ‖ seq ‖ ts ‖ tenant ‖ kind ‖ ciphertext) is covered in
-full; ``key_id`` and ``nonce`` are added so that no stored column of an event can
-change without the chain noticing. The first event's ``prev_hash`` is
-:data:`GENESIS`. The log also records its head (seq, hash) in ``meta`` in the same
-transaction as every append, so removing the newest rows is detected too.
+``hash = HMAC-SHA256(chain key, frame(prev_hash, seq, ts_ms, tenant, kind, key_id,
+nonce, payload))``. The design's formula (prev_hash ‖ seq ‖ ts ‖ tenant ‖ kind ‖
+ciphertext) is covered in full; ``key_id`` and ``nonce`` are added so that no stored
+column of an event can change without the chain noticing. The first event's
+``prev_hash`` is :data:`GENESIS`. The log also records its head (seq, hash) in ``meta``
+in the same transaction as every append, so removing the newest rows is detected too.
+
+The chain key is a random 32-byte key per log, stored wrapped by the master key (issue
+14: with a plain SHA-256 chain anyone could delete a retraction and recompute the chain;
+with a key, recomputing it needs the master key). Each compacted seq range carries a
+MAC under the same key, so the only gaps the chain accepts are ones a master-key holder
+recorded. Logs written before keep their plain chain (:data:`PLAIN`) until their first
+read-write open upgrades them (:mod:`nocturnus.store.sealer`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nocturnus.store.record import frame
 
@@ -22,6 +31,101 @@ _HEAD = struct.Struct(">q32s")
 
 # (seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, hash)
 Row = tuple[int, int, str, str, int, bytes, bytes, bytes, bytes]
+
+
+class Chain:
+    """How one log links its rows: HMAC-SHA256 under its chain key (None: the plain
+    SHA-256 chain of a log from before issue 14)."""
+
+    __slots__ = ("_base", "_key", "keyed")
+
+    def __init__(self, key: bytes | None) -> None:
+        self.keyed = key is not None
+        self._key = key
+        self._base: Any = (
+            hashlib.sha256() if key is None else hmac.new(key, digestmod=hashlib.sha256)
+        )
+
+    def hash(
+        self,
+        prev_hash: bytes,
+        seq: int,
+        ts_ms: int,
+        tenant: str,
+        kind: str,
+        key_id: int,
+        nonce: bytes,
+        payload: bytes,
+    ) -> bytes:
+        """The chain hash of one stored event.
+
+        The fixed-size part of the frame is packed by one cached struct per
+        combination of lengths (every write and every verified row hashes one).
+        """
+        digest = self._base.copy()  # cheaper than setting the key up again
+        if (
+            type(seq) is not int
+            or type(ts_ms) is not int
+            or type(key_id) is not int
+            or type(tenant) is not str
+            or type(kind) is not str
+        ):  # frame() checks and encodes anything else
+            digest.update(
+                frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
+            )
+            return bytes(digest.digest())
+        t, k = tenant.encode(), kind.encode()
+        shape = (len(prev_hash), len(t), len(k), len(nonce))
+        pack = _HEADS.get(shape)
+        if pack is None:
+            pack = _HEADS[shape] = _head_struct(*shape)
+        digest.update(
+            pack(
+                b"b", len(prev_hash), prev_hash, b"i", seq, b"i", ts_ms,
+                b"s", len(t), t, b"s", len(k), k, b"i", key_id,
+                b"b", len(nonce), nonce, b"b", len(payload),
+            )
+        )
+        digest.update(payload)
+        return bytes(digest.digest())
+
+    def range_mac(self, database: str, first: int, last: int, compacted_seq: int) -> bytes:
+        """The MAC of one compacted seq range (empty for a plain chain: none exist)."""
+        if self._key is None:
+            return b""
+        return hmac.digest(
+            self._key,
+            frame("compacted", database, first, last, compacted_seq),
+            "sha256",
+        )
+
+    def gaps(
+        self, database: str, ranges: Iterable[tuple[int, int, int, bytes | None]]
+    ) -> tuple[dict[int, int], list[Break]]:
+        """The compacted ranges the chain may skip (first -> last), and a Break for
+        each recorded range whose MAC does not hold (it is not skipped)."""
+        gaps: dict[int, int] = {}
+        bad: list[Break] = []
+        for first, last, compacted_seq, mac in ranges:
+            if not self.keyed or (
+                mac is not None
+                and hmac.compare_digest(
+                    mac, self.range_mac(database, first, last, compacted_seq)
+                )
+            ):
+                gaps[first] = last
+            else:
+                bad.append(
+                    Break(
+                        first,
+                        f"the compacted range {first}..{last} was not recorded by a "
+                        "holder of the master key",
+                    )
+                )
+        return gaps, bad
+
+
+PLAIN = Chain(None)
 
 
 def event_hash(
@@ -34,40 +138,10 @@ def event_hash(
     nonce: bytes,
     payload: bytes,
 ) -> bytes:
-    """Return the chain hash of one stored event.
-
-    ``sha256(frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload))``,
-    with the fixed-size part of that frame packed by one cached struct per
-    combination of lengths (every write and every verified row hashes one).
-    """
-    if (
-        type(seq) is not int
-        or type(ts_ms) is not int
-        or type(key_id) is not int
-        or type(tenant) is not str
-        or type(kind) is not str
-    ):  # frame() checks and encodes anything else
-        return hashlib.sha256(
-            frame(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
-        ).digest()
-    t, k = tenant.encode(), kind.encode()
-    shape = (len(prev_hash), len(t), len(k), len(nonce))
-    pack = _HEADS.get(shape)
-    if pack is None:
-        pack = _HEADS[shape] = _head_struct(*shape)
-    digest = _SHA256.copy()  # cheaper than looking the algorithm up by name again
-    digest.update(
-        pack(
-            b"b", len(prev_hash), prev_hash, b"i", seq, b"i", ts_ms,
-            b"s", len(t), t, b"s", len(k), k, b"i", key_id,
-            b"b", len(nonce), nonce, b"b", len(payload),
-        )
-    )
-    digest.update(payload)
-    return digest.digest()
+    """The plain (unkeyed) chain hash: ``sha256(frame(prev_hash, ..., payload))``."""
+    return PLAIN.hash(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
 
 
-_SHA256 = hashlib.sha256()
 _HEADS: dict[tuple[int, int, int, int], Callable[..., bytes]] = {}
 
 
@@ -114,6 +188,7 @@ def walk(
     prev_seq: int,
     prev_hash: bytes | None,
     gaps: Mapping[int, int] | None = None,
+    chain: Chain = PLAIN,
 ) -> Iterator[Break | Row]:
     """Yield each row, and a :class:`Break` before any row where the chain fails.
 
@@ -137,10 +212,7 @@ def walk(
                 "a row was removed or renumbered",
             )
             prev_hash = None
-        if (
-            event_hash(row_prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
-            != row_hash
-        ):
+        if chain.hash(row_prev, seq, ts_ms, tenant, kind, key_id, nonce, payload) != row_hash:
             yield Break(seq, "the row does not match its hash: it was changed or moved")
         elif prev_hash is not None and row_prev != prev_hash:
             if prev_seq == 0:

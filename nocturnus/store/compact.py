@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nocturnus.store.chain import GENESIS, event_hash, unpack_head
+from nocturnus.store.chain import GENESIS, Chain, unpack_head
 from nocturnus.store.errors import ChainBroken
 from nocturnus.store.recorder import Tip, WriteTransaction
 from nocturnus.store.sealer import Append, Sealer
@@ -92,12 +92,23 @@ def compact_log(
         head = tx.head
         marker_seq = head.seq + 1
         ranges = seq_ranges(seqs)
-        tx.add_compacted(ranges, marker_seq)
+        chain = sealer.chain
+        tx.add_compacted(
+            [
+                (
+                    first,
+                    last,
+                    marker_seq,
+                    chain.range_mac(sealer.database, first, last, marker_seq),
+                )
+                for first, last in ranges
+            ]
+        )
         tx.delete_events(seqs)
         live = {row.tenant for row in keys if row.wrapped is not None}
         gone = {row.tenant for row in keys if row.key_id in destroyed} - live
         tx.delete_keys(destroyed)
-        last = _rechain(tx, seqs[0] if seqs else marker_seq, before, progress)
+        last = _rechain(tx, chain, seqs[0] if seqs else marker_seq, before, progress)
         done = Compaction(
             dropped_events=len(seqs),
             dropped_keys=len(destroyed),
@@ -115,6 +126,7 @@ def compact_log(
 
 def _rechain(
     tx: WriteTransaction,
+    chain: Chain,
     first_dropped: int,
     before: tuple[int, bytes],
     progress: Callable[[int, int], None] | None,
@@ -130,7 +142,7 @@ def _rechain(
             return prev_seq, prev, rechained
         links = []
         for seq, ts_ms, tenant, kind, key_id, nonce, payload, _, _ in rows:
-            h = event_hash(prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
+            h = chain.hash(prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
             links.append((prev, h, seq))
             prev, prev_seq = h, seq
         tx.rechain(links)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nocturnus.errors import StartupError
 from nocturnus.store.errors import CryptoError
+from nocturnus.store.files import private_dir
 from nocturnus.store.record import frame, key_aad
 
 log = logging.getLogger("nocturnus.store")
@@ -30,7 +31,12 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 MASTER_KEY_FILE = "master.key"
 MASTER_KEY_ENV = "NOCTURNUS_MASTER_KEY"
-_CHECK_PLAINTEXT = b"nocturnus master key check v1"
+# Version 2 also says "this log's chain is keyed" (issue 14): a log whose token says so
+# and whose chain is plain was downgraded by someone without the master key.
+_CHECK_PLAINTEXTS = {
+    b"nocturnus master key check v1": 1,
+    b"nocturnus master key check v2 keyed chain": 2,
+}
 
 
 class AesGcmCipher:
@@ -111,17 +117,20 @@ class MasterKey:
             raise CryptoError(f"data key {key_id} has the wrong length")
         return data_key
 
-    def check_value(self, database: str) -> bytes:
+    def check_value(self, database: str, version: int = 2) -> bytes:
         """Return a token that only this master key can open, stored once per log.
 
         It lets :meth:`Sealer.open` tell a wrong master key from a damaged data key,
-        and refuse a wrong key even before any data key exists.
+        and refuse a wrong key even before any data key exists. Version 2 (every log
+        since issue 14) also vouches that the log's chain is keyed.
         """
-        nonce, ct = self._cipher.encrypt(_CHECK_PLAINTEXT, frame("key-check", database))
+        plaintext = next(p for p, v in _CHECK_PLAINTEXTS.items() if v == version)
+        nonce, ct = self._cipher.encrypt(plaintext, frame("key-check", database))
         return nonce + ct
 
-    def matches(self, check_value: bytes, database: str) -> bool:
-        """Return whether ``check_value`` was made by this master key for ``database``."""
+    def check_version(self, check_value: bytes, database: str) -> int | None:
+        """The version of a token this master key made for ``database``; None when it
+        did not make it (a wrong key, or a token of another database)."""
         try:
             plain = self._cipher.decrypt(
                 check_value[:NONCE_BYTES],
@@ -129,8 +138,25 @@ class MasterKey:
                 frame("key-check", database),
             )
         except CryptoError:
-            return False
-        return plain == _CHECK_PLAINTEXT
+            return None
+        return _CHECK_PLAINTEXTS.get(plain)
+
+    def matches(self, check_value: bytes, database: str) -> bool:
+        """Return whether ``check_value`` was made by this master key for ``database``."""
+        return self.check_version(check_value, database) is not None
+
+    def wrap_secret(self, secret: bytes, purpose: str, database: str) -> bytes:
+        """``nonce ‖ ciphertext ‖ tag`` of a per-log secret (the chain key), bound to
+        its purpose and database."""
+        nonce, ct = self._cipher.encrypt(secret, frame(purpose, database))
+        return nonce + ct
+
+    def unwrap_secret(self, wrapped: bytes, purpose: str, database: str) -> bytes:
+        """:raises CryptoError: the master key is wrong or the bytes were altered."""
+        return self._cipher.decrypt(
+            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], frame(purpose, database),
+            what=purpose,
+        )
 
     def __repr__(self) -> str:
         return "MasterKey(<hidden>)"
@@ -207,7 +233,7 @@ def _read_key_file(path: Path) -> MasterKey:
 
 def _create_key_file(path: Path) -> MasterKey:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         key = os.urandom(KEY_BYTES)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

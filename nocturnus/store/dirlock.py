@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Self
 
 from nocturnus.errors import StartupError
+from nocturnus.store.files import private_dir
 
 LOCK_FILE = ".lock"
 
@@ -28,7 +29,7 @@ class DataDirLock:
 
     def acquire(self, holder: str) -> DataDirLock:
         """:raises StartupError: another process holds the directory."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -47,6 +47,7 @@ from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
     ChainRow,
+    CompactedRange,
     EventRow,
     KeyRow,
     SnapshotRow,
@@ -451,10 +452,20 @@ class PostgresRecorder:
                 )
             return {tenant: int(n) for tenant, n in rows}
 
-    def compacted(self) -> dict[int, int]:
+    def compacted(self) -> list[CompactedRange]:
         with self._conn("reading compactions") as conn:
-            rows = conn.execute(self._q("SELECT first_seq, last_seq FROM {c}", c="compacted"))
-            return dict(rows.fetchall())
+            rows = conn.execute(
+                self._q(
+                    "SELECT first_seq, last_seq, compacted_seq, mac FROM {c}"
+                    " ORDER BY first_seq",
+                    c="compacted",
+                ),
+                binary=True,
+            )
+            return [
+                (first, last, cseq, None if mac is None else bytes(mac))
+                for first, last, cseq, mac in rows
+            ]
 
     def wait_for(self, after_seq: int, timeout_s: float) -> int:
         """``LISTEN`` on the schema's channel, re-reading the head every
@@ -821,15 +832,22 @@ class PostgresTransaction:
                 links,
             )
 
-    def add_compacted(self, ranges: Sequence[tuple[int, int]], marker_seq: int) -> None:
+    def add_compacted(self, ranges: Sequence[CompactedRange]) -> None:
         with self._conn.cursor() as cur:
             cur.executemany(
                 self._r._q(
-                    "INSERT INTO {c} (first_seq, last_seq, compacted_seq)"
-                    " VALUES (%s, %s, %s)",
+                    "INSERT INTO {c} (first_seq, last_seq, compacted_seq, mac)"
+                    " VALUES (%s, %s, %s, %s)",
                     c="compacted",
                 ),
-                [(first, last, marker_seq) for first, last in ranges],
+                ranges,
+            )
+
+    def set_range_macs(self, macs: Sequence[tuple[bytes, int]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                self._r._q("UPDATE {c} SET mac = %s WHERE first_seq = %s", c="compacted"),
+                macs,
             )
 
 

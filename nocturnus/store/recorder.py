@@ -57,7 +57,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "snapshots": ("tenant", "seq", "ts_ms", "key_id", "nonce", "payload", "parts"),
     "snapshot_parts": ("tenant", "seq", "part", "data"),
     "meta": ("name", "value"),
-    "compacted": ("first_seq", "last_seq", "compacted_seq"),
+    "compacted": ("first_seq", "last_seq", "compacted_seq", "mac"),
 }
 """Every row a recorder keeps, table by table: what a backup copies, on any backend."""
 
@@ -74,6 +74,8 @@ class Tip(NamedTuple):
 EventRow = tuple[int, int, str, str, int, bytes, bytes]
 # An event row with its chain columns: (..., prev_hash, hash).
 ChainRow = tuple[int, int, str, str, int, bytes, bytes, bytes, bytes]
+# A seq range dropped by compaction: (first, last, compacted_seq, its MAC or None).
+CompactedRange = tuple[int, int, int, bytes | None]
 
 
 class KeyRow(NamedTuple):
@@ -164,10 +166,12 @@ class WriteTransaction(Protocol):
         """Set ``(prev_hash, hash)`` of the row ``seq`` for each ``(prev, hash, seq)``."""
         ...
 
-    def add_compacted(
-        self, ranges: Sequence[tuple[int, int]], marker_seq: int
-    ) -> None:
-        """Record seq ranges dropped by a compaction that ``marker_seq`` records."""
+    def add_compacted(self, ranges: Sequence[CompactedRange]) -> None:
+        """Record seq ranges dropped by a compaction, each with its MAC."""
+        ...
+
+    def set_range_macs(self, macs: Sequence[tuple[bytes, int]]) -> None:
+        """Set the MAC of the compacted range starting at each ``(mac, first_seq)``."""
         ...
 
 
@@ -228,8 +232,8 @@ class Recorder(Protocol):
         """Stream name -> how many rows it has up to ``until_seq``."""
         ...
 
-    def compacted(self) -> dict[int, int]:
-        """First seq -> last seq of every range dropped by compaction."""
+    def compacted(self) -> list[CompactedRange]:
+        """Every seq range dropped by compaction, in seq order."""
         ...
 
     def key_rows(self) -> list[KeyRow]:

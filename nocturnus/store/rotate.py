@@ -1,7 +1,8 @@
 """Master-key rotation: re-wrap every live data key of one log under a new master key.
 
-Events, snapshots and the chain are untouched (they are under the data keys); only the
-wrapped keys and the master-key check token change, in one transaction written against
+Events, snapshots and the chain are untouched (they are under the data keys and the
+chain key); only the wrapped keys, the wrapped chain key and the master-key check token
+change, in one transaction written against
 the recorder protocol, so a crash leaves either the old or the new wrapping.
 """
 
@@ -16,6 +17,10 @@ def rotate_master_key(sealer: Sealer, new_master_key: MasterKey) -> int:
     how many. The sealer keeps working with the new key afterwards."""
     with sealer.maintenance() as tx:
         count = sealer.keys.rewrap(tx, new_master_key)
-        tx.set_meta("master_key_check", new_master_key.check_value(sealer.database))
+        sealer.rewrap_chain_key(tx, new_master_key)
+        version = 2 if sealer.chain.keyed else 1
+        tx.set_meta(
+            "master_key_check", new_master_key.check_value(sealer.database, version)
+        )
     sealer.keys.use_master(new_master_key)
     return count

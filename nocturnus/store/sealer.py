@@ -22,6 +22,7 @@ was.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,17 +35,19 @@ from cryptography.exceptions import InvalidTag
 from nocturnus.errors import NocturnusError, StartupError
 from nocturnus.store.chain import (
     GENESIS,
+    PLAIN,
     Break,
-    event_hash,
+    Chain,
     head_break,
     unpack_head,
     walk,
 )
-from nocturnus.store.crypto import AesGcmCipher, MasterKey
+from nocturnus.store.crypto import KEY_BYTES, AesGcmCipher, MasterKey
 from nocturnus.store.errors import (
     AppendConflict,
     ChainBroken,
     CorruptRecord,
+    CryptoError,
     InvalidRecord,
     StorageError,
     WrongMasterKey,
@@ -57,6 +60,8 @@ from nocturnus.store.snapshots import KEEP, SealedSnapshot, open_snapshot, seal
 log = logging.getLogger("nocturnus.store")
 
 _STALE = Tip(-1, b"")
+CHAIN_KEY = "chain_key"
+UPGRADE_CHUNK = 10_000
 
 
 @dataclass(slots=True, eq=False)
@@ -91,6 +96,8 @@ class Sealer:
         self.recorder = recorder
         self.database = recorder.database
         self.keys = KeyRing(recorder, master_key)
+        self.chain: Chain = PLAIN
+        self._chain_key: bytes | None = None
         self._aad_head = frame("event", recorder.database) + b"i"
         self._tip = _STALE
         # stream -> position, valid while the head is ``_tip`` (our own appends keep
@@ -120,11 +127,14 @@ class Sealer:
         """
         self = cls(recorder, master_key)
         try:
-            checked = self._check_identity(master_key)
+            version = self._check_identity(master_key)
             self._tip = recorder.head()
-            self.keys.load(master_checked=checked)
+            self.keys.load(master_checked=version is not None)
+            self._load_chain(master_key, version)
             if check_tail is not None:
                 self._check_tail(check_tail)
+            if not self.chain.keyed and not self.readonly:
+                self._upgrade_chain(master_key)
         except BaseException:
             recorder.close()
             raise
@@ -138,9 +148,10 @@ class Sealer:
     def where(self) -> str:
         return self.recorder.where
 
-    def _check_identity(self, master_key: MasterKey) -> bool:
+    def _check_identity(self, master_key: MasterKey) -> int | None:
         """Check the stored database name and master-key token; write them on first
-        open. Returns whether the master key is confirmed by the token."""
+        open (with a new log's chain key). Returns the token's version (2: the chain
+        is keyed), None when a read-only log has no token to confirm the key."""
         meta = self.recorder.meta()
         stored_name = meta.get("database")
         if stored_name is not None and stored_name.decode() != self.database:
@@ -150,30 +161,122 @@ class Sealer:
             )
         token = meta.get("master_key_check")
         if token is not None:
-            if not master_key.matches(token, self.database):
+            version = master_key.check_version(token, self.database)
+            if version is None:
                 raise WrongMasterKey(
                     f"wrong master key for database {self.database!r} ({self.where}): "
                     "set the NOCTURNUS_MASTER_KEY (or master.key) it was created with"
                 )
-            return True
+            return version
         if self.readonly:
-            return False
+            return None
+        initial = {"database": self.database.encode()}
         if self.recorder.key_rows():
-            # Keys without a token: check them first, then record the token.
+            # Keys without a token (a log from before tokens): check them first, then
+            # record the token; its plain chain is upgraded below.
             self.keys.load(master_checked=False)
-        meta = self.recorder.init_meta(
-            {
-                "database": self.database.encode(),
-                "master_key_check": master_key.check_value(self.database),
-            }
-        )
+            initial["master_key_check"] = master_key.check_value(self.database, 1)
+        else:
+            initial["master_key_check"] = master_key.check_value(self.database)
+            initial[CHAIN_KEY] = master_key.wrap_secret(
+                os.urandom(KEY_BYTES), CHAIN_KEY, self.database
+            )
+        meta = self.recorder.init_meta(initial)
         # Another process may have created the log first: its token won.
-        if not master_key.matches(meta["master_key_check"], self.database):
+        version = master_key.check_version(meta["master_key_check"], self.database)
+        if version is None:
             raise WrongMasterKey(
                 f"wrong master key for database {self.database!r} ({self.where}): "
                 "another process created it with a different master key"
             )
-        return True
+        return version
+
+    def _load_chain(self, master_key: MasterKey, version: int | None) -> None:
+        """Unwrap the log's chain key; a log without one keeps the plain chain, unless
+        its token says it was keyed (then someone removed the key: a downgrade)."""
+        wrapped = self.recorder.meta().get(CHAIN_KEY)
+        if wrapped is None:
+            if version == 2:
+                raise ChainBroken(
+                    max(self._tip.seq, 1),
+                    "the log's chain key is gone although the log was keyed: it was "
+                    "changed by someone without the master key",
+                )
+            return
+        try:
+            key = master_key.unwrap_secret(wrapped, CHAIN_KEY, self.database)
+        except CryptoError as e:
+            raise ChainBroken(
+                max(self._tip.seq, 1), "the log's chain key does not unwrap: it was changed"
+            ) from e
+        self._chain_key = key
+        self.chain = Chain(key)
+
+    def _upgrade_chain(self, master_key: MasterKey) -> None:
+        """Re-link a log written before issue 14 under a new chain key, once.
+
+        The whole plain chain must hold first: a re-chain must never launder damage
+        into a chain that verifies. One transaction with the new key, the MACs of the
+        compacted ranges and the version-2 token: a crash leaves the plain chain.
+
+        :raises ChainBroken: the plain chain is damaged; nothing is changed.
+        """
+        key = os.urandom(KEY_BYTES)
+        chain = Chain(key)
+        database = self.database
+        with self.maintenance() as tx:
+            meta = self.recorder.meta()
+            start = self._chain_start(meta)
+            ranges = self.recorder.compacted()
+            gaps = {first: last for first, last, _, _ in ranges}
+            last_seq, last_hash = start
+            prev = start[1]
+            links: list[tuple[bytes, bytes, int]] = []
+            for item in walk(_chunked(tx), *start, gaps, PLAIN):
+                if isinstance(item, Break):
+                    raise ChainBroken(
+                        item.seq,
+                        f"{item.reason}; the upgrade to a keyed chain was refused (it "
+                        "would re-chain over the damage)",
+                    )
+                seq, ts_ms, tenant, kind, key_id, nonce, payload, _, old = item
+                last_seq, last_hash = seq, old
+                new = chain.hash(prev, seq, ts_ms, tenant, kind, key_id, nonce, payload)
+                links.append((prev, new, seq))
+                prev = new
+                if len(links) >= UPGRADE_CHUNK:
+                    tx.rechain(links)
+                    links = []
+            recorded = meta.get("head")
+            broken = head_break(
+                unpack_head(recorded) if recorded is not None else None,
+                last_seq,
+                last_hash if last_seq else None,
+            )
+            if broken is not None:
+                raise ChainBroken(broken.seq, f"{broken.reason}; the upgrade was refused")
+            tx.rechain(links)
+            tx.set_range_macs(
+                [(chain.range_mac(database, f, l, c), f) for f, l, c, _ in ranges]
+            )
+            tx.set_head(Tip(last_seq, prev if last_seq else GENESIS))
+            tx.set_meta(CHAIN_KEY, master_key.wrap_secret(key, CHAIN_KEY, database))
+            tx.set_meta("master_key_check", master_key.check_value(database))
+        self._chain_key = key
+        self.chain = chain
+        log.warning(
+            "database %r: its plain hash chain of %d events was verified and re-linked "
+            "under a keyed chain (issue 14)",
+            database,
+            last_seq,
+        )
+
+    def rewrap_chain_key(self, tx: WriteTransaction, new_master: MasterKey) -> None:
+        """Store the chain key wrapped by ``new_master`` (rotation), inside ``tx``."""
+        if self._chain_key is not None:
+            tx.set_meta(
+                CHAIN_KEY, new_master.wrap_secret(self._chain_key, CHAIN_KEY, self.database)
+            )
 
     def _chain_start(self, meta: dict[str, bytes]) -> tuple[int, bytes]:
         """Return (seq before the first event, its hash): (0, GENESIS) until compaction."""
@@ -189,6 +292,7 @@ class Sealer:
         meta = recorder.meta()
         start_seq, start_hash = self._chain_start(meta)
         rows = recorder.last_chain_rows(max(count, 0) + 1)
+        gaps, _ = self.chain.gaps(self.database, recorder.compacted())
         anchor_seq: int
         anchor_hash: bytes | None
         if rows and (rows[0][0] <= start_seq + 1 or len(rows) <= count):
@@ -197,14 +301,14 @@ class Sealer:
             # The oldest row fetched anchors the window: check its own hash, trust its link.
             first = rows.pop(0)
             anchor_seq, anchor_hash = first[0], first[8]
-            if _row_hash(first) != first[8]:
+            if self._row_hash(first) != first[8]:
                 raise ChainBroken(
                     first[0], "the row does not match its hash: it was changed or moved"
                 )
         else:
             anchor_seq, anchor_hash = start_seq, start_hash
         last_seq, last_hash = anchor_seq, anchor_hash
-        for item in walk(rows, anchor_seq, anchor_hash, recorder.compacted()):
+        for item in walk(rows, anchor_seq, anchor_hash, gaps, self.chain):
             if isinstance(item, Break):
                 raise ChainBroken(item.seq, item.reason)
             last_seq, last_hash = item[0], item[8]
@@ -214,6 +318,10 @@ class Sealer:
         )
         if broken is not None:
             raise ChainBroken(broken.seq, broken.reason)
+
+    def _row_hash(self, row: ChainRow) -> bytes:
+        seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, _ = row
+        return self.chain.hash(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
 
     def _follow(self) -> Tip:
         """Pick up what other writers committed: destroyed and new keys, positions."""
@@ -342,6 +450,7 @@ class Sealer:
         )
         aad_head = self._aad_head
         encrypt = cipher.encrypt
+        chain_hash = self.chain.hash
         packers: dict[str, tuple[Callable[..., bytes], bytes]] = {}
         for kind, body in append.events:
             seq += 1
@@ -349,7 +458,7 @@ class Sealer:
             if packer is None:  # record_aad(database, seq, tenant, kind), packed
                 packer = packers[kind] = _aad_packer(aad_head, stream, kind)
             nonce, payload = encrypt(body, packer[0](aad_head, seq, packer[1]))
-            h = event_hash(prev, seq, ts_ms, stream, kind, key_id, nonce, payload)
+            h = chain_hash(prev, seq, ts_ms, stream, kind, key_id, nonce, payload)
             rows.append((seq, ts_ms, stream, kind, key_id, nonce, payload, prev, h))
             prev = h
         if append.ends_stream:
@@ -630,6 +739,13 @@ def _aad_packer(head: bytes, tenant: str, kind: str) -> tuple[Callable[..., byte
     return struct.Struct(f">{len(head)}sq{len(tail)}s").pack, tail
 
 
-def _row_hash(row: ChainRow) -> bytes:
-    seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, _ = row
-    return event_hash(prev_hash, seq, ts_ms, tenant, kind, key_id, nonce, payload)
+def _chunked(tx: WriteTransaction) -> Iterator[ChainRow]:
+    """Every row in seq order, fetched a chunk at a time (the caller updates rows it
+    has seen between chunks: no cursor stays open over a changing table)."""
+    after = 0
+    while True:
+        rows = list(tx.chain_rows(after, UPGRADE_CHUNK))
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]

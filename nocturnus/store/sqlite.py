@@ -23,10 +23,12 @@ import orjson
 from nocturnus.store import migrate
 from nocturnus.store.chain import GENESIS, pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
+from nocturnus.store.files import private_dir, private_file
 from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
     ChainRow,
+    CompactedRange,
     EventRow,
     KeyRow,
     SnapshotRow,
@@ -325,10 +327,16 @@ class SqliteRecorder:
         except sqlite3.Error as e:
             raise storage_error(e, "counting events", self.path) from e
 
-    def compacted(self) -> dict[int, int]:
+    def compacted(self) -> list[CompactedRange]:
         self._require_open()
         try:
-            return dict(self._conn.execute("SELECT first_seq, last_seq FROM compacted"))
+            return [
+                (first, last, cseq, None if mac is None else bytes(mac))
+                for first, last, cseq, mac in self._conn.execute(
+                    "SELECT first_seq, last_seq, compacted_seq, mac FROM compacted"
+                    " ORDER BY first_seq"
+                )
+            ]
         except sqlite3.Error as e:
             raise storage_error(e, "reading compactions", self.path) from e
 
@@ -696,10 +704,16 @@ class SqliteTransaction:
             "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", links
         )
 
-    def add_compacted(self, ranges: Sequence[tuple[int, int]], marker_seq: int) -> None:
+    def add_compacted(self, ranges: Sequence[CompactedRange]) -> None:
         self._conn.executemany(
-            "INSERT INTO compacted (first_seq, last_seq, compacted_seq) VALUES (?, ?, ?)",
-            [(first, last, marker_seq) for first, last in ranges],
+            "INSERT INTO compacted (first_seq, last_seq, compacted_seq, mac)"
+            " VALUES (?, ?, ?, ?)",
+            ranges,
+        )
+
+    def set_range_macs(self, macs: Sequence[tuple[bytes, int]]) -> None:
+        self._conn.executemany(
+            "UPDATE compacted SET mac = ? WHERE first_seq = ?", macs
         )
 
 
@@ -736,7 +750,9 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA query_only = ON")
             return conn
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        if not path.exists():
+            private_file(path)
         conn = sqlite3.connect(str(path), isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -852,7 +868,7 @@ class SqliteStore:
     def restore(self, database: str, backup: Path) -> None:
         """Copy the backup beside the target, then swap it in with one rename."""
         dest = self.path(database)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.restore")
         tmp.unlink(missing_ok=True)
         source = SqliteRecorder(backup, database, readonly=True)

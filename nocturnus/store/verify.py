@@ -88,7 +88,10 @@ def verify_log(
     total = recorder.count_events()
     checked = shredded = 0
     last_seq, last_hash = chain_start
-    for item in walk(recorder.chain_rows(), *chain_start, recorder.compacted()):
+    gaps, bad_ranges = sealer.chain.gaps(database, recorder.compacted())
+    for broken_range in bad_ranges:
+        add(Problem("chain", broken_range.seq, broken_range.reason))
+    for item in walk(recorder.chain_rows(), *chain_start, gaps, sealer.chain):
         if isinstance(item, Break):
             add(Problem("chain", item.seq, item.reason))
             continue

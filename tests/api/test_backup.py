@@ -10,7 +10,7 @@ import orjson
 from click.testing import CliRunner
 
 from nocturnus.cli import main
-from tests.api.test_restart import populate, snapshot
+from tests.api.test_restart import READS, populate, snapshot
 from tests.server import TEST_MASTER_KEY, Server
 
 
@@ -97,3 +97,68 @@ def test_no_plaintext_in_the_data_dir_snapshots_and_backups_included(tmp_path: P
         data = path.read_bytes()
         assert secret.encode() not in data, path.name
         assert secret.encode("utf-16-le") not in data, path.name
+
+
+def reads_of(server: Server, database: str) -> list[bytes]:
+    return [
+        server.request(method, path, tenant="acme", database=database, json=body).content
+        for method, path, body in READS
+    ]
+
+
+def test_a_server_made_backup_restores_with_the_cli(tmp_path: Path) -> None:
+    """Issue 14, item 7: POST /admin/backups wrote files `nocturnus restore` refused (no
+    backup_info), and ignored ?db= (it backed up `default` and said so)."""
+    source = Server(tmp_path / "a" / "data").start()
+    try:
+        populate(source)
+        before = reads_of(source, "other")
+        made = source.request("POST", "/admin/backups?db=other")
+        assert made.status_code == 201, made.text
+        assert made.json()["database"] == "other"
+        path = Path(made.json()["path"])
+        assert path.parent == source.data_dir / "backups" and path.is_file()
+        assert path.stat().st_mode & 0o777 == 0o600
+        disagree = source.request("POST", "/admin/backups?db=other", json={"database": "default"})
+        assert disagree.status_code == 400 and disagree.json()["code"] == "VALIDATION_ERROR"
+        missing = source.request("POST", "/admin/backups?db=nope")
+        assert missing.status_code == 404
+    finally:
+        source.stop()
+    target_dir = tmp_path / "b" / "data"
+    out = cli("restore", "--in", str(path), "--data-dir", str(target_dir))
+    assert "restored database 'other'" in out
+    target = Server(target_dir).start()
+    try:
+        assert reads_of(target, "other") == before
+    finally:
+        target.stop()
+
+
+def test_backups_older_than_the_retention_are_pruned(tmp_path: Path) -> None:
+    """Issue 14, item 7: a deleted tenant's key stays readable in older backups; the
+    server keeps them NOCTURNUS_BACKUP_RETENTION days, then they are gone."""
+    import os
+    import time
+
+    data_dir = tmp_path / "data"
+    backups = data_dir / "backups"
+    backups.mkdir(parents=True)
+    old = backups / "default-1.nocturnus-backup"
+    old.write_bytes(b"an old backup")
+    week_ago = time.time() - 8 * 86_400
+    os.utime(old, (week_ago, week_ago))
+    server = Server(data_dir, env={"NOCTURNUS_BACKUP_RETENTION": "7"}).start()
+    try:
+        deadline = time.monotonic() + 10
+        while old.exists() and time.monotonic() < deadline:  # pruned at start
+            time.sleep(0.05)
+        assert not old.exists()
+        made = server.request("POST", "/admin/backups")
+        assert made.status_code == 201 and made.json()["pruned"] == 0
+        kept = Path(made.json()["path"])
+        os.utime(kept, (week_ago, week_ago))
+        again = server.request("POST", "/admin/backups")
+        assert again.json()["pruned"] == 1 and not kept.exists()
+    finally:
+        server.stop()

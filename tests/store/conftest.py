@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 import pytest
 
-from nocturnus.store.chain import GENESIS, event_hash, pack_head
+from nocturnus.store.chain import GENESIS, PLAIN, Chain, pack_head
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.record import LogRecord
 from nocturnus.store.recorder import Store
@@ -176,16 +176,17 @@ def flip_payload(backend: Backend, seq: int, database: str = DATABASE) -> None:
     )
 
 
-def rechain_plainly(backend: Backend, database: str = DATABASE) -> None:
-    """Recompute every hash and the recorded head with the unkeyed chain formula, as
-    an attacker knowing the scheme but not the master key would."""
+def rechain(backend: Backend, chain: Chain = PLAIN, database: str = DATABASE) -> None:
+    """Recompute every hash and the recorded head: with the plain formula as an
+    attacker knowing the scheme but not the master key would, or with the log's own
+    ``chain`` (its key comes from the master key) to reach the layer below it."""
     rows = backend.sql(
         database,
         "SELECT seq, ts_ms, tenant, kind, key_id, nonce, payload FROM events ORDER BY seq",
     )
     prev = GENESIS
     for seq, ts, tenant, kind, key_id, nonce, payload in rows:
-        h = event_hash(prev, seq, ts, tenant, kind, key_id, bytes(nonce), bytes(payload))
+        h = chain.hash(prev, seq, ts, tenant, kind, key_id, bytes(nonce), bytes(payload))
         backend.sql(
             database,
             "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?",

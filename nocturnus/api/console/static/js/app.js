@@ -41,7 +41,7 @@ function can(permission) {
   return Boolean(state.who && state.who.permissions.includes(permission));
 }
 
-async function fillOptions(listId, names) {
+function fillOptions(listId, names) {
   replace($(listId), [...new Set(names)].sort().map((name) => h("option", { value: name })));
 }
 
@@ -49,6 +49,10 @@ async function fillOptions(listId, names) {
 async function refreshNames() {
   const who = state.who;
   const picked = target();
+  // Names that arrive after a sign-out or a change of target are dropped, so one
+  // key's names never show up in the lists offered to the next.
+  const current = () => state.who === who
+    && JSON.stringify(target()) === JSON.stringify(picked);
   let dbNames = who.databases;
   if (can("database_list")) {
     try {
@@ -57,6 +61,7 @@ async function refreshNames() {
       dbNames = who.databases;
     }
   }
+  if (!current()) return;
   fillOptions("database-names", dbNames);
   let tenantNames = who.tenants;
   if (can("tenant_list") && picked.database) {
@@ -68,6 +73,7 @@ async function refreshNames() {
       tenantNames = who.tenants;
     }
   }
+  if (!current()) return;
   fillOptions("tenant-names", tenantNames);
   let scopeNames = [];
   if (picked.tenant) {
@@ -77,6 +83,7 @@ async function refreshNames() {
       scopeNames = [];
     }
   }
+  if (!current()) return;
   fillOptions("scope-names", scopeNames);
 }
 
@@ -170,6 +177,7 @@ function wire() {
     sessionStorage.clear();
     state.who = null;
     replace($("main"));
+    for (const list of ["database-names", "tenant-names", "scope-names"]) fillOptions(list, []);
     showLogin();
   });
   $("target").addEventListener("submit", (event) => {

@@ -1,0 +1,169 @@
+"""Prepared plans: what answering a goal needs that only the rules decide, kept.
+
+A question's facts change with every write, its rules seldom. What depends on the
+rules alone is prepared once and kept across writes:
+
+- the program's rules lowered to interned form (``lowered``), which a fact index's
+  evaluation cache would otherwise rebuild after every write;
+- the magic-set rewrite of a bound goal (``rewritten``), prepared per goal relation
+  and adornment with the bound values left as placeholders and filled in per
+  question (:func:`instantiate`), so ``anc(n1, ?y)`` and ``anc(n2, ?y)`` share it.
+
+Each plan is keyed by the program's content (:attr:`Program.key
+<nocturnus.engine.evaluate.Program.key>`), so it is reused exactly while the rule set
+is the same one: teaching, removing, forking or deleting rules gives another key and
+the old plans are never served again (they age out of the cache). The rewrite also
+reads a few facts about the data (whether a derived relation has stored facts,
+which relations are complete, whether confidences are tracked); those are part of the
+key too. Which fixpoint strategy runs and under what row budget is decided per
+evaluation, as without a plan.
+
+Plans live in a :class:`PlanCache`, bounded in total and per owner (a tenant), least
+recently used first out.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nocturnus.engine.ir import Arg, IRule, Step
+from nocturnus.engine.magic import MagicProgram
+from nocturnus.engine.table import Row
+
+
+class PlanCache:
+    """Prepared plans of many owners, bounded in total and per owner (LRU).
+
+    ``hits`` and ``misses`` count lookups, for tests and metrics.
+    """
+
+    def __init__(self, max_plans: int = 4096, max_per_owner: int = 256) -> None:
+        if max_plans < 1 or max_per_owner < 1:
+            raise ValueError("a plan cache holds at least one plan")
+        self.max_plans = max_plans
+        self.max_per_owner = max_per_owner
+        self._plans: OrderedDict[tuple[Hashable, Hashable], Any] = OrderedDict()
+        self._owned: dict[Hashable, OrderedDict[Hashable, None]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def owned(self, owner: Hashable) -> int:
+        """How many plans ``owner`` holds."""
+        return len(self._owned.get(owner, ()))
+
+    def of(self, owner: Hashable) -> Plans:
+        """The view of this cache one owner's questions use."""
+        return Plans(self, owner)
+
+    def get(self, owner: Hashable, key: Hashable) -> Any:
+        found = self._plans.get((owner, key))
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._plans.move_to_end((owner, key))
+        self._owned[owner].move_to_end(key)
+        return found
+
+    def put(self, owner: Hashable, key: Hashable, plan: Any) -> None:
+        """Keep ``plan``; the owner's, then everyone's, least recently used go first."""
+        owned = self._owned.setdefault(owner, OrderedDict())
+        self._plans[(owner, key)] = plan
+        self._plans.move_to_end((owner, key))
+        owned[key] = None
+        owned.move_to_end(key)
+        while len(owned) > self.max_per_owner:
+            oldest, _ = owned.popitem(last=False)
+            del self._plans[(owner, oldest)]
+        while len(self._plans) > self.max_plans:
+            (evicted_owner, evicted), _ = self._plans.popitem(last=False)
+            held = self._owned[evicted_owner]
+            del held[evicted]
+            if not held:
+                del self._owned[evicted_owner]
+
+    def drop(self, owner: Hashable) -> None:
+        """Forget every plan of ``owner`` (a deleted tenant)."""
+        for key in self._owned.pop(owner, {}):
+            del self._plans[(owner, key)]
+
+
+@dataclass(frozen=True, slots=True)
+class Plans:
+    """One owner's plans in a :class:`PlanCache` (what a reasoner is handed)."""
+
+    cache: PlanCache
+    owner: Hashable
+
+    def get(self, key: Hashable) -> Any:
+        return self.cache.get(self.owner, key)
+
+    def put(self, key: Hashable, plan: Any) -> None:
+        self.cache.put(self.owner, key, plan)
+
+
+def placeholders(values: Row, constants: frozenset[int]) -> Row:
+    """The bound values as a rewrite template sees them.
+
+    A value equal to a constant of the rules stays itself (the rewrite may keep or
+    drop rules by comparing them); any other becomes a placeholder, a negative
+    number no interned id can be, the same one for equal values.
+    """
+    shape: list[int] = []
+    for value in values:
+        if value in constants:
+            shape.append(value)
+        else:
+            shape.append(-1 - values.index(value))
+    return tuple(shape)
+
+
+def instantiate(template: MagicProgram, shape: Row, values: Row) -> MagicProgram:
+    """The rewrite of one question: ``template``'s placeholders filled with values."""
+    filled = {p: v for p, v in zip(shape, values, strict=True) if p < 0}
+    if not filled:
+        return template
+
+    def args(items: tuple[Arg, ...]) -> tuple[Arg, ...]:
+        return tuple(
+            [filled.get(a, a) if type(a) is int and a < 0 else a for a in items]
+        )
+
+    rules = [
+        IRule(
+            rule.head,
+            args(rule.head_args),
+            tuple(
+                Step(s.kind, s.rel, args(s.args), s.weight_order, s.position)
+                for s in rule.body
+            ),
+            rule.confidence,
+            rule.origin,
+        )
+        for rule in template.rules
+    ]
+    return MagicProgram(
+        rules,
+        template.answer,
+        template.seed,
+        set(template.complete),
+        template.factored,
+        template.propagated,
+    )
+
+
+def rule_constants(rules: Mapping[Any, list[IRule]]) -> frozenset[int]:
+    """Every constant id the lowered rules mention."""
+    found: set[int] = set()
+    for group in rules.values():
+        for rule in group:
+            found.update(a for a in rule.head_args if type(a) is int)
+            for step in rule.body:
+                found.update(a for a in step.args if type(a) is int)
+    return frozenset(found)
