@@ -128,17 +128,18 @@ def load_service_tell(count: int) -> object:
 
 
 def load_service_replay(count: int) -> object:
-    from nocturnus.service.events import FactTold, decode, encode
-    from nocturnus.service.replay import gc_paused
+    from nocturnus.engine.collector import collector_paused
+    from nocturnus.service.codec import CODEC
+    from nocturnus.service.events import FactTold
     from nocturnus.service.tenant import TenantState, apply
 
     state = TenantState("acme")
     seq = 0
     for batch in chunks(count):
         now = time.time_ns() // 1_000_000
-        with gc_paused():  # as replay_tenant folds the logged records
+        with collector_paused():  # as replay_tenant folds the logged records
             for edge in batch:  # each record: encoded, read back, decoded, applied
-                body = encode(
+                body = CODEC.encode(
                     FactTold(
                         predicate="edge",
                         args=edge,
@@ -149,7 +150,7 @@ def load_service_replay(count: int) -> object:
                     )
                 )
                 seq += 1
-                apply(state, seq, decode(FactTold.kind, body))
+                apply(state, seq, CODEC.decode(FactTold.kind, body))
     state.refresh(time.time_ns() // 1_000_000)
     assert state.fact_count() == count
     return state
@@ -164,11 +165,11 @@ def write_snapshot(count: int, path: Path) -> None:
 
 def load_service_snapshot(count: int) -> object:
     """A restart from the newest snapshot: ``restore_tenant``'s decode, then refresh."""
+    from nocturnus.engine.collector import collector_paused
     from nocturnus.service import snapshot
-    from nocturnus.service.replay import gc_paused
 
     body = Path(os.environ["NOCTURNUS_BENCH_SNAPSHOT"]).read_bytes()
-    with gc_paused():
+    with collector_paused():
         state = snapshot.decode("acme", body)
     del body
     state.refresh(time.time_ns() // 1_000_000)

@@ -36,26 +36,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nocturnus.engine.collector import collector_paused
 from nocturnus.service import snapshot
+from nocturnus.service.codec import CODEC
 from nocturnus.service.database import Database, DatabaseState, apply_database_event
 from nocturnus.service.databases import Databases
-from nocturnus.service.events import (
-    FIELD_READERS,
-    FactRetracted,
-    FactTold,
-    RuleTaught,
-    decode,
-    encode,
-)
+from nocturnus.service.events import FactRetracted, FactTold, RuleTaught
 from nocturnus.service.maintenance import replay_database, replay_log, snapshot_database
-from nocturnus.service.replay import gc_paused
-from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
+from nocturnus.service.tenant import TenantState, apply_fields
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.sqlite import SqliteStore, read_database_name
@@ -108,7 +103,7 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
         )
         for t in range(tenants):
             seq += 1
-            batch.append(Append(f"tenant{t}", None, TS0, [(rule.kind, encode(rule))]))
+            batch.append(Append(f"tenant{t}", None, TS0, [(rule.kind, CODEC.encode(rule))]))
         n = 0
         while seq < events:
             seq += 1
@@ -129,7 +124,7 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
                     TS0 + n,
                     confidence=0.9 if n % 3 == 0 else None,
                 )
-            batch.append(Append(tenant, None, TS0 + n, [(event.kind, encode(event))]))
+            batch.append(Append(tenant, None, TS0 + n, [(event.kind, CODEC.encode(event))]))
             if len(batch) >= BATCH:
                 log.append(batch)
                 batch = []
@@ -152,22 +147,23 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
     log = Sealer.open(SqliteStore(data_dir).recorder(DATABASE, readonly=True), key)
     try:
         # The phases of replay.fold, one after the other over the whole log.
-        with gc_paused():
+        with collector_paused():
             started = time.perf_counter()
             entries = list(log.entries())
             read_s = time.perf_counter() - started
             started = time.perf_counter()
-            decoded: list[tuple[int, str, str, object]] = []
+            decoded: list[tuple[int, str, str, Any]] = []
             for seq, _, tenant, kind, body in entries:
                 if body is None:
                     continue
-                values = FIELD_READERS[kind](body) if kind in FIELD_APPLIERS else None
                 decoded.append(
                     (
                         seq,
                         tenant,
                         kind,
-                        decode(kind, body) if values is None else values,
+                        CODEC.decode(kind, body)
+                        if tenant == ""
+                        else CODEC.fields(kind, body),
                     )
                 )
             decode_s = time.perf_counter() - started
@@ -175,16 +171,12 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
             root, states = DatabaseState(), {}
             for seq, tenant, kind, fields in decoded:
                 if tenant == "":
-                    apply_database_event(root, seq, fields)  # type: ignore[arg-type]
+                    apply_database_event(root, seq, fields)
                     continue
                 state = states.get(tenant)
                 if state is None:
                     state = states[tenant] = TenantState(tenant)
-                if isinstance(fields, tuple):
-                    FIELD_APPLIERS[kind](state, *fields)
-                    state.last_seq = seq
-                else:
-                    apply(state, seq, fields)  # type: ignore[arg-type]
+                apply_fields(state, seq, kind, fields)
             apply_s = time.perf_counter() - started
             started = time.perf_counter()
             for state in states.values():

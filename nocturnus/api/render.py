@@ -14,7 +14,7 @@ from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.service.answers import Answer, AnswerSet, ScopeAnswers
-from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.facts import FactKey, FactRecord, plain_created, record_from
 from nocturnus.service.rulebook import RuleRecord
 
 
@@ -449,12 +449,13 @@ class BulkAnswers:
         texts: list[bytes] = []
         for i, (row, stored) in enumerate(zip(part.rows, stored_rows, strict=True)):
             confidence = self._confidence(part.confidence(i))
-            if stored is None or type(stored) is int:
+            created_at = None if stored is None else plain_created(stored)
+            if stored is None or created_at is not None:
                 args = _COMMA.join([get(row[position]) for position in range(arity)])
-                if stored is None:
+                if created_at is None:
                     tail = _DERIVED_TAIL
                 else:
-                    created = str(stored).encode()
+                    created = str(created_at).encode()
                     tail = (
                         b',"metadata":{},"createdAt":'
                         + created
@@ -464,7 +465,9 @@ class BulkAnswers:
                     )
                 texts.append(b"".join((head, args, mid, confidence, tail)))
             else:
-                atom = fact_atom(stored)  # type: ignore[arg-type]
+                key = FactKey(part.scope, self.answers.predicate, self.answers.negated,
+                              part.args(i))
+                atom = fact_atom(record_from(key, stored))
                 atom["confidence"] = part.confidence(i)
                 texts.append(orjson.dumps(atom))
         return texts

@@ -8,15 +8,14 @@ traceback.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
 
 from nocturnus.errors import NocturnusError
-
-Progress = Callable[[int, int], None]
+from nocturnus.progress import Progress
 
 
 def fail(error: Exception | str) -> NoReturn:

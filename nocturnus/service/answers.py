@@ -28,7 +28,7 @@ from nocturnus.engine.proofs import Proof
 from nocturnus.engine.table import Row
 from nocturnus.engine.terms import Const, is_const, sort_key
 from nocturnus.errors import ValidationError
-from nocturnus.service.facts import FactKey, FactRecord, Stored, plain_record
+from nocturnus.service.facts import FactKey, FactRecord, Stored, record_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +47,9 @@ class ScopeAnswers:
 
     ``values`` maps an id of ``rows`` to its constant (the scope's interner).
     ``confidences`` maps a row to its confidence (None: no row has one).
-    ``stored`` gives per row what the scope stores for it: a plain fact's
-    ``createdAt`` (an int), its record, or None for a derived answer; it is None
-    as a whole when no answer is a stored fact.
+    ``stored`` gives per row what the scope stores for it (``facts.Stored``: read
+    with ``facts.record_from`` or ``facts.plain_created``), or None for a derived
+    answer; it is None as a whole when no answer is a stored fact.
     """
 
     scope: str
@@ -161,11 +161,7 @@ class AnswerSet:
         for part, i in self.entries():
             key = self.fact_key(part, i)
             stored = None if part.stored is None else part.stored[i]
-            record: FactRecord | None = None
-            if type(stored) is int:
-                record = plain_record(key, stored)
-            elif stored is not None:
-                record = stored  # type: ignore[assignment]
+            record = None if stored is None else record_from(key, stored)
             found.append(Answer(key, part.confidence(i), record))
         return found
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nocturnus.service.codec import CODEC
 from nocturnus.service.database import Database, now_ms
-from nocturnus.service.events import AuditRecorded, decode
+from nocturnus.service.events import AuditRecorded
 
 AUDIT_TENANT = "_audit"
 MAX_READ = 10_000
@@ -59,7 +60,7 @@ async def read(
         for rec in log.read(after_seq, tenant=AUDIT_TENANT):
             if rec.body is None or rec.ts_ms < since_ms:
                 continue
-            event = decode(rec.kind, rec.body)
+            event = CODEC.decode(rec.kind, rec.body)
             assert isinstance(event, AuditRecorded)
             found.append(
                 AuditEntry(

@@ -16,7 +16,6 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import orjson
 
 from nocturnus import __version__
 from nocturnus.errors import NotFound, StartupError
+from nocturnus.progress import Progress
 from nocturnus.service.database import DATABASE_LEVEL, now_ms
 from nocturnus.service.databases import (
     SYSTEM_DATABASE,
@@ -44,7 +44,8 @@ BACKUP_INFO = "backup_info"
 BACKUP_DIR = "backups"
 SUFFIX = ".nocturnus-backup"
 DAY_MS = 86_400_000
-Progress = Callable[[int, int], None]
+
+
 @dataclass(frozen=True, slots=True)
 class BackupInfo:
     """What a backup file says about itself."""

@@ -147,8 +147,14 @@ def decide_tell(
     valid_from = cmd.valid_from if cmd.valid_from is not None else created_at
     if cmd.valid_until is not None and cmd.valid_until <= valid_from:
         raise ValidationError("validUntil must be later than validFrom", field="validUntil")
-    record = new_record(
-        key, created_at, valid_from, cmd.valid_until, cmd.ttl, cmd.confidence, cmd.metadata
+    record: FactRecord = new_record(
+        key,
+        created_at,
+        valid_from,
+        valid_until=cmd.valid_until,
+        ttl=cmd.ttl,
+        confidence=cmd.confidence,
+        metadata=cmd.metadata,
     )
     events: list[Event] = []
     replaced: tuple[FactRecord, ...] = ()

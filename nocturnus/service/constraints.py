@@ -35,6 +35,7 @@ from nocturnus.engine.syntax import Atom, Restrict
 from nocturnus.engine.syntax import text as syntax_text
 from nocturnus.engine.terms import Const, Var, const_key
 from nocturnus.errors import Conflict, NotFound, ValidationError
+from nocturnus.service.codec import unnest
 from nocturnus.service.events import (
     ConstraintAdded,
     ConstraintRemoved,
@@ -51,7 +52,6 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
     TransactionCommitted,
-    unnest,
 )
 from nocturnus.service.facts import FactRecord
 from nocturnus.service.rulebook import Rulebook, RuleRecord, literal_from_dict

@@ -32,21 +32,20 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
+from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.prepared import PlanCache
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot
+from nocturnus.service.codec import CODEC
 from nocturnus.service.constraints import check_writes
 from nocturnus.service.events import (
     Event,
     RuleRemoved,
     RuleTaught,
     TenantDeleted,
-    decode,
-    encode,
 )
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.replay import (
-    gc_paused,
     read_tenant,
     replay_tenant,
     restore_tenant,
@@ -84,7 +83,7 @@ def _ready(
     def run(name: str, stored: Any) -> TenantState | None:
         state = build(name, stored)
         if state is not None:
-            with gc_paused():
+            with collector_paused():
                 state.refresh(now_ms())
         return state
 
@@ -234,7 +233,7 @@ class Database(Generic[RootState]):
         root = self._root_factory()
         for record in records:
             if record.body is not None:
-                self._root_apply(root, record.seq, decode(record.kind, record.body))
+                self._root_apply(root, record.seq, CODEC.decode(record.kind, record.body))
         self.root = root
         self._durable_root = copy.deepcopy(root)
         self._next_seq = max(self._next_seq, head + 1)
@@ -451,7 +450,7 @@ class Database(Generic[RootState]):
             tenant,
             self._expected(tenant),
             now,
-            [(event.kind, encode(event)) for event in events],
+            [(event.kind, CODEC.encode(event)) for event in events],
             ends_stream=isinstance(events[-1], TenantDeleted),
         )
         first = self._next_seq

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nocturnus.errors import StartupError
+from nocturnus.service.codec import CODEC
 from nocturnus.service.databases import (
     SYSTEM_DATABASE,
     DatabaseInfo,
@@ -23,7 +24,6 @@ from nocturnus.service.databases import (
     Registry,
     apply_registry_event,
 )
-from nocturnus.service.events import decode
 from nocturnus.settings import Settings
 from nocturnus.store.backends import open_store as open_location
 from nocturnus.store.crypto import (
@@ -108,7 +108,7 @@ def read_registry(store: Store, key: MasterKey) -> Registry:
         for record in event_log.read(tenant=""):
             if record.body is not None:
                 apply_registry_event(
-                    registry, record.seq, decode(record.kind, record.body)
+                    registry, record.seq, CODEC.decode(record.kind, record.body)
                 )
     finally:
         event_log.close()

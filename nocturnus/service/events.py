@@ -1,19 +1,17 @@
 """Event types: the only way state changes.
 
 Each event is a frozen record with a stable ``kind`` (stored in the log, never a Python
-path) and an integer ``version``. Bodies are orjson dicts of the fields. An old version is
-upgraded on read by an explicit upcaster registered in ``_UPCASTERS``.
+path) and an integer ``version``. An old version is upgraded on read by an explicit
+upcaster (:func:`upcaster`). How an event is written to the log and read back is
+``codec.py``'s business; what it does to a tenant is its applier's (``tenant.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, ClassVar
-
-import orjson
 
 Scalar = str | int | float
 
@@ -175,8 +173,8 @@ class TransactionCommitted(Event):
     """A transaction's writes, applied at once and in order (issue 18).
 
     ``events`` are the writes' events as ``{"kind", "body"}``, ``body`` being what
-    :func:`encode` makes of the event (its own ``_v`` included), so each is upcast on
-    its own when its kind gets a new version (:func:`nest`, :func:`unnest`).
+    the codec makes of the event (its own ``_v`` included), so each is upcast on
+    its own when its kind gets a new version (``codec.nest``, ``codec.unnest``).
     """
 
     kind: ClassVar[str] = "transaction_committed"
@@ -271,102 +269,46 @@ class AuditRecorded(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {}
-_TUPLE_FIELDS: dict[str, frozenset[str]] = {}
-_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Event | None]] = {}
-FIELD_READERS: dict[str, Callable[[bytes], tuple[Any, ...] | None]] = {}
-_DIRECT: set[type[Event]] = set()  # orjson writes their dataclass as encode's body
-_UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""Every event class by its ``kind``: what the log can hold (``codec.py`` reads it)."""
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
 def register(cls: type[Event]) -> type[Event]:
-    """Make ``cls`` decodable from the log; later issues register their own events."""
+    """Make ``cls`` decodable from the log; later issues register their own events.
+
+    :raises ValueError: another class already has its ``kind``.
+    """
     if cls.kind in EVENT_TYPES and EVENT_TYPES[cls.kind] is not cls:
         raise ValueError(f"duplicate event kind {cls.kind!r}")
     EVENT_TYPES[cls.kind] = cls
-    fields = dataclasses.fields(cls)
-    _TUPLE_FIELDS[cls.kind] = frozenset(
-        f.name for f in fields if str(f.type).startswith("tuple")
-    )
-    _FIELD_NAMES[cls] = tuple(f.name for f in fields)
-    if fields and not any(f.name.startswith("_") for f in fields):
-        _DIRECT.add(cls)
-    _BUILDERS[cls.kind] = _builder(cls, _TUPLE_FIELDS[cls.kind])
-    FIELD_READERS[cls.kind] = _fields_reader(cls)
     return cls
 
 
-def _builder(
-    cls: type[Event], tuple_fields: frozenset[str]
-) -> Callable[[dict[str, Any]], Event | None]:
-    """Replay's fast path: fill the slots of a body that has exactly every field.
+def upcaster(kind: str, version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register the function below as the upgrade of ``kind``'s bodies from ``version``
+    to ``version + 1`` (a dict of fields in, a dict of fields out)."""
 
-    A frozen dataclass's ``__init__`` routes each field through ``object.__setattr__``;
-    setting the slots directly is about twice as fast and gives an equal event. A body
-    with missing or extra keys returns None, and :func:`decode` takes the checked
-    ``cls(**body)`` path, which applies defaults or raises.
+    def register_upcaster(fn: Upcaster) -> Upcaster:
+        if (kind, version) in _UPCASTERS:
+            raise ValueError(f"duplicate upcaster for {kind!r} v{version}")
+        _UPCASTERS[(kind, version)] = fn
+        return fn
+
+    return register_upcaster
+
+
+def upcast(kind: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, logged as ``version`` of ``kind``, as the current version's fields.
+
+    :raises KeyError: an unknown kind, or a missing step of the upgrade.
     """
-    if hasattr(cls, "__post_init__"):
-        return lambda body: None  # keep its checks: always the slow path
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    plan = tuple(
-        (name, getattr(cls, name).__set__, name in tuple_fields) for name in names
-    )
-    count = len(names)
-    new = object.__new__
-
-    def build(body: dict[str, Any]) -> Event | None:
-        if len(body) != count:
-            return None
-        event = new(cls)
-        try:
-            for name, set_slot, is_tuple in plan:
-                value = body[name]
-                set_slot(event, tuple(value) if is_tuple and value is not None else value)
-        except KeyError:
-            return None
-        return event
-
-    return build
-
-
-def _fields_reader(cls: type[Event]) -> Callable[[bytes], tuple[Any, ...] | None]:
-    """Replay's fastest path: a logged body straight to its field values, no event.
-
-    Returns the values in field order, as JSON gives them (a tuple field is a list:
-    a field applier takes either), when the body is of the current version with
-    exactly every field; None otherwise, and the caller takes :func:`decode`, which
-    upcasts, applies defaults or raises. For such bodies the values are exactly the
-    fields of ``decode(kind, data)`` (tuple fields as lists).
-    """
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    count = len(names) + 1  # and "_v"
-    version = cls.version
-    loads = orjson.loads
-    if hasattr(cls, "__post_init__") or not names:
-        return lambda data: None  # keep its checks: always the slow path
-    if len(names) == 1:
-        name = names[0]
-
-        def read_one(data: bytes) -> tuple[Any, ...] | None:
-            body = loads(data)
-            if type(body) is not dict or len(body) != count or body.get("_v") != version:
-                return None
-            return (body[name],) if name in body else None
-
-        return read_one
-    getter = itemgetter(*names)
-
-    def read(data: bytes) -> tuple[Any, ...] | None:
-        body = loads(data)
-        if type(body) is not dict or len(body) != count or body.get("_v") != version:
-            return None
-        try:
-            return getter(body)  # type: ignore[no-any-return]
-        except KeyError:
-            return None
-
-    return read
+    current = EVENT_TYPES[kind].version
+    while version < current:
+        body = _UPCASTERS[(kind, version)](body)
+        version += 1
+    return body
 
 
 for _cls in (
@@ -393,53 +335,3 @@ for _cls in (
     TransactionCommitted,
 ):
     register(_cls)
-
-
-def encode(event: Event) -> bytes:
-    """Serialise an event body (its version travels with it as ``_v``).
-
-    The body is ``{field: value, ..., "_v": version}`` in field order. orjson
-    serialises the dataclass itself to exactly the fields' object, in C; the version
-    is spliced in before the closing brace (a class whose field names orjson would
-    not write as they are takes the plain dict).
-    """
-    cls = type(event)
-    if cls in _DIRECT:  # the splice builds a new bytes of its own size (see below)
-        return orjson.dumps(event)[:-1] + b',"_v":%d}' % event.version
-    body = {name: getattr(event, name) for name in _FIELD_NAMES[cls]}
-    body["_v"] = event.version
-    # orjson's result keeps a buffer of about 4 KiB however short the JSON; a bulk
-    # write holds 10 000 of them until the writer commits, so copy it to its size
-    # (issue 4: that slack stayed in the server's RSS).
-    return bytes(memoryview(orjson.dumps(body)))
-
-
-def decode(kind: str, data: bytes) -> Event:
-    """Rebuild an event from the log, upcasting old versions.
-
-    :raises KeyError: for an unknown kind — a log written by a newer server.
-    """
-    cls = EVENT_TYPES[kind]
-    body = orjson.loads(data)
-    version = body.pop("_v", 1)
-    if version == cls.version:
-        event = _BUILDERS[kind](body)
-        if event is not None:
-            return event
-    while version < cls.version:
-        body = _UPCASTERS[(kind, version)](body)
-        version += 1
-    for name in _TUPLE_FIELDS[kind]:
-        if body.get(name) is not None:
-            body[name] = tuple(body[name])
-    return cls(**body)
-
-
-def nest(events: Sequence[Event]) -> tuple[dict[str, Any], ...]:
-    """``events`` as a :class:`TransactionCommitted` holds them."""
-    return tuple({"kind": e.kind, "body": orjson.loads(encode(e))} for e in events)
-
-
-def unnest(nested: Sequence[dict[str, Any]]) -> list[Event]:
-    """The events :func:`nest` made, decoded (and upcast) as the log's are."""
-    return [decode(item["kind"], orjson.dumps(item["body"])) for item in nested]

@@ -1,36 +1,60 @@
-"""Stored facts and their visibility in time.
+"""Stored facts: the one owner of how they are kept and of their visibility in time.
 
-A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is an
-attribute that a repeated ``tell`` may replace. :class:`ScopeFacts` holds the stored facts
-of one scope so that forking a scope costs O(#relations), not O(#facts).
+A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is
+an attribute (:data:`ATTRIBUTES`) that a repeated ``tell`` may replace. The attributes
+are ``FactTold``'s fields after the key's, in the same order (checked at import), so a
+new attribute is a field of the event and of :class:`FactRecord`, and nothing else: the
+appliers, the codec and snapshots pass attributes along without naming them.
 
-Memory (issue 4): most facts are *plain* — told without a validity window, TTL,
-confidence or metadata — and all such a record says besides its key is ``createdAt``.
-:class:`ScopeFacts` stores a plain fact as that one int under its args (the scope,
+:class:`ScopeFacts` holds the stored facts of one scope and is the only code that knows
+how: records are grouped per relation, so that forking a scope costs O(#relations), not
+O(#facts). Memory (issue 4): most facts are *plain* — told without a validity window,
+TTL, confidence or metadata — and all such a record says besides its key is
+``createdAt``; a group keeps a plain fact as that one int under its args (the scope,
 predicate and negation are the group's) and builds the :class:`FactRecord` when it is
 read, so a million plain facts cost a dict entry and an args tuple each instead of a
-record, a key tuple and an empty metadata dict.
+record, a key tuple and an empty metadata dict. Visibility at an instant is stated once,
+by :func:`visibility`.
+
+Args are constants, and Python finds ``1 == 1.0`` and ``0.0 == -0.0`` where Nocturnus
+has distinct constants (the engine keys them apart, ``engine.terms.const_key``): a
+group stores a fact whose args hold a float under a type-exact key (:func:`args_key`),
+and always as a full record, whose key gives back its exact args.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, NamedTuple, final
 
+from nocturnus.engine.terms import const_key
+from nocturnus.frozen import slot_builder
 from nocturnus.service.events import FactTold, Scalar
 
 
 class FactKey(NamedTuple):
+    """What identifies a stored fact; all else is an attribute."""
+
     scope: str
     predicate: str
     negated: bool
     args: tuple[Scalar, ...]
 
     def opposite(self) -> FactKey:
+        """The key of the fact with the other sign."""
         scope, predicate, negated, args = self
-        return _tuple_new(FactKey, (scope, predicate, not negated, args))
+        return _new_key((scope, predicate, not negated, args))
 
 
 @final
@@ -48,31 +72,18 @@ class FactRecord:
 
     @classmethod
     def from_event(cls, event: FactTold) -> FactRecord:
-        return new_record(
-            _new_key((event.scope, event.predicate, event.negated, event.args)),
-            event.created_at,
-            event.valid_from,
-            event.valid_until,
-            event.ttl,
-            event.confidence,
-            event.metadata,
-        )
+        """The record a ``fact_told`` event stores."""
+        key = _new_key((event.scope, event.predicate, event.negated, event.args))
+        return new_record(key, *_told_attributes(event))
 
     def to_event(self) -> FactTold:
         """The event that stores exactly this record."""
         key = self.key
-        return FactTold(
-            predicate=key.predicate,
-            args=key.args,
-            negated=key.negated,
-            scope=key.scope,
-            created_at=self.created_at,
-            valid_from=self.valid_from,
-            valid_until=self.valid_until,
-            ttl=self.ttl,
-            confidence=self.confidence,
-            metadata=self.metadata,
-        )
+        return FactTold(key.predicate, key.args, key.negated, key.scope, *self.attributes())
+
+    def attributes(self) -> tuple[Any, ...]:
+        """The attributes (:data:`ATTRIBUTES`), in order."""
+        return _record_attributes(self)
 
     @property
     def expires_at(self) -> int | None:
@@ -83,23 +94,13 @@ class FactRecord:
         end = self.created_at + ttl
         return end if until is None or end < until else until
 
-    @property
-    def _ttl_end(self) -> int | None:
-        return None if self.ttl is None else self.created_at + self.ttl
-
     def is_visible(self, now_ms: int) -> bool:
         """``validFrom ≤ now < validUntil`` and ``now < createdAt + ttl``."""
-        if now_ms < self.valid_from:
-            return False
-        expires = self.expires_at
-        return expires is None or now_ms < expires
+        return visibility(self, now_ms)[0]
 
     def next_change(self, now_ms: int) -> int | None:
         """When visibility next flips after ``now_ms`` (None: never)."""
-        if now_ms < self.valid_from:
-            return self.valid_from
-        expires = self.expires_at
-        return expires if expires is not None and now_ms < expires else None
+        return visibility(self, now_ms)[1]
 
     def in_scope(self, scope: str) -> FactRecord:
         """This record as a fact of ``scope`` (itself when it already is)."""
@@ -108,124 +109,185 @@ class FactRecord:
         return dataclasses.replace(self, key=self.key._replace(scope=scope))
 
 
-RelationKey = tuple[str, bool, int]
-"""Predicate, negated, arity: the same grouping as the engine's ``FactIndex``."""
+def visibility(record: FactRecord, now_ms: int) -> tuple[bool, int | None]:
+    """Whether ``record`` is visible at ``now_ms``, and when that next changes (None:
+    never): ``validFrom ≤ now < validUntil`` and ``now < createdAt + ttl``."""
+    if record.ttl is None and record.valid_until is None:
+        if now_ms >= record.valid_from:
+            return True, None
+        return False, record.valid_from
+    if now_ms < record.valid_from:
+        return False, record.valid_from
+    expires = record.expires_at
+    if expires is None or now_ms < expires:
+        return True, expires
+    return False, None
 
-Stored = FactRecord | int
-"""What a group keeps per fact: the record, or for a plain fact its ``createdAt``."""
 
-Group = dict[tuple[Scalar, ...], Stored]
+ATTRIBUTES = tuple(f.name for f in dataclasses.fields(FactRecord))[1:]
+"""A record's fields besides its key: ``FactTold``'s fields after the key's."""
+
+_KEY_FIELDS = ("predicate", "args", "negated", "scope")
+if tuple(f.name for f in dataclasses.fields(FactTold)) != _KEY_FIELDS + ATTRIBUTES:
+    raise TypeError("FactTold's fields must be the key's, then FactRecord's attributes")
+
+DUMP_VERSION = 3
+"""The version of :meth:`ScopeFacts.dump`'s record rows (snapshots store it as their
+facts section's): one more whenever :data:`ATTRIBUTES` grows."""
+
+_DUMP_ATTRIBUTES = {3: 6}
+"""How many attributes a record row of each dump version holds: an older row lacks
+the attributes added since, which load at their defaults."""
+
+if _DUMP_ATTRIBUTES.get(DUMP_VERSION) != len(ATTRIBUTES):
+    raise TypeError("ATTRIBUTES changed: add a DUMP_VERSION with its attribute count")
+
+_PLAIN_REST = tuple(
+    f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    for f in dataclasses.fields(FactRecord)[3:]
+)
+"""The attributes after ``valid_from`` of a plain fact: every one at its default
+(compared with, never stored: a record gets fresh defaults of its own)."""
 
 
 def is_plain(record: FactRecord) -> bool:
     """Whether the record is fully described by its key and ``createdAt``."""
-    return (
-        record.valid_from == record.created_at
-        and record.valid_until is None
-        and record.ttl is None
-        and record.confidence is None
-        and not record.metadata
-        and type(record.created_at) is int
-    )
+    created, since, *rest = record.attributes()
+    return _is_plain(created, since, tuple(rest))
 
 
-def stored_visible(stored: Stored, now_ms: int) -> bool:
-    """:meth:`FactRecord.is_visible` of a stored value, without building the record."""
-    if type(stored) is int:
-        return now_ms >= stored
-    return stored.is_visible(now_ms)  # type: ignore[union-attr]
+def _is_plain(created_at: int, valid_from: int, rest: tuple[Any, ...]) -> bool:
+    return valid_from == created_at and rest == _PLAIN_REST and type(created_at) is int
 
 
-def plain_record(key: FactKey, created_at: int) -> FactRecord:
-    """The record of a plain fact, built without the frozen dataclass's ``__init__``.
+def args_key(args: tuple[Scalar, ...]) -> tuple[Any, ...]:
+    """The key a group stores ``args`` under: the args themselves, unless one is a
+    float (see the module docstring); then each float is keyed by its exact form."""
+    for value in args:
+        if type(value) is not str and type(value) is not int:
+            return tuple(map(const_key, args))
+    return args
 
-    Reads build one per plain fact, so this fills the slots directly as
-    :func:`new_record` does; the result is an ordinary, equal :class:`FactRecord`.
-    """
-    record = _new(FactRecord)
-    _set_key(record, key)
-    _set_created(record, created_at)
-    _set_from(record, created_at)
-    _set_until(record, None)
-    _set_ttl(record, None)
-    _set_confidence(record, None)
-    _set_metadata(record, {})
-    return record
+
+def record_from(key: FactKey, stored: Stored) -> FactRecord:
+    """The record of ``key`` that a stored value (:meth:`ScopeFacts.peek`) stands for."""
+    if type(stored) is FactRecord:
+        return stored.in_scope(key.scope)
+    return new_record(key, stored, stored)
+
+
+new_record = slot_builder(FactRecord)
+"""``FactRecord(...)`` (positional or by name) without ``object.__setattr__`` per
+field: what tells and reads build records with."""
+
+def plain_created(stored: Stored) -> int | None:
+    """The ``createdAt`` of a plain fact's stored value (all its record says besides
+    its key), or None for any other fact: renders a plain fact without its record."""
+    return None if type(stored) is FactRecord else stored
+
+
+RelationKey = tuple[str, bool, int]
+"""Predicate, negated, arity: the same grouping as the engine's ``FactIndex``."""
+
+Stored = FactRecord | int
+"""What a group keeps per fact: the record, or for a plain fact its ``createdAt``.
+Opaque outside this module: read one with :func:`record_from`."""
+
+_Group = dict[tuple[Any, ...], Stored]
+
+Row = tuple[Any, float | None]
+"""A visible fact as its scope's index takes it: (args, confidence)."""
+
+
+@dataclass(slots=True)
+class Settled:
+    """What :meth:`ScopeFacts.settle` found: the index rows to show and to hide, and
+    when the visibility of the other facts changes next."""
+
+    visible: list[tuple[str, bool, list[Row]]] = field(default_factory=list)
+    hidden: list[tuple[str, bool, tuple[Any, ...]]] = field(default_factory=list)
+    timed: list[tuple[int, FactKey]] = field(default_factory=list)
+    found: int = 0
 
 
 class ScopeFacts(Mapping[FactKey, FactRecord]):
     """The stored facts of one scope, forkable in O(#relations).
 
-    Records are grouped per relation and keyed by their args; a plain fact is stored as
-    its ``createdAt`` alone (see the module docstring). :meth:`fork` shares every
-    group with the new scope; the first write to a shared group, on either side, clones
-    only that group (copy-on-write, as ``FactIndex.copy`` does for the visible facts).
-    A record inherited through a fork still names the scope it was told in; every read
-    rebinds it to this scope, so callers only ever see keys of this scope.
+    :meth:`fork` shares every group with the new scope; the first write to a shared
+    group, on either side, clones only that group (copy-on-write, as ``FactIndex.copy``
+    does for the visible facts). A record inherited through a fork still names the
+    scope it was told in; every read rebinds it to this scope, so callers only ever
+    see keys of this scope.
     """
 
-    __slots__ = ("_groups", "_mine", "_size", "_stamp", "scope")
+    __slots__ = ("_floats", "_groups", "_mine", "_size", "_stamp", "scope")
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
-        self._groups: dict[RelationKey, Group] = {}
+        self._groups: dict[RelationKey, _Group] = {}
         # the groups of ``_groups`` this scope may write in place (not shared by a fork)
-        self._mine: dict[RelationKey, Group] = {}
+        self._mine: dict[RelationKey, _Group] = {}
         self._size = 0
         self._stamp = 0  # the last createdAt stored: equal ones share this int object
+        self._floats = False  # some fact's args hold a float (type-exact keys in use)
+
+    # -- reads ------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return self._size
 
     def __getitem__(self, key: FactKey) -> FactRecord:
-        stored = self.stored(key)
-        if stored is None:
+        stored = self.peek((key.predicate, key.negated, len(key.args)), key.args)
+        if stored is None or key.scope != self.scope:
             raise KeyError(key)
-        relation = (key.predicate, key.negated, len(key.args))
-        return self.record_of(relation, key.args, stored)
+        return record_from(key, stored)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, FactKey) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[FactKey]:
+        scope = self.scope
         for (predicate, negated, _), group in self._groups.items():
-            for args in group:
-                yield FactKey(self.scope, predicate, negated, args)
-
-    def stored(self, key: FactKey) -> Stored | None:
-        """The raw stored value for ``key`` (see :data:`Stored`), or None."""
-        if key.scope != self.scope:
-            return None
-        group = self._groups.get((key.predicate, key.negated, len(key.args)))
-        return None if group is None else group.get(key.args)
+            for args, stored in group.items():
+                if type(stored) is FactRecord:
+                    args = stored.key.args  # the exact args of a type-exact key
+                yield _new_key((scope, predicate, negated, args))
 
     def get(self, key: FactKey, default: Any = None) -> Any:
-        stored = self.stored(key)
-        if stored is None:
+        """The record of ``key`` (of this scope), or ``default``."""
+        stored = self.peek((key.predicate, key.negated, len(key.args)), key.args)
+        if stored is None or key.scope != self.scope:
             return default
-        if type(stored) is int:
-            return plain_record(key, stored)
-        return stored.in_scope(self.scope)  # type: ignore[union-attr]
+        return record_from(key, stored)
+
+    def peek(self, relation: RelationKey, args: tuple[Scalar, ...]) -> Stored | None:
+        """The stored value of the fact ``args`` of ``relation`` (None: not stored),
+        for callers that mostly never build its record (:func:`record_from`,
+        :func:`plain_created`)."""
+        group = self._groups.get(relation)
+        stored = None if group is None else group.get(args_key(args))
+        if type(stored) is FactRecord:
+            return stored.in_scope(self.scope)
+        return stored
+
+    def record_at(self, relation: RelationKey, args: tuple[Scalar, ...]) -> FactRecord:
+        """The record of the stored fact ``args`` of ``relation``.
+
+        :raises KeyError: no such fact.
+        """
+        predicate, negated, _ = relation
+        return self[_new_key((self.scope, predicate, negated, args))]
 
     def records(self) -> Iterator[FactRecord]:
         """Every stored record of this scope, unordered."""
         scope = self.scope
         for (predicate, negated, _), group in self._groups.items():
             for args, stored in group.items():
-                if type(stored) is int:
-                    key = FactKey(scope, predicate, negated, args)
-                    yield plain_record(key, stored)
+                if type(stored) is FactRecord:
+                    yield stored.in_scope(scope)
                 else:
-                    yield stored.in_scope(scope)  # type: ignore[union-attr]
-
-    def record_of(
-        self, relation: RelationKey, args: tuple[Scalar, ...], stored: Stored
-    ) -> FactRecord:
-        """The record of this scope that a raw group value stands for."""
-        if type(stored) is int:
-            key = FactKey(self.scope, relation[0], relation[1], args)
-            return plain_record(key, stored)
-        return stored.in_scope(self.scope)  # type: ignore[union-attr]
+                    key = _new_key((scope, predicate, negated, args))
+                    yield new_record(key, stored, stored)
 
     def items(self) -> ItemsView[FactKey, FactRecord]:
         return _Items(self)
@@ -233,105 +295,156 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
     def values(self) -> ValuesView[FactRecord]:
         return _Values(self)
 
-    def groups(self) -> Mapping[RelationKey, Group]:
-        """The raw groups (read-only): equal objects in two scopes hold the same facts.
+    def relations(self) -> KeysView[RelationKey]:
+        """The relations holding at least one stored fact."""
+        return self._groups.keys()
 
-        Values are :data:`Stored`: read them with :func:`stored_visible` and
-        :meth:`record_of`.
-        """
-        return self._groups
+    def shares(self, relation: RelationKey, other: ScopeFacts) -> bool:
+        """Whether both scopes still hold ``relation``'s facts in one group since a
+        fork (then they hold the same facts, with the same attributes)."""
+        group = self._groups.get(relation)
+        return group is not None and group is other._groups.get(relation)
 
-    def put(self, record: FactRecord, args: tuple[Scalar, ...] | None = None) -> None:
-        """Store ``record`` (its key's scope must be this scope), replacing an equal key.
+    def visible_args(self, relation: RelationKey, now_ms: int) -> Iterator[tuple[Any, ...]]:
+        """The args of the facts of ``relation`` visible at ``now_ms``, unordered."""
+        for args, stored in self._groups.get(relation, {}).items():
+            if type(stored) is FactRecord:
+                if visibility(stored, now_ms)[0]:
+                    yield stored.key.args
+            elif now_ms >= stored:
+                yield args
 
-        ``args``, when given, are equal to the key's and are kept instead (the caller
-        passes a tuple of canonical, shared constant objects).
-        """
-        _, predicate, negated, key_args = record.key
-        if args is None:
-            args = key_args
-        if is_plain(record):
-            self.put_plain(predicate, negated, args, record.created_at)
-            return
-        relation = (predicate, negated, len(args))
-        group = self._mine.get(relation)
-        if group is None:
-            group = self._writable(relation)
-        size = len(group)
-        group[args] = record
-        self._size += len(group) - size
+    def holds_visible(
+        self, relation: RelationKey, args: tuple[Scalar, ...], now_ms: int
+    ) -> bool:
+        """Whether the fact ``args`` of ``relation`` is stored and visible at ``now_ms``."""
+        stored = self.peek(relation, args)
+        if stored is None:
+            return False
+        if type(stored) is FactRecord:
+            return visibility(stored, now_ms)[0]
+        return now_ms >= stored
 
-    def put_plain(
-        self, predicate: str, negated: bool, args: tuple[Scalar, ...], created_at: int
-    ) -> None:
-        """Store the plain fact ``args`` told at ``created_at`` (see :func:`is_plain`).
+    # -- writes -----------------------------------------------------------------------
 
-        The same as :meth:`put` of its record, without building the record: replay's
-        and a bulk tell's hot path (issue 3).
-        """
-        relation = (predicate, negated, len(args))
-        group = self._mine.get(relation)
-        if group is None:
-            group = self._writable(relation)
-        if created_at == self._stamp:
-            created_at = self._stamp  # equal stamps share one int object (memory)
-        else:
-            self._stamp = created_at
-        size = len(group)
-        group[args] = created_at
-        self._size += len(group) - size
-
-    def put_many(
+    def tell(
         self,
         predicate: str,
         negated: bool,
-        args_list: list[tuple[Scalar, ...]],
-        stored_list: list[Stored],
+        args: tuple[Scalar, ...],
+        created_at: int,
+        valid_from: int | None = None,
+        *rest: Any,
+        exact: bool = False,
     ) -> None:
-        """Store ``(args_list[i], stored_list[i])`` in order, in bulk.
+        """Store the fact ``args`` with these attributes (:data:`ATTRIBUTES` in order;
+        ``valid_from`` defaults to ``created_at``, the rest to their defaults),
+        replacing the fact of that key. The hot path of every told fact: a plain fact
+        is stored without building its record.
 
-        Each stored value is what a group keeps (:data:`Stored`): a plain fact's
-        ``createdAt`` (the caller checked :func:`is_plain`) or a record of this scope
-        with those args. Every ``args`` must have the same arity (a snapshot stores
-        one relation's facts together); the group takes them in one ``dict.update``.
-
-        :raises ValueError: mixed arities or lengths (nothing is stored then).
+        ``exact`` says the caller knows no arg is a float (it skips the check).
         """
-        if not args_list:
-            return
-        arity = len(args_list[0])
-        if len(args_list) != len(stored_list) or set(map(len, args_list)) != {arity}:
-            raise ValueError("put_many: one arity, one stored value per fact")
-        group = self._writable((predicate, negated, arity))
+        if valid_from is None:
+            valid_from = created_at
+        relation = (predicate, negated, len(args))
+        group = self._mine.get(relation)
+        if group is None:
+            group = self._writable(relation)
         size = len(group)
-        group.update(zip(args_list, stored_list))
+        stored_as = args if exact else args_key(args)
+        if stored_as is args and _is_plain(created_at, valid_from, _padded(rest)):
+            if created_at == self._stamp:
+                created_at = self._stamp  # equal stamps share one int object (memory)
+            else:
+                self._stamp = created_at
+            group[args] = created_at
+        else:
+            key = _new_key((self.scope, predicate, negated, args))
+            group[stored_as] = new_record(key, created_at, valid_from, *rest)
+            if stored_as is not args:
+                self._floats = True
         self._size += len(group) - size
 
-    def pop(self, key: FactKey) -> FactRecord | None:
-        """Remove and return the record for ``key``, or None when absent."""
+    def put(self, record: FactRecord) -> None:
+        """Store ``record`` (its key's scope must be this scope), replacing the fact of
+        its key: :meth:`tell` of its attributes."""
+        _, predicate, negated, args = record.key
+        self.tell(predicate, negated, args, *record.attributes())
+
+    def tell_many(
+        self,
+        predicate: str,
+        negated: bool,
+        plain_args: list[tuple[Scalar, ...]],
+        plain_created: list[int],
+        records: Sequence[Sequence[Any]] = (),
+        version: int = DUMP_VERSION,
+    ) -> None:
+        """:meth:`tell` of many facts of one relation and arity, in bulk: a snapshot's
+        run (:meth:`dump` of dump ``version``). The same as telling the plain facts
+        ``(plain_args[i], plain_created[i])`` in order, then each row of ``records``
+        (``[args, *attributes]``, every attribute of that version); equal plain
+        ``createdAt`` values share one int object.
+
+        :raises TypeError: a plain createdAt that is not an int.
+        :raises ValueError: mixed arities, lengths that differ, or a short record.
+        """
+        if not plain_args and not records:
+            return
+        if plain_created and set(map(type, plain_created)) != {int}:
+            raise TypeError("tell_many: every plain createdAt must be an int")
+        if len(plain_args) != len(plain_created):
+            raise ValueError("tell_many: one createdAt per plain fact")
+        arities = set(map(len, plain_args)) | {len(row[0]) for row in records}
+        if len(arities) != 1:
+            raise ValueError("tell_many: one arity per call")
+        group = self._writable((predicate, negated, arities.pop()))
+        size = len(group)
+        stamps: dict[int, int] = {}
+        if any(args_key(args) is not args for args in plain_args):
+            for args, created in zip(plain_args, plain_created, strict=True):
+                self.tell(predicate, negated, args, created)  # kept as a record
+            size, plain_args, plain_created = len(group), [], []
+        group.update(zip(plain_args, map(stamps.setdefault, plain_created, plain_created)))
+        scope = self.scope
+        length = _DUMP_ATTRIBUTES[version] + 1
+        for row in records:
+            if len(row) != length:
+                raise ValueError("tell_many: a record is [args, *attributes]")
+            args, created, since, *rest = row
+            key = args_key(args)
+            if key is args and _is_plain(created, since, _padded(rest)):
+                group[args] = stamps.setdefault(created, created)
+                continue
+            if key is not args:
+                self._floats = True
+            fact = _new_key((scope, predicate, negated, args))
+            group[key] = new_record(fact, created, since, *rest)
+        self._size += len(group) - size
+
+    def retract(self, key: FactKey) -> FactRecord | None:
+        """Remove the fact of ``key`` and return its record, or None when absent."""
         relation = (key.predicate, key.negated, len(key.args))
-        group = self._groups.get(relation)
-        if key.scope != self.scope or group is None or key.args not in group:
+        if key.scope != self.scope or self.peek(relation, key.args) is None:
             return None
         group = self._writable(relation)
-        stored = group.pop(key.args)
+        stored = group.pop(args_key(key.args))
         if not group:
             del self._groups[relation]
             del self._mine[relation]
         self._size -= 1
-        if type(stored) is int:
-            return plain_record(key, stored)
-        return stored.in_scope(self.scope)  # type: ignore[union-attr]
+        return record_from(key, stored)
 
     def fork(self, scope: str) -> ScopeFacts:
         """A copy of these facts as scope ``scope``; neither side sees the other's writes."""
         twin = ScopeFacts(scope)
         twin._groups = dict(self._groups)
         twin._size = self._size
+        twin._floats = self._floats
         self._mine = {}
         return twin
 
-    def _writable(self, relation: RelationKey) -> Group:
+    def _writable(self, relation: RelationKey) -> _Group:
         group = self._mine.get(relation)
         if group is not None:
             return group
@@ -339,6 +452,107 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         group = self._groups[relation] = {} if group is None else dict(group)
         self._mine[relation] = group
         return group
+
+    # -- visibility -------------------------------------------------------------------
+
+    def settle(
+        self,
+        pending: Mapping[tuple[str, bool], Iterable[tuple[Any, ...]]],
+        now_ms: int,
+        into: Settled,
+    ) -> None:
+        """Add to ``into`` how the index rows of the ``pending`` facts (args per
+        (predicate, negated)) must be at ``now_ms``: each row follows its stored
+        fact, independently of every other, so order and repeats do not matter.
+
+        Rows come in runs per relation, for the index to take them in bulk: a replay's
+        single settling of a million facts costs a dict lookup and an append per fact.
+        """
+        groups = self._groups
+        floats = self._floats
+        scope = self.scope
+        visible, hidden, timed = into.visible, into.hidden, into.timed
+        found = 0
+        for (predicate, negated), args_list in pending.items():
+            arity = -1
+            group: _Group | None = None
+            rows: list[Row] = []
+            for args in args_list:
+                if len(args) != arity:  # a (predicate, negated) mostly has one arity
+                    if rows:
+                        visible.append((predicate, negated, rows))
+                        rows = []
+                    arity = len(args)
+                    group = groups.get((predicate, negated, arity))
+                stored = None
+                if group is not None:
+                    stored = group.get(args_key(args) if floats else args)
+                if stored is None:
+                    hidden.append((predicate, negated, args))
+                    continue
+                found += 1
+                if type(stored) is FactRecord:
+                    shown, change = visibility(stored, now_ms)
+                    if shown:
+                        rows.append((args, stored.confidence))
+                    else:
+                        hidden.append((predicate, negated, args))
+                    if change is not None:
+                        timed.append((change, _new_key((scope, predicate, negated, args))))
+                elif now_ms >= stored:  # a plain fact: visible from its createdAt on
+                    rows.append((args, None))
+                else:
+                    hidden.append((predicate, negated, args))
+                    timed.append((stored, _new_key((scope, predicate, negated, args))))
+            if rows:
+                visible.append((predicate, negated, rows))
+        into.found += found
+
+    def settle_all(self, now_ms: int, into: Settled) -> None:
+        """:meth:`settle` of every stored fact, for an empty index: only the visible
+        rows and the timed changes (nothing to hide), group by group in one pass."""
+        visible, timed = into.visible, into.timed
+        scope = self.scope
+        for (predicate, negated, _), group in self._groups.items():
+            rows: list[Row] = []
+            for args, stored in group.items():
+                if type(stored) is FactRecord:
+                    shown, change = visibility(stored, now_ms)
+                    exact = stored.key.args
+                    if shown:
+                        rows.append((exact, stored.confidence))
+                    if change is not None:
+                        timed.append((change, _new_key((scope, predicate, negated, exact))))
+                elif now_ms >= stored:  # a plain fact: visible from its createdAt on
+                    rows.append((args, None))
+                else:
+                    timed.append((stored, _new_key((scope, predicate, negated, args))))
+            if rows:
+                visible.append((predicate, negated, rows))
+            into.found += len(group)
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def dump(self, limit: int) -> Iterator[tuple[str, bool, list[Any], list[int], list[Any]]]:
+        """The facts as ``(predicate, negated, plain_args, plain_created, records)``
+        runs of at most ``limit`` facts of one relation each (what :meth:`tell_many`
+        takes back): the plain facts as two columns, every other fact as a row
+        ``[args, *attributes]``."""
+        for (predicate, negated, _), group in self._groups.items():
+            plain_args: list[Any] = []
+            plain_created: list[int] = []
+            records: list[Any] = []
+            for args, stored in group.items():
+                if type(stored) is FactRecord:
+                    records.append([stored.key.args, *_record_attributes(stored)])
+                else:
+                    plain_args.append(args)
+                    plain_created.append(stored)
+                if len(plain_args) + len(records) == limit:
+                    yield predicate, negated, plain_args, plain_created, records
+                    plain_args, plain_created, records = [], [], []
+            if plain_args or records:
+                yield predicate, negated, plain_args, plain_created, records
 
 
 class _Items(ItemsView[FactKey, FactRecord]):
@@ -358,47 +572,15 @@ class _Values(ValuesView[FactRecord]):
         return self._mapping.records()
 
 
-def new_record(
-    key: FactKey,
-    created_at: int,
-    valid_from: int,
-    valid_until: int | None,
-    ttl: int | None,
-    confidence: float | None,
-    metadata: dict[str, Any],
-) -> FactRecord:
-    """Build a FactRecord about twice as fast as ``FactRecord(...)``: replay's hot path.
-
-    Fills the slots directly, skipping the frozen dataclass's per-field
-    ``object.__setattr__`` (as ``store.record.build_record`` does); the result is an
-    ordinary, equal FactRecord. (A named tuple would be built faster still, but its
-    fields read several times slower than slots, and reads outnumber builds.)
-    """
-    record = _new(FactRecord)
-    _set_key(record, key)
-    _set_created(record, created_at)
-    _set_from(record, valid_from)
-    _set_until(record, valid_until)
-    _set_ttl(record, ttl)
-    _set_confidence(record, confidence)
-    _set_metadata(record, metadata)
-    return record
+def _padded(rest: Sequence[Any]) -> tuple[Any, ...]:
+    """The attributes after ``valid_from``, missing trailing ones at their defaults
+    (a record told or stored before an attribute existed): to compare with
+    :data:`_PLAIN_REST`, never to store."""
+    if len(rest) == len(_PLAIN_REST) and type(rest) is tuple:
+        return rest
+    return (*rest, *_PLAIN_REST[len(rest) :])
 
 
-_new = object.__new__
-_tuple_new = tuple.__new__
 _new_key = FactKey._make
-(
-    _set_key,
-    _set_created,
-    _set_from,
-    _set_until,
-    _set_ttl,
-    _set_confidence,
-    _set_metadata,
-) = (
-    getattr(FactRecord, name).__set__
-    for name in (
-        "key", "created_at", "valid_from", "valid_until", "ttl", "confidence", "metadata"
-    )
-)
+_record_attributes = attrgetter(*ATTRIBUTES)
+_told_attributes = attrgetter(*ATTRIBUTES)  # the same names on FactTold (checked above)

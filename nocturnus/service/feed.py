@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nocturnus.service.codec import CODEC, unnest
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import (
     ConstraintAdded,
@@ -42,8 +43,6 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
     TransactionCommitted,
-    decode,
-    unnest,
 )
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.rulebook import RuleRecord
@@ -158,7 +157,7 @@ async def read_after(db: Db, tenant: str, after_seq: int, limit: int) -> Page:
             return [(seq, ts, kind, body) for seq, ts, _, kind, body in rows]
 
     rows = await db.read_log(read)
-    events = [(seq, ts, decode(kind, body)) for seq, ts, kind, body in rows if body is not None]
+    events = [(seq, ts, CODEC.decode(kind, body)) for seq, ts, kind, body in rows if body is not None]
     position = rows[-1][0] if rows else after_seq
     return Page(events, position, len(rows) >= limit)
 

@@ -13,13 +13,16 @@ import asyncio
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from nocturnus.engine.collector import collector_paused
 from nocturnus.errors import StartupError
+from nocturnus.progress import Progress
+from nocturnus.service.codec import CODEC
 from nocturnus.service.database import (
     DATABASE_LEVEL,
     Database,
@@ -29,8 +32,8 @@ from nocturnus.service.database import (
 )
 from nocturnus.service.databases import SYSTEM_DATABASE
 from nocturnus.service.datadir import database_info, open_log
-from nocturnus.service.events import Event, LogCompacted, encode
-from nocturnus.service.replay import fold, gc_paused
+from nocturnus.service.events import Event, LogCompacted
+from nocturnus.service.replay import fold
 from nocturnus.service.tenant import TenantState
 from nocturnus.store.compact import Compaction, compact_log
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
@@ -40,7 +43,6 @@ from nocturnus.store.rotate import rotate_master_key as rotate_log
 from nocturnus.store.sealer import Sealer
 from nocturnus.store.verify import VerifyReport, verify_log
 
-Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 20_000
 
 
@@ -120,10 +122,10 @@ def replay_log(
     started = time.perf_counter()
     head = event_log.head()
     until = head if to_seq is None else min(to_seq, head)
-    with gc_paused():
+    with collector_paused():
         root, states, events, shredded, seq = _fold(event_log, until, progress, tenants)
     now = now_ms()
-    with gc_paused():
+    with collector_paused():
         for state in states.values():
             state.refresh(now)
     if progress is not None:
@@ -405,7 +407,7 @@ def compact_database(
     def marker(done: Compaction) -> bytes:
         first = done.ranges[0][0] if done.ranges else 0
         last = done.ranges[-1][1] if done.ranges else 0
-        return encode(
+        return CODEC.encode(
             LogCompacted(
                 dropped_events=done.dropped_events,
                 dropped_keys=done.dropped_keys,

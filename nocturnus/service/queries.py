@@ -83,21 +83,18 @@ def _stored(
     None when no row is one (every answer derived).
     """
     scoped = state.facts.get(scope)
-    group = None if scoped is None else scoped.groups().get(relation)
-    if scoped is None or group is None:
+    if scoped is None or relation not in scoped.relations():
         return None
     found: list[Stored | None] = []
     anything = False
+    peek = scoped.peek
     for row in rows:
         if row not in visible:
             found.append(None)
             continue
-        args = tuple([values[i] for i in row])
-        raw = group.get(args)
-        if raw is not None and type(raw) is not int:
-            raw = scoped.record_of(relation, args, raw)
-        anything = anything or raw is not None
-        found.append(raw)
+        stored = peek(relation, tuple([values[i] for i in row]))
+        anything = anything or stored is not None
+        found.append(stored)
     return found if anything else None
 
 

@@ -1,62 +1,34 @@
 """Rebuilding tenant projections from the log: newest snapshot + tail, or from seq 0.
 
-Both paths fold events through the same appliers that live writes use (:func:`fold`);
-a snapshot only replaces the prefix of the log it covers.
+Both paths fold events through the projection's one door, ``tenant.apply_fields``,
+which live writes use too (:func:`fold`); a snapshot only replaces the prefix of the
+log it covers.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from nocturnus.engine.collector import collector_paused
+from nocturnus.progress import Progress
 from nocturnus.service import snapshot
-from nocturnus.service.events import FIELD_READERS, Event, decode
-from nocturnus.service.tenant import FIELD_APPLIERS, TenantState, apply
+from nocturnus.service.codec import CODEC
+from nocturnus.service.events import Event
+from nocturnus.service.tenant import TenantState, apply_fields
 from nocturnus.store.record import Entry, LogRecord
 from nocturnus.store.sealer import Sealer
 
 log = logging.getLogger("nocturnus.service")
 
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a projection is being built.
-
-    Replay allocates millions of small acyclic objects; every few thousand of them
-    would start a collection that walks the whole growing heap (10-15 % of replay
-    time). Reference counting still frees everything. Nested and concurrent pauses
-    (tenants loading in several threads) re-enable the collector after the last one.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
 def fold(
     entries: Iterable[Entry | LogRecord],
     state_for: Callable[[str], TenantState | None],
     root_apply: Callable[[int, Event], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     progress_every: int = 20_000,
 ) -> tuple[int, int, int]:
     """Apply logged entries in seq order; return (entries, shredded, last seq).
@@ -67,11 +39,8 @@ def fold(
     entries). Shredded entries (``body=None``) belong to a deleted incarnation and
     are skipped.
 
-    Every event goes through the appliers live writes use: the hot kinds
-    (``FIELD_APPLIERS``) get their fields read straight from the body
-    (``FIELD_READERS``), which for these kinds is exactly ``apply(state, seq,
-    decode(kind, body))`` without building the event; every other kind, and a body
-    the reader declines (an old version, missing fields), takes ``apply`` itself.
+    A tenant's event enters its projection as live writes do, through
+    ``apply_fields``, given the field values the codec reads from the body.
     ``progress(entries, seq)`` is called every ``progress_every`` entries.
     """
     states: dict[str, TenantState | None] = {}
@@ -102,7 +71,7 @@ def _fold(
     root_apply: Callable[[int, Event], None] | None,
 ) -> tuple[int, int, int]:
     """:func:`fold`'s loop, without progress; ``states`` caches ``state_of``."""
-    hot = {kind: (FIELD_READERS[kind], applier) for kind, applier in FIELD_APPLIERS.items()}
+    fields = CODEC.fields
     count = shredded = seq = 0
     tenant: str | None = None
     state: TenantState | None = None
@@ -118,16 +87,9 @@ def _fold(
                 state = state_of(name)
         if state is None:
             if root_apply is not None:
-                root_apply(seq, decode(kind, body))
+                root_apply(seq, CODEC.decode(kind, body))
             continue
-        fast = hot.get(kind)
-        if fast is not None:
-            values = fast[0](body)
-            if values is not None:
-                fast[1](state, *values)
-                state.last_seq = seq
-                continue
-        apply(state, seq, decode(kind, body))
+        apply_fields(state, seq, kind, fields(kind, body))
     return count, shredded, seq
 
 
@@ -142,7 +104,7 @@ def replay_tenant(
     Shredded records (``body=None``) are skipped: they belong to a deleted incarnation.
     """
     target = TenantState(name) if state is None else state
-    with gc_paused():
+    with collector_paused():
         fold(records, lambda _: target)
     return target
 
@@ -171,7 +133,7 @@ def restore_tenant(name: str, stored: TenantLog) -> TenantState | None:
         return replay_tenant(name, stored.tail)
     seq, body = stored.snapshot
     try:
-        with gc_paused():
+        with collector_paused():
             state = snapshot.decode(name, body)
     except snapshot.SnapshotFormatError as e:
         log.error("%s (seq %d); replaying tenant %r from seq 0 instead", e, seq, name)

@@ -13,7 +13,6 @@ Every write decides and commits with no ``await`` in between, like the other com
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,13 +21,7 @@ from nocturnus.engine.evaluate import Program
 from nocturnus.errors import Conflict, ValidationError
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, ScopeDeleted, ScopeForked, ScopeMerged
-from nocturnus.service.facts import (
-    FactRecord,
-    Group,
-    RelationKey,
-    ScopeFacts,
-    stored_visible,
-)
+from nocturnus.service.facts import FactRecord, RelationKey, ScopeFacts
 from nocturnus.service.queries import fact_order
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.tenant import TenantState
@@ -119,54 +112,42 @@ def diff_scopes(state: TenantState, source: str, target: str, now: int) -> Scope
     group and index objects) count as same without being compared, so a diff after a
     fork costs only what changed since.
     """
-    src_facts = state.facts.get(source) or ScopeFacts(source)
-    tgt_facts = state.facts.get(target) or ScopeFacts(target)
-    src, tgt = src_facts.groups(), tgt_facts.groups()
+    src = state.facts.get(source) or ScopeFacts(source)
+    tgt = state.facts.get(target) or ScopeFacts(target)
     same = 0
     only_source: list[FactRecord] = []
     only_target: list[FactRecord] = []
     conflicts: list[tuple[FactRecord, FactRecord]] = []
-    for relation in set(src) | set(tgt):
-        src_group, tgt_group = src.get(relation), tgt.get(relation)
-        if src_group is not None and src_group is tgt_group:
+    for relation in src.relations() | tgt.relations():
+        if src.shares(relation, tgt):
             shared = _shared_visible(state, source, target, relation)
             if shared is not None:
                 same += shared
                 continue
         predicate, negated, arity = relation
         opposite = (predicate, not negated, arity)
-        for args, stored in (src_group or {}).items():
-            if not stored_visible(stored, now):
-                continue
-            if _visible(tgt, relation, args, now):
+        for args in src.visible_args(relation, now):
+            if tgt.holds_visible(relation, args, now):
                 same += 1
-            elif _visible(tgt, opposite, args, now) and not _visible(
-                src, opposite, args, now
+            elif tgt.holds_visible(opposite, args, now) and not src.holds_visible(
+                opposite, args, now
             ):
-                theirs = tgt_facts.record_of(opposite, args, tgt[opposite][args])
-                conflicts.append((src_facts.record_of(relation, args, stored), theirs))
+                theirs = tgt.record_at(opposite, args)
+                conflicts.append((src.record_at(relation, args), theirs))
             else:
-                only_source.append(src_facts.record_of(relation, args, stored))
-        for args, stored in (tgt_group or {}).items():
-            if not stored_visible(stored, now) or _visible(src, relation, args, now):
+                only_source.append(src.record_at(relation, args))
+        for args in tgt.visible_args(relation, now):
+            if src.holds_visible(relation, args, now):
                 continue
-            if _visible(src, opposite, args, now) and not _visible(
-                tgt, opposite, args, now
+            if src.holds_visible(opposite, args, now) and not tgt.holds_visible(
+                opposite, args, now
             ):
                 continue  # the conflict was recorded from the source's side
-            only_target.append(tgt_facts.record_of(relation, args, stored))
+            only_target.append(tgt.record_at(relation, args))
     only_source.sort(key=lambda r: fact_order(r.key))
     only_target.sort(key=lambda r: fact_order(r.key))
     conflicts.sort(key=lambda pair: fact_order(pair[0].key))
     return ScopeDiff(source, target, only_source, only_target, conflicts, same)
-
-
-def _visible(
-    groups: Mapping[RelationKey, Group], relation: RelationKey, args: Any, now: int
-) -> bool:
-    group = groups.get(relation)
-    stored = None if group is None else group.get(args)
-    return stored is not None and stored_visible(stored, now)
 
 
 def _shared_visible(

@@ -29,7 +29,7 @@ from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
 from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import ConstraintAdded, RuleTaught
-from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts
+from nocturnus.service.facts import DUMP_VERSION, FactKey, ScopeFacts
 from nocturnus.service.rulebook import RuleRecord
 from nocturnus.service.tenant import TenantState
 
@@ -186,61 +186,34 @@ def _capture_facts(state: TenantState) -> list[ScopeFacts]:
 
 
 def _encode_facts(scopes: list[ScopeFacts]) -> list[str]:
-    """The facts as JSON texts of about 4096 facts each (section version 3).
+    """The facts as JSON texts of about 4096 facts each (section version 3 and up:
+    ``facts.DUMP_VERSION``).
 
-    Each text is a list of relation groups, ``[scope, predicate, negated,
-    plain_args, plain_created, records]``: the plain facts of the group as two
-    columns (args, createdAt), every other fact as a row ``[args, created_at,
-    valid_from, valid_until, ttl, confidence, metadata]``. A big group is split over
-    several texts. Groups load in bulk (``TenantState.tell_many``): issue 3's
+    Each text is a list of relation runs, ``[scope, predicate, negated, plain_args,
+    plain_created, records]``, as ``ScopeFacts.dump`` gives them (the plain facts as
+    two columns, every other fact as a row ``[args, *attributes]``); a big relation is
+    split over several texts. Runs load in bulk (``TenantState.tell_many``): issue 3's
     snapshot loads. Texts are encoded one at a time, so neither writing nor reading
-    ever holds every fact as Python objects at once (issue 4). Version 2 was texts
-    of flat rows (:meth:`ScopeFacts.rows`), version 1 one flat array.
+    ever holds every fact as Python objects at once (issue 4). Version 2 was texts of
+    flat rows, version 1 one flat array.
     """
     parts: list[str] = []
     batch: list[list[Any]] = []
     count = 0
-
-    def flush() -> None:
-        nonlocal batch, count
-        parts.append(orjson.dumps(batch).decode())
-        batch = []
-        count = 0
-
     for scoped in scopes:
-        scope = scoped.scope
-        for (predicate, negated, _), group in scoped.groups().items():
-            plain_args: list[Any] = []
-            plain_created: list[int] = []
-            records: list[list[Any]] = []
-            for args, stored in group.items():
-                if type(stored) is int:
-                    plain_args.append(args)
-                    plain_created.append(stored)
-                else:
-                    r: FactRecord = stored  # type: ignore[assignment]
-                    records.append(
-                        [
-                            args,
-                            r.created_at,
-                            r.valid_from,
-                            r.valid_until,
-                            r.ttl,
-                            r.confidence,
-                            r.metadata,
-                        ]
-                    )
-                count += 1
-                if count == _FACTS_PER_PART:
-                    batch.append(
-                        [scope, predicate, negated, plain_args, plain_created, records]
-                    )
-                    flush()
-                    plain_args, plain_created, records = [], [], []
-            if plain_args or records:
-                batch.append([scope, predicate, negated, plain_args, plain_created, records])
+        for predicate, negated, plain_args, plain_created, records in scoped.dump(
+            _FACTS_PER_PART
+        ):
+            size = len(plain_args) + len(records)
+            if batch and count + size > _FACTS_PER_PART:
+                parts.append(orjson.dumps(batch).decode())
+                batch, count = [], 0
+            batch.append(
+                [scoped.scope, predicate, negated, plain_args, plain_created, records]
+            )
+            count += size
     if batch:
-        flush()
+        parts.append(orjson.dumps(batch).decode())
     return parts
 
 
@@ -248,7 +221,7 @@ _FACTS_PER_PART = 4096
 
 
 def _decode_facts(state: TenantState, value: Any, version: int) -> None:
-    # Through TenantState.tell / tell_plain, like a replayed event: the stored args
+    # Through TenantState.tell / tell_many, like a replayed event: the stored args
     # share their constants with the index, and the fact is marked for the next refresh.
     if version == 1:
         _put_rows(state, value)
@@ -260,7 +233,7 @@ def _decode_facts(state: TenantState, value: Any, version: int) -> None:
             continue
         tell_many = state.tell_many
         for scope, predicate, negated, plain_args, created, records in orjson.loads(text):
-            tell_many(predicate, negated, scope, plain_args, created, records)
+            tell_many(predicate, negated, scope, plain_args, created, records, version)
 
 
 def _put_rows(state: TenantState, rows: Any) -> None:
@@ -272,7 +245,7 @@ def _put_rows(state: TenantState, rows: Any) -> None:
 register_section(
     Section(
         name="facts",
-        version=3,
+        version=DUMP_VERSION,
         fields=("facts",),
         capture=_capture_facts,
         encode=_encode_facts,

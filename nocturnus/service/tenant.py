@@ -1,10 +1,12 @@
-"""The in-memory projection of one tenant, changed only by :func:`apply`.
+"""The in-memory projection of one tenant, changed only through :func:`apply_fields`.
 
-``facts`` holds every stored fact, by scope, with its attributes. Each scope also has an engine
-``FactIndex`` of the facts *visible now*; it is a view kept in step with the clock by
-:meth:`TenantState.refresh`, which callers run with the current time before reading.
-``apply`` never reads the clock: it marks the touched keys dirty and ``refresh`` settles
-them, so replay and live writes run exactly the same code.
+Every event enters through that one door, written or replayed: it runs the event
+kind's applier (:func:`applies`). ``facts`` holds every stored fact, by scope
+(:class:`ScopeFacts`, the one owner of how facts are kept and when they are visible).
+Each scope also has an engine ``FactIndex`` of the facts *visible now*; it is a view
+kept in step with the clock by :meth:`TenantState.refresh`, which callers run with the
+current time before reading. Appliers never read the clock: they mark the touched keys
+dirty and ``refresh`` settles them, so replay and live writes run exactly the same code.
 
 A fork (``scope_forked``) shares the source's stored facts (:class:`ScopeFacts`) and its
 visible index (``FactIndex.copy``) with the target, both copy-on-write per relation, so
@@ -14,13 +16,16 @@ changes: its not-yet-settled keys now, and its timeline entries through ``_heirs
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
+from nocturnus.service.codec import CODEC, Fields, unnest
 from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import (
     ConstraintAdded,
@@ -39,14 +44,13 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
     TransactionCommitted,
-    unnest,
 )
 from nocturnus.service.facts import (
+    DUMP_VERSION,
     FactKey,
     FactRecord,
     ScopeFacts,
-    is_plain,
-    new_record,
+    Settled,
 )
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 
@@ -145,12 +149,8 @@ class TenantState:
         relations: dict[tuple[str, bool], list[tuple[Any, ...]]],
         now_ms: int,
     ) -> None:
-        """Settle the due facts of ``scope``: each one's index row follows its record.
-
-        Visible rows go to the index one relation at a time (``FactIndex.add_many``):
-        a replay's single refresh of a million facts costs a dict lookup and an append
-        per fact before the index takes them in bulk.
-        """
+        """Settle the due facts of ``scope``: each one's index row follows its stored
+        fact (``ScopeFacts.settle``)."""
         changed = self.changed
         if changed is not None:
             changed.update(
@@ -168,90 +168,28 @@ class TenantState:
                         remove(predicate, negated, args)
                 del self.views[scope]
             return
+        settled = Settled()
         if view is not None and not view.index and not self._timeline:
-            self._fill(scope, scoped, view, now_ms)
-            return
-        groups = scoped.groups()
-        visible: list[tuple[str, bool, list[tuple[Any, float | None]]]] = []
-        hidden: list[tuple[str, bool, tuple[Any, ...]]] = []
-        timed: list[tuple[int, FactKey]] = []
-        found = 0
-        for (predicate, negated), pending in relations.items():
-            arity = -1
-            group: Any = None
-            rows: list[tuple[Any, float | None]] = []
-            for args in pending:
-                if len(args) != arity:  # a (predicate, negated) mostly has one arity
-                    if rows:
-                        visible.append((predicate, negated, rows))
-                        rows = []
-                    arity = len(args)
-                    group = groups.get((predicate, negated, arity))
-                stored = None if group is None else group.get(args)
-                if stored is None:
-                    hidden.append((predicate, negated, args))
-                    continue
-                found += 1
-                if type(stored) is int:  # a plain fact: visible from its createdAt on
-                    if now_ms >= stored:
-                        rows.append((args, None))
-                    else:
-                        hidden.append((predicate, negated, args))
-                        timed.append((stored, FactKey(scope, predicate, negated, args)))
-                    continue
-                record: FactRecord = stored
-                shown, change = _visibility(record, now_ms)
-                if shown:
-                    rows.append((args, record.confidence))
-                else:
-                    hidden.append((predicate, negated, args))
-                if change is not None:
-                    timed.append((change, FactKey(scope, predicate, negated, args)))
-            if rows:
-                visible.append((predicate, negated, rows))
-        if view is None:
-            if not found:
-                return  # no stored record among the keys: nothing to show, no view
-            view = self.views[scope] = ScopeView.empty()
+            # A replay's first refresh: no fact is visible yet, so settling every
+            # stored fact gives the same index as settling the due ones (a stored
+            # fact that is not due was settled hidden for good, expired, and stays
+            # hidden), and reading the groups in order saves a lookup per fact.
+            scoped.settle_all(now_ms, settled)
+        else:
+            scoped.settle(relations, now_ms, settled)
+            if view is None:
+                if not settled.found:
+                    return  # no stored record among the keys: nothing to show, no view
+                view = self.views[scope] = ScopeView.empty()
         index = view.index
-        for predicate, negated, args in hidden:
+        for predicate, negated, args in settled.hidden:
             index.remove(predicate, negated, args)
-        for predicate, negated, rows in visible:
+        for predicate, negated, rows in settled.visible:
             if len(rows) == 1:  # a write's refresh: one fact
                 index.add(predicate, negated, *rows[0])
             else:
                 index.add_many(predicate, negated, rows)
-        for when, key in timed:
-            self._tickets += 1
-            heapq.heappush(self._timeline, (when, self._tickets, key))
-
-    def _fill(self, scope: str, scoped: ScopeFacts, view: ScopeView, now_ms: int) -> None:
-        """Settle every stored fact of ``scope`` into its empty index, group by group.
-
-        What :meth:`_settle_scope` does for the due facts when the index is empty and
-        nothing waits on the timeline (a replay's first refresh): no fact is visible
-        yet, so settling all stored facts gives the same index as settling the due
-        ones — a stored fact that is not due was settled hidden for good (expired) and
-        stays hidden. Reading the groups in order replaces a hash lookup per fact.
-        """
-        index = view.index
-        timed: list[tuple[int, FactKey]] = []
-        for (predicate, negated, _), group in scoped.groups().items():
-            rows: list[tuple[Any, float | None]] = []
-            for args, stored in group.items():
-                if type(stored) is FactRecord:
-                    shown, change = _visibility(stored, now_ms)
-                    if shown:
-                        rows.append((args, stored.confidence))
-                    if change is not None:
-                        timed.append((change, FactKey(scope, predicate, negated, args)))
-                elif now_ms >= stored:  # a plain fact: visible from its createdAt on
-                    rows.append((args, None))
-                else:
-                    timed.append((stored, FactKey(scope, predicate, negated, args)))
-            if rows:
-                index.add_many(predicate, negated, rows)
-        for when, key in timed:
+        for when, key in settled.timed:
             self._tickets += 1
             heapq.heappush(self._timeline, (when, self._tickets, key))
 
@@ -260,67 +198,38 @@ class TenantState:
         scoped = self.facts.get(key.scope)
         return None if scoped is None else scoped.get(key)
 
-    def put(self, record: FactRecord) -> None:
-        """Store ``record``, replacing the fact of its key, and mark it for refresh."""
-        key = record.key
-        if is_plain(record):
-            self.tell(key.predicate, key.args, key.negated, key.scope, record.created_at)
-            return
-        scoped, args = self._stored_args(key.scope, key.args)
-        scoped.put(record, args)
-        self._pending(key.scope, key.predicate, key.negated).append(args)
-
     def tell(
         self,
         predicate: str,
-        args: tuple[Any, ...] | list[Any],
+        args: Sequence[Scalar],
         negated: bool,
         scope: str,
-        created_at: int,
-        valid_from: int | None = None,
-        valid_until: int | None = None,
-        ttl: int | None = None,
-        confidence: float | None = None,
-        metadata: dict[str, Any] | None = None,
+        *attributes: Any,
     ) -> None:
-        """:meth:`put` of the record these fields make (``valid_from`` defaults to
-        ``created_at``), without building it for a plain fact: the hot path of
-        ``fact_told`` at write time, at replay and from a snapshot (issue 3).
+        """Store the fact these fields make, replacing the fact of its key, and mark it
+        for the next refresh: the fields of ``FactTold`` in order (``args`` a tuple or
+        a list; the attributes as ``ScopeFacts.tell`` takes them).
 
-        The parameters are ``FactTold``'s fields in their order, so this is the
-        kind's field applier itself (``FIELD_APPLIERS``); ``args`` a tuple or list.
+        Memory (issue 4): the args kept (stored, and waiting in ``_dirty``) share their
+        constants with the index and with every other fact, instead of keeping the
+        ones each request or replayed event parsed for itself.
         """
-        if valid_from is None:
-            valid_from = created_at
-        scoped = self.facts.get(scope)  # self._stored_args(scope, args), inline
+        scoped = self.facts.get(scope)
         if scoped is None:
             scoped = self.facts[scope] = ScopeFacts(scope)
         view = self.views.get(scope)
         if view is None:
             view = self.views[scope] = ScopeView.empty()
-        stored_args = view.index.interner.canonical(args)  # type: ignore[arg-type]
-        if (
-            valid_from == created_at
-            and valid_until is None
-            and ttl is None
-            and confidence is None
-            and not metadata
-            and type(created_at) is int
-        ):  # is_plain(record), asked of the fields
-            scoped.put_plain(predicate, negated, stored_args, created_at)
-        else:
-            key = _tuple_new(FactKey, (scope, predicate, negated, stored_args))
-            record = new_record(
-                key,
-                created_at,
-                valid_from,
-                valid_until,
-                ttl,
-                confidence,
-                {} if metadata is None else metadata,
-            )
-            scoped.put(record, stored_args)
+        interner = view.index.interner
+        stored_args = interner.canonical(args)  # type: ignore[arg-type]
+        exact = not interner.has_floats  # no float interned: none among the args
+        scoped.tell(predicate, negated, stored_args, *attributes, exact=exact)
         self._pending(scope, predicate, negated).append(stored_args)
+
+    def put(self, record: FactRecord) -> None:
+        """Store ``record``, replacing the fact of its key, and mark it for refresh."""
+        key = record.key
+        self.tell(key.predicate, key.args, key.negated, key.scope, *record.attributes())
 
     def tell_many(
         self,
@@ -330,14 +239,11 @@ class TenantState:
         plain_args: list[Any],
         plain_created: list[int],
         records: Sequence[Sequence[Any]] = (),
+        version: int = DUMP_VERSION,
     ) -> None:
-        """:meth:`tell` of many facts of one relation, in bulk: a snapshot's group.
-
-        The same as telling the plain facts ``(plain_args[i], plain_created[i])`` in
-        order, then each of ``records`` (``[args, created_at, valid_from,
-        valid_until, ttl, confidence, metadata]``). Each fact is interned as
-        :meth:`tell` interns it; the group takes them all at once; equal plain
-        ``createdAt`` values share one int object.
+        """:meth:`tell` of many facts of one relation, in bulk: a snapshot's group
+        (``ScopeFacts.dump`` / ``ScopeFacts.tell_many``), each fact's args interned as
+        :meth:`tell` interns them.
 
         :raises TypeError: an argument is not a constant, or a plain createdAt not an
             int.
@@ -345,56 +251,27 @@ class TenantState:
         """
         if not plain_args and not records:
             return
-        if plain_created and set(map(type, plain_created)) != {int}:  # is_plain's
-            raise TypeError("tell_many: every plain createdAt must be an int")
-        if len(plain_args) != len(plain_created):
-            raise ValueError("tell_many: one createdAt per plain fact")
-        scoped, _ = self._stored_args(scope, ())
-        interner = self.views[scope].index.interner
-        stored_args = interner.canonical_rows(plain_args)
-        if records:
-            stored_args += interner.canonical_rows([row[0] for row in records])
-        stamps: dict[int, int] = {}
-        stored: list[Any] = list(map(stamps.setdefault, plain_created, plain_created))
-        new_key = FactKey._make
-        for args, (_, created, since, until, ttl, conf, meta) in zip(
-            stored_args[len(plain_args) :], records
-        ):
-            if (  # is_plain(record), asked of the fields, as tell does
-                since == created
-                and until is None
-                and ttl is None
-                and conf is None
-                and not meta
-                and type(created) is int
-            ):
-                stored.append(stamps.setdefault(created, created))
-            else:
-                key = new_key((scope, predicate, negated, args))
-                stored.append(new_record(key, created, since, until, ttl, conf, meta))
-        scoped.put_many(predicate, negated, stored_args, stored)
-        self._pending(scope, predicate, negated).extend(stored_args)
-
-    def _stored_args(
-        self, scope: str, args: tuple[Any, ...] | list[Any]
-    ) -> tuple[ScopeFacts, tuple[Any, ...]]:
-        """The stored facts of ``scope`` (created if new) and ``args`` as stored there.
-
-        Memory (issue 4): what stays (the stored args, the key waiting in ``_dirty``)
-        shares its constants with the index and with every other fact, instead of
-        keeping the ones each request or replayed event parsed for itself.
-        """
         scoped = self.facts.get(scope)
         if scoped is None:
             scoped = self.facts[scope] = ScopeFacts(scope)
         view = self.views.get(scope)
         if view is None:
             view = self.views[scope] = ScopeView.empty()
-        return scoped, view.index.interner.canonical(args)  # type: ignore[arg-type]
+        interner = view.index.interner
+        stored_args = interner.canonical_rows(plain_args)
+        rows: Sequence[Sequence[Any]] = records
+        if records:
+            record_args = interner.canonical_rows([row[0] for row in records])
+            rows = [[args, *row[1:]] for args, row in zip(record_args, records)]
+            stored_args += record_args
+        plain = stored_args[: len(plain_args)]
+        scoped.tell_many(predicate, negated, plain, plain_created, rows, version)
+        self._pending(scope, predicate, negated).extend(stored_args)
 
     def discard(self, key: FactKey) -> bool:
+        """Remove the stored fact of ``key`` (marked for refresh); False when absent."""
         scoped = self.facts.get(key.scope)
-        if scoped is None or scoped.pop(key) is None:
+        if scoped is None or scoped.retract(key) is None:
             return False
         if not scoped:
             del self.facts[key.scope]
@@ -526,99 +403,130 @@ class TenantState:
         return view.program
 
 
-def _visibility(record: FactRecord, now_ms: int) -> tuple[bool, int | None]:
-    """Whether a stored record is visible at ``now_ms``, and when that next changes.
+# -- appliers: what each event kind does to the projection ---------------------------
 
-    ``(record.is_visible(now_ms), record.next_change(now_ms))``, without the property
-    calls for the common record with neither TTL nor ``validUntil``.
+Applier = Callable[..., None]
+"""``applier(state, *fields)``: an event given as its field values (``codec.Fields``)."""
+
+APPLIERS: dict[str, Applier] = {}
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def applies(cls: type[Event]) -> Callable[[_F], _F]:
+    """Register the function below as what an event of ``cls`` does to a tenant.
+
+    The function takes the projection, then either the event (one parameter named
+    ``event``: the kinds that are rare in a log) or the event's fields positionally
+    (the kinds replay folds by the million: no event is built for them). In the
+    second form the parameters are checked here against the dataclass's fields, by
+    name and in order, so a field added, removed or moved fails at import instead of
+    misapplying at replay; a final ``*rest`` takes the remaining fields.
+
+    :raises TypeError: the parameters do not match the fields, or ``cls`` already
+        has an applier.
     """
-    if record.ttl is None and record.valid_until is None:
-        if now_ms >= record.valid_from:
-            return True, None
-        return False, record.valid_from
-    return record.is_visible(now_ms), record.next_change(now_ms)
+
+    def register(fn: _F) -> _F:
+        if cls.kind in APPLIERS:
+            raise TypeError(f"{cls.kind!r} already has an applier")
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        if [p.name for p in params] == ["event"]:
+            build = CODEC.build
+
+            def from_fields(state: TenantState, *fields: Any) -> None:
+                fn(state, build(cls, fields))
+
+            APPLIERS[cls.kind] = from_fields
+            return fn
+        names = [f.name for f in dataclasses.fields(cls)]
+        named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        rest = any(p.kind is p.VAR_POSITIONAL for p in params)
+        if named != names[: len(named)] or (len(named) < len(names) and not rest):
+            raise TypeError(
+                f"applier {fn.__name__}{named} does not take {cls.__name__}'s fields "
+                f"{names} in order"
+            )
+        APPLIERS[cls.kind] = fn
+        return fn
+
+    return register
 
 
-Applier = Callable[[TenantState, Event], None]
-_tuple_new = tuple.__new__
-
-
-_tell = TenantState.tell
-"""``fact_told`` from its fields, in FactTold's order (``args`` a tuple or list)."""
-
-
-def _retract(
+@applies(FactTold)
+def _fact_told(
     state: TenantState,
     predicate: str,
-    args: tuple[Scalar, ...] | list[Scalar],
+    args: Sequence[Scalar],
+    negated: bool,
+    scope: str,
+    *attributes: Any,
+) -> None:
+    state.tell(predicate, args, negated, scope, *attributes)
+
+
+@applies(FactRetracted)
+def _fact_retracted(
+    state: TenantState,
+    predicate: str,
+    args: Sequence[Scalar],
     negated: bool,
     scope: str,
 ) -> None:
-    """``fact_retracted`` from its fields (in FactRetracted's order)."""
     key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))
     state.discard(key)
     state.priorities.pop(key, None)
 
 
-def _apply_fact_told(state: TenantState, event: FactTold) -> None:
-    _tell(
-        state,
-        event.predicate,
-        event.args,
-        event.negated,
-        event.scope,
-        event.created_at,
-        event.valid_from,
-        event.valid_until,
-        event.ttl,
-        event.confidence,
-        event.metadata,
-    )
+@applies(FactExpired)
+def _fact_expired(state: TenantState, event: FactExpired) -> None:
+    key = FactKey(event.scope, event.predicate, event.negated, tuple(event.args))
+    state.discard(key)
+    state.priorities.pop(key, None)
 
 
-def _apply_fact_retracted(state: TenantState, event: FactRetracted) -> None:
-    _retract(state, event.predicate, event.args, event.negated, event.scope)
-
-
-def _apply_fact_expired(state: TenantState, event: FactExpired) -> None:
-    _retract(state, event.predicate, event.args, event.negated, event.scope)
-
-
-def _apply_transaction_committed(state: TenantState, event: TransactionCommitted) -> None:
+@applies(TransactionCommitted)
+def _transaction_committed(state: TenantState, event: TransactionCommitted) -> None:
     for inner in unnest(event.events):
-        APPLIERS[inner.kind](state, inner)
+        APPLIERS[inner.kind](state, *CODEC.fields_of(inner))
 
 
-def _apply_priority_set(state: TenantState, event: PrioritySet) -> None:
+@applies(PrioritySet)
+def _priority_set(state: TenantState, event: PrioritySet) -> None:
     key = FactKey(event.scope, event.predicate, event.negated, event.args)
     state.priorities[key] = event.priority
     if state.changed is not None:
         state.changed.add(key)
 
 
-def _apply_rule_taught(state: TenantState, event: RuleTaught) -> None:
+@applies(RuleTaught)
+def _rule_taught(state: TenantState, event: RuleTaught) -> None:
     state.rules.add(RuleRecord.from_event(event, level="tenant"))
 
 
-def _apply_rule_removed(state: TenantState, event: RuleRemoved) -> None:
+@applies(RuleRemoved)
+def _rule_removed(state: TenantState, event: RuleRemoved) -> None:
     state.rules.remove(event.id)
 
 
-def _apply_constraint_added(state: TenantState, event: ConstraintAdded) -> None:
+@applies(ConstraintAdded)
+def _constraint_added(state: TenantState, event: ConstraintAdded) -> None:
     state.constraints[event.id] = ConstraintRecord.from_event(event)
 
 
-def _apply_constraint_removed(state: TenantState, event: ConstraintRemoved) -> None:
+@applies(ConstraintRemoved)
+def _constraint_removed(state: TenantState, event: ConstraintRemoved) -> None:
     state.constraints.pop(event.id, None)
 
 
-def _apply_scope_forked(state: TenantState, event: ScopeForked) -> None:
+@applies(ScopeForked)
+def _scope_forked(state: TenantState, event: ScopeForked) -> None:
     state.fork(event.source, event.target)
     for record in [r for r in state.rules if r.scope == event.source]:
         state.rules.add(record.forked(event.target, event.created_at))
 
 
-def _apply_scope_merged(state: TenantState, event: ScopeMerged) -> None:
+@applies(ScopeMerged)
+def _scope_merged(state: TenantState, event: ScopeMerged) -> None:
     target = event.target
     for fact in event.retracted:
         key = FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"]))
@@ -629,18 +537,21 @@ def _apply_scope_merged(state: TenantState, event: ScopeMerged) -> None:
         state.put(FactRecord.from_event(told))
 
 
-def _apply_scope_deleted(state: TenantState, event: ScopeDeleted) -> None:
+@applies(ScopeDeleted)
+def _scope_deleted(state: TenantState, event: ScopeDeleted) -> None:
     state.drop_scope(event.scope)
     for record in [r for r in state.rules if r.scope == event.scope]:
         state.rules.remove(record.rule.id)
 
 
-def _apply_tenant_created(state: TenantState, event: TenantCreated) -> None:
+@applies(TenantCreated)
+def _tenant_created(state: TenantState, event: TenantCreated) -> None:
     if state.created_at is None:
         state.created_at = event.created_at
 
 
-def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
+@applies(TenantDeleted)
+def _tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state.facts.clear()
     state.rules.clear()
     state.views.clear()
@@ -654,35 +565,19 @@ def _apply_tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state.created_at = None
 
 
-APPLIERS: dict[str, Applier] = {
-    FactTold.kind: _apply_fact_told,  # type: ignore[dict-item]
-    FactRetracted.kind: _apply_fact_retracted,  # type: ignore[dict-item]
-    RuleTaught.kind: _apply_rule_taught,  # type: ignore[dict-item]
-    RuleRemoved.kind: _apply_rule_removed,  # type: ignore[dict-item]
-    ScopeForked.kind: _apply_scope_forked,  # type: ignore[dict-item]
-    ScopeMerged.kind: _apply_scope_merged,  # type: ignore[dict-item]
-    ScopeDeleted.kind: _apply_scope_deleted,  # type: ignore[dict-item]
-    TenantCreated.kind: _apply_tenant_created,  # type: ignore[dict-item]
-    TenantDeleted.kind: _apply_tenant_deleted,  # type: ignore[dict-item]
-    PrioritySet.kind: _apply_priority_set,  # type: ignore[dict-item]
-    ConstraintAdded.kind: _apply_constraint_added,  # type: ignore[dict-item]
-    ConstraintRemoved.kind: _apply_constraint_removed,  # type: ignore[dict-item]
-    FactExpired.kind: _apply_fact_expired,  # type: ignore[dict-item]
-    TransactionCommitted.kind: _apply_transaction_committed,  # type: ignore[dict-item]
-}
+def apply_fields(state: TenantState, seq: int, kind: str, fields: Fields) -> None:
+    """The projection's one door: apply the event logged at ``seq``, given as its kind
+    and field values. Writes and replay, live and from the log, all come through here.
 
-
-FIELD_APPLIERS: dict[str, Callable[..., None]] = {
-    FactTold.kind: _tell,
-    FactRetracted.kind: _retract,
-}
-"""The appliers of the hot kinds, taking the event's fields positionally: for these
-kinds ``APPLIERS[kind](state, event)`` is exactly ``FIELD_APPLIERS[kind](state,
-*fields)``, so replay can feed them the fields read straight from a logged body
-(``events.FIELD_READERS``) without building the event first (see ``replay.fold``)."""
+    :raises KeyError: a kind without an applier (not a tenant-level event).
+    """
+    APPLIERS[kind](state, *fields)
+    state.last_seq = seq
 
 
 def apply(state: TenantState, seq: int, event: Event) -> None:
-    """Apply one logged event; the same function serves writes and replay."""
-    APPLIERS[event.kind](state, event)
-    state.last_seq = seq
+    """:func:`apply_fields` of an event object (what a write decided)."""
+    apply_fields(state, seq, event.kind, CODEC.fields_of(event))
+
+
+_tuple_new = tuple.__new__

@@ -47,9 +47,10 @@ from nocturnus.errors import (
     ValidationError,
 )
 from nocturnus.service.authenticator import Principal
+from nocturnus.service.codec import nest
 from nocturnus.service.constraints import check_writes
 from nocturnus.service.database import Database, DatabaseState
-from nocturnus.service.events import Event, TransactionCommitted, nest
+from nocturnus.service.events import Event, TransactionCommitted
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.tenant import TenantState, apply
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nocturnus.progress import Progress
 from nocturnus.store.chain import GENESIS, Chain, unpack_head
 from nocturnus.store.errors import ChainBroken
 from nocturnus.store.recorder import Tip, WriteTransaction
@@ -54,7 +55,7 @@ def compact_log(
     marker_kind: str,
     marker_body: Callable[[Compaction], bytes],
     ts_ms: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Compaction | None:
     """Drop the rows of shredded tenants, re-chain, and append a marker event.
 
@@ -129,7 +130,7 @@ def _rechain(
     chain: Chain,
     first_dropped: int,
     before: tuple[int, bytes],
-    progress: Callable[[int, int], None] | None,
+    progress: Progress | None,
 ) -> tuple[int, bytes, int]:
     """Re-link every row after ``first_dropped`` to the kept row ``before`` it; return
     (last seq, its hash, rows re-linked)."""

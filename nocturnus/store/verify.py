@@ -7,9 +7,9 @@ protocol and the sealer's keys, so it is the same check on every backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nocturnus.progress import Progress
 from nocturnus.store.chain import GENESIS, Break, head_break, unpack_head, walk
 from nocturnus.store.errors import CorruptKey, CryptoError
 from nocturnus.store.record import record_aad, snapshot_aad
@@ -66,7 +66,7 @@ class VerifyReport:
 
 
 def verify_log(
-    sealer: Sealer, progress: Callable[[int, int], None] | None = None
+    sealer: Sealer, progress: Progress | None = None
 ) -> VerifyReport:
     """Walk every event and snapshot of ``sealer``'s log; see :class:`VerifyReport`.
 

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from nocturnus.service.events import KeyCreated, decode
+from nocturnus.service.codec import CODEC
+from nocturnus.service.events import KeyCreated
 from nocturnus.store.crypto import parse_master_key
 from tests.conftest import ADMIN_KEY
 from tests.logs import sqlite_log
@@ -151,7 +152,7 @@ def test_keys_are_stored_only_as_argon2id_hashes(auth_server: Server) -> None:
     log = sqlite_log(auth_server.data_dir / "_system.db", "_system",
                         parse_master_key(TEST_MASTER_KEY, "test"), readonly=True)
     try:
-        events = [decode(r.kind, r.body) for r in log.read(tenant="") if r.body is not None]
+        events = [CODEC.decode(r.kind, r.body) for r in log.read(tenant="") if r.body is not None]
     finally:
         log.close()
     mine = [e for e in events if isinstance(e, KeyCreated) and e.id == created["id"]]

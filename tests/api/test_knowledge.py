@@ -54,6 +54,23 @@ def test_constants_are_echoed_exactly(server: Server, tenant: str) -> None:
     assert answer["bindings"] == [{"s": "500", "n": 500, "f": 2.5}]
 
 
+def test_an_int_and_an_equal_float_are_two_facts(server: Server, tenant: str) -> None:
+    # issue 20 (found by #13's differential tests): 1 == 1.0 in Python, yet p(1) and
+    # p(1.0) are distinct constants; retracting one must leave the other
+    first = tell(server, tenant, "p", [1])
+    assert first["stored"] is True
+    second = tell(server, tenant, "p", [1.0])
+    assert second["stored"] is True and second["message"].startswith("Stored")
+    forgot = server.request("POST", "/forget", tenant=tenant,
+                            json={"predicate": "p", "args": [1.0]})
+    assert forgot.status_code == 200 and forgot.json()["retracted"] == 1, forgot.text
+    query = server.request("POST", "/query", tenant=tenant,
+                           json={"predicate": "p", "args": ["?x"]})
+    assert query.status_code == 200, query.text
+    assert [r["args"] for r in query.json()["results"]] == [[1]]
+    assert [type(r["args"][0]) for r in query.json()["results"]] == [int]
+
+
 def test_retract_removes_derived_answers_at_once(server: Server, tenant: str) -> None:
     tell(server, tenant, "edge", ["a", "b"])
     tell(server, tenant, "edge", ["b", "c"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nocturnus.service.events import FactTold, decode, encode
+from nocturnus.service import snapshot
+from nocturnus.service.codec import CODEC
+from nocturnus.service.events import FactRetracted, FactTold
 from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts, is_plain
 from nocturnus.service.tenant import TenantState, apply
 
@@ -32,7 +34,7 @@ def test_every_record_reads_back_equal(record: FactRecord, plain: bool) -> None:
     forked = scoped.fork("what-if")
     moved = FactKey("what-if", *KEY[1:])
     assert forked[moved] == FactRecord(moved, *_attributes(record))
-    assert scoped.pop(KEY) == record
+    assert scoped.retract(KEY) == record
     assert KEY not in scoped and len(scoped) == 0
 
 
@@ -60,7 +62,7 @@ def test_replayed_facts_share_their_constants() -> None:
     state = TenantState("acme")
     for seq, args in enumerate([("a", "b"), ("b", "c"), ("c", "a")], start=1):
         told = FactTold("edge", args, False, "main", created_at=7, valid_from=7)
-        apply(state, seq, decode(FactTold.kind, encode(told)))
+        apply(state, seq, CODEC.decode(FactTold.kind, CODEC.encode(told)))
     state.refresh(10)
     names = {}
     for record in state.facts["main"].records():
@@ -71,3 +73,34 @@ def test_replayed_facts_share_their_constants() -> None:
         ("b", "c"),
         ("c", "a"),
     ]
+
+
+def test_equal_ints_and_floats_are_distinct_facts() -> None:
+    """1 == 1.0 and 0.0 == -0.0 in Python; as constants they are four facts (#20)."""
+    state = TenantState("t")
+    told = [(1,), (1.0,), (0.0,), (-0.0,)]
+    for seq, args in enumerate(told, start=1):
+        apply(state, seq, FactTold("p", args, False, "main", seq, seq, confidence=0.5))
+    apply(state, 5, FactTold("p", (1,), False, "main", 5, 5))  # replaces p(1) only
+    state.refresh(10)
+    scoped = state.facts["main"]
+    assert len(scoped) == 4
+    assert [r.key.args for r in sorted(scoped.values(), key=lambda r: r.created_at)] == [
+        (1.0,),
+        (0.0,),
+        (-0.0,),
+        (1,),
+    ]
+    assert repr(sorted(repr(r.key.args) for r in state.iter_visible())) == repr(
+        sorted(repr(a) for a in told)
+    )
+    apply(state, 6, FactRetracted("p", (1.0,), False, "main"))
+    apply(state, 7, FactRetracted("p", (-0.0,), False, "main"))
+    state.refresh(10)
+    kept = {repr(r.key.args): r.created_at for r in state.iter_visible()}
+    assert kept == {"(1,)": 5, "(0.0,)": 3}
+    assert state.record(FactKey("main", "p", False, (1.0,))) is None
+    assert state.record(FactKey("main", "p", False, (1,))) is not None
+    restored = snapshot.decode("t", snapshot.encode(state))
+    restored.refresh(10)
+    assert {repr(r.key.args): r.created_at for r in restored.iter_visible()} == kept

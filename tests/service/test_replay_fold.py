@@ -1,16 +1,15 @@
 """Replay's fast path builds exactly the state the per-event path builds (issue 3).
 
-``replay.fold`` feeds the hot kinds (``fact_told``, ``fact_retracted``) to their field
-appliers straight from the logged bytes, and a never-settled scope gets its view built
-from its stored groups in one pass. Here random logs are folded both ways — the fast
-fold refreshed once at the end (as start-up does), and ``apply(state, seq,
-decode(kind, body))`` event by event, refreshed after most of them (as live writes
-are) — and every observable part of the two states must be equal.
+``replay.fold`` feeds every event to the projection's door as the field values the
+codec reads straight from the logged bytes, and a never-settled scope gets its view
+built from its stored groups in one pass. Here random logs are folded both ways — the
+fast fold refreshed once at the end (as start-up does), and ``apply(state, seq,
+CODEC.decode(kind, body))`` event by event, refreshed after most of them (as live
+writes are) — and every observable part of the two states must be equal.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import orjson
@@ -18,9 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nocturnus.service import snapshot
+from nocturnus.service.codec import CODEC
 from nocturnus.service.events import (
-    EVENT_TYPES,
-    FIELD_READERS,
     Event,
     FactRetracted,
     FactTold,
@@ -30,8 +28,6 @@ from nocturnus.service.events import (
     ScopeForked,
     TenantCreated,
     TenantDeleted,
-    decode,
-    encode,
 )
 from nocturnus.service.replay import fold
 from nocturnus.service.tenant import TenantState, apply
@@ -115,7 +111,7 @@ def logged(history: list[tuple[Event, bool]]) -> list[LogRecord]:
     """The events as the log returns them; some bodies without ``_v`` (an old writer)."""
     records = []
     for seq, (event, versionless) in enumerate(possible(history), start=1):
-        body = encode(event)
+        body = CODEC.encode(event)
         if versionless:
             fields = orjson.loads(body)
             del fields["_v"]
@@ -158,48 +154,10 @@ def test_fast_fold_equals_applying_each_event(
     slow = TenantState("t")
     for record in records:
         assert record.body is not None
-        apply(slow, record.seq, decode(record.kind, record.body))
+        apply(slow, record.seq, CODEC.decode(record.kind, record.body))
         # a live server settles before every decision: one key at a time, mostly
         if record.seq not in skipped:
             slow.refresh(NOW + record.seq)
 
     for now in (NOW + 50, NOW + 50 + later):
         assert observe(fast, now) == observe(slow, now)
-
-
-def test_field_readers_give_exactly_the_decoded_fields() -> None:
-    samples = [
-        FactTold("p", ("x", 1, 2.5), True, "main", 1, 2, 3, 4, 0.5, {"k": [1]}),
-        FactRetracted("p", ("x",), False, "a"),
-        ScopeForked("a", "b", 5),
-        TenantDeleted(1, 2),
-    ]
-    for event in samples:
-        body = encode(event)
-        values = FIELD_READERS[event.kind](body)
-        assert values is not None
-        decoded = decode(event.kind, body)
-        expected = tuple(getattr(decoded, f.name) for f in dataclasses.fields(decoded))
-        assert tuple(tuple(v) if isinstance(v, list) else v for v in values) == expected
-
-
-def test_field_readers_decline_what_decode_must_handle() -> None:
-    told = encode(FactTold("p", ("x",), False, "main", 1, 1))
-    fields = orjson.loads(told)
-    for changed in (
-        {k: v for k, v in fields.items() if k != "_v"},  # no version: decode's default
-        {**fields, "_v": 2},  # another version: decode upcasts or refuses
-        {k: v for k, v in fields.items() if k != "metadata"},  # a default to apply
-        {**fields, "extra": 1},  # an unknown field: decode refuses
-    ):
-        assert FIELD_READERS["fact_told"](orjson.dumps(changed)) is None
-
-
-def test_encode_writes_the_field_dict() -> None:
-    # every registered event kind, built from its fields' own defaults where it has
-    # them: the body must be {field: value, ..., "_v": version}, in field order
-    for kind, cls in EVENT_TYPES.items():
-        names = [f.name for f in dataclasses.fields(cls)]
-        values = {name: f"v-{name}" for name in names}
-        event = cls(**values)
-        assert encode(event) == orjson.dumps({**values, "_v": cls.version}), kind

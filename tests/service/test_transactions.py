@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 
 from nocturnus.errors import NotFound, RateLimited
+from nocturnus.service.codec import CODEC, nest, unnest
 from nocturnus.service.events import (
     FactRetracted,
     FactTold,
     TransactionCommitted,
-    decode,
-    encode,
-    nest,
-    unnest,
 )
 from nocturnus.service.facts import FactKey
 from nocturnus.service.tenant import TenantState, apply
@@ -93,7 +90,7 @@ def test_a_committed_transaction_replays_as_its_events_applied_in_order() -> Non
     event = TransactionCommitted(id="tx_1", events=nest(inner))
     assert [type(e) for e in unnest(event.events)] == [FactTold, FactTold, FactRetracted]
     assert unnest(event.events) == inner
-    logged = decode(event.kind, encode(event))  # through the log's encoding
+    logged = CODEC.decode(event.kind, CODEC.encode(event))  # through the log's encoding
     assert logged == event
     live, replayed, one_by_one = TenantState("t"), TenantState("t"), TenantState("t")
     apply(live, 1, event)

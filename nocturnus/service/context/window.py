@@ -110,17 +110,7 @@ def fingerprint(
     record: FactRecord | None, confidence: float | None, provenance: Provenance | None
 ) -> bytes:
     """:attr:`WindowEntry.fingerprint` of an entry with these parts."""
-    attrs = (
-        None
-        if record is None
-        else (
-            record.created_at,
-            record.valid_from,
-            record.valid_until,
-            record.ttl,
-            record.metadata,
-        )
-    )
+    attrs = None if record is None else record.attributes()
     prov = (
         None
         if provenance is None

@@ -230,6 +230,31 @@ def test_ask_pages_answers_with_the_server_cursor(signed_in: Console) -> None:
     assert not c.driver.find_element(c.by.XPATH, more).is_displayed()
 
 
+def test_text_statements_run_with_answers_and_proofs(signed_in: Console) -> None:
+    c = signed_in
+    c.go("Ask")
+    c.fill("Run text statements", {"Statements": "parent(carol, dave"})
+    c.submit("Run text statements", "Run")
+    error = c.find(c.form("Run text statements") + "//*[@role='alert']")
+    assert error.text.startswith("VALIDATION_ERROR: command: line 1, column ")
+    script = "parent(carol, dave).\n?- parent(carol, ?who).\n" + (
+        "EXPLAIN grandparent(alice, charlie);\nRETRACT parent(carol, dave);"
+    )
+    c.fill("Run text statements", {"Statements": script})
+    c.submit("Run text statements", "Run")
+    c.see("line 1: Stored: parent(carol, dave)", c.form("Run text statements"))
+    c.see("line 2: Inferred 1 result(s)", c.form("Run text statements"))
+    tree = c.form("Run text statements") + "//ul[@class='proof']"
+    c.see("grandparent(alice, charlie)", tree)
+    leaves = c.driver.find_elements(c.by.XPATH, tree + "//li[@class='leaf']")
+    assert [leaf.text for leaf in leaves] == [
+        "stored fact parent(alice, bob)",
+        "stored fact parent(bob, charlie)",
+    ]
+    c.see("line 4: Forgotten: parent(carol, dave)", c.form("Run text statements"))
+    c.shot("03b-text-statements")
+
+
 def test_fork_and_compare_a_scope_side_by_side(signed_in: Console) -> None:
     c = signed_in
     c.go("Scopes")

@@ -1,7 +1,7 @@
 // Ask a question: the answers, their bindings and each answer's proof as a tree.
 
 import { atomText, parseArgs } from "./atoms.js";
-import { call } from "./api.js";
+import { call, offers } from "./api.js";
 import { field, h, message, replace } from "./dom.js";
 import { expandAll, proofTree } from "./proof.js";
 import { attempt, heading, statusRegion, target } from "./ui.js";
@@ -30,6 +30,40 @@ function answerItem(result, binding, index) {
         onclick: () => expandAll(tree, false) }, "Collapse all")), tree);
   }
   return h("li", { className: "answer card" }, parts);
+}
+
+/**
+ * The text syntax box, for servers that offer ``POST /execute``: the script's statements
+ * run in order, and each question's answers are shown with their proofs as trees.
+ */
+function scriptForm() {
+  const command = h("textarea", { name: "command", rows: 5, spellcheck: false,
+    required: true, className: "code" });
+  const status = statusRegion();
+  const output = h("div", { className: "results" });
+  const form = h("form", { className: "card", "aria-label": "Run text statements" },
+    h("h3", null, "Text statements"),
+    field("Statements", command,
+      "e.g. parent(alice, bob).  ?- grandparent(?who, charlie).  EXPLAIN grandparent(alice, "
+      + "charlie);"),
+    h("button", { type: "submit" }, "Run"), status, output);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answer = await attempt(status, () => call("POST", "/execute",
+      { tenant: true, body: { command: command.value } }));
+    if (!answer) return;
+    let index = 0;
+    replace(output, h("ol", { className: "statements" }, answer.statements.map((entry) => {
+      const answers = (entry.results || []).map((r, i) => {
+        index += 1;
+        return answerItem(r, entry.bindings[i], index - 1);
+      });
+      return h("li", null,
+        h("pre", { className: "text" }, `line ${entry.line}: ${entry.message}`),
+        answers.length ? h("ol", { className: "answers" }, answers) : null);
+    })));
+  });
+  return form;
 }
 
 export default {
@@ -103,6 +137,9 @@ export default {
       fetchAnswers(false);
     });
     root.append(form, answers);
+    offers("POST", "/execute").then((offered) => {
+      if (offered) form.before(scriptForm());
+    }, () => undefined);
     return undefined;
   },
 };

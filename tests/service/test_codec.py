@@ -1,0 +1,85 @@
+"""The event codec (issue 20): its fast paths read exactly what the plain reading does,
+and decline every body the plain reading must handle."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+import pytest
+
+from nocturnus.service.codec import CODEC, EventCodec
+from nocturnus.service.events import (
+    EVENT_TYPES,
+    Event,
+    FactRetracted,
+    FactTold,
+    RuleTaught,
+    ScopeForked,
+    ScopeMerged,
+    TenantDeleted,
+)
+
+SAMPLES: list[Event] = [
+    FactTold("p", ("x", 1, 2.5), True, "main", 1, 2, 3, 4, 0.5, {"k": [1]}),
+    FactRetracted("p", ("x",), False, "a"),
+    ScopeForked("a", "b", 5),
+    TenantDeleted(1, 2),
+    RuleTaught("r1", {"predicate": "q"}, ({"predicate": "p"},), 7, None, 0.5),
+    ScopeMerged("a", "b", "SOURCE_WINS", ({"predicate": "p"},), ()),
+]
+
+
+def field_values(event: Event) -> tuple[Any, ...]:
+    return tuple(getattr(event, f.name) for f in dataclasses.fields(event))
+
+
+def tupled(values: Any) -> tuple[Any, ...]:
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
+def test_the_readings_of_a_body_agree(event: Event) -> None:
+    body = CODEC.encode(event)
+    decoded = CODEC.decode(event.kind, body)
+    assert decoded == event and type(decoded) is type(event)
+    assert tupled(CODEC.fields(event.kind, body)) == field_values(event)
+    assert CODEC.fields_of(event) == field_values(event)
+    assert CODEC.build(type(event), CODEC.fields(event.kind, body)) == event
+
+
+def test_the_fast_reader_declines_what_decode_must_handle() -> None:
+    told = CODEC.encode(FactTold("p", ("x",), False, "main", 1, 1))
+    fields = orjson.loads(told)
+    reader = EventCodec()._plan_for("fact_told").read  # the private fast path
+    declined = [
+        {k: v for k, v in fields.items() if k != "_v"},  # no version: decode's default
+        {**fields, "_v": 2},  # another version: decode upcasts (or reads it as is)
+        {k: v for k, v in fields.items() if k != "metadata"},  # a default to apply
+    ]
+    for changed in declined:
+        body = orjson.dumps(changed)
+        assert reader(body) is None
+        assert tupled(CODEC.fields("fact_told", body)) == field_values(
+            CODEC.decode("fact_told", body)
+        )
+    unknown_field = orjson.dumps({**fields, "extra": 1})
+    assert reader(unknown_field) is None
+    with pytest.raises(TypeError):
+        CODEC.fields("fact_told", unknown_field)
+
+
+def test_encode_writes_the_field_dict() -> None:
+    # every registered event kind, built from its fields' own defaults where it has
+    # them: the body must be {field: value, ..., "_v": version}, in field order
+    for kind, cls in EVENT_TYPES.items():
+        names = [f.name for f in dataclasses.fields(cls)]
+        values = {name: f"v-{name}" for name in names}
+        event = cls(**values)
+        assert CODEC.encode(event) == orjson.dumps({**values, "_v": cls.version}), kind
+
+
+def test_an_unknown_kind_is_refused() -> None:
+    with pytest.raises(KeyError):
+        CODEC.decode("from_a_newer_server", b"{}")
