@@ -43,6 +43,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
     Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
     Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, streamable HTTP)"),
+    Setting("mcp_sessions_per_key", int, 32, "Most open MCP sessions of one API key, per transport (auth on)"),
+    Setting("mcp_sessions_per_tenant", int, 64, "Most open MCP sessions on one database's tenant, per transport"),
+    Setting("mcp_session_idle_s", int, 3600, "Seconds unused after which a streamable HTTP session may be ended to make room"),
     Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
     Setting("log_level", str, "INFO", "Log level"),
@@ -89,6 +92,9 @@ class Settings:
     plan_cache_size: int = 4096
     plan_cache_per_tenant: int = 256
     mcp_sessions: int = 256
+    mcp_sessions_per_key: int = 32
+    mcp_sessions_per_tenant: int = 64
+    mcp_session_idle_s: int = 3600
     mcp_keepalive_ms: int = 15_000
     log_format: str = "text"
     log_level: str = "INFO"
@@ -180,8 +186,13 @@ def load_settings(
         raise StartupError(f"port must be between 1 and 65535, got {settings.port}")
     if settings.auth not in ("off", "on"):
         raise StartupError(f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}")
-    if settings.mcp_sessions < 1:
-        raise StartupError(f"mcp_sessions must be at least 1, got {settings.mcp_sessions}")
+    for name in ("mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
+        if getattr(settings, name) < 1:
+            raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    if settings.mcp_session_idle_s < 0:
+        raise StartupError(
+            f"mcp_session_idle_s must be at least 0, got {settings.mcp_session_idle_s}"
+        )
     # Sanic drops a response that sends nothing for RESPONSE_TIMEOUT (60 s): keepalives
     # must come well before that or idle SSE streams get cut.
     if not 10 <= settings.mcp_keepalive_ms <= 50_000:

@@ -3,24 +3,26 @@
 * ``GET /mcp/sse`` opens a session: an ``endpoint`` event names
   ``/mcp/messages?sessionId=…``; each POST there is answered 202 at once and its JSON-RPC
   response comes back **on the stream**. The GET's headers (database, tenant, key) govern
-  the whole session.
+  the whole session; a POST must come with the same key (and, where it names them, the
+  same database and tenant).
 * ``POST /mcp`` answers JSON-RPC in the HTTP response (``application/json``).
   ``initialize`` opens a session named by the ``Mcp-Session-Id`` response header;
-  ``GET /mcp`` opens that session's server-to-client stream, ``DELETE /mcp`` ends it. Each
-  POST's own headers govern its calls. A POST without a session is served on its own.
+  ``GET /mcp`` opens that session's server-to-client stream, ``DELETE /mcp`` ends it. Every
+  request naming the session must come with the key, database and tenant that opened it.
+  A POST without a session is served on its own.
 
-Sessions live in memory, bounded per transport; a stream ends when its client goes away,
-its session is deleted, or the server stops (it does not hold up shutdown).
+A session found for anyone but its owner is unknown to them (404); sessions live in
+memory, bounded per transport, per key and per tenant (:mod:`nocturnus.api.mcp_sessions`);
+a stream ends when its client goes away, its session is deleted, or the server stops
+(it does not hold up shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -46,6 +48,7 @@ from nocturnus.api.mcp_rpc import (
     error_response,
     parse,
 )
+from nocturnus.api.mcp_sessions import Owner, SessionLimits, Sessions
 from nocturnus.api.mcp_tools import BoundTool, bind_tools
 from nocturnus.errors import (
     Forbidden,
@@ -54,6 +57,7 @@ from nocturnus.errors import (
     Unavailable,
     ValidationError,
 )
+from nocturnus.service.authenticator import Principal
 from nocturnus.settings import Settings
 
 mcp = Blueprint("mcp")
@@ -67,7 +71,6 @@ SHUTDOWN_STEP_S = 2.5
 """Longest wait of each shutdown step: in-flight SSE calls, then the streams' ends."""
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-T = TypeVar("T")
 
 
 class EventStream:
@@ -159,52 +162,27 @@ class HttpSession:
             self.stream.close()
 
 
-class Registry(Generic[T]):
-    """Sessions by id, least recently used first, at most ``limit`` of them."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[str, T] = OrderedDict()
-
-    def get(self, id: str) -> T | None:
-        item = self._items.get(id)
-        if item is not None:
-            self._items.move_to_end(id)
-        return item
-
-    def add(self, id: str, item: T) -> T | None:
-        """Add ``item``; returns the least recently used one it pushed out, if any."""
-        self._items[id] = item
-        if len(self._items) > self.limit:
-            return self._items.popitem(last=False)[1]
-        return None
-
-    def remove(self, id: str) -> T | None:
-        return self._items.pop(id, None)
-
-    @property
-    def is_full(self) -> bool:
-        return len(self._items) >= self.limit
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(list(self._items.values()))
-
-
 @dataclass(slots=True)
 class McpState:
     """``app.ctx.mcp``: the tools this build offers and the open sessions."""
 
     tools: dict[str, BoundTool]
-    sse: Registry[SseSession]
-    http: Registry[HttpSession]
+    sse: Sessions[SseSession]
+    http: Sessions[HttpSession]
     keepalive_s: float
 
     @classmethod
     def create(cls, settings: Settings) -> McpState:
+        limits = SessionLimits(
+            total=settings.mcp_sessions,
+            per_key=settings.mcp_sessions_per_key,
+            per_tenant=settings.mcp_sessions_per_tenant,
+            idle_s=settings.mcp_session_idle_s,
+        )
         return cls(
             tools=bind_tools(),
-            sse=Registry(settings.mcp_sessions),
-            http=Registry(settings.mcp_sessions),
+            sse=Sessions("SSE", limits),
+            http=Sessions("Streamable HTTP", limits),
             keepalive_s=settings.mcp_keepalive_ms / 1000,
         )
 
@@ -327,13 +305,13 @@ async def sse_open(call: Call) -> None:
     # An unknown database is refused now (404), not at every tool call.
     request.app.ctx.databases.get(database)
     state = _state(request)
-    if state.sse.is_full:
-        raise Unavailable(f"too many open MCP SSE sessions (limit {state.sse.limit})")
     session_id = uuid.uuid4().hex
     sse = SseSession(
         Session(session_id, SSE_DEFAULT_VERSION), request, database, tenant
     )
-    state.sse.add(session_id, sse)
+    # A live stream is never ended to make room: a full bound refuses (503).
+    owner = Owner(call.principal.key_id, database, tenant)
+    state.sse.add(session_id, sse, owner, make_room=False)
     first = f"event: endpoint\ndata: /mcp/messages?sessionId={session_id}\n\n".encode()
     try:
         await sse.stream.run(request, first, state.keepalive_s)
@@ -363,7 +341,11 @@ async def sse_message(call: Call) -> HTTPResponse:
     except NocturnusError as e:
         return _rpc_failure(e)
     state = _state(request)
-    sse = state.sse.get(session_id)
+    try:
+        owner = _sse_caller(request, call.principal, state.sse.owner_of(session_id))
+    except NocturnusError as e:
+        return _rpc_failure(e)
+    sse = state.sse.get(session_id, owner) if owner is not None else None
     if sse is None or sse.stream.is_closing:
         return _rpc_error(
             404, INVALID_REQUEST, f"Unknown or closed MCP session {session_id!r}"
@@ -380,6 +362,26 @@ async def sse_message(call: Call) -> HTTPResponse:
         )
     sse.spawn(incoming, state.tools)
     return json_response({"accepted": True}, 202)
+
+
+def _sse_caller(
+    request: Request, principal: Principal, session_owner: Owner | None
+) -> Owner | None:
+    """Who posts to an SSE session: the POST's key, and its database and tenant where
+    its headers name them (the GET's where they do not: the GET governs the session).
+    ``None`` when there is no such session.
+
+    :raises ValidationError: a malformed ``X-Database`` or ``X-Tenant-ID`` (whether or
+        not the session exists, so the answer tells nothing about it).
+    """
+    named_database = request.headers.get("X-Database", "").strip()
+    database = database_header(request) if named_database else None
+    tenant = tenant_header(request, DEFAULT_TENANT)
+    if session_owner is None:
+        return None
+    if not request.headers.get("X-Tenant-ID", "").strip():
+        tenant = session_owner.tenant
+    return Owner(principal.key_id, database or session_owner.database, tenant)
 
 
 # -- Streamable HTTP (2025-03-26 and later) ------------------------------------------
@@ -401,11 +403,12 @@ async def http_message(call: Call) -> HTTPResponse:
             return _rpc_error(
                 406, INVALID_REQUEST, "Not Acceptable: answers are application/json"
             )
-        http = _http_session(request) if SESSION_HEADER in request.headers else None
-        negotiated = http.session.protocol_version if http is not None else None
-        header_version = _version_header(request, negotiated)
         database = database_header(request)
         tenant = tenant_header(request, DEFAULT_TENANT)
+        owner = Owner(call.principal.key_id, database, tenant)
+        http = _http_session(request, owner) if SESSION_HEADER in request.headers else None
+        negotiated = http.session.protocol_version if http is not None else None
+        header_version = _version_header(request, negotiated)
     except NocturnusError as e:
         return _rpc_failure(e)
     version = negotiated or header_version or HTTP_DEFAULT_VERSION
@@ -426,26 +429,44 @@ async def http_message(call: Call) -> HTTPResponse:
     if http is None or (opening and "result" not in response):
         return reply  # no session, or a failed initialize: it opens none
     if opening:
-        evicted = state.http.add(http.session.id, http)
-        if evicted is not None:
-            evicted.close()
+        try:
+            ended = state.http.add(http.session.id, http, owner, make_room=True)
+        except Unavailable as e:
+            return _rpc_failure(e)
+        for old in ended:
+            old.close()
     reply.headers[SESSION_HEADER] = http.session.id
     return reply
 
 
-def _http_session(request: Request) -> HttpSession:
-    """:raises ValidationError: no ``Mcp-Session-Id``. :raises NotFound: an unknown one."""
+def _http_session(request: Request, owner: Owner) -> HttpSession:
+    """The session named by ``Mcp-Session-Id`` if ``owner`` opened it (issue 14).
+
+    :raises ValidationError: no ``Mcp-Session-Id``.
+    :raises NotFound: an unknown session, or one another key (or the same key on
+        another database or tenant) opened: the two are told apart by nobody.
+    """
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id:
         raise ValidationError(
             f"{SESSION_HEADER}: header is required", field=SESSION_HEADER
         )
-    http = _state(request).http.get(session_id)
+    http = _state(request).http.get(session_id, owner)
     if http is None:
         raise NotFound(
             f"Unknown or ended MCP session {session_id!r}", {"sessionId": session_id}
         )
     return http
+
+
+def _http_caller(call: Call) -> Owner:
+    """The key, database and tenant of a request naming a Streamable HTTP session."""
+    request = call.request
+    return Owner(
+        call.principal.key_id,
+        database_header(request),
+        tenant_header(request, DEFAULT_TENANT),
+    )
 
 
 @endpoint(
@@ -459,7 +480,7 @@ async def http_stream(call: Call) -> HTTPResponse | None:
     request = call.request
     try:
         _check_origin(request)
-        http = _http_session(request)
+        http = _http_session(request, _http_caller(call))
         _version_header(request, http.session.protocol_version)
     except NocturnusError as e:
         return _rpc_failure(e)
@@ -493,7 +514,7 @@ async def http_end(call: Call) -> HTTPResponse:
     request = call.request
     try:
         _check_origin(request)
-        http = _http_session(request)
+        http = _http_session(request, _http_caller(call))
     except NocturnusError as e:
         return _rpc_failure(e)
     _state(request).http.remove(http.session.id)

@@ -349,29 +349,37 @@ class BulkAnswers:
         The template is ``A [first] B [second] C`` (either argument may be absent):
         within a run the text before the partner is the same for every answer.
         """
-        encoded = self._encoded(p, part)
-        get = encoded.__getitem__
+        get = self._encoded(p, part).__getitem__
         before: list[Slot] = []
         after = template
-        if 1 in template:
+        varies = 1 in template
+        if varies:
             at = template.index(1)
             before, after = template[:at], template[at + 1 :]
         elif 0 in template:
             before, after = template, []
-        tail = b"".join([item for item in after if isinstance(item, bytes)])
-        append = out.append
-        varies = 1 in template
-        for first, partners in rows.runs:
-            prefix = b"".join(
-                [item if isinstance(item, bytes) else get(first) for item in before]
+        tail = _constants(after)
+        if 0 in before:  # the prefix holds the run's first constant
+            at = before.index(0)
+            lead = _constants(before[:at])
+            trail = _constants(before[at + 1 :])
+            prefixes: Iterable[bytes] = (
+                lead + get(first) + trail for first, _ in rows.runs
             )
+        else:
+            prefixes = repeat(_constants(before))
+        extend = out.extend
+        separator = tail + _COMMA
+        for prefix, (_, partners) in zip(prefixes, rows.runs):
             if varies:
-                append(prefix)
-                append((tail + _COMMA + prefix).join(map(get, partners)))
-                append(tail)
+                extend(
+                    (prefix, (separator + prefix).join(map(get, partners)), separator)
+                )
             else:
-                append(_COMMA.join(repeat(prefix + tail, len(partners))))
-            append(_COMMA)
+                extend((_COMMA.join(repeat(prefix + tail, len(partners))), _COMMA))
+        if varies:
+            out[-1] = tail  # the last run ends without a comma
+            return
         out.pop()  # the comma after the last run
 
     # -- encodings ---------------------------------------------------------------
@@ -479,6 +487,11 @@ _CONFIDENCE = -1
 _DERIVED_TAIL = (
     b',"metadata":{},"createdAt":null,"validFrom":null,"validUntil":null,"ttl":null}'
 )
+
+
+def _constants(items: list[Slot]) -> bytes:
+    """The constant pieces of part of a template, joined."""
+    return b"".join([item for item in items if isinstance(item, bytes)])
 
 
 def _runs_fit(template: list[Slot]) -> bool:

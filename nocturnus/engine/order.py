@@ -123,4 +123,6 @@ def _sorted_groups(
 ) -> PairRuns:
     """Rows of ``groups`` in rank order; ``rank`` has no ties."""
     key = rank.__getitem__
-    return PairRuns([(a, sorted(groups[a], key=key)) for a in sorted(groups, key=key)])
+    return PairRuns(
+        [(a, sorted(groups[a], key=key)) for a in sorted(groups, key=key) if groups[a]]
+    )

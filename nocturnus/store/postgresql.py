@@ -63,6 +63,9 @@ PAGE_ROWS = 10_000
 CONNECT_TIMEOUT_S = 5
 _KEY_COLUMNS = "key_id, tenant, wrapped, created_seq, created_ts_ms, destroyed_seq"
 _EVENT_COLUMNS = ", ".join(TABLES["events"])
+_INSERT = (
+    f"INSERT INTO {{e}} ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 def schema_name(database: str) -> str:
@@ -349,9 +352,10 @@ class PostgresRecorder:
         with self._conn("reading the head") as conn:
             return self._head(conn)
 
-    def _head(self, conn: psycopg.Connection[Any], lock: bool = False) -> Tip:
-        query = "SELECT value FROM {m} WHERE name = 'head'"
-        row = conn.execute(self._q(query + (" FOR UPDATE" if lock else ""), m="meta")).fetchone()
+    def _head(self, conn: psycopg.Connection[Any]) -> Tip:
+        row = conn.execute(
+            self._q("SELECT value FROM {m} WHERE name = 'head'", m="meta")
+        ).fetchone()
         if row is None:
             raise StorageError(f"event log {self.where} has no head row: it was damaged")
         return Tip(*unpack_head(bytes(row[0])))
@@ -406,20 +410,29 @@ class PostgresRecorder:
             if left is not None:
                 left -= len(rows)
 
-    def chain_rows(self, after_seq: int = 0) -> Iterator[ChainRow]:
+    def chain_rows(
+        self, after_seq: int = 0, until_seq: int | None = None
+    ) -> Iterator[ChainRow]:
         self._require_open()
         query = self._q(
             f"SELECT {_EVENT_COLUMNS} FROM {{e}} WHERE seq > %s AND seq <= %s"
             " ORDER BY seq LIMIT %s",
             e="events",
         )
-        # Every stored row, also any past the recorded head (verify names those).
-        with self._conn("verifying") as conn:
-            top = conn.execute(self._q("SELECT max(seq) FROM {e}", e="events")).fetchone()
-        return self._pages(query, after_seq, (top[0] if top else None) or 0, [], None)
+        until = until_seq
+        if until is None:  # every stored row, also any past the recorded head
+            with self._conn("verifying") as conn:
+                top = conn.execute(self._q("SELECT max(seq) FROM {e}", e="events")).fetchone()
+            until = (top[0] if top else None) or 0
+        return self._pages(query, after_seq, until, [], None)
 
-    def last_chain_rows(self, count: int) -> list[ChainRow]:
-        with self._conn("checking the tail") as conn:
+    def chain_tail(self, count: int) -> tuple[dict[str, bytes], list[ChainRow]]:
+        with self._conn("checking the tail") as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            meta = {
+                name: bytes(value)
+                for name, value in conn.execute(self._q("SELECT name, value FROM {m}", m="meta"))
+            }
             rows = conn.execute(
                 self._q(
                     f"SELECT {_EVENT_COLUMNS} FROM {{e}} ORDER BY seq DESC LIMIT %s",
@@ -429,7 +442,7 @@ class PostgresRecorder:
                 binary=True,
             ).fetchall()
         rows.reverse()
-        return rows
+        return meta, rows
 
     def count_events(self) -> int:
         with self._conn("counting events") as conn:
@@ -628,18 +641,37 @@ class PostgresRecorder:
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
+        """Two round trips for a plain batch: ``BEGIN`` and the head row's lock in one
+        pipeline; the rows, the new head, the ``NOTIFY`` and ``COMMIT`` in another."""
         self._require_writable()
-        shredded = False
         with self._conn("appending") as conn:
-            with conn.transaction():
-                tx = PostgresTransaction(self, conn, self._head(conn, lock=True))
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                head = conn.execute(
+                    self._q("SELECT value FROM {m} WHERE name = 'head' FOR UPDATE", m="meta")
+                )
+            row = head.fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                raise StorageError(f"event log {self.where} has no head row: it was damaged")
+            tx = PostgresTransaction(self, conn, Tip(*unpack_head(bytes(row[0]))))
+            try:
                 yield tx
-                if tx.head_moved:
-                    conn.execute(
-                        "SELECT pg_notify(%s, %s)", (self.schema, str(tx.head.seq))
-                    )
-            shredded = tx.shredded
-            if shredded:
+                with conn.pipeline():
+                    tx.flush()
+                    if tx.head_moved:
+                        conn.execute(
+                            "SELECT pg_notify(%s, %s)", (self.schema, str(tx.head.seq))
+                        )
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        log.exception("rollback failed")
+                raise
+            if tx.shredded:
                 self._vacuum(conn, ("data_keys", "snapshots", "snapshot_parts"))
 
     def _vacuum(self, conn: psycopg.Connection[Any], tables: Iterable[str]) -> None:
@@ -718,12 +750,26 @@ class PostgresTransaction:
         self._head = head
         self.head_moved = False
         self.shredded = False
+        # Rows and the head wait for the commit's pipeline (or the next read here).
+        self._rows: list[ChainRow] = []
+        self._head_value: bytes | None = None
+
+    def flush(self) -> None:
+        """Send the buffered rows and head (pipelined when the caller pipelines)."""
+        if self._rows:
+            with self._conn.cursor() as cur:
+                cur.executemany(self._r._q(_INSERT, e="events"), self._rows)
+            self._rows = []
+        if self._head_value is not None:
+            self.set_meta("head", self._head_value)
+            self._head_value = None
 
     @property
     def head(self) -> Tip:
         return self._head
 
     def positions(self, streams: Collection[str]) -> dict[str, int]:
+        self.flush()
         found = dict.fromkeys(streams, 0)
         rows = self._conn.execute(
             self._r._q(
@@ -737,6 +783,7 @@ class PostgresTransaction:
         return found
 
     def key_rows(self) -> list[KeyRow]:
+        self.flush()
         return _key_rows(self._conn, self._r._t["data_keys"])
 
     def create_key(
@@ -792,11 +839,11 @@ class PostgresTransaction:
             )
 
     def insert(self, rows: Sequence[ChainRow]) -> None:
-        _copy_in(self._conn, self._r._t["events"], TABLES["events"], rows)
+        self._rows.extend(rows)
         self.head_moved = True
 
     def set_head(self, tip: Tip) -> None:
-        self.set_meta("head", pack_head(tip.seq, tip.hash))
+        self._head_value = pack_head(tip.seq, tip.hash)
         self._head = tip
         self.head_moved = True
 
@@ -811,6 +858,7 @@ class PostgresTransaction:
         )
 
     def chain_rows(self, after_seq: int, limit: int | None = None) -> Iterator[ChainRow]:
+        self.flush()
         query = f"SELECT {_EVENT_COLUMNS} FROM {{e}} WHERE seq > %s ORDER BY seq"
         params: tuple[object, ...] = (after_seq,)
         if limit is not None:

@@ -216,12 +216,16 @@ class Recorder(Protocol):
         any of ``tenants``) when given. Closing the iterator releases what it holds."""
         ...
 
-    def chain_rows(self, after_seq: int = 0) -> Iterator[ChainRow]:
-        """Every row after ``after_seq`` with its chain columns, in seq order."""
+    def chain_rows(
+        self, after_seq: int = 0, until_seq: int | None = None
+    ) -> Iterator[ChainRow]:
+        """Every row after ``after_seq`` (to ``until_seq``) with its chain columns, in
+        seq order; without ``until_seq`` also any row past the recorded head."""
         ...
 
-    def last_chain_rows(self, count: int) -> list[ChainRow]:
-        """The newest ``count`` rows with their chain columns, oldest first."""
+    def chain_tail(self, count: int) -> tuple[dict[str, bytes], list[ChainRow]]:
+        """The metadata and the newest ``count`` rows (oldest first) as of one commit:
+        a check of the head against the rows never sees a writer's half-way state."""
         ...
 
     def count_events(self) -> int:

@@ -289,9 +289,8 @@ class Sealer:
         :raises ChainBroken: naming the first bad seq.
         """
         recorder = self.recorder
-        meta = recorder.meta()
+        meta, rows = recorder.chain_tail(max(count, 0) + 1)
         start_seq, start_hash = self._chain_start(meta)
-        rows = recorder.last_chain_rows(max(count, 0) + 1)
         gaps, _ = self.chain.gaps(self.database, recorder.compacted())
         anchor_seq: int
         anchor_hash: bytes | None

@@ -285,28 +285,43 @@ class SqliteRecorder:
         finally:
             cursor.close()
 
-    def chain_rows(self, after_seq: int = 0) -> Iterator[ChainRow]:
+    def chain_rows(
+        self, after_seq: int = 0, until_seq: int | None = None
+    ) -> Iterator[ChainRow]:
         self._require_open()
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ?"
+        params: list[object] = [after_seq]
+        if until_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(until_seq)
         try:
-            cursor = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq",
-                (after_seq,),
-            )
+            cursor = self._conn.execute(sql + " ORDER BY seq", params)
         except sqlite3.Error as e:
             raise storage_error(e, "verifying", self.path) from e
         return self._iterate(cursor, "verifying")  # type: ignore[return-value]  # 9 columns
 
-    def last_chain_rows(self, count: int) -> list[ChainRow]:
+    def chain_tail(self, count: int) -> tuple[dict[str, bytes], list[ChainRow]]:
         self._require_open()
+        conn = self._conn
+        # One read snapshot for the meta and the rows (inside a write transaction, e.g.
+        # compaction's verify, that transaction is the snapshot already).
+        own = not conn.in_transaction
         try:
-            rows = self._conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?",
-                (max(count, 0),),
-            ).fetchall()
+            if own:
+                conn.execute("BEGIN")
+            try:
+                meta = self._meta()
+                rows = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?",
+                    (max(count, 0),),
+                ).fetchall()
+            finally:
+                if own:
+                    conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise storage_error(e, "checking the tail", self.path) from e
         rows.reverse()
-        return rows
+        return meta, rows
 
     def count_events(self) -> int:
         self._require_open()

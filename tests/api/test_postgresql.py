@@ -197,3 +197,42 @@ def test_a_pending_migration_stops_the_start_until_migrate(
     )
     assert done.returncode == 0, done.stderr
     assert "default: applied 0001_events" in done.stdout
+
+
+def test_operations_on_a_postgresql_store(tmp_path: Path, postgresql_url: str) -> None:
+    """verify, export, backup, restore (into SQLite, and back), compact, replay."""
+    from click.testing import CliRunner
+
+    from nocturnus.cli import main
+
+    def cli(*args: str, store: str = postgresql_url, data_dir: Path = tmp_path / "data") -> str:
+        result = CliRunner(
+            env={"NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY, "NOCTURNUS_STORE": store}
+        ).invoke(main, [*args, "--data-dir", str(data_dir)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    server = pg_server(tmp_path / "data", postgresql_url).start()
+    try:
+        restart_tests.populate(server)
+        server.request("POST", "/tell", tenant="gone", json={"predicate": "p", "args": [1]})
+        assert server.request("DELETE", "/admin/databases/default/tenants/gone").status_code == 200
+    finally:
+        server.stop()
+    assert "default: OK" in cli("verify")
+    exported = cli("export", "--db", "default", "--tenant", "acme")
+    assert '"predicate":"parent"' in exported
+    assert "replayed" in cli("replay", "--db", "default", "--workers", "1")
+    cli("backup", "--db", "default", "--out", str(tmp_path / "default.bak"))
+    sqlite_dir = tmp_path / "sqlite-data"
+    assert "restored database 'default'" in cli(
+        "restore", "--in", str(tmp_path / "default.bak"), store="", data_dir=sqlite_dir
+    )
+    assert cli("export", "--db", "default", "--tenant", "acme", store="", data_dir=sqlite_dir) == exported
+    assert "dropped 2 events" in cli("compact", "--db", "default")
+    assert "default: OK" in cli("verify", "--db", "default")
+    assert cli("export", "--db", "default", "--tenant", "acme") == exported
+    replaced = cli("restore", "--in", str(tmp_path / "default.bak"), "--replace")
+    assert "replaced database 'default'" in replaced
+    assert cli("export", "--db", "default", "--tenant", "acme") == exported
+    assert "up to date" in cli("migrate")

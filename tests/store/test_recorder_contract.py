@@ -533,3 +533,38 @@ def test_a_closed_log_refuses(log: Sealer) -> None:
         put(log, "t", 1)
     with pytest.raises(StorageError):
         log.head()
+
+
+def test_opening_and_verifying_beside_a_busy_writer_sees_one_commit(
+    backend: Backend, master_key: MasterKey
+) -> None:
+    """The head and the rows a check compares come from one commit: a reader opening
+    or verifying while another process appends never reports a broken chain."""
+    open_log(backend, master_key).close()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        own = open_log(backend, master_key)
+        try:
+            while not stop.is_set():
+                put(own, "busy", 3)
+        except BaseException as e:  # noqa: BLE001 - the test thread reports it
+            failures.append(e)
+        finally:
+            own.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(15):
+            reader = open_log(backend, master_key, readonly=True)
+            try:
+                report = verify_log(reader)
+                assert report.ok, report.summary()
+            finally:
+                reader.close()
+    finally:
+        stop.set()
+        writer.join()
+    assert failures == []

@@ -205,7 +205,12 @@ def test_ask_and_open_the_proof_tree(signed_in: Console) -> None:
     c.until(
         lambda: all(leaf.is_displayed() for leaf in leaves), "the proof to open again"
     )
-    c.shot("03-ask-proof")
+    c.viewport(DESKTOP[0], 1000)  # the whole view in one picture (the README's)
+    try:
+        c.driver.execute_script("window.scrollTo(0, 0)")
+        c.shot("03-ask-proof")
+    finally:
+        c.viewport(*DESKTOP)
 
 
 def test_ask_pages_answers_with_the_server_cursor(signed_in: Console) -> None:
@@ -286,6 +291,14 @@ def test_fork_and_compare_a_scope_side_by_side(signed_in: Console) -> None:
     assert background not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")
     c.find("//main//tr[contains(@class, 'only-source')]")
     c.shot("04-scopes-diff")
+    c.fill("Merge", {
+        "Source scope": "what-if", "Into scope": "main", "On conflict": "TARGET_WINS",
+    })
+    c.submit("Merge", "Merge")
+    c.confirm()
+    c.see("Merged 1 facts (1 conflicts, TARGET_WINS)", c.form("Merge"))
+    c.submit("Compare", "Compare")
+    c.see("1 conflict, 0 only in what-if, 0 only in main, 3 the same")
 
 
 def test_context_window_with_salience_and_the_next_diff(

@@ -37,7 +37,7 @@ function answerItem(result, binding, index) {
  * run in order, and each question's answers are shown with their proofs as trees.
  */
 function scriptForm() {
-  const command = h("textarea", { name: "command", rows: 5, spellcheck: false,
+  const command = h("textarea", { name: "command", rows: 3, spellcheck: false,
     required: true, className: "code" });
   const status = statusRegion();
   const output = h("div", { className: "results" });
@@ -130,6 +130,7 @@ export default {
           `${shown.count} answer${shown.count === 1 ? "" : "s"}`
           + (answer.nextCursor ? " so far" : "")),
         shown.count ? list : null, more);
+      if (!next) answers.scrollIntoView({ block: "start" });
     }
 
     form.addEventListener("submit", (event) => {

@@ -126,6 +126,7 @@ export default {
       if (!answer) return;
       replace(result, h("h3", null, wantDiff ? "Next diff" : "Window"),
         wantDiff ? diffView(answer) : windowView(answer));
+      result.scrollIntoView({ block: "start" });
     });
     root.append(form, result);
     return undefined;
