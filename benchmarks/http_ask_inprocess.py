@@ -53,9 +53,9 @@ from nocturnus.engine import FactIndex, Literal, Program, Reasoner, Rule, Var
 from nocturnus.service import queries
 from nocturnus.service.answers import Page
 from nocturnus.service.events import FactTold, RuleTaught
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState, apply
 
 CHUNK = 10_000
 JSON = {"Content-Type": "application/json"}

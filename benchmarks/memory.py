@@ -19,7 +19,7 @@ Our paths:
 - ``service (replay)``: the same facts as the projection rebuilt after a restart:
   events encoded and decoded as the log stores them, then applied.
 - ``service (snapshot load)``: a restart from a tenant snapshot of those facts
-  (``snapshot.decode`` as ``restore_tenant`` runs it, then ``refresh``); the snapshot
+  (``snapshot_format.decode`` as ``restore_tenant`` runs it, then ``refresh``); the snapshot
   file is written by another process and read after the baseline.
 - ``--server`` adds a real ``nocturnus serve`` subprocess loaded over HTTP in chunks of
   10 000 (RSS of the server process: includes Sanic, SQLite and allocator slack).
@@ -98,7 +98,7 @@ def load_service_tell(count: int) -> object:
 
     from nocturnus.api.knowledge import tell_command
     from nocturnus.service.commands import StagedFacts, decide_tell
-    from nocturnus.service.tenant import TenantState, apply
+    from nocturnus.service.projection import TenantState, apply
 
     state = TenantState("acme")
     seq = 0
@@ -131,7 +131,7 @@ def load_service_replay(count: int) -> object:
     from nocturnus.engine.collector import collector_paused
     from nocturnus.service.codec import CODEC
     from nocturnus.service.events import FactTold
-    from nocturnus.service.tenant import TenantState, apply
+    from nocturnus.service.projection import TenantState, apply
 
     state = TenantState("acme")
     seq = 0
@@ -158,19 +158,19 @@ def load_service_replay(count: int) -> object:
 
 def write_snapshot(count: int, path: Path) -> None:
     """Store the replayed projection as a tenant snapshot (not measured)."""
-    from nocturnus.service import snapshot
+    from nocturnus.service import snapshot_format
 
-    path.write_bytes(snapshot.encode(load_service_replay(count)))  # type: ignore[arg-type]
+    path.write_bytes(snapshot_format.encode(load_service_replay(count)))  # type: ignore[arg-type]
 
 
 def load_service_snapshot(count: int) -> object:
     """A restart from the newest snapshot: ``restore_tenant``'s decode, then refresh."""
     from nocturnus.engine.collector import collector_paused
-    from nocturnus.service import snapshot
+    from nocturnus.service import snapshot_format
 
     body = Path(os.environ["NOCTURNUS_BENCH_SNAPSHOT"]).read_bytes()
     with collector_paused():
-        state = snapshot.decode("acme", body)
+        state = snapshot_format.decode("acme", body)
     del body
     state.refresh(time.time_ns() // 1_000_000)
     assert state.fact_count() == count
@@ -211,7 +211,7 @@ def run_child(name: str, count: int) -> None:
         import pyoxigraph  # noqa: F401  (imported before the baseline)
     else:
         import nocturnus.api.knowledge
-        import nocturnus.service.tenant  # noqa: F401
+        import nocturnus.service.projection  # noqa: F401
     gc.collect()
     before = rss_bytes()
     start = time.perf_counter()

@@ -44,13 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nocturnus.engine.collector import collector_paused
-from nocturnus.service import snapshot
+from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.database import Database, DatabaseState, apply_database_event
 from nocturnus.service.databases import Databases
 from nocturnus.service.events import FactRetracted, FactTold, RuleTaught
 from nocturnus.service.maintenance import replay_database, replay_log, snapshot_database
-from nocturnus.service.tenant import TenantState, apply_fields
+from nocturnus.service.projection import TenantState, apply_fields
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.sqlite import SqliteStore, read_database_name
@@ -232,7 +232,7 @@ def measure_tenant_load(data_dir: Path, key: MasterKey, tenant: str) -> None:
             state.refresh(TS0 + 10**12)
             seconds = time.perf_counter() - started
             encoding = time.perf_counter()
-            snapshot.encode(state)
+            snapshot_format.encode(state)
             encode_s = time.perf_counter() - encoding
             return seconds, state.fact_count(), db._unsnapshotted[tenant], encode_s
         finally:

@@ -178,6 +178,43 @@ def test_export_prints_decrypted_facts_and_rules(data_dir: Path) -> None:
     assert "no tenant 'globex'" in line
 
 
+def test_export_sqlite_writes_plain_tables_of_the_decrypted_tenant(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # issue 20: sqlite-utils serves a real need, an export any SQLite tool opens
+    out = tmp_path / "acme.sqlite"
+    result = cli("export", "--db", "default", "--tenant", "acme", "--format", "sqlite",
+                 "--out", str(out), "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "30 facts, 1 rules, 1 scopes, 31 events" in result.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    lines = export_lines(data_dir)
+    with sqlite3.connect(out) as conn:
+        conn.row_factory = sqlite3.Row
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"facts", "rules", "scopes", "events"}
+        facts = [dict(r) for r in conn.execute("SELECT * FROM facts ORDER BY rowid")]
+        rules = [dict(r) for r in conn.execute("SELECT * FROM rules")]
+        scopes = [tuple(r) for r in conn.execute("SELECT name, facts, rules FROM scopes")]
+        kinds = [r[0] for r in conn.execute("SELECT kind FROM events ORDER BY seq")]
+    jsonl = [line for line in lines if line["type"] == "fact"]
+    assert [(f["predicate"], orjson.loads(f["args"]), bool(f["negated"]), f["scope"],
+             f["confidence"], f["created_at"], orjson.loads(f["metadata"])) for f in facts] == [
+        (j["predicate"], j["args"], j["negated"], j["scope"], j["confidence"],
+         j["createdAt"], j["metadata"]) for j in jsonl
+    ]
+    assert facts[0]["text"] == "edge(n0, 0)"
+    assert [r["text"] for r in rules] == ["node(?x) :- edge(?x, ?_)"]
+    assert scopes == [("main", 30, 0)]
+    assert kinds == ["fact_told"] * 30 + ["rule_taught"]
+    again = cli("export", "--db", "default", "--tenant", "acme", "--format", "sqlite",
+                "--out", str(out), "--data-dir", str(data_dir))
+    assert "never overwrites" in failed_with(again)
+    no_out = cli("export", "--db", "default", "--tenant", "acme", "--format", "sqlite",
+                 "--data-dir", str(data_dir))
+    assert "needs --out" in failed_with(no_out)
+
+
 def test_compact_drops_deleted_tenants_and_still_verifies(data_dir: Path) -> None:
     before = export_lines(data_dir)
     raw = (data_dir / "default.db").read_bytes()

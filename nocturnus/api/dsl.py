@@ -50,7 +50,6 @@ from nocturnus.service.commands import (
     TeachRule,
     TellFact,
     TellOutcome,
-    fact_text,
 )
 from nocturnus.service.constraints import (
     AddConstraint,
@@ -58,6 +57,7 @@ from nocturnus.service.constraints import (
     RestrictOutcome,
 )
 from nocturnus.service.facts import FactKey
+from nocturnus.service.formats import fact_text
 from nocturnus.service.logictests import (
     EXPECTATION_KINDS,
     Expectation,

@@ -33,8 +33,9 @@ from nocturnus.engine.terms import Const, Var, parse_term
 from nocturnus.errors import ValidationError
 from nocturnus.service import tenants
 from nocturnus.service.answers import Page
-from nocturnus.service.commands import MAIN_SCOPE, TeachRule, TellFact, fact_text
+from nocturnus.service.commands import MAIN_SCOPE, TeachRule, TellFact
 from nocturnus.service.facts import FactKey
+from nocturnus.service.formats import fact_text
 from nocturnus.service.queries import AGGREGATE_OPERATIONS, aggregate
 
 knowledge = Blueprint("knowledge")

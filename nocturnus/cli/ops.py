@@ -250,30 +250,47 @@ def compact(database: str, data_dir: Path | None) -> None:
 @click.option("--db", "database", required=True, help="Database of the tenant")
 @click.option("--tenant", required=True, help="Tenant to export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "sqlite"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: lines on stdout or --out; sqlite: tables in a new file --out",
 )
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="File to write [stdout]",
+    help="File to write, never overwritten [stdout; required for sqlite]",
 )
 @data_dir_option
 def export(
     database: str, tenant: str, fmt: str, out: Path | None, data_dir: Path | None
 ) -> None:
-    """Print a tenant's decrypted facts and rules as JSON lines (read-only).
+    """Export a tenant's decrypted facts and rules (read-only).
 
-    Facts come as POST /tell bodies plus createdAt, rules as POST /teach bodies plus
-    id and createdAt. The output is plaintext: treat it like the data itself.
+    jsonl: facts as POST /tell bodies plus createdAt, rules as POST /teach bodies plus
+    id and createdAt. sqlite: tables facts, rules, scopes and events (the tenant's
+    decrypted log) in a new SQLite file that Datasette or any SQLite tool opens. The
+    output is plaintext: treat it like the data itself.
     """
     from nocturnus.service.datadir import existing_master_key, store_of
-    from nocturnus.service.export import load_tenant, tenant_lines
+    from nocturnus.service.export import export_sqlite, load_tenant, tenant_lines
 
     with failing_cleanly(), ExitStack() as stack:
         settings = data_dir_settings(data_dir)
         store = stack.enter_context(store_of(settings))
         key = existing_master_key(settings)
+        if fmt == "sqlite":
+            if out is None:
+                fail("--format sqlite needs --out FILE")
+            written = export_sqlite(store, key, database, tenant, out)
+            click.echo(
+                f"exported tenant {tenant!r} to {out}: {written.facts} facts, "
+                f"{written.rules} rules, {written.scopes} scopes, {written.events} events",
+                err=True,
+            )
+            return
         state = load_tenant(store, key, database, tenant)
         if out is None:
             stream = sys.stdout.buffer

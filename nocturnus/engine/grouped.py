@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from itertools import repeat
 from typing import Any
 
-Row = tuple[int, ...]
+from nocturnus.engine.table import Row
 
 NOTHING: frozenset[int] = frozenset()
 """The partners of a value that has none (a default for lookups)."""

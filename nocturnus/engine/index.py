@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any
 
+from nocturnus.engine.table import Row
 from nocturnus.engine.terms import Const, Interner, Var, sort_key
 
-Row = tuple[int, ...]
 RelationKey = tuple[str, bool, int]
 """A relation is identified by predicate, negation and arity."""
 

@@ -12,6 +12,7 @@ from operator import itemgetter
 from typing import Any
 
 Row = tuple[int, ...]
+"""A fact or answer as the ids of its constants (``Interner``), one per position."""
 
 
 class Table:

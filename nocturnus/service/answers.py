@@ -59,10 +59,12 @@ class ScopeAnswers:
     stored: Sequence[Stored | None] | None = None
 
     def args(self, i: int) -> tuple[Const, ...]:
+        """The constants of answer ``i``."""
         values = self.values
         return tuple([values[v] for v in self.rows[i]])
 
     def confidence(self, i: int) -> float | None:
+        """The confidence of answer ``i`` (None: the answer has none)."""
         confidences = self.confidences
         return None if confidences is None else confidences[self.rows[i]]
 
@@ -153,6 +155,7 @@ class AnswerSet:
         return AnswerSet(self.predicate, self.negated, self.arity, parts, merged)
 
     def fact_key(self, part: ScopeAnswers, i: int) -> FactKey:
+        """The key of answer ``i`` of ``part``, as a fact of that part's scope."""
         return FactKey(part.scope, self.predicate, self.negated, part.args(i))
 
     def answers(self) -> list[Answer]:
@@ -232,6 +235,7 @@ class Cursor:
     ties: int = 1
 
     def encode(self) -> str:
+        """The cursor as the opaque text a client sends back (see :meth:`decode`)."""
         body = orjson.dumps([self.query, list(self.args), self.scope, self.ties])
         return base64.urlsafe_b64encode(body).decode().rstrip("=")
 

@@ -75,12 +75,15 @@ class KeyTable:
     version: int = 0
 
     def get(self, key_id: str) -> KeyRecord | None:
+        """The key with this id, or None."""
         return self.by_id.get(key_id)
 
     def candidates(self, prefix: str) -> list[KeyRecord]:
+        """The keys sharing the visible prefix of a presented key (its hash decides)."""
         return [self.by_id[i] for i in self.by_prefix.get(prefix, ()) if i in self.by_id]
 
     def count_live(self, now: int) -> int:
+        """How many keys may authenticate at ``now``."""
         return sum(1 for r in self.by_id.values() if r.is_live(now))
 
 
@@ -168,6 +171,8 @@ class NewKey:
 
 @dataclass(frozen=True, slots=True)
 class KeyChanges:
+    """A ``PATCH /auth/keys/<id>``: each field that is not None replaces the key's."""
+
     enabled: bool | None = None
     role: str | None = None
     databases: tuple[str, ...] | None = None
@@ -265,6 +270,10 @@ async def create_key(
 
 
 async def update_key(system: Database[Any], key_id: str, changes: KeyChanges) -> KeyRecord:
+    """Change a key's attributes (``PATCH /auth/keys/<id>``).
+
+    :raises NotFound: no such key.
+    """
     table = _table(system)
     now = now_ms()
     await system.commit(DATABASE_LEVEL, decide_update(table, key_id, changes), now)
@@ -272,6 +281,10 @@ async def update_key(system: Database[Any], key_id: str, changes: KeyChanges) ->
 
 
 async def revoke_key(system: Database[Any], key_id: str, revoked_by: str) -> KeyRecord:
+    """Revoke a key for good; the record as it was before (``DELETE /auth/keys/<id>``).
+
+    :raises NotFound: no such key.
+    """
     table = _table(system)
     record = _require(table, key_id)
     now = now_ms()
@@ -280,6 +293,7 @@ async def revoke_key(system: Database[Any], key_id: str, revoked_by: str) -> Key
 
 
 def list_keys(system: Database[Any]) -> list[KeyRecord]:
+    """Every key, oldest first (revoked ones included)."""
     return sorted(_table(system).by_id.values(), key=lambda r: (r.created_at, r.id))
 
 

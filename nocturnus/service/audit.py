@@ -25,6 +25,8 @@ MAX_READ = 10_000
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One entry of the audit trail as ``GET /admin/audit`` lists it."""
+
     seq: int
     at: int
     action: str

@@ -45,12 +45,15 @@ class Principal:
 
     @property
     def is_scoped(self) -> bool:
+        """Whether the key is limited to some databases or tenants."""
         return bool(self.databases or self.tenants)
 
     def allows_database(self, name: str) -> bool:
+        """Whether the key may act on database ``name``."""
         return not self.databases or name in self.databases
 
     def allows_tenant(self, name: str) -> bool:
+        """Whether the key may act on tenant ``name``."""
         return not self.tenants or name in self.tenants
 
     def covers(self, databases: tuple[str, ...], tenants: tuple[str, ...]) -> bool:
@@ -65,6 +68,7 @@ ENV_ADMIN = Principal(ENV_KEY_ID, "NOCTURNUS_ADMIN_KEY", "admin", source="env")
 
 
 def principal_of(record: KeyRecord) -> Principal:
+    """Who a stored key authenticates as."""
     return Principal(
         record.id, record.name, record.role, record.databases, record.tenants,
         expires_at=record.expires_at,
@@ -99,6 +103,7 @@ class Authenticator:
 
     @property
     def has_env_admin(self) -> bool:
+        """Whether an admin key was given by setting (``NOCTURNUS_ADMIN_KEY``)."""
         return self._env_digest is not None
 
     def digest(self, presented: str) -> bytes:

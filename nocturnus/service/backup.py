@@ -58,6 +58,7 @@ class BackupInfo:
     version: str
 
     def to_json(self) -> bytes:
+        """The info as the backup file stores it."""
         return orjson.dumps(
             {
                 "database": self.database,
@@ -71,6 +72,7 @@ class BackupInfo:
 
     @classmethod
     def from_json(cls, data: bytes) -> BackupInfo:
+        """The info a backup file stores (:meth:`to_json`)."""
         body = orjson.loads(data)
         return cls(
             database=body["database"],
@@ -182,6 +184,8 @@ def prune_backups(data_dir: Path, retention_days: int, at_ms: int) -> list[Path]
 
 @dataclass(frozen=True, slots=True)
 class RestoreResult:
+    """What a restore did: the backup's info, where it went, whether it replaced one."""
+
     info: BackupInfo
     where: str
     replaced: bool
@@ -274,5 +278,6 @@ def _register(store: Store, key: MasterKey, info: BackupInfo) -> None:
 
 
 def describe(info: BackupInfo) -> str:
+    """One line naming a backup: its database, head seq and when it was taken."""
     taken = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info.taken_at / 1000))
     return f"database {info.database!r} to seq {info.head}, taken {taken} UTC"

@@ -7,7 +7,7 @@ fields a body lacks.
 
 :class:`EventCodec` has three readings of a body: the event (:meth:`EventCodec.decode`),
 and its field values in order (:meth:`EventCodec.fields`), which is what the
-projection's door takes (``tenant.apply_fields``): replay folds millions of bodies, and
+projection's door takes (``projection.apply_fields``): replay folds millions of bodies, and
 reading the values straight from the parsed body skips building an event per body.
 Every shortcut that makes these fast is private to this module, each checked against
 the plain reading by ``tests/service/test_codec.py``.

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from nocturnus.engine.analysis import ProgramError, check_rule
 from nocturnus.engine.evaluate import Program
-from nocturnus.engine.rules import format_term
 from nocturnus.errors import Conflict, NotFound, ValidationError
 from nocturnus.service.events import (
     Event,
@@ -25,8 +24,9 @@ from nocturnus.service.events import (
     RuleTaught,
 )
 from nocturnus.service.facts import FactKey, FactRecord, new_record
+from nocturnus.service.formats import fact_text
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import Rulebook, RuleRecord
-from nocturnus.service.tenant import TenantState
 
 MAIN_SCOPE = "main"
 CONFLICT_STRATEGIES = ("REJECT", "NEWEST_WINS", "CONFIDENCE", "KEEP_BOTH")
@@ -34,6 +34,8 @@ CONFLICT_STRATEGIES = ("REJECT", "NEWEST_WINS", "CONFIDENCE", "KEEP_BOTH")
 
 @dataclass(frozen=True, slots=True)
 class TellFact:
+    """A ``POST /tell``: the fact and how to resolve a contradiction."""
+
     predicate: str
     args: tuple[Any, ...]
     negated: bool = False
@@ -47,11 +49,14 @@ class TellFact:
 
     @property
     def key(self) -> FactKey:
+        """The key of the fact told."""
         return FactKey(self.scope, self.predicate, self.negated, self.args)
 
 
 @dataclass(frozen=True, slots=True)
 class TellOutcome:
+    """What a tell did: stored or not, the record held, a message, what it replaced."""
+
     stored: bool
     record: FactRecord
     message: str
@@ -60,11 +65,15 @@ class TellOutcome:
 
 @dataclass(frozen=True, slots=True)
 class RetractOutcome:
+    """The stored records a retraction removed."""
+
     records: tuple[FactRecord, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class TeachRule:
+    """A ``POST /teach``: a rule's head and body literals (``rule_taught``'s form)."""
+
     head: dict[str, Any]
     body: tuple[dict[str, Any], ...]
     scope: str | None = None
@@ -73,6 +82,8 @@ class TeachRule:
 
 @dataclass(frozen=True, slots=True)
 class TeachOutcome:
+    """What a teach did: stored or not (an identical rule exists), and the rule."""
+
     stored: bool
     record: RuleRecord
 
@@ -80,9 +91,11 @@ class TeachOutcome:
 class FactView(Protocol):
     """What a tell decision reads: a tenant projection, or one with staged changes."""
 
-    def record(self, key: FactKey) -> FactRecord | None: ...
+    def record(self, key: FactKey) -> FactRecord | None:
+        """The stored record of ``key``, visible or not."""
 
-    def visible(self, key: FactKey) -> FactRecord | None: ...
+    def visible(self, key: FactKey) -> FactRecord | None:
+        """The stored record of ``key`` if it is visible now."""
 
 
 class StagedFacts:
@@ -98,17 +111,20 @@ class StagedFacts:
         self._pending: dict[FactKey, FactRecord | None] = {}
 
     def record(self, key: FactKey) -> FactRecord | None:
+        """The record of ``key`` as the staged decisions leave it."""
         if key in self._pending:
             return self._pending[key]
         return self._state.record(key)
 
     def visible(self, key: FactKey) -> FactRecord | None:
+        """The record of ``key`` if visible, as the staged decisions leave it."""
         if key in self._pending:
             record = self._pending[key]
             return record if record is not None and record.is_visible(self._now_ms) else None
         return self._state.visible(key)
 
     def stage(self, events: Sequence[Event]) -> None:
+        """Take the facts these decided events tell or retract into the view."""
         for event in events:
             if isinstance(event, FactTold):
                 record = FactRecord.from_event(event)
@@ -116,16 +132,6 @@ class StagedFacts:
             elif isinstance(event, FactRetracted):
                 key = FactKey(event.scope, event.predicate, event.negated, event.args)
                 self._pending[key] = None
-
-
-def fact_text(key: FactKey) -> str:
-    """``plan(enterprise)``, ``NOT plan(free)`` — the text form used in messages.
-
-    The same text as ``Literal(predicate, args, negated).text()``, without building
-    the literal (every ``tell`` answers with it).
-    """
-    atom = f"{key.predicate}({', '.join(map(format_term, key.args))})"
-    return "NOT " + atom if key.negated else atom
 
 
 def _retracted(key: FactKey) -> FactRetracted:
@@ -257,6 +263,8 @@ def decide_remove_rule(rules: Rulebook, rule_id: str) -> list[Event]:
 
 @dataclass(frozen=True, slots=True)
 class PriorityOutcome:
+    """What setting a priority did: the fact, its priority, whether it changed."""
+
     record: FactRecord
     priority: float
     changed: bool

@@ -56,8 +56,8 @@ from nocturnus.service.events import (
 from nocturnus.service.facts import FactRecord
 from nocturnus.service.rulebook import Rulebook, RuleRecord, literal_from_dict
 
-if TYPE_CHECKING:  # tenant.py imports this module for ConstraintRecord
-    from nocturnus.service.tenant import TenantState
+if TYPE_CHECKING:  # projection.py imports this module for ConstraintRecord
+    from nocturnus.service.projection import TenantState
 
 MAX_WITNESSES = 10
 _VIOLATION = (
@@ -76,6 +76,7 @@ class ConstraintRecord:
 
     @classmethod
     def from_event(cls, event: ConstraintAdded) -> ConstraintRecord:
+        """The constraint a ``constraint_added`` event adds."""
         premises = tuple(literal_from_dict(b) for b in event.body)
         return cls(event.id, tuple(event.body), premises, event.created_at)
 
@@ -126,6 +127,8 @@ class AddConstraint:
 
 @dataclass(frozen=True, slots=True)
 class RestrictOutcome:
+    """What adding a constraint did: stored or not (an identical one exists), and it."""
+
     stored: bool
     record: ConstraintRecord
 

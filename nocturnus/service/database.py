@@ -35,7 +35,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.prepared import PlanCache
 from nocturnus.errors import NocturnusError, StartupError, Unavailable
-from nocturnus.service import snapshot
+from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.constraints import check_writes
 from nocturnus.service.events import (
@@ -44,6 +44,7 @@ from nocturnus.service.events import (
     RuleTaught,
     TenantDeleted,
 )
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.replay import (
     read_tenant,
@@ -51,11 +52,11 @@ from nocturnus.service.replay import (
     restore_tenant,
 )
 from nocturnus.service.rulebook import Rulebook, RuleRecord
-from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
 from nocturnus.store.errors import AppendConflict, WrongMasterKey
+from nocturnus.store.reader import Reader
 from nocturnus.store.recorder import Store
 from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.snapshots import PART_BYTES, seal
@@ -72,6 +73,7 @@ SNAPSHOT_TAIL_SHARE = 2
 
 
 def now_ms() -> int:
+    """The wall clock in ms since the epoch: where the service reads it for writes."""
     return time.time_ns() // 1_000_000
 
 
@@ -167,13 +169,11 @@ class Database(Generic[RootState]):
         self._durable_root: RootState = root_factory()
         self._durable_tenants: dict[str, int] = {}
         self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
-        # A second connection, read-only, in a thread of its own (the Writer's job
-        # thread, only ever given reads): see :meth:`read_log`.
-        self.reader = Writer(
+        # A second connection, read-only, in a thread of its own: see :meth:`read_log`.
+        self.reader = Reader(
             lambda: Sealer.open(
                 store.recorder(name, readonly=True), master_key, check_tail=None
-            ),
-            name="reader",
+            )
         )
         self._tenants: dict[str, TenantState] = {}
         # uses, context sessions, rankings: per-tenant state that is not knowledge
@@ -356,9 +356,9 @@ class Database(Generic[RootState]):
         if state is None:
             return False
         started = time.perf_counter()
-        seq, captured, epoch = state.last_seq, snapshot.capture(state), self._epoch
+        seq, captured, epoch = state.last_seq, snapshot_format.capture(state), self._epoch
         self._unsnapshotted[name] = 0
-        body = await asyncio.to_thread(snapshot.encode_capture, captured)
+        body = await asyncio.to_thread(snapshot_format.encode_capture, captured)
 
         def key(event_log: Sealer) -> tuple[int, AesGcmCipher] | None:
             # Runs after every append queued before it, so all events <= seq are

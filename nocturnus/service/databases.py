@@ -34,6 +34,8 @@ DEFAULT_DATABASE = "default"
 
 @dataclass(frozen=True, slots=True)
 class DatabaseInfo:
+    """A registered database (a ``database_created`` event of ``_system``)."""
+
     name: str
     created_at: int
     default_conflict_strategy: str
@@ -49,6 +51,7 @@ class Registry:
 
 
 def apply_registry_event(state: Registry, seq: int, event: Event) -> None:
+    """Fold one ``_system`` database-level event into the registry."""
     if isinstance(event, DatabaseCreated):
         state.databases[event.name] = DatabaseInfo(
             event.name, event.created_at, event.default_conflict_strategy
@@ -141,9 +144,11 @@ class Databases:
         return database
 
     def infos(self) -> list[DatabaseInfo]:
+        """Every registered database, by name."""
         return sorted(self.system.root.databases.values(), key=lambda i: i.name)
 
     def all(self) -> list[Database[DatabaseState]]:
+        """Every open database, by name."""
         return [self._open[i.name] for i in self.infos() if i.name in self._open]
 
     async def create(

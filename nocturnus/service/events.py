@@ -3,7 +3,7 @@
 Each event is a frozen record with a stable ``kind`` (stored in the log, never a Python
 path) and an integer ``version``. An old version is upgraded on read by an explicit
 upcaster (:func:`upcaster`). How an event is written to the log and read back is
-``codec.py``'s business; what it does to a tenant is its applier's (``tenant.py``).
+``codec.py``'s business; what it does to a tenant is its applier's (``projection.py``).
 """
 
 from __future__ import annotations
@@ -78,12 +78,16 @@ class RuleTaught(Event):
 
 @dataclass(frozen=True, slots=True)
 class RuleRemoved(Event):
+    """A rule was removed (a tenant's, or database-wide when logged under tenant "")."""
+
     kind: ClassVar[str] = "rule_removed"
     id: str
 
 
 @dataclass(frozen=True, slots=True)
 class TenantCreated(Event):
+    """A tenant was registered explicitly (``POST /admin/databases/<db>/tenants``)."""
+
     kind: ClassVar[str] = "tenant_created"
     created_at: int
 
@@ -164,6 +168,8 @@ class ConstraintAdded(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConstraintRemoved(Event):
+    """A RESTRICT constraint was removed (issue 18)."""
+
     kind: ClassVar[str] = "constraint_removed"
     id: str
 
@@ -194,6 +200,8 @@ class DatabaseCreated(Event):
 
 @dataclass(frozen=True, slots=True)
 class DatabaseDeleted(Event):
+    """Registry event in the ``_system`` database: the database and its log are gone."""
+
     kind: ClassVar[str] = "database_deleted"
     name: str
 
@@ -250,6 +258,8 @@ class KeyUpdated(Event):
 
 @dataclass(frozen=True, slots=True)
 class KeyRevoked(Event):
+    """An API key was revoked for good."""
+
     kind: ClassVar[str] = "key_revoked"
     id: str
     revoked_at: int

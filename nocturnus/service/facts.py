@@ -195,7 +195,7 @@ Opaque outside this module: read one with :func:`record_from`."""
 
 _Group = dict[tuple[Any, ...], Stored]
 
-Row = tuple[Any, float | None]
+VisibleRow = tuple[Any, float | None]
 """A visible fact as its scope's index takes it: (args, confidence)."""
 
 
@@ -204,7 +204,7 @@ class Settled:
     """What :meth:`ScopeFacts.settle` found: the index rows to show and to hide, and
     when the visibility of the other facts changes next."""
 
-    visible: list[tuple[str, bool, list[Row]]] = field(default_factory=list)
+    visible: list[tuple[str, bool, list[VisibleRow]]] = field(default_factory=list)
     hidden: list[tuple[str, bool, tuple[Any, ...]]] = field(default_factory=list)
     timed: list[tuple[int, FactKey]] = field(default_factory=list)
     found: int = 0
@@ -290,9 +290,11 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
                     yield new_record(key, stored, stored)
 
     def items(self) -> ItemsView[FactKey, FactRecord]:
+        """(key, record) of every stored fact, in one pass over the groups."""
         return _Items(self)
 
     def values(self) -> ValuesView[FactRecord]:
+        """Every stored record (:meth:`records`)."""
         return _Values(self)
 
     def relations(self) -> KeysView[RelationKey]:
@@ -476,7 +478,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         for (predicate, negated), args_list in pending.items():
             arity = -1
             group: _Group | None = None
-            rows: list[Row] = []
+            rows: list[VisibleRow] = []
             for args in args_list:
                 if len(args) != arity:  # a (predicate, negated) mostly has one arity
                     if rows:
@@ -514,7 +516,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         visible, timed = into.visible, into.timed
         scope = self.scope
         for (predicate, negated, _), group in self._groups.items():
-            rows: list[Row] = []
+            rows: list[VisibleRow] = []
             for args, stored in group.items():
                 if type(stored) is FactRecord:
                     shown, change = visibility(stored, now_ms)

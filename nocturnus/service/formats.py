@@ -59,8 +59,13 @@ _VERBS = frozenset(
 
 
 def fact_text(key: FactKey) -> str:
-    """``plan(enterprise)``, ``NOT plan(free)``."""
-    atom = f"{key.predicate}({', '.join(format_term(a) for a in key.args)})"
+    """``plan(enterprise)``, ``NOT plan(free)``: the text of a fact in messages, lines
+    and counts.
+
+    The same text as ``Literal(predicate, args, negated).text()``, without building
+    the literal (every ``tell`` answers with it).
+    """
+    atom = f"{key.predicate}({', '.join(map(format_term, key.args))})"
     return "NOT " + atom if key.negated else atom
 
 
@@ -136,6 +141,7 @@ def render_line(
     category: str,
     show_scope: bool,
 ) -> str:
+    """One window line of a fact in format ``fmt`` (:data:`FORMATS`)."""
     if fmt == "natural":
         return sentence(key, confidence, show_scope)
     if fmt == "structured":

@@ -19,8 +19,8 @@ from nocturnus.service import queries
 from nocturnus.service.commands import TeachRule, TellFact, decide_teach, decide_tell
 from nocturnus.service.constraints import AddConstraint, check_writes, decide_restrict
 from nocturnus.service.events import Event
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState, apply
 
 EXPECTATION_KINDS = ("provable", "not_provable", "result_count", "results_exactly")
 SetupStep = TellFact | TeachRule | AddConstraint
@@ -40,6 +40,8 @@ class Expectation:
 
 @dataclass(frozen=True, slots=True)
 class LogicTest:
+    """A named test: facts and rules to set up, then what must (not) hold."""
+
     name: str
     setup: tuple[SetupStep, ...]
     expectations: tuple[Expectation, ...]
@@ -47,6 +49,8 @@ class LogicTest:
 
 @dataclass(frozen=True, slots=True)
 class ExpectationResult:
+    """Whether one expectation held, with the answers found."""
+
     expectation: Expectation
     passed: bool
     answers: tuple[tuple[Const, ...], ...]

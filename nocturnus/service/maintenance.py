@@ -33,8 +33,8 @@ from nocturnus.service.database import (
 from nocturnus.service.databases import SYSTEM_DATABASE
 from nocturnus.service.datadir import database_info, open_log
 from nocturnus.service.events import Event, LogCompacted
+from nocturnus.service.projection import TenantState
 from nocturnus.service.replay import fold
-from nocturnus.service.tenant import TenantState
 from nocturnus.store.compact import Compaction, compact_log
 from nocturnus.store.crypto import MASTER_KEY_FILE, MasterKey
 from nocturnus.store.errors import StorageError, WrongMasterKey
@@ -60,6 +60,8 @@ def log_names(store: Store) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class TenantSummary:
+    """One tenant of a replayed database: facts, rules, last seq."""
+
     name: str
     facts: int
     rules: int
@@ -81,13 +83,16 @@ class ReplaySummary:
 
     @property
     def facts(self) -> int:
+        """Facts of every tenant."""
         return sum(t.facts for t in self.tenants)
 
     @property
     def rules(self) -> int:
+        """Rules of every tenant (database rules apart)."""
         return sum(t.rules for t in self.tenants)
 
     def lines(self) -> list[str]:
+        """What ``nocturnus replay`` prints: head line, totals, a line per tenant."""
         rate = self.events / self.seconds if self.seconds > 0 else 0.0
         head = (
             f"{self.database}: replayed {self.events} events to seq {self.seq} in "
@@ -351,6 +356,8 @@ def verify_database(
 
 @dataclass(frozen=True, slots=True)
 class SnapshotResult:
+    """What ``nocturnus snapshot`` did for one database."""
+
     database: str
     written: int
     tenants: int
@@ -431,6 +438,8 @@ def compact_database(
 
 @dataclass(frozen=True, slots=True)
 class Rotation:
+    """What a master key rotation did to one database's data keys."""
+
     database: str
     rewrapped: int
     already: bool

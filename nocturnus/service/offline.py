@@ -46,6 +46,7 @@ async def with_system(settings: Settings, fn: Callable[[Database[Registry]], Awa
 
 
 async def create_key(settings: Settings, spec: NewKey) -> tuple[KeyRecord, str]:
+    """Mint an API key in a stopped server's data dir (``nocturnus keys create``)."""
     async def run(system: Database[Registry]) -> tuple[KeyRecord, str]:
         record, key = await apikeys.create_key(system, spec, "cli")
         await audit.record(
@@ -59,6 +60,7 @@ async def create_key(settings: Settings, spec: NewKey) -> tuple[KeyRecord, str]:
 
 
 async def list_keys(settings: Settings) -> list[KeyRecord]:
+    """Every API key of a stopped server's data dir (``nocturnus keys list``)."""
     async def run(system: Database[Registry]) -> list[KeyRecord]:
         return apikeys.list_keys(system)
 

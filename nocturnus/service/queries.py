@@ -19,13 +19,14 @@ from nocturnus.engine.terms import Const, Var, numeric_value, sort_key
 from nocturnus.errors import ValidationError
 from nocturnus.service.answers import Answer, AnswerSet, ScopeAnswers, merge
 from nocturnus.service.facts import FactKey, FactRecord, RelationKey, Stored
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState
 
 AGGREGATE_OPERATIONS = ("COUNT", "SUM", "MIN", "MAX", "AVG")
 
 
 def fact_order(key: FactKey) -> tuple[Any, ...]:
+    """A total order of facts: predicate, sign, args (``sort_key``), then scope."""
     return (key.predicate, key.negated, tuple(sort_key(a) for a in key.args), key.scope)
 
 
@@ -180,6 +181,8 @@ def match(
 
 @dataclass(frozen=True, slots=True)
 class PredicateStats:
+    """A predicate of ``GET /predicates``: arity, stored facts, rules concluding it."""
+
     predicate: str
     arity: int
     fact_count: int
@@ -216,6 +219,8 @@ def _rules_in(state: TenantState, database_rules: Rulebook, scope: str | None) -
 
 @dataclass(frozen=True, slots=True)
 class AggregateResult:
+    """A ``POST /aggregate``: the operation, its result, how many answers it read."""
+
     operation: str
     result: int | float | None
     matched: int

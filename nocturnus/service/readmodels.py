@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nocturnus.service.context.sessions import Sessions
+from nocturnus.service.projection import TenantState
 from nocturnus.service.salience import Ranking, Usage
-from nocturnus.service.tenant import TenantState
 
 if TYPE_CHECKING:
     from nocturnus.service.context.window import Window, WindowRequest

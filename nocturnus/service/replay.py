@@ -1,6 +1,6 @@
 """Rebuilding tenant projections from the log: newest snapshot + tail, or from seq 0.
 
-Both paths fold events through the projection's one door, ``tenant.apply_fields``,
+Both paths fold events through the projection's one door, ``projection.apply_fields``,
 which live writes use too (:func:`fold`); a snapshot only replaces the prefix of the
 log it covers.
 """
@@ -15,17 +15,17 @@ from typing import Any
 
 from nocturnus.engine.collector import collector_paused
 from nocturnus.progress import Progress
-from nocturnus.service import snapshot
+from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.events import Event
-from nocturnus.service.tenant import TenantState, apply_fields
-from nocturnus.store.record import Entry, LogRecord
+from nocturnus.service.projection import TenantState, apply_fields
+from nocturnus.store.record import LogRecord, RecordTuple
 from nocturnus.store.sealer import Sealer
 
 log = logging.getLogger("nocturnus.service")
 
 def fold(
-    entries: Iterable[Entry | LogRecord],
+    entries: Iterable[RecordTuple | LogRecord],
     state_for: Callable[[str], TenantState | None],
     root_apply: Callable[[int, Event], None] | None = None,
     progress: Progress | None = None,
@@ -65,7 +65,7 @@ def fold(
 
 
 def _fold(
-    entries: Iterable[Entry | LogRecord],
+    entries: Iterable[RecordTuple | LogRecord],
     states: dict[str, TenantState | None],
     state_of: Callable[[str], TenantState | None],
     root_apply: Callable[[int, Event], None] | None,
@@ -97,7 +97,7 @@ _UNKNOWN: Any = object()
 
 
 def replay_tenant(
-    name: str, records: Iterable[Entry | LogRecord], state: TenantState | None = None
+    name: str, records: Iterable[RecordTuple | LogRecord], state: TenantState | None = None
 ) -> TenantState:
     """Fold a tenant's logged events into ``state`` (a fresh one by default).
 
@@ -114,7 +114,7 @@ class TenantLog:
     """What the log holds for one tenant: its newest snapshot and the events after it."""
 
     snapshot: tuple[int, bytes] | None
-    tail: Sequence[Entry]
+    tail: Sequence[RecordTuple]
 
 
 def read_tenant(event_log: Sealer, name: str) -> TenantLog:
@@ -134,8 +134,8 @@ def restore_tenant(name: str, stored: TenantLog) -> TenantState | None:
     seq, body = stored.snapshot
     try:
         with collector_paused():
-            state = snapshot.decode(name, body)
-    except snapshot.SnapshotFormatError as e:
+            state = snapshot_format.decode(name, body)
+    except snapshot_format.SnapshotFormatError as e:
         log.error("%s (seq %d); replaying tenant %r from seq 0 instead", e, seq, name)
         return None
     return replay_tenant(name, stored.tail, state)

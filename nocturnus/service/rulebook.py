@@ -35,6 +35,7 @@ class RuleRecord:
 
     @classmethod
     def from_event(cls, event: RuleTaught, level: str) -> RuleRecord:
+        """The rule a ``rule_taught`` event adds, at ``level`` (tenant or database)."""
         rule = Rule(
             id=event.id,
             head=literal_from_dict(event.head),
@@ -44,6 +45,7 @@ class RuleRecord:
         return cls(rule=rule, scope=event.scope, created_at=event.created_at, level=level)
 
     def applies_to(self, scope: str) -> bool:
+        """Whether the rule takes part in programs over ``scope``."""
         return self.scope is None or self.scope == scope
 
     def forked(self, target: str, created_at: int) -> RuleRecord:
@@ -66,10 +68,12 @@ class Rulebook:
         self.version = 0
 
     def add(self, record: RuleRecord) -> None:
+        """Add (or replace) a rule; programs built from the book are stale from now."""
         self.records[record.rule.id] = record
         self.version = next_stamp()
 
     def remove(self, rule_id: str) -> RuleRecord | None:
+        """Remove a rule; the record, or None when unknown."""
         record = self.records.pop(rule_id, None)
         if record is not None:
             self.version = next_stamp()
@@ -83,10 +87,12 @@ class Rulebook:
         return twin
 
     def clear(self) -> None:
+        """Remove every rule."""
         self.records.clear()
         self.version = next_stamp()
 
     def for_scope(self, scope: str) -> list[Rule]:
+        """The rules taking part in programs over ``scope``."""
         return [r.rule for r in self.records.values() if r.applies_to(scope)]
 
     def __len__(self) -> int:

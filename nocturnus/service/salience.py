@@ -33,8 +33,8 @@ from typing import Any
 
 from nocturnus.engine.proofs import Proof
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
-from nocturnus.service.tenant import TenantState
 
 DEFAULT_PRIORITY = 0.5
 RECENCY_WEIGHT = 0.7
@@ -79,6 +79,7 @@ class Usage:
     epoch: int = 0
 
     def record(self, keys: Iterable[FactKey], now_ms: int) -> None:
+        """Count a use of each fact at ``now_ms`` (pending until knowledge changes)."""
         pending, last = self.pending, self.pending_last
         for key in keys:
             pending[key] = pending.get(key, 0) + 1
@@ -106,7 +107,7 @@ class Usage:
         return touched
 
 
-Row = tuple[float, int, tuple[Any, ...], FactKey]
+RankedRow = tuple[float, int, tuple[Any, ...], FactKey]
 """A ranked fact: (-salience, -createdAt, predicate/args sort key, key); rows sort
 most salient first, ties to the newer fact, then by the sort key — a total order."""
 
@@ -142,7 +143,7 @@ class Ranking:
         self._plain: dict[str, list[tuple[int, tuple[Any, ...], FactKey]]] = {}
         self._placed: dict[FactKey, tuple[int, tuple[Any, ...], FactKey]] = {}
         self._special: dict[FactKey, FactRecord] = {}
-        self._scored: dict[str, list[Row]] = {}
+        self._scored: dict[str, list[RankedRow]] = {}
         self._counts: dict[str, dict[str, int]] = {}
         self._versions: dict[str, int] = {}
         self._conflicts: dict[str, set[FactKey]] = {}
@@ -276,7 +277,7 @@ class Ranking:
         for record in self._special.values():
             ref = max(ref, record.created_at)
         self.ref_ms = ref
-        scored: dict[str, list[Row]] = {}
+        scored: dict[str, list[RankedRow]] = {}
         for key, record in self._special.items():
             value = self.score(key, record, usage, state.priorities)
             scored.setdefault(key.scope, []).append(
@@ -305,7 +306,7 @@ class Ranking:
             self.ref_ms - touched, usage.counts.get(key, 0), priority, self.half_life_ms
         )
 
-    def _plain_rows(self, name: str) -> Iterator[Row]:
+    def _plain_rows(self, name: str) -> Iterator[RankedRow]:
         ref, half = self.ref_ms, self.half_life_ms
         weight, digits = RECENCY_WEIGHT, DIGITS
         for neg_created, order, key in self._plain.get(name, ()):
@@ -313,10 +314,10 @@ class Ranking:
             value = round(weight * 0.5 ** (age / half), digits) if age > 0 else weight
             yield (-value, neg_created, order, key)
 
-    def rows(self, scope: str | None) -> Iterator[Row]:
+    def rows(self, scope: str | None) -> Iterator[RankedRow]:
         """Visible facts of one scope, or of all scopes merged, most salient first."""
         names = [scope] if scope is not None else sorted(self._counts)
-        streams: list[Iterable[Row]] = []
+        streams: list[Iterable[RankedRow]] = []
         for name in names:
             if self._plain.get(name):
                 streams.append(self._plain_rows(name))
@@ -327,6 +328,7 @@ class Ranking:
         return heapq.merge(*streams)
 
     def count(self, scope: str | None, predicates: frozenset[str] | None = None) -> int:
+        """Visible facts of a scope (None: all), of ``predicates`` if given."""
         names = [scope] if scope is not None else list(self._counts)
         total = 0
         for name in names:
@@ -338,6 +340,7 @@ class Ranking:
         return total
 
     def predicate_counts(self, scope: str | None) -> dict[str, int]:
+        """Visible facts per predicate, in one scope or all."""
         names = [scope] if scope is not None else list(self._counts)
         merged: dict[str, int] = {}
         for name in names:

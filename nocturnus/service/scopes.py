@@ -22,9 +22,9 @@ from nocturnus.errors import Conflict, ValidationError
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, ScopeDeleted, ScopeForked, ScopeMerged
 from nocturnus.service.facts import FactRecord, RelationKey, ScopeFacts
+from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState
 
 Db = Database[DatabaseState]
 
@@ -37,6 +37,8 @@ DEFAULT_MERGE_STRATEGY = "SOURCE_WINS"
 
 @dataclass(frozen=True, slots=True)
 class ForkOutcome:
+    """What a fork copied: facts and scoped rules."""
+
     source: str
     target: str
     copied: int
@@ -57,6 +59,8 @@ class ScopeDiff:
 
 @dataclass(frozen=True, slots=True)
 class MergeOutcome:
+    """What a merge did: facts merged and conflicts met."""
+
     source: str
     target: str
     strategy: str
@@ -66,6 +70,8 @@ class MergeOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ScopeInfo:
+    """A scope with its stored facts and tenant rules scoped to it."""
+
     name: str
     facts: int
     rules: int
@@ -73,6 +79,8 @@ class ScopeInfo:
 
 @dataclass(frozen=True, slots=True)
 class DeleteOutcome:
+    """What deleting a scope removed."""
+
     scope: str
     facts: int
     rules: int
@@ -274,6 +282,11 @@ def decide_delete(state: TenantState, scope: str) -> tuple[list[Event], DeleteOu
 
 
 async def fork(db: Db, tenant: str, source: str, target: str) -> ForkOutcome:
+    """Copy scope ``source`` into an empty ``target`` (``POST /scope/fork``).
+
+    :raises ValidationError: the same scope twice.
+    :raises Conflict: ``target`` holds facts or scoped rules.
+    """
     state, now = await db.current(tenant)
     events, outcome = decide_fork(state, db.root.rules, source, target, now)
     await db.commit(tenant, events, now)
@@ -281,6 +294,7 @@ async def fork(db: Db, tenant: str, source: str, target: str) -> ForkOutcome:
 
 
 async def diff(db: Db, tenant: str, source: str, target: str) -> ScopeDiff:
+    """How the visible facts of two scopes differ (``POST /scope/diff``)."""
     state, now = await db.current(tenant)
     return diff_scopes(state, source, target, now)
 
@@ -288,6 +302,11 @@ async def diff(db: Db, tenant: str, source: str, target: str) -> ScopeDiff:
 async def merge(
     db: Db, tenant: str, source: str, target: str, strategy: str
 ) -> MergeOutcome:
+    """Merge ``source``'s facts into ``target`` (``POST /scope/merge``).
+
+    :raises ValidationError: the same scope twice, or an unknown strategy.
+    :raises MergeRejected: ``REJECT`` with a conflict.
+    """
     state, now = await db.current(tenant)
     events, outcome = decide_merge(state, source, target, strategy, now)
     await db.commit(tenant, events, now)
@@ -295,11 +314,16 @@ async def merge(
 
 
 async def scopes(db: Db, tenant: str) -> list[ScopeInfo]:
+    """The tenant's scopes, by name (``GET /scopes``)."""
     state = await db.tenant(tenant)
     return list_scopes(state)
 
 
 async def delete(db: Db, tenant: str, scope: str) -> DeleteOutcome:
+    """Remove a scope's facts and the tenant rules scoped to it.
+
+    ``DELETE /scope/<name>``; a scope holding nothing logs nothing.
+    """
     state, now = await db.current(tenant)
     events, outcome = decide_delete(state, scope)
     await db.commit(tenant, events, now)

@@ -67,6 +67,7 @@ class ScriptOutcome:
 
     @property
     def failed_step(self) -> int | None:
+        """The index of the step that failed, or None when every step ran."""
         return len(self.outcomes) if self.failure is not None else None
 
 

@@ -47,6 +47,11 @@ Db = Database[DatabaseState]
 
 
 async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
+    """Store a fact (``POST /tell``), resolving a contradiction by strategy.
+
+    :raises Conflict: ``REJECT`` and the opposite fact is visible.
+    :raises ValidationError: ``validUntil`` not after ``validFrom``.
+    """
     state, now = await db.current(tenant)
     events, outcome = decide_tell(state, cmd, now, db.default_conflict_strategy)
     await db.commit(tenant, events, now)
@@ -55,6 +60,8 @@ async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
 
 @dataclass(frozen=True, slots=True)
 class BulkError:
+    """A fact of a bulk tell that was not stored, and why."""
+
     index: int
     code: str
     message: str
@@ -62,6 +69,8 @@ class BulkError:
 
 @dataclass(frozen=True, slots=True)
 class BulkOutcome:
+    """What a bulk tell stored, and the facts it refused."""
+
     asserted: int
     errors: tuple[BulkError, ...]
 
@@ -99,6 +108,7 @@ class _AtomicBulkFailed(ValidationError):
 
 
 async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
+    """Remove one stored fact, visible or not (``POST /forget``); none is no error."""
     state, now = await db.current(tenant)
     events, outcome = decide_forget(state, key)
     await db.commit(tenant, events, now)
@@ -122,6 +132,10 @@ async def retract_pattern(
 
 
 async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
+    """Teach the tenant a rule (``POST /teach``).
+
+    :raises ValidationError: unsafe, or the program would not stratify.
+    """
     state, now = await db.current(tenant)
     events, outcome = decide_teach(state.rules, cmd, now, "tenant", db.root.rules)
     await db.commit(tenant, events, now)
@@ -150,6 +164,10 @@ async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[Tea
 
 
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
+    """Remove one of the tenant's rules (``DELETE /rules/<id>``).
+
+    :raises NotFound: no such tenant rule.
+    """
     state, now = await db.current(tenant)
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
 
@@ -163,11 +181,16 @@ async def teach_database_rule(db: Db, cmd: TeachRule) -> TeachOutcome:
 
 
 async def remove_database_rule(db: Db, rule_id: str) -> None:
+    """Remove a database-wide rule (``DELETE /admin/databases/<db>/rules/<id>``).
+
+    :raises NotFound: no such database rule.
+    """
     now = now_ms()
     await db.commit(DATABASE_LEVEL, decide_remove_rule(db.root.rules, rule_id), now)
 
 
 def database_rules(db: Db) -> list[RuleRecord]:
+    """The database-wide rules, in teaching order."""
     return sorted(db.root.rules, key=lambda r: (r.created_at, r.rule.id))
 
 
@@ -187,11 +210,16 @@ async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
 
 
 async def remove_constraint(db: Db, tenant: str, constraint_id: str) -> None:
+    """Remove one of the tenant's RESTRICT constraints.
+
+    :raises NotFound: no such constraint.
+    """
     state, now = await db.current(tenant)
     await db.commit(tenant, decide_unrestrict(state, constraint_id), now)
 
 
 async def constraints(db: Db, tenant: str) -> list[ConstraintRecord]:
+    """The tenant's RESTRICT constraints."""
     return listed(await db.tenant(tenant))
 
 
@@ -334,12 +362,15 @@ async def match_page(
 
 
 async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:
+    """Per predicate: arity, stored facts and rules (``GET /predicates``)."""
     state, _ = await db.current(tenant)
     return queries.predicates(state, db.root.rules, scope)
 
 
 @dataclass(frozen=True, slots=True)
 class TenantInfo:
+    """A tenant of a database: when it was created, how many facts and rules it has."""
+
     name: str
     created_at: int
     facts: int
@@ -347,6 +378,7 @@ class TenantInfo:
 
 
 async def list_tenants(db: Db) -> list[TenantInfo]:
+    """Every live tenant of the database, by name (loads each)."""
     infos = []
     for name, created in sorted(db.tenant_names.items()):
         state = await db.tenant(name)

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nocturnus.store.record import frame
+from nocturnus.store.recorder import ChainRow
 
 GENESIS = bytes(32)
 _HEAD = struct.Struct(">q32s")
 
-# (seq, ts_ms, tenant, kind, key_id, nonce, payload, prev_hash, hash)
-Row = tuple[int, int, str, str, int, bytes, bytes, bytes, bytes]
 
 
 class Chain:
@@ -184,12 +183,12 @@ def is_compacted(gaps: Mapping[int, int], first: int, last: int) -> bool:
 
 
 def walk(
-    rows: Iterable[Row],
+    rows: Iterable[ChainRow],
     prev_seq: int,
     prev_hash: bytes | None,
     gaps: Mapping[int, int] | None = None,
     chain: Chain = PLAIN,
-) -> Iterator[Break | Row]:
+) -> Iterator[Break | ChainRow]:
     """Yield each row, and a :class:`Break` before any row where the chain fails.
 
     ``prev_seq``/``prev_hash`` anchor the walk (``0``/:data:`GENESIS` from the start);

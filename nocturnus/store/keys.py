@@ -17,7 +17,7 @@ from nocturnus.store.errors import CorruptKey, CryptoError, WrongMasterKey
 from nocturnus.store.recorder import KeyRow, Recorder, WriteTransaction
 
 # A cached entry: the cipher of a live key, or None for a destroyed (shredded) key.
-Entry = AesGcmCipher | None
+CachedCipher = AesGcmCipher | None
 
 
 class KeyRing:
@@ -27,10 +27,10 @@ class KeyRing:
         self._recorder = recorder
         self._database = recorder.database
         self._master = master_key
-        self._by_id: dict[int, Entry] = {}
+        self._by_id: dict[int, CachedCipher] = {}
         self._current: dict[str, int] = {}
         # Staged by the open transaction, merged by commit(), dropped by rollback().
-        self._staged_ids: dict[int, Entry] = {}
+        self._staged_ids: dict[int, CachedCipher] = {}
         self._staged_current: dict[str, int | None] = {}
 
     def load(self, *, master_checked: bool, rows: Iterable[KeyRow] | None = None) -> None:
@@ -41,7 +41,7 @@ class KeyRing:
             confirmed by the log's check token.
         :raises CorruptKey: a key fails to unwrap under a confirmed master key.
         """
-        by_id: dict[int, Entry] = {}
+        by_id: dict[int, CachedCipher] = {}
         current: dict[str, int] = {}
         failures: list[tuple[int, str, Exception]] = []
         opened = 0
@@ -76,7 +76,7 @@ class KeyRing:
         )
         return AesGcmCipher(key)
 
-    def cipher(self, key_id: int) -> Entry:
+    def cipher(self, key_id: int) -> CachedCipher:
         """Return the cipher of ``key_id``, or None if it was destroyed.
 
         :raises KeyError: no such key row (the caller reports the record as corrupt).
@@ -93,7 +93,7 @@ class KeyRing:
         row = self._recorder.key_row(key_id)
         if row is None:
             raise KeyError(key_id)
-        entry: Entry = None
+        entry: CachedCipher = None
         if row.wrapped is not None:
             try:
                 entry = self._unwrap(key_id, row.tenant, row.wrapped)

@@ -36,11 +36,11 @@ class LogRecord:
 
 
     def __iter__(self) -> Iterator[Any]:
-        """Unpack as the :data:`Entry` tuple ``(seq, ts_ms, tenant, kind, body)``."""
+        """Unpack as a :data:`RecordTuple`, ``(seq, ts_ms, tenant, kind, body)``."""
         return iter((self.seq, self.ts_ms, self.tenant, self.kind, self.body))
 
 
-Entry = tuple[int, int, str, str, bytes | None]
+RecordTuple = tuple[int, int, str, str, bytes | None]
 """A log record as a plain tuple, ``(seq, ts_ms, tenant, kind, body)``: what
 ``Sealer.entries`` yields and replay folds (a :class:`LogRecord` unpacks alike)."""
 

@@ -53,7 +53,7 @@ from nocturnus.store.errors import (
     WrongMasterKey,
 )
 from nocturnus.store.keys import KeyRing
-from nocturnus.store.record import Entry, LogRecord, build_record, frame
+from nocturnus.store.record import LogRecord, RecordTuple, build_record, frame
 from nocturnus.store.recorder import ChainRow, Recorder, Tip, WriteTransaction
 from nocturnus.store.snapshots import KEEP, SealedSnapshot, open_snapshot, seal
 
@@ -505,7 +505,7 @@ class Sealer:
         tenants: Collection[str] | None = None,
         until_seq: int | None = None,
         limit: int | None = None,
-    ) -> Generator[Entry, None, None]:
+    ) -> Generator[RecordTuple, None, None]:
         """:meth:`read`'s records as plain ``(seq, ts_ms, tenant, kind, body)`` tuples.
 
         Replay's path (issue 3): a tuple is built and unpacked for a fraction of what
@@ -521,7 +521,7 @@ class Sealer:
 
     def tail(
         self, after_seq: int, timeout_s: float, *, tenant: str | None = None
-    ) -> Generator[Entry, None, None]:
+    ) -> Generator[RecordTuple, None, None]:
         """The entries after ``after_seq``, once there are any or ``timeout_s`` ended.
 
         How a reader follows other processes' appends: it waits on the recorder
@@ -531,7 +531,7 @@ class Sealer:
         self.recorder.wait_for(after_seq, timeout_s)
         return self.entries(after_seq, tenant=tenant)
 
-    def _decrypt(self, rows: Iterator[Any]) -> Generator[Entry, None, None]:
+    def _decrypt(self, rows: Iterator[Any]) -> Generator[RecordTuple, None, None]:
         head = self._aad_head  # frame(seq) starts with its tag
         # (key_id, tenant, kind) -> (decrypt, pack, tail) of its rows; None: shredded
         plans: dict[tuple[int, str, str], _Plan | None] = {}
@@ -719,7 +719,7 @@ def _refusal(append: Append, positions: dict[str, int]) -> NocturnusError | None
     return None
 
 
-def _records(entries: Generator[Entry, None, None]) -> Iterator[LogRecord]:
+def _records(entries: Generator[RecordTuple, None, None]) -> Iterator[LogRecord]:
     """The entries as records; closing this closes them (and their cursor)."""
     try:
         yield from starmap(build_record, entries)

@@ -20,8 +20,8 @@ from nocturnus.engine.index import sort_answers
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, Var, sort_key
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState
 
 
 class OldAnswer:

@@ -20,8 +20,8 @@ from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, Var
 from nocturnus.service import answers, queries
 from nocturnus.service.events import FactTold, RuleTaught, ScopeForked
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.rulebook import Rulebook
-from nocturnus.service.tenant import TenantState, apply
 from tests.api import reference_render as old
 
 NOW = 1_000_000

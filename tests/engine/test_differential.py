@@ -32,7 +32,7 @@ from nocturnus.engine.terms import Const, Var, sort_key
 from nocturnus.service import queries
 from nocturnus.service.database import DatabaseState, apply_database_event
 from nocturnus.service.events import FactRetracted, FactTold, RuleTaught
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.service.projection import TenantState, apply
 from tests.engine import programs
 from tests.engine.oracle import Answers, scoped_answers, scoped_models, tag
 

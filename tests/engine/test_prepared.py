@@ -15,7 +15,7 @@ from nocturnus.engine import FactIndex, Literal, Program, Reasoner, Rule, Var
 from nocturnus.engine.prepared import PlanCache, placeholders
 from nocturnus.service import queries
 from nocturnus.service.events import FactRetracted
-from nocturnus.service.tenant import apply
+from nocturnus.service.projection import apply
 from tests.engine import programs
 from tests.engine.test_differential import build, goals_of
 

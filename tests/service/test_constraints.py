@@ -18,7 +18,7 @@ from nocturnus.service.constraints import CHANGE_READERS, HARMLESS_KINDS, AddCon
 from nocturnus.service.databases import Databases
 from nocturnus.service.events import EVENT_TYPES, DatabaseCreated, DatabaseDeleted
 from nocturnus.service.facts import FactKey
-from nocturnus.service.tenant import APPLIERS
+from nocturnus.service.projection import APPLIERS
 from nocturnus.store.crypto import MasterKey
 
 MASTER = MasterKey(bytes(range(32)))

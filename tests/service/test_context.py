@@ -17,11 +17,11 @@ from nocturnus.service.context.window import (
 from nocturnus.service.events import Event, FactRetracted, FactTold, PrioritySet
 from nocturnus.service.facts import FactKey
 from nocturnus.service.formats import sentence
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.queries import fact_order
 from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook
 from nocturnus.service.salience import score
-from nocturnus.service.tenant import TenantState, apply
 
 T0 = 1_800_000_000_000
 HALF_LIFE = 60_000

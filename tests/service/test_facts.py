@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nocturnus.service import snapshot
+from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.events import FactRetracted, FactTold
 from nocturnus.service.facts import FactKey, FactRecord, ScopeFacts, is_plain
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.service.projection import TenantState, apply
 
 KEY = FactKey("main", "edge", False, ("a", "b"))
 
@@ -101,6 +101,6 @@ def test_equal_ints_and_floats_are_distinct_facts() -> None:
     assert kept == {"(1,)": 5, "(0.0,)": 3}
     assert state.record(FactKey("main", "p", False, (1.0,))) is None
     assert state.record(FactKey("main", "p", False, (1,))) is not None
-    restored = snapshot.decode("t", snapshot.encode(state))
+    restored = snapshot_format.decode("t", snapshot_format.encode(state))
     restored.refresh(10)
     assert {repr(r.key.args): r.created_at for r in restored.iter_visible()} == kept

@@ -7,8 +7,8 @@ import gc
 import weakref
 
 from nocturnus.service.events import TenantDeleted
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
-from nocturnus.service.tenant import TenantState, apply
 
 
 def test_a_read_model_lasts_as_long_as_its_projection_and_incarnation() -> None:

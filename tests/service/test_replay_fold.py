@@ -16,7 +16,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nocturnus.service import snapshot
+from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.events import (
     Event,
@@ -29,8 +29,8 @@ from nocturnus.service.events import (
     TenantCreated,
     TenantDeleted,
 )
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.replay import fold
-from nocturnus.service.tenant import TenantState, apply
 from nocturnus.store.record import LogRecord
 
 NOW = 1_700_000_000_000
@@ -127,7 +127,7 @@ def observe(state: TenantState, now: int) -> tuple[Any, ...]:
         (scope, sorted(map(repr, view.index.facts()))) for scope, view in state.views.items()
     )
     return (
-        snapshot.encode(state),
+        snapshot_format.encode(state),
         visible,
         indexed,
         sorted(repr(p) for p in state.priorities.items()),

@@ -24,8 +24,8 @@ from nocturnus.service.events import (
     ScopeForked,
 )
 from nocturnus.service.facts import FactKey
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.scopes import decide_merge
-from nocturnus.service.tenant import TenantState, apply
 
 SCOPES = ["main", "a", "b"]
 Slot = tuple[str, bool, tuple[Any, ...]]  # predicate, negated, args

@@ -30,6 +30,7 @@ class SentWindow:
 
     @classmethod
     def of(cls, window: Window) -> SentWindow:
+        """What a session is sent when it gets ``window``."""
         return cls(window.window_id, {e.key: e for e in window.entries})
 
 

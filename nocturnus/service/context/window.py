@@ -28,10 +28,10 @@ from nocturnus.service.context.sessions import SentWindow
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.formats import fact_text, render_line, render_text
+from nocturnus.service.projection import TenantState
 from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import Ranking, knowledge_key
-from nocturnus.service.tenant import TenantState
 
 Db = Database[DatabaseState]
 
@@ -58,6 +58,8 @@ MAX_CACHED_WINDOWS = 16
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
+    """A relevance bucket of a window: its predicates (None: any) and weight."""
+
     name: str
     predicates: frozenset[str] | None
     weight: float = 1.0
@@ -65,6 +67,8 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class WindowRequest:
+    """A ``POST /context/optimize`` body (``/context/diff`` needs ``session_id``)."""
+
     scope: str | None = None
     max_facts: int = 25
     goals: tuple[Literal, ...] = ()
@@ -121,6 +125,8 @@ def fingerprint(
 
 @dataclass(frozen=True, slots=True)
 class Contradiction:
+    """A fact visible in its scope together with its negation, and both saliences."""
+
     positive: FactKey
     positive_salience: float
     negative_salience: float
@@ -128,6 +134,8 @@ class Contradiction:
 
 @dataclass(frozen=True, slots=True)
 class BucketStat:
+    """How a relevance bucket was filled."""
+
     included: int
     max_allocation: int
     min_salience: float
@@ -136,6 +144,8 @@ class BucketStat:
 
 @dataclass(frozen=True, slots=True)
 class Window:
+    """A context window: its entries in order, what else it found, and its text."""
+
     window_id: str
     entries: tuple[WindowEntry, ...]
     relevant_rules: tuple[str, ...]

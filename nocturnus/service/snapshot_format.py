@@ -30,8 +30,8 @@ from nocturnus.errors import NocturnusError
 from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import ConstraintAdded, RuleTaught
 from nocturnus.service.facts import DUMP_VERSION, FactKey, ScopeFacts
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import RuleRecord
-from nocturnus.service.tenant import TenantState
 
 FORMAT = "nocturnus/tenant-snapshot"
 VERSION = 1

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
 from nocturnus.errors import NocturnusError
-from nocturnus.service import scopes, snapshot, tenants
+from nocturnus.service import scopes, snapshot_format, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.facts import FactKey
+from nocturnus.service.projection import TenantState
 from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
-from nocturnus.service.tenant import TenantState
 from nocturnus.store.crypto import MasterKey
 from tests.logs import sqlite_log
 
@@ -133,7 +133,7 @@ def observe(state: TenantState, now: int) -> tuple[Any, ...]:
     state.refresh(now)
     visible = sorted(repr(r) for r in state.iter_visible())
     priorities = sorted(repr(p) for p in state.priorities.items())
-    return snapshot.encode(state), visible, priorities, state.last_seq, state.created_at
+    return snapshot_format.encode(state), visible, priorities, state.last_seq, state.created_at
 
 
 def full_and_restored(path: Path, tenant: str) -> tuple[TenantState, TenantState, bool]:
@@ -175,13 +175,13 @@ def test_snapshot_plus_tail_equals_full_replay(ops: list[Op], every: int) -> Non
 
 
 def test_every_projection_field_is_in_exactly_one_section() -> None:
-    covered = snapshot.covered_fields()
-    assert set(covered) == snapshot.stored_fields(), (
+    covered = snapshot_format.covered_fields()
+    assert set(covered) == snapshot_format.stored_fields(), (
         "a TenantState field is missing from the snapshot: register a Section for it "
-        "in nocturnus/service/snapshot.py (or add it to DERIVED_FIELDS if refresh "
+        "in nocturnus/service/snapshot_format.py (or add it to DERIVED_FIELDS if refresh "
         "rebuilds it)"
     )
-    names = [f for s in snapshot.SECTIONS.values() for f in s.fields]
+    names = [f for s in snapshot_format.SECTIONS.values() for f in s.fields]
     assert len(names) == len(set(names))
 
 
@@ -275,7 +275,7 @@ def test_a_snapshot_in_parts_lets_other_writes_commit_in_between(tmp_path: Path)
         assert await storing is True
         found = await db.read_log(lambda log: log.latest_snapshot("big"))
         assert found is not None and found[0] == big_seq
-        restored = snapshot.decode("big", found[1])
+        restored = snapshot_format.decode("big", found[1])
         assert restored.fact_count() == 2000
         await databases.close()
 
@@ -295,7 +295,7 @@ def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
         log = sqlite_log(tmp_path / "default.db", "default", MASTER)
         try:
             seq = log.latest_snapshot("acme")[0]  # type: ignore[index]
-            future = orjson.dumps({"format": snapshot.FORMAT, "v": 99, "sections": {}})
+            future = orjson.dumps({"format": snapshot_format.FORMAT, "v": 99, "sections": {}})
             assert log.save_snapshot("acme", seq, future)
         finally:
             log.close()
@@ -317,11 +317,11 @@ def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
     [
         b"not json",
         b"[]",
-        orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"mystery": [1, []]}}),
-        orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"facts": [9, []]}}),
-        orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"facts": [1, [[1]]]}}),
+        orjson.dumps({"format": snapshot_format.FORMAT, "v": 1, "sections": {"mystery": [1, []]}}),
+        orjson.dumps({"format": snapshot_format.FORMAT, "v": 1, "sections": {"facts": [9, []]}}),
+        orjson.dumps({"format": snapshot_format.FORMAT, "v": 1, "sections": {"facts": [1, [[1]]]}}),
         *(
-            orjson.dumps({"format": snapshot.FORMAT, "v": 1, "sections": {"facts": [3, [part]]}})
+            orjson.dumps({"format": snapshot_format.FORMAT, "v": 1, "sections": {"facts": [3, [part]]}})
             for part in (
                 "[[1]]",
                 '[["main", "p", false, [["a"], ["a", "b"]], [1, 2], []]]',  # mixed arity
@@ -334,8 +334,8 @@ def test_unreadable_snapshot_falls_back_to_full_replay_loudly(
     ],
 )
 def test_decode_refuses_what_it_cannot_read(body: bytes) -> None:
-    with pytest.raises(snapshot.SnapshotFormatError):
-        snapshot.decode("acme", body)
+    with pytest.raises(snapshot_format.SnapshotFormatError):
+        snapshot_format.decode("acme", body)
 
 
 def test_rules_with_anonymous_variables_survive_a_snapshot(tmp_path: Path) -> None:
@@ -366,7 +366,7 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
     before they came as relation groups with a column of plain facts (issue 3,
     version 2), read the same as the current version."""
     from nocturnus.service.events import FactTold
-    from nocturnus.service.tenant import TenantState, apply
+    from nocturnus.service.projection import TenantState, apply
 
     state = TenantState("acme")
     for seq in range(1, 5000):
@@ -381,7 +381,7 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
             metadata={"k": seq} if seq % 11 == 0 else {},
         )
         apply(state, seq, told)
-    current = orjson.loads(snapshot.encode(state))
+    current = orjson.loads(snapshot_format.encode(state))
     version, parts = current["sections"]["facts"]
     assert version == 3 and len(parts) == 2
     # what the version 2 writer wrote: flat rows, 4096 to a text
@@ -397,7 +397,7 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
         old["sections"]["facts"] = [old_version, value]
         bodies.append(orjson.dumps(old))
     for body in bodies:
-        loaded = snapshot.decode("acme", body)
+        loaded = snapshot_format.decode("acme", body)
         assert {
             name: sorted(facts.records(), key=lambda r: r.key.args)
             for name, facts in loaded.facts.items()
@@ -405,4 +405,4 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
             name: sorted(facts.records(), key=lambda r: r.key.args)
             for name, facts in state.facts.items()
         }
-        assert snapshot.encode(loaded) == snapshot.encode(state)
+        assert snapshot_format.encode(loaded) == snapshot_format.encode(state)

@@ -66,6 +66,7 @@ class ScopeView:
 
     @classmethod
     def empty(cls) -> ScopeView:
+        """A view with no visible facts."""
         index = FactIndex()
         return cls(index=index, reasoner=Reasoner(index))
 
@@ -366,6 +367,7 @@ class TenantState:
         self.changed = None
 
     def fact_count(self) -> int:
+        """How many facts the tenant stores, visible or not, over every scope."""
         return sum(len(scoped) for scoped in self.facts.values())
 
     # -- reads (call refresh first) -------------------------------------------------
