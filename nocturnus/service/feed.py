@@ -93,6 +93,7 @@ class Change:
 
     @property
     def predicate(self) -> str | None:
+        """The predicate it is about (a rule's head predicate); None for others."""
         if isinstance(self.event, RuleTaught):
             return str(self.event.head["predicate"])
         return getattr(self.event, "predicate", None)
@@ -109,6 +110,7 @@ class Filter:
     """Type names in either scheme."""
 
     def admits(self, change: Change) -> bool:
+        """Whether ``change`` passes every filter given."""
         if self.types is not None and not (set(CHANGE_TYPES[change.kind]) & self.types):
             return False
         if self.scope is not None and change.scope not in (self.scope, None):
@@ -163,14 +165,17 @@ async def read_after(db: Db, tenant: str, after_seq: int, limit: int) -> Page:
 
 
 def fact_of(event: FactTold) -> FactRecord:
+    """The fact a ``fact_told`` event stores, as the API renders facts."""
     return FactRecord.from_event(event)
 
 
 def key_of(event: FactRetracted | FactExpired | PrioritySet) -> FactKey:
+    """The fact an event removes or re-prioritizes."""
     return FactKey(event.scope, event.predicate, event.negated, tuple(event.args))
 
 
 def rule_of(event: RuleTaught) -> RuleRecord:
+    """The tenant rule a ``rule_taught`` event teaches."""
     return RuleRecord.from_event(event, level="tenant")
 
 

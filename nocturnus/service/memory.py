@@ -30,8 +30,8 @@ from nocturnus.service.context.window import ContextConfig, ranking_of
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, FactExpired, FactRetracted, Scalar
 from nocturnus.service.facts import FactKey, FactRecord, new_record
+from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
-from nocturnus.service.tenant import TenantState
 
 Db = Database[DatabaseState]
 
@@ -43,6 +43,7 @@ DEFAULT_THRESHOLD = 0.05
 
 @dataclass(frozen=True, slots=True)
 class Consolidation:
+    """What a consolidation told and retracted, and the instant it decided at."""
     told: tuple[FactRecord, ...]
     """New or updated summary facts."""
     retracted: tuple[FactRecord, ...]
@@ -102,6 +103,7 @@ def _retraction(key: FactKey) -> FactRetracted:
 
 
 async def consolidate(db: Db, tenant: str, scope: str | None, min_count: int) -> Consolidation:
+    """Consolidate ``scope`` (every scope when None) now: one append, see the module."""
     state, now = await db.current(tenant)
     events, outcome = decide_consolidate(state, scope, min_count, now)
     await db.commit(tenant, events, now)
@@ -110,6 +112,7 @@ async def consolidate(db: Db, tenant: str, scope: str | None, min_count: int) ->
 
 @dataclass(frozen=True, slots=True)
 class Decay:
+    """What a decay removed (expired, then evicted) and the instant it decided at."""
     expired: tuple[FactRecord, ...]
     evicted: tuple[FactRecord, ...]
     now: int
@@ -163,6 +166,7 @@ async def decay(
     threshold: float,
     cfg: ContextConfig,
 ) -> Decay:
+    """Decay the tenant now (``scope``'s expired facts; evictions over ``capacity``)."""
     state, now = await db.current(tenant)
     ranking: list[tuple[float, FactKey]] = []
     if state.fact_count() > capacity:

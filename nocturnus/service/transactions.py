@@ -51,8 +51,8 @@ from nocturnus.service.codec import nest
 from nocturnus.service.constraints import check_writes
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, TransactionCommitted
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
-from nocturnus.service.tenant import TenantState, apply
 
 Db = Database[DatabaseState]
 T = TypeVar("T")
@@ -74,6 +74,7 @@ class Step:
 
     @property
     def route(self) -> str:
+        """``METHOD /path`` of the route, as errors name it."""
         return f"{self.method} {self.path}"
 
 
@@ -119,11 +120,17 @@ class TransactionStore(Protocol):
 
     timeout_ms: int
 
-    def open(self, database: str, tenant: str, owner: str) -> Transaction: ...
+    def open(self, database: str, tenant: str, owner: str) -> Transaction:
+        """Begin a transaction. :raises RateLimited: ``owner`` holds too many."""
+        ...
 
-    def find(self, tx_id: str) -> Transaction: ...
+    def find(self, tx_id: str) -> Transaction:
+        """An open transaction. :raises NotFound: unknown or ended."""
+        ...
 
-    def close(self, tx_id: str) -> Transaction: ...
+    def close(self, tx_id: str) -> Transaction:
+        """End a transaction (commit or rollback). :raises NotFound: as ``find``."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -212,11 +219,13 @@ class StagedDatabase:
         return getattr(self._db, name)
 
     async def tenant(self, name: str) -> TenantState:
+        """The view for the transaction's tenant; any other tenant's projection."""
         if name != self._tenant:
             return await self._db.tenant(name)
         return self._state
 
     async def current(self, tenant: str) -> tuple[TenantState, int]:
+        """The view refreshed to the request's instant (``Database.current``)."""
         if tenant != self._tenant:
             return await self._db.current(tenant)
         self._state.refresh(self._now)
@@ -338,6 +347,7 @@ def abandon_view(tx: Transaction, staged: StagedDatabase) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
+    """What a commit appended: its steps, their events, the position, the answers."""
     transaction_id: str
     steps: int
     events: int

@@ -17,7 +17,7 @@ from nocturnus.service.events import (
     TransactionCommitted,
 )
 from nocturnus.service.facts import FactKey
-from nocturnus.service.tenant import TenantState, apply
+from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.transactions import LocalTransactions, run_now
 
 
