@@ -79,6 +79,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit_admin_rpm", int, 2400, "Requests per minute per admin key (0 = unlimited)"),
     Setting("key_default_expiry_days", int, 0, "Lifetime of new keys without "
             "expiresInDays (0 = none)"),
+    Setting("transaction_timeout_ms", int, 60_000, "An open transaction ends (rolled "
+            "back) after this"),
+    Setting("transactions_per_key", int, 16, "Open transactions one key may hold at once"),
+    Setting("transaction_steps", int, 10_000, "Writes one transaction may buffer"),
+    Setting("memory_max_facts", int, 100_000, "Facts of a tenant beyond which "
+            "/memory/decay evicts the least salient"),
+    Setting("feed_keepalive_ms", int, 15_000, "Interval of keepalives (and log reads) "
+            "on live feeds"),
+    Setting("feeds_per_key", int, 8, "Live feeds (/memory/events) one key may hold open"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -123,6 +132,12 @@ class Settings:
     rate_limit_writer_rpm: int = 1200
     rate_limit_admin_rpm: int = 2400
     key_default_expiry_days: int = 0
+    transaction_timeout_ms: int = 60_000
+    transactions_per_key: int = 16
+    transaction_steps: int = 10_000
+    memory_max_facts: int = 100_000
+    feed_keepalive_ms: int = 15_000
+    feeds_per_key: int = 8
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (after type conversion)."""

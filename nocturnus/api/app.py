@@ -28,17 +28,21 @@ from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
 from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
+from nocturnus.api.feed import Feeds, feed_api
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
 from nocturnus.api.mcp import McpState, mcp
+from nocturnus.api.memory import memory_api
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
+from nocturnus.api.transactions import transactions_api
 from nocturnus.engine.prepared import PlanCache
 from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
+from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
 from nocturnus.store.recorder import Store
@@ -59,6 +63,8 @@ class AppContext:
     security: security_layer.Security | None = None
     mcp: McpState | None = None
     metrics: Metrics | None = None
+    transactions: TransactionStore | None = None
+    feeds: Feeds | None = None
     console_assets: dict[str, Asset] = field(default_factory=dict)
 
 
@@ -77,11 +83,16 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.KEEP_ALIVE_TIMEOUT = 30
     app.error_handler.add(Exception, render_error)
-    for blueprint in (
+    blueprints = (
         knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
-        console,
-    ):
+        console, transactions_api, memory_api, feed_api,
+    )
+    for blueprint in blueprints:
         app.blueprint(blueprint)
+    app.ctx.transactions = LocalTransactions(
+        settings.transaction_timeout_ms, settings.transactions_per_key
+    )
+    app.ctx.feeds = Feeds(settings.feeds_per_key, settings.feed_keepalive_ms)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
@@ -115,6 +126,10 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     async def stop_pruning(app: Sanic) -> None:
         if app.ctx.backup_pruner is not None:
             app.ctx.backup_pruner.cancel()
+
+    @app.before_server_stop
+    async def end_feeds(app: Sanic) -> None:
+        app.ctx.feeds.stop()
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:

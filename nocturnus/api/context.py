@@ -88,7 +88,8 @@ RECALL_BODY = obj(
 )
 
 
-def _config(call: Call) -> ContextConfig:
+def config_of(call: Call) -> ContextConfig:
+    """The context settings of the server ``call`` came to."""
     settings = call.request.app.ctx.settings
     return ContextConfig(settings.salience_half_life_ms, settings.context_sessions)
 
@@ -218,7 +219,7 @@ def removed_json(key: FactKey) -> dict[str, Any]:
 )
 async def optimize(call: Call) -> dict[str, Any]:
     window = await context_window.optimize(
-        call.database, call.tenant_id, window_request(call.body), _config(call)
+        call.database, call.tenant_id, window_request(call.body), config_of(call)
     )
     return window_json(window)
 
@@ -234,7 +235,7 @@ async def optimize(call: Call) -> dict[str, Any]:
 )
 async def memory_context(call: Call) -> dict[str, Any]:
     window = await context_window.optimize(
-        call.database, call.tenant_id, window_request(call.body), _config(call)
+        call.database, call.tenant_id, window_request(call.body), config_of(call)
     )
     answer = window_json(window)
     distribution: dict[str, int] = {}
@@ -265,7 +266,7 @@ async def memory_context(call: Call) -> dict[str, Any]:
 )
 async def diff(call: Call) -> dict[str, Any]:
     result = await context_diff.diff(
-        call.database, call.tenant_id, window_request(call.body), _config(call)
+        call.database, call.tenant_id, window_request(call.body), config_of(call)
     )
     return {
         "previousWindowId": result.previous_window_id,
@@ -309,7 +310,7 @@ async def clear_session(call: Call) -> dict[str, Any]:
 )
 async def summary(call: Call) -> dict[str, Any]:
     result = await context_summary.summary(
-        call.database, call.tenant_id, call.body.get("scope"), _config(call)
+        call.database, call.tenant_id, call.body.get("scope"), config_of(call)
     )
     return {
         "totalFacts": result.total_facts,
@@ -334,6 +335,7 @@ async def summary(call: Call) -> dict[str, Any]:
     context_api,
     "POST",
     "/memory/priority",
+    "/memory/prioritize",
     summary="Set a stored fact's explicit salience priority (0..1)",
     body=PRIORITY_BODY,
     tenant=True,

@@ -8,6 +8,7 @@ route census tests, so every route is described by what actually serves it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from nocturnus.api import jsonbody, permissions
 from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, Schema, validate
 from nocturnus.errors import Unauthorized, ValidationError
+from nocturnus.service import transactions
 from nocturnus.service.authenticator import ANONYMOUS, Principal
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import DEFAULT_DATABASE
@@ -39,6 +41,10 @@ class EndpointSpec:
     query: dict[str, Schema] = field(default_factory=dict)
     status: int = 200
     response_type: str = "application/json"
+    transactional: bool = True
+    """A data route that runs inside the transaction ``X-Transaction-ID`` names."""
+    passes_transaction: bool = False
+    """The header is not this route's: its calls (MCP tools) or its path (``/tx/*``)."""
 
 
 @dataclass(slots=True)
@@ -203,6 +209,8 @@ def endpoint(
     query: dict[str, Schema] | None = None,
     status: int = 200,
     response_type: str = "application/json",
+    transactional: bool = True,
+    passes_transaction: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` on every path in ``paths`` for ``method``."""
     spec = EndpointSpec(
@@ -217,6 +225,8 @@ def endpoint(
         query=query or {},
         status=status,
         response_type=response_type,
+        transactional=transactional,
+        passes_transaction=passes_transaction,
     )
     ENDPOINTS.append(spec)
 
@@ -236,7 +246,7 @@ def _route(
 ) -> Callable[..., Coroutine[Any, Any, HTTPResponse | None]]:
     async def route(request: Request, **path_params: str) -> HTTPResponse | None:
         call = _parse(request, spec, path, path_params)
-        result = await handler(call)
+        result = await run_handler(call, spec, path, handler)
         if request.responded:  # the handler streamed its own response (MCP's SSE)
             return None
         if isinstance(result, HTTPResponse):
@@ -285,12 +295,98 @@ async def invoke(
         request, spec, path, body, database, tenant if spec.tenant else None, params
     )
     call.query.update(params)
-    result = await handler(call)
+    result = await run_handler(call, spec, path, handler)
     if isinstance(result, HTTPResponse):
         return orjson.loads(result.body or b"null")
     if isinstance(result, JsonPieces):
         return orjson.loads(result.joined())
     return result
+
+
+# -- transactions (issue 18) ----------------------------------------------------------
+
+TRANSACTION_HEADER = "X-Transaction-ID"
+
+
+async def run_handler(call: Call, spec: EndpointSpec, path: str, handler: Handler) -> Any:
+    """Run ``handler``, inside the transaction ``X-Transaction-ID`` names, if any.
+
+    Every data route (``tenant=True``) honours the header, unless declared
+    ``transactional=False``; routes that ``passes_transaction`` leave it to their calls
+    (MCP tools) or read the id from their path (``/tx/*``); any other route refuses it
+    (400) rather than act at once.
+    """
+    tx_id = call.request.headers.get(TRANSACTION_HEADER)
+    if tx_id is None or spec.passes_transaction:
+        return await handler(call)
+    if not (spec.tenant and spec.transactional):
+        raise ValidationError(
+            f"{TRANSACTION_HEADER}: {spec.method} {path} cannot run inside a transaction",
+            field=TRANSACTION_HEADER,
+        )
+    return await _in_transaction(call, spec, path, handler, tx_id.strip())
+
+
+async def _in_transaction(
+    call: Call, spec: EndpointSpec, path: str, handler: Handler, tx_id: str
+) -> Any:
+    """Run ``handler`` on the transaction's view; keep the request if it wrote.
+
+    :raises NotFound: unknown or ended transaction. :raises Forbidden: another key's.
+    :raises ValidationError: another database or tenant's.
+    :raises Conflict: the transaction's earlier writes no longer apply.
+    """
+    request = call.request
+    tx = request.app.ctx.transactions.find(tx_id)
+    tx.check(transactions.owner_of(call.principal), call.database.name, call.tenant_id)
+    run = step_runner(request, call.principal, tx.tenant)
+    async with tx.lock:
+        staged = await transactions.stage(call.database, tx, run)
+        step = transactions.Step(spec.method, path, call.body, dict(call.query))
+        try:
+            result = await handler(dataclasses.replace(call, db=staged.as_database()))
+        except BaseException:
+            transactions.abandon_view(tx, staged)
+            raise
+        wrote = transactions.record(
+            tx, staged, step, request.app.ctx.settings.transaction_steps
+        )
+    if isinstance(result, dict):
+        result = {**result, "transactionId": tx.id, "buffered": wrote}
+    elif isinstance(result, (HTTPResponse, JsonPieces)):  # rendered in bulk (/ask)
+        result.headers[TRANSACTION_HEADER] = tx.id
+    return result
+
+
+def step_runner(
+    request: Request, principal: Principal, tenant: str
+) -> transactions.StepRunner:
+    """Re-runs a buffered write's route on a staged database (a commit, a new view).
+
+    The route's rule is checked again with the key now using the transaction: its role
+    or scopes may have changed since the write was buffered.
+    """
+
+    async def run(step: transactions.Step, db: Database[DatabaseState]) -> Any:
+        _, handler = _HANDLERS[(step.method, step.path)]
+        if principal is not ANONYMOUS:
+            permissions.authorize(
+                principal,
+                permissions.rule_for(step.method, step.path),
+                database=db.name,
+                tenant=tenant,
+                params=step.params,
+                body=step.body,
+            )
+        call = Call(request, step.body, db, tenant, dict(step.params), principal)
+        result = await handler(call)
+        if isinstance(result, HTTPResponse):
+            return orjson.loads(result.body or b"null")
+        if isinstance(result, JsonPieces):
+            return orjson.loads(result.joined())
+        return result
+
+    return run
 
 
 def _parse(

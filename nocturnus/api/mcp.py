@@ -291,7 +291,11 @@ def _version_header(request: Request, negotiated: str | None) -> str | None:
 
 
 @endpoint(
-    mcp, "GET", "/mcp/sse", summary="MCP HTTP+SSE transport: open a session stream"
+    mcp,
+    "GET",
+    "/mcp/sse",
+    summary="MCP HTTP+SSE transport: open a session stream",
+    passes_transaction=True,
 )
 async def sse_open(call: Call) -> None:
     request = call.request
@@ -323,6 +327,7 @@ async def sse_open(call: Call) -> None:
     "/mcp/messages",
     summary="MCP HTTP+SSE transport: send a JSON-RPC message; the answer comes on the stream",
     query={"sessionId": {"type": "string", "minLength": 1, "maxLength": 64}},
+    passes_transaction=True,
 )
 async def sse_message(call: Call) -> HTTPResponse:
     request = call.request
@@ -382,7 +387,13 @@ def _sse_caller(
 # -- Streamable HTTP (2025-03-26 and later) ------------------------------------------
 
 
-@endpoint(mcp, "POST", "/mcp", summary="MCP Streamable HTTP transport: send JSON-RPC")
+@endpoint(
+    mcp,
+    "POST",
+    "/mcp",
+    summary="MCP Streamable HTTP transport: send JSON-RPC",
+    passes_transaction=True,
+)
 async def http_message(call: Call) -> HTTPResponse:
     request = call.request
     state = _state(request)
@@ -463,6 +474,7 @@ def _http_caller(call: Call) -> Owner:
     "GET",
     "/mcp",
     summary="MCP Streamable HTTP transport: the session's server stream",
+    passes_transaction=True,
 )
 async def http_stream(call: Call) -> HTTPResponse | None:
     request = call.request
@@ -492,7 +504,11 @@ async def http_stream(call: Call) -> HTTPResponse | None:
 
 
 @endpoint(
-    mcp, "DELETE", "/mcp", summary="MCP Streamable HTTP transport: end the session"
+    mcp,
+    "DELETE",
+    "/mcp",
+    summary="MCP Streamable HTTP transport: end the session",
+    passes_transaction=True,
 )
 async def http_end(call: Call) -> HTTPResponse:
     request = call.request

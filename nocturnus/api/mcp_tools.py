@@ -221,6 +221,27 @@ CATALOGUE: tuple[Tool, ...] = (
         destructive=True,
         idempotent=True,
     ),
+    Tool(
+        "compress",
+        "Consolidate memory",
+        "Summarize: every first argument shared by at least minCount (5) facts of one "
+        "predicate gets one <predicate>_consolidated(first, count) fact; the originals stay. "
+        "Same as POST /memory/compress.",
+        "POST",
+        "/memory/compress",
+        idempotent=True,
+    ),
+    Tool(
+        "cleanup",
+        "Clean up memory",
+        "Remove facts that can never be visible again (expired TTL or validUntil) and, when "
+        "the tenant holds more facts than the server allows, the least salient below "
+        "threshold (0.05). Same as POST /memory/cleanup.",
+        "POST",
+        "/memory/cleanup",
+        destructive=True,
+        idempotent=True,
+    ),
 )
 
 

@@ -41,6 +41,12 @@ def _operation(spec: EndpointSpec, path: str, params: list[str]) -> dict[str, An
             {"name": "X-Tenant-ID", "in": "header", "required": True,
              "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,128}$"}}
         )
+    if spec.tenant and spec.transactional and not spec.passes_transaction:
+        parameters.append(
+            {"name": "X-Transaction-ID", "in": "header", "required": False,
+             "description": "Run inside this transaction (writes wait for its commit)",
+             "schema": {"type": "string", "maxLength": 128}}
+        )
     if spec.database:
         parameters.append(
             {

@@ -151,6 +151,19 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/memory/recall"): data("memory_read"),
     ("POST", "/memory/query/temporal"): data("memory_read"),
     ("POST", "/memory/priority"): data("memory_write"),
+    # memory upkeep (issue 18)
+    ("POST", "/memory/prioritize"): data("memory_write"),
+    ("POST", "/memory/consolidate"): data("memory_write"),
+    ("POST", "/memory/compress"): data("memory_write"),
+    ("POST", "/memory/decay"): data("memory_write"),
+    ("POST", "/memory/cleanup"): data("memory_write"),
+    ("POST", "/memory/query/salient"): data("memory_read"),
+    ("GET", "/memory/events"): data("memory_read"),
+    ("GET", "/memory/stream"): data("memory_read"),
+    # transactions (issue 18): writers; each buffered write also needs its route's rule
+    ("POST", "/tx/begin"): data("fact_write"),
+    ("POST", "/tx/commit/<tx_id>"): data("fact_write"),
+    ("POST", "/tx/rollback/<tx_id>"): data("fact_write"),
     # MCP transports (issue 8): a valid key; every tool is checked like its REST twin
     ("POST", "/mcp"): CONNECT,
     ("GET", "/mcp"): CONNECT,
@@ -209,6 +222,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "merge_scope": ("POST", "/scope/merge"),
     "list_scopes": ("GET", "/scopes"),
     "delete_scope": ("DELETE", "/scope/<name>"),
+    "compress": ("POST", "/memory/compress"),
+    "cleanup": ("POST", "/memory/cleanup"),
 }
 
 _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")

@@ -207,3 +207,14 @@ class EventCodec:
 
 CODEC = EventCodec()
 """The codec every reader and writer of the log uses (it holds no configuration)."""
+
+
+def nest(events: Sequence[Event]) -> tuple[dict[str, Any], ...]:
+    """``events`` as a ``transaction_committed`` event holds them (issue 18): each one's
+    kind and logged body, so each is upcast on its own when its kind gets a version."""
+    return tuple({"kind": e.kind, "body": orjson.loads(CODEC.encode(e))} for e in events)
+
+
+def unnest(nested: Sequence[dict[str, Any]]) -> list[Event]:
+    """The events :func:`nest` made, decoded (and upcast) as the log's are."""
+    return [CODEC.decode(item["kind"], orjson.dumps(item["body"])) for item in nested]

@@ -35,10 +35,12 @@ from nocturnus.engine.syntax import Atom, Restrict
 from nocturnus.engine.syntax import text as syntax_text
 from nocturnus.engine.terms import Const, Var, const_key
 from nocturnus.errors import Conflict, NotFound, ValidationError
+from nocturnus.service.codec import unnest
 from nocturnus.service.events import (
     ConstraintAdded,
     ConstraintRemoved,
     Event,
+    FactExpired,
     FactRetracted,
     FactTold,
     PrioritySet,
@@ -49,6 +51,7 @@ from nocturnus.service.events import (
     ScopeMerged,
     TenantCreated,
     TenantDeleted,
+    TransactionCommitted,
 )
 from nocturnus.service.facts import FactRecord
 from nocturnus.service.rulebook import Rulebook, RuleRecord, literal_from_dict
@@ -229,10 +232,27 @@ def _rule_changed(event: Event, now_ms: int, changes: dict[str, _Changes]) -> No
     changes.setdefault("", _Changes({})).rules = True  # "" stands for every scope
 
 
+def _expired(event: FactExpired, now_ms: int, changes: dict[str, _Changes]) -> None:
+    key = (event.predicate, event.negated, tuple(event.args))
+    _scope_changes(changes, event.scope).facts[key] = REMOVED
+
+
+def _flat(events: Sequence[Event]) -> list[Event]:
+    """``events`` with each ``transaction_committed`` replaced by the events it holds."""
+    flat: list[Event] = []
+    for event in events:
+        if isinstance(event, TransactionCommitted):
+            flat.extend(_flat(unnest(event.events)))
+        else:
+            flat.append(event)
+    return flat
+
+
 # By kind, so each reader gets its own event class: narrower than ChangeReader's Event.
 CHANGE_READERS: dict[str, ChangeReader] = {
     FactTold.kind: _told,  # type: ignore[dict-item]  # keyed by FactTold.kind
     FactRetracted.kind: _retracted,  # type: ignore[dict-item]  # by its kind
+    FactExpired.kind: _expired,  # type: ignore[dict-item]  # by its kind
     ScopeMerged.kind: _merged,  # type: ignore[dict-item]  # by its kind
     RuleTaught.kind: _rule_changed,
     RuleRemoved.kind: _rule_changed,
@@ -249,6 +269,7 @@ HARMLESS_KINDS = frozenset(
         TenantDeleted.kind,
         ConstraintAdded.kind,  # checked by its own decision
         ConstraintRemoved.kind,
+        TransactionCommitted.kind,  # read as the events it holds (_flat)
     }
 )
 """Event kinds that can never make a constraint hold."""
@@ -266,6 +287,7 @@ def check_writes(
     """
     if not state.constraints:
         return
+    events = _flat(events)  # a transaction's events count one by one (issue 18)
     changes: dict[str, _Changes] = {}
     for event in events:
         reader = CHANGE_READERS.get(event.kind)

@@ -196,6 +196,8 @@ class Database(Generic[RootState]):
         self._in_flight: dict[str, int] = {}
         self._newest: dict[str, Append] = {}
         self._closing: asyncio.Future[None] | None = None
+        # live feeds waiting for the next durable commit (issue 18, next_commit)
+        self._commit_waiters: list[asyncio.Future[None]] = []
 
     async def open(self) -> None:
         """Start the writer and replay the database-level events.
@@ -473,6 +475,7 @@ class Database(Generic[RootState]):
             raise
         except NocturnusError as e:
             raise Unavailable(f"database '{self.name}' could not store the write: {e}") from e
+        self._wake_commit_waiters()
         if tenant != DATABASE_LEVEL and tenant in self._tenants:
             self._maybe_snapshot(tenant)
 
@@ -502,6 +505,23 @@ class Database(Generic[RootState]):
         for seq, event in enumerate(events, first):
             apply(state, seq, event)
         self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
+
+    def next_commit(self) -> asyncio.Future[None]:
+        """A future resolved once the next commit of this process is durable.
+
+        What a live feed waits on before it reads the log again (``service/feed.py``).
+        Commits of other processes sharing the store do not resolve it: the feed reads
+        again after a timeout too.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append(waiter)
+        return waiter
+
+    def _wake_commit_waiters(self) -> None:
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _settled(
         self,

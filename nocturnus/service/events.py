@@ -53,6 +53,17 @@ class FactRetracted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FactExpired(Event):
+    """A stored fact that can never be visible again was removed by decay (issue 18)."""
+
+    kind: ClassVar[str] = "fact_expired"
+    predicate: str
+    args: tuple[Scalar, ...]
+    negated: bool
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
 class RuleTaught(Event):
     """A rule was added (to a tenant, or database-wide when logged under tenant "")."""
 
@@ -161,6 +172,20 @@ class ConstraintRemoved(Event):
 
     kind: ClassVar[str] = "constraint_removed"
     id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionCommitted(Event):
+    """A transaction's writes, applied at once and in order (issue 18).
+
+    ``events`` are the writes' events as ``{"kind", "body"}``, ``body`` being what
+    the codec makes of the event (its own ``_v`` included), so each is upcast on
+    its own when its kind gets a new version (``codec.nest``, ``codec.unnest``).
+    """
+
+    kind: ClassVar[str] = "transaction_committed"
+    id: str
+    events: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,5 +341,7 @@ for _cls in (
     KeyUpdated,
     KeyRevoked,
     AuditRecorded,
+    FactExpired,
+    TransactionCommitted,
 ):
     register(_cls)

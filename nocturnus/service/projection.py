@@ -25,12 +25,13 @@ from typing import Any, TypeVar
 
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
-from nocturnus.service.codec import CODEC, Fields
+from nocturnus.service.codec import CODEC, Fields, unnest
 from nocturnus.service.constraints import ConstraintRecord
 from nocturnus.service.events import (
     ConstraintAdded,
     ConstraintRemoved,
     Event,
+    FactExpired,
     FactRetracted,
     FactTold,
     PrioritySet,
@@ -42,6 +43,7 @@ from nocturnus.service.events import (
     ScopeMerged,
     TenantCreated,
     TenantDeleted,
+    TransactionCommitted,
 )
 from nocturnus.service.facts import (
     DUMP_VERSION,
@@ -321,6 +323,36 @@ class TenantState:
         for key, priority in inherited:
             self.priorities[key._replace(scope=target)] = priority
 
+    def staged_copy(self) -> TenantState:
+        """A copy to stage a transaction's writes on (issue 18); neither side sees the
+        other's later changes.
+
+        Copy-on-write as a fork is: every scope's stored facts and visible index are
+        shared per relation until one side writes, so the copy costs O(#scopes x
+        #relations) (and each side's first write to a shared relation copies that
+        relation). Pending visibility changes are copied along; read models (uses,
+        sessions: ``readmodels.py``) are the database's, kept apart for a copy by
+        whoever stages on it (``transactions.StagedDatabase``).
+        """
+        twin = TenantState(self.name, self.last_seq, self.created_at)
+        twin.incarnation = self.incarnation
+        for scope, scoped in self.facts.items():
+            twin.facts[scope] = scoped.fork(scope)
+        for scope, view in self.views.items():
+            index = view.index.copy()
+            twin.views[scope] = ScopeView(index=index, reasoner=Reasoner(index))
+        twin.rules = self.rules.copy()
+        twin.priorities = dict(self.priorities)
+        twin.constraints = dict(self.constraints)
+        twin._dirty = {
+            scope: {relation: list(args) for relation, args in relations.items()}
+            for scope, relations in self._dirty.items()
+        }
+        twin._timeline = list(self._timeline)
+        twin._tickets = self._tickets
+        twin._heirs = {scope: set(heirs) for scope, heirs in self._heirs.items()}
+        return twin
+
     def drop_scope(self, scope: str) -> None:
         """Forget every fact of ``scope`` at once (its index and priorities go too)."""
         self._replaced()
@@ -460,6 +492,19 @@ def _fact_retracted(
     key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))
     state.discard(key)
     state.priorities.pop(key, None)
+
+
+@applies(FactExpired)
+def _fact_expired(state: TenantState, event: FactExpired) -> None:
+    key = FactKey(event.scope, event.predicate, event.negated, tuple(event.args))
+    state.discard(key)
+    state.priorities.pop(key, None)
+
+
+@applies(TransactionCommitted)
+def _transaction_committed(state: TenantState, event: TransactionCommitted) -> None:
+    for inner in unnest(event.events):
+        APPLIERS[inner.kind](state, *CODEC.fields_of(inner))
 
 
 @applies(PrioritySet)

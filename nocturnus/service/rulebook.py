@@ -79,6 +79,13 @@ class Rulebook:
             self.version = next_stamp()
         return record
 
+    def copy(self) -> Rulebook:
+        """An independent rulebook holding the same rules, at the same version."""
+        twin = Rulebook()
+        twin.records = dict(self.records)
+        twin.version = self.version
+        return twin
+
     def clear(self) -> None:
         """Remove every rule."""
         self.records.clear()

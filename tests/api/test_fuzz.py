@@ -46,7 +46,12 @@ DOOMED_SCOPE = "fz_doomed"
 ADMIN_KEY = secrets.token_hex(32)
 DOCUMENT = build_document()
 # Long-lived event streams: covered by the MCP tests, not by a request/answer fuzzer.
-STREAMS = {("GET", "/mcp"), ("GET", "/mcp/sse")}
+STREAMS = {
+    ("GET", "/mcp"),
+    ("GET", "/mcp/sse"),
+    ("GET", "/memory/events"),  # the live feed: covered by tests/api/test_feed.py
+    ("GET", "/memory/stream"),
+}
 OPERATIONS = [
     (method.upper(), path, operation)
     for path, operations in DOCUMENT["paths"].items()
@@ -86,6 +91,9 @@ class Context:
 @dataclass
 class Seeds:
     contexts: list[Context] = field(default_factory=list)
+    # an open transaction per (database, tenant), begun afresh for each operation that
+    # names one in its path (a commit or rollback ends it)
+    transactions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +102,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     env = {
         "NOCTURNUS_AUTH": "on", "NOCTURNUS_ADMIN_KEY": ADMIN_KEY,
         "NOCTURNUS_AUTH_FAILURES_PER_MINUTE": "0", "NOCTURNUS_RATE_LIMIT_ADMIN_RPM": "0",
+        "NOCTURNUS_TRANSACTIONS_PER_KEY": "10000",  # /tx/begin is fuzzed too
     }
     server = Server(tmp_path_factory.mktemp("fuzz") / "data", env=env).start()
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -150,7 +159,8 @@ HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_si
 
 
 def path_values(
-    method: str, path: str, name: str, context: Context, well_formed: bool
+    method: str, path: str, name: str, context: Context, well_formed: bool,
+    transactions: dict[tuple[str, str], str],
 ) -> st.SearchStrategy[tuple[str, bool]]:
     """The context's value (True) or junk (False) for one path parameter."""
     deleting = method == "DELETE" and path.endswith("{" + name + "}")
@@ -162,6 +172,7 @@ def path_values(
         "name": DOOMED_SCOPE,
         "constraint_id": context.constraint_id,
         "module": "app.js",  # the web console's script modules (issue 21)
+        "tx_id": transactions.get((context.database, context.tenant)),  # issue 18
     }.get(name)
     if known is None:
         raise AssertionError(f"no known values for path parameter {name!r} of {path}")
@@ -263,7 +274,9 @@ def requests(draw: st.DrawFn, method: str, path: str, operation: dict[str, Any],
     # must be accepted at least once; the other half mixes in junk anywhere.
     well_formed = draw(st.booleans())
     for name in re.findall(r"{([a-z_]+)}", path):
-        value, ok = draw(path_values(method, path, name, context, well_formed))
+        value, ok = draw(
+            path_values(method, path, name, context, well_formed, seeds.transactions)
+        )
         url = url.replace("{" + name + "}", quote(value, safe=""))
         valid &= ok
     credentials, ok = draw(auth_values(well_formed))
@@ -317,6 +330,13 @@ def test_fuzz_operation(
         told = server.request("POST", "/tell", tenant=context.tenant, database=context.database,
                               json=SEEDED_FACT, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         assert told.status_code == 200, told.text
+        if "{tx_id}" in path:
+            begun = server.request("POST", "/tx/begin", tenant=context.tenant,
+                                   database=context.database,
+                                   headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            assert begun.status_code == 200, begun.text
+            seeds.transactions[(context.database, context.tenant)] = begun.json()[
+                "transactionId"]
     accepted: list[Fuzzed] = []
     client = httpx.Client(base_url=server.url, timeout=30)  # no default headers
 

@@ -154,6 +154,8 @@ CASES = [
     ),
     Case("list_scopes", {}, "GET", "/scopes", SCOPED),
     Case("delete_scope", {"scope": "s1"}, "DELETE", "/scope/s1", SCOPED),
+    Case("compress", {"minCount": 2}, "POST", "/memory/compress", FAMILY),
+    Case("cleanup", {"threshold": 0.1}, "POST", "/memory/cleanup", FAMILY),
 ]
 
 
@@ -208,6 +210,8 @@ def test_catalogue_is_api_md_section_6() -> None:
         "merge_scope",
         "list_scopes",
         "delete_scope",
+        "compress",  # the original's memory tools (issue 18)
+        "cleanup",
     ]
 
 

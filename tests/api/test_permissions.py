@@ -51,6 +51,12 @@ LEAST_ROLE = {
     # the text syntax (issue 18): each statement is checked again like its REST twin
     "/execute": "reader", "/test": "reader", "/assert/template": "writer",
     "GET /constraints": "reader", "DELETE /constraints/<>": "writer",
+    # issue 18: transactions, memory upkeep, the live feed
+    "/tx/begin": "writer", "/tx/commit/<>": "writer", "/tx/rollback/<>": "writer",
+    "/memory/prioritize": "writer", "/memory/consolidate": "writer",
+    "/memory/compress": "writer", "/memory/decay": "writer", "/memory/cleanup": "writer",
+    "/memory/query/salient": "reader", "GET /memory/events": "reader",
+    "GET /memory/stream": "reader",
 }
 ROLES = ("reader", "writer", "admin")
 

@@ -1,20 +1,48 @@
-"""The published ``nocturnusai`` Python SDK drives a real server (issue 9).
+"""The published ``nocturnusai`` 0.3.13 SDK drives a real server (issues 9 and 18).
 
-Only the SDK's synchronous client is used, exactly as a user would. Areas whose routes are
-built by other issues (scopes: issue 5, context: issue 6) skip with the reason while their
-routes are absent from ``/openapi.json``, and run for real once merged.
+Every public method is called as a user would and its answer checked for content, not
+only for the absence of an exception. Covered (``Sync…`` = ``SyncNocturnusAIClient``,
+``Async…`` = ``NocturnusAIClient``, ``MCP`` = ``nocturnusai.mcp.NocturnusAIMCPClient``):
+
+* facts and rules — ``assert_fact``, ``assert_rule``, ``query``, ``infer`` (also
+  ``with_proof``: ``step.bodyProofs``), ``retract``, ``tell``, ``ask``, ``teach``,
+  ``forget``, ``bulk_assert``, ``retract_pattern``, ``aggregate``, ``predicates``;
+* scopes — ``fork_scope``, ``diff_scope``, ``merge_scope``, ``list_scopes`` (names),
+  ``delete_scope``;
+* context — ``context``, ``context_window``, ``optimize_context``, ``diff_context``,
+  ``summarize_context``, ``clear_context_session``;
+* memory — ``recall`` (a list), ``temporal_query``, ``set_priority``, ``prioritize``,
+  ``salient_query``, ``consolidate``, ``compress``, ``decay``, ``cleanup``;
+* transactions — ``begin_transaction``, ``commit_transaction``, ``rollback_transaction``
+  and ``transaction_id=`` on ``assert_fact``/``retract``/``tell``;
+* live events — ``Async.subscribe_events`` (the sync client has none);
+* admin and keys — ``create_database``, ``ensure_database``, ``create_tenant``,
+  ``health``, ``auth_status``, ``create_key``, ``list_keys``, ``revoke_key``,
+  ``whoami``; ``close`` and the context managers of both clients;
+* MCP — ``initialize`` (no ``protocolVersion``), ``ping``, ``list_tools``,
+  ``call_tool`` (listed names and the original's hidden aliases), ``server_info``,
+  ``protocol_version``.
+
+* the text syntax — ``execute`` (the SDK has no call for templates or ``/test``).
+
+Not here yet: ``bootstrap`` (``/auth/bootstrap``, the "dsl" engineer's admin compat,
+joins once it lands) and the LLM calls (``extract_facts``, ``process_turns``,
+``ingest_and_optimize``: issue 19's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from nocturnusai import (
     Atom,
+    NocturnusAIClient,
     NocturnusAIConflictError,
     NocturnusAINotFoundError,
     NocturnusAIValidationError,
@@ -23,6 +51,7 @@ from nocturnusai import (
 )
 from nocturnusai.mcp import NocturnusAIMCPClient
 
+from tests.conftest import ADMIN_KEY
 from tests.server import Server
 
 DATABASE = "sdk_compat"
@@ -246,3 +275,148 @@ def test_mcp_helper_initializes_lists_and_calls_tools(server: Server, tenant: st
             assert failed.is_error and "VALIDATION_ERROR" in failed.text
 
     asyncio.run(drive())
+
+
+# -- transactions (issue 18) --------------------------------------------------------------
+
+
+def test_transactions_commit_and_rollback(sdk: SyncNocturnusAIClient) -> None:
+    tx = sdk.begin_transaction()
+    assert tx.startswith("tx_")
+    told = sdk.assert_fact("plan", ["pro"], transaction_id=tx)
+    assert told["buffered"] is True and told["transactionId"] == tx
+    assert sdk.infer("plan", ["?p"]) == []  # not stored until the commit
+    sdk.retract("plan", ["pro"], transaction_id=tx)
+    sdk.tell("plan", ["team"], transaction_id=tx)
+    assert '"committed":true' in sdk.commit_transaction(tx)
+    assert names(sdk.infer("plan", ["?p"])) == [("plan", ["team"])]
+
+    rolled = sdk.begin_transaction()
+    sdk.assert_fact("plan", ["enterprise"], transaction_id=rolled)
+    assert '"rolledBack":true' in sdk.rollback_transaction(rolled)
+    assert names(sdk.infer("plan", ["?p"])) == [("plan", ["team"])]
+    with pytest.raises(NocturnusAINotFoundError):  # ended: never a silent write
+        sdk.assert_fact("plan", ["free"], transaction_id=rolled)
+    with pytest.raises(NocturnusAINotFoundError):
+        sdk.commit_transaction(rolled)
+
+
+def test_a_commit_that_no_longer_applies_is_a_conflict(sdk: SyncNocturnusAIClient) -> None:
+    tx = sdk.begin_transaction()
+    sdk.assert_fact("alive", ["rex"], transaction_id=tx)
+    sdk.assert_fact("alive", ["rex"], negated=True)  # committed meanwhile, outside
+    with pytest.raises(NocturnusAIConflictError):
+        sdk.commit_transaction(tx)
+    assert names(sdk.infer("alive", ["?x"])) == []
+
+
+# -- memory upkeep (issue 18) -------------------------------------------------------------
+
+
+def test_memory_upkeep(sdk: SyncNocturnusAIClient) -> None:
+    for item in ("a", "b", "c", "d", "e"):
+        sdk.assert_fact("bought", ["alice", item])
+    sdk.assert_fact("bought", ["bob", "x"])
+    result = sdk.consolidate()
+    assert result.facts_consolidated == 1
+    assert [(a.predicate, a.args) for a in result.new_facts] == [
+        ("bought_consolidated", ["alice", "5"])
+    ]
+    again = sdk.compress()
+    assert again["factsConsolidated"] == 0 and again["newFacts"] == []
+
+    sdk.assert_fact("session", ["s1"], ttl=1)
+    time.sleep(0.01)
+    decayed = sdk.decay(threshold=0.05)
+    assert decayed.expired_count == 1 and decayed.evicted_count == 0
+    assert [(a.predicate, a.args) for a in decayed.removed_atoms] == [("session", ["s1"])]
+    cleaned = sdk.cleanup(threshold=0.05)
+    assert cleaned["expiredCount"] == 0 and cleaned["removedAtoms"] == []
+
+    assert "0.9" in sdk.prioritize("bought", ["bob", "x"], 0.9)
+    assert sdk.set_priority("bought", ["alice", "a"], 0.1)["priority"] == 0.1
+    ranked = sdk.salient_query("bought", ["?who", "?what"], limit=3)
+    assert ranked[0]["args"] == ["bob", "x"]
+    assert len(ranked) == 3 and ranked[0]["salience"] >= ranked[1]["salience"]
+    top = ranked[0]["salience"]
+    assert top > ranked[1]["salience"]  # the priority lifts it above newer facts
+    floor = sdk.salient_query("bought", ["?who", "?what"], min_salience=top)
+    assert [f["args"] for f in floor] == [["bob", "x"]]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        window = sdk.context_window(max_facts=2)
+    assert window.window_size == 2 and window.facts[0].atom.args == ["bob", "x"]
+
+
+# -- live events (issue 18) ---------------------------------------------------------------
+
+
+def test_subscribe_events_sees_committed_changes(server: Server, database: str, tenant: str) -> None:
+    async def drive() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        got_two = asyncio.Event()
+
+        async def on_event(event: dict[str, Any]) -> None:
+            seen.append(event)
+            if len(seen) >= 2:
+                got_two.set()
+
+        async with NocturnusAIClient(
+            server.url, database=database, tenant_id=tenant, max_retries=0
+        ) as client:
+            await client.create_tenant(tenant)
+            task = asyncio.create_task(client.subscribe_events(on_event, scope="main"))
+            await asyncio.sleep(0.5)  # the stream is open (it starts at the present)
+            await client.assert_fact("other", ["x"], scope="elsewhere")  # filtered out
+            await client.assert_fact("likes", ["alice", "tea"])
+            await client.retract("likes", ["alice", "tea"])
+            await asyncio.wait_for(got_two.wait(), 30)
+            task.cancel()
+        return seen
+
+    seen = asyncio.run(drive())
+    assert [(e["type"], e["atom"]["args"]) for e in seen] == [
+        ("fact_asserted", ["alice", "tea"]),
+        ("fact_retracted", ["alice", "tea"]),
+    ]
+    assert seen[0]["atom"]["scope"] == "main" and seen[1]["eventId"] > seen[0]["eventId"]
+
+
+# -- keys (issue 7's routes, the SDK's shapes) ----------------------------------------------
+
+
+def test_key_management(auth_server: Server) -> None:
+    with SyncNocturnusAIClient(auth_server.url, api_key=ADMIN_KEY, max_retries=0) as admin:
+        status = admin.auth_status()
+        assert status["authEnabled"] is True and status["hasKeys"] is True
+        me = admin.whoami()
+        assert me["role"] == "admin" and "key_manage" in me["permissions"]
+        made = admin.create_key(name="sdk-writer", role="writer", databases=["default"])
+        assert made["key"] and made["role"] == "writer" and made["databases"] == ["default"]
+        listed = {k["id"]: k for k in admin.list_keys()}
+        assert listed[made["id"]]["name"] == "sdk-writer" and "key" not in listed[made["id"]]
+        with SyncNocturnusAIClient(auth_server.url, api_key=made["key"], max_retries=0) as writer:
+            assert writer.whoami()["name"] == "sdk-writer"
+        revoked = admin.revoke_key(made["id"])
+        assert revoked["id"] == made["id"]
+        assert made["id"] not in {k["id"] for k in admin.list_keys() if k.get("enabled", True)
+                                  and not k.get("revokedAt")}
+
+
+# -- the text syntax (issue 18, the "dsl" engineer's routes) ---------------------------------
+
+
+def test_execute(sdk: SyncNocturnusAIClient) -> None:
+    told = sdk.execute("ASSERT parent(alice, bob);\nASSERT parent(bob, carol);")
+    assert told == "Stored: parent(alice, bob)\nStored: parent(bob, carol)"
+    sdk.execute("ASSERT FORALL ?x, ?z { gp(?x, ?z) <- parent(?x, ?y) AND parent(?y, ?z) };")
+    answer = sdk.execute("INFER gp(?who, carol);")
+    assert "gp(alice, carol)" in answer
+    assert names(sdk.infer("gp", ["?x", "?y"])) == [("gp", ["alice", "carol"])]
+    tx = sdk.begin_transaction()
+    sdk.assert_fact("parent", ["carol", "dan"], transaction_id=tx)
+    sdk.commit_transaction(tx)
+    assert "gp(bob, dan)" in sdk.execute("INFER gp(?x, dan);")
+    with pytest.raises(NocturnusAIValidationError):
+        sdk.execute("ASSERT parent(alice")
