@@ -16,9 +16,10 @@ client polls ``/health/live`` the same way.
   bindings for 80 rows, which only its timeout (``NOCTURNUS_QUERY_TIMEOUT_MS``,
   ``--heavy-timeout-ms``) ends: a worker busy for its whole length, every time.
 
-It prints, per phase, the small tenants' requests, p50 and p99 (and the heavy
-tenant's questions), then p99(heavy) / p99(alone). Wall-clock latency on a shared
-machine swings; both phases run in the same server, one after the other, so read the
+The two phases alternate ``--rounds`` times (``--seconds`` in all per phase), so a
+swing of the shared machine's load falls on both. It prints, per phase, the small
+tenants' requests, p50 and p99 (and the heavy tenant's questions), then
+p99(heavy) / p99(alone). Wall-clock latency on a shared machine swings; read the
 ratio, and repeat.
 """
 
@@ -168,6 +169,17 @@ def phase(port: int, seconds: float, think_s: float, heavy: bool) -> dict[str, T
     return found
 
 
+def merged(phases: list[dict[str, Timings]]) -> dict[str, Timings]:
+    """The timings of several runs of one phase, kind by kind."""
+    found: dict[str, Timings] = {}
+    for timings in phases:
+        for kind, part in timings.items():
+            whole = found.setdefault(kind, Timings())
+            whole.seconds += part.seconds
+            whole.errors += part.errors
+    return found
+
+
 def report(name: str, found: dict[str, Timings]) -> float:
     small = found["small"].seconds
     live = found["live"].seconds
@@ -191,6 +203,7 @@ def report(name: str, found: dict[str, Timings]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20, help="length of each phase")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations of the phases")
     parser.add_argument("--think-ms", type=float, default=10, help="pause after each request")
     parser.add_argument("--heavy-timeout-ms", type=int, default=3000)
     options = parser.parse_args()
@@ -206,8 +219,13 @@ def main() -> int:
             load(server.port)
             think_s = options.think_ms / 1000
             phase(server.port, min(options.seconds, 3), think_s, heavy=False)  # warm-up
-            alone = report("alone", phase(server.port, options.seconds, think_s, heavy=False))
-            heavy = report("heavy", phase(server.port, options.seconds, think_s, heavy=True))
+            seconds = options.seconds / options.rounds
+            runs: dict[bool, list[dict[str, Timings]]] = {False: [], True: []}
+            for _ in range(options.rounds):
+                for with_heavy in (False, True):
+                    runs[with_heavy].append(phase(server.port, seconds, think_s, with_heavy))
+            alone = report("alone", merged(runs[False]))
+            heavy = report("heavy", merged(runs[True]))
         finally:
             server.stop()
     ratio = heavy / alone

@@ -70,7 +70,7 @@ ON_LOOP_MAX_FACTS = 20_000
 between two budget checks the joins may finish one scan of a relation, and the loop
 must not wait for a long one."""
 
-YIELD_S = 0.0005
+YIELD_S = 0.001
 """How long a worker sleeps at a budget check while the event loop is busy."""
 
 BUSY_WINDOW_S = 0.005
