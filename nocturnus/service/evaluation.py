@@ -174,6 +174,7 @@ class Evaluator:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nocturnus-eval")
         self._turns: dict[Hashable, _Turn] = {}
         self._busy_at = 0.0
+        self._running: set[Budget] = set()  # the budgets of questions in workers
 
     def busy(self) -> None:
         """Note work on the event loop (the server calls it as requests start and
@@ -251,8 +252,10 @@ class Evaluator:
         budget = self.budget()
         budget.pause = self._give_way
         pin(state, views)
+        self._running.add(budget)
 
         def release(done: asyncio.Future[T]) -> None:
+            self._running.discard(budget)
             unpin(state, views)
             if not done.cancelled():
                 done.exception()  # retrieved: nobody awaits a cancelled request's
@@ -299,5 +302,8 @@ class Evaluator:
         )
 
     def close(self) -> None:
-        """Stop the workers once their current questions end; queued ones are dropped."""
+        """Stop the workers: queued questions are dropped, running ones stop at their
+        next budget check (a server shutting down does not wait for a long one)."""
+        for budget in list(self._running):
+            budget.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
