@@ -12,8 +12,8 @@ client polls ``/health/live`` the same way.
 
 - Phase *alone*: the small tenants only.
 - Phase *heavy*: the same, while the heavy tenant asks, back to back, the issue's
-  kind of question: ``h(?a) :- p(?a), p(?b), p(?c), p(?d)`` over 80 facts, 41 M
-  bindings for 80 rows, which only its timeout (``NOCTURNUS_QUERY_TIMEOUT_MS``,
+  kind of question: ``h(?a) :- p(?a), p(?b), p(?c), p(?d)`` over 150 facts, 506 M
+  bindings for 150 rows, which only its timeout (``NOCTURNUS_QUERY_TIMEOUT_MS``,
   ``--heavy-timeout-ms``) ends: a worker busy for its whole length, every time.
 
 The two phases alternate ``--rounds`` times (``--seconds`` in all per phase), so a
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 SMALL_TENANTS = 9
 CHAIN = 30
-HEAVY_FACTS = 80
+HEAVY_FACTS = 150
 
 
 class Connection:
@@ -137,8 +137,9 @@ def heavy_client(port: int, stop: threading.Event, out: Timings) -> None:
     client = Connection(port, "heavy")
     while not stop.is_set():
         started = time.perf_counter()
-        status, _ = client.send("POST", "/ask", {"predicate": "h", "args": ["?a"]})
-        out.add(started, status, ok=(422,))  # refused at its timeout, by design
+        status, body = client.send("POST", "/ask", {"predicate": "h", "args": ["?a"]})
+        at_timeout = status == 422 and orjson.loads(body)["details"]["limit"] == "time"
+        out.add(started, 422 if at_timeout else status, ok=(422,))  # by design
 
 
 def phase(port: int, seconds: float, think_s: float, heavy: bool) -> dict[str, Timings]:
@@ -194,7 +195,7 @@ def report(name: str, found: dict[str, Timings]) -> float:
     if heavy.seconds:
         line += (
             f"; heavy {len(heavy.seconds)} questions of "
-            f"{statistics.median(heavy.seconds):.1f} s, {heavy.errors} not refused"
+            f"{statistics.median(heavy.seconds):.1f} s, {heavy.errors} not ended by the timeout"
         )
     print(line, flush=True)
     return p99
