@@ -195,6 +195,19 @@ COUNTERS: tuple[tuple[str, str, Callable[[Any], float]], ...] = (
      lambda db: db.writer.stats.commits),
     ("nocturnus_group_commit_failures", "Group commits that failed",
      lambda db: db.writer.stats.failed_commits),
+    # following other processes on the same store (issue 16)
+    ("nocturnus_catch_ups", "Times this process caught up with other writers' appends",
+     lambda db: db.stats.catch_ups),
+    ("nocturnus_caught_up_events", "Other writers' events applied by catching up",
+     lambda db: db.stats.caught_up_events),
+    ("nocturnus_write_conflicts",
+     "Appends refused because another writer changed the tenant first",
+     lambda db: db.stats.conflicts),
+    ("nocturnus_write_retries", "Writes decided again after catching up",
+     lambda db: db.stats.retries),
+    ("nocturnus_write_contended",
+     "Writes given up after every attempt was refused (503 WRITE_CONTENTION)",
+     lambda db: db.stats.contended),
 )
 GAUGES: tuple[tuple[str, str, Callable[[Any], float], Combine | None], ...] = (
     ("nocturnus_writer_up", "1 while the writer accepts writes (server-wide: every writer)",
@@ -209,6 +222,10 @@ GAUGES: tuple[tuple[str, str, Callable[[Any], float], Combine | None], ...] = (
      lambda db: db.writer.stats.last_commit_at, _max),
     ("nocturnus_log_head_seq", "Seq of the newest event of the database's log",
      lambda db: db.head, None),
+    ("nocturnus_catch_up_lag_events",
+     "Events of other writers the last catch-up found this process behind by "
+     "(server-wide: the largest)",
+     lambda db: db.stats.catch_up_lag, _max),
     ("nocturnus_last_snapshot_timestamp_seconds",
      "Unix time of the newest snapshot known (0: none)",
      lambda db: db.stats.last_snapshot_at, None),
