@@ -223,8 +223,7 @@ GAUGES: tuple[tuple[str, str, Callable[[Any], float], Combine | None], ...] = (
     ("nocturnus_log_head_seq", "Seq of the newest event of the database's log",
      lambda db: db.head, None),
     ("nocturnus_catch_up_lag_events",
-     "Events of other writers the last catch-up found this process behind by "
-     "(server-wide: the largest)",
+     "Seqs behind the log the last catch-up found this process (server-wide: the most)",
      lambda db: db.stats.catch_up_lag, _max),
     ("nocturnus_last_snapshot_timestamp_seconds",
      "Unix time of the newest snapshot known (0: none)",

@@ -191,11 +191,10 @@ class Database(Generic[RootState]):
         self._durable_tenants: dict[str, int] = {}
         self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own: see :meth:`read_log`.
-        self.reader = Reader(
-            lambda: Sealer.open(
-                store.recorder(name, readonly=True), master_key, check_tail=None
-            )
-        )
+        self.reader = Reader(self._open_readonly)
+        # Where the head is asked when the store has no cheap probe (PostgreSQL): a
+        # thread of its own, so a probe never waits behind a tenant load in the reader.
+        self._prober: Reader | None = None
         self._tenants: dict[str, TenantState] = {}
         # The stream position of each loaded tenant as the log holds it (its own
         # appends in flight not counted): what an append is decided on, and which
@@ -240,9 +239,14 @@ class Database(Generic[RootState]):
             await self.writer.start()
             await self._replay_root()
             await self.reader.start()
+            if self.store.probe(self.name) is None:
+                self._prober = Reader(self._open_readonly, name="prober")
+                await self._prober.start()
         except NocturnusError as e:
             await self.writer.close()
             await self.reader.close()
+            if self._prober is not None:
+                await self._prober.close()
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
@@ -250,6 +254,11 @@ class Database(Generic[RootState]):
                 f"{e.message}",
                 e.details,
             ) from e
+
+    def _open_readonly(self) -> Sealer:
+        return Sealer.open(
+            self.store.recorder(self.name, readonly=True), self._master_key, check_tail=None
+        )
 
     async def _replay_root(self) -> None:
         """Build the database level and the tenant list from the log, as of one head."""
@@ -293,6 +302,8 @@ class Database(Generic[RootState]):
                                     tenant, self.name, e)
         await self.writer.close()
         await self.reader.close()
+        if self._prober is not None:
+            await self._prober.close()
         stats = self.writer.stats
         if stats.commits:
             log.debug(
@@ -403,7 +414,7 @@ class Database(Generic[RootState]):
         """
         probed = self.store.probe(self.name)
         if probed is None:
-            probed = await self.reader.run(Sealer.head)
+            probed = await (self._prober or self.reader).run(Sealer.head)
         if probed > self._known:
             await self.catch_up(probed)
 
