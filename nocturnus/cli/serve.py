@@ -44,6 +44,7 @@ def serve(
     """
     from nocturnus.api.app import create_app
     from nocturnus.service.datadir import check_data_dir
+    from nocturnus.store.backends import describe_location
     from nocturnus.store.dirlock import DataDirLock
     from nocturnus.store.files import private_dir
 
@@ -63,7 +64,7 @@ def serve(
     processes = "" if settings.workers == 1 else f", {settings.workers} workers"
     listening = (
         f"Nocturnus listening on http://{settings.host}:{settings.port} "
-        f"(data dir {settings.data_dir.resolve()}{processes})"
+        f"({describe_location(settings.store, settings.data_dir)}{processes})"
     )
     if settings.log_format == "json":
         logging.getLogger("nocturnus").info(listening)
