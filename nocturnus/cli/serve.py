@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +18,8 @@ from nocturnus.logs import configure_logging
 from nocturnus.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from sanic.worker.manager import WorkerManager
+
     from nocturnus.api.app import NocturnusApp
 
 
@@ -98,6 +102,14 @@ def _serve_workers(settings: Settings) -> None:
 
     loader = AppLoader(factory=partial(worker_app, settings))
     app = loader.load()
+
+    @app.main_process_ready
+    async def supervise(app: NocturnusApp) -> None:
+        threading.Thread(
+            target=_restart_failed_workers, args=(app.manager,), daemon=True,
+            name="nocturnus-supervisor",
+        ).start()
+
     app.prepare(
         host=settings.host,
         port=settings.port,
@@ -106,6 +118,39 @@ def _serve_workers(settings: Settings) -> None:
         debug=False,
     )
     Sanic.serve(primary=app, app_loader=loader)
+
+
+RESTART_CHECK_S = 1.0
+RESTART_BACKOFF_S = 5.0
+
+
+def _restart_failed_workers(manager: WorkerManager) -> None:
+    """Restart a worker that died (``kill -9``, the OOM killer) while the server runs.
+
+    Sanic's manager keeps the survivors serving but never restarts a failed worker on
+    its own; this asks its monitor to, as a worker asking for its own restart would,
+    at most once per RESTART_BACKOFF_S per worker (a worker that cannot start is not
+    restarted in a tight loop). The new worker catches up from the store like any
+    process that starts.
+    """
+    from sanic.worker.constants import ProcessState
+
+    asked: dict[str, float] = {}
+    while not manager._shutting_down:
+        time.sleep(RESTART_CHECK_S)
+        now = time.monotonic()
+        for process in manager.transient_processes:
+            if manager._shutting_down:
+                return
+            if process.state is not ProcessState.FAILED or process.is_alive():
+                continue
+            if now - asked.get(process.name, -RESTART_BACKOFF_S) < RESTART_BACKOFF_S:
+                continue
+            asked[process.name] = now
+            logging.getLogger("nocturnus").warning(
+                "worker %s (pid %s) died; restarting it", process.name, process.pid
+            )
+            manager.monitor_publisher.send(process.name)
 
 
 def worker_app(settings: Settings) -> NocturnusApp:
