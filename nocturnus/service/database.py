@@ -204,6 +204,11 @@ class Database(Generic[RootState]):
         # level and the tenant list (ours as we stored them, others' caught up).
         self._known = 0
         self._catching_up: asyncio.Lock | None = None
+        # Snapshots being taken, per tenant, and meanwhile the stored last seq of each
+        # of its appends stored under other seqs than numbered here: a capture's seq
+        # may be a numbered one (see snapshot_tenant).
+        self._captures: dict[str, int] = {}
+        self._stored_as: dict[tuple[str, int], int] = {}
         # uses, context sessions, rankings: per-tenant state that is not knowledge
         self.read_models = ReadModels()
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
@@ -500,14 +505,30 @@ class Database(Generic[RootState]):
         state = self._tenants.get(name)
         if state is None:
             return False
+        self._captures[name] = self._captures.get(name, 0) + 1
+        try:
+            return await self._snapshot(name, state)
+        finally:
+            left = self._captures.pop(name) - 1
+            if left:
+                self._captures[name] = left
+            else:
+                for numbered in [k for k in self._stored_as if k[0] == name]:
+                    del self._stored_as[numbered]
+
+    async def _snapshot(self, name: str, state: TenantState) -> bool:
         started = time.perf_counter()
         seq, captured, epoch = state.last_seq, snapshot_format.capture(state), self._epoch
         self._unsnapshotted[name] = 0
         body = await asyncio.to_thread(snapshot_format.encode_capture, captured)
+        # Every append the capture holds was queued before this barrier: once it is
+        # through, each is stored (its settle has run: the seq it got is known) or
+        # failed (the epoch moved on). Another writer may have taken the seqs this
+        # process numbered the newest of them with.
+        await self.writer.run(_barrier)
+        seq = self._stored_as.get((name, seq), seq)
 
         def key(event_log: Sealer) -> tuple[int, AesGcmCipher] | None:
-            # Runs after every append queued before it, so all events <= seq are
-            # durable unless a commit failed (then the epoch moved on).
             return None if epoch != self._epoch else event_log.snapshot_key(name, seq)
 
         found = await self.writer.run(key)
@@ -698,8 +719,8 @@ class Database(Generic[RootState]):
         A stored append may have got other seqs than this process numbered it with
         (another writer took seqs meanwhile): what it applied is still right (the
         store checked nobody else wrote its stream), only its positions move to the
-        stored ones, and a snapshot captured meanwhile is not stored (its seq may be
-        a numbered one). It continues what this process knows of the log when it
+        stored ones (a snapshot being taken of its tenant learns them too). It
+        continues what this process knows of the log when it
         follows it directly; otherwise another writer's rows lie between, for the
         next :meth:`fresh` to catch up.
         """
@@ -715,8 +736,8 @@ class Database(Generic[RootState]):
             stored_first = head - len(events) + 1
             if stored_first == self._known + 1:
                 self._known = head
-            if stored_first != first:
-                self._epoch += 1
+            if stored_first != first and tenant in self._captures:
+                self._stored_as[(tenant, first + len(events) - 1)] = head
             if tenant == DATABASE_LEVEL:
                 for seq, event in enumerate(events, stored_first):
                     self._root_apply(self._durable_root, seq, event)

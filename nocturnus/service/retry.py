@@ -15,7 +15,9 @@ again repeats everything before it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -24,6 +26,7 @@ from nocturnus.service.database import Database
 from nocturnus.store.errors import AppendConflict
 
 MAX_ATTEMPTS = 10
+BACKOFF_S = 0.002
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +42,9 @@ async def attempt(db: Database[Any], decide_and_append: Callable[[], Awaitable[R
     for tried in range(MAX_ATTEMPTS):
         if tried:
             db.stats.retries += 1
+            # a random pause, longer with each refusal: writers racing for one tenant
+            # fall out of step instead of refusing each other in lockstep
+            await asyncio.sleep(random.uniform(0, BACKOFF_S * tried))
             await db.catch_up()
         try:
             return await decide_and_append()

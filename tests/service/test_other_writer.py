@@ -238,3 +238,34 @@ def test_databases_created_and_deleted_elsewhere_are_followed(
         await close(second, first)
 
     asyncio.run(scenario())
+
+
+def test_a_snapshot_taken_while_appends_are_renumbered_names_their_stored_seq(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        first, second = await pair(tmp_path, "", blind=True)
+        a, b = first.get("default"), second.get("default")
+        await tenants.tell(b, "mine", TellFact("p", (0,)))
+        await tenants.tell(a, "other", TellFact("p", ("x",)))  # takes the seqs b numbers next
+        # both tells apply at once (numbered by b), the snapshot captures them in flight
+        _, _, stored = await asyncio.gather(
+            tenants.tell(b, "mine", TellFact("p", (1,))),
+            tenants.tell(b, "mine", TellFact("p", (2,))),
+            b.snapshot_tenant("mine"),
+        )
+        assert stored
+
+        def newest(log: Any) -> tuple[int, int]:
+            snapshot = log.latest_snapshot("mine")
+            return snapshot[0], max(row[0] for row in log.entries(tenant="mine"))
+
+        snapshot_seq, last_seq = await b.read_log(newest)
+        assert snapshot_seq == last_seq
+        await close(second, first)
+        reopened = databases(tmp_path, "")
+        await reopened.open()
+        assert await facts_of(reopened.get("default"), "mine") == [(0,), (1,), (2,)]
+        await close(reopened)
+
+    asyncio.run(scenario())
