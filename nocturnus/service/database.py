@@ -209,6 +209,10 @@ class Database(Generic[RootState]):
         # may be a numbered one (see snapshot_tenant).
         self._captures: dict[str, int] = {}
         self._stored_as: dict[tuple[str, int], int] = {}
+        # Rows a catch-up passed over because their tenant had appends in flight, and
+        # the seqs those appends got: see _apply_caught_up and _settled.
+        self._passed_over: dict[str, list[int]] = {}
+        self._own_seqs: dict[str, list[range]] = {}
         # uses, context sessions, rankings: per-tenant state that is not knowledge
         self.read_models = ReadModels()
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
@@ -325,8 +329,16 @@ class Database(Generic[RootState]):
 
     async def tenant(self, name: str) -> TenantState:
         """The tenant's projection caught up with the log (:meth:`fresh`), replayed
-        from the log on first use."""
+        from the log on first use.
+
+        When a catch-up passed over rows of it (appends of ours were in flight), the
+        writer's queue is waited for first: then every append that could own them
+        has settled, and a row none of them owns (another writer's) reloads it.
+        """
         await self.fresh()
+        if name in self._passed_over:
+            await self.writer.run(_barrier)
+            self._check_passed_over(name)
         return await self._loaded(name)
 
     async def _loaded(self, name: str) -> TenantState:
@@ -362,6 +374,8 @@ class Database(Generic[RootState]):
         self._tenants.pop(name, None)
         self._unsnapshotted.pop(name, None)
         self._positions.pop(name, None)
+        self._passed_over.pop(name, None)
+        self._own_seqs.pop(name, None)
 
     async def current(self, tenant: str) -> tuple[TenantState, int]:
         """The tenant's projection caught up with the log and brought to the present,
@@ -428,38 +442,53 @@ class Database(Generic[RootState]):
 
         ``probed`` is the head a probe saw, None when the caller knows this process is
         behind without one (the store refused an append of it). One catch-up at a
-        time; one that finds its work done by another returns. The head is read
-        through the writer's queue: every append of this process committed before
-        that read has then been settled on the loop (so its rows are known as ours by
-        their positions), and every later one lies above it.
+        time; one that finds its work done by another returns. The rows are read with
+        the head as of the same read (a probe may run ahead of the commits), a step at
+        a time; this process's own rows among them are told apart by the positions
+        its settled appends recorded, or, for appends not settled yet, when they are
+        (see :meth:`_apply_caught_up`). Nothing here waits for this process's writer.
         """
         if self._catching_up is None:
             self._catching_up = asyncio.Lock()
         async with self._catching_up:
             if probed is not None and probed <= self._known:
                 return
-            head = await self.writer.run(Sealer.head)
-            if head > self._known:
-                self.stats.catch_ups += 1
-                self.stats.catch_up_lag = head - self._known
-            while self._known < head:
+            counted = False
+            while True:
                 after = self._known
-                until = min(head, after + CATCH_UP_ROWS)
                 wanted = {DATABASE_LEVEL, *self._tenants}
-                rows = await self.reader.run(_rows(after, until))
+                until, head, rows = await self.reader.run(_rows_to_head(after))
+                if until <= after:
+                    break
+                if not counted:
+                    counted = True
+                    self.stats.catch_ups += 1
+                    self.stats.catch_up_lag = head - after
+                if DATABASE_LEVEL in self._in_flight and any(
+                    row[2] == DATABASE_LEVEL and row[0] > self._durable_root.last_seq
+                    for row in rows
+                ):
+                    # the database level's rows may be ours, committed but not settled:
+                    # let them settle, then read this step again
+                    await self.writer.run(_barrier)
+                    continue
                 self._apply_caught_up(rows, wanted)
                 self._known = max(self._known, until)
-            self._next_seq = max(self._next_seq, head + 1)
+                self._next_seq = max(self._next_seq, until + 1)
+                if until >= head:
+                    break
 
     def _apply_caught_up(self, rows: list[RecordTuple], wanted: set[str]) -> None:
         """Apply the rows of a catch-up step this process does not hold yet.
 
         A row at or below a stream's known position is already here (ours, or read by
-        a load). A tenant loaded while the rows were read (not ``wanted``) is dropped
-        to reload, and so is one with appends of ours in flight: those were decided
-        without the other writer's row, the store will refuse them. A shredded row
-        (its tenant was deleted since) drops the tenant too: its reload reads the log
-        as it now stands.
+        a load). A row of a tenant with appends of ours in flight is passed over and
+        noted: it is either ours (committed, its settle not run yet: applied when it
+        was decided) or another writer's, and then those appends, decided without
+        it, are refused and the tenant reloads. :meth:`_settled` checks which, once
+        the tenant has nothing in flight. A tenant loaded while the rows were read
+        (not ``wanted``) is dropped to reload, and so is one with a shredded row (it
+        was deleted since: its reload reads the log as it now stands).
         """
         applied = 0
         for seq, ts_ms, tenant, kind, body in rows:
@@ -478,8 +507,11 @@ class Database(Generic[RootState]):
             state = self._tenants.get(tenant)
             if state is None or seq <= self._positions.get(tenant, 0):
                 continue
+            if tenant in self._in_flight:
+                self._passed_over.setdefault(tenant, []).append(seq)
+                continue
             applied += 1
-            if tenant not in wanted or tenant in self._in_flight or body is None:
+            if tenant not in wanted or body is None:
                 self.evict(tenant)
                 continue
             apply(state, seq, CODEC.decode(kind, body))
@@ -677,6 +709,16 @@ class Database(Generic[RootState]):
             apply(state, seq, event)
         self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
 
+    def _check_passed_over(self, tenant: str) -> None:
+        """Were the rows a catch-up passed over all the tenant's own appends? (Called
+        once every append that could own them has settled.) One that is not is another
+        writer's, stored after ours (so ours were not refused): the tenant reloads to
+        hold it."""
+        passed = self._passed_over.pop(tenant, [])
+        own = self._own_seqs.pop(tenant, [])
+        if any(not any(seq in stored for stored in own) for seq in passed):
+            self.evict(tenant)
+
     def next_commit(self) -> asyncio.Future[None]:
         """A future resolved once the next commit of this process is durable.
 
@@ -750,6 +792,10 @@ class Database(Generic[RootState]):
                     self._positions[tenant] = head
                     if not left:
                         applied_to.last_seq = head
+                if tenant in self._passed_over:
+                    self._own_seqs.setdefault(tenant, []).append(range(stored_first, head + 1))
+                    if not left:
+                        self._check_passed_over(tenant)
             return
         if numbering != self._numbering:
             return
@@ -770,6 +816,20 @@ def _track_tenant(names: dict[str, int], tenant: str, deleted: bool, now: int) -
         names.pop(tenant, None)
     else:
         names.setdefault(tenant, now)
+
+
+def _rows_to_head(
+    after: int,
+) -> Callable[[Sealer], tuple[int, int, list[RecordTuple]]]:
+    """A reader job: the committed head, and the records after ``after`` up to it, at
+    most CATCH_UP_ROWS seqs of them (and up to where they were read)."""
+
+    def read(log: Sealer) -> tuple[int, int, list[RecordTuple]]:
+        head = log.head()
+        until = min(head, after + CATCH_UP_ROWS)
+        return until, head, list(log.entries(after, until_seq=until))
+
+    return read
 
 
 def _rows(

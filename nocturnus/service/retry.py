@@ -26,7 +26,8 @@ from nocturnus.service.database import Database
 from nocturnus.store.errors import AppendConflict
 
 MAX_ATTEMPTS = 10
-BACKOFF_S = 0.002
+BACKOFF_S = 0.001
+MAX_BACKOFF_S = 0.05
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,9 +43,9 @@ async def attempt(db: Database[Any], decide_and_append: Callable[[], Awaitable[R
     for tried in range(MAX_ATTEMPTS):
         if tried:
             db.stats.retries += 1
-            # a random pause, longer with each refusal: writers racing for one tenant
-            # fall out of step instead of refusing each other in lockstep
-            await asyncio.sleep(random.uniform(0, BACKOFF_S * tried))
+            # a random pause, doubling with each refusal: writers racing for one
+            # tenant fall out of step instead of refusing each other in lockstep
+            await asyncio.sleep(random.uniform(0, min(MAX_BACKOFF_S, BACKOFF_S * 2**tried)))
             await db.catch_up()
         try:
             return await decide_and_append()

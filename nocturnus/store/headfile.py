@@ -16,13 +16,22 @@ query, per connection, in a thread; this is a syscall on the event loop, the pri
 freshness check on every read (issue 16).
 
 A torn read (a pread racing the pwrite) fails the check word and is read again.
+
+The file also orders the writers: each takes an exclusive ``flock`` on it before
+SQLite's write lock (:meth:`HeadWriter.turn`). SQLite makes a writer that finds the lock
+taken sleep and try again (1, 2, 5, 10 ms ...), so two processes appending at full speed
+spent most of their time asleep; the kernel hands a ``flock`` to the next waiter the
+moment it is released.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,11 +68,27 @@ class HeadWriter:
 
         :raises OSError: the file cannot be written.
         """
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         writer = self.writer
         check = seq ^ foreign ^ writer ^ _CHECK
-        os.pwrite(self._fd, _LAYOUT.pack(seq, foreign, writer, check), 0)
+        os.pwrite(self._open(), _LAYOUT.pack(seq, foreign, writer, check), 0)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the writers' turn (an exclusive ``flock``) for a write transaction.
+
+        :raises OSError: the file cannot be opened or locked.
+        """
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
 
     def close(self) -> None:
         """Release the file descriptor."""

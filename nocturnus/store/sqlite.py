@@ -525,6 +525,10 @@ class SqliteRecorder:
     @contextmanager
     def transaction(self) -> Iterator[SqliteTransaction]:
         self._require_writable()
+        with self._turn():
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[SqliteTransaction]:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -553,13 +557,34 @@ class SqliteRecorder:
     def _write(self) -> Iterator[None]:
         """A short transaction of this module's own (snapshots, meta)."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        with self._turn():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait for the writers' turn before SQLite's lock (see
+        :mod:`nocturnus.store.headfile`); a log without a head file takes SQLite's
+        lock alone."""
+        if self._head_file is None:
+            yield
+            return
+        try:
+            turn = self._head_file.turn()
+            turn.__enter__()
+        except OSError as e:
+            raise StorageError(
+                f"cannot take the write turn on {self._head_file.path}: {e.strerror}"
+            ) from e
         try:
             yield
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
+        finally:
+            turn.__exit__(None, None, None)
 
     def _purge_wal(self) -> None:
         """Checkpoint and truncate the WAL so destroyed wrapped keys leave the -wal file.
