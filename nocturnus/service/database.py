@@ -52,6 +52,7 @@ from nocturnus.service.events import (
     RuleTaught,
     TenantDeleted,
 )
+from nocturnus.service.integrity import Integrity
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.replay import (
@@ -63,7 +64,7 @@ from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
-from nocturnus.store.errors import AppendConflict, WrongMasterKey
+from nocturnus.store.errors import AppendConflict, CorruptRecord, WrongMasterKey
 from nocturnus.store.reader import Reader
 from nocturnus.store.record import RecordTuple
 from nocturnus.store.recorder import Store
@@ -191,10 +192,12 @@ class Database(Generic[RootState]):
         self._durable_tenants: dict[str, int] = {}
         self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own: see :meth:`read_log`.
-        self.reader = Reader(self._open_readonly)
+        self.reader = Reader(self.open_readonly_log)
         # Where the head is asked when the store has no cheap probe (PostgreSQL): a
         # thread of its own, so a probe never waits behind a tenant load in the reader.
         self._prober: Reader | None = None
+        # damage found by verification or by reads (issue 14): see service/integrity.py
+        self.integrity = Integrity(name)
         self._tenants: dict[str, TenantState] = {}
         # The stream position of each loaded tenant as the log holds it (its own
         # appends in flight not counted): what an append is decided on, and which
@@ -236,6 +239,13 @@ class Database(Generic[RootState]):
         # live feeds waiting for the next durable commit (issue 18, next_commit)
         self._commit_waiters: list[asyncio.Future[None]] = []
 
+    def open_readonly_log(self) -> Sealer:
+        """A read-only connection to this database's log, without the tail check (its
+        readers verify what they read). Call it in the thread that will use it."""
+        return Sealer.open(
+            self.store.recorder(self.name, readonly=True), self._master_key, check_tail=None
+        )
+
     async def open(self) -> None:
         """Start the writer and replay the database-level events.
 
@@ -249,7 +259,7 @@ class Database(Generic[RootState]):
             await self._replay_root()
             await self.reader.start()
             if self.store.probe(self.name) is None:
-                self._prober = Reader(self._open_readonly, name="prober")
+                self._prober = Reader(self.open_readonly_log, name="prober")
                 await self._prober.start()
         except NocturnusError as e:
             await self.writer.close()
@@ -263,11 +273,6 @@ class Database(Generic[RootState]):
                 f"{e.message}",
                 e.details,
             ) from e
-
-    def _open_readonly(self) -> Sealer:
-        return Sealer.open(
-            self.store.recorder(self.name, readonly=True), self._master_key, check_tail=None
-        )
 
     async def _replay_root(self) -> None:
         """Build the database level and the tenant list from the log, as of one head."""
@@ -334,6 +339,9 @@ class Database(Generic[RootState]):
         When a catch-up passed over rows of it (appends of ours were in flight), the
         writer's queue is waited for first: then every append that could own them
         has settled, and a row none of them owns (another writer's) reloads it.
+
+        :raises TenantDamaged: its history is damaged (see :mod:`~nocturnus.service.
+            integrity`); a damaged tenant is never loaded.
         """
         await self.fresh()
         if name in self._passed_over:
@@ -345,6 +353,8 @@ class Database(Generic[RootState]):
         state = self._tenants.get(name)
         if state is not None:
             return state
+        if name in self.integrity.damaged:
+            raise self.integrity.refusal(name)
         pending = self._loading.get(name)
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
@@ -353,6 +363,8 @@ class Database(Generic[RootState]):
                 started = time.perf_counter()
                 state = await self._load_tenant(name)
                 self.stats.replays.observe(time.perf_counter() - started)
+                if name in self.integrity.damaged:  # found while it loaded
+                    raise self.integrity.refusal(name)
                 self._positions[name] = state.last_seq
             except BaseException as e:
                 pending.set_exception(e)
@@ -528,7 +540,13 @@ class Database(Generic[RootState]):
         append queued before the call, as running it in the writer would.
         """
         await self.writer.run(_barrier)
-        return await self.reader.run(fn)
+        try:
+            return await self.reader.run(fn)
+        except CorruptRecord as e:
+            if e.tenant is None:
+                raise
+            self.evict(e.tenant)
+            raise self.integrity.mark(e.tenant, e.seq, e.reason) from e
 
     # -- snapshots ------------------------------------------------------------------
 
