@@ -343,7 +343,8 @@ class Database(Generic[RootState]):
         :raises TenantDamaged: its history is damaged (see :mod:`~nocturnus.service.
             integrity`); a damaged tenant is never loaded.
         """
-        await self.fresh()
+        if not self.seems_fresh():
+            await self.fresh()
         if name in self._passed_over:
             await self.writer.run(_barrier)
             self._check_passed_over(name)
