@@ -943,9 +943,8 @@ class SqliteStore:
         recorded = probe.read()
         if recorded is None:
             return None
-        if recorded.writer in self._writers.get(database, ()):
-            return recorded.foreign
-        return recorded.seq
+        seq, foreign, writer = recorded
+        return foreign if writer in self._writers.get(database, ()) else seq
 
     def _forget_probe(self, database: str) -> None:
         probe = self._probes.pop(database, None)
