@@ -160,8 +160,13 @@ class SqliteRecorder:
     """The rows of one database in one SQLite file (see :class:`~nocturnus.store.
     recorder.Recorder`). Not thread-safe: one instance per thread."""
 
-    def __init__(self, path: Path, database: str, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, database: str, *, readonly: bool = False, anchored: bool = False
+    ) -> None:
         """Open (creating it unless ``readonly``) and migrate the file at ``path``.
+
+        ``anchored``: the log keeps a head anchor beside it (a store's logs; a loose
+        file such as a backup has none).
 
         :raises StorageError: SQLite cannot open it, or (``readonly``) it is missing.
         :raises MigrationError: a migration fails, or (``readonly``) one is pending.
@@ -171,6 +176,7 @@ class SqliteRecorder:
         self.path = Path(path)
         self.database = database
         self.readonly = readonly
+        self.anchor_path = anchor_path(self.path) if anchored else None
         self._conn = _connect(self.path, readonly=readonly)
         self._closed = False
         self._data_version = -1
@@ -808,6 +814,11 @@ def create_backup_file(dest: Path, database: str) -> SqliteRecorder:
     return recorder
 
 
+def anchor_path(path: Path) -> Path:
+    """The head anchor of the log at ``path`` (:mod:`nocturnus.store.anchor`)."""
+    return Path(f"{path}.anchor")
+
+
 def read_database_name(path: Path) -> str | None:
     """The database name a log file was created for, read without any key.
 
@@ -843,7 +854,7 @@ class SqliteStore:
         return str(self.path(database))
 
     def recorder(self, database: str, *, readonly: bool = False) -> SqliteRecorder:
-        return SqliteRecorder(self.path(database), database, readonly=readonly)
+        return SqliteRecorder(self.path(database), database, readonly=readonly, anchored=True)
 
     def migrate(self, database: str) -> list[Migration]:
         conn = _connect(self.path(database), readonly=False)
@@ -879,6 +890,7 @@ class SqliteStore:
         path = self.path(database)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        anchor_path(path).unlink(missing_ok=True)
 
     def restore(self, database: str, backup: Path) -> None:
         """Copy the backup beside the target, then swap it in with one rename."""
@@ -893,6 +905,8 @@ class SqliteStore:
             source.close()
         for suffix in ("-wal", "-shm"):
             Path(f"{dest}{suffix}").unlink(missing_ok=True)
+        # The restored log is a history of its own: its first open anchors its head.
+        anchor_path(dest).unlink(missing_ok=True)
         os.replace(tmp, dest)
         self.recorder(database).close()  # back to WAL mode, migrated
 
