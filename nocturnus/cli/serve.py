@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ import click
 from nocturnus.cli.options import data_dir_option
 from nocturnus.cli.output import fail
 from nocturnus.errors import NocturnusError
+from nocturnus.legacy_env import report
 from nocturnus.logs import configure_logging
 from nocturnus.settings import load_settings
 
@@ -34,7 +36,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir})
-        configure_logging(settings.log_format, settings.log_level)
+        configure_logging(settings.log_format, settings.log_level, log_file=settings.log_file)
+        log = logging.getLogger("nocturnus.settings")
+        for level, line in report(os.environ):
+            log.log(logging.WARNING if level == "warning" else logging.INFO, line)
         private_dir(settings.data_dir)
         logging.basicConfig(
             level=settings.log_level,
