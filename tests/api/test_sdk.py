@@ -43,6 +43,7 @@ import re
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,7 +69,7 @@ LEFT_TO_ISSUE_19 = {"extract_facts", "process_turns", "ingest_and_optimize"}
 
 
 def test_every_public_method_is_driven() -> None:
-    source = open(__file__).read()
+    source = Path(__file__).read_text()
     for cls in (SyncNocturnusAIClient, NocturnusAIClient, NocturnusAIMCPClient):
         public = {name for name, _ in inspect.getmembers(cls) if not name.startswith("_")}
         missing = sorted(
