@@ -298,7 +298,7 @@ def export_text(remote: Remote, out: Path | None) -> None:
     `nocturnus import FILE` reads it back, into this or another server, database or
     tenant. Facts visible now are written with their scope and attributes (a ttl as
     the validUntil it ends at); the tenant's own rules (not the database's) and its
-    constraints follow. (`nocturnus export` is the offline one: jsonl or SQLite from a
+    constraints follow, each part in a stable order. (`nocturnus export` is the offline one: jsonl or SQLite from a
     data dir.)
     """
     client = remote.client
@@ -307,9 +307,10 @@ def export_text(remote: Remote, out: Path | None) -> None:
     lines = [f"% nocturnus export-text: {where}, {taken}"]
     lines += [_fact_line(f) for f in _all_facts(client)]
     rules = client.call("GET", "/rules")["rules"]
-    own = sorted((r for r in rules if r["level"] == "tenant"), key=lambda r: r["createdAt"])
-    lines += [_rule_line(r) for r in own]
-    lines += [c["text"] + "." for c in client.call("GET", "/constraints")["constraints"]]
+    # sorted like the facts, by their text: the same knowledge exports the same lines
+    lines += sorted(_rule_line(r) for r in rules if r["level"] == "tenant")
+    constraints = client.call("GET", "/constraints")["constraints"]
+    lines += sorted(c["text"] + "." for c in constraints)
     text = "\n".join(lines) + "\n"
     if out is None:
         click.echo(text, nl=False)
