@@ -298,8 +298,8 @@ def export_text(remote: Remote, out: Path | None) -> None:
     `nocturnus import FILE` reads it back, into this or another server, database or
     tenant. Facts visible now are written with their scope and attributes (a ttl as
     the validUntil it ends at); the tenant's own rules (not the database's) and its
-    constraints follow, each part in a stable order. (`nocturnus export` is the offline one: jsonl or SQLite from a
-    data dir.)
+    constraints follow, each part in a stable order. (`nocturnus export` is the
+    offline one: jsonl or SQLite from a data dir.)
     """
     client = remote.client
     taken = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
