@@ -38,12 +38,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", str, "", "Where the event logs live: empty for SQLite files in the "
             "data dir, or a postgresql:// URL (one schema per database)"),
     Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
+    Setting("workers", int, 1, "Server processes sharing the port and the store (each "
+            "serves every database and tenant)"),
     Setting("backup_retention", int, 7, "Days the server keeps the backups of POST "
             "/admin/backups (0 = forever)"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic "
             "snapshots (more for big tenants: see Storage)"),
+    Setting("verify_interval_s", int, 21_600, "Seconds between background verifications "
+            "of every whole log, the first right after start-up (0 = off)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
@@ -111,10 +115,12 @@ class Settings:
     master_key: str | None = field(default=None, repr=False)
     store: str = field(default="", repr=False)
     store_pool_size: int = 10
+    workers: int = 1
     backup_retention: int = 7
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000
+    verify_interval_s: int = 21_600
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
     plan_cache_size: int = 4096
@@ -229,7 +235,7 @@ def load_settings(
         raise StartupError(
             f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}"
         )
-    for name in ("mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
+    for name in ("workers", "mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
         if getattr(settings, name) < 1:
             raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
     password = settings.bootstrap_password
@@ -243,6 +249,10 @@ def load_settings(
     if settings.auth_checks_per_client < 0:
         raise StartupError(
             f"auth_checks_per_client must be at least 0, got {settings.auth_checks_per_client}"
+        )
+    if settings.verify_interval_s < 0:
+        raise StartupError(
+            f"verify_interval_s must be at least 0, got {settings.verify_interval_s}"
         )
     if settings.mcp_session_idle_s < 0:
         raise StartupError(
