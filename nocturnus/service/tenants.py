@@ -405,6 +405,35 @@ async def match_page(
     return answers.page(found, asked, limit, cursor)
 
 
+@dataclass(frozen=True, slots=True)
+class FactPage:
+    """A page of a tenant's facts (``GET /admin/databases/{db}/facts``)."""
+
+    facts: list[FactRecord]
+    total: int
+    next_offset: int | None
+
+
+async def list_facts(
+    db: Db, tenant: str, scope: str | None, *, offset: int, limit: int
+) -> FactPage:
+    """The tenant's stored facts visible now (of ``scope``, or of every scope), in a
+    stable order, ``limit`` of them from ``offset``: what an admin or a migration script
+    reads to see a whole tenant without knowing its predicates."""
+    state, _ = await db.current(tenant)
+    now = now_ms()
+    records = [
+        r
+        for name, scoped in state.facts.items()
+        if scope is None or name == scope
+        for r in scoped.records()
+        if r.is_visible(now)
+    ]
+    records.sort(key=lambda r: queries.fact_order(r.key))
+    end = offset + limit
+    return FactPage(records[offset:end], len(records), end if end < len(records) else None)
+
+
 async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:
     """Per predicate: arity, stored facts and rules (``GET /predicates``)."""
     state, _ = await db.current(tenant)
