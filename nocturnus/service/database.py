@@ -686,7 +686,10 @@ class Database(Generic[RootState]):
             if state is not None and state.constraints:
                 root = self.root
                 assert isinstance(root, DatabaseState)  # tenants live in data databases
-                check_writes(state, root.rules, events, now)
+                rules = root.rules
+                self.evaluator.bounded(
+                    lambda budget: check_writes(state, rules, events, now, budget)
+                )
         append = Append(
             tenant,
             self._expected(tenant),

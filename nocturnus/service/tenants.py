@@ -219,7 +219,10 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
 async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     """Add a RESTRICT constraint; later writes that would make it hold are refused."""
     state, now = await db.current(tenant)
-    events, outcome = decide_restrict(state, db.root.rules, cmd, now)
+    rules = db.root.rules
+    events, outcome = db.evaluator.bounded(
+        lambda budget: decide_restrict(state, rules, cmd, now, budget)
+    )
     await db.commit(tenant, events, now)
     return outcome
 
@@ -345,6 +348,25 @@ async def count_answers(
         questions = queries.scope_questions(state, db.root.rules, scope)
         found = await _answer_set(db, tenant, state, questions, goal, min_confidence)
         return len(found)
+
+
+async def proved_answers(
+    db: Db, tenant: str, state: TenantState, goal: Literal, scope: str | None, limit: int
+) -> list[answers.Answer]:
+    """The first ``limit`` answers to ``goal``, with their proofs, evaluated in a
+    worker under the budget (a context window's goals; taking the tenant's turn is
+    the caller's). Nothing counts as used: the window decides that.
+
+    :raises QueryBudgetExceeded: past the budget.
+    """
+    questions = queries.scope_questions(state, db.root.rules, scope)
+    views = [q.view for q in questions]
+    with pinned(state, views):  # the proofs are of the answers' state
+        found = await _answer_set(db, tenant, state, questions, goal, None)
+        page = found.page(0, limit).answers()
+        return await db.evaluator.run(
+            state, views, lambda budget: queries.prove(questions, page, budget)
+        )
 
 
 async def _answer_set(
