@@ -408,7 +408,14 @@ def main() -> int:
     scale = 10 if options.quick else 1
     chosen = workloads(scale, options.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp) / "data", env={"PYTHONPATH": str(ROOT.parent)}).start()
+        # Whole answers of millions of rows, compared with SWI's: no query budget.
+        unlimited = {
+            "NOCTURNUS_QUERY_MAX_ROWS": "0",
+            "NOCTURNUS_QUERY_TIMEOUT_MS": "0",
+            "NOCTURNUS_QUERY_MAX_ANSWERS": "0",
+        }
+        env = {"PYTHONPATH": str(ROOT.parent), **unlimited}
+        server = Server(Path(tmp) / "data", env=env).start()
         client = Client(server.url)
         try:
             loaded = []
