@@ -3,8 +3,12 @@
 A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is
 an attribute (:data:`ATTRIBUTES`) that a repeated ``tell`` may replace. The attributes
 are ``FactTold``'s fields after the key's, in the same order (checked at import), so a
-new attribute is a field of the event and of :class:`FactRecord`, and nothing else: the
-appliers, the codec and snapshots pass attributes along without naming them.
+new attribute (with a default) is a field of the event and of :class:`FactRecord`, plus
+one more :data:`DUMP_VERSION` here, and nothing else: the appliers take the event's
+fields by name, the codec reads a body that lacks the field at its default, and
+snapshots, forks, merges and transactions pass attributes along without naming them.
+Which attributes a surface shows or accepts (the API's fact shape, exports, the tell
+command) is that surface's choice, made where it names them.
 
 :class:`ScopeFacts` holds the stored facts of one scope and is the only code that knows
 how: records are grouped per relation, so that forking a scope costs O(#relations), not
