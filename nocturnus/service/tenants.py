@@ -40,6 +40,7 @@ from nocturnus.service.constraints import (
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.projection import TenantState
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import proof_facts
 
@@ -283,15 +284,7 @@ async def ask_page(
 
     :raises ValidationError: a cursor of another question, or not a cursor at all.
     """
-    state, now = await db.current(tenant)
-    found = queries.answer_set(
-        state,
-        db.root.rules,
-        goal,
-        scope,
-        min_confidence=min_confidence,
-        plans=plans_of(db, tenant),
-    )
+    state, now, found = await _answer_set(db, tenant, goal, scope, min_confidence)
     asked = question("ask", goal, scope, min_confidence)
     selected = answers.page(found, asked, limit, cursor)
     used = selected.answers.stored_keys()
@@ -315,7 +308,16 @@ async def count_answers(
     min_confidence: float | None = None,
 ) -> int:
     """How many answers ``goal`` has by inference (no answer is returned or used)."""
-    state, _ = await db.current(tenant)
+    _, _, found = await _answer_set(db, tenant, goal, scope, min_confidence)
+    return len(found)
+
+
+async def _answer_set(
+    db: Db, tenant: str, goal: Literal, scope: str | None, min_confidence: float | None
+) -> tuple[TenantState, int, answers.AnswerSet]:
+    """Every answer to ``goal`` over the tenant's current knowledge, with that
+    knowledge and the instant it is current at."""
+    state, now = await db.current(tenant)
     found = queries.answer_set(
         state,
         db.root.rules,
@@ -324,7 +326,7 @@ async def count_answers(
         min_confidence=min_confidence,
         plans=plans_of(db, tenant),
     )
-    return len(found)
+    return state, now, found
 
 
 async def match(
