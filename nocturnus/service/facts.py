@@ -353,7 +353,10 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         if (  # _is_plain, inline: every told fact passes here
             valid_from == created_at
             and stored_as is args
-            and (rest if len(rest) == _REST else _padded(rest)) == _PLAIN_REST
+            and (
+                rest == _PLAIN_REST  # a tuple of every attribute: mostly
+                or (len(rest) != _REST and _padded(rest) == _PLAIN_REST)
+            )
             and type(created_at) is int
         ):
             if created_at == self._stamp:
