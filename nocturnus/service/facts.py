@@ -386,12 +386,15 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         plain_created: list[int],
         records: Sequence[Sequence[Any]] = (),
         version: int = DUMP_VERSION,
+        exact: bool = False,
     ) -> None:
         """:meth:`tell` of many facts of one relation and arity, in bulk: a snapshot's
         run (:meth:`dump` of dump ``version``). The same as telling the plain facts
         ``(plain_args[i], plain_created[i])`` in order, then each row of ``records``
         (``[args, *attributes]``, every attribute of that version); equal plain
         ``createdAt`` values share one int object.
+
+        ``exact`` says the caller knows no arg is a float (it skips the check per fact).
 
         :raises TypeError: a plain createdAt that is not an int.
         :raises ValueError: mixed arities, lengths that differ, or a short record.
@@ -408,7 +411,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         group = self._writable((predicate, negated, arities.pop()))
         size = len(group)
         stamps: dict[int, int] = {}
-        if any(args_key(args) is not args for args in plain_args):
+        if not exact and any(args_key(args) is not args for args in plain_args):
             for args, created in zip(plain_args, plain_created, strict=True):
                 self.tell(predicate, negated, args, created)  # kept as a record
             size, plain_args, plain_created = len(group), [], []
@@ -419,7 +422,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             if len(row) != length:
                 raise ValueError("tell_many: a record is [args, *attributes]")
             args, created, since, *rest = row
-            key = args_key(args)
+            key = args if exact else args_key(args)
             if key is args and _is_plain(created, since, _padded(rest)):
                 group[args] = stamps.setdefault(created, created)
                 continue

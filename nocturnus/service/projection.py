@@ -266,7 +266,8 @@ class TenantState:
             rows = [[args, *row[1:]] for args, row in zip(record_args, records)]
             stored_args += record_args
         plain = stored_args[: len(plain_args)]
-        scoped.tell_many(predicate, negated, plain, plain_created, rows, version)
+        exact = not interner.has_floats  # no float interned: none among the args
+        scoped.tell_many(predicate, negated, plain, plain_created, rows, version, exact)
         self._pending(scope, predicate, negated).extend(stored_args)
 
     def _opened(self, scope: str) -> tuple[ScopeFacts, ScopeView]:
