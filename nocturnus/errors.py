@@ -84,11 +84,32 @@ class RateLimited(NocturnusError):
         self.retry_after_s = retry_after_s
 
 
+class QueryBudgetExceeded(NocturnusError):
+    """A question went past its budget (issue 13): rows derived, wall time or answers.
+
+    ``details`` name the limit, its value and the setting that raises it. Nothing of
+    the stopped evaluation is kept, so asking again with a larger budget (or a more
+    selective goal, or a ``limit``) starts afresh.
+    """
+
+    code = "QUERY_BUDGET_EXCEEDED"
+    status = 422
+
+
 class Unavailable(NocturnusError):
     """Storage cannot take writes, or the server is shutting down."""
 
     code = "UNAVAILABLE"
     status = 503
+
+
+class WriteContention(Unavailable):
+    """Other writers kept changing a tenant between this write's decision and its
+    append, every time it was decided again (issue 16): retry it (``Retry-After``)."""
+
+    code = "WRITE_CONTENTION"
+    status = 503
+    retry_after_s = 1
 
 
 class TenantDamaged(Unavailable):

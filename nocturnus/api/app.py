@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
+from nocturnus.service.evaluation import Evaluator, Limits, share_the_gil
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.service.verification import verify_every
 from nocturnus.settings import Settings, load_settings
@@ -59,6 +60,7 @@ class AppContext:
     settings: Settings
     databases: Databases | None = None
     store: Store | None = None
+    evaluator: Evaluator | None = None
     backup_pruner: asyncio.Task[None] | None = None
     verifier: asyncio.Task[None] | None = None
     # set when the server stops: a verification in progress gives up
@@ -102,6 +104,18 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
     @app.before_server_start
+    async def start_evaluators(app: Sanic) -> None:
+        app.ctx.evaluator = Evaluator(
+            Limits.of(
+                settings.query_max_rows,
+                settings.query_timeout_ms,
+                settings.query_max_answers,
+            ),
+            settings.query_workers,
+        )
+        share_the_gil()
+
+    @app.before_server_start
     async def open_databases(app: Sanic) -> None:
         started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
@@ -112,6 +126,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
             plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
+            evaluator=app.ctx.evaluator,
         )
         await databases.open()
         app.ctx.databases = databases
@@ -155,6 +170,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             await app.ctx.databases.close()
         if app.ctx.store is not None:
             app.ctx.store.close()
+        if app.ctx.evaluator is not None:
+            app.ctx.evaluator.close()
 
     # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
     # logs and clients, without an os.urandom syscall on every request (issue 3's
@@ -172,12 +189,19 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     # security check needs one (auth on, or a CORS preflight).
     @app.on_request
     def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
+        if app.ctx.evaluator is not None:  # evaluation workers give way (issue 13)
+            app.ctx.evaluator.busy()
         access.begin(request, new_request_id)
         headers.check_names(request)
+        databases = app.ctx.databases
+        if databases is not None and not databases.seems_fresh():
+            return _refreshed(databases, authenticate, request)
         return authenticate(request)
 
     @app.on_response
     def after(request: Request, response: HTTPResponse) -> None:
+        if app.ctx.evaluator is not None:
+            app.ctx.evaluator.busy()
         decorate(request, response)
         headers = response.headers
         headers["X-Request-ID"] = access.finish(request, response, new_request_id)
@@ -205,6 +229,19 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+async def _refreshed(
+    databases: Databases,
+    authenticate: Callable[[Request], Awaitable[HTTPResponse | None] | None],
+    request: Request,
+) -> HTTPResponse | None:
+    """Follow another process's changes to the registry and the keys, then
+    authenticate: a key revoked or a database created on any node counts here at
+    once (issue 16)."""
+    await databases.refresh()
+    checked = authenticate(request)
+    return None if checked is None else await checked
 
 
 async def _prune_backups_daily(settings: Settings) -> None:

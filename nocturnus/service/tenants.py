@@ -38,15 +38,18 @@ from nocturnus.service.constraints import (
     listed,
 )
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
+from nocturnus.service.evaluation import pinned
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
 from nocturnus.service.projection import TenantState
+from nocturnus.service.retry import retried
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import proof_facts
 
 Db = Database[DatabaseState]
 
 
+@retried
 async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
     """Store a fact (``POST /tell``), resolving a contradiction by strategy.
 
@@ -76,6 +79,7 @@ class BulkOutcome:
     errors: tuple[BulkError, ...]
 
 
+@retried
 async def tell_many(db: Db, tenant: str, cmds: Sequence[TellFact], atomic: bool) -> BulkOutcome:
     """Tell facts in one append; ``atomic`` means any failure stores nothing.
 
@@ -108,6 +112,7 @@ class _AtomicBulkFailed(ValidationError):
         super().__init__(message, details=details)
 
 
+@retried
 async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
     """Remove one stored fact, visible or not (``POST /forget``); none is no error."""
     state, now = await db.current(tenant)
@@ -116,6 +121,7 @@ async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
     return outcome
 
 
+@retried
 async def retract_pattern(
     db: Db,
     tenant: str,
@@ -132,6 +138,7 @@ async def retract_pattern(
     return outcome
 
 
+@retried
 async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     """Teach the tenant a rule (``POST /teach``).
 
@@ -143,6 +150,7 @@ async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     return outcome
 
 
+@retried
 async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[TeachOutcome]:
     """Teach rules in one append: each is checked with the ones before it, all or none.
 
@@ -164,6 +172,7 @@ async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[Tea
     return outcomes
 
 
+@retried
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     """Remove one of the tenant's rules (``DELETE /rules/<id>``).
 
@@ -173,19 +182,23 @@ async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
 
 
+@retried
 async def teach_database_rule(db: Db, cmd: TeachRule) -> TeachOutcome:
     """A rule every tenant of the database uses (checked alone: tenants may add more)."""
+    await db.fresh()
     now = now_ms()
     events, outcome = decide_teach(db.root.rules, cmd, now, "database")
     await db.commit(DATABASE_LEVEL, events, now)
     return outcome
 
 
+@retried
 async def remove_database_rule(db: Db, rule_id: str) -> None:
     """Remove a database-wide rule (``DELETE /admin/databases/<db>/rules/<id>``).
 
     :raises NotFound: no such database rule.
     """
+    await db.fresh()
     now = now_ms()
     await db.commit(DATABASE_LEVEL, decide_remove_rule(db.root.rules, rule_id), now)
 
@@ -202,6 +215,7 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
     return database_rules(db) + own
 
 
+@retried
 async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     """Add a RESTRICT constraint; later writes that would make it hold are refused."""
     state, now = await db.current(tenant)
@@ -210,6 +224,7 @@ async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     return outcome
 
 
+@retried
 async def remove_constraint(db: Db, tenant: str, constraint_id: str) -> None:
     """Remove one of the tenant's RESTRICT constraints.
 
@@ -280,17 +295,31 @@ async def ask_page(
     """A page of the answers to ``goal`` by inference (all of them without a limit).
 
     The stored facts among the answers, and the premises of their proofs, count as
-    used (salience).
+    used (salience). Evaluation runs in a worker under the request's budget
+    (``service/evaluation.py``).
 
     :raises ValidationError: a cursor of another question, or not a cursor at all.
+    :raises QueryBudgetExceeded: past the budget, or a page of more answers than
+        one response may carry.
     """
-    state, now, found = await _answer_set(db, tenant, goal, scope, min_confidence)
-    asked = question("ask", goal, scope, min_confidence)
-    selected = answers.page(found, asked, limit, cursor)
-    used = selected.answers.stored_keys()
-    proved = None
-    if with_proof:
-        proved = queries.with_proofs(state, db.root.rules, selected.answers.answers())
+    evaluator = db.evaluator
+    async with evaluator.turn((db.name, tenant)):
+        state, now = await db.current(tenant)
+        questions = queries.scope_questions(state, db.root.rules, scope)
+        views = [q.view for q in questions]
+        with pinned(state, views):  # the proofs are of the answers' state
+            everything = await _answer_set(db, tenant, state, questions, goal, min_confidence)
+            asked = question("ask", goal, scope, min_confidence)
+            selected = answers.page(everything, asked, limit, cursor)
+            evaluator.check_answers(len(selected.answers))
+            used = selected.answers.stored_keys()
+            proved = None
+            if with_proof:
+                page = selected.answers.answers()
+                proved = await evaluator.run(
+                    state, views, lambda budget: queries.prove(questions, page, budget)
+                )
+    if proved is not None:
         for a in proved:
             if a.proof is not None and a.proof.type != "fact":
                 used.extend(proof_facts(a.proof, a.key.scope))
@@ -307,26 +336,39 @@ async def count_answers(
     *,
     min_confidence: float | None = None,
 ) -> int:
-    """How many answers ``goal`` has by inference (no answer is returned or used)."""
-    _, _, found = await _answer_set(db, tenant, goal, scope, min_confidence)
-    return len(found)
+    """How many answers ``goal`` has by inference (no answer is returned or used).
+
+    :raises QueryBudgetExceeded: past the budget (``ask_page``).
+    """
+    async with db.evaluator.turn((db.name, tenant)):
+        state, _ = await db.current(tenant)
+        questions = queries.scope_questions(state, db.root.rules, scope)
+        found = await _answer_set(db, tenant, state, questions, goal, min_confidence)
+        return len(found)
 
 
 async def _answer_set(
-    db: Db, tenant: str, goal: Literal, scope: str | None, min_confidence: float | None
-) -> tuple[TenantState, int, answers.AnswerSet]:
-    """Every answer to ``goal`` over the tenant's current knowledge, with that
-    knowledge and the instant it is current at."""
-    state, now = await db.current(tenant)
-    found = queries.answer_set(
+    db: Db,
+    tenant: str,
+    state: TenantState,
+    questions: list[queries.ScopeQuestion],
+    goal: Literal,
+    min_confidence: float | None,
+) -> answers.AnswerSet:
+    """Every answer to ``goal`` over ``questions``, evaluated in a worker (taking the
+    tenant's turn is the caller's).
+
+    :raises QueryBudgetExceeded: past the budget.
+    """
+    plans = plans_of(db, tenant)
+    found = await db.evaluator.run(
         state,
-        db.root.rules,
-        goal,
-        scope,
-        min_confidence=min_confidence,
-        plans=plans_of(db, tenant),
+        [q.view for q in questions],
+        lambda budget: queries.evaluate(
+            questions, goal, min_confidence=min_confidence, plans=plans, budget=budget
+        ),
     )
-    return state, now, found
+    return queries.collect(state, goal, questions, found)
 
 
 async def match(
@@ -392,6 +434,7 @@ async def list_tenants(db: Db) -> list[TenantInfo]:
     return infos
 
 
+@retried
 async def create_tenant(db: Db, tenant: str) -> bool:
     """Register a tenant explicitly; False when it already exists."""
     _, now = await db.current(tenant)
@@ -401,6 +444,7 @@ async def create_tenant(db: Db, tenant: str) -> bool:
     return True
 
 
+@retried
 async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     """Delete all of a tenant's data (its key is destroyed with the event); None if unknown."""
     state, now = await db.current(tenant)
@@ -412,6 +456,7 @@ async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     return info
 
 
+@retried
 async def set_priority(
     db: Db, tenant: str, key: FactKey, priority: float
 ) -> PriorityOutcome:

@@ -53,6 +53,7 @@ from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, TransactionCommitted
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
+from nocturnus.service.retry import retried
 
 Db = Database[DatabaseState]
 T = TypeVar("T")
@@ -228,6 +229,7 @@ class StagedDatabase:
         """The view refreshed to the request's instant (``Database.current``)."""
         if tenant != self._tenant:
             return await self._db.current(tenant)
+        self._state.detach_read_views()  # as Database.current: a worker may read them
         self._state.refresh(self._now)
         return self._state, self._now
 
@@ -243,6 +245,7 @@ class StagedDatabase:
                 field="X-Transaction-ID",
             )
         state = self._state
+        state.detach_read_views()
         if state.constraints:  # refused now, as a commit would refuse it
             check_writes(state, self._db.root.rules, events, now)
         for event in events:
@@ -356,6 +359,7 @@ class Committed:
     answers: tuple[Any, ...]
 
 
+@retried
 async def commit(db: Db, tx: Transaction, run: StepRunner) -> Committed:
     """Decide every step against the state now and append them as one event.
 
@@ -367,8 +371,7 @@ async def commit(db: Db, tx: Transaction, run: StepRunner) -> Committed:
     seq = 0
     if staged.events:
         event = TransactionCommitted(id=tx.id, events=nest(staged.events))
-        seq = db.head + 1  # commit numbers it before its first await
-        await db.commit(tx.tenant, [event], now)
+        seq = (await db.commit(tx.tenant, [event], now))[-1]
     return Committed(tx.id, len(tx.steps), len(staged.events), seq, tuple(answers))
 
 
