@@ -28,6 +28,7 @@ from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
 from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
+from nocturnus.api.extraction import extraction_api
 from nocturnus.api.feed import Feeds, feed_api
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -35,6 +36,7 @@ from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.memory import memory_api
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
+from nocturnus.api.ratelimit import TokenBuckets
 from nocturnus.api.scopes import scopes
 from nocturnus.api.transactions import transactions_api
 from nocturnus.engine.prepared import PlanCache
@@ -42,6 +44,8 @@ from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
+from nocturnus.service.extraction.extractor import Extractor
+from nocturnus.service.extraction.provider import LlmConfig, provider_of
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
@@ -66,6 +70,8 @@ class AppContext:
     transactions: TransactionStore | None = None
     feeds: Feeds | None = None
     console_assets: dict[str, Asset] = field(default_factory=dict)
+    extractor: Extractor | None = None
+    llm_quotas: TokenBuckets | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -85,7 +91,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.error_handler.add(Exception, render_error)
     blueprints = (
         knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
-        console, transactions_api, memory_api, feed_api,
+        console, transactions_api, memory_api, feed_api, extraction_api,
     )
     for blueprint in blueprints:
         app.blueprint(blueprint)
@@ -95,6 +101,12 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.ctx.feeds = Feeds(settings.feeds_per_key, settings.feed_keepalive_ms)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
+    # the LLM (issue 19): its SDK client holds no connection until the first call
+    app.ctx.extractor = Extractor(
+        provider_of(llm_config(settings)), settings.llm_max_tokens, app.ctx.metrics.observe_llm
+    )
+    if settings.llm_calls_per_minute:
+        app.ctx.llm_quotas = TokenBuckets({"llm": settings.llm_calls_per_minute})
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
@@ -130,6 +142,11 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     @app.before_server_stop
     async def end_feeds(app: Sanic) -> None:
         app.ctx.feeds.stop()
+
+    @app.after_server_stop
+    async def close_llm(app: Sanic) -> None:
+        if app.ctx.extractor.provider is not None:
+            await app.ctx.extractor.provider.close()
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:
@@ -189,6 +206,18 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+def llm_config(settings: Settings) -> LlmConfig:
+    """The ``NOCTURNUS_LLM_*`` settings the extraction service needs."""
+    return LlmConfig(
+        settings.llm_provider,
+        settings.llm_model,
+        settings.llm_base_url,
+        settings.llm_api_key,
+        settings.llm_timeout_ms,
+        settings.llm_max_tokens,
+    )
 
 
 async def _prune_backups_daily(settings: Settings) -> None:

@@ -241,6 +241,8 @@ def with_known_names(body: Any) -> Any:
     """
     if not isinstance(body, dict):
         return body
+    if isinstance(body.get("question"), str):  # /synthesize: a goal needs no LLM
+        body = {**body, "question": "par(?x, ?y)"}
     if isinstance(body.get("command"), str):  # /execute: a script of the text syntax
         body = {**body, "command": "par(a, b).\n?- par(?x, ?y)."}
     if isinstance(body.get("predicates"), dict) and "type" in body:  # /assert/template
@@ -303,7 +305,10 @@ def requests(draw: st.DrawFn, method: str, path: str, operation: dict[str, Any],
 
 
 def check_answer(request: Fuzzed, response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{request!r} -> {response.status_code} {response.text[:500]}"
+    # issue 19: the LLM-only routes answer the original's 503 on a server without an LLM
+    not_configured = response.status_code == 503 and '"LLM_NOT_CONFIGURED"' in response.text
+    assert response.status_code < 500 or not_configured, (
+        f"{request!r} -> {response.status_code} {response.text[:500]}")
     assert response.headers.get("X-Request-ID"), request
     if response.status_code < 400:
         return
@@ -355,5 +360,7 @@ def test_fuzz_operation(
 
     with client:
         fuzz()
-    if operation["tags"] != ["mcp"]:  # JSON-RPC bodies are not described by the document
+    # JSON-RPC bodies are not described by the document; the LLM-only routes answer 503
+    # LLM_NOT_CONFIGURED on this server (issue 19; tests/api/test_llm_extraction.py)
+    if operation["tags"] != ["mcp"] and path not in ("/extract", "/extract/batch"):
         assert accepted, f"{method} {path}: no schema-valid request was accepted"

@@ -57,6 +57,10 @@ LEAST_ROLE = {
     "/memory/compress": "writer", "/memory/decay": "writer", "/memory/cleanup": "writer",
     "/memory/query/salient": "reader", "GET /memory/events": "reader",
     "GET /memory/stream": "reader",
+    # issue 19: as the original, extract for writers and synthesize for readers;
+    # /context without turns is a window (with turns it needs extract as well)
+    "/context": "reader", "/context/ingest": "writer", "/extract": "writer",
+    "/extract/batch": "writer", "/synthesize": "reader",
 }
 ROLES = ("reader", "writer", "admin")
 
