@@ -271,3 +271,22 @@ def test_startup_refuses_a_provider_without_model(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data", env={"NOCTURNUS_LLM_PROVIDER": "anthropic"})
     with pytest.raises(RuntimeError, match="NOCTURNUS_LLM_MODEL is required"):
         srv.start(timeout_s=20)
+
+
+def test_llm_calls_per_minute_are_limited_per_caller(vendor: FakeVendor, tmp_path: Path,
+                                                     tenant: str) -> None:
+    env = {"NOCTURNUS_LLM_PROVIDER": "openai", "NOCTURNUS_LLM_MODEL": "m",
+           "NOCTURNUS_LLM_BASE_URL": vendor.url + "/v1", "NOCTURNUS_LLM_CALLS_PER_MINUTE": "2"}
+    srv = Server(tmp_path / "data", env=env).start()
+    try:
+        vendor.script()
+        answers = [post(srv, "/extract", {"text": "p"}, tenant) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429], answers[-1].text
+        assert answers[-1].json()["code"] == "RATE_LIMITED"
+        assert int(answers[-1].headers["Retry-After"]) >= 1
+        assert len(vendor.requests) == 2  # the refused request never reached the provider
+        # what calls no LLM is not counted: a goal question, a window
+        assert post(srv, "/synthesize", {"question": "p(?x)"}, tenant).status_code == 200
+        assert post(srv, "/context", {"maxFacts": 3}, tenant).status_code == 200
+    finally:
+        srv.stop()
