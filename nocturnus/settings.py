@@ -42,6 +42,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic "
             "snapshots (more for big tenants: see Storage)"),
+    Setting("verify_interval_s", int, 21_600, "Seconds between background verifications "
+            "of every whole log, the first right after start-up (0 = off)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
@@ -122,6 +124,7 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000
+    verify_interval_s: int = 21_600
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
     plan_cache_size: int = 4096
@@ -241,6 +244,10 @@ def load_settings(
     if settings.auth_checks_per_client < 0:
         raise StartupError(
             f"auth_checks_per_client must be at least 0, got {settings.auth_checks_per_client}"
+        )
+    if settings.verify_interval_s < 0:
+        raise StartupError(
+            f"verify_interval_s must be at least 0, got {settings.verify_interval_s}"
         )
     if settings.mcp_session_idle_s < 0:
         raise StartupError(
