@@ -247,14 +247,13 @@ def stored_json(done: Remembered) -> dict[str, Any]:
     }
 
 
-def warning_of(extraction: Extraction, done: Remembered | None = None) -> str | None:
+def warning_of(extraction: Extraction, done: Remembered) -> str | None:
     """Every problem short of an error, in one line (the original's ``warning``)."""
     parts = [extraction.warning] if extraction.warning else []
-    if done is not None:
-        if done.errors:
-            parts.append(f"{len(done.errors)} fact(s) were refused (see rejected)")
-        if done.rules_problem:
-            parts.append(done.rules_problem)
+    if done.errors:
+        parts.append(f"{len(done.errors)} fact(s) were refused (see rejected)")
+    if done.rules_problem:
+        parts.append(done.rules_problem)
     return "; ".join(parts) or None
 
 

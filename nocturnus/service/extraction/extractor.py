@@ -148,8 +148,9 @@ class Extraction:
 class Extractor:
     """The server's extraction and structured-answer service (one per app).
 
-    ``provider`` is ``None`` without an LLM: :meth:`extract` then reads text-syntax
-    facts (``fallback``), and :meth:`ask` raises :class:`LlmNotConfigured`.
+    ``provider`` is ``None`` without an LLM: :meth:`extract` and :meth:`ask` then raise
+    :class:`LlmNotConfigured`, and callers that have a way without one use it
+    (``fallback.extract`` reads text-syntax facts; a goal question needs no LLM).
     """
 
     provider: Provider | None

@@ -35,11 +35,6 @@ class Remembered:
     rules_stored: int = 0
     rules_problem: str | None = None
 
-    @property
-    def new_facts(self) -> tuple[TellFact, ...]:
-        """The facts stored now (or, dry, that would be)."""
-        return tuple(self.facts[i] for i in self.stored)
-
 
 def provenance(extraction: Extraction, source: Source, turn: int | None) -> dict[str, Any]:
     """``metadata.extraction`` of a fact found in ``source`` (its piece ``turn``)."""
