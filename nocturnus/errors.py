@@ -117,6 +117,15 @@ class LlmRateLimited(RateLimited):
     code = "LLM_RATE_LIMITED"
 
 
+class WriteContention(Unavailable):
+    """Other writers kept changing a tenant between this write's decision and its
+    append, every time it was decided again (issue 16): retry it (``Retry-After``)."""
+
+    code = "WRITE_CONTENTION"
+    status = 503
+    retry_after_s = 1
+
+
 class TenantDamaged(Unavailable):
     """A tenant's stored history is damaged (a record that fails its authentication
     tag, a data key removed without a deletion): its requests are refused until an

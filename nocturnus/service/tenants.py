@@ -40,12 +40,14 @@ from nocturnus.service.constraints import (
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.retry import retried
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import proof_facts
 
 Db = Database[DatabaseState]
 
 
+@retried
 async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
     """Store a fact (``POST /tell``), resolving a contradiction by strategy.
 
@@ -75,6 +77,7 @@ class BulkOutcome:
     errors: tuple[BulkError, ...]
 
 
+@retried
 async def tell_many(db: Db, tenant: str, cmds: Sequence[TellFact], atomic: bool) -> BulkOutcome:
     """Tell facts in one append; ``atomic`` means any failure stores nothing.
 
@@ -102,6 +105,7 @@ class NewFacts:
     errors: tuple[BulkError, ...]
 
 
+@retried
 async def tell_new(db: Db, tenant: str, cmds: Sequence[TellFact], *, dry: bool) -> NewFacts:
     """Tell, in one append, the facts that are not visible yet (issue 19's extraction).
 
@@ -159,6 +163,7 @@ class _AtomicBulkFailed(ValidationError):
         super().__init__(message, details=details)
 
 
+@retried
 async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
     """Remove one stored fact, visible or not (``POST /forget``); none is no error."""
     state, now = await db.current(tenant)
@@ -167,6 +172,7 @@ async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
     return outcome
 
 
+@retried
 async def retract_pattern(
     db: Db,
     tenant: str,
@@ -183,6 +189,7 @@ async def retract_pattern(
     return outcome
 
 
+@retried
 async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     """Teach the tenant a rule (``POST /teach``).
 
@@ -194,6 +201,7 @@ async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     return outcome
 
 
+@retried
 async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[TeachOutcome]:
     """Teach rules in one append: each is checked with the ones before it, all or none.
 
@@ -215,6 +223,7 @@ async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[Tea
     return outcomes
 
 
+@retried
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     """Remove one of the tenant's rules (``DELETE /rules/<id>``).
 
@@ -224,19 +233,23 @@ async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
 
 
+@retried
 async def teach_database_rule(db: Db, cmd: TeachRule) -> TeachOutcome:
     """A rule every tenant of the database uses (checked alone: tenants may add more)."""
+    await db.fresh()
     now = now_ms()
     events, outcome = decide_teach(db.root.rules, cmd, now, "database")
     await db.commit(DATABASE_LEVEL, events, now)
     return outcome
 
 
+@retried
 async def remove_database_rule(db: Db, rule_id: str) -> None:
     """Remove a database-wide rule (``DELETE /admin/databases/<db>/rules/<id>``).
 
     :raises NotFound: no such database rule.
     """
+    await db.fresh()
     now = now_ms()
     await db.commit(DATABASE_LEVEL, decide_remove_rule(db.root.rules, rule_id), now)
 
@@ -253,6 +266,7 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
     return database_rules(db) + own
 
 
+@retried
 async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     """Add a RESTRICT constraint; later writes that would make it hold are refused."""
     state, now = await db.current(tenant)
@@ -261,6 +275,7 @@ async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     return outcome
 
 
+@retried
 async def remove_constraint(db: Db, tenant: str, constraint_id: str) -> None:
     """Remove one of the tenant's RESTRICT constraints.
 
@@ -442,6 +457,7 @@ async def list_tenants(db: Db) -> list[TenantInfo]:
     return infos
 
 
+@retried
 async def create_tenant(db: Db, tenant: str) -> bool:
     """Register a tenant explicitly; False when it already exists."""
     _, now = await db.current(tenant)
@@ -451,6 +467,7 @@ async def create_tenant(db: Db, tenant: str) -> bool:
     return True
 
 
+@retried
 async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     """Delete all of a tenant's data (its key is destroyed with the event); None if unknown."""
     state, now = await db.current(tenant)
@@ -462,6 +479,7 @@ async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     return info
 
 
+@retried
 async def set_priority(
     db: Db, tenant: str, key: FactKey, priority: float
 ) -> PriorityOutcome:
