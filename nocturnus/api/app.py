@@ -45,6 +45,7 @@ from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
+from nocturnus.service.evaluation import Evaluator, Limits, share_the_gil
 from nocturnus.service.extraction.extractor import Extractor
 from nocturnus.service.extraction.provider import LlmConfig, provider_of
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
@@ -63,6 +64,7 @@ class AppContext:
     settings: Settings
     databases: Databases | None = None
     store: Store | None = None
+    evaluator: Evaluator | None = None
     backup_pruner: asyncio.Task[None] | None = None
     verifier: asyncio.Task[None] | None = None
     # set when the server stops: a verification in progress gives up
@@ -108,10 +110,22 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
     # the LLM (issue 19): its SDK client holds no connection until the first call
     app.ctx.extractor = Extractor(
-        provider_of(llm_config(settings)), settings.llm_max_tokens, app.ctx.metrics.observe_llm
+        provider_of(LlmConfig.of(settings)), settings.llm_max_tokens, app.ctx.metrics.observe_llm
     )
     if settings.llm_calls_per_minute:
         app.ctx.llm_quotas = TokenBuckets({"llm": settings.llm_calls_per_minute})
+
+    @app.before_server_start
+    async def start_evaluators(app: Sanic) -> None:
+        app.ctx.evaluator = Evaluator(
+            Limits.of(
+                settings.query_max_rows,
+                settings.query_timeout_ms,
+                settings.query_max_answers,
+            ),
+            settings.query_workers,
+        )
+        share_the_gil()
 
     @app.before_server_start
     async def open_databases(app: Sanic) -> None:
@@ -124,6 +138,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
             plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
+            evaluator=app.ctx.evaluator,
         )
         await databases.open()
         app.ctx.databases = databases
@@ -172,6 +187,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             await app.ctx.databases.close()
         if app.ctx.store is not None:
             app.ctx.store.close()
+        if app.ctx.evaluator is not None:
+            app.ctx.evaluator.close()
 
     # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
     # logs and clients, without an os.urandom syscall on every request (issue 3's
@@ -189,6 +206,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     # security check needs one (auth on, or a CORS preflight).
     @app.on_request
     def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
+        if app.ctx.evaluator is not None:  # evaluation workers give way (issue 13)
+            app.ctx.evaluator.busy()
         access.begin(request, new_request_id)
         headers.check_names(request)
         databases = app.ctx.databases
@@ -198,6 +217,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
     @app.on_response
     def after(request: Request, response: HTTPResponse) -> None:
+        if app.ctx.evaluator is not None:
+            app.ctx.evaluator.busy()
         decorate(request, response)
         headers = response.headers
         headers["X-Request-ID"] = access.finish(request, response, new_request_id)
@@ -225,18 +246,6 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
-
-
-def llm_config(settings: Settings) -> LlmConfig:
-    """The ``NOCTURNUS_LLM_*`` settings the extraction service needs."""
-    return LlmConfig(
-        settings.llm_provider,
-        settings.llm_model,
-        settings.llm_base_url,
-        settings.llm_api_key,
-        settings.llm_timeout_ms,
-        settings.llm_max_tokens,
-    )
 
 
 async def _refreshed(

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from nocturnus.errors import LlmFailed, LlmRateLimited, LlmTimeout, StartupError
+from nocturnus.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,18 @@ class LlmConfig:
     api_key: str | None = None
     timeout_ms: int = 30_000
     max_tokens: int = 2048
+
+    @classmethod
+    def of(cls, settings: Settings) -> LlmConfig:
+        """The ``NOCTURNUS_LLM_*`` settings."""
+        return cls(
+            settings.llm_provider,
+            settings.llm_model,
+            settings.llm_base_url,
+            settings.llm_api_key,
+            settings.llm_timeout_ms,
+            settings.llm_max_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
