@@ -9,6 +9,15 @@ retracts a few facts in the conversation's scope. Each turn the agent's prompt g
 * nocturnus  — ``/context/optimize`` on turn 1, then only ``/context/diff`` each turn
   (the ``+``/``-`` lines of its ``formattedText``).
 
+Then the same conversation turns-in (issue 19): each turn is a transcript of a few
+prose lines and its new facts written as ``pred(a, b)`` lines, sent to ``POST /context``
+(no LLM: the fallback parser reads the fact lines, the prose is skipped):
+
+* naive      — the background facts plus the whole transcript so far, every turn;
+* window     — the window ``/context`` answers (maxFacts 25), one line per fact;
+* nocturnus  — that window on turn 1, then only ``briefingDelta`` (the facts new since
+  the session's previous call).
+
 Tokens are estimated as characters / 4 (rounded up), the same rule for every column.
 Then ``/context/optimize`` is timed over 10 000 facts with maxFacts 25: repeated calls
 on unchanged knowledge (the cached ranking) and calls right after a write (the ranking
@@ -247,6 +256,50 @@ def conversation(client: httpx.Client) -> None:
     )
 
 
+def transcript(turn: int, actions: list[tuple[str, str, list[Any]]]) -> str:
+    """A turn as an agent would receive it: prose, plus its new facts as fact lines."""
+    lines = [f"Agent (turn {turn}): update on ticket t-4821, see the notes below."]
+    for op, predicate, args in actions:
+        if op == "+":
+            lines.append(line(predicate, args))
+        else:  # extraction only adds: a retraction stays prose, skipped by the parser
+            lines.append(f"Note: {predicate.replace('_', ' ')} no longer {args[-1]}.")
+    return "\n".join(lines)
+
+
+def turns_in(client: httpx.Client) -> None:
+    headers = {"X-Tenant-ID": "turns_bench"}
+    bulk = [{"predicate": p, "args": a, "scope": SCOPE} for p, a in background()]
+    response = client.post("/assert/facts", json={"facts": bulk}, headers=headers)
+    assert response.status_code == 200, response.text
+    facts_text = "\n".join(line(p, a) for p, a in background())
+    said: list[str] = []
+    rows = []
+    for turn, actions in enumerate(TURNS, start=1):
+        text = transcript(turn, actions)
+        said.append(text)
+        body = {"turns": [text], "scope": SCOPE, "sessionId": "turns-42", "maxFacts": 25}
+        answer = client.post("/context", json=body, headers=headers).json()
+        window = "\n".join(line(f["predicate"], f["args"]) for f in answer["facts"])
+        naive = tokens(facts_text + "\n" + "\n".join(said))
+        ours = tokens(window) if turn == 1 else tokens(answer["briefingDelta"] or "")
+        rows.append((turn, answer["newFactsExtracted"], naive, tokens(window), ours))
+    total_naive = sum(r[2] for r in rows)
+    total_window = sum(r[3] for r in rows)
+    total_ours = sum(r[4] for r in rows)
+    print("\nturns in (POST /context, fallback parser, 30 turns):")
+    print("turn  new  naive  window(25)  nocturnus(window, then briefingDelta)")
+    for turn, new, naive, full, ours in rows:
+        print(f"{turn:4d}  {new:3d}  {naive:5d}  {full:10d}  {ours:9d}")
+    print(
+        f"total tokens (chars/4): naive {total_naive}, window {total_window}, nocturnus {total_ours}"
+    )
+    print(
+        f"reduction: naive/nocturnus = {total_naive / total_ours:.1f}x; "
+        f"naive/window = {total_naive / total_window:.1f}x"
+    )
+
+
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -302,6 +355,7 @@ def main() -> None:
         process, client = start_server(Path(tmp) / "data")
         try:
             conversation(client)
+            turns_in(client)
             latency(client)
         finally:
             process.terminate()

@@ -103,6 +103,32 @@ class Unavailable(NocturnusError):
     status = 503
 
 
+class LlmNotConfigured(Unavailable):
+    """An LLM-only route (``/extract``) on a server without ``NOCTURNUS_LLM_PROVIDER``."""
+
+    code = "LLM_NOT_CONFIGURED"
+
+
+class LlmFailed(NocturnusError):
+    """The LLM provider could not be reached or answered with an error (issue 19)."""
+
+    code = "LLM_ERROR"
+    status = 502
+
+
+class LlmTimeout(LlmFailed):
+    """The LLM provider did not answer within ``NOCTURNUS_LLM_TIMEOUT_MS``."""
+
+    code = "LLM_TIMEOUT"
+    status = 504
+
+
+class LlmRateLimited(RateLimited):
+    """The LLM provider refused the call for its own rate limit (its HTTP 429)."""
+
+    code = "LLM_RATE_LIMITED"
+
+
 class WriteContention(Unavailable):
     """Other writers kept changing a tenant between this write's decision and its
     append, every time it was decided again (issue 16): retry it (``Retry-After``)."""

@@ -108,6 +108,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("feed_keepalive_ms", int, 15_000, "Interval of keepalives (and log reads) "
             "on live feeds"),
     Setting("feeds_per_key", int, 8, "Live feeds (/memory/events) one key may hold open"),
+    # extraction (issue 19): README "From conversation to facts"
+    Setting("llm_provider", str, "none", "LLM for extraction and synthesis: none, openai "
+            "(any OpenAI-compatible server) or anthropic"),
+    Setting("llm_model", str, "", "Model name the provider is asked for (required with a "
+            "provider)"),
+    Setting("llm_base_url", str, "", "Base URL of the provider's API (Ollama: "
+            "http://localhost:11434/v1); empty = the vendor's own"),
+    Setting("llm_api_key", str, None, "API key sent to the provider (optional for a local "
+            "OpenAI-compatible server)"),
+    Setting("llm_timeout_ms", int, 30_000, "Longest wait for one LLM reply"),
+    Setting("llm_max_tokens", int, 2048, "Most tokens one LLM reply may use"),
+    Setting("llm_request_tokens", int, 32_000, "Token budget of one request over all its "
+            "LLM calls (prompts estimated at 4 characters a token, plus replies)"),
+    Setting("llm_calls_per_minute", int, 60, "Requests that call the LLM per minute per "
+            "key, or per client address with auth off (0 = unlimited)"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -168,6 +183,14 @@ class Settings:
     memory_max_facts: int = 100_000
     feed_keepalive_ms: int = 15_000
     feeds_per_key: int = 8
+    llm_provider: str = "none"
+    llm_model: str = ""
+    llm_base_url: str = ""
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_timeout_ms: int = 30_000
+    llm_max_tokens: int = 2048
+    llm_request_tokens: int = 32_000
+    llm_calls_per_minute: int = 60
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (after type conversion)."""
@@ -279,4 +302,37 @@ def load_settings(
         raise StartupError(
             f"mcp_keepalive_ms must be between 10 and 50000, got {settings.mcp_keepalive_ms}"
         )
+    _check_llm(settings)
     return settings
+
+
+LLM_PROVIDERS = ("none", "openai", "anthropic")
+
+
+def _check_llm(settings: Settings) -> None:
+    """:raises StartupError: an unknown provider, a provider without a model, a vendor
+    endpoint without a key, or limits that leave no room for a reply."""
+    provider = settings.llm_provider
+    if provider not in LLM_PROVIDERS:
+        raise StartupError(
+            f"setting llm_provider (NOCTURNUS_LLM_PROVIDER) must be one of "
+            f"{', '.join(LLM_PROVIDERS)}, got {provider!r}"
+        )
+    if provider == "none":
+        return
+    if not settings.llm_model:
+        raise StartupError(f"NOCTURNUS_LLM_MODEL is required with llm_provider {provider}")
+    # A local OpenAI-compatible server (Ollama, vLLM, llama.cpp) needs no key; the
+    # vendors' own endpoints always do.
+    if not settings.llm_api_key and (provider == "anthropic" or not settings.llm_base_url):
+        raise StartupError(
+            f"NOCTURNUS_LLM_API_KEY is required with llm_provider {provider}"
+            + ("" if provider == "anthropic" else " unless NOCTURNUS_LLM_BASE_URL is set")
+        )
+    for name in ("llm_timeout_ms", "llm_max_tokens", "llm_request_tokens"):
+        if getattr(settings, name) < 1:
+            raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    if settings.llm_calls_per_minute < 0:
+        raise StartupError(
+            f"llm_calls_per_minute must be at least 0, got {settings.llm_calls_per_minute}"
+        )

@@ -30,6 +30,7 @@ from nocturnus.api.context import context_api
 from nocturnus.api.discovery import discovery
 from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
+from nocturnus.api.extraction import extraction_api
 from nocturnus.api.feed import Feeds, feed_api
 from nocturnus.api.health import health
 from nocturnus.api.knowledge import knowledge
@@ -37,6 +38,7 @@ from nocturnus.api.mcp import McpState, mcp
 from nocturnus.api.memory import memory_api
 from nocturnus.api.metrics import Metrics, metrics
 from nocturnus.api.openapi import build_document, openapi
+from nocturnus.api.ratelimit import TokenBuckets
 from nocturnus.api.scopes import scopes
 from nocturnus.api.transactions import transactions_api
 from nocturnus.engine.prepared import PlanCache
@@ -45,6 +47,8 @@ from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
 from nocturnus.service.evaluation import Evaluator, Limits, share_the_gil
+from nocturnus.service.extraction.extractor import Extractor
+from nocturnus.service.extraction.provider import LlmConfig, provider_of
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.service.verification import verify_every
 from nocturnus.settings import Settings, load_settings
@@ -74,6 +78,8 @@ class AppContext:
     transactions: TransactionStore | None = None
     feeds: Feeds | None = None
     console_assets: dict[str, Asset] = field(default_factory=dict)
+    extractor: Extractor | None = None
+    llm_quotas: TokenBuckets | None = None
 
 
 NocturnusApp = Sanic  # Sanic[Config, AppContext]
@@ -93,7 +99,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.error_handler.add(Exception, render_error)
     blueprints = (
         knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
-        console, transactions_api, memory_api, feed_api, discovery,
+        console, transactions_api, memory_api, feed_api, discovery, extraction_api,
     )
     for blueprint in blueprints:
         app.blueprint(blueprint)
@@ -103,6 +109,12 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.ctx.feeds = Feeds(settings.feeds_per_key, settings.feed_keepalive_ms)
     app.ctx.openapi = build_document()
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
+    # the LLM (issue 19): its SDK client holds no connection until the first call
+    app.ctx.extractor = Extractor(
+        provider_of(LlmConfig.of(settings)), settings.llm_max_tokens, app.ctx.metrics.observe_llm
+    )
+    if settings.llm_calls_per_minute:
+        app.ctx.llm_quotas = TokenBuckets({"llm": settings.llm_calls_per_minute})
 
     @app.before_server_start
     async def start_evaluators(app: Sanic) -> None:
@@ -162,6 +174,11 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     @app.before_server_stop
     async def end_feeds(app: Sanic) -> None:
         app.ctx.feeds.stop()
+
+    @app.after_server_stop
+    async def close_llm(app: Sanic) -> None:
+        if app.ctx.extractor.provider is not None:
+            await app.ctx.extractor.provider.close()
 
     @app.after_server_stop
     async def close_databases(app: Sanic) -> None:

@@ -242,6 +242,48 @@ CATALOGUE: tuple[Tool, ...] = (
         destructive=True,
         idempotent=True,
     ),
+    Tool(
+        "process_turns",
+        "Remember conversation turns",
+        "Give the conversation's new turns: their facts are extracted (by the server's LLM, "
+        "or lines written as pred(a, b) without one) and stored with provenance, and the "
+        "context window comes back (facts, briefingDelta of what is new for this "
+        "sessionId, warning). Storing the same turns twice stores nothing new; dry "
+        "previews. Same as POST /context with turns.",
+        "POST",
+        "/context",
+        idempotent=True,
+    ),
+    Tool(
+        "ingest",
+        "Ingest a text",
+        "Extract a text's facts, store them, and get an optimized context window (goals, "
+        "maxFacts, sessionId as for context). Same as POST /context/ingest.",
+        "POST",
+        "/context/ingest",
+        idempotent=True,
+    ),
+    Tool(
+        "extract",
+        "Extract facts with the LLM",
+        "Turn a text into facts (and rules with rules: true) with the server's LLM; assert: "
+        "true stores the new ones. Needs an LLM (LLM_NOT_CONFIGURED otherwise). Same as "
+        "POST /extract.",
+        "POST",
+        "/extract",
+        idempotent=True,
+    ),
+    Tool(
+        "synthesize",
+        "Answer from the knowledge base",
+        "Answer a question from the stored facts and rules only: the answer, its derivation, "
+        "the queries run and what context is missing. A question written as a goal "
+        "(parent(?x, bob)) needs no LLM. Same as POST /synthesize.",
+        "POST",
+        "/synthesize",
+        read_only=True,
+        idempotent=True,
+    ),
 )
 
 

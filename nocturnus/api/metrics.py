@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
     from nocturnus.api.mcp import McpState
     from nocturnus.service.database import Database
     from nocturnus.service.databases import Databases
+    from nocturnus.service.extraction.extractor import CallRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -68,6 +75,20 @@ class Metrics:
         )
         info.labels(__version__).set(1)
         self.requests = RequestStats()
+        # LLM calls (issue 19): outcome, latency and tokens; never any content
+        llm = ("provider", "operation")
+        self.llm_calls = Counter(
+            "nocturnus_llm_calls", "LLM calls by outcome (ok, invalid, or the error code)",
+            [*llm, "outcome"], registry=None,
+        )
+        self.llm_seconds = Histogram(
+            "nocturnus_llm_call_duration_seconds", "Time an LLM call took", list(llm),
+            buckets=SECONDS_BUCKETS, registry=None,
+        )
+        self.llm_tokens = Counter(
+            "nocturnus_llm_tokens", "Tokens LLM calls used, as the provider reported them",
+            [*llm, "direction"], registry=None,
+        )
         # Two views of the same figures: server-wide (anyone) and per database (a key
         # that may see every database's name, issue 14).
         self.registry = CollectorRegistry(auto_describe=False)
@@ -79,11 +100,22 @@ class Metrics:
                 RequestCollector(self.requests),
                 StorageCollector(databases, per_database=per_database),
                 McpCollector(mcp),
+                self.llm_calls,
+                self.llm_seconds,
+                self.llm_tokens,
             ):
                 registry.register(collector)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
         self.requests.observe(method, route, status, seconds)
+
+    def observe_llm(self, record: CallRecord) -> None:
+        """Count one LLM call (the extraction service's observer)."""
+        self.llm_calls.labels(record.provider, record.operation, record.outcome).inc()
+        self.llm_seconds.labels(record.provider, record.operation).observe(record.seconds)
+        tokens = self.llm_tokens
+        tokens.labels(record.provider, record.operation, "input").inc(record.input_tokens)
+        tokens.labels(record.provider, record.operation, "output").inc(record.output_tokens)
 
     def render(self, *, per_database: bool = True) -> bytes:
         return generate_latest(self.registry if per_database else self.public_registry)

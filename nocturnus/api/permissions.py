@@ -26,11 +26,14 @@ from nocturnus.service.authenticator import Principal
 
 # -- permissions and roles ------------------------------------------------------------
 
+# issue 19, as the original: ``synthesize`` (an LLM answers from the knowledge base)
+# for readers, ``extract`` (an LLM turns text into stored facts) for writers
 READER_PERMISSIONS = frozenset(
-    {"connect", "inference", "fact_read", "rule_read", "scope_read", "memory_read"}
+    {"connect", "inference", "fact_read", "rule_read", "scope_read", "memory_read",
+     "synthesize"}
 )
 WRITER_PERMISSIONS = READER_PERMISSIONS | {
-    "fact_write", "rule_write", "scope_write", "memory_write",
+    "fact_write", "rule_write", "scope_write", "memory_write", "extract",
 }
 ADMIN_PERMISSIONS = WRITER_PERMISSIONS | {
     "database_list", "database_create", "database_delete", "database_rules",
@@ -144,6 +147,13 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/scope/<name>"): data("scope_write"),
     # context and memory (issue 6)
     ("POST", "/context/optimize"): data("memory_read"),
+    # from conversation to facts (issue 19): POST /context with turns also needs
+    # ``extract`` (checked by the handler); without turns it is a window, as optimize
+    ("POST", "/context"): data("memory_read"),
+    ("POST", "/context/ingest"): data("extract"),
+    ("POST", "/extract"): data("extract"),
+    ("POST", "/extract/batch"): data("extract"),
+    ("POST", "/synthesize"): data("synthesize"),
     ("POST", "/memory/context"): data("memory_read"),
     ("POST", "/context/diff"): data("memory_read"),
     ("POST", "/context/summary"): data("memory_read"),
@@ -232,6 +242,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "delete_scope": ("DELETE", "/scope/<name>"),
     "compress": ("POST", "/memory/compress"),
     "cleanup": ("POST", "/memory/cleanup"),
+    "process_turns": ("POST", "/context"),
+    "ingest": ("POST", "/context/ingest"),
+    "extract": ("POST", "/extract"),
+    "synthesize": ("POST", "/synthesize"),
 }
 
 _PARAM = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>")

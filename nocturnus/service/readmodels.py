@@ -11,6 +11,7 @@ tenant's agents were shown or used outlives its data.
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,9 @@ class TenantReadModel:
     # built in (see ``context.window.build_window``)
     windows: dict[WindowRequest, Window] = field(default_factory=dict)
     windows_generation: object = None
+    # the last turns of each conversation of POST /context (issue 19): the next call's
+    # hint, by session id, least recently used first
+    turns: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
 
     def sessions_of(self, capacity: int) -> Sessions:
         """The tenant's context sessions (an LRU of ``capacity``, made on first use)."""

@@ -86,25 +86,78 @@ async def tell_many(db: Db, tenant: str, cmds: Sequence[TellFact], atomic: bool)
     :raises ValidationError: atomic mode with at least one failing item (details list them).
     """
     state, now = await db.current(tenant)
-    staged = StagedFacts(state, now)
-    events: list[Event] = []
-    errors: list[BulkError] = []
-    for index, cmd in enumerate(cmds):
-        try:
-            decided, _ = decide_tell(staged, cmd, now, db.default_conflict_strategy)
-        except NocturnusError as e:
-            errors.append(BulkError(index, e.code, e.message))
-            continue
-        staged.stage(decided)
-        events.extend(decided)
+    decided = _decide_each(StagedFacts(state, now), cmds, now, db, skip_visible=False)
+    errors = decided.errors
     if atomic and errors:
         first = errors[0]
         raise _AtomicBulkFailed(
             f"atomic bulk rejected: facts[{first.index}]: {first.message}",
             {"errors": [{"index": e.index, "code": e.code, "message": e.message} for e in errors]},
         )
-    await db.commit(tenant, events, now)
+    await db.commit(tenant, decided.events, now)
     return BulkOutcome(len(cmds) - len(errors), tuple(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class NewFacts:
+    """What :func:`tell_new` did with each command, by index into its list."""
+
+    stored: tuple[int, ...]
+    known: tuple[int, ...]
+    errors: tuple[BulkError, ...]
+
+
+@retried
+async def tell_new(db: Db, tenant: str, cmds: Sequence[TellFact], *, dry: bool) -> NewFacts:
+    """Tell, in one append, the facts that are not visible yet (issue 19's extraction).
+
+    A fact already visible is left as it is (its first source stays its provenance),
+    so telling the same facts twice stores nothing the second time. The others follow
+    the tenant's conflict strategy; a refused one is listed in ``errors``. ``dry``
+    decides everything and stores nothing.
+    """
+    state, now = await db.current(tenant)
+    decided = _decide_each(StagedFacts(state, now), cmds, now, db, skip_visible=True)
+    if not dry:
+        await db.commit(tenant, decided.events, now)
+    return NewFacts(decided.stored, decided.known, decided.errors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    events: list[Event]
+    stored: tuple[int, ...]
+    known: tuple[int, ...]
+    errors: tuple[BulkError, ...]
+
+
+def _decide_each(
+    staged: StagedFacts, cmds: Sequence[TellFact], now: int, db: Db, *, skip_visible: bool
+) -> _Decided:
+    """Decide each tell against the facts as the earlier ones leave them."""
+    events: list[Event] = []
+    stored: list[int] = []
+    known: list[int] = []
+    errors: list[BulkError] = []
+    for index, cmd in enumerate(cmds):
+        if skip_visible and staged.visible(cmd.key) is not None:
+            known.append(index)
+            continue
+        try:
+            decided, outcome = decide_tell(staged, cmd, now, db.default_conflict_strategy)
+        except NocturnusError as e:
+            errors.append(BulkError(index, e.code, e.message))
+            continue
+        if not decided:
+            if skip_visible and outcome.record.key != cmd.key:  # CONFIDENCE kept the opposite
+                errors.append(BulkError(index, "CONFLICT", outcome.message))
+            else:  # already known (bulk tells count it as asserted, as before)
+                known.append(index)
+            continue
+        staged.stage(decided)
+        events.extend(decided)
+        stored.append(index)
+    return _Decided(events, tuple(stored), tuple(known), tuple(errors))
 
 
 class _AtomicBulkFailed(ValidationError):

@@ -244,6 +244,8 @@ def with_known_names(body: Any) -> Any:
     """
     if not isinstance(body, dict):
         return body
+    if isinstance(body.get("question"), str):  # /synthesize: a goal needs no LLM
+        body = {**body, "question": "par(?x, ?y)"}
     if isinstance(body.get("command"), str):  # /execute: a script of the text syntax
         body = {**body, "command": "par(a, b).\n?- par(?x, ?y)."}
     if isinstance(body.get("predicates"), dict) and "type" in body:  # /assert/template
@@ -306,7 +308,10 @@ def requests(draw: st.DrawFn, method: str, path: str, operation: dict[str, Any],
 
 
 def check_answer(request: Fuzzed, response: httpx.Response) -> None:
-    assert response.status_code < 500, f"{request!r} -> {response.status_code} {response.text[:500]}"
+    # issue 19: the LLM-only routes answer the original's 503 on a server without an LLM
+    not_configured = response.status_code == 503 and '"LLM_NOT_CONFIGURED"' in response.text
+    assert response.status_code < 500 or not_configured, (
+        f"{request!r} -> {response.status_code} {response.text[:500]}")
     assert response.headers.get("X-Request-ID"), request
     if response.status_code < 400:
         return
@@ -358,6 +363,8 @@ def test_fuzz_operation(
 
     with client:
         fuzz()
-    # JSON-RPC bodies are not described by the document
-    if operation["tags"] != ["mcp"] and (method, path) not in ONCE:
+    # JSON-RPC bodies are not described by the document; the LLM-only routes answer 503
+    # LLM_NOT_CONFIGURED on this server (issue 19; tests/api/test_llm_extraction.py)
+    llm_only = path in ("/extract", "/extract/batch")
+    if operation["tags"] != ["mcp"] and (method, path) not in ONCE and not llm_only:
         assert accepted, f"{method} {path}: no schema-valid request was accepted"

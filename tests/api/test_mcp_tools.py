@@ -156,6 +156,12 @@ CASES = [
     Case("delete_scope", {"scope": "s1"}, "DELETE", "/scope/s1", SCOPED),
     Case("compress", {"minCount": 2}, "POST", "/memory/compress", FAMILY),
     Case("cleanup", {"threshold": 0.1}, "POST", "/memory/cleanup", FAMILY),
+    # issue 19, without an LLM (extract needs one: tests/api/test_llm_extraction.py)
+    Case("process_turns", {"turns": ["owns(bob, car)", "hi"], "sessionId": "s"}, "POST",
+         "/context", FAMILY),
+    Case("ingest", {"text": "owns(bob, car)", "maxFacts": 5}, "POST", "/context/ingest"),
+    Case("synthesize", {"question": "grandparent(?who, carol)"}, "POST", "/synthesize",
+         FAMILY),
 ]
 
 
@@ -212,6 +218,10 @@ def test_catalogue_is_api_md_section_6() -> None:
         "delete_scope",
         "compress",  # the original's memory tools (issue 18)
         "cleanup",
+        "process_turns",  # from conversation to facts (issue 19)
+        "ingest",
+        "extract",
+        "synthesize",
     ]
 
 

@@ -64,6 +64,10 @@ LEAST_ROLE = {
     "GET /memory/stream": "reader",
     # the original's admin listing of a tenant's facts: a read like /query
     "GET /admin/databases/<>/facts": "reader",
+    # issue 19: as the original, extract for writers and synthesize for readers;
+    # /context without turns is a window (with turns it needs extract as well)
+    "/context": "reader", "/context/ingest": "writer", "/extract": "writer",
+    "/extract/batch": "writer", "/synthesize": "reader",
 }
 ROLES = ("reader", "writer", "admin")
 

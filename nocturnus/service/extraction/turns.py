@@ -1,0 +1,132 @@
+"""``POST /context`` with turns: a conversation in, its facts stored, a window out.
+
+1. The turns are extracted (the LLM, or text-syntax lines without one), with the
+   session's previous turns as the hint when the caller gives none.
+2. The new facts are stored in the request's scope (``remember``).
+3. The window is built as ``/context/optimize`` builds it; with a session, as
+   ``/context/diff`` does, and the facts that entered it since the session's last window
+   become ``briefing``, one plain sentence each (the ``natural`` format, no LLM).
+
+A failing provider (timeout, rate limit, error) or a text over the token budget never
+fails the call: nothing is extracted and ``warning`` says why, as in the original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nocturnus.errors import LlmFailed, PayloadTooLarge, RateLimited
+from nocturnus.service.context import diff as context_diff
+from nocturnus.service.context import window as context_window
+from nocturnus.service.context.window import ContextConfig, Window, WindowRequest
+from nocturnus.service.database import Database, DatabaseState
+from nocturnus.service.extraction import fallback
+from nocturnus.service.extraction.extractor import (
+    Budget,
+    Contract,
+    Extraction,
+    Extractor,
+    Found,
+    Source,
+)
+from nocturnus.service.extraction.remember import Remembered, remember
+from nocturnus.service.formats import sentence
+
+Db = Database[DatabaseState]
+
+HINT_TURNS = 6
+"""Turns of a session kept as the next call's hint."""
+HINT_CHARS = 4000
+"""The longest hint kept (its newest characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnsRequest:
+    """A ``POST /context`` body with ``turns``."""
+
+    turns: tuple[str, ...]
+    window: WindowRequest
+    context_hint: str | None = None
+    dry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TurnsOutcome:
+    """What the turns gave: the extraction, what was stored, the window, the briefing."""
+
+    extraction: Extraction
+    remembered: Remembered
+    window: Window
+    briefing: str | None
+    total_facts: int
+
+
+async def extract_or_warn(
+    extractor: Extractor, source: Source, contract: Contract, budget: Budget
+) -> Extraction:
+    """The extraction of ``source``; a provider failure is a warning, not an error."""
+    if not extractor.configured:
+        return fallback.extract(source, contract)
+    try:
+        return await extractor.extract(source, contract, budget)
+    except (LlmFailed, RateLimited, PayloadTooLarge) as e:
+        provider = extractor.require()
+        return Extraction(
+            Found(), provider.name, provider.model, None, f"extraction failed: {e.message}"
+        )
+
+
+async def process(
+    db: Db,
+    tenant: str,
+    extractor: Extractor,
+    contract: Contract,
+    req: TurnsRequest,
+    cfg: ContextConfig,
+    budget: Budget,
+) -> TurnsOutcome:
+    """Extract, store, and build the window of one call (see the module)."""
+    session = req.window.session_id
+    hint = req.context_hint
+    if hint is None and session is not None:
+        hint = await _hint_of(db, tenant, session)
+    source = Source(req.turns, hint, is_conversation=True)
+    extraction = await extract_or_warn(extractor, source, contract, budget)
+    remembered = await remember(
+        db, tenant, extraction, source, req.window.scope, dry=req.dry
+    )
+    briefing = None
+    if session is None:
+        window = await context_window.optimize(db, tenant, req.window, cfg)
+    else:
+        diff = await context_diff.diff(db, tenant, req.window, cfg)
+        window = diff.window
+        if diff.previous_window_id is not None:
+            briefing = "\n".join(
+                sentence(e.key, e.confidence, req.window.scope is None) for e in diff.added
+            )
+        await _keep_turns(db, tenant, session, req.turns, cfg.sessions)
+    state, _ = await db.current(tenant)
+    return TurnsOutcome(extraction, remembered, window, briefing, state.fact_count())
+
+
+async def _hint_of(db: Db, tenant: str, session: str) -> str | None:
+    state = await db.tenant(tenant)
+    model = db.read_models.known(state)
+    kept = None if model is None else model.turns.get(session)
+    return "\n".join(kept) if kept else None
+
+
+async def _keep_turns(
+    db: Db, tenant: str, session: str, turns: tuple[str, ...], capacity: int
+) -> None:
+    """Remember the session's newest turns (at most :data:`HINT_TURNS`, the newest
+    :data:`HINT_CHARS` characters) in the tenant's read model, an LRU of ``capacity``."""
+    state = await db.tenant(tenant)
+    kept = db.read_models.of(state).turns
+    recent = (*kept.pop(session, ()), *turns)[-HINT_TURNS:]
+    while len(recent) > 1 and sum(map(len, recent)) > HINT_CHARS:
+        recent = recent[1:]
+    kept[session] = tuple(t[-HINT_CHARS:] for t in recent)
+    while len(kept) > max(1, capacity):
+        kept.popitem(last=False)
