@@ -42,6 +42,7 @@ from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
+from nocturnus.service.residency import Residency
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
             plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
+            residency=_residency(settings, app.ctx.transactions),
         )
         await databases.open()
         app.ctx.databases = databases
@@ -189,6 +191,17 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+def _residency(settings: Settings, transactions: TransactionStore | None) -> Residency | None:
+    """The memory budget of this process (NOCTURNUS_MEMORY_BUDGET_MB); None when off.
+
+    A tenant with an open transaction stays in memory: its view shares the projection.
+    """
+    if settings.memory_budget_mb <= 0:
+        return None
+    holds = transactions.holds if transactions is not None else (lambda db, tenant: False)
+    return Residency(settings.memory_budget_mb * 1024 * 1024, holds)
 
 
 async def _prune_backups_daily(settings: Settings) -> None:

@@ -23,6 +23,7 @@ from nocturnus.service.database import (
     now_ms,
 )
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
+from nocturnus.service.residency import Residency
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.files import private_dir
@@ -87,8 +88,11 @@ class Databases:
         store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         plans: PlanCache | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.store = store if store is not None else open_store("", data_dir)
+        # The memory budget shared by every database's tenants (None: no budget).
+        self.residency = residency
         # One cache of prepared plans for every database: its bounds are the process's.
         self.plans = plans if plans is not None else PlanCache()
         self.data_dir = data_dir
@@ -131,6 +135,7 @@ class Databases:
             default_conflict_strategy=info.default_conflict_strategy,
             snapshot_every=self.snapshot_every,
             plans=self.plans,
+            residency=self.residency,
         )
         await database.open()
         self._open[info.name] = database
