@@ -104,7 +104,12 @@ class ReadModels:
         return held.model
 
     def carry(self, state: TenantState) -> None:
-        """Keep the read model of ``state``, about to be evicted, for its next load."""
+        """Keep the read model of ``state``, about to be evicted, for its next load.
+
+        Only the uses and sessions are kept: the ranking and the cached windows hold
+        references into the evicted projection (they would keep it in memory), and
+        :meth:`adopt` rebuilds them from the same knowledge and uses anyway.
+        """
         model = self.known(state)
         if model is None:
             return
@@ -112,15 +117,16 @@ class ReadModels:
         self._held[state.name].carried = _Carried(
             state.last_seq, folded, state.next_change()
         )
+        model.ranking = None
+        model.windows.clear()
+        model.windows_generation = None
 
     def adopt(self, state: TenantState, stored: TenantLog, now_ms: int) -> None:
         """Give a freshly loaded projection the read model carried over its eviction.
 
         ``stored`` is what the load read (snapshot + tail), ``now_ms`` an instant at or
-        after the load's ``refresh``. The ranking and cached windows are rebuilt from
-        the same knowledge and uses (they hold references into the old projection);
-        uses still pending stay pending unless the knowledge changed meanwhile, as they
-        would have without the eviction.
+        after the load's ``refresh``. Uses still pending stay pending unless the
+        knowledge changed meanwhile, as they would have without the eviction.
         """
         held = self._held.get(state.name)
         if held is None or held.carried is None:
@@ -131,9 +137,6 @@ class ReadModels:
             return
         held.state, held.incarnation, held.carried = weakref.ref(state), state.incarnation, None
         model = held.model
-        model.ranking = None
-        model.windows.clear()
-        model.windows_generation = None
         unchanged = state.last_seq == carried.seq and (
             carried.next_change is None or carried.next_change > now_ms
         )

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import time
 import tracemalloc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from nocturnus.engine.terms import Var
 from nocturnus.service import snapshot_format, tenants
 from nocturnus.service.commands import TellFact
+from nocturnus.service.context.window import ContextConfig, ranking_of
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import Databases
 from nocturnus.service.events import FactTold
@@ -161,10 +163,17 @@ def test_uses_and_sessions_survive_an_eviction_but_not_a_deletion(tmp_path: Path
         state = await db.tenant("acme")
         model = db.read_models.of(state)
         model.sessions_of(10).put("s1", object())  # type: ignore[arg-type]
+        assert ranking_of(state, model, ContextConfig()) is model.ranking  # built now
         assert await db.persist("acme")
         assert db.unload("acme")
+        # Set aside without what holds the evicted projection in memory.
+        assert model.ranking is None and not model.windows
+        dropped = weakref.ref(state)
+        del state
+        gc.collect()
+        assert dropped() is None
         reloaded = await db.tenant("acme")
-        assert reloaded is not state and db.read_models.known(reloaded) is model
+        assert db.read_models.known(reloaded) is model
 
         assert await db.persist("acme") and db.unload("acme")
         await tenants.delete_tenant(db, "acme")  # loads it, then deletes it
