@@ -29,6 +29,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """
     from nocturnus.api.app import create_app
     from nocturnus.service.datadir import check_data_dir
+    from nocturnus.store.backends import describe_location
     from nocturnus.store.dirlock import DataDirLock
     from nocturnus.store.files import private_dir
 
@@ -49,7 +50,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     _quiet_sanic()
     listening = (
         f"Nocturnus listening on http://{settings.host}:{settings.port} "
-        f"(data dir {settings.data_dir.resolve()})"
+        f"({describe_location(settings.store, settings.data_dir)})"
     )
     if settings.log_format == "json":
         logging.getLogger("nocturnus").info(listening)

@@ -40,3 +40,13 @@ def open_store(location: str, data_dir: Path, *, pool_size: int = 10) -> Store:
         f"NOCTURNUS_STORE must be empty (SQLite files in the data dir) or a "
         f"postgresql:// URL, not {scheme!r}"
     )
+
+
+def describe_location(location: str, data_dir: Path) -> str:
+    """Where the events live, for the start-up line: the data dir, or the PostgreSQL
+    database (without its password) plus the data dir that still holds the master key."""
+    if location.startswith(POSTGRESQL_SCHEMES):
+        from nocturnus.store.postgresql import describe_url
+
+        return f"store postgresql://{describe_url(location)}, data dir {data_dir.resolve()}"
+    return f"data dir {data_dir.resolve()}"
