@@ -120,6 +120,8 @@ class Databases:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        if self.residency is not None:  # an eviction round in progress ends first
+            await self.residency.settled()
         for database in list(self._open.values()):
             await database.close()
         self._open.clear()
