@@ -91,6 +91,24 @@ class Unavailable(NocturnusError):
     status = 503
 
 
+class TenantDamaged(Unavailable):
+    """A tenant's stored history is damaged (a record that fails its authentication
+    tag, a data key removed without a deletion): its requests are refused until an
+    operator restores it, every other tenant keeps serving (issue 14)."""
+
+    code = "TENANT_DAMAGED"
+    status = 503
+
+    def __init__(self, database: str, tenant: str, seq: int, reason: str) -> None:
+        super().__init__(
+            f"tenant {tenant!r} of database {database!r} is damaged at seq {seq}: "
+            f"{reason}; restore the database from a backup (see `nocturnus verify`)",
+            {"database": database, "tenant": tenant, "seq": seq},
+        )
+        self.tenant = tenant
+        self.seq = seq
+
+
 class StartupError(NocturnusError):
     """The server or a CLI command cannot start; the CLI prints the message as one line."""
 

@@ -45,6 +45,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("memory_budget_mb", int, 0, "Estimated MiB of tenant projections one process "
             "keeps; beyond it idle tenants are snapshotted and evicted, least recently "
             "used first (0 = no budget: see Memory budget)"),
+
+    Setting("verify_interval_s", int, 21_600, "Seconds between background verifications "
+            "of every whole log, the first right after start-up (0 = off)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
@@ -111,6 +114,8 @@ class Settings:
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000
     memory_budget_mb: int = 0
+
+    verify_interval_s: int = 21_600
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
     plan_cache_size: int = 4096
@@ -227,6 +232,10 @@ def load_settings(
         raise StartupError(
             f"memory_budget_mb must be at least 0 (0 = no budget), got "
             f"{settings.memory_budget_mb}"
+        )
+    if settings.verify_interval_s < 0:
+        raise StartupError(
+            f"verify_interval_s must be at least 0, got {settings.verify_interval_s}"
         )
     if settings.mcp_session_idle_s < 0:
         raise StartupError(

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable
@@ -44,6 +45,7 @@ from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
 from nocturnus.service.residency import Residency
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
+from nocturnus.service.verification import verify_every
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
 from nocturnus.store.recorder import Store
@@ -59,6 +61,9 @@ class AppContext:
     databases: Databases | None = None
     store: Store | None = None
     backup_pruner: asyncio.Task[None] | None = None
+    verifier: asyncio.Task[None] | None = None
+    # set when the server stops: a verification in progress gives up
+    verifier_stop: threading.Event = field(default_factory=threading.Event)
     ready: bool = False
     openapi: dict[str, Any] = field(default_factory=dict)
     security: security_layer.Security | None = None
@@ -120,14 +125,25 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         # Sanic installs its SIGTERM/SIGINT handlers only after these listeners run:
         # reporting ready any earlier lets a prompt SIGTERM kill the process uncleanly.
         app.ctx.ready = True
-        app.ctx.backup_pruner = asyncio.get_running_loop().create_task(
-            _prune_backups_daily(settings)
-        )
+        loop = asyncio.get_running_loop()
+        app.ctx.backup_pruner = loop.create_task(_prune_backups_daily(settings))
+        if settings.verify_interval_s > 0 and app.ctx.databases is not None:
+            app.ctx.verifier = loop.create_task(
+                verify_every(
+                    app.ctx.databases, settings.verify_interval_s, app.ctx.verifier_stop
+                )
+            )
 
     @app.before_server_stop
     async def stop_pruning(app: Sanic) -> None:
         if app.ctx.backup_pruner is not None:
             app.ctx.backup_pruner.cancel()
+
+    @app.before_server_stop
+    async def stop_verifying(app: Sanic) -> None:
+        app.ctx.verifier_stop.set()
+        if app.ctx.verifier is not None:
+            app.ctx.verifier.cancel()
 
     @app.before_server_stop
     async def end_feeds(app: Sanic) -> None:

@@ -1,7 +1,9 @@
 """Liveness, readiness and a health report (API.md §7).
 
 ``/health`` runs its checks on every call (each is cheap: one statvfs, one small file
-written and removed off the event loop, in-memory writer and snapshot stats) and answers
+written and removed off the event loop, in-memory writer, snapshot and integrity state —
+the integrity check reads what the background verification found, it never verifies
+itself) and answers
 ``ok`` (all pass), ``degraded`` (a warning: 200) or ``failing`` (a failure: 503, so a load
 balancer stops sending traffic). ``/health/live`` only says the process answers;
 ``/health/ready`` turns 200 once start-up replay has finished.
@@ -24,6 +26,7 @@ from sanic import Blueprint, HTTPResponse
 
 from nocturnus import __version__
 from nocturnus.api.endpoint import Call, endpoint, json_response, sees_detail
+from nocturnus.service.databases import SYSTEM_DATABASE
 
 health = Blueprint("health")
 
@@ -142,6 +145,51 @@ def _memory_check(residency: Any, databases: list[Any], detail: bool) -> dict[st
     return check
 
 
+def _integrity_check(databases: list[Any], detail: bool) -> dict[str, str]:
+    """What verification and reads found (issue 14): ``warn`` for damage that leaves the
+    other tenants serving (a damaged tenant, a removed row) or a verification that could
+    not run, ``fail`` for damage every tenant of a database shares (its database level,
+    or the ``_system`` registry of databases and keys)."""
+    now = time.time()
+    damaged = [db for db in databases if not db.integrity.is_intact]
+    if not damaged:
+        verified = [db.integrity.verified_at for db in databases if db.integrity.verified_at]
+        if len(verified) < len(databases):
+            return _check("pass", "no damage known; not every database verified yet")
+        return _check(
+            "pass",
+            f"{len(verified)} database(s) verified, no damage; oldest verification "
+            f"{now - min(verified):.0f} s ago",
+        )
+    shared = any(
+        db.integrity.is_database_level_damaged
+        or (db.name == SYSTEM_DATABASE and (db.integrity.problems or db.integrity.damaged))
+        for db in damaged
+    )
+    status = "fail" if shared else "warn"
+    if detail:
+        return _check(status, "; ".join(_integrity_detail(db.integrity) for db in damaged))
+    problems = sum(db.integrity.problems for db in damaged)
+    tenants = sum(len(db.integrity.damaged) for db in damaged)
+    return _check(
+        status,
+        f"{len(damaged)} of {len(databases)} database(s) damaged or unverifiable: "
+        f"{problems} problem(s) found by verification, {tenants} damaged tenant(s)",
+    )
+
+
+def _integrity_detail(integrity: Any) -> str:
+    parts = []
+    if integrity.error is not None:
+        parts.append(f"verification failed: {integrity.error}")
+    if integrity.summary:
+        parts.append(integrity.summary)
+    if integrity.damaged:
+        names = ", ".join(repr(t) if t else "the database level" for t in integrity.damaged)
+        parts.append(f"damaged tenants (answer 503 TENANT_DAMAGED): {names}")
+    return f"{integrity.database}: " + "; ".join(parts)
+
+
 @endpoint(health, "GET", "/health", summary="Health report with checks (503 when failing)")
 async def report(call: Call) -> HTTPResponse:
     ctx = call.request.app.ctx
@@ -156,6 +204,7 @@ async def report(call: Call) -> HTTPResponse:
     else:
         databases = [ctx.databases.system, *ctx.databases.all()]
         checks["writers"] = _writers_check(databases, detail)
+        checks["integrity"] = _integrity_check(databases, detail)
         snapshots = _snapshots_check(databases, detail)
         if snapshots is not None:
             checks["snapshots"] = snapshots

@@ -208,6 +208,17 @@ GAUGES: tuple[tuple[str, str, Callable[[Any], float], Combine | None], ...] = (
     ("nocturnus_writer_last_commit_timestamp_seconds",
      "Unix time of the last successful commit (0: none since start)",
      lambda db: db.writer.stats.last_commit_at, _max),
+    ("nocturnus_integrity_problems",
+     ("Problems the last background verification of the log found (0: none or not "
+     "verified yet)"),
+     lambda db: db.integrity.problems, _sum),
+    ("nocturnus_integrity_damaged_tenants",
+     "Tenants refused with 503 TENANT_DAMAGED (found by verification or by a read)",
+     lambda db: len(db.integrity.damaged), _sum),
+    ("nocturnus_integrity_verified_timestamp_seconds",
+     ("Unix time the last background verification of the log finished (0: none yet; "
+     "server-wide: the oldest)"),
+     lambda db: db.integrity.verified_at, _min),
     ("nocturnus_log_head_seq", "Seq of the newest event of the database's log",
      lambda db: db.head, None),
     ("nocturnus_last_snapshot_timestamp_seconds",

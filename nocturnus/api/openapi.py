@@ -24,6 +24,18 @@ ERROR_SCHEMA = {
 }
 
 
+UNAVAILABLE = (
+    "UNAVAILABLE: the store cannot take the request now (disk, writer, shutdown); "
+    "WRITE_CONFLICT: another writer changed the data first, retry"
+)
+TENANT_UNAVAILABLE = (
+    f"{UNAVAILABLE}; TENANT_DAMAGED: this tenant's stored history is damaged (a record "
+    "failing its authentication tag, a data key removed without a deletion; details: "
+    "database, tenant, seq): refused until the database is restored from a backup, "
+    "other tenants are served"
+)
+
+
 def _openapi_path(path: str) -> tuple[str, list[str]]:
     names = re.findall(r"<([a-z_]+)>", path)
     return re.sub(r"<([a-z_]+)>", r"{\1}", path), names
@@ -77,6 +89,7 @@ def _operation(spec: EndpointSpec, path: str, params: list[str]) -> dict[str, An
                 "content": {spec.response_type.split(";")[0]: {"schema": {}}},
             },
             "4XX": error,
+            "503": {**error, "description": UNAVAILABLE if not spec.tenant else TENANT_UNAVAILABLE},
         },
     }
     rule = rule_for(spec.method, path)

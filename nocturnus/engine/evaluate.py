@@ -35,9 +35,10 @@ from nocturnus.engine.ir import (
 from nocturnus.engine.joins import comparison
 from nocturnus.engine.magic import MagicProgram, rewrite
 from nocturnus.engine.order import sort_pairs, sort_rows
-from nocturnus.engine.prepared import Plans, instantiate, placeholders, rule_constants
+from nocturnus.engine.prepared import Plans, PreparedGoal, placeholders, rule_constants
 from nocturnus.engine.proofs import Proof, ProofBuilder, ProofSource
 from nocturnus.engine.rules import Literal, Rule
+from nocturnus.engine.schedule import schedule
 from nocturnus.engine.table import Row, Table
 from nocturnus.engine.terms import Const, Interner, Var, const_key
 
@@ -545,39 +546,46 @@ class Reasoner:
         state: _State,
         rel: tuple[str, bool, int],
         bound: tuple[int, ...],
+        seed: Row,
+        weighted: bool,
+    ) -> MagicProgram:
+        """The magic-set rewrite for ``rel`` bound at ``bound`` to ``seed``."""
+        relation = self.facts.relation
+        return rewrite(
+            rel,
+            bound,
+            state.rules,
+            lambda r: r not in state.rules or r in state.complete,
+            lambda r: relation(r) is not None,  # type: ignore[arg-type]  # rules name user relations
+            factor_with=None if weighted else seed,
+            seed=seed,
+        )
+
+    def _prepared(
+        self,
+        state: _State,
+        rel: tuple[str, bool, int],
+        bound: tuple[int, ...],
         values: Row,
         weighted: bool,
-        plans: Plans | None,
-    ) -> MagicProgram:
-        """The magic-set rewrite for ``rel`` bound at ``bound`` to ``values``.
+        plans: Plans,
+    ) -> PreparedGoal:
+        """The plan answering ``rel`` bound at ``bound``, whatever the values.
 
-        With ``plans``, the rewrite is prepared once per goal relation, adornment
-        and what it reads of the data (stored derived relations, complete ones,
-        confidences), with the values as placeholders (prepared.py).
+        Prepared once per goal relation, adornment and what the rewrite reads of the
+        data (stored derived relations, complete ones, confidences), with the values
+        as placeholders (prepared.py).
         """
+        interner = self.facts.interner
         relation = self.facts.relation
-
-        def rewritten(seed: Row) -> MagicProgram:
-            return rewrite(
-                rel,
-                bound,
-                state.rules,
-                lambda r: r not in state.rules or r in state.complete,
-                lambda r: relation(r) is not None,  # type: ignore[arg-type]  # rules name user relations
-                factor_with=None if weighted else seed,
-                seed=seed,
-            )
-
-        if plans is None:
-            return rewritten(values)
         shape = placeholders(values, state.constants)
         stored = frozenset(
             r for r in state.rules if relation(r) is not None  # type: ignore[arg-type]  # rules name user relations
         )
         key = (
-            "rewritten",
+            "goal",
             state.key,
-            id(self.facts.interner),
+            id(interner),
             rel,
             bound,
             weighted,
@@ -585,11 +593,18 @@ class Reasoner:
             frozenset(state.complete),
             shape,
         )
-        found: tuple[Interner, MagicProgram] | None = plans.get(key)
-        if found is None or found[0] is not self.facts.interner:
-            found = (self.facts.interner, rewritten(shape))
+        found: PreparedGoal | None = plans.get(key)
+        if found is None or found.interner is not interner:
+            program = self._rewrite(state, rel, bound, shape, weighted)
+            stages = schedule(
+                program.rules,
+                {program.seed: {shape: None}},
+                weighted=weighted,
+                ranked=False,
+            )
+            found = PreparedGoal(interner, program, shape, stages)
             plans.put(key, found)
-        return instantiate(found[1], shape, values)
+        return found
 
     def _magic(
         self,
@@ -606,13 +621,28 @@ class Reasoner:
         if found is not None:
             return found
         weighted = self._weighted_for(state, [rel])
-        program = self._rewrite(state, rel, bound, values, weighted, plans)
+        filled = None
+        if plans is None:
+            program = self._rewrite(state, rel, bound, values, weighted)
+            initial = {program.seed: {values: None}}
+            stages = schedule(program.rules, initial, weighted=weighted, ranked=False)
+        else:
+            prepared = self._prepared(state, rel, bound, values, weighted, plans)
+            program, stages = prepared.program, prepared.stages
+            initial = {program.seed: {values: None}}
+            filled = prepared.filled(values)
         if program.complete:
             self._complete(state, program.complete)
         evaluation = Evaluation(
-            self._resolver(state), self.facts.interner, weighted, observe=self.observe
+            self._resolver(state),
+            self.facts.interner,
+            weighted,
+            observe=self.observe,
+            filled=filled,
         )
-        evaluation.run(program.rules, {program.seed: {values: None}})
+        evaluation.run_planned(stages, initial)
+        if plans is not None:
+            plans.compiled(evaluation.compiled)
         table = evaluation.tables.get(program.answer) or Table()
         if not (program.factored or program.propagated):
             # The demanded relation also holds answers to the subgoals the goal

@@ -17,6 +17,11 @@ Each component is evaluated by the plan of the first strategy that accepts it
 same-generation, binary chains), else by the general rounds, which this module
 runs. A plan reaches the evaluation only through the
 :class:`~nocturnus.engine.plan.Workspace` interface this class implements.
+
+The components, their plans and their compiled joins form a
+:mod:`~nocturnus.engine.schedule`; :meth:`Evaluation.run` makes one for its rules,
+:meth:`Evaluation.run_planned` runs one made earlier (a prepared plan's), filling
+the placeholders of its constants with the question's values.
 """
 
 from __future__ import annotations
@@ -25,11 +30,10 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from nocturnus.engine.analysis import strongly_connected_components
 from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.grouped import GroupedTable, column
 from nocturnus.engine.index import Relation
-from nocturnus.engine.ir import COMPARE, IRule, RelKey
+from nocturnus.engine.ir import IRule, RelKey
 from nocturnus.engine.joins import (
     CompiledRule,
     Param,
@@ -39,7 +43,7 @@ from nocturnus.engine.joins import (
     order_body,
 )
 from nocturnus.engine.plan import Component
-from nocturnus.engine.strategies import choose
+from nocturnus.engine.schedule import Stage, schedule
 from nocturnus.engine.table import Row, Table
 from nocturnus.engine.terms import Interner
 
@@ -75,6 +79,9 @@ class Evaluation:
     past it, :class:`RowLimitExceeded` is raised and the evaluation is unusable. A
     caller with a cheaper plan B uses it to stop a plan A that turns out dearer.
     ``observe``, if given, is told the strategy of every component's plan.
+    ``filled`` maps the placeholders of a prepared plan's constants to the values
+    they stand for (:meth:`constant`); ``compiled`` counts the join functions this
+    evaluation had to compile (none when a prepared plan already held them).
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class Evaluation:
         *,
         max_rows: int | None = None,
         observe: Callable[[str], None] | None = None,
+        filled: Mapping[int, int] | None = None,
     ) -> None:
         self.resolve = resolve
         self.observe = observe
@@ -93,15 +101,17 @@ class Evaluation:
         self.weighted = weighted
         self.ranks = ranks
         self.max_rows = max_rows
+        self.filled: Mapping[int, int] = filled or {}
+        self.compiled = 0
         self.derived = 0
         self.tables: dict[RelKey, Table] = {}
         self.round = 0
         self._comparisons: dict[str, Callable[[int, int], bool]] = {}
-        # Keyed by id(version): ``_compiled`` keeps this component's versions alive,
-        # so no id is reused while its entry stands.
+        # Keyed by id(version): the stage's ``joins`` keep its versions alive, so
+        # no id is reused while its entry stands.
         self._prepared: dict[int, tuple[list[Any], int, RelKey, int]] = {}
-        self._compiled: list[CompiledRule] = []
-        self._component = Component(frozenset(), ())
+        self._stage = Stage(Component(frozenset(), ()), None, (), ())
+        self._initial: Mapping[RelKey, Mapping[Row, Any]] = {}
 
     def source(self, rel: RelKey) -> Source:
         """The relation as this evaluation currently sees it."""
@@ -109,54 +119,41 @@ class Evaluation:
         return table if table is not None else self.resolve(rel)
 
     def run(
-        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+        self, rules: Iterable[IRule], initial: Mapping[RelKey, Mapping[Row, Any]]
     ) -> None:
         """Evaluate ``rules`` to fixpoint, heads starting from ``initial`` rows."""
-        with collector_paused():
-            self._run(rules, initial)
+        stages = schedule(
+            rules, initial, weighted=self.weighted, ranked=self.ranks is not None
+        )
+        self.run_planned(stages, initial)
 
-    def _run(
-        self, rules: Iterable[IRule], initial: dict[RelKey, dict[Row, Any]]
+    def run_planned(
+        self, stages: Iterable[Stage], initial: Mapping[RelKey, Mapping[Row, Any]]
     ) -> None:
-        by_head: dict[RelKey, list[IRule]] = {}
-        for rule in rules:
-            by_head.setdefault(rule.head, []).append(rule)
-        for rel in initial:
-            by_head.setdefault(rel, [])
-        graph = {
-            head: [
-                s.rel
-                for r in group
-                for s in r.body
-                if s.rel in by_head and s.kind != COMPARE
-            ]
-            for head, group in by_head.items()
-        }
-        for members in strongly_connected_components(graph):
-            group = tuple(r for rel in members for r in by_head[rel])
-            self._evaluate(
-                Component(
-                    frozenset(members),
-                    group,
-                    {rel: initial[rel] for rel in members if rel in initial},
-                    self.weighted,
-                    self.ranks is not None,
-                )
-            )
+        """Evaluate a schedule made earlier, heads starting from ``initial`` rows.
 
-    def _evaluate(self, component: Component) -> None:
-        """Seed the members' tables, then run the chosen strategy's plan."""
+        The stages must have been scheduled for the same ``weighted`` and ranks as
+        this evaluation, from initial rows that look the same to the strategies
+        (:func:`~nocturnus.engine.schedule.schedule`); their compiled joins are
+        reused and added to.
+        """
+        with collector_paused():
+            self._initial = initial
+            for stage in stages:
+                self._evaluate(stage)
+
+    def _evaluate(self, stage: Stage) -> None:
+        """Seed the members' tables, then run the stage's plan."""
         self._prepared.clear()
-        self._compiled.clear()
-        self._component = component
-        for rel in component.members:
-            rows = dict(component.initial.get(rel, {}))
+        self._stage = stage
+        for rel in stage.component.members:
+            rows = dict(self._initial.get(rel, {}))
             self.tables[rel] = Table(rows)
             if self.ranks is not None:
                 self.ranks[rel] = dict.fromkeys(rows, 0)
-        if not component.rules:
+        plan = stage.plan
+        if plan is None:
             return
-        plan = choose(component)
         if self.observe is not None:
             self.observe(plan.strategy)
         plan.run(self)
@@ -172,17 +169,17 @@ class Evaluation:
             return source.column(position)
         return column(source.rows, position)
 
+    def constant(self, value: int) -> int:
+        """The question's value of a plan's constant (a placeholder is filled)."""
+        return self.filled.get(value, value)
+
     def run_exits(self) -> dict[RelKey, dict[Row, Any]]:
         """Round 0: the rules that read nothing of the component, general joins."""
-        members = self._component.members
         exits = [
-            compile_version(
-                rule, order_body(rule.body, None, self._size), None, self.weighted
-            )
-            for rule in self._component.exits
+            self._compile(slot, rule, None)
+            for slot, rule in enumerate(self._stage.exits)
         ]
-        self._compiled.extend(exits)
-        return self._round(exits, members, {})
+        return self._round(exits, self._stage.component.members, {})
 
     def run_rounds(self, delta: dict[RelKey, dict[Row, Any]]) -> None:
         """Semi-naive rounds after round 0; stored rows join the first delta.
@@ -191,19 +188,15 @@ class Evaluation:
         version would re-derive everything and force indexes on relations that are
         only ever scanned).
         """
-        component = self._component
+        stage = self._stage
+        first = len(stage.exits)
         recursive = [
-            compile_version(
-                version.rule,
-                order_body(version.rule.body, version.delta_at, self._size),
-                version.delta_at,
-                self.weighted,
-            )
-            for version in component.versions
+            self._compile(first + n, version.rule, version.delta_at)
+            for n, version in enumerate(stage.versions)
         ]
-        self._compiled.extend(recursive)
+        component = stage.component
         for rel in component.members:
-            stored = component.initial.get(rel)
+            stored = self._initial.get(rel)
             if stored:
                 delta[rel] = {**stored, **delta.get(rel, {})}
         while recursive and any(delta.values()):
@@ -215,9 +208,25 @@ class Evaluation:
         if self.max_rows is not None and self.derived > self.max_rows:
             raise RowLimitExceeded(self.derived)
 
+    def _compile(self, slot: int, rule: IRule, delta_at: int | None) -> CompiledRule:
+        """The stage's compiled code of a rule version, in the order the data calls for.
+
+        The order is chosen again per evaluation (it follows relation sizes); code
+        is generated only for an order the stage has not compiled yet.
+        """
+        order = order_body(rule.body, delta_at, self._size)
+        key = (slot, tuple(order))
+        joins = self._stage.joins
+        found = joins.get(key)
+        if found is None:
+            found = compile_version(rule, order, delta_at, self.weighted)
+            joins[key] = found
+            self.compiled += 1
+        return found
+
     def _size(self, rel: RelKey) -> int:
         """Join planning's size estimate: members are as large as can be."""
-        if rel in self._component.members:
+        if rel in self._stage.component.members:
             return 1 << 40
         return len(self.source(rel))
 
@@ -263,7 +272,9 @@ class Evaluation:
         delta_slot, delta_rel, next_slot = -1, None, -1
         for slot, param in enumerate(version.params):
             kind = param.kind
-            if kind == "const" or kind == "rule_confidence":
+            if kind == "const":
+                arguments.append(self.constant(param.value))
+            elif kind == "rule_confidence":
                 arguments.append(param.value)
             elif kind == "rows":
                 arguments.append(self.source(param.rel).rows)

@@ -26,6 +26,15 @@ from nocturnus.engine.terms import Interner, Var
 MISSING = object()
 """Sentinel for "no row" where ``None`` is a valid confidence."""
 
+MAX_NESTED_LOOPS = 16
+"""Loops nested in one generated function before the rest moves to another.
+
+CPython refuses a function with more than 20 statically nested blocks (issue 13: a
+rule of 20 or more body literals was a ``SyntaxError`` at ``/ask``); past this many,
+the innermost loop calls a nested function holding the remaining steps, passing it
+every name bound so far. Rules of ordinary length never reach it.
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Param:
@@ -137,9 +146,51 @@ class _Writer:
         self.params: list[Param] = []
         self.names: dict[Var, str] = {}
         self.temps = 0
+        self.confidences: list[str] = []  # the names of confidences read so far
+        self.loops = 0
+        self.nested: list[str] = []  # the continuations' definitions, innermost last
+        self.open_function()
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.depth + line)
+
+    def open_function(self) -> None:
+        """Start a function body: a one-pass loop, so every test may ``continue``."""
+        self.emit("for _once in ONCE:")
+        self.depth += 1
+        self.loops = 1
+
+    def open_loop(self) -> None:
+        """Account for one more nested loop, continuing in a new function past the
+        limit (:data:`MAX_NESTED_LOOPS`).
+
+        Everything emitted after a loop is nested inside it, so the function being
+        written is complete here: it ends with a call of the continuation, which
+        takes every variable and confidence bound so far.
+        """
+        if self.loops < MAX_NESTED_LOOPS:
+            self.loops += 1
+            return
+        bound = [*self.names.values(), *self.confidences]
+        name = f"s{len(self.nested) + 1}"
+        self.emit(f"{name}({', '.join(bound)})")
+        self.nested.append(self.body())
+        self.lines = [f"    def {name}({', '.join(bound)}):"]
+        self.depth = 2
+        self.open_function()
+        self.loops += 1
+
+    def body(self) -> str:
+        """The lines of the function being written."""
+        return "\n".join(self.lines)
+
+    def confidence(self) -> str:
+        """A fresh name for the confidence of a row a positive step reads.
+
+        The name joins ``confidences`` (what a continuation takes) once the step
+        has assigned it.
+        """
+        return f"c{len(self.confidences)}"
 
     def param(self, param: Param) -> str:
         self.params.append(param)
@@ -174,8 +225,6 @@ def _generate(
     rule: IRule, order: list[int], delta_at: int | None, weighted: bool
 ) -> tuple[str, list[Param]]:
     w = _Writer()
-    w.emit("for _once in ONCE:")
-    w.depth += 1
     confidences: list[tuple[int, str]] = []
     for j in order:
         step = rule.body[j]
@@ -209,7 +258,10 @@ def _generate(
         w.emit("if o is MISSING or (o is not None and (c is None or c > o)):")
         w.emit(f"    {nxt}[h] = c")
     signature = ", ".join(f"p{i}" for i in range(len(w.params)))
-    source = "\n".join([f"def run({signature}):", *w.lines, ""])
+    # The continuations are closures over the parameters, defined before the loops.
+    continuations = [*w.nested[1:], w.body()] if w.nested else []
+    outer = w.nested[0] if w.nested else w.body()
+    source = "\n".join([f"def run({signature}):", *continuations, outer, ""])
     return source, w.params
 
 
@@ -268,19 +320,21 @@ def _emit_positive(
         if not isinstance(arg, Var) or arg in w.names:
             bound_positions.append(position)
     carries = weighted and step.weight_order is not None
-    conf = f"c{len(w.lines)}" if carries else None
+    conf = w.confidence() if carries else None
     arity = len(step.args)
     scan = is_delta or not bound_positions
     if not scan and len(bound_positions) == arity:
         bound_parts = [w.expr(a) for a in step.args]
         rows = w.param(Param("rows", rel=step.rel))
         key = _tuple(bound_parts) if bound_parts else "()"
-        if carries:
+        if conf is not None:
             w.emit(f"{conf} = {rows}.get({key}, MISSING)")
             w.emit(f"if {conf} is MISSING: continue")
+            w.confidences.append(conf)
         else:
             w.emit(f"if {key} not in {rows}: continue")
         return conf
+    w.open_loop()  # before the step binds its names: a continuation takes the older
     # Build the unpacking target: fresh names for new variables, "_" for positions
     # the lookup already fixed, temporaries for values that must be checked.
     checks: list[tuple[str, str]] = []
@@ -314,13 +368,14 @@ def _emit_positive(
         index = w.param(Param("index", rel=step.rel, positions=tuple(bound_positions)))
         iterable = f"{index}.get({_key(parts)}, ())"
         rows = w.param(Param("rows", rel=step.rel)) if carries else ""
-    if carries:
+    if conf is not None:
         row = w.temp()
         w.emit(f"for {row} in {iterable}:")
         w.depth += 1
         if any(name != "_" for name in target):
             w.emit(f"{unpack} = {row}")
         w.emit(f"{conf} = {rows}[{row}]")
+        w.confidences.append(conf)
     else:
         w.emit(f"for {unpack} in {iterable}:")
         w.depth += 1

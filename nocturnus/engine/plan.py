@@ -5,7 +5,8 @@ The fixpoint evaluates one strongly connected component of relations at a time
 :mod:`nocturnus.engine.strategies` are asked in turn for a :class:`Plan`; the first
 that accepts runs it, and the general semi-naive rounds are the fallback. A plan
 runs against a :class:`Workspace`: the evaluation's tables, the general rounds (a
-plan may run exit rules through them) and the request's budget.
+plan may run exit rules through them), the question's constants and the request's
+budget.
 
 Keeping the component a plain value lets every strategy be tested on its own: a
 program it must accept, and near-misses it must decline.
@@ -82,6 +83,15 @@ class Workspace(Protocol):
 
     def source(self, rel: RelKey) -> Any:
         """The relation as the evaluation currently sees it (member or not)."""
+
+    def constant(self, value: int) -> int:
+        """The question's value of a constant a plan took from the rules.
+
+        A plan may be prepared once for many questions (:mod:`~nocturnus.engine.
+        schedule`): the rules it was chosen for hold placeholders where the goal's
+        bound values go. A plan reading a constant from its rules at run time (to
+        compare it with rows, or to build rows) reads it through here.
+        """
 
     def column(self, rel: RelKey, position: int) -> dict[int, set[int]]:
         """A binary relation outside the component, grouped by ``position``."""

@@ -5,9 +5,12 @@ rules alone is prepared once and kept across writes:
 
 - the program's rules lowered to interned form (``lowered``), which a fact index's
   evaluation cache would otherwise rebuild after every write;
-- the magic-set rewrite of a bound goal (``rewritten``), prepared per goal relation
-  and adornment with the bound values left as placeholders and filled in per
-  question (:func:`instantiate`), so ``anc(n1, ?y)`` and ``anc(n2, ?y)`` share it.
+- for a bound goal, per goal relation and adornment, a :class:`PreparedGoal`: the
+  magic-set rewrite with the bound values left as placeholders (:func:`placeholders`)
+  and its :mod:`~nocturnus.engine.schedule` (the components in order, the strategy
+  chosen for each, and the general joins' compiled code). A question fills the
+  placeholders with its values as it runs the schedule, so ``anc(n1, ?y)`` and
+  ``anc(n2, ?y)`` share one plan and compile nothing.
 
 Each plan is keyed by the program's content (:attr:`Program.key
 <nocturnus.engine.evaluate.Program.key>`), so it is reused exactly while the rule set
@@ -15,8 +18,9 @@ is the same one: teaching, removing, forking or deleting rules gives another key
 the old plans are never served again (they age out of the cache). The rewrite also
 reads a few facts about the data (whether a derived relation has stored facts,
 which relations are complete, whether confidences are tracked); those are part of the
-key too. Which fixpoint strategy runs and under what row budget is decided per
-evaluation, as without a plan.
+key too. What is decided per evaluation, as without a plan: each join's order (it
+follows relation sizes; the plan compiles each order once) and the budget the
+evaluation runs under.
 
 Plans live in a :class:`PlanCache`, bounded in total and per owner (a tenant), least
 recently used first out.
@@ -29,15 +33,18 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nocturnus.engine.ir import Arg, IRule, Step
+from nocturnus.engine.ir import IRule
 from nocturnus.engine.magic import MagicProgram
+from nocturnus.engine.schedule import Stage
 from nocturnus.engine.table import Row
+from nocturnus.engine.terms import Interner
 
 
 class PlanCache:
     """Prepared plans of many owners, bounded in total and per owner (LRU).
 
-    ``hits`` and ``misses`` count lookups, for tests and metrics.
+    ``hits`` and ``misses`` count lookups, ``compilations`` the join functions
+    compiled for plans held here, for tests and metrics.
     """
 
     def __init__(self, max_plans: int = 4096, max_per_owner: int = 256) -> None:
@@ -49,6 +56,7 @@ class PlanCache:
         self._owned: dict[Hashable, OrderedDict[Hashable, None]] = {}
         self.hits = 0
         self.misses = 0
+        self.compilations = 0
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -107,6 +115,29 @@ class Plans:
     def put(self, key: Hashable, plan: Any) -> None:
         self.cache.put(self.owner, key, plan)
 
+    def compiled(self, count: int) -> None:
+        """Record ``count`` join functions compiled for this owner's plans."""
+        self.cache.compilations += count
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedGoal:
+    """The plan of a goal relation and adornment, for any of the goal's values.
+
+    ``program`` is the rewrite with placeholders where the values go; ``stages``
+    its schedule, made with the seed row of placeholders (``shape``). Made over one
+    interner, since the rules' constants are its ids.
+    """
+
+    interner: Interner
+    program: MagicProgram
+    shape: Row
+    stages: tuple[Stage, ...]
+
+    def filled(self, values: Row) -> dict[int, int]:
+        """Each placeholder of the plan mapped to the question's value."""
+        return {p: v for p, v in zip(self.shape, values, strict=True) if p < 0}
+
 
 def placeholders(values: Row, constants: frozenset[int]) -> Row:
     """The bound values as a rewrite template sees them.
@@ -122,40 +153,6 @@ def placeholders(values: Row, constants: frozenset[int]) -> Row:
         else:
             shape.append(-1 - values.index(value))
     return tuple(shape)
-
-
-def instantiate(template: MagicProgram, shape: Row, values: Row) -> MagicProgram:
-    """The rewrite of one question: ``template``'s placeholders filled with values."""
-    filled = {p: v for p, v in zip(shape, values, strict=True) if p < 0}
-    if not filled:
-        return template
-
-    def args(items: tuple[Arg, ...]) -> tuple[Arg, ...]:
-        return tuple(
-            [filled.get(a, a) if type(a) is int and a < 0 else a for a in items]
-        )
-
-    rules = [
-        IRule(
-            rule.head,
-            args(rule.head_args),
-            tuple(
-                Step(s.kind, s.rel, args(s.args), s.weight_order, s.position)
-                for s in rule.body
-            ),
-            rule.confidence,
-            rule.origin,
-        )
-        for rule in template.rules
-    ]
-    return MagicProgram(
-        rules,
-        template.answer,
-        template.seed,
-        set(template.complete),
-        template.factored,
-        template.propagated,
-    )
 
 
 def rule_constants(rules: Mapping[Any, list[IRule]]) -> frozenset[int]:

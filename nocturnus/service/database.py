@@ -44,6 +44,7 @@ from nocturnus.service.events import (
     RuleTaught,
     TenantDeleted,
 )
+from nocturnus.service.integrity import Integrity
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.replay import (
@@ -57,7 +58,7 @@ from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
-from nocturnus.store.errors import AppendConflict, WrongMasterKey
+from nocturnus.store.errors import AppendConflict, CorruptRecord, WrongMasterKey
 from nocturnus.store.reader import Reader
 from nocturnus.store.recorder import Store
 from nocturnus.store.sealer import Append, Sealer
@@ -177,11 +178,9 @@ class Database(Generic[RootState]):
         self._durable_tenants: dict[str, int] = {}
         self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own: see :meth:`read_log`.
-        self.reader = Reader(
-            lambda: Sealer.open(
-                store.recorder(name, readonly=True), master_key, check_tail=None
-            )
-        )
+        self.reader = Reader(self.open_readonly_log)
+        # damage found by verification or by reads (issue 14): see service/integrity.py
+        self.integrity = Integrity(name)
         self._tenants: dict[str, TenantState] = {}
         # uses, context sessions, rankings: per-tenant state that is not knowledge
         self.read_models = ReadModels()
@@ -205,6 +204,13 @@ class Database(Generic[RootState]):
         self._closing: asyncio.Future[None] | None = None
         # live feeds waiting for the next durable commit (issue 18, next_commit)
         self._commit_waiters: list[asyncio.Future[None]] = []
+
+    def open_readonly_log(self) -> Sealer:
+        """A read-only connection to this database's log, without the tail check (its
+        readers verify what they read). Call it in the thread that will use it."""
+        return Sealer.open(
+            self.store.recorder(self.name, readonly=True), self._master_key, check_tail=None
+        )
 
     async def open(self) -> None:
         """Start the writer and replay the database-level events.
@@ -290,12 +296,18 @@ class Database(Generic[RootState]):
     # -- tenants --------------------------------------------------------------------
 
     async def tenant(self, name: str) -> TenantState:
-        """The tenant's projection, replayed from the log on first use."""
+        """The tenant's projection, replayed from the log on first use.
+
+        :raises TenantDamaged: its history is damaged (see :mod:`~nocturnus.service.
+            integrity`); a damaged tenant is never loaded.
+        """
         state = self._tenants.get(name)
         if state is not None:
             if self.residency is not None:
                 self.residency.touch(self, state)
             return state
+        if name in self.integrity.damaged:
+            raise self.integrity.refusal(name)
         pending = self._loading.get(name)
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
@@ -304,6 +316,8 @@ class Database(Generic[RootState]):
                 started = time.perf_counter()
                 state = await self._load_tenant(name)
                 self.stats.replays.observe(time.perf_counter() - started)
+                if name in self.integrity.damaged:  # found while it loaded
+                    raise self.integrity.refusal(name)
             except BaseException as e:
                 pending.set_exception(e)
                 pending.exception()  # mark retrieved; waiters re-raise it
@@ -412,7 +426,13 @@ class Database(Generic[RootState]):
         append queued before the call, as running it in the writer would.
         """
         await self.writer.run(_barrier)
-        return await self.reader.run(fn)
+        try:
+            return await self.reader.run(fn)
+        except CorruptRecord as e:
+            if e.tenant is None:
+                raise
+            self.evict(e.tenant)
+            raise self.integrity.mark(e.tenant, e.seq, e.reason) from e
 
     # -- snapshots ------------------------------------------------------------------
 

@@ -68,10 +68,15 @@ class CorruptRecord(StorageError):
     status = 500
 
     def __init__(
-        self, seq: int, reason: str = "authentication tag does not match"
+        self,
+        seq: int,
+        reason: str = "authentication tag does not match",
+        tenant: str | None = None,
     ) -> None:
         super().__init__(f"event seq {seq} is corrupt: {reason}", {"seq": seq})
         self.seq = seq
+        self.reason = reason
+        self.tenant = tenant  # the stream the row names, when known
 
 
 class CorruptSnapshot(StorageError):

@@ -550,7 +550,7 @@ class Sealer:
                 try:
                     body = decrypt(nonce, payload, pack(head, seq, tail))
                 except (InvalidTag, ValueError, TypeError) as e:
-                    raise CorruptRecord(seq) from e
+                    raise CorruptRecord(seq, tenant=tenant) from e
                 yield seq, ts_ms, tenant, kind, body
         finally:
             close = getattr(rows, "close", None)
@@ -567,7 +567,9 @@ class Sealer:
         try:
             cipher = self.keys.cipher(key_id)
         except KeyError:
-            raise CorruptRecord(seq, f"its data key {key_id} does not exist") from None
+            raise CorruptRecord(
+                seq, f"its data key {key_id} does not exist", tenant
+            ) from None
         if cipher is None:
             return None
         pack, tail = _aad_packer(head, tenant, kind)  # record_aad(...), packed

@@ -47,16 +47,17 @@ def test_plans_are_reused_across_writes_and_replaced_on_every_rule_change(
         assert await reach(db) == ["b"]
         prepared = len(plans)
 
-        # A write keeps the plans; another constant shares the rewrite.
+        # A write keeps the plans; another constant shares the plan and its code.
         await tenants.tell(db, "acme", TellFact("noise", ("x",)))
-        misses = plans.misses
+        misses, compilations = plans.misses, plans.compilations
         assert await reach(db) == ["b"] and await reach(db, node="b") == ["c"]
         assert plans.misses == misses and len(plans) == prepared
+        assert plans.compilations == compilations
 
-        # teach: another rule set, another plan
+        # teach: another rule set, another plan, compiled anew
         more = await tenants.teach(db, "acme", MORE)
         assert await reach(db) == ["b", "c", "d"]
-        assert plans.misses > misses
+        assert plans.misses > misses and plans.compilations > compilations
 
         # remove a tenant rule
         await tenants.remove_rule(db, "acme", more.record.rule.id)

@@ -91,8 +91,8 @@ class ReachPlan:
         for rel in self.members:
             layout = self.layouts[rel]
             at = layout.index(None)
-            before: Row = layout[:at]  # type: ignore[assignment]  # the None slot is cut out
-            after: Row = layout[at + 1 :]  # type: ignore[assignment]  # the None slot is cut out
+            before = _constants(layout[:at], workspace)
+            after = _constants(layout[at + 1 :], workspace)
             tables[rel] = Table({(*before, v, *after): None for v in full[rel]})
 
 
@@ -168,6 +168,11 @@ def _layout(args: tuple[Var | int, ...]) -> Layout | None:
     if len(variables) != 1:
         return None
     return tuple(None if isinstance(a, Var) else a for a in args)
+
+
+def _constants(layout: Layout, workspace: Workspace) -> Row:
+    """The question's values of a layout's constants (its variable slot cut out)."""
+    return tuple(workspace.constant(c) for c in layout if c is not None)
 
 
 def _fits(args: tuple[Var | int, ...], layout: Layout) -> bool:

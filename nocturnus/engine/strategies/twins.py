@@ -218,7 +218,11 @@ def _allowed(
             allowed = values if allowed is None else allowed & values
             continue
         where = [p for p, a in enumerate(step.args) if isinstance(a, Var)]
-        fixed = [(p, a) for p, a in enumerate(step.args) if not isinstance(a, Var)]
+        fixed = [
+            (p, workspace.constant(a))
+            for p, a in enumerate(step.args)
+            if not isinstance(a, Var)
+        ]
         first = where[0]
         values = {
             row[first]
