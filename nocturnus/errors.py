@@ -91,6 +91,15 @@ class Unavailable(NocturnusError):
     status = 503
 
 
+class WriteContention(Unavailable):
+    """Other writers kept changing a tenant between this write's decision and its
+    append, every time it was decided again (issue 16): retry it (``Retry-After``)."""
+
+    code = "WRITE_CONTENTION"
+    status = 503
+    retry_after_s = 1
+
+
 class TenantDamaged(Unavailable):
     """A tenant's stored history is damaged (a record that fails its authentication
     tag, a data key removed without a deletion): its requests are refused until an

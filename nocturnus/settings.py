@@ -36,6 +36,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store", str, "", "Where the event logs live: empty for SQLite files in the "
             "data dir, or a postgresql:// URL (one schema per database)"),
     Setting("store_pool_size", int, 10, "Most connections to PostgreSQL per server process"),
+    Setting("workers", int, 1, "Server processes sharing the port and the store (each "
+            "serves every database and tenant)"),
     Setting("backup_retention", int, 7, "Days the server keeps the backups of POST "
             "/admin/backups (0 = forever)"),
     Setting("max_body_bytes", int, 10 * 1024 * 1024, "Largest accepted request body"),
@@ -109,6 +111,7 @@ class Settings:
     master_key: str | None = field(default=None, repr=False)
     store: str = field(default="", repr=False)
     store_pool_size: int = 10
+    workers: int = 1
     backup_retention: int = 7
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
@@ -219,7 +222,7 @@ def load_settings(
         raise StartupError(
             f"setting auth (NOCTURNUS_AUTH) must be off or on, got {settings.auth!r}"
         )
-    for name in ("mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
+    for name in ("workers", "mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
         if getattr(settings, name) < 1:
             raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
     if settings.auth_checks < 1:

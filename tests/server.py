@@ -25,8 +25,10 @@ def free_port() -> int:
 class Server:
     """Start ``nocturnus serve`` on ``data_dir``; ``client`` talks to it over a real socket."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 args: tuple[str, ...] = ()):
         self.data_dir = data_dir
+        self.args = args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY, **(env or {})}
@@ -40,7 +42,7 @@ class Server:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "nocturnus", "serve", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir)],
+                 "--data-dir", str(self.data_dir), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + timeout_s

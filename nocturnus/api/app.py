@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +176,9 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
         access.begin(request, new_request_id)
         headers.check_names(request)
+        databases = app.ctx.databases
+        if databases is not None and not databases.seems_fresh():
+            return _refreshed(databases, authenticate, request)
         return authenticate(request)
 
     @app.on_response
@@ -218,6 +221,19 @@ def _residency(settings: Settings, transactions: TransactionStore | None) -> Res
         return None
     holds = transactions.holds if transactions is not None else (lambda db, tenant: False)
     return Residency(settings.memory_budget_mb * 1024 * 1024, holds)
+
+
+async def _refreshed(
+    databases: Databases,
+    authenticate: Callable[[Request], Awaitable[HTTPResponse | None] | None],
+    request: Request,
+) -> HTTPResponse | None:
+    """Follow another process's changes to the registry and the keys, then
+    authenticate: a key revoked or a database created on any node counts here at
+    once (issue 16)."""
+    await databases.refresh()
+    checked = authenticate(request)
+    return None if checked is None else await checked
 
 
 async def _prune_backups_daily(settings: Settings) -> None:

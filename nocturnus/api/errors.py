@@ -14,7 +14,7 @@ import orjson
 from sanic import HTTPResponse, Request
 from sanic.exceptions import SanicException
 
-from nocturnus.errors import NocturnusError, RateLimited
+from nocturnus.errors import NocturnusError, RateLimited, WriteContention
 
 log = logging.getLogger("nocturnus.api")
 
@@ -45,7 +45,7 @@ def render_error(request: Request, exception: Exception) -> HTTPResponse:
         response = envelope(
             exception.status, exception.code, exception.message, exception.details
         )
-        if isinstance(exception, RateLimited):
+        if isinstance(exception, (RateLimited, WriteContention)):
             response.headers["Retry-After"] = str(exception.retry_after_s)
         return response
     if isinstance(exception, SanicException) and exception.status_code < 500:

@@ -27,6 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from nocturnus.errors import NotFound, ValidationError
 from nocturnus.service.database import DATABASE_LEVEL, now_ms
 from nocturnus.service.events import Event, KeyCreated, KeyRevoked, KeyUpdated
+from nocturnus.service.retry import retried
 from nocturnus.service.stamps import next_stamp
 
 if TYPE_CHECKING:
@@ -255,6 +256,7 @@ def _table(system: Database[Any]) -> KeyTable:
     return table
 
 
+@retried
 async def create_key(
     system: Database[Any], spec: NewKey, created_by: str
 ) -> tuple[KeyRecord, str]:
@@ -262,6 +264,7 @@ async def create_key(
     _check_role(spec.role)
     key = generate_key()
     hashed = await asyncio.to_thread(hash_key, key)
+    await system.fresh()
     now = now_ms()
     table = _table(system)
     events = decide_create(table, spec, key=key, hashed=hashed, now=now, created_by=created_by)
@@ -271,22 +274,26 @@ async def create_key(
     return _require(table, created.id), key
 
 
+@retried
 async def update_key(system: Database[Any], key_id: str, changes: KeyChanges) -> KeyRecord:
     """Change a key's attributes (``PATCH /auth/keys/<id>``).
 
     :raises NotFound: no such key.
     """
+    await system.fresh()
     table = _table(system)
     now = now_ms()
     await system.commit(DATABASE_LEVEL, decide_update(table, key_id, changes), now)
     return _require(table, key_id)
 
 
+@retried
 async def revoke_key(system: Database[Any], key_id: str, revoked_by: str) -> KeyRecord:
     """Revoke a key for good; the record as it was before (``DELETE /auth/keys/<id>``).
 
     :raises NotFound: no such key.
     """
+    await system.fresh()
     table = _table(system)
     record = _require(table, key_id)
     now = now_ms()

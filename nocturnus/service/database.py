@@ -19,6 +19,14 @@ tenant on :meth:`Database.close`, the projection is captured on the loop (refere
 copies only), encoded in a worker thread and saved through the writer's queue, so it is
 stored only after every event it covers is durable. A tenant loads from its newest
 snapshot plus the events after it.
+
+Many processes (issue 16): the log is the truth and every projection here a cache of
+it. Before it answers or decides, a request asks the store's cheap probe whether another
+writer appended since this process last looked (:meth:`Database.fresh`); if so the
+process catches up, applying the rows it missed through the same ``apply`` as replay,
+so a read reflects every write any process acknowledged before the read began. A write
+decided on a stale tenant anyway (a race with another writer) is refused by the store;
+:func:`nocturnus.service.retry.retried` catches up and decides again.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
 from nocturnus.store.errors import AppendConflict, CorruptRecord, WrongMasterKey
 from nocturnus.store.reader import Reader
+from nocturnus.store.record import RecordTuple
 from nocturnus.store.recorder import Store
 from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.snapshots import PART_BYTES, seal
@@ -73,6 +82,8 @@ DATABASE_LEVEL = ""
 DEFAULT_SNAPSHOT_EVERY = 10_000
 SNAPSHOT_TAIL_SHARE = 2
 """A tenant's tail must reach 1/SNAPSHOT_TAIL_SHARE of its facts before a snapshot."""
+CATCH_UP_ROWS = 2_000
+"""Rows read and applied per step of a catch-up: the event loop is never held longer."""
 
 
 def now_ms() -> int:
@@ -123,6 +134,16 @@ class DatabaseStats:
     snapshots: Distribution = field(default_factory=distribution.seconds)
     # time.time() of the newest snapshot written or found (0.0: none known).
     last_snapshot_at: float = 0.0
+    # Catching up with other writers (issue 16): how often, how many of their events,
+    # and how far behind the last one found this process.
+    catch_ups: int = 0
+    caught_up_events: int = 0
+    catch_up_lag: int = 0
+    # Appends refused because another writer got there first, decisions taken again,
+    # and writes given up after MAX_ATTEMPTS (answered WRITE_CONTENTION).
+    conflicts: int = 0
+    retries: int = 0
+    contended: int = 0
 
     def record_snapshot(self, seconds: float, at: float | None = None) -> None:
         """The hook for whoever writes snapshots: call once per snapshot written."""
@@ -179,9 +200,29 @@ class Database(Generic[RootState]):
         self.writer = Writer(lambda: Sealer.open(store.recorder(name), master_key))
         # A second connection, read-only, in a thread of its own: see :meth:`read_log`.
         self.reader = Reader(self.open_readonly_log)
+        # Where the head is asked when the store has no cheap probe (PostgreSQL): a
+        # thread of its own, so a probe never waits behind a tenant load in the reader.
+        self._prober: Reader | None = None
         # damage found by verification or by reads (issue 14): see service/integrity.py
         self.integrity = Integrity(name)
         self._tenants: dict[str, TenantState] = {}
+        # The stream position of each loaded tenant as the log holds it (its own
+        # appends in flight not counted): what an append is decided on, and which
+        # rows a catch-up still has to apply.
+        self._positions: dict[str, int] = {}
+        # Every row up to this seq is reflected in the loaded tenants, the database
+        # level and the tenant list (ours as we stored them, others' caught up).
+        self._known = 0
+        self._catching_up: asyncio.Lock | None = None
+        # Snapshots being taken, per tenant, and meanwhile the stored last seq of each
+        # of its appends stored under other seqs than numbered here: a capture's seq
+        # may be a numbered one (see snapshot_tenant).
+        self._captures: dict[str, int] = {}
+        self._stored_as: dict[tuple[str, int], int] = {}
+        # Rows a catch-up passed over because their tenant had appends in flight, and
+        # the seqs those appends got: see _apply_caught_up and _settled.
+        self._passed_over: dict[str, list[int]] = {}
+        self._own_seqs: dict[str, list[range]] = {}
         # uses, context sessions, rankings: per-tenant state that is not knowledge
         self.read_models = ReadModels()
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
@@ -223,12 +264,15 @@ class Database(Generic[RootState]):
         try:
             await self.writer.start()
             await self._replay_root()
-            self.tenant_names = await self.writer.run(lambda log: log.tenants())
-            self._durable_tenants = dict(self.tenant_names)
             await self.reader.start()
+            if self.store.probe(self.name) is None:
+                self._prober = Reader(self.open_readonly_log, name="prober")
+                await self._prober.start()
         except NocturnusError as e:
             await self.writer.close()
             await self.reader.close()
+            if self._prober is not None:
+                await self._prober.close()
             if isinstance(e, WrongMasterKey):
                 raise
             raise StartupError(
@@ -238,24 +282,24 @@ class Database(Generic[RootState]):
             ) from e
 
     async def _replay_root(self) -> None:
-        """Rebuild the database level from the log (at open; after another writer
-        moved it)."""
-        head, records = await self.writer.run(
-            lambda log: (log.head(), list(log.read(tenant=DATABASE_LEVEL)))
-        )
+        """Build the database level and the tenant list from the log, as of one head."""
+
+        def read(log: Sealer) -> tuple[int, list[RecordTuple], dict[str, int]]:
+            head = log.head()
+            rows = list(log.entries(tenant=DATABASE_LEVEL, until_seq=head))
+            return head, rows, log.tenants()
+
+        head, rows, names = await self.writer.run(read)
         root = self._root_factory()
-        for record in records:
-            if record.body is not None:
-                self._root_apply(root, record.seq, CODEC.decode(record.kind, record.body))
+        for seq, _, _, kind, body in rows:
+            if body is not None:
+                self._root_apply(root, seq, CODEC.decode(kind, body))
         self.root = root
         self._durable_root = copy.deepcopy(root)
+        self.tenant_names = names
+        self._durable_tenants = dict(names)
+        self._known = head
         self._next_seq = max(self._next_seq, head + 1)
-
-    async def _catch_up_root(self) -> None:
-        try:
-            await self._replay_root()
-        except NocturnusError as e:  # the next refused write tries again
-            log.warning("reloading the database level of %r failed: %s", self.name, e)
 
     async def close(self) -> None:
         """Finish background snapshots, snapshot every changed tenant, stop the writer.
@@ -281,6 +325,8 @@ class Database(Generic[RootState]):
                                     tenant, self.name, e)
         await self.writer.close()
         await self.reader.close()
+        if self._prober is not None:
+            await self._prober.close()
         stats = self.writer.stats
         if stats.commits:
             log.debug(
@@ -296,11 +342,23 @@ class Database(Generic[RootState]):
     # -- tenants --------------------------------------------------------------------
 
     async def tenant(self, name: str) -> TenantState:
-        """The tenant's projection, replayed from the log on first use.
+        """The tenant's projection caught up with the log (:meth:`fresh`), replayed
+        from the log on first use.
+
+        When a catch-up passed over rows of it (appends of ours were in flight), the
+        writer's queue is waited for first: then every append that could own them
+        has settled, and a row none of them owns (another writer's) reloads it.
 
         :raises TenantDamaged: its history is damaged (see :mod:`~nocturnus.service.
             integrity`); a damaged tenant is never loaded.
         """
+        await self.fresh()
+        if name in self._passed_over:
+            await self.writer.run(_barrier)
+            self._check_passed_over(name)
+        return await self._loaded(name)
+
+    async def _loaded(self, name: str) -> TenantState:
         state = self._tenants.get(name)
         if state is not None:
             if self.residency is not None:
@@ -318,6 +376,7 @@ class Database(Generic[RootState]):
                 self.stats.replays.observe(time.perf_counter() - started)
                 if name in self.integrity.damaged:  # found while it loaded
                     raise self.integrity.refusal(name)
+                self._positions[name] = state.last_seq
             except BaseException as e:
                 pending.set_exception(e)
                 pending.exception()  # mark retrieved; waiters re-raise it
@@ -339,6 +398,9 @@ class Database(Generic[RootState]):
         """Drop a tenant's projection from memory; the next use reloads it from the log."""
         self._tenants.pop(name, None)
         self._unsnapshotted.pop(name, None)
+        self._positions.pop(name, None)
+        self._passed_over.pop(name, None)
+        self._own_seqs.pop(name, None)
         if self.residency is not None:
             self.residency.forget(self.name, name)
 
@@ -392,30 +454,150 @@ class Database(Generic[RootState]):
         return True
 
     async def current(self, tenant: str) -> tuple[TenantState, int]:
-        """The tenant's projection brought to the present, and that present in ms."""
+        """The tenant's projection caught up with the log and brought to the present,
+        and that present in ms: what every read answers from and every write decides
+        on."""
         state = await self.tenant(tenant)
         now = now_ms()
         state.refresh(now)
         return state, now
 
     async def _load_tenant(self, name: str) -> TenantState:
-        """Newest snapshot + tail, built in a worker thread, indexes included.
+        """Newest snapshot + tail, built in a worker thread, indexes included, then
+        brought up to every row this process knows of.
 
         The first ``refresh`` builds every visibility index; doing it here keeps that
-        work (seconds for a big tenant) off the event loop.
+        work (seconds for a big tenant) off the event loop. The load reads the log as
+        of some head; catch-ups that ran meanwhile could not apply their rows to a
+        tenant not loaded yet, so whatever of the tenant lies between that head and
+        the rows this process knows of is read and applied before anyone sees it.
         """
-        stored = await self.read_log(lambda log: read_tenant(log, name))
+        loaded_at, stored = await self.read_log(
+            lambda log: (log.head(), read_tenant(log, name))
+        )
         state = await asyncio.to_thread(_ready(restore_tenant), name, stored)
         if state is None:  # unreadable snapshot (logged): replay from seq 0
-            records = await self.read_log(lambda log: list(log.entries(tenant=name)))
+            loaded_at, records = await self.read_log(
+                lambda log: (log.head(), list(log.entries(tenant=name)))
+            )
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
             stored = TenantLog(None, records)
         else:
             self._unsnapshotted[name] = len(stored.tail)
+        # Before the catch-up below: a deletion it applies bumps the incarnation, and
+        # a read model carried over an eviction then goes with the deleted data.
         self.read_models.adopt(state, stored, now_ms())
+        while loaded_at < self._known:
+            until = self._known
+            rows = await self.reader.run(_rows(state.last_seq, until, name))
+            replay_tenant(name, [row for row in rows if row[0] > state.last_seq], state)
+            loaded_at = until
         return state
+
+    def seems_fresh(self) -> bool:
+        """Whether the store's cheap probe says nobody else appended since this process
+        last looked: no await, so a caller on the hot path makes no coroutine when it
+        is True. False also when the backend has no such probe (PostgreSQL)."""
+        probed = self.store.probe(self.name)
+        return probed is not None and probed <= self._known
+
+    async def fresh(self) -> None:
+        """Catch up with what other writers appended, if the store's probe says they did.
+
+        Costs one probe when nothing changed (a pread on SQLite; a query on PostgreSQL,
+        which has no cheaper way to know). Afterwards every append any process had
+        acknowledged when this was called is reflected in the loaded tenants, the
+        database level and the tenant list.
+        """
+        probed = self.store.probe(self.name)
+        if probed is None:
+            probed = await (self._prober or self.reader).run(Sealer.head)
+        if probed > self._known:
+            await self.catch_up(probed)
+
+    async def catch_up(self, probed: int | None = None) -> None:
+        """Apply every row between what this process knows and the log's head.
+
+        ``probed`` is the head a probe saw, None when the caller knows this process is
+        behind without one (the store refused an append of it). One catch-up at a
+        time; one that finds its work done by another returns. The rows are read with
+        the head as of the same read (a probe may run ahead of the commits), a step at
+        a time; this process's own rows among them are told apart by the positions
+        its settled appends recorded, or, for appends not settled yet, when they are
+        (see :meth:`_apply_caught_up`). Nothing here waits for this process's writer.
+        """
+        if self._catching_up is None:
+            self._catching_up = asyncio.Lock()
+        async with self._catching_up:
+            if probed is not None and probed <= self._known:
+                return
+            counted = False
+            while True:
+                after = self._known
+                wanted = {DATABASE_LEVEL, *self._tenants}
+                until, head, rows = await self.reader.run(_rows_to_head(after))
+                if until <= after:
+                    break
+                if not counted:
+                    counted = True
+                    self.stats.catch_ups += 1
+                    self.stats.catch_up_lag = head - after
+                if DATABASE_LEVEL in self._in_flight and any(
+                    row[2] == DATABASE_LEVEL and row[0] > self._durable_root.last_seq
+                    for row in rows
+                ):
+                    # the database level's rows may be ours, committed but not settled:
+                    # let them settle, then read this step again
+                    await self.writer.run(_barrier)
+                    continue
+                self._apply_caught_up(rows, wanted)
+                self._known = max(self._known, until)
+                self._next_seq = max(self._next_seq, until + 1)
+                if until >= head:
+                    break
+
+    def _apply_caught_up(self, rows: list[RecordTuple], wanted: set[str]) -> None:
+        """Apply the rows of a catch-up step this process does not hold yet.
+
+        A row at or below a stream's known position is already here (ours, or read by
+        a load). A row of a tenant with appends of ours in flight is passed over and
+        noted: it is either ours (committed, its settle not run yet: applied when it
+        was decided) or another writer's, and then those appends, decided without
+        it, are refused and the tenant reloads. :meth:`_settled` checks which, once
+        the tenant has nothing in flight. A tenant loaded while the rows were read
+        (not ``wanted``) is dropped to reload, and so is one with a shredded row (it
+        was deleted since: its reload reads the log as it now stands).
+        """
+        applied = 0
+        for seq, ts_ms, tenant, kind, body in rows:
+            if tenant == DATABASE_LEVEL:
+                if seq <= self._durable_root.last_seq or body is None:
+                    continue
+                event = CODEC.decode(kind, body)
+                self._root_apply(self._durable_root, seq, event)
+                if DATABASE_LEVEL not in self._in_flight:
+                    self._root_apply(self.root, seq, event)
+                applied += 1
+                continue
+            deleted = kind == TenantDeleted.kind
+            _track_tenant(self.tenant_names, tenant, deleted, ts_ms)
+            _track_tenant(self._durable_tenants, tenant, deleted, ts_ms)
+            state = self._tenants.get(tenant)
+            if state is None or seq <= self._positions.get(tenant, 0):
+                continue
+            if tenant in self._in_flight:
+                self._passed_over.setdefault(tenant, []).append(seq)
+                continue
+            applied += 1
+            if tenant not in wanted or body is None:
+                self.evict(tenant)
+                continue
+            apply(state, seq, CODEC.decode(kind, body))
+            self._positions[tenant] = seq
+            self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + 1
+        self.stats.caught_up_events += applied
 
     async def read_log(self, fn: Callable[[Sealer], T]) -> T:
         """Run ``fn(log)`` on the read-only connection, after every append queued so far.
@@ -441,14 +623,30 @@ class Database(Generic[RootState]):
         state = self._tenants.get(name)
         if state is None:
             return False
+        self._captures[name] = self._captures.get(name, 0) + 1
+        try:
+            return await self._snapshot(name, state)
+        finally:
+            left = self._captures.pop(name) - 1
+            if left:
+                self._captures[name] = left
+            else:
+                for numbered in [k for k in self._stored_as if k[0] == name]:
+                    del self._stored_as[numbered]
+
+    async def _snapshot(self, name: str, state: TenantState) -> bool:
         started = time.perf_counter()
         seq, captured, epoch = state.last_seq, snapshot_format.capture(state), self._epoch
         self._unsnapshotted[name] = 0
         body = await asyncio.to_thread(snapshot_format.encode_capture, captured)
+        # Every append the capture holds was queued before this barrier: once it is
+        # through, each is stored (its settle has run: the seq it got is known) or
+        # failed (the epoch moved on). Another writer may have taken the seqs this
+        # process numbered the newest of them with.
+        await self.writer.run(_barrier)
+        seq = self._stored_as.get((name, seq), seq)
 
         def key(event_log: Sealer) -> tuple[int, AesGcmCipher] | None:
-            # Runs after every append queued before it, so all events <= seq are
-            # durable unless a commit failed (then the epoch moved on).
             return None if epoch != self._epoch else event_log.snapshot_key(name, seq)
 
         found = await self.writer.run(key)
@@ -511,8 +709,9 @@ class Database(Generic[RootState]):
 
     # -- writes ---------------------------------------------------------------------
 
-    async def commit(self, tenant: str, events: Sequence[Event], now: int) -> None:
-        """Log ``events`` for ``tenant`` (``""`` = database level) and apply them.
+    async def commit(self, tenant: str, events: Sequence[Event], now: int) -> range:
+        """Log ``events`` for ``tenant`` (``""`` = database level) and apply them;
+        the seqs the store gave them.
 
         Must be called right after the decision, with no ``await`` in between, so that
         decisions and seqs follow one order. Every event is encoded before a seq is
@@ -525,7 +724,7 @@ class Database(Generic[RootState]):
             projections held of it is gone by then (see :meth:`_settled`).
         """
         if not events:
-            return
+            return range(0)
         if tenant != DATABASE_LEVEL:  # RESTRICT (issue 18): refuse before taking a seq
             state = self._tenants.get(tenant)
             if state is not None and state.constraints:
@@ -551,12 +750,16 @@ class Database(Generic[RootState]):
                 self.evict(tenant)
             raise
         if tenant != DATABASE_LEVEL:
-            _track_tenant(self.tenant_names, tenant, events[-1], now)
+            deleted = isinstance(events[-1], TenantDeleted)
+            _track_tenant(self.tenant_names, tenant, deleted, now)
         self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
         self._newest[tenant] = append
-        settled = partial(self._settled, tenant, events, now, self._numbering, first)
+        settled = partial(
+            self._settled, tenant, events, now, self._numbering, first,
+            self._tenants.get(tenant),
+        )
         try:
-            await self.writer.append(append, settled)
+            stored = await self.writer.append(append, settled)
         except AppendConflict:
             raise
         except NocturnusError as e:
@@ -564,6 +767,7 @@ class Database(Generic[RootState]):
         self._wake_commit_waiters()
         if tenant != DATABASE_LEVEL and tenant in self._tenants:
             self._maybe_snapshot(tenant)
+        return stored
 
     def _expected(self, stream: str) -> int | Append | None:
         """The position the decision about to be appended to ``stream`` was made on.
@@ -576,9 +780,8 @@ class Database(Generic[RootState]):
         if pending is not None:
             return pending
         if stream == DATABASE_LEVEL:
-            return self.root.last_seq
-        state = self._tenants.get(stream)
-        return None if state is None else state.last_seq
+            return self._durable_root.last_seq
+        return self._positions.get(stream)
 
     def _apply(self, tenant: str, first: int, events: Sequence[Event]) -> None:
         if tenant == DATABASE_LEVEL:
@@ -591,6 +794,16 @@ class Database(Generic[RootState]):
         for seq, event in enumerate(events, first):
             apply(state, seq, event)
         self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + len(events)
+
+    def _check_passed_over(self, tenant: str) -> None:
+        """Were the rows a catch-up passed over all the tenant's own appends? (Called
+        once every append that could own them has settled.) One that is not is another
+        writer's, stored after ours (so ours were not refused): the tenant reloads to
+        hold it."""
+        passed = self._passed_over.pop(tenant, [])
+        own = self._own_seqs.pop(tenant, [])
+        if any(not any(seq in stored for stored in own) for seq in passed):
+            self.evict(tenant)
 
     def next_commit(self) -> asyncio.Future[None]:
         """A future resolved once the next commit of this process is durable.
@@ -616,6 +829,7 @@ class Database(Generic[RootState]):
         now: int,
         numbering: int,
         first: int,
+        applied_to: TenantState | None,
         error: BaseException | None,
         head: int | None,
     ) -> None:
@@ -628,9 +842,15 @@ class Database(Generic[RootState]):
         tenant's), puts back the durable database level and tenant list, and numbers
         on from the head the writer reports. Later failures of that round find the
         round over and only leave. A refused append (another writer changed its
-        stream: issue 15) is such a failure too, and so is a stored one whose seqs
-        are not the ones numbered here (another writer took seqs meanwhile): what was
-        applied here carries the wrong positions.
+        stream: issue 15) is such a failure too.
+
+        A stored append may have got other seqs than this process numbered it with
+        (another writer took seqs meanwhile): what it applied is still right (the
+        store checked nobody else wrote its stream), only its positions move to the
+        stored ones (a snapshot being taken of its tenant learns them too). It
+        continues what this process knows of the log when it
+        follows it directly; otherwise another writer's rows lie between, for the
+        next :meth:`fresh` to catch up.
         """
         left = self._in_flight[tenant] - 1
         if left:
@@ -642,14 +862,28 @@ class Database(Generic[RootState]):
             assert head is not None
             self._next_seq = max(self._next_seq, head + 1)
             stored_first = head - len(events) + 1
+            if stored_first == self._known + 1:
+                self._known = head
+            if stored_first != first and tenant in self._captures:
+                self._stored_as[(tenant, first + len(events) - 1)] = head
             if tenant == DATABASE_LEVEL:
                 for seq, event in enumerate(events, stored_first):
                     self._root_apply(self._durable_root, seq, event)
+                if not left:
+                    self.root.last_seq = head
             else:
-                _track_tenant(self._durable_tenants, tenant, events[-1], now)
-            if stored_first == first or numbering != self._numbering:
-                return
-        elif numbering != self._numbering:
+                deleted = isinstance(events[-1], TenantDeleted)
+                _track_tenant(self._durable_tenants, tenant, deleted, now)
+                if applied_to is not None and self._tenants.get(tenant) is applied_to:
+                    self._positions[tenant] = head
+                    if not left:
+                        applied_to.last_seq = head
+                if tenant in self._passed_over:
+                    self._own_seqs.setdefault(tenant, []).append(range(stored_first, head + 1))
+                    if not left:
+                        self._check_passed_over(tenant)
+            return
+        if numbering != self._numbering:
             return
         self._numbering += 1
         self._epoch += 1  # a snapshot captured before may hold lost events
@@ -661,19 +895,34 @@ class Database(Generic[RootState]):
         self.tenant_names = dict(self._durable_tenants)
         if head is not None:
             self._next_seq = head + 1
-        if isinstance(error, AppendConflict) and tenant == DATABASE_LEVEL:
-            # Another writer moved the database level: the durable copy is behind the
-            # log too. Replay it, or every decision on it would be refused again.
-            task = asyncio.get_running_loop().create_task(self._catch_up_root())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
 
 
-def _track_tenant(names: dict[str, int], tenant: str, last: Event, now: int) -> None:
-    if isinstance(last, TenantDeleted):
+def _track_tenant(names: dict[str, int], tenant: str, deleted: bool, now: int) -> None:
+    if deleted:
         names.pop(tenant, None)
     else:
         names.setdefault(tenant, now)
+
+
+def _rows_to_head(
+    after: int,
+) -> Callable[[Sealer], tuple[int, int, list[RecordTuple]]]:
+    """A reader job: the committed head, and the records after ``after`` up to it, at
+    most CATCH_UP_ROWS seqs of them (and up to where they were read)."""
+
+    def read(log: Sealer) -> tuple[int, int, list[RecordTuple]]:
+        head = log.head()
+        until = min(head, after + CATCH_UP_ROWS)
+        return until, head, list(log.entries(after, until_seq=until))
+
+    return read
+
+
+def _rows(
+    after: int, until: int, tenant: str | None = None
+) -> Callable[[Sealer], list[RecordTuple]]:
+    """A reader job: the records with ``after < seq <= until`` (of ``tenant``)."""
+    return lambda log: list(log.entries(after, tenant=tenant, until_seq=until))
 
 
 def _barrier(log: Sealer) -> None:

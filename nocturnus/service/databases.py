@@ -2,7 +2,8 @@
 
 ``_system`` is an ordinary event log whose database-level events register and delete
 databases; every other database has an event log of its own in the same store (a SQLite
-file in the data dir, or a PostgreSQL schema).
+file in the data dir, or a PostgreSQL schema). Other processes on the same store may
+register and delete databases too: :meth:`Databases.refresh` follows them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nocturnus.service.database import (
 )
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.service.residency import Residency
+from nocturnus.service.retry import attempt
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.files import private_dir
@@ -143,6 +145,30 @@ class Databases:
         self._open[info.name] = database
         return database
 
+    def seems_fresh(self) -> bool:
+        """Whether no other process changed the registry or the keys (see
+        :meth:`Database.seems_fresh`): when True, :meth:`refresh` has nothing to do."""
+        return self.system.seems_fresh()
+
+    async def refresh(self) -> None:
+        """Open the databases other processes registered, close those they deleted.
+
+        One probe of ``_system`` when nothing changed (what every request pays).
+        """
+        await self.system.fresh()
+        if self.system.root.databases.keys() == self._open.keys():
+            return
+        async with self._lock:
+            await self._follow_registry()
+
+    async def _follow_registry(self) -> None:
+        registered = self.system.root.databases
+        for info in self.infos():
+            if info.name not in self._open:
+                await self._open_database(info)
+        for name in [n for n in self._open if n not in registered]:
+            await self._open.pop(name).close()
+
     def get(self, name: str) -> Database[DatabaseState]:
         """:raises NotFound: no database of that name."""
         database = self._open.get(name)
@@ -165,15 +191,24 @@ class Databases:
         if name == SYSTEM_DATABASE:
             raise ValidationError(f"database name '{name}' is reserved", field="name")
         async with self._lock:
-            known = self.system.root.databases.get(name)
-            if known is not None:
-                return known, False
-            now = now_ms()
-            event = DatabaseCreated(name, now, default_conflict_strategy)
-            await self.system.commit(DATABASE_LEVEL, [event], now)
-            info = self.system.root.databases[name]
-            await self._open_database(info)
-            return info, True
+            return await attempt(
+                self.system, lambda: self._create(name, default_conflict_strategy)
+            )
+
+    async def _create(
+        self, name: str, default_conflict_strategy: str
+    ) -> tuple[DatabaseInfo, bool]:
+        await self.system.fresh()
+        await self._follow_registry()
+        known = self.system.root.databases.get(name)
+        if known is not None:
+            return known, False
+        now = now_ms()
+        event = DatabaseCreated(name, now, default_conflict_strategy)
+        await self.system.commit(DATABASE_LEVEL, [event], now)
+        info = self.system.root.databases[name]
+        await self._open_database(info)
+        return info, True
 
     async def delete(self, name: str) -> None:
         """Close and remove a database and its rows.
@@ -184,8 +219,13 @@ class Databases:
         if name == DEFAULT_DATABASE:
             raise ValidationError("the default database cannot be deleted", field="name")
         async with self._lock:
-            database = self.get(name)
-            await self.system.commit(DATABASE_LEVEL, [DatabaseDeleted(name)], now_ms())
-            del self._open[name]
-            await database.close()
-            await asyncio.to_thread(self.store.remove, name)
+            await attempt(self.system, lambda: self._delete(name))
+
+    async def _delete(self, name: str) -> None:
+        await self.system.fresh()
+        await self._follow_registry()
+        database = self.get(name)
+        await self.system.commit(DATABASE_LEVEL, [DatabaseDeleted(name)], now_ms())
+        del self._open[name]
+        await database.close()
+        await asyncio.to_thread(self.store.remove, name)

@@ -32,6 +32,7 @@ from nocturnus.service.events import Event, FactExpired, FactRetracted, Scalar
 from nocturnus.service.facts import FactKey, FactRecord, new_record
 from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
+from nocturnus.service.retry import retried
 
 Db = Database[DatabaseState]
 
@@ -102,6 +103,7 @@ def _retraction(key: FactKey) -> FactRetracted:
     )
 
 
+@retried
 async def consolidate(db: Db, tenant: str, scope: str | None, min_count: int) -> Consolidation:
     """Consolidate ``scope`` (every scope when None) now: one append, see the module."""
     state, now = await db.current(tenant)
@@ -158,6 +160,7 @@ def decide_decay(
     return events, Decay(tuple(expired), tuple(evicted), now)
 
 
+@retried
 async def decay(
     db: Db,
     tenant: str,

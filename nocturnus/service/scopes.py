@@ -24,6 +24,7 @@ from nocturnus.service.events import Event, ScopeDeleted, ScopeForked, ScopeMerg
 from nocturnus.service.facts import FactRecord, RelationKey, ScopeFacts
 from nocturnus.service.projection import TenantState
 from nocturnus.service.queries import fact_order
+from nocturnus.service.retry import retried
 from nocturnus.service.rulebook import Rulebook
 
 Db = Database[DatabaseState]
@@ -281,6 +282,7 @@ def decide_delete(state: TenantState, scope: str) -> tuple[list[Event], DeleteOu
 # -- operations (what REST and MCP call) --------------------------------------------------
 
 
+@retried
 async def fork(db: Db, tenant: str, source: str, target: str) -> ForkOutcome:
     """Copy scope ``source`` into an empty ``target`` (``POST /scope/fork``).
 
@@ -299,6 +301,7 @@ async def diff(db: Db, tenant: str, source: str, target: str) -> ScopeDiff:
     return diff_scopes(state, source, target, now)
 
 
+@retried
 async def merge(
     db: Db, tenant: str, source: str, target: str, strategy: str
 ) -> MergeOutcome:
@@ -319,6 +322,7 @@ async def scopes(db: Db, tenant: str) -> list[ScopeInfo]:
     return list_scopes(state)
 
 
+@retried
 async def delete(db: Db, tenant: str, scope: str) -> DeleteOutcome:
     """Remove a scope's facts and the tenant rules scoped to it.
 

@@ -40,12 +40,14 @@ from nocturnus.service.constraints import (
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.retry import retried
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import proof_facts
 
 Db = Database[DatabaseState]
 
 
+@retried
 async def tell(db: Db, tenant: str, cmd: TellFact) -> TellOutcome:
     """Store a fact (``POST /tell``), resolving a contradiction by strategy.
 
@@ -75,6 +77,7 @@ class BulkOutcome:
     errors: tuple[BulkError, ...]
 
 
+@retried
 async def tell_many(db: Db, tenant: str, cmds: Sequence[TellFact], atomic: bool) -> BulkOutcome:
     """Tell facts in one append; ``atomic`` means any failure stores nothing.
 
@@ -107,6 +110,7 @@ class _AtomicBulkFailed(ValidationError):
         super().__init__(message, details=details)
 
 
+@retried
 async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
     """Remove one stored fact, visible or not (``POST /forget``); none is no error."""
     state, now = await db.current(tenant)
@@ -115,6 +119,7 @@ async def forget(db: Db, tenant: str, key: FactKey) -> RetractOutcome:
     return outcome
 
 
+@retried
 async def retract_pattern(
     db: Db,
     tenant: str,
@@ -131,6 +136,7 @@ async def retract_pattern(
     return outcome
 
 
+@retried
 async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     """Teach the tenant a rule (``POST /teach``).
 
@@ -142,6 +148,7 @@ async def teach(db: Db, tenant: str, cmd: TeachRule) -> TeachOutcome:
     return outcome
 
 
+@retried
 async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[TeachOutcome]:
     """Teach rules in one append: each is checked with the ones before it, all or none.
 
@@ -163,6 +170,7 @@ async def teach_many(db: Db, tenant: str, cmds: Sequence[TeachRule]) -> list[Tea
     return outcomes
 
 
+@retried
 async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     """Remove one of the tenant's rules (``DELETE /rules/<id>``).
 
@@ -172,19 +180,23 @@ async def remove_rule(db: Db, tenant: str, rule_id: str) -> None:
     await db.commit(tenant, decide_remove_rule(state.rules, rule_id), now)
 
 
+@retried
 async def teach_database_rule(db: Db, cmd: TeachRule) -> TeachOutcome:
     """A rule every tenant of the database uses (checked alone: tenants may add more)."""
+    await db.fresh()
     now = now_ms()
     events, outcome = decide_teach(db.root.rules, cmd, now, "database")
     await db.commit(DATABASE_LEVEL, events, now)
     return outcome
 
 
+@retried
 async def remove_database_rule(db: Db, rule_id: str) -> None:
     """Remove a database-wide rule (``DELETE /admin/databases/<db>/rules/<id>``).
 
     :raises NotFound: no such database rule.
     """
+    await db.fresh()
     now = now_ms()
     await db.commit(DATABASE_LEVEL, decide_remove_rule(db.root.rules, rule_id), now)
 
@@ -201,6 +213,7 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
     return database_rules(db) + own
 
 
+@retried
 async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     """Add a RESTRICT constraint; later writes that would make it hold are refused."""
     state, now = await db.current(tenant)
@@ -209,6 +222,7 @@ async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     return outcome
 
 
+@retried
 async def remove_constraint(db: Db, tenant: str, constraint_id: str) -> None:
     """Remove one of the tenant's RESTRICT constraints.
 
@@ -390,6 +404,7 @@ async def list_tenants(db: Db) -> list[TenantInfo]:
     return infos
 
 
+@retried
 async def create_tenant(db: Db, tenant: str) -> bool:
     """Register a tenant explicitly; False when it already exists."""
     _, now = await db.current(tenant)
@@ -399,6 +414,7 @@ async def create_tenant(db: Db, tenant: str) -> bool:
     return True
 
 
+@retried
 async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     """Delete all of a tenant's data (its key is destroyed with the event); None if unknown."""
     state, now = await db.current(tenant)
@@ -410,6 +426,7 @@ async def delete_tenant(db: Db, tenant: str) -> TenantInfo | None:
     return info
 
 
+@retried
 async def set_priority(
     db: Db, tenant: str, key: FactKey, priority: float
 ) -> PriorityOutcome:

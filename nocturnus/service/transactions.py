@@ -53,6 +53,7 @@ from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, TransactionCommitted
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
+from nocturnus.service.retry import retried
 
 Db = Database[DatabaseState]
 T = TypeVar("T")
@@ -368,6 +369,7 @@ class Committed:
     answers: tuple[Any, ...]
 
 
+@retried
 async def commit(db: Db, tx: Transaction, run: StepRunner) -> Committed:
     """Decide every step against the state now and append them as one event.
 
@@ -379,8 +381,7 @@ async def commit(db: Db, tx: Transaction, run: StepRunner) -> Committed:
     seq = 0
     if staged.events:
         event = TransactionCommitted(id=tx.id, events=nest(staged.events))
-        seq = db.head + 1  # commit numbers it before its first await
-        await db.commit(tx.tenant, [event], now)
+        seq = (await db.commit(tx.tenant, [event], now))[-1]
     return Committed(tx.id, len(tx.steps), len(staged.events), seq, tuple(answers))
 
 

@@ -290,6 +290,9 @@ class PostgresStore:
         finally:
             source.close()
 
+    def probe(self, database: str) -> None:
+        """No probe cheaper than a query: the caller asks a recorder for the head."""
+
     def close(self) -> None:
         pool = self._pools.pop(os.getpid(), None)
         if pool is not None:

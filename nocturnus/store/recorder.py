@@ -324,6 +324,16 @@ class Store(Protocol):
         """
         ...
 
+    def probe(self, database: str) -> int | None:
+        """``database``'s committed head as cheaply as this backend can tell it, safe on
+        the event loop (no query, no network): at least the seq of every append
+        acknowledged so far by any process, possibly more (then the rows say where
+        the log really is). None when there is no such probe: ask a recorder's
+        :meth:`Recorder.head` instead (PostgreSQL). What every read checks first
+        (issue 16), so it must cost next to nothing.
+        """
+        ...
+
     def migrate(self, database: str) -> list[Migration]:
         """Apply ``database``'s pending schema migrations; return those applied."""
         ...

@@ -24,6 +24,7 @@ from nocturnus.store import migrate
 from nocturnus.store.chain import GENESIS, pack_head, unpack_head
 from nocturnus.store.errors import MigrationError, StorageError
 from nocturnus.store.files import private_dir, private_file
+from nocturnus.store.headfile import HeadProbe, HeadWriter, head_path
 from nocturnus.store.migrate import Migration, MigrationStatus
 from nocturnus.store.recorder import (
     TABLES,
@@ -160,8 +161,13 @@ class SqliteRecorder:
     """The rows of one database in one SQLite file (see :class:`~nocturnus.store.
     recorder.Recorder`). Not thread-safe: one instance per thread."""
 
-    def __init__(self, path: Path, database: str, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, database: str, *, readonly: bool = False, head_file: bool = True
+    ) -> None:
         """Open (creating it unless ``readonly``) and migrate the file at ``path``.
+
+        A writable log keeps its head file (:mod:`nocturnus.store.headfile`) unless
+        ``head_file`` is False (a backup file: no server reads it).
 
         :raises StorageError: SQLite cannot open it, or (``readonly``) it is missing.
         :raises MigrationError: a migration fails, or (``readonly``) one is pending.
@@ -175,10 +181,18 @@ class SqliteRecorder:
         self._closed = False
         self._data_version = -1
         self._head = Tip(0, GENESIS)
+        self._head_file = HeadWriter(self.path) if head_file and not readonly else None
+        # The head after this recorder's own last commit, and the newest seq it knows
+        # another writer wrote (what the head file tells this process's readers).
+        self._own_head = 0
+        self._foreign = 0
         try:
             self._migrate()
+            self._record_head()
         except BaseException:
             self._conn.close()
+            if self._head_file is not None:
+                self._head_file.close()
             raise
 
     def _migrate(self) -> None:
@@ -198,9 +212,27 @@ class SqliteRecorder:
                 "open it read-write first"
             )
 
+    def _record_head(self) -> None:
+        """Bring the head file up to the log (a file from before it existed, or one a
+        crash left ahead of the log): under the write lock, as every later write."""
+        if self._head_file is None:
+            return
+        try:
+            with self._write():
+                seq = _read_head(self._conn).seq
+                self._own_head = self._foreign = seq
+                _write_head_file(self._head_file, seq, seq)
+        except sqlite3.Error as e:
+            raise storage_error(e, "recording the head", self.path) from e
+
     @property
     def where(self) -> str:
         return str(self.path)
+
+    @property
+    def head_writer(self) -> int | None:
+        """The id this recorder writes into the head file with (None: it writes none)."""
+        return None if self._head_file is None else self._head_file.writer
 
     # -- metadata and head -------------------------------------------------------------
 
@@ -493,13 +525,20 @@ class SqliteRecorder:
     @contextmanager
     def transaction(self) -> Iterator[SqliteTransaction]:
         self._require_writable()
+        with self._turn():
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[SqliteTransaction]:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise storage_error(e, "taking the write lock", self.path) from e
         try:
-            tx = SqliteTransaction(conn, _read_head(conn))
+            found = _read_head(conn)
+            if found.seq != self._own_head:  # another writer appended since our last
+                self._foreign = found.seq
+            tx = SqliteTransaction(conn, found, self._head_file, self._foreign)
             yield tx
             conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -510,6 +549,7 @@ class SqliteRecorder:
             raise
         # Our own commits do not move ``data_version``: remember the head they wrote.
         self._head = tx.head
+        self._own_head = tx.head.seq
         if tx.shredded:
             self._purge_wal()
 
@@ -517,13 +557,34 @@ class SqliteRecorder:
     def _write(self) -> Iterator[None]:
         """A short transaction of this module's own (snapshots, meta)."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        with self._turn():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait for the writers' turn before SQLite's lock (see
+        :mod:`nocturnus.store.headfile`); a log without a head file takes SQLite's
+        lock alone."""
+        if self._head_file is None:
+            yield
+            return
+        try:
+            turn = self._head_file.turn()
+            turn.__enter__()
+        except OSError as e:
+            raise StorageError(
+                f"cannot take the write turn on {self._head_file.path}: {e.strerror}"
+            ) from e
         try:
             yield
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
+        finally:
+            turn.__exit__(None, None, None)
 
     def _purge_wal(self) -> None:
         """Checkpoint and truncate the WAL so destroyed wrapped keys leave the -wal file.
@@ -599,6 +660,8 @@ class SqliteRecorder:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._head_file is not None:
+                self._head_file.close()
             try:
                 self._conn.close()
             except sqlite3.Error as e:
@@ -621,9 +684,17 @@ class SqliteRecorder:
 class SqliteTransaction:
     """The write side of :class:`SqliteRecorder` inside ``BEGIN IMMEDIATE``."""
 
-    def __init__(self, conn: sqlite3.Connection, head: Tip) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        head: Tip,
+        head_file: HeadWriter | None,
+        foreign: int,
+    ) -> None:
         self._conn = conn
         self._head = head
+        self._head_file = head_file
+        self._foreign = foreign
         self.shredded = False
 
     @property
@@ -695,6 +766,8 @@ class SqliteTransaction:
 
     def set_head(self, tip: Tip) -> None:
         self.set_meta("head", pack_head(tip.seq, tip.hash))
+        if self._head_file is not None:  # under the lock, before the commit
+            _write_head_file(self._head_file, tip.seq, self._foreign)
         self._head = tip
 
     def set_meta(self, name: str, value: bytes) -> None:
@@ -737,6 +810,15 @@ def _read_head(conn: sqlite3.Connection) -> Tip:
     if row is None:
         return Tip(0, GENESIS)
     return Tip(*unpack_head(bytes(row[0])))
+
+
+def _write_head_file(head_file: HeadWriter, seq: int, foreign: int) -> None:
+    try:
+        head_file.write(seq, foreign)
+    except OSError as e:
+        raise StorageError(
+            f"cannot write the head file {head_file.path}: {e.strerror}"
+        ) from e
 
 
 def _key_rows(conn: sqlite3.Connection) -> list[KeyRow]:
@@ -800,7 +882,7 @@ def create_backup_file(dest: Path, database: str) -> SqliteRecorder:
     except OSError as e:
         raise StorageError(f"cannot create backup file {dest}: {e.strerror}") from e
     try:
-        recorder = SqliteRecorder(dest, database)
+        recorder = SqliteRecorder(dest, database, head_file=False)
         recorder._conn.execute("PRAGMA journal_mode = DELETE").fetchone()
     except BaseException:
         dest.unlink(missing_ok=True)
@@ -831,6 +913,9 @@ class SqliteStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
+        self._probes: dict[str, HeadProbe] = {}
+        # the head-file writer ids of the recorders this store opened, per database
+        self._writers: dict[str, set[int]] = {}
 
     @property
     def where(self) -> str:
@@ -843,7 +928,29 @@ class SqliteStore:
         return str(self.path(database))
 
     def recorder(self, database: str, *, readonly: bool = False) -> SqliteRecorder:
-        return SqliteRecorder(self.path(database), database, readonly=readonly)
+        recorder = SqliteRecorder(self.path(database), database, readonly=readonly)
+        if recorder.head_writer is not None:
+            self._writers.setdefault(database, set()).add(recorder.head_writer)
+        return recorder
+
+    def probe(self, database: str) -> int | None:
+        """From the head file, one pread (fit for the event loop): its seq, or when this
+        store's own recorder wrote it, the newest seq that recorder knows another
+        writer wrote (every row after it is this process's own)."""
+        probe = self._probes.get(database)
+        if probe is None:
+            probe = self._probes[database] = HeadProbe(self.path(database))
+        recorded = probe.read()
+        if recorded is None:
+            return None
+        if recorded.writer in self._writers.get(database, ()):
+            return recorded.foreign
+        return recorded.seq
+
+    def _forget_probe(self, database: str) -> None:
+        probe = self._probes.pop(database, None)
+        if probe is not None:
+            probe.close()
 
     def migrate(self, database: str) -> list[Migration]:
         conn = _connect(self.path(database), readonly=False)
@@ -876,9 +983,11 @@ class SqliteStore:
         )
 
     def remove(self, database: str) -> None:
+        self._forget_probe(database)
         path = self.path(database)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        head_path(path).unlink(missing_ok=True)
 
     def restore(self, database: str, backup: Path) -> None:
         """Copy the backup beside the target, then swap it in with one rename."""
@@ -894,7 +1003,10 @@ class SqliteStore:
         for suffix in ("-wal", "-shm"):
             Path(f"{dest}{suffix}").unlink(missing_ok=True)
         os.replace(tmp, dest)
-        self.recorder(database).close()  # back to WAL mode, migrated
+        self._forget_probe(database)
+        self.recorder(database).close()  # back to WAL mode, migrated, head file rewritten
 
     def close(self) -> None:
-        """Nothing is shared between the files."""
+        """Close the head files' probes (nothing else is shared between the files)."""
+        for database in list(self._probes):
+            self._forget_probe(database)

@@ -99,9 +99,15 @@ def test_wrong_master_key_is_one_line(template: Path, tmp_path: Path) -> None:
     assert "wrong master key" in line and TEST_MASTER_KEY not in line and OTHER_KEY not in line
 
 
-def test_second_server_on_the_same_data_dir_is_refused(fresh_server: Server) -> None:
+def test_an_offline_writer_is_refused_beside_a_server(fresh_server: Server) -> None:
+    # Servers share the data dir (issue 16: tests/api/test_nodes.py runs two); a
+    # command that rewrites the logs offline does not run beside one.
     fresh_server.start()
-    line = one_error_line(serve(fresh_server.data_dir))
+    env = {**os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY}
+    line = one_error_line(subprocess.run(
+        [sys.executable, "-m", "nocturnus", "snapshot", "--data-dir", str(fresh_server.data_dir)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    ))
     assert "in use by nocturnus serve" in line
     assert f"pid {fresh_server.process.pid}" in line  # type: ignore[union-attr]
 
