@@ -86,7 +86,7 @@ def sample_fact_bytes(state: TenantState) -> int:
     return sum(sizes) // len(sizes) if sizes else FACT_BYTES
 
 
-def estimate_bytes(state: TenantState, per_fact: int) -> int:
+def estimate_bytes(state: TenantState, per_fact_bytes: int) -> int:
     """The estimated memory of a projection, given its mean bytes per fact."""
     facts = relations = 0
     for scoped in state.facts.values():
@@ -95,7 +95,7 @@ def estimate_bytes(state: TenantState, per_fact: int) -> int:
     return (
         TENANT_BYTES
         + RELATION_BYTES * relations
-        + per_fact * facts
+        + per_fact_bytes * facts
         + RULE_BYTES * len(state.rules)
     )
 
@@ -127,10 +127,12 @@ tenant's projection to stay."""
 class _Resident:
     host: Host
     tenant: str
-    bytes: int
-    per_fact: int
+    size_bytes: int
+    per_fact_bytes: int
     sampled_facts: int
+    """The fact count when ``per_fact_bytes`` was sampled."""
     tick: int
+    """When it was last used, in :meth:`Residency.touch` calls."""
 
 
 class Residency:
@@ -154,25 +156,25 @@ class Residency:
         key = (host.name, state.name)
         entry = self._order.get(key)
         if entry is None:
-            per_fact = sample_fact_bytes(state)
-            entry = _Resident(host, state.name, 0, per_fact, state.fact_count(), 0)
+            per_fact_bytes = sample_fact_bytes(state)
+            entry = _Resident(host, state.name, 0, per_fact_bytes, state.fact_count(), 0)
             self._order[key] = entry
         else:
             self._order.move_to_end(key)
             facts = state.fact_count()
             if facts > 2 * entry.sampled_facts:
-                entry.per_fact, entry.sampled_facts = sample_fact_bytes(state), facts
+                entry.per_fact_bytes, entry.sampled_facts = sample_fact_bytes(state), facts
         entry.tick = next(self._ticks)
-        size = estimate_bytes(state, entry.per_fact)
-        self.resident_bytes += size - entry.bytes
-        entry.bytes = size
+        size_bytes = estimate_bytes(state, entry.per_fact_bytes)
+        self.resident_bytes += size_bytes - entry.size_bytes
+        entry.size_bytes = size_bytes
         self.settle_soon()
 
     def forget(self, database: str, tenant: str) -> None:
         """The tenant is no longer in memory (evicted, or its database closed)."""
         entry = self._order.pop((database, tenant), None)
         if entry is not None:
-            self.resident_bytes -= entry.bytes
+            self.resident_bytes -= entry.size_bytes
 
     def forget_database(self, database: str) -> None:
         """Every tenant of ``database`` (closed or deleted) leaves the accounting."""
