@@ -84,6 +84,18 @@ class RateLimited(NocturnusError):
         self.retry_after_s = retry_after_s
 
 
+class QueryBudgetExceeded(NocturnusError):
+    """A question went past its budget (issue 13): rows derived, wall time or answers.
+
+    ``details`` name the limit, its value and the setting that raises it. Nothing of
+    the stopped evaluation is kept, so asking again with a larger budget (or a more
+    selective goal, or a ``limit``) starts afresh.
+    """
+
+    code = "QUERY_BUDGET_EXCEEDED"
+    status = 422
+
+
 class Unavailable(NocturnusError):
     """Storage cannot take writes, or the server is shutting down."""
 

@@ -54,6 +54,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
     Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
+    # query governance (issue 13): README "Query limits"
+    Setting("query_max_rows", int, 1_000_000, "Most rows one question may derive "
+            "(0 = unlimited); past it a 422 QUERY_BUDGET_EXCEEDED"),
+    Setting("query_timeout_ms", int, 10_000, "Longest one question may evaluate "
+            "(0 = unlimited); past it a 422 QUERY_BUDGET_EXCEEDED"),
+    Setting("query_max_answers", int, 100_000, "Most answers one response may carry "
+            "(0 = unlimited; page with limit and cursor)"),
+    Setting("query_workers", int, 4, "Threads evaluating questions off the event loop "
+            "(one question per tenant at a time)"),
     Setting("mcp_sessions", int, 256, "Most open MCP sessions of each transport (SSE, "
             "streamable HTTP)"),
     Setting("mcp_sessions_per_key", int, 32, "Most open MCP sessions of one API key, "
@@ -123,6 +132,10 @@ class Settings:
     context_sessions: int = 1000
     plan_cache_size: int = 4096
     plan_cache_per_tenant: int = 256
+    query_max_rows: int = 1_000_000
+    query_timeout_ms: int = 10_000
+    query_max_answers: int = 100_000
+    query_workers: int = 4
     mcp_sessions: int = 256
     mcp_sessions_per_key: int = 32
     mcp_sessions_per_tenant: int = 64
@@ -225,6 +238,8 @@ def load_settings(
     for name in ("workers", "mcp_sessions", "mcp_sessions_per_key", "mcp_sessions_per_tenant"):
         if getattr(settings, name) < 1:
             raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    if settings.query_workers < 1:
+        raise StartupError(f"query_workers must be at least 1, got {settings.query_workers}")
     if settings.auth_checks < 1:
         raise StartupError(f"auth_checks must be at least 1, got {settings.auth_checks}")
     if settings.auth_checks_per_client < 0:

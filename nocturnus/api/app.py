@@ -43,6 +43,7 @@ from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
+from nocturnus.service.evaluation import Evaluator, Limits, share_the_gil
 from nocturnus.service.residency import Residency
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.service.verification import verify_every
@@ -60,6 +61,7 @@ class AppContext:
     settings: Settings
     databases: Databases | None = None
     store: Store | None = None
+    evaluator: Evaluator | None = None
     backup_pruner: asyncio.Task[None] | None = None
     verifier: asyncio.Task[None] | None = None
     # set when the server stops: a verification in progress gives up
@@ -103,6 +105,18 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.ctx.metrics = Metrics(lambda: app.ctx.databases, lambda: app.ctx.mcp)
 
     @app.before_server_start
+    async def start_evaluators(app: Sanic) -> None:
+        app.ctx.evaluator = Evaluator(
+            Limits.of(
+                settings.query_max_rows,
+                settings.query_timeout_ms,
+                settings.query_max_answers,
+            ),
+            settings.query_workers,
+        )
+        share_the_gil()
+
+    @app.before_server_start
     async def open_databases(app: Sanic) -> None:
         started = time.perf_counter()
         master_key = load_master_key(settings.data_dir, settings.master_key)
@@ -113,6 +127,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
             plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
+            evaluator=app.ctx.evaluator,
             residency=_residency(settings, app.ctx.transactions),
         )
         await databases.open()
@@ -157,6 +172,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             await app.ctx.databases.close()
         if app.ctx.store is not None:
             app.ctx.store.close()
+        if app.ctx.evaluator is not None:
+            app.ctx.evaluator.close()
 
     # Request ids: a random per-process prefix and a counter. Unique like uuid4 for
     # logs and clients, without an os.urandom syscall on every request (issue 3's
@@ -174,6 +191,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     # security check needs one (auth on, or a CORS preflight).
     @app.on_request
     def before(request: Request) -> Awaitable[HTTPResponse | None] | None:
+        if app.ctx.evaluator is not None:  # evaluation workers give way (issue 13)
+            app.ctx.evaluator.busy()
         access.begin(request, new_request_id)
         headers.check_names(request)
         databases = app.ctx.databases
@@ -183,6 +202,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
     @app.on_response
     def after(request: Request, response: HTTPResponse) -> None:
+        if app.ctx.evaluator is not None:
+            app.ctx.evaluator.busy()
         decorate(request, response)
         headers = response.headers
         headers["X-Request-ID"] = access.finish(request, response, new_request_id)

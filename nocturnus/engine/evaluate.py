@@ -20,6 +20,7 @@ from operator import is_not, itemgetter
 from typing import Any
 
 from nocturnus.engine.analysis import ProgramError, check_program
+from nocturnus.engine.budget import Budget
 from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.fixpoint import EMPTY, Evaluation, RowLimitExceeded, Source
 from nocturnus.engine.grouped import GroupedTable
@@ -158,14 +159,23 @@ class Reasoner:
     is cheap to create per request and never serves stale answers.
 
     ``observe``, if set, is told the strategy each evaluated component's plan comes
-    from (the differential tests count them).
+    from (the differential tests count them). ``budget``, if set, bounds every
+    evaluation this reasoner runs (:mod:`~nocturnus.engine.budget`): a request makes
+    a reasoner of its own to carry its budget.
+
+    :raises BudgetExceeded: from any question, past the budget; nothing of the
+        stopped evaluation is cached.
     """
 
     def __init__(
-        self, facts: FactIndex, observe: Callable[[str], None] | None = None
+        self,
+        facts: FactIndex,
+        observe: Callable[[str], None] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.facts = facts
         self.observe = observe
+        self.budget = budget
 
     def solve(
         self,
@@ -367,6 +377,7 @@ class Reasoner:
             self._weighted_for(state, [rel]),
             ranks,
             max_rows=max_rows,
+            budget=self.budget,
             observe=self.observe,
         )
         evaluation.run(rewritten.rules, {rewritten.seed: dict.fromkeys(seeds)})
@@ -528,6 +539,7 @@ class Reasoner:
             self._resolver(state),
             self.facts.interner,
             self._weighted_for(state, needed),
+            budget=self.budget,
             observe=self.observe,
         )
         evaluation.run(
@@ -637,6 +649,7 @@ class Reasoner:
             self._resolver(state),
             self.facts.interner,
             weighted,
+            budget=self.budget,
             observe=self.observe,
             filled=filled,
         )

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from nocturnus.engine.budget import CHECK_EVERY, Budget
 from nocturnus.engine.collector import collector_paused
 from nocturnus.engine.grouped import GroupedTable, column
 from nocturnus.engine.index import Relation
@@ -78,7 +79,10 @@ class Evaluation:
     ``max_rows`` bounds the rows every plan may derive (``derived`` counts them):
     past it, :class:`RowLimitExceeded` is raised and the evaluation is unusable. A
     caller with a cheaper plan B uses it to stop a plan A that turns out dearer.
-    ``observe``, if given, is told the strategy of every component's plan.
+    ``budget`` is the request's (:mod:`~nocturnus.engine.budget`): every row charged
+    here is charged there too, and the joins check it as they run; past it,
+    :class:`~nocturnus.engine.budget.BudgetExceeded` is raised and the evaluation is
+    unusable. ``observe``, if given, is told the strategy of every component's plan.
     ``filled`` maps the placeholders of a prepared plan's constants to the values
     they stand for (:meth:`constant`); ``compiled`` counts the join functions this
     evaluation had to compile (none when a prepared plan already held them).
@@ -92,6 +96,7 @@ class Evaluation:
         ranks: dict[RelKey, dict[Row, int]] | None = None,
         *,
         max_rows: int | None = None,
+        budget: Budget | None = None,
         observe: Callable[[str], None] | None = None,
         filled: Mapping[int, int] | None = None,
     ) -> None:
@@ -101,6 +106,7 @@ class Evaluation:
         self.weighted = weighted
         self.ranks = ranks
         self.max_rows = max_rows
+        self.budget = budget
         self.filled: Mapping[int, int] = filled or {}
         self.compiled = 0
         self.derived = 0
@@ -112,6 +118,7 @@ class Evaluation:
         self._prepared: dict[int, tuple[list[Any], int, RelKey, int]] = {}
         self._stage = Stage(Component(frozenset(), ()), None, (), ())
         self._initial: Mapping[RelKey, Mapping[Row, Any]] = {}
+        self._fresh: dict[RelKey, dict[Row, Any]] = {}  # the round in progress
 
     def source(self, rel: RelKey) -> Source:
         """The relation as this evaluation currently sees it."""
@@ -203,10 +210,19 @@ class Evaluation:
             delta = self._round(recursive, component.members, delta)
 
     def charge(self, rows: int) -> None:
-        """Count rows a plan derived; past ``max_rows`` the evaluation stops."""
+        """Count rows a plan derived; past ``max_rows`` or the budget it stops."""
         self.derived += rows
         if self.max_rows is not None and self.derived > self.max_rows:
             raise RowLimitExceeded(self.derived)
+        if self.budget is not None:
+            self.budget.charge(rows)
+
+    def _tick(self) -> int:
+        """The joins' budget check, counting the rows of the round in progress;
+        returns the iterations until the next (``Budget.tick``)."""
+        if self.budget is None:
+            return CHECK_EVERY
+        return self.budget.tick(sum(map(len, self._fresh.values())))
 
     def _compile(self, slot: int, rule: IRule, delta_at: int | None) -> CompiledRule:
         """The stage's compiled code of a rule version, in the order the data calls for.
@@ -237,6 +253,7 @@ class Evaluation:
         delta: dict[RelKey, dict[Row, Any]],
     ) -> dict[RelKey, dict[Row, Any]]:
         fresh: dict[RelKey, dict[Row, Any]] = {rel: {} for rel in members}
+        self._fresh = fresh
         for version in versions:
             prepared = self._prepared.get(id(version))
             if prepared is None:
@@ -290,6 +307,8 @@ class Evaluation:
                 arguments.append(None)
             elif kind == "exists":
                 arguments.append(exists_with_repeats(param.value))
+            elif kind == "tick":
+                arguments.append(self._tick)
             else:
                 arguments.append(self._comparison(param))
         prepared = (arguments, delta_slot, delta_rel, next_slot)

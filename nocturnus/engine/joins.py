@@ -44,8 +44,10 @@ class Param:
     new rows of ``rel``), ``index`` (the index of ``rel`` on ``positions``),
     ``const`` (an interned constant), ``compare`` (a built-in, ``value`` names it),
     ``exists`` (a row test for repeated unbound NAF variables, ``value`` the pairs),
-    ``rule_confidence``, ``full`` (the head relation's rows) or ``next`` (the dict
-    collecting this round's new head rows).
+    ``rule_confidence``, ``full`` (the head relation's rows), ``next`` (the dict
+    collecting this round's new head rows) or ``tick`` (the budget check: called
+    with no argument, it raises past the budget, else returns how many outer
+    iterations may run before the next call).
     """
 
     kind: str
@@ -149,6 +151,7 @@ class _Writer:
         self.confidences: list[str] = []  # the names of confidences read so far
         self.loops = 0
         self.nested: list[str] = []  # the continuations' definitions, innermost last
+        self.tick: str | None = None  # the budget check's parameter, once one is made
         self.open_function()
 
     def emit(self, line: str) -> None:
@@ -168,17 +171,26 @@ class _Writer:
         written is complete here: it ends with a call of the continuation, which
         takes every variable and confidence bound so far.
         """
-        if self.loops < MAX_NESTED_LOOPS:
-            self.loops += 1
-            return
-        bound = [*self.names.values(), *self.confidences]
-        name = f"s{len(self.nested) + 1}"
-        self.emit(f"{name}({', '.join(bound)})")
-        self.nested.append(self.body())
-        self.lines = [f"    def {name}({', '.join(bound)}):"]
-        self.depth = 2
-        self.open_function()
+        if self.loops >= MAX_NESTED_LOOPS:
+            bound = [*self.names.values(), *self.confidences]
+            name = f"s{len(self.nested) + 1}"
+            self.emit(f"{name}({', '.join(bound)})")
+            self.nested.append(self.body())
+            self.lines = [f"    def {name}({', '.join(bound)}):", "        nonlocal k"]
+            self.depth = 2
+            self.open_function()
         self.loops += 1
+        if self.loops > 2 or self.nested:  # inside another loop (the first is ONCE)
+            self.countdown()
+
+    def countdown(self) -> None:
+        """Check the budget every :data:`~nocturnus.engine.budget.CHECK_EVERY`
+        iterations of the enclosing loop: a countdown in the local ``k``, which the
+        check's answer resets (and ``run`` starts with)."""
+        if self.tick is None:
+            self.tick = self.param(Param("tick"))
+        self.emit("k -= 1")
+        self.emit(f"if not k: k = {self.tick}()")
 
     def body(self) -> str:
         """The lines of the function being written."""
@@ -261,7 +273,9 @@ def _generate(
     # The continuations are closures over the parameters, defined before the loops.
     continuations = [*w.nested[1:], w.body()] if w.nested else []
     outer = w.nested[0] if w.nested else w.body()
-    source = "\n".join([f"def run({signature}):", *continuations, outer, ""])
+    start = [f"    k = {w.tick}()"] if w.tick is not None else []
+    lines = [f"def run({signature}):", *start, *continuations, outer, ""]
+    source = "\n".join(lines)
     return source, w.params
 
 

@@ -28,6 +28,7 @@ recently used first out.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ class PlanCache:
     """Prepared plans of many owners, bounded in total and per owner (LRU).
 
     ``hits`` and ``misses`` count lookups, ``compilations`` the join functions
-    compiled for plans held here, for tests and metrics.
+    compiled for plans held here, for tests and metrics. Thread-safe: the service
+    evaluates questions of several tenants at once in worker threads, and an LRU
+    reorders itself on every lookup.
     """
 
     def __init__(self, max_plans: int = 4096, max_per_owner: int = 256) -> None:
@@ -57,6 +60,7 @@ class PlanCache:
         self.hits = 0
         self.misses = 0
         self.compilations = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -70,17 +74,22 @@ class PlanCache:
         return Plans(self, owner)
 
     def get(self, owner: Hashable, key: Hashable) -> Any:
-        found = self._plans.get((owner, key))
-        if found is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._plans.move_to_end((owner, key))
-        self._owned[owner].move_to_end(key)
-        return found
+        with self._lock:
+            found = self._plans.get((owner, key))
+            if found is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._plans.move_to_end((owner, key))
+            self._owned[owner].move_to_end(key)
+            return found
 
     def put(self, owner: Hashable, key: Hashable, plan: Any) -> None:
         """Keep ``plan``; the owner's, then everyone's, least recently used go first."""
+        with self._lock:
+            self._put(owner, key, plan)
+
+    def _put(self, owner: Hashable, key: Hashable, plan: Any) -> None:
         owned = self._owned.setdefault(owner, OrderedDict())
         self._plans[(owner, key)] = plan
         self._plans.move_to_end((owner, key))
@@ -98,8 +107,9 @@ class PlanCache:
 
     def drop(self, owner: Hashable) -> None:
         """Forget every plan of ``owner`` (a deleted tenant)."""
-        for key in self._owned.pop(owner, {}):
-            del self._plans[(owner, key)]
+        with self._lock:
+            for key in self._owned.pop(owner, {}):
+                del self._plans[(owner, key)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,9 +200,12 @@ class Interner:
     def _add_exact(self, value: str | int, is_int: bool) -> None:
         """Give a new exact ``str`` or ``int`` the next id (as :meth:`intern` would).
 
-        Only a string that may be a number asks :func:`numeric_value`.
+        Only a string that may be a number asks :func:`numeric_value`. The id is
+        published last, so an evaluation in another thread that finds it can read
+        its value and number (the service's evaluations run in worker threads and only
+        read an interner, while its event loop interns what writes bring).
         """
-        self.exact[value] = len(self.values)
+        new_id = len(self.values)
         self.values.append(value)
         self.numbers.append(
             float(value)  # numeric_value of an int
@@ -211,6 +214,7 @@ class Interner:
             if value[:1] in _NUMBER_START  # type: ignore[index]  # value is a str here (is_int is False)
             else None
         )
+        self.exact[value] = new_id
 
     def lookup(self, value: Const) -> int | None:
         """Return the id of ``value`` if it was ever interned, without adding it.

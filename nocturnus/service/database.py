@@ -46,6 +46,7 @@ from nocturnus.errors import NocturnusError, StartupError, Unavailable
 from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.constraints import check_writes
+from nocturnus.service.evaluation import Evaluator
 from nocturnus.service.events import (
     Event,
     RuleRemoved,
@@ -175,6 +176,7 @@ class Database(Generic[RootState]):
         default_conflict_strategy: str = "REJECT",
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         plans: PlanCache | None = None,
+        evaluator: Evaluator | None = None,
         residency: Residency | None = None,
     ) -> None:
         self.name = name
@@ -185,6 +187,8 @@ class Database(Generic[RootState]):
         # prepared query plans (rewrites, lowered rules), kept across writes and
         # bounded per tenant and in total; keyed by rule content, never stale
         self.plans = plans if plans is not None else PlanCache()
+        # where questions are evaluated, under which budget (issue 13)
+        self.evaluator = evaluator if evaluator is not None else Evaluator()
         self.snapshot_every = snapshot_every
         self.snapshot_part_bytes = PART_BYTES
         self.store = store
@@ -456,9 +460,14 @@ class Database(Generic[RootState]):
     async def current(self, tenant: str) -> tuple[TenantState, int]:
         """The tenant's projection caught up with the log and brought to the present,
         and that present in ms: what every read answers from and every write decides
-        on."""
+        on.
+
+        Views an evaluation is reading in a worker are detached first: what the
+        caller changes or reads from here on is a view of its own.
+        """
         state = await self.tenant(tenant)
         now = now_ms()
+        state.detach_read_views()
         state.refresh(now)
         return state, now
 
@@ -594,6 +603,7 @@ class Database(Generic[RootState]):
             if tenant not in wanted or body is None:
                 self.evict(tenant)
                 continue
+            state.detach_read_views()  # as a commit: a worker may be reading them
             apply(state, seq, CODEC.decode(kind, body))
             self._positions[tenant] = seq
             self._unsnapshotted[tenant] = self._unsnapshotted.get(tenant, 0) + 1
@@ -727,6 +737,8 @@ class Database(Generic[RootState]):
             return range(0)
         if tenant != DATABASE_LEVEL:  # RESTRICT (issue 18): refuse before taking a seq
             state = self._tenants.get(tenant)
+            if state is not None:
+                state.detach_read_views()  # a worker reads them: change copies
             if state is not None and state.constraints:
                 root = self.root
                 assert isinstance(root, DatabaseState)  # tenants live in data databases

@@ -23,6 +23,7 @@ from nocturnus.service.database import (
     apply_database_event,
     now_ms,
 )
+from nocturnus.service.evaluation import Evaluator
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.service.residency import Residency
 from nocturnus.service.retry import attempt
@@ -90,6 +91,7 @@ class Databases:
         store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         plans: PlanCache | None = None,
+        evaluator: Evaluator | None = None,
         residency: Residency | None = None,
     ) -> None:
         self.store = store if store is not None else open_store("", data_dir)
@@ -97,6 +99,8 @@ class Databases:
         self.residency = residency
         # One cache of prepared plans for every database: its bounds are the process's.
         self.plans = plans if plans is not None else PlanCache()
+        # One pool of evaluation workers and one budget policy too (issue 13).
+        self.evaluator = evaluator if evaluator is not None else Evaluator()
         self.data_dir = data_dir
         self._master_key = master_key
         self.snapshot_every = snapshot_every
@@ -139,6 +143,7 @@ class Databases:
             default_conflict_strategy=info.default_conflict_strategy,
             snapshot_every=self.snapshot_every,
             plans=self.plans,
+            evaluator=self.evaluator,
             residency=self.residency,
         )
         await database.open()

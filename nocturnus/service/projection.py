@@ -57,18 +57,35 @@ from nocturnus.service.rulebook import Rulebook, RuleRecord
 
 @dataclass(slots=True)
 class ScopeView:
-    """The visible facts of one scope and the reasoner answering over them."""
+    """The visible facts of one scope and the reasoner answering over them.
+
+    ``readers`` counts evaluations reading this view in a worker thread
+    (``service/evaluation.py``); such a view is never changed again: the tenant
+    detaches it first (:meth:`TenantState.detach_read_views`). ``interned`` is the
+    program whose rule constants the index's interner already holds, so a worker
+    never interns (the event loop is the interner's one writer).
+    """
 
     index: FactIndex
     reasoner: Reasoner
     program: Program | None = None
     program_key: tuple[int, int] = (-1, -1)
+    readers: int = 0
+    interned: Program | None = None
 
     @classmethod
     def empty(cls) -> ScopeView:
         """A view with no visible facts."""
         index = FactIndex()
         return cls(index=index, reasoner=Reasoner(index))
+
+    def detached(self) -> ScopeView:
+        """A copy to change while this one is read: the index forked copy-on-write
+        (O(#relations); a relation is cloned on its first write), the program kept."""
+        index = self.index.copy()
+        return ScopeView(
+            index, Reasoner(index), self.program, self.program_key, 0, self.interned
+        )
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -88,6 +105,9 @@ class TenantState:
     # bumped when the tenant is deleted: the read model of the deleted incarnation
     # (uses, sessions: ``readmodels.py``) is dropped with the tenant's data
     incarnation: int = 0
+    # evaluations in flight in worker threads, each reading views it pinned
+    # (``ScopeView.readers``): while any is, a change detaches the pinned views first
+    reading: int = 0
     # keys whose visibility, attributes or priority changed, while a consumer (the
     # context ranking) keeps a derived view up to date incrementally; None otherwise
     changed: set[FactKey] | None = None
@@ -103,6 +123,17 @@ class TenantState:
     _timeline: list[tuple[int, int, FactKey]] = field(default_factory=list)
     _tickets: int = 0
     _heirs: dict[str, set[str]] = field(default_factory=dict)
+
+    def detach_read_views(self) -> None:
+        """Give every view a worker is reading a copy of its own to change (call
+        before any change while ``reading``): a reader never sees half a write, and a
+        write never waits for a reader (issue 13)."""
+        if not self.reading:
+            return
+        views = self.views
+        for scope, view in views.items():
+            if view.readers:
+                views[scope] = view.detached()
 
     def refresh(self, now_ms: int) -> None:
         """Bring every scope index in line with visibility at ``now_ms``.

@@ -2,6 +2,12 @@
 
 Every function expects ``state.refresh(now)`` to have run, never writes, and returns results
 in a deterministic order so that the same knowledge always gives the same bytes.
+
+Inference comes in three steps so that its costly middle can run in a worker thread
+(``service/evaluation.py``): :func:`scope_questions` (on the event loop: the scopes'
+views and programs), :func:`evaluate` and :func:`prove` (the engine, on nothing but
+the views and programs, under a budget), :func:`collect` (on the loop again: stored
+records, scopes merged). :func:`answer_set` and :func:`with_proofs` run them in a row.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nocturnus.engine.budget import Budget
+from nocturnus.engine.evaluate import Matches, Program, Reasoner
 from nocturnus.engine.order import sort_rows
 from nocturnus.engine.prepared import Plans
 from nocturnus.engine.proofs import Proof
@@ -19,7 +27,7 @@ from nocturnus.engine.terms import Const, Var, numeric_value, sort_key
 from nocturnus.errors import ValidationError
 from nocturnus.service.answers import Answer, AnswerSet, ScopeAnswers, merge
 from nocturnus.service.facts import FactKey, FactRecord, RelationKey, Stored
-from nocturnus.service.projection import TenantState
+from nocturnus.service.projection import ScopeView, TenantState
 from nocturnus.service.rulebook import Rulebook
 
 AGGREGATE_OPERATIONS = ("COUNT", "SUM", "MIN", "MAX", "AVG")
@@ -34,6 +42,98 @@ def _scopes(state: TenantState, scope: str | None) -> list[str]:
     return [scope] if scope is not None else state.scopes()
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeQuestion:
+    """What inference over one scope reads: its view and its checked program."""
+
+    scope: str
+    view: ScopeView
+    program: Program
+
+
+def scope_questions(
+    state: TenantState, database_rules: Rulebook, scope: str | None
+) -> list[ScopeQuestion]:
+    """The scopes a question reads (no scope: all of them), with their programs.
+
+    The rules' constants are interned here, so the evaluation, wherever it runs,
+    only ever reads the interner.
+    """
+    found = []
+    for name in _scopes(state, scope):
+        view = state.views.get(name)
+        if view is None:
+            continue
+        program = state.program_for(name, database_rules)
+        if view.interned is not program:
+            intern = view.index.interner.intern
+            for rule in program.rules:
+                for literal in (rule.head, *rule.body):
+                    for arg in literal.args:
+                        if not isinstance(arg, Var):
+                            intern(arg)
+            view.interned = program
+        found.append(ScopeQuestion(name, view, program))
+    return found
+
+
+def evaluate(
+    questions: Sequence[ScopeQuestion],
+    goal: Literal,
+    *,
+    min_confidence: float | None = None,
+    plans: Plans | None = None,
+    budget: Budget | None = None,
+) -> list[Matches]:
+    """Every answer to ``goal`` in each scope, as the engine's rows.
+
+    Inference never joins facts of two scopes: each scope is evaluated alone with its
+    scoped and unscoped rules. ``plans`` keeps the tenant's prepared plans.
+
+    :raises BudgetExceeded: past ``budget``, over all scopes together.
+    """
+    return [
+        _reasoner(q.view, budget).matches(
+            q.program, goal, min_confidence=min_confidence, plans=plans
+        )
+        for q in questions
+    ]
+
+
+def _reasoner(view: ScopeView, budget: Budget | None) -> Reasoner:
+    """The view's reasoner under ``budget`` (a reasoner is cheap: its caches are the
+    index's), keeping the view's observer (the differential tests count strategies)."""
+    return Reasoner(view.index, view.reasoner.observe, budget)
+
+
+def collect(
+    state: TenantState,
+    goal: Literal,
+    questions: Sequence[ScopeQuestion],
+    found: Sequence[Matches],
+) -> AnswerSet:
+    """The answers :func:`evaluate` found, with the stored facts among them."""
+    arity = len(goal.args)
+    relation = (goal.predicate, goal.negated is True, arity)
+    parts = []
+    for question, matches in zip(questions, found, strict=True):
+        if not matches.rows:
+            continue
+        index = question.view.index
+        values = index.interner.values
+        # Answers of a relation with no stored facts are all derived: no lookups.
+        visible = index.relation(relation)
+        stored = None
+        if visible is not None:
+            stored = _stored(
+                state, question.scope, relation, matches.rows, visible.rows, values
+            )
+        parts.append(
+            ScopeAnswers(question.scope, matches.rows, values, matches.confidences, stored)
+        )
+    return merge(goal.predicate, goal.negated, arity, parts)
+
+
 def answer_set(
     state: TenantState,
     database_rules: Rulebook,
@@ -42,33 +142,19 @@ def answer_set(
     *,
     min_confidence: float | None = None,
     plans: Plans | None = None,
+    budget: Budget | None = None,
 ) -> AnswerSet:
     """Every answer to ``goal`` by inference, in bulk; no scope means all scopes.
 
-    Inference never joins facts of two scopes: each scope is evaluated alone with
-    its scoped and unscoped rules. ``plans`` keeps the tenant's prepared plans.
+    :func:`scope_questions`, :func:`evaluate` and :func:`collect` in a row.
+
+    :raises BudgetExceeded: past ``budget``.
     """
-    arity = len(goal.args)
-    relation = (goal.predicate, goal.negated is True, arity)
-    parts = []
-    for name in _scopes(state, scope):
-        view = state.views.get(name)
-        if view is None:
-            continue
-        program = state.program_for(name, database_rules)
-        found = view.reasoner.matches(
-            program, goal, min_confidence=min_confidence, plans=plans
-        )
-        if not found.rows:
-            continue
-        values = view.index.interner.values
-        # Answers of a relation with no stored facts are all derived: no lookups.
-        visible = view.index.relation(relation)
-        stored = None
-        if visible is not None:
-            stored = _stored(state, name, relation, found.rows, visible.rows, values)
-        parts.append(ScopeAnswers(name, found.rows, values, found.confidences, stored))
-    return merge(goal.predicate, goal.negated, arity, parts)
+    questions = scope_questions(state, database_rules, scope)
+    found = evaluate(
+        questions, goal, min_confidence=min_confidence, plans=plans, budget=budget
+    )
+    return collect(state, goal, questions, found)
 
 
 def _stored(
@@ -120,19 +206,39 @@ def ask(
 
 
 def with_proofs(
-    state: TenantState, database_rules: Rulebook, answers: list[Answer]
+    state: TenantState,
+    database_rules: Rulebook,
+    answers: list[Answer],
+    budget: Budget | None = None,
 ) -> list[Answer]:
-    """The answers with their proofs: one evaluation per scope proves them all."""
+    """The answers with their proofs: one evaluation per scope proves them all.
+
+    :raises BudgetExceeded: past ``budget``.
+    """
+    scopes = sorted({a.key.scope for a in answers})
+    questions = [q for name in scopes for q in scope_questions(state, database_rules, name)]
+    return prove(questions, answers, budget)
+
+
+def prove(
+    questions: Sequence[ScopeQuestion],
+    answers: list[Answer],
+    budget: Budget | None = None,
+) -> list[Answer]:
+    """:func:`with_proofs` over the scope questions of the answers' scopes.
+
+    :raises BudgetExceeded: past ``budget``.
+    """
     by_scope: dict[str, list[Answer]] = {}
     for answer in answers:
         by_scope.setdefault(answer.key.scope, []).append(answer)
     proofs: dict[FactKey, Proof | None] = {}
-    for name, found in by_scope.items():
-        view = state.views[name]
-        program = state.program_for(name, database_rules)
+    for question in questions:
+        found = by_scope.get(question.scope, [])
         goals = [Literal(a.key.predicate, a.key.args, a.key.negated) for a in found]
+        reasoner = _reasoner(question.view, budget)
         for answer, proof in zip(
-            found, view.reasoner.explain_all(program, goals), strict=True
+            found, reasoner.explain_all(question.program, goals), strict=True
         ):
             proofs[answer.key] = proof
     return [Answer(a.key, a.confidence, a.record, proofs[a.key]) for a in answers]

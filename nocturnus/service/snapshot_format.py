@@ -37,13 +37,23 @@ FORMAT = "nocturnus/tenant-snapshot"
 VERSION = 1
 
 DERIVED_FIELDS = frozenset(
-    {"views", "_dirty", "_timeline", "_tickets", "_heirs", "changed", "incarnation"}
+    {
+        "views",
+        "_dirty",
+        "_timeline",
+        "_tickets",
+        "_heirs",
+        "changed",
+        "incarnation",
+        "reading",
+    }
 )
 """TenantState fields never stored: rebuilt by ``refresh`` after loading (views, the
 timeline and its tie-break tickets), sharing bookkeeping of forked scopes (``_heirs``:
 a restored scope owns its records, nothing is shared), kept only while a consumer runs
 (``changed``), or telling read models apart in memory (``incarnation``: a loaded
-projection is a new object, so its read model starts empty anyway)."""
+projection is a new object, so its read model starts empty anyway), or counting the
+evaluations reading it in worker threads (``reading``)."""
 
 
 class SnapshotFormatError(NocturnusError):

@@ -38,8 +38,10 @@ from nocturnus.service.constraints import (
     listed,
 )
 from nocturnus.service.database import DATABASE_LEVEL, Database, DatabaseState, now_ms
+from nocturnus.service.evaluation import pinned
 from nocturnus.service.events import Event, TenantCreated, TenantDeleted
 from nocturnus.service.facts import FactKey, FactRecord
+from nocturnus.service.projection import TenantState
 from nocturnus.service.retry import retried
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.service.salience import proof_facts
@@ -293,25 +295,31 @@ async def ask_page(
     """A page of the answers to ``goal`` by inference (all of them without a limit).
 
     The stored facts among the answers, and the premises of their proofs, count as
-    used (salience).
+    used (salience). Evaluation runs in a worker under the request's budget
+    (``service/evaluation.py``).
 
     :raises ValidationError: a cursor of another question, or not a cursor at all.
+    :raises QueryBudgetExceeded: past the budget, or a page of more answers than
+        one response may carry.
     """
-    state, now = await db.current(tenant)
-    found = queries.answer_set(
-        state,
-        db.root.rules,
-        goal,
-        scope,
-        min_confidence=min_confidence,
-        plans=plans_of(db, tenant),
-    )
-    asked = question("ask", goal, scope, min_confidence)
-    selected = answers.page(found, asked, limit, cursor)
-    used = selected.answers.stored_keys()
-    proved = None
-    if with_proof:
-        proved = queries.with_proofs(state, db.root.rules, selected.answers.answers())
+    evaluator = db.evaluator
+    async with evaluator.turn((db.name, tenant)):
+        state, now = await db.current(tenant)
+        questions = queries.scope_questions(state, db.root.rules, scope)
+        views = [q.view for q in questions]
+        with pinned(state, views):  # the proofs are of the answers' state
+            everything = await _answer_set(db, tenant, state, questions, goal, min_confidence)
+            asked = question("ask", goal, scope, min_confidence)
+            selected = answers.page(everything, asked, limit, cursor)
+            evaluator.check_answers(len(selected.answers))
+            used = selected.answers.stored_keys()
+            proved = None
+            if with_proof:
+                page = selected.answers.answers()
+                proved = await evaluator.run(
+                    state, views, lambda budget: queries.prove(questions, page, budget)
+                )
+    if proved is not None:
         for a in proved:
             if a.proof is not None and a.proof.type != "fact":
                 used.extend(proof_facts(a.proof, a.key.scope))
@@ -328,17 +336,39 @@ async def count_answers(
     *,
     min_confidence: float | None = None,
 ) -> int:
-    """How many answers ``goal`` has by inference (no answer is returned or used)."""
-    state, _ = await db.current(tenant)
-    found = queries.answer_set(
+    """How many answers ``goal`` has by inference (no answer is returned or used).
+
+    :raises QueryBudgetExceeded: past the budget (``ask_page``).
+    """
+    async with db.evaluator.turn((db.name, tenant)):
+        state, _ = await db.current(tenant)
+        questions = queries.scope_questions(state, db.root.rules, scope)
+        found = await _answer_set(db, tenant, state, questions, goal, min_confidence)
+        return len(found)
+
+
+async def _answer_set(
+    db: Db,
+    tenant: str,
+    state: TenantState,
+    questions: list[queries.ScopeQuestion],
+    goal: Literal,
+    min_confidence: float | None,
+) -> answers.AnswerSet:
+    """Every answer to ``goal`` over ``questions``, evaluated in a worker (taking the
+    tenant's turn is the caller's).
+
+    :raises QueryBudgetExceeded: past the budget.
+    """
+    plans = plans_of(db, tenant)
+    found = await db.evaluator.run(
         state,
-        db.root.rules,
-        goal,
-        scope,
-        min_confidence=min_confidence,
-        plans=plans_of(db, tenant),
+        [q.view for q in questions],
+        lambda budget: queries.evaluate(
+            questions, goal, min_confidence=min_confidence, plans=plans, budget=budget
+        ),
     )
-    return len(found)
+    return queries.collect(state, goal, questions, found)
 
 
 async def match(

@@ -241,6 +241,7 @@ class StagedDatabase:
         """The view refreshed to the request's instant (``Database.current``)."""
         if tenant != self._tenant:
             return await self._db.current(tenant)
+        self._state.detach_read_views()  # as Database.current: a worker may read them
         self._state.refresh(self._now)
         return self._state, self._now
 
@@ -256,6 +257,7 @@ class StagedDatabase:
                 field="X-Transaction-ID",
             )
         state = self._state
+        state.detach_read_views()
         if state.constraints:  # refused now, as a commit would refuse it
             check_writes(state, self._db.root.rules, events, now)
         for event in events:

@@ -111,5 +111,6 @@ def test_staged_copy_knows_every_field_of_the_projection() -> None:
         "name", "last_seq", "created_at", "facts", "rules", "views", "priorities",
         "constraints", "incarnation", "_dirty", "_timeline", "_tickets", "_heirs",
         "changed",  # a consumer's journal of the live state: a copy starts without one
+        "reading",  # the live views' readers: the copy's views are new, none reads them
     }
     assert {f.name for f in dataclasses.fields(TenantState)} == handled
