@@ -50,7 +50,7 @@ from nocturnus.service.database import Database, DatabaseState, apply_database_e
 from nocturnus.service.databases import Databases
 from nocturnus.service.events import FactRetracted, FactTold, RuleTaught
 from nocturnus.service.maintenance import replay_database, replay_log, snapshot_database
-from nocturnus.service.projection import TenantState, apply_fields
+from nocturnus.service.projection import TenantState, apply_fields, reader
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.sqlite import SqliteStore, read_database_name
@@ -163,7 +163,7 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
                         kind,
                         CODEC.decode(kind, body)
                         if tenant == ""
-                        else CODEC.fields(kind, body),
+                        else reader(kind)(body),
                     )
                 )
             decode_s = time.perf_counter() - started

@@ -111,9 +111,10 @@ def contention(url: str) -> str:
     """The write conflicts and retries a server's /metrics reports (server-wide)."""
     text = httpx.get(url + "/metrics", timeout=10).text
     found = {}
-    for name in ("write_conflicts_total", "write_retries_total", "catch_ups_total"):
-        match = re.search(rf"^nocturnus_{name} ([\d.e+]+)$", text, re.MULTILINE)
-        found[name] = int(float(match.group(1))) if match else 0
+    for name in ("write_conflicts_total", "write_retries_total", "catch_ups_total",
+                 "caught_up_events_total", "events_appended_total", "group_commits_total"):
+        values = re.findall(rf"^nocturnus_{name}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.MULTILINE)
+        found[name] = int(sum(float(v) for v in values))
     return ", ".join(f"{k} {v}" for k, v in found.items())
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import copy
 import logging
+import os
 import queue
 import sys
 import threading
@@ -25,6 +26,7 @@ import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -126,11 +128,17 @@ class _LogWriter:
     queued together are written with one ``write`` and one ``flush``.
     """
 
-    def __init__(self, formatter: logging.Formatter, stream: IO[str]) -> None:
+    def __init__(
+        self,
+        formatter: logging.Formatter,
+        stream: IO[str],
+        log_file: RotatingFile | None = None,
+    ) -> None:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._formatter = formatter
         self._json = isinstance(formatter, JsonFormatter)
         self._stream = stream
+        self._file = log_file
         self._thread = threading.Thread(target=self._run, name="nocturnus-log", daemon=True)
         self._thread.start()
 
@@ -138,6 +146,8 @@ class _LogWriter:
         """Write out everything queued so far, then end the thread."""
         self.queue.put(_STOP)
         self._thread.join()
+        if self._file is not None:
+            self._file.close()
 
     def _run(self) -> None:
         get, get_nowait = self.queue.get, self.queue.get_nowait
@@ -196,18 +206,83 @@ class _LogWriter:
             self._stream.flush()
         except (OSError, ValueError):  # stderr closed or gone: nothing left to tell
             pass
+        if self._file is not None:
+            self._file.write(text)
+
+
+LOG_FILE_MAX_BYTES = 50 * 1024 * 1024
+LOG_FILE_BACKUPS = 20
+
+
+class RotatingFile:
+    """``NOCTURNUS_LOG_FILE`` (the original's ``LOG_FILE``): lines appended to a file
+    that is renamed ``.1`` (``.2``... up to :data:`LOG_FILE_BACKUPS`, the oldest
+    dropped) once it passes :data:`LOG_FILE_MAX_BYTES`, so it never fills the disk.
+
+    Written only by the log thread. A write that fails (disk full, file removed) is
+    dropped: stderr still has the line.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = LOG_FILE_MAX_BYTES,
+        backups: int = LOG_FILE_BACKUPS,
+    ) -> None:
+        self.path = path
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._handle = self._open()
+
+    def _open(self) -> IO[str]:
+        """:raises StartupError: the file cannot be opened for appending."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as e:
+            raise StartupError(
+                f"log_file (NOCTURNUS_LOG_FILE): cannot open {self.path}: {e.strerror}"
+            ) from None
+        return os.fdopen(fd, "a", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        try:
+            if self._handle.tell() + len(text) > self._max_bytes and self._handle.tell():
+                self._rotate()
+            self._handle.write(text)
+            self._handle.flush()
+        except (OSError, ValueError, StartupError):
+            pass
+
+    def _rotate(self) -> None:
+        self._handle.close()
+        for n in range(self._backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._handle = self._open()
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 _writer: _LogWriter | None = None
 
 
-def configure_logging(log_format: str, log_level: str, stream: IO[str] | None = None) -> None:
+def configure_logging(
+    log_format: str,
+    log_level: str,
+    stream: IO[str] | None = None,
+    log_file: Path | None = None,
+) -> None:
     """Send every logger (ours, Sanic's) through one queue to one writer thread.
 
     The request id is stamped in the logging thread (where the context is); formatting
-    and writing happen in the writer thread, flushed at exit.
+    and writing happen in the writer thread, flushed at exit. With ``log_file`` each
+    line also goes to that file (:class:`RotatingFile`).
 
-    :raises StartupError: an unknown format or level.
+    :raises StartupError: an unknown format or level, or a log file that cannot be
+        opened.
     """
     global _writer
     level = logging.getLevelName(log_level.upper())
@@ -215,7 +290,8 @@ def configure_logging(log_format: str, log_level: str, stream: IO[str] | None = 
         raise StartupError(f"log_level (NOCTURNUS_LOG_LEVEL) is not a level: {log_level!r}")
     formatter = make_formatter(log_format)
     stop_logging()
-    _writer = _LogWriter(formatter, stream or sys.stderr)
+    rotating = None if log_file is None else RotatingFile(log_file)
+    _writer = _LogWriter(formatter, stream or sys.stderr, rotating)
     enqueue = _Enqueue(_writer.queue)
     enqueue.addFilter(RequestIdFilter())
     atexit.unregister(stop_logging)

@@ -2,7 +2,8 @@
 
 Values come from the defaults below, then ``NOCTURNUS_<NAME>`` environment variables, then
 CLI flags. Unknown or badly typed values raise :class:`StartupError`, which the CLI prints
-as one line. Secrets (the master key, the admin key) never have defaults.
+as one line. Secrets (the master key, the admin key, the bootstrap password) never have
+defaults. The original product's names are fallbacks (:mod:`nocturnus.legacy_env`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nocturnus.errors import StartupError
+from nocturnus.legacy_env import fallback_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +76,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mcp_keepalive_ms", int, 15_000, "Interval of keepalive comments on MCP SSE streams"),
     Setting("log_format", str, "text", "Log line format: text or json"),
     Setting("log_level", str, "INFO", "Log level"),
+    Setting("log_file", Path, None, "Also append log lines to this file (rotated at 50 "
+            "MB, 20 old files kept)"),
     # security (issue 7): API.md §8
     Setting("auth", str, "off", "API keys: off (loopback only) or on"),
     Setting("allow_insecure", bool, False, "Allow auth off on a non-loopback address"),
     Setting("admin_key", str, None, "An admin API key taken as is (never stored)"),
+    Setting("bootstrap_user", str, "admin", "User name POST /auth/bootstrap expects"),
+    Setting("bootstrap_password", str, None, "Password of POST /auth/bootstrap (at "
+            "least 16 characters; unset: no bootstrap over HTTP)"),
     Setting("metrics_public", bool, True, "Serve /metrics without a key"),
     Setting("cors_origins", str, "", "Comma-separated origins allowed by CORS (* = any)"),
     Setting("trusted_proxies", str, "", "Comma-separated proxy addresses whose "
@@ -108,6 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+MIN_BOOTSTRAP_PASSWORD_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +151,12 @@ class Settings:
     mcp_keepalive_ms: int = 15_000
     log_format: str = "text"
     log_level: str = "INFO"
+    log_file: Path | None = None
     auth: str = "off"
     allow_insecure: bool = False
     admin_key: str | None = field(default=None, repr=False)
+    bootstrap_user: str = "admin"
+    bootstrap_password: str | None = field(default=None, repr=False)
     metrics_public: bool = True
     cors_origins: str = ""
     trusted_proxies: str = ""
@@ -216,11 +227,19 @@ def load_settings(
 ) -> Settings:
     """Resolve settings from defaults, ``NOCTURNUS_*`` env vars, then ``overrides``.
 
+    The original product's names (``PORT``, ``STORAGE_DIR``, ``AUTH_ENABLED``...: see
+    :mod:`nocturnus.legacy_env`) stand in for ours that are not set.
+
     Only env vars naming a declared setting are read; other ``NOCTURNUS_*`` variables
     belong to other subsystems (auth, logging) which read them themselves.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    for name, (source, fallback) in fallback_values(env).items():
+        try:
+            values[name] = _convert(_setting(name), fallback)
+        except StartupError as e:
+            raise StartupError(f"{source}, the original's name: {e}") from None
     for setting in SETTINGS:
         raw = env.get("NOCTURNUS_" + setting.name.upper())
         if raw is not None and raw != "":
@@ -240,6 +259,12 @@ def load_settings(
             raise StartupError(f"{name} must be at least 1, got {getattr(settings, name)}")
     if settings.query_workers < 1:
         raise StartupError(f"query_workers must be at least 1, got {settings.query_workers}")
+    password = settings.bootstrap_password
+    if password is not None and len(password) < MIN_BOOTSTRAP_PASSWORD_CHARS:
+        raise StartupError(
+            "bootstrap_password (NOCTURNUS_BOOTSTRAP_PASSWORD) must have at least "
+            f"{MIN_BOOTSTRAP_PASSWORD_CHARS} characters"
+        )
     if settings.auth_checks < 1:
         raise StartupError(f"auth_checks must be at least 1, got {settings.auth_checks}")
     if settings.auth_checks_per_client < 0:

@@ -132,3 +132,28 @@ def test_access_lines_read_as_the_equal_record_would(captured: io.StringIO, fmt:
 def test_access_entries_wait_for_configured_logging() -> None:
     stop_logging()
     assert not log_access((0.0, "rid", "GET", "/", "/", 200, None))
+
+
+def test_log_file_gets_every_line_and_rotates(tmp_path, captured: io.StringIO) -> None:
+    from nocturnus.logs import RotatingFile
+
+    path = tmp_path / "noc.log"
+    rotating = RotatingFile(path, max_bytes=100, backups=2)
+    for n in range(8):
+        rotating.write(f"line {n} " + "x" * 30 + "\n")
+    rotating.close()
+    kept = [path.with_name(f"noc.log.{n}") for n in (2, 1)] + [path]
+    text = "".join(p.read_text() for p in kept)
+    assert [line.split()[1] for line in text.splitlines()] == ["2", "3", "4", "5", "6", "7"]
+    assert not path.with_name("noc.log.3").exists()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    configure_logging("text", "INFO", captured, log_file=path)
+    logging.getLogger("nocturnus.test").info("to both")
+    stop_logging()
+    assert "to both" in captured.getvalue() and "to both" in path.read_text()
+
+
+def test_an_unopenable_log_file_stops_start_up(tmp_path, captured: io.StringIO) -> None:
+    with pytest.raises(StartupError, match="NOCTURNUS_LOG_FILE"):
+        configure_logging("text", "INFO", captured, log_file=tmp_path / "no" / "such" / "dir.log")

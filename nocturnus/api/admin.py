@@ -156,6 +156,43 @@ async def delete_tenant(call: Call) -> dict[str, Any]:
     return {"deleted": tenant, "facts": info.facts, "rules": info.rules}
 
 
+FACTS_QUERY: dict[str, Schema] = {
+    "scope": {"type": "string", "minLength": 1, "maxLength": 128},
+    "offset": {"type": "string", "pattern": r"^[0-9]{1,9}$"},
+    "limit": {"type": "string", "pattern": r"^[0-9]{1,5}$"},
+}
+MAX_FACTS_PAGE = 10_000
+
+
+@endpoint(
+    admin,
+    "GET",
+    "/admin/databases/<db>/facts",
+    summary="List a tenant's facts visible now (X-Tenant-ID; ?scope, ?offset, ?limit)",
+    tenant=True,
+    database_in_path=True,
+    transactional=False,
+    query=FACTS_QUERY,
+)
+async def list_facts(call: Call) -> dict[str, Any]:
+    limit = int(call.query.get("limit", "1000"))
+    if not 1 <= limit <= MAX_FACTS_PAGE:
+        raise ValidationError(f"limit: must be 1 to {MAX_FACTS_PAGE}", field="limit")
+    page = await tenants.list_facts(
+        _path_database(call),
+        call.tenant_id,
+        call.query.get("scope"),
+        offset=int(call.query.get("offset", "0")),
+        limit=limit,
+    )
+    return {
+        "facts": [render.fact_atom(r) for r in page.facts],
+        "count": len(page.facts),
+        "total": page.total,
+        "nextOffset": page.next_offset,
+    }
+
+
 @endpoint(
     admin,
     "POST",

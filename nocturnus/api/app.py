@@ -27,6 +27,7 @@ from nocturnus.api.auth import auth
 from nocturnus.api.console import console
 from nocturnus.api.console.assets import Asset
 from nocturnus.api.context import context_api
+from nocturnus.api.discovery import discovery
 from nocturnus.api.dsl import dsl
 from nocturnus.api.errors import render_error
 from nocturnus.api.feed import Feeds, feed_api
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     app.error_handler.add(Exception, render_error)
     blueprints = (
         knowledge, dsl, scopes, admin, auth, health, metrics, openapi, context_api, mcp,
-        console, transactions_api, memory_api, feed_api,
+        console, transactions_api, memory_api, feed_api, discovery,
     )
     for blueprint in blueprints:
         app.blueprint(blueprint)

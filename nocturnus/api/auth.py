@@ -1,4 +1,4 @@
-"""Key management, whoami, status and the audit trail (API.md §8).
+"""Key management, bootstrap, whoami, status and the audit trail (API.md §8).
 
 Only admin keys hold ``key_manage``; a scoped admin sees and mints only keys inside its
 own database/tenant scope, and nobody mints an admin key without being one. A key shown
@@ -7,6 +7,8 @@ here never carries its hash, and the key itself is in the answer to its creation
 
 from __future__ import annotations
 
+import hmac
+import time
 from typing import Any
 
 from sanic import Blueprint
@@ -14,8 +16,15 @@ from sanic import Blueprint
 from nocturnus.api.endpoint import Call, endpoint
 from nocturnus.api.permissions import permissions_of
 from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, Schema, nullable, obj
-from nocturnus.api.security import Security, security_of
-from nocturnus.errors import AuthDisabled, Forbidden, NotFound, ValidationError
+from nocturnus.api.security import Security, presented_key, security_of
+from nocturnus.errors import (
+    AuthDisabled,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationError,
+)
 from nocturnus.service import apikeys, audit
 from nocturnus.service.apikeys import KeyChanges, KeyRecord, NewKey
 from nocturnus.service.authenticator import Principal
@@ -123,6 +132,91 @@ async def create_key(call: Call) -> dict[str, Any]:
         call.request, call.principal, "key_created", target=record.id,
         details={"role": record.role, "databases": list(record.databases),
                  "tenants": list(record.tenants), "expiresAt": record.expires_at},
+    )
+    return {**apikeys.key_info(record, security.authenticator.last_used), "key": key}
+
+
+BOOTSTRAP_BODY = obj(
+    [],
+    username=nullable({"type": "string", "maxLength": 256}),
+    password=nullable({"type": "string", "maxLength": 1024}),
+    # the original's field, then its Python SDK's (which sends no credentials: give
+    # the password as the client's key instead)
+    keyName=nullable({"type": "string", "minLength": 1, "maxLength": 128}),
+    name=nullable({"type": "string", "minLength": 1, "maxLength": 128}),
+    description=DESCRIPTION,
+)
+
+
+def _check_bootstrap(call: Call, security: Security) -> None:
+    """Refuse a bootstrap unless no key exists and the caller proves the password.
+
+    The password comes as ``{username, password}`` (the original's body) or, for its
+    SDK, as the presented key (``X-API-Key`` / ``Bearer``) with the configured user.
+    A wrong one counts against the client address's lockout like a wrong key.
+
+    :raises Forbidden: a key exists, or no bootstrap password is configured.
+    :raises RateLimited: the address is locked out.
+    :raises Unauthorized: wrong user or password.
+    """
+    if not security.bootstrap_required():
+        raise Forbidden("Bootstrap is done: an API key exists already")
+    settings = security.settings
+    expected = settings.bootstrap_password
+    if expected is None:
+        raise Forbidden(
+            "POST /auth/bootstrap is off: set NOCTURNUS_BOOTSTRAP_PASSWORD, or create the "
+            "first key with `nocturnus keys create --role admin` (server stopped) or "
+            "NOCTURNUS_ADMIN_KEY"
+        )
+    request = call.request
+    client = security.client_address(request)
+    now_s = time.monotonic()
+    wait = security.failures.locked_for(client, now_s)
+    if wait:
+        raise RateLimited(
+            f"Too many failed authentications from this address; retry in {wait} s",
+            retry_after_s=wait,
+        )
+    body = call.body
+    password = body.get("password")
+    if password is None:
+        password = presented_key(request) or ""
+    user = body.get("username") or settings.bootstrap_user
+    # both compared every time, in constant time: no early answer to time
+    same_user = hmac.compare_digest(user.encode(), settings.bootstrap_user.encode())
+    same_password = hmac.compare_digest(password.encode(), expected.encode())
+    if not (same_user & same_password):
+        security.failures.fail(client, now_s)
+        raise Unauthorized("Invalid bootstrap credentials")
+
+
+@endpoint(
+    auth,
+    "POST",
+    "/auth/bootstrap",
+    summary="Create the first admin key while none exists (public; needs "
+    "NOCTURNUS_BOOTSTRAP_PASSWORD)",
+    body=BOOTSTRAP_BODY,
+    body_required=False,
+    status=201,
+)
+async def bootstrap(call: Call) -> dict[str, Any]:
+    security = _managing(call)
+    _check_bootstrap(call, security)
+    body = call.body
+    spec = NewKey(
+        role="admin",
+        description=body.get("description") or "Initial admin key",
+        name=body.get("keyName") or body.get("name") or "admin",
+        expires_in_days=security.settings.key_default_expiry_days or None,
+    )
+    record, key = await apikeys.create_key(security.system, spec, "bootstrap", first=True)
+    actor = {"keyId": None, "name": "bootstrap", "role": None,
+             "client": security.client_address(call.request)}
+    await audit.record(
+        security.system, "key_bootstrapped", actor=actor, target=record.id,
+        details={"role": record.role, "expiresAt": record.expires_at},
     )
     return {**apikeys.key_info(record, security.authenticator.last_used), "key": key}
 

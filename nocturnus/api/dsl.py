@@ -455,7 +455,7 @@ async def assert_template(call: Call) -> dict[str, Any]:
 )
 async def run_tests(call: Call) -> dict[str, Any]:
     tests = [_logic_test(i, case) for i, case in enumerate(call.body["tests"])]
-    results = await script.test(tests)
+    results = await script.test(call.database, call.tenant_id, tests)
     failed = sum(not r.passed for r in results)
     return {
         "passed": failed == 0,

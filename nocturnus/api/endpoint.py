@@ -216,8 +216,13 @@ def endpoint(
     transactional: bool = True,
     passes_transaction: bool = False,
     pins_tenant: bool = True,
+    database_in_path: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Register ``handler`` on every path in ``paths`` for ``method``."""
+    """Register ``handler`` on every path in ``paths`` for ``method``.
+
+    ``tenant`` reads ``X-Tenant-ID`` and, unless ``database_in_path`` (admin routes
+    naming the database in their path), ``X-Database`` too.
+    """
     spec = EndpointSpec(
         method=method,
         paths=paths,
@@ -225,7 +230,7 @@ def endpoint(
         tag=blueprint.name,
         body=body,
         tenant=tenant,
-        database=database or tenant,
+        database=(database or tenant) and not database_in_path,
         body_required=body_required,
         query=query or {},
         status=status,

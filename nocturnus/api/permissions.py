@@ -185,6 +185,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/admin/databases/<db>/tenants/<tenant>"): Rule(
         "tenant_delete", database=("path:db",), tenant=("path:tenant",)
     ),
+    ("GET", "/admin/databases/<db>/facts"): Rule(
+        "fact_read", database=("path:db",), tenant=(HEADER,)
+    ),
     ("POST", "/admin/databases/<db>/rules"): on_database("database_rules", whole=True),
     ("GET", "/admin/databases/<db>/rules"): on_database("database_rules", whole=False),
     ("DELETE", "/admin/databases/<db>/rules/<rule_id>"): on_database("database_rules", whole=True),
@@ -194,6 +197,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/admin/audit"): Rule("audit_read", unscoped=True),
     # keys: the handlers keep a scoped admin inside its own scope
     ("GET", "/auth/status"): PUBLIC,
+    # the first admin key, while none exists: proven by NOCTURNUS_BOOTSTRAP_PASSWORD
+    ("POST", "/auth/bootstrap"): PUBLIC,
+    # what an agent reads to learn the server (the original's public paths)
+    ("GET", "/llm.txt"): PUBLIC,
+    ("GET", "/.well-known/agent.json"): PUBLIC,
     ("GET", "/auth/whoami"): CONNECT,
     ("POST", "/auth/keys"): Rule("key_manage"),
     ("GET", "/auth/keys"): Rule("key_manage"),

@@ -3,8 +3,9 @@
 :func:`install` adds one request middleware that, for every routed request:
 
 1. answers CORS preflights (:mod:`nocturnus.api.cors`);
-2. lets public routes through (``/health*``, ``/openapi.json``, ``/auth/status``, and
-   ``/metrics`` unless ``NOCTURNUS_METRICS_PUBLIC=0``), and everything when auth is off;
+2. lets public routes through (``/health*``, ``/openapi.json``, ``/auth/status``,
+   ``/auth/bootstrap``, ``/llm.txt``, ``/.well-known/agent.json``, and ``/metrics``
+   unless ``NOCTURNUS_METRICS_PUBLIC=0``), and everything when auth is off;
    a key presented to ``/health`` or a public ``/metrics`` is still checked (steps 3-5),
    since they show per-database figures to a key that may see them;
 3. refuses a client address locked out after too many failed authentications (429);
@@ -122,9 +123,16 @@ class Security:
         if not self.enabled:
             log.info("authentication is off (NOCTURNUS_AUTH=off): loopback only")
         elif self.bootstrap_required():
+            how = (
+                "POST /auth/bootstrap (with NOCTURNUS_BOOTSTRAP_PASSWORD) to create the "
+                "first admin key, or "
+                if self.settings.bootstrap_password is not None
+                else ""
+            )
             log.warning(
-                "authentication is on but no API key exists: set NOCTURNUS_ADMIN_KEY or run "
-                "`nocturnus keys create --role admin` with the server stopped"
+                "authentication is on but no API key exists: %sset NOCTURNUS_ADMIN_KEY "
+                "or run `nocturnus keys create --role admin` with the server stopped",
+                how,
             )
 
     def bootstrap_required(self) -> bool:

@@ -18,8 +18,9 @@ from nocturnus.errors import NocturnusError, ValidationError
 def keys() -> None:
     """Manage API keys on a data dir whose server is stopped.
 
-    While the server runs, use POST/GET/PATCH/DELETE /auth/keys instead: these commands
-    refuse to touch a data dir that a server holds.
+    While the server runs, use `nocturnus auth keys|create-key|revoke-key` (over HTTP,
+    with an admin key) instead: these commands refuse to touch a data dir that a
+    server holds.
     """
 
 

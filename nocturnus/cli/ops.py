@@ -267,7 +267,9 @@ def compact(database: str, data_dir: Path | None) -> None:
 def export(
     database: str, tenant: str, fmt: str, out: Path | None, data_dir: Path | None
 ) -> None:
-    """Export a tenant's decrypted facts and rules (read-only).
+    """Export a tenant's decrypted facts and rules from a data dir (read-only, offline).
+
+    For the text syntax from a running server, use `nocturnus export-text`.
 
     jsonl: facts as POST /tell bodies plus createdAt, rules as POST /teach bodies plus
     id and createdAt. sqlite: tables facts, rules, scopes and events (the tenant's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from functools import partial
@@ -14,6 +15,7 @@ import click
 from nocturnus.cli.options import data_dir_option
 from nocturnus.cli.output import fail
 from nocturnus.errors import NocturnusError
+from nocturnus.legacy_env import report
 from nocturnus.logs import configure_logging
 from nocturnus.settings import Settings, load_settings
 
@@ -57,6 +59,9 @@ def serve(
             {"host": host, "port": port, "workers": workers, "data_dir": data_dir}
         )
         _configure(settings)
+        log = logging.getLogger("nocturnus.settings")
+        for level, line in report(os.environ):  # the original's names, once
+            log.log(logging.WARNING if level == "warning" else logging.INFO, line)
         private_dir(settings.data_dir)
         app = create_app(settings)  # settings errors first, before the data dir
         # held while serving, shared with other servers: offline commands that
@@ -162,7 +167,7 @@ def worker_app(settings: Settings) -> NocturnusApp:
 
 
 def _configure(settings: Settings) -> None:
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, log_file=settings.log_file)
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -105,6 +105,11 @@ class PlanCache:
             if not held:
                 del self._owned[evicted_owner]
 
+    def count_compilations(self, count: int) -> None:
+        """Add ``count`` join functions compiled for plans held here."""
+        with self._lock:
+            self.compilations += count
+
     def drop(self, owner: Hashable) -> None:
         """Forget every plan of ``owner`` (a deleted tenant)."""
         with self._lock:
@@ -127,7 +132,8 @@ class Plans:
 
     def compiled(self, count: int) -> None:
         """Record ``count`` join functions compiled for this owner's plans."""
-        self.cache.compilations += count
+        if count:
+            self.cache.count_compilations(count)
 
 
 @dataclass(frozen=True, slots=True)

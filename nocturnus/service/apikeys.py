@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from nocturnus.errors import NotFound, ValidationError
+from nocturnus.errors import Forbidden, NotFound, ValidationError
 from nocturnus.service.database import DATABASE_LEVEL, now_ms
 from nocturnus.service.events import Event, KeyCreated, KeyRevoked, KeyUpdated
 from nocturnus.service.retry import retried
@@ -258,15 +258,25 @@ def _table(system: Database[Any]) -> KeyTable:
 
 @retried
 async def create_key(
-    system: Database[Any], spec: NewKey, created_by: str
+    system: Database[Any], spec: NewKey, created_by: str, *, first: bool = False
 ) -> tuple[KeyRecord, str]:
-    """Mint, hash and log a key; returns its record and the key (shown once)."""
+    """Mint, hash and log a key; returns its record and the key (shown once).
+
+    ``first`` (``POST /auth/bootstrap``) mints only while no live key exists. The check
+    and the append happen with no ``await`` between them (the hash is made before), so
+    of two bootstraps racing in one process only one mints a key; another process is
+    refused by the log's expected position.
+
+    :raises Forbidden: ``first`` and a live key exists already.
+    """
     _check_role(spec.role)
     key = generate_key()
     hashed = await asyncio.to_thread(hash_key, key)
     await system.fresh()
     now = now_ms()
     table = _table(system)
+    if first and table.count_live(now):
+        raise Forbidden("Bootstrap is done: an API key exists already")
     events = decide_create(table, spec, key=key, hashed=hashed, now=now, created_by=created_by)
     await system.commit(DATABASE_LEVEL, events, now)
     created = events[0]

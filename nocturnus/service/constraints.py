@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nocturnus.engine.analysis import ProgramError, check_rule
+from nocturnus.engine.budget import Budget
 from nocturnus.engine.evaluate import Program, Reasoner
 from nocturnus.engine.index import FactIndex
 from nocturnus.engine.rules import Literal, Rule, format_term
@@ -134,13 +135,20 @@ class RestrictOutcome:
 
 
 def decide_restrict(
-    state: TenantState, database_rules: Rulebook, cmd: AddConstraint, now_ms: int
+    state: TenantState,
+    database_rules: Rulebook,
+    cmd: AddConstraint,
+    now_ms: int,
+    budget: Budget | None = None,
 ) -> tuple[list[Event], RestrictOutcome]:
     """Add a constraint the knowledge satisfies now; an identical one changes nothing.
+
+    ``budget`` bounds the evaluations finding the witnesses (issue 13).
 
     :raises ValidationError: a variable of a NAF literal or comparison occurs in no
         positive literal, so the constraint could not be decided.
     :raises Conflict: the knowledge already violates it (the witnesses are listed).
+    :raises BudgetExceeded: past ``budget``.
     """
     event = ConstraintAdded(
         id="c_" + secrets.token_hex(6), body=cmd.body, created_at=now_ms
@@ -156,7 +164,7 @@ def decide_restrict(
     witnesses = [
         witness
         for scope in state.scopes()
-        for witness in _violations(state, database_rules, scope, record)
+        for witness in _violations(state, database_rules, scope, record, budget)
     ]
     if witnesses:
         raise _violated(record, witnesses, "the knowledge already violates it")
@@ -276,14 +284,22 @@ HARMLESS_KINDS = frozenset(
 
 
 def check_writes(
-    state: TenantState, database_rules: Rulebook, events: Sequence[Event], now_ms: int
+    state: TenantState,
+    database_rules: Rulebook,
+    events: Sequence[Event],
+    now_ms: int,
+    budget: Budget | None = None,
 ) -> None:
     """Refuse ``events`` if they would make one of the tenant's constraints hold.
 
     Call it right before the events are applied, with the state refreshed to
-    ``now_ms``. Does nothing when the tenant has no constraints.
+    ``now_ms``. Does nothing when the tenant has no constraints. ``budget`` spans
+    every evaluation of the check (issue 13: a constraint over a heavy rule must not
+    hold the write, and the event loop, unbounded); a check stopped by it changes
+    nothing (the index is restored).
 
     :raises Conflict: naming the constraint and up to 10 witnesses.
+    :raises BudgetExceeded: past ``budget``.
     """
     if not state.constraints:
         return
@@ -307,7 +323,9 @@ def check_writes(
                 state, database_rules, scope, record, scoped
             ):
                 continue
-            _check_scope(state, database_rules, scope, record, scoped, rules_after)
+            _check_scope(
+                state, database_rules, scope, record, scoped, rules_after, budget
+            )
 
 
 def _touches(
@@ -366,6 +384,7 @@ def _check_scope(
     record: ConstraintRecord,
     changes: _Changes,
     rules_after: Rulebook | None,
+    budget: Budget | None,
 ) -> None:
     view = state.views.get(scope)
     index = view.index if view is not None else FactIndex()
@@ -375,10 +394,12 @@ def _check_scope(
         else list(state.program_for(scope, database_rules).rules)
     )
     with _changed_in_place(index, changes):
-        after = _solve(index, rules, record, scope)
+        after = _solve(index, rules, record, scope, budget)
     if not after:
         return
-    before = {w.identity for w in _violations(state, database_rules, scope, record)}
+    before = {
+        w.identity for w in _violations(state, database_rules, scope, record, budget)
+    }
     new = [w for w in after if w.identity not in before]
     if new:
         raise _violated(record, new, "this write would make it hold")
@@ -420,22 +441,32 @@ class _changed_in_place:
 
 
 def _violations(
-    state: TenantState, database_rules: Rulebook, scope: str, record: ConstraintRecord
+    state: TenantState,
+    database_rules: Rulebook,
+    scope: str,
+    record: ConstraintRecord,
+    budget: Budget | None,
 ) -> Iterator[Witness]:
     view = state.views.get(scope)
     if view is None:
         return iter(())
     rules = state.program_for(scope, database_rules).rules
-    return iter(_solve(view.index, rules, record, scope))
+    return iter(_solve(view.index, rules, record, scope, budget))
 
 
 def _solve(
-    index: FactIndex, rules: Sequence[Rule], record: ConstraintRecord, scope: str
+    index: FactIndex,
+    rules: Sequence[Rule],
+    record: ConstraintRecord,
+    scope: str,
+    budget: Budget | None,
 ) -> list[Witness]:
     violation = record.rule()
     program = Program([*rules, violation])
     names = [v.name for v in violation.head.args if isinstance(v, Var)]
-    answers = Reasoner(index).solve(program, violation.head, limit=MAX_WITNESSES)
+    answers = Reasoner(index, budget=budget).solve(
+        program, violation.head, limit=MAX_WITNESSES
+    )
     return [Witness(scope, tuple(zip(names, a.args, strict=True))) for a in answers]
 
 

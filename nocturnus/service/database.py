@@ -356,7 +356,8 @@ class Database(Generic[RootState]):
         :raises TenantDamaged: its history is damaged (see :mod:`~nocturnus.service.
             integrity`); a damaged tenant is never loaded.
         """
-        await self.fresh()
+        if not self.seems_fresh():
+            await self.fresh()
         if name in self._passed_over:
             await self.writer.run(_barrier)
             self._check_passed_over(name)
@@ -500,7 +501,7 @@ class Database(Generic[RootState]):
         self.read_models.adopt(state, stored, now_ms())
         while loaded_at < self._known:
             until = self._known
-            rows = await self.reader.run(_rows(state.last_seq, until, name))
+            rows = await self._read(_rows(state.last_seq, until, name))
             replay_tenant(name, [row for row in rows if row[0] > state.last_seq], state)
             loaded_at = until
         return state
@@ -546,7 +547,11 @@ class Database(Generic[RootState]):
             while True:
                 after = self._known
                 wanted = {DATABASE_LEVEL, *self._tenants}
-                until, head, rows = await self.reader.run(_rows_to_head(after))
+                until, head, rows, damaged = await self.reader.run(_rows_to_head(after))
+                for corrupt in damaged:
+                    assert corrupt.tenant  # _rows_to_head raises the others
+                    self.evict(corrupt.tenant)
+                    self.integrity.mark(corrupt.tenant, corrupt.seq, corrupt.reason)
                 if until <= after:
                     break
                 if not counted:
@@ -618,6 +623,13 @@ class Database(Generic[RootState]):
         append queued before the call, as running it in the writer would.
         """
         await self.writer.run(_barrier)
+        return await self._read(fn)
+
+    async def _read(self, fn: Callable[[Sealer], T]) -> T:
+        """Run ``fn(log)`` in the reader; a damaged record stops its tenant only.
+
+        :raises TenantDamaged: ``fn`` met a damaged record of a tenant.
+        """
         try:
             return await self.reader.run(fn)
         except CorruptRecord as e:
@@ -742,7 +754,10 @@ class Database(Generic[RootState]):
             if state is not None and state.constraints:
                 root = self.root
                 assert isinstance(root, DatabaseState)  # tenants live in data databases
-                check_writes(state, root.rules, events, now)
+                rules = root.rules
+                self.evaluator.bounded(
+                    lambda budget: check_writes(state, rules, events, now, budget)
+                )
         append = Append(
             tenant,
             self._expected(tenant),
@@ -916,16 +931,33 @@ def _track_tenant(names: dict[str, int], tenant: str, deleted: bool, now: int) -
         names.setdefault(tenant, now)
 
 
-def _rows_to_head(
-    after: int,
-) -> Callable[[Sealer], tuple[int, int, list[RecordTuple]]]:
-    """A reader job: the committed head, and the records after ``after`` up to it, at
-    most CATCH_UP_ROWS seqs of them (and up to where they were read)."""
+CaughtUp = tuple[int, int, list[RecordTuple], list[CorruptRecord]]
 
-    def read(log: Sealer) -> tuple[int, int, list[RecordTuple]]:
+
+def _rows_to_head(after: int) -> Callable[[Sealer], CaughtUp]:
+    """A reader job: up to where it read, the committed head, the records after
+    ``after`` (at most CATCH_UP_ROWS seqs of them), and the damaged records it stepped
+    over: a tenant's damaged row stops that tenant (issue 14), not everyone's
+    catch-up.
+
+    :raises CorruptRecord: a damaged row of the database level or of no known stream.
+    """
+
+    def read(log: Sealer) -> CaughtUp:
         head = log.head()
         until = min(head, after + CATCH_UP_ROWS)
-        return until, head, list(log.entries(after, until_seq=until))
+        rows: list[RecordTuple] = []
+        damaged: list[CorruptRecord] = []
+        start = after
+        while True:
+            try:
+                rows.extend(log.entries(start, until_seq=until))
+                return until, head, rows, damaged
+            except CorruptRecord as e:
+                if not e.tenant:
+                    raise
+                damaged.append(e)
+                start = e.seq
 
     return read
 

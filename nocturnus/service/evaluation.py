@@ -41,6 +41,12 @@ copy-on-write fork of the index. So a write never waits for a reader and a reade
 never sees half a write. The worker never interns: the rule constants of the
 programs it runs are interned on the loop first (``queries.scope_questions``).
 
+**Other evaluations.** A context window's goals (``context.window.goal_window``) and
+logic tests (``POST /test``, :meth:`Evaluator.run_private`: scratch tenants, nothing to
+pin) run here too. The RESTRICT checks of a write cannot leave the loop (a write
+decides and commits with no ``await`` between), so :meth:`Evaluator.bounded` runs them
+there under the same limits: the budget bounds how long they hold it.
+
 **Fairness.** Questions of one tenant take turns (:meth:`Evaluator.turn`): a tenant
 sending many heavy questions holds one worker, and the other tenants' questions find
 the others free.
@@ -237,30 +243,71 @@ class Evaluator:
 
         :raises QueryBudgetExceeded: the work went past the budget.
         """
-        if (
-            self.on_loop_ms is not None
-            and sum(len(view.index) for view in views) <= ON_LOOP_MAX_FACTS
-        ):
-            quick = Budget(
-                max_rows=self.limits.max_rows,
-                timeout_ms=self.on_loop_ms,
-                clock=time.monotonic,
-            )
-            try:
-                return work(quick)
-            except BudgetExceeded as e:
-                if e.limit != TIME:
-                    raise self.exceeded(e.limit, e.value) from e
+        if sum(len(view.index) for view in views) <= ON_LOOP_MAX_FACTS:
+            quick = self._quickly(work)
+            if quick is not None:
+                return quick[0]
+        pin(state, views)
+        return await self._in_worker(work, lambda: unpin(state, views))
+
+    async def run_private(self, work: Callable[[Budget], T]) -> T:
+        """:meth:`run` for work that reads only what it builds itself (the scratch
+        tenants of ``POST /test``): nothing to pin, the same budget and worker.
+
+        :raises QueryBudgetExceeded: the work went past the budget.
+        """
+        quick = self._quickly(work)
+        if quick is not None:
+            return quick[0]
+        return await self._in_worker(work, lambda: None)
+
+    def bounded(self, work: Callable[[Budget], T]) -> T:
+        """``work(budget)`` on the event loop, under the limits.
+
+        For the evaluations inside a write (RESTRICT checks): a write decides and
+        commits with no ``await`` in between, so it cannot hand its check to a
+        worker; the budget bounds how long it holds the loop, and a write past it
+        is refused before anything is applied.
+
+        :raises QueryBudgetExceeded: the work went past the budget.
+        """
+        try:
+            return work(self.budget())
+        except BudgetExceeded as e:
+            raise self.exceeded(e.limit, e.value) from e
+
+    def _quickly(self, work: Callable[[Budget], T]) -> tuple[T] | None:
+        """``work`` tried on the loop for ``on_loop_ms``, its result in a 1-tuple;
+        None when it needs longer (nothing of it is kept) or trying is off.
+
+        :raises QueryBudgetExceeded: past a limit other than time.
+        """
+        if self.on_loop_ms is None:
+            return None
+        quick = Budget(
+            max_rows=self.limits.max_rows,
+            timeout_ms=self.on_loop_ms,
+            clock=time.monotonic,
+        )
+        try:
+            return (work(quick),)
+        except BudgetExceeded as e:
+            if e.limit != TIME:
+                raise self.exceeded(e.limit, e.value) from e
+        return None
+
+    async def _in_worker(self, work: Callable[[Budget], T], done: Callable[[], None]) -> T:
+        """``work(budget)`` in a worker under a fresh budget; ``done()`` on the loop
+        once the worker has finished (also after a cancelled request)."""
         budget = self.budget()
         budget.pause = self._give_way
-        pin(state, views)
         self._running.add(budget)
 
-        def release(done: asyncio.Future[T]) -> None:
+        def release(finished: asyncio.Future[T]) -> None:
             self._running.discard(budget)
-            unpin(state, views)
-            if not done.cancelled():
-                done.exception()  # retrieved: nobody awaits a cancelled request's
+            done()
+            if not finished.cancelled():
+                finished.exception()  # retrieved: nobody awaits a cancelled request's
 
         future = asyncio.get_running_loop().run_in_executor(self._pool, work, budget)
         future.add_done_callback(release)

@@ -120,9 +120,9 @@ class ScopeMerged(Event):
     """Facts of ``source`` were merged into ``target`` in one step.
 
     ``facts`` are told into ``target`` with the attributes they have in ``source``
-    (``{predicate, args, negated, created_at, valid_from, valid_until, ttl, confidence,
-    metadata}``); ``retracted`` (``{predicate, args, negated}``) are removed from it
-    first — the target's side of conflicts the source won.
+    (each a ``fact_told`` event's fields without its scope); ``retracted``
+    (``{predicate, args, negated}``) are removed from it first — the target's side of
+    conflicts the source won.
     """
 
     kind: ClassVar[str] = "scope_merged"

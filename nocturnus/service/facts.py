@@ -3,8 +3,12 @@
 A fact is identified by ``FactKey`` (scope, predicate, negated, args); everything else is
 an attribute (:data:`ATTRIBUTES`) that a repeated ``tell`` may replace. The attributes
 are ``FactTold``'s fields after the key's, in the same order (checked at import), so a
-new attribute is a field of the event and of :class:`FactRecord`, and nothing else: the
-appliers, the codec and snapshots pass attributes along without naming them.
+new attribute (with a default) is a field of the event and of :class:`FactRecord`, plus
+one more :data:`DUMP_VERSION` here, and nothing else: the appliers take the event's
+fields by name, the codec reads a body that lacks the field at its default, and
+snapshots, forks, merges and transactions pass attributes along without naming them.
+Which attributes a surface shows or accepts (the API's fact shape, exports, the tell
+command) is that surface's choice, made where it names them.
 
 :class:`ScopeFacts` holds the stored facts of one scope and is the only code that knows
 how: records are grouped per relation, so that forking a scope costs O(#relations), not
@@ -349,7 +353,10 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         if (  # _is_plain, inline: every told fact passes here
             valid_from == created_at
             and stored_as is args
-            and (rest if len(rest) == _REST else _padded(rest)) == _PLAIN_REST
+            and (
+                rest == _PLAIN_REST  # a tuple of every attribute: mostly
+                or (len(rest) != _REST and _padded(rest) == _PLAIN_REST)
+            )
             and type(created_at) is int
         ):
             if created_at == self._stamp:
@@ -379,12 +386,15 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         plain_created: list[int],
         records: Sequence[Sequence[Any]] = (),
         version: int = DUMP_VERSION,
+        exact: bool = False,
     ) -> None:
         """:meth:`tell` of many facts of one relation and arity, in bulk: a snapshot's
         run (:meth:`dump` of dump ``version``). The same as telling the plain facts
         ``(plain_args[i], plain_created[i])`` in order, then each row of ``records``
         (``[args, *attributes]``, every attribute of that version); equal plain
         ``createdAt`` values share one int object.
+
+        ``exact`` says the caller knows no arg is a float (it skips the check per fact).
 
         :raises TypeError: a plain createdAt that is not an int.
         :raises ValueError: mixed arities, lengths that differ, or a short record.
@@ -401,7 +411,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
         group = self._writable((predicate, negated, arities.pop()))
         size = len(group)
         stamps: dict[int, int] = {}
-        if any(args_key(args) is not args for args in plain_args):
+        if not exact and any(args_key(args) is not args for args in plain_args):
             for args, created in zip(plain_args, plain_created, strict=True):
                 self.tell(predicate, negated, args, created)  # kept as a record
             size, plain_args, plain_created = len(group), [], []
@@ -412,7 +422,7 @@ class ScopeFacts(Mapping[FactKey, FactRecord]):
             if len(row) != length:
                 raise ValueError("tell_many: a record is [args, *attributes]")
             args, created, since, *rest = row
-            key = args_key(args)
+            key = args if exact else args_key(args)
             if key is args and _is_plain(created, since, _padded(rest)):
                 group[args] = stamps.setdefault(created, created)
                 continue

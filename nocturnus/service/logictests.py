@@ -5,6 +5,9 @@ memory, sends its setup through the same decisions and the same ``apply`` as rea
 writes (so contradictions, unsafe rules and RESTRICT constraints fail as they would),
 logs nothing, and asks its expectations with the same query code as ``/ask``. A setup
 step that is refused fails its test with that error; the other tests still run.
+
+One budget spans every evaluation of a run (expectations and constraint checks of
+every test), as one request's question would (issue 13): a run past it stops whole.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nocturnus.engine.budget import Budget
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Const, const_key
 from nocturnus.errors import NocturnusError
@@ -69,12 +73,17 @@ class TestResult:
     failed_step: int | None = None
 
 
-def run_tests(tests: Sequence[LogicTest], now_ms: int) -> list[TestResult]:
-    """Run each test in its own scratch tenant (pure computation: no I/O, no log)."""
-    return [_run(test, now_ms) for test in tests]
+def run_tests(
+    tests: Sequence[LogicTest], now_ms: int, budget: Budget | None = None
+) -> list[TestResult]:
+    """Run each test in its own scratch tenant (pure computation: no I/O, no log).
+
+    :raises BudgetExceeded: past ``budget``.
+    """
+    return [_run(test, now_ms, budget) for test in tests]
 
 
-def _run(test: LogicTest, now_ms: int) -> TestResult:
+def _run(test: LogicTest, now_ms: int, budget: Budget | None) -> TestResult:
     state = TenantState(name="test")
     no_rules = Rulebook()
     seq = 0
@@ -86,22 +95,24 @@ def _run(test: LogicTest, now_ms: int) -> TestResult:
             elif isinstance(step, TeachRule):
                 events, _ = decide_teach(state.rules, step, now_ms, "tenant")
             else:
-                events, _ = decide_restrict(state, no_rules, step, now_ms)
-            check_writes(state, no_rules, events, now_ms)
+                events, _ = decide_restrict(state, no_rules, step, now_ms, budget)
+            check_writes(state, no_rules, events, now_ms, budget)
         except NocturnusError as e:
             return TestResult(test.name, False, (), error=e, failed_step=index)
         for event in events:
             seq += 1
             apply(state, seq, event)
         state.refresh(now_ms)
-    results = tuple(_check(state, no_rules, e) for e in test.expectations)
+    results = tuple(_check(state, no_rules, e, budget) for e in test.expectations)
     return TestResult(test.name, all(r.passed for r in results), results)
 
 
 def _check(
-    state: TenantState, rules: Rulebook, expectation: Expectation
+    state: TenantState, rules: Rulebook, expectation: Expectation, budget: Budget | None
 ) -> ExpectationResult:
-    answers = queries.ask(state, rules, expectation.goal, expectation.scope)
+    answers = queries.ask(
+        state, rules, expectation.goal, expectation.scope, budget=budget
+    )
     found = tuple(a.key.args for a in answers)
     kind = expectation.kind
     if kind == "provable":

@@ -1,8 +1,11 @@
-"""The in-memory projection of one tenant, changed only through :func:`apply_fields`.
+"""The in-memory projection of one tenant, changed only by its event kinds' appliers.
 
-Every event enters through that one door, written or replayed: it runs the event
-kind's applier (:func:`applies`). ``facts`` holds every stored fact, by scope
-(:class:`ScopeFacts`, the one owner of how facts are kept and when they are visible).
+Every event runs its kind's applier (:func:`applies`), through one door for each form
+it comes in: a logged event, read from its body, enters through :func:`apply_fields`
+(replay; a snapshot restores the state it captured, then its tail comes through here),
+a decided one through :func:`apply` (writes). ``facts`` holds every stored fact, by
+scope (:class:`ScopeFacts`, the one owner of how facts are kept and when they are
+visible).
 Each scope also has an engine ``FactIndex`` of the facts *visible now*; it is a view
 kept in step with the clock by :meth:`TenantState.refresh`, which callers run with the
 current time before reading. Appliers never read the clock: they mark the touched keys
@@ -239,28 +242,27 @@ class TenantState:
 
     def tell(
         self,
-        predicate: str,
-        args: Sequence[Scalar],
-        negated: bool,
         scope: str,
+        predicate: str,
+        negated: bool,
+        args: Sequence[Scalar],
         created_at: int,
-        valid_from: int | None = None,
+        valid_from: int,
         *rest: Any,
     ) -> None:
         """Store the fact these fields make, replacing the fact of its key, and mark it
-        for the next refresh: the fields of ``FactTold`` in order (``args`` a tuple or
-        a list; the attributes after ``valid_from`` as ``ScopeFacts.tell`` takes them).
+        for the next refresh: ``fact_told``'s applier, given the event's fields by name
+        (:func:`applies`; ``args`` a tuple or a list), the attributes after
+        ``valid_from`` in the fact owner's order (``facts.ATTRIBUTES``).
 
         Memory (issue 4): the args kept (stored, and waiting in ``_dirty``) share their
         constants with the index and with every other fact, instead of keeping the
         ones each request or replayed event parsed for itself.
         """
         scoped = self.facts.get(scope)
-        if scoped is None:
-            scoped = self.facts[scope] = ScopeFacts(scope)
         view = self.views.get(scope)
-        if view is None:
-            view = self.views[scope] = ScopeView.empty()
+        if scoped is None or view is None:
+            scoped, view = self._opened(scope)
         interner = view.index.interner
         stored_args = interner.canonical(args)
         exact = not interner.has_floats  # no float interned: none among the args
@@ -269,8 +271,7 @@ class TenantState:
 
     def put(self, record: FactRecord) -> None:
         """Store ``record``, replacing the fact of its key, and mark it for refresh."""
-        key = record.key
-        self.tell(key.predicate, key.args, key.negated, key.scope, *record.attributes())
+        self.tell(*record.key, *record.attributes())
 
     def tell_many(
         self,
@@ -292,12 +293,7 @@ class TenantState:
         """
         if not plain_args and not records:
             return
-        scoped = self.facts.get(scope)
-        if scoped is None:
-            scoped = self.facts[scope] = ScopeFacts(scope)
-        view = self.views.get(scope)
-        if view is None:
-            view = self.views[scope] = ScopeView.empty()
+        scoped, view = self._opened(scope)
         interner = view.index.interner
         stored_args = interner.canonical_rows(plain_args)
         rows: Sequence[Sequence[Any]] = records
@@ -306,8 +302,19 @@ class TenantState:
             rows = [[args, *row[1:]] for args, row in zip(record_args, records)]
             stored_args += record_args
         plain = stored_args[: len(plain_args)]
-        scoped.tell_many(predicate, negated, plain, plain_created, rows, version)
+        exact = not interner.has_floats  # no float interned: none among the args
+        scoped.tell_many(predicate, negated, plain, plain_created, rows, version, exact)
         self._pending(scope, predicate, negated).extend(stored_args)
+
+    def _opened(self, scope: str) -> tuple[ScopeFacts, ScopeView]:
+        """The stored facts and the view of ``scope``, each made empty when missing."""
+        scoped = self.facts.get(scope)
+        if scoped is None:
+            scoped = self.facts[scope] = ScopeFacts(scope)
+        view = self.views.get(scope)
+        if view is None:
+            view = self.views[scope] = ScopeView.empty()
+        return scoped, view
 
     def discard(self, key: FactKey) -> bool:
         """Remove the stored fact of ``key`` (marked for refresh); False when absent."""
@@ -448,10 +455,17 @@ class TenantState:
 # -- appliers: what each event kind does to the projection ---------------------------
 
 Applier = Callable[..., None]
-"""``applier(state, *fields)``: an event given as its field values (``codec.Fields``)."""
+"""``applier(state, *fields)``: an event given as its field values, in the order its
+applier names them (:func:`reader` reads a body in that order)."""
 
 APPLIERS: dict[str, Applier] = {}
 """Each kind's applier, taking the event's field values (what replay reads)."""
+
+_ORDERS: dict[str, tuple[str, ...]] = {}
+"""Each kind's field names in the order its applier takes them."""
+
+_READERS: dict[str, Callable[[bytes], Fields]] = {}
+"""Each kind's codec reader for that order, made on first use (:func:`reader`)."""
 
 _EVENT_APPLIERS: dict[type[Event], Callable[[TenantState, Event], None]] = {}
 """The same applier per event class, taking the event (what a write decided)."""
@@ -463,21 +477,28 @@ def applies(cls: type[Event]) -> Callable[[_F], _F]:
     """Register the function below as what an event of ``cls`` does to a tenant.
 
     The function takes the projection, then either the event (one parameter named
-    ``event``: the kinds that are rare in a log) or the event's fields positionally
-    (the kinds replay folds by the million: no event is built for them). In the
-    second form the parameters are checked here against the dataclass's fields, by
-    name and in order, so a field added, removed or moved fails at import instead of
-    misapplying at replay; a final ``*rest`` takes the remaining fields.
+    ``event``: the kinds that are rare in a log) or the event's fields as parameters
+    of the same names, in any order (the kinds replay folds by the million: no event
+    is built for them); a final ``*rest`` takes the fields it does not name, in
+    declaration order. How the fields reach those parameters is generated from the
+    names: the codec reads a logged body straight into that order (:func:`reader`),
+    and a decided event is unpacked by a generated call (:func:`_field_caller`), so
+    nothing matches fields to parameters by position by hand, and a field renamed or
+    removed fails here, at import, instead of misapplying at replay.
 
-    :raises TypeError: the parameters do not match the fields, or ``cls`` already
-        has an applier.
+    :raises TypeError: a parameter that names no field, a field named twice, fields
+        left over without a ``*rest``, or ``cls`` already has an applier.
     """
 
     def register(fn: _F) -> _F:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        takes_event = [p.name for p in params] == ["event"]
+        order = names if takes_event else _field_order(fn, cls, names, params)
         if cls.kind in APPLIERS:
             raise TypeError(f"{cls.kind!r} already has an applier")
-        params = list(inspect.signature(fn).parameters.values())[1:]
-        if [p.name for p in params] == ["event"]:
+        _ORDERS[cls.kind] = order
+        if takes_event:
             build = CODEC.build
 
             def from_fields(state: TenantState, *fields: Any) -> None:
@@ -485,28 +506,45 @@ def applies(cls: type[Event]) -> Callable[[_F], _F]:
 
             APPLIERS[cls.kind] = from_fields
             _EVENT_APPLIERS[cls] = fn
-            return fn
-        names = [f.name for f in dataclasses.fields(cls)]
-        named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-        rest = any(p.kind is p.VAR_POSITIONAL for p in params)
-        if named != names[: len(named)] or (len(named) < len(names) and not rest):
-            raise TypeError(
-                f"applier {fn.__name__}{named} does not take {cls.__name__}'s fields "
-                f"{names} in order"
-            )
-        APPLIERS[cls.kind] = fn
-        _EVENT_APPLIERS[cls] = _field_caller(fn, names)
+        else:
+            APPLIERS[cls.kind] = fn
+            _EVENT_APPLIERS[cls] = _field_caller(fn, order)
         return fn
 
     return register
 
 
+def _field_order(
+    fn: Callable[..., None],
+    cls: type[Event],
+    names: tuple[str, ...],
+    params: list[inspect.Parameter],
+) -> tuple[str, ...]:
+    """The event's field names in the order the applier's parameters take them.
+
+    :raises TypeError: see :func:`applies`.
+    """
+    named = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    rest = [p for p in params if p.kind is p.VAR_POSITIONAL]
+    if (
+        not set(named) <= set(names)
+        or len(set(named)) != len(named)
+        or len(named) + len(rest) != len(params)
+        or (not rest and len(named) != len(names))
+    ):
+        raise TypeError(
+            f"applier {fn.__name__}{named} does not take {cls.__name__}'s fields "
+            f"{list(names)} by name (each once, the rest through a final *rest)"
+        )
+    return (*named, *(n for n in names if n not in named))
+
+
 def _field_caller(
-    fn: Callable[..., None], names: list[str]
+    fn: Callable[..., None], order: tuple[str, ...]
 ) -> Callable[[TenantState, Event], None]:
-    """``fn(state, event.<name>, ...)`` over the fields, generated: a write's event goes
-    to a positional applier without a tuple of its fields built first."""
-    fields = ", ".join(f"event.{name}" for name in names)
+    """``fn(state, event.<name>, ...)`` over the fields in ``order``, generated: a
+    write's event goes to a field applier without a tuple of its fields built first."""
+    fields = ", ".join(f"event.{name}" for name in order)
     namespace: dict[str, Any] = {"fn": fn}
     # the source is made of the dataclass's field names only
     exec(f"def call(state, event):\n    fn(state, {fields})", namespace)  # noqa: S102
@@ -514,7 +552,7 @@ def _field_caller(
     return call
 
 
-applies(FactTold)(TenantState.tell)  # its parameters are FactTold's fields
+applies(FactTold)(TenantState.tell)  # its parameters name FactTold's fields
 
 
 @applies(FactRetracted)
@@ -540,7 +578,7 @@ def _fact_expired(state: TenantState, event: FactExpired) -> None:
 @applies(TransactionCommitted)
 def _transaction_committed(state: TenantState, event: TransactionCommitted) -> None:
     for inner in unnest(event.events):
-        APPLIERS[inner.kind](state, *CODEC.fields_of(inner))
+        _EVENT_APPLIERS[type(inner)](state, inner)
 
 
 @applies(PrioritySet)
@@ -618,9 +656,23 @@ def _tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state.created_at = None
 
 
+def reader(kind: str) -> Callable[[bytes], Fields]:
+    """How a logged body of ``kind`` is read for :func:`apply_fields`: its field values
+    in the order the kind's applier takes them (the codec's reader for that order;
+    a reader of many bodies looks it up once per kind).
+
+    :raises KeyError: a kind without an applier (not a tenant-level event).
+    """
+    found = _READERS.get(kind)
+    if found is None:
+        found = _READERS[kind] = CODEC.reader(kind, _ORDERS[kind])
+    return found
+
+
 def apply_fields(state: TenantState, seq: int, kind: str, fields: Fields) -> None:
-    """The projection's one door: apply the event logged at ``seq``, given as its kind
-    and field values. Writes and replay, live and from the log, all come through here.
+    """The projection's one door for logged events: apply the event logged at ``seq``,
+    given as its kind and field values as :func:`reader` reads them. Replay, from the
+    log or from a snapshot's tail, comes through here.
 
     :raises KeyError: a kind without an applier (not a tenant-level event).
     """

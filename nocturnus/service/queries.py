@@ -194,14 +194,20 @@ def ask(
     min_confidence: float | None = None,
     limit: int | None = None,
     with_proof: bool = False,
+    budget: Budget | None = None,
 ) -> list[Answer]:
-    """:func:`answer_set` as one object per answer, the first ``limit`` of them."""
-    found = answer_set(state, database_rules, goal, scope, min_confidence=min_confidence)
+    """:func:`answer_set` as one object per answer, the first ``limit`` of them.
+
+    :raises BudgetExceeded: past ``budget``.
+    """
+    found = answer_set(
+        state, database_rules, goal, scope, min_confidence=min_confidence, budget=budget
+    )
     if limit is not None:
         found = found.page(0, limit)
     answers = found.answers()
     if with_proof:
-        answers = with_proofs(state, database_rules, answers)
+        answers = with_proofs(state, database_rules, answers, budget)
     return answers
 
 

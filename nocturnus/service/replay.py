@@ -1,8 +1,8 @@
 """Rebuilding tenant projections from the log: newest snapshot + tail, or from seq 0.
 
-Both paths fold events through the projection's one door, ``projection.apply_fields``,
-which live writes use too (:func:`fold`); a snapshot only replaces the prefix of the
-log it covers.
+Both paths fold events through the projection's one door for logged events,
+``projection.apply_fields`` (:func:`fold`), which runs the appliers live writes run; a
+snapshot only replaces the prefix of the log it covers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nocturnus.progress import Progress
 from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC, Fields
 from nocturnus.service.events import Event
-from nocturnus.service.projection import APPLIERS, TenantState
+from nocturnus.service.projection import TenantState, apply_fields, reader
 from nocturnus.store.record import LogRecord, RecordTuple
 from nocturnus.store.sealer import Sealer
 
@@ -39,8 +39,8 @@ def fold(
     entries). Shredded entries (``body=None``) belong to a deleted incarnation and
     are skipped.
 
-    A tenant's event enters its projection as live writes do, through
-    ``apply_fields``, given the field values the codec reads from the body.
+    A tenant's event enters its projection through its one door for logged events,
+    ``apply_fields``, given the field values its ``reader`` reads from the body.
     ``progress(entries, seq)`` is called every ``progress_every`` entries.
     """
     states: dict[str, TenantState | None] = {}
@@ -72,12 +72,10 @@ def _fold(
 ) -> tuple[int, int, int]:
     """:func:`fold`'s loop, without progress; ``states`` caches ``state_of``.
 
-    Each tenant entry goes through ``apply_fields``, inline (a call less per event of
-    millions): the kind's applier, given the fields its codec reader gives.
+    Each tenant entry goes through ``apply_fields``, with the fields the kind's
+    ``reader`` (looked up once per kind) reads from its body.
     """
     readers: dict[str, Callable[[bytes], Fields]] = {}
-    reader_of = CODEC.reader
-    appliers = APPLIERS
     count = shredded = seq = 0
     tenant: str | None = None
     state: TenantState | None = None
@@ -97,9 +95,8 @@ def _fold(
             continue
         read = readers.get(kind)
         if read is None:
-            read = readers[kind] = reader_of(kind)
-        appliers[kind](state, *read(body))  # apply_fields(state, seq, kind, fields)
-        state.last_seq = seq
+            read = readers[kind] = reader(kind)
+        apply_fields(state, seq, kind, read(body))
     return count, shredded, seq
 
 

@@ -10,7 +10,6 @@ the outcome says how far it got.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,11 +96,21 @@ async def _run_step(db: Database[DatabaseState], tenant: str, step: Step) -> Out
         return await tenants.forget(db, tenant, step.key)
     if isinstance(step, AddConstraint):
         return await tenants.restrict(db, tenant, step)
-    # inline, not in a thread: a script inside a transaction is run again at commit
-    # and must not suspend between its steps
-    return run_tests([step], now_ms())[0]
+    # inline, not in a worker: a script inside a transaction is run again at commit
+    # and must not suspend between its steps; the budget bounds it on the loop
+    now = now_ms()
+    return db.evaluator.bounded(lambda budget: run_tests([step], now, budget))[0]
 
 
-async def test(tests: Sequence[LogicTest]) -> list[TestResult]:
-    """Run logic tests in scratch tenants, off the event loop (``POST /test``)."""
-    return await asyncio.to_thread(run_tests, tests, now_ms())
+async def test(
+    db: Database[DatabaseState], tenant: str, tests: Sequence[LogicTest]
+) -> list[TestResult]:
+    """Run logic tests in scratch tenants (``POST /test``), off the event loop under
+    one query budget, taking the tenant's turn like its questions (issue 13).
+
+    :raises QueryBudgetExceeded: the tests' evaluations went past the budget.
+    """
+    evaluator = db.evaluator
+    now = now_ms()
+    async with evaluator.turn((db.name, tenant)):
+        return await evaluator.run_private(lambda budget: run_tests(tests, now, budget))

@@ -248,8 +248,9 @@ def _decode_facts(state: TenantState, value: Any, version: int) -> None:
 
 def _put_rows(state: TenantState, rows: Any) -> None:
     tell = state.tell
+    # a row of versions 1 and 2: the key, then the six attributes of the time
     for scope, predicate, negated, args, created, since, until, ttl, conf, meta in rows:
-        tell(predicate, args, negated, scope, created, since, until, ttl, conf, meta)
+        tell(scope, predicate, negated, args, created, since, until, ttl, conf, meta)
 
 
 register_section(

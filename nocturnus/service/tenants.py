@@ -219,7 +219,10 @@ async def rules(db: Db, tenant: str) -> list[RuleRecord]:
 async def restrict(db: Db, tenant: str, cmd: AddConstraint) -> RestrictOutcome:
     """Add a RESTRICT constraint; later writes that would make it hold are refused."""
     state, now = await db.current(tenant)
-    events, outcome = decide_restrict(state, db.root.rules, cmd, now)
+    rules = db.root.rules
+    events, outcome = db.evaluator.bounded(
+        lambda budget: decide_restrict(state, rules, cmd, now, budget)
+    )
     await db.commit(tenant, events, now)
     return outcome
 
@@ -347,6 +350,25 @@ async def count_answers(
         return len(found)
 
 
+async def proved_answers(
+    db: Db, tenant: str, state: TenantState, goal: Literal, scope: str | None, limit: int
+) -> list[answers.Answer]:
+    """The first ``limit`` answers to ``goal``, with their proofs, evaluated in a
+    worker under the budget (a context window's goals; taking the tenant's turn is
+    the caller's). Nothing counts as used: the window decides that.
+
+    :raises QueryBudgetExceeded: past the budget.
+    """
+    questions = queries.scope_questions(state, db.root.rules, scope)
+    views = [q.view for q in questions]
+    with pinned(state, views):  # the proofs are of the answers' state
+        found = await _answer_set(db, tenant, state, questions, goal, None)
+        page = found.page(0, limit).answers()
+        return await db.evaluator.run(
+            state, views, lambda budget: queries.prove(questions, page, budget)
+        )
+
+
 async def _answer_set(
     db: Db,
     tenant: str,
@@ -403,6 +425,35 @@ async def match_page(
     found = queries.match_set(state, predicate, negated, pattern, scope)
     asked = question("query", Literal(predicate, pattern, negated), scope)
     return answers.page(found, asked, limit, cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class FactPage:
+    """A page of a tenant's facts (``GET /admin/databases/{db}/facts``)."""
+
+    facts: list[FactRecord]
+    total: int
+    next_offset: int | None
+
+
+async def list_facts(
+    db: Db, tenant: str, scope: str | None, *, offset: int, limit: int
+) -> FactPage:
+    """The tenant's stored facts visible now (of ``scope``, or of every scope), in a
+    stable order, ``limit`` of them from ``offset``: what an admin or a migration script
+    reads to see a whole tenant without knowing its predicates."""
+    state, _ = await db.current(tenant)
+    now = now_ms()
+    records = [
+        r
+        for name, scoped in state.facts.items()
+        if scope is None or name == scope
+        for r in scoped.records()
+        if r.is_visible(now)
+    ]
+    records.sort(key=lambda r: queries.fact_order(r.key))
+    end = offset + limit
+    return FactPage(records[offset:end], len(records), end if end < len(records) else None)
 
 
 async def predicates(db: Db, tenant: str, scope: str | None) -> list[queries.PredicateStats]:

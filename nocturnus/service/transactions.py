@@ -259,7 +259,10 @@ class StagedDatabase:
         state = self._state
         state.detach_read_views()
         if state.constraints:  # refused now, as a commit would refuse it
-            check_writes(state, self._db.root.rules, events, now)
+            rules = self._db.root.rules
+            self._db.evaluator.bounded(
+                lambda budget: check_writes(state, rules, events, now, budget)
+            )
         for event in events:
             apply(state, state.last_seq, event)
         self.events.extend(events)

@@ -88,6 +88,14 @@ class Chain:
         digest.update(payload)
         return bytes(digest.digest())
 
+    def subkey(self, purpose: str, database: str) -> bytes | None:
+        """A key for ``purpose`` derived from the chain key (None for a plain chain):
+        what else only a master-key holder may write (the head anchor) is MAC'd with
+        it, and it survives master-key rotation as the chain key does."""
+        if self._key is None:
+            return None
+        return hmac.digest(self._key, frame("subkey", purpose, database), "sha256")
+
     def range_mac(self, database: str, first: int, last: int, compacted_seq: int) -> bytes:
         """The MAC of one compacted seq range (empty for a plain chain: none exist)."""
         if self._key is None:

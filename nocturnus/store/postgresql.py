@@ -307,6 +307,9 @@ class PostgresRecorder:
         self.store = store
         self.database = database
         self.readonly = readonly
+        # A commit is durable in PostgreSQL's own WAL, replayed whole or refused by the
+        # server: nothing of it can be lost while the server starts (no head anchor).
+        self.anchor_path: Path | None = None
         self.schema = schema_name(database)
         self._closed = False
         ident = sql.Identifier(self.schema)

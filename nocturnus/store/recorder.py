@@ -181,6 +181,10 @@ class Recorder(Protocol):
 
     database: str
     readonly: bool
+    anchor_path: Path | None
+    """Where the head anchor of this log lives (:mod:`nocturnus.store.anchor`): beside
+    a SQLite log of a store; None for a backend whose commits need none (PostgreSQL)
+    and for loose files (backups)."""
 
     @property
     def where(self) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from nocturnus.errors import NocturnusError, StartupError
+from nocturnus.store.anchor import Anchor
 from nocturnus.store.chain import (
     GENESIS,
     PLAIN,
@@ -104,6 +105,8 @@ class Sealer:
         # it up to date; another writer's append moves the head and clears it).
         self._positions: dict[str, int] = {}
         self._closed = False
+        # the head kept outside the log (issue 14, item 6); None: no anchor here
+        self.anchor: Anchor | None = None
 
     # -- opening -------------------------------------------------------------------
 
@@ -120,8 +123,14 @@ class Sealer:
         Takes ownership of ``recorder`` (closed on failure). ``check_tail=None`` skips
         the chain check (``verify`` reports on the whole chain instead of refusing).
 
+        A read-write open also checks the log's head against its anchor (whatever
+        ``check_tail``) and anchors it; a read-only one only loads the anchor for
+        :func:`~nocturnus.store.verify.verify_log`.
+
         :raises WrongMasterKey: the master key is not the one this log was written with.
-        :raises ChainBroken: a changed, removed or reordered event, naming its seq.
+        :raises ChainBroken: a changed, removed or reordered event, naming its seq, or
+            a head behind the anchor (acknowledged events lost: a truncated -wal file).
+        :raises AnchorDamaged: the anchor file does not verify.
         :raises StartupError: the rows belong to another database.
         :raises StorageError: the recorder failed.
         """
@@ -135,8 +144,9 @@ class Sealer:
                 self._check_tail(check_tail)
             if not self.chain.keyed and not self.readonly:
                 self._upgrade_chain(master_key)
+            self._open_anchor()
         except BaseException:
-            recorder.close()
+            self.close()
             raise
         return self
 
@@ -271,6 +281,41 @@ class Sealer:
             last_seq,
         )
 
+    def _open_anchor(self) -> None:
+        """Load the head anchor; read-write: refuse a head behind it, then anchor it."""
+        path = self.recorder.anchor_path
+        key = self.chain.subkey("anchor", self.database)
+        if path is None or key is None:  # no anchor here, or a plain chain (read-only)
+            return
+        self.anchor = Anchor(path, key, self.database, writable=not self.readonly)
+        if self.readonly:
+            return
+        anchored = self.anchor.read()  # before the head: see Anchor.behind
+        head = self._follow()
+        broken = self.anchor.behind(anchored, head)
+        if broken is not None:
+            raise ChainBroken(broken.seq, broken.reason)
+        if anchored is None and head.seq:
+            log.warning(
+                "database %r (%s): no head anchor yet; anchoring the log at seq %d",
+                self.database, self.where, head.seq,
+            )
+        self._advance_anchor(head)
+
+    def _advance_anchor(self, tip: Tip) -> None:
+        """Anchor ``tip`` after its commit. A failure is logged, never raised: the
+        commit is durable and its writers are owed their answer."""
+        if self.anchor is None:
+            return
+        try:
+            self.anchor.advance(tip)
+        except OSError as e:
+            log.error(
+                "database %r: the head anchor %s could not be written (%s): a lost "
+                "-wal file would go unnoticed until it is",
+                self.database, self.anchor.path, e.strerror,
+            )
+
     def rewrap_chain_key(self, tx: WriteTransaction, new_master: MasterKey) -> None:
         """Store the chain key wrapped by ``new_master`` (rotation), inside ``tx``."""
         if self._chain_key is not None:
@@ -394,6 +439,8 @@ class Sealer:
             raise
         keys.commit()
         self._tip = Tip(seq, prev)
+        if stored:
+            self._advance_anchor(self._tip)
 
     @contextmanager
     def maintenance(self) -> Iterator[WriteTransaction]:
@@ -411,6 +458,8 @@ class Sealer:
             self._positions.clear()
             self._tip = _STALE
         self.keys.commit()
+        if self.anchor is not None:
+            self._advance_anchor(self._follow())
 
     def seal_after(
         self, tx: WriteTransaction, tip: Tip, appends: Sequence[Append]
@@ -668,6 +717,8 @@ class Sealer:
         """Close the recorder; further calls raise StorageError."""
         if not self._closed:
             self._closed = True
+            if self.anchor is not None:
+                self.anchor.close()
             self.recorder.close()
 
     def _require_open(self) -> None:

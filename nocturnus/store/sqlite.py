@@ -162,12 +162,20 @@ class SqliteRecorder:
     recorder.Recorder`). Not thread-safe: one instance per thread."""
 
     def __init__(
-        self, path: Path, database: str, *, readonly: bool = False, head_file: bool = True
+        self,
+        path: Path,
+        database: str,
+        *,
+        readonly: bool = False,
+        head_file: bool = True,
+        anchored: bool = False,
     ) -> None:
         """Open (creating it unless ``readonly``) and migrate the file at ``path``.
 
         A writable log keeps its head file (:mod:`nocturnus.store.headfile`) unless
-        ``head_file`` is False (a backup file: no server reads it).
+        ``head_file`` is False (a backup file: no server reads it). ``anchored``: the
+        log keeps a head anchor beside it (a store's logs; a loose file such as a
+        backup has none).
 
         :raises StorageError: SQLite cannot open it, or (``readonly``) it is missing.
         :raises MigrationError: a migration fails, or (``readonly``) one is pending.
@@ -177,6 +185,7 @@ class SqliteRecorder:
         self.path = Path(path)
         self.database = database
         self.readonly = readonly
+        self.anchor_path = anchor_path(self.path) if anchored else None
         self._conn = _connect(self.path, readonly=readonly)
         self._closed = False
         self._data_version = -1
@@ -890,6 +899,11 @@ def create_backup_file(dest: Path, database: str) -> SqliteRecorder:
     return recorder
 
 
+def anchor_path(path: Path) -> Path:
+    """The head anchor of the log at ``path`` (:mod:`nocturnus.store.anchor`)."""
+    return Path(f"{path}.anchor")
+
+
 def read_database_name(path: Path) -> str | None:
     """The database name a log file was created for, read without any key.
 
@@ -928,7 +942,9 @@ class SqliteStore:
         return str(self.path(database))
 
     def recorder(self, database: str, *, readonly: bool = False) -> SqliteRecorder:
-        recorder = SqliteRecorder(self.path(database), database, readonly=readonly)
+        recorder = SqliteRecorder(
+            self.path(database), database, readonly=readonly, anchored=True
+        )
         if recorder.head_writer is not None:
             self._writers.setdefault(database, set()).add(recorder.head_writer)
         return recorder
@@ -943,9 +959,8 @@ class SqliteStore:
         recorded = probe.read()
         if recorded is None:
             return None
-        if recorded.writer in self._writers.get(database, ()):
-            return recorded.foreign
-        return recorded.seq
+        seq, foreign, writer = recorded
+        return foreign if writer in self._writers.get(database, ()) else seq
 
     def _forget_probe(self, database: str) -> None:
         probe = self._probes.pop(database, None)
@@ -987,6 +1002,7 @@ class SqliteStore:
         path = self.path(database)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        anchor_path(path).unlink(missing_ok=True)
         head_path(path).unlink(missing_ok=True)
 
     def restore(self, database: str, backup: Path) -> None:
@@ -1002,6 +1018,8 @@ class SqliteStore:
             source.close()
         for suffix in ("-wal", "-shm"):
             Path(f"{dest}{suffix}").unlink(missing_ok=True)
+        # The restored log is a history of its own: its first open anchors its head.
+        anchor_path(dest).unlink(missing_ok=True)
         os.replace(tmp, dest)
         self._forget_probe(database)
         self.recorder(database).close()  # back to WAL mode, migrated, head file rewritten

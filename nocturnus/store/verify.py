@@ -1,5 +1,5 @@
-"""Full verification of one log: chain, every GCM tag, every snapshot, the head, and
-every destroyed data key.
+"""Full verification of one log: chain, every GCM tag, every snapshot, the head (also
+against the head anchor kept outside a SQLite log), and every destroyed data key.
 
 Verification reports instead of raising, so an operator sees every problem at once
 (up to :data:`MAX_PROBLEMS`) and the first bad seq. It reads through the recorder
@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from nocturnus.progress import Progress
+from nocturnus.store.anchor import AnchorDamaged
 from nocturnus.store.chain import GENESIS, Break, head_break, unpack_head, walk
 from nocturnus.store.errors import CorruptKey, CryptoError
 from nocturnus.store.record import record_aad, snapshot_aad
-from nocturnus.store.recorder import KeyRow, SnapshotRow
+from nocturnus.store.recorder import KeyRow, SnapshotRow, Tip
 from nocturnus.store.sealer import Sealer
 
 MAX_PROBLEMS = 100
@@ -101,6 +102,13 @@ def verify_log(
         if len(problems) < MAX_PROBLEMS:
             problems.append(problem)
 
+    # The anchor first: a commit landing before the head is read only puts it ahead.
+    anchored: Tip | None = None
+    if sealer.anchor is not None:
+        try:
+            anchored = sealer.anchor.read()
+        except AnchorDamaged as e:
+            add(Problem("chain", 0, e.message))
     # The head as of one commit, and only the rows up to that commit's newest: rows a
     # writer appends while this runs belong to a later head (a live log verifies).
     meta, newest = recorder.chain_tail(1)
@@ -149,6 +157,10 @@ def verify_log(
     broken = head_break(recorded_head, last_seq, last_hash if last_seq else None)
     if broken is not None:
         add(Problem("chain", broken.seq, broken.reason))
+    if sealer.anchor is not None:
+        lost = sealer.anchor.behind(anchored, Tip(*(recorded_head or (0, GENESIS))))
+        if lost is not None:
+            add(Problem("chain", lost.seq, lost.reason))
     if progress is not None:
         progress(checked, total)
     for problem in unexplained_keys(key_rows, deletions, top):

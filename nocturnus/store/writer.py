@@ -26,7 +26,6 @@ from nocturnus.errors import NocturnusError
 from nocturnus.store import distribution
 from nocturnus.store.distribution import Distribution
 from nocturnus.store.errors import StorageError, WriterClosed
-from nocturnus.store.recorder import Tip
 from nocturnus.store.sealer import Append, Sealer
 
 log = logging.getLogger("nocturnus.store")
@@ -102,21 +101,13 @@ class Writer:
     Runs the store in ONE dedicated thread (never on the event loop). The log is opened
     by ``open_log`` inside that thread, so its connection never crosses threads. Over a
     read-only log, given only :meth:`run` jobs, the same thread is a database's reader.
-    ``on_commit(tip)``, when given, runs in the writer thread after every commit that
-    stored events, before any of that batch's waiters is answered (a hook for an
-    anchor of the head kept outside the store).
+    (The head anchor of a SQLite log is written by the sealer itself, after every
+    commit and before this thread answers any waiter: see :mod:`nocturnus.store.anchor`.)
     """
 
-    def __init__(
-        self,
-        open_log: Callable[[], Sealer],
-        *,
-        name: str = "writer",
-        on_commit: Callable[[Tip], None] | None = None,
-    ) -> None:
+    def __init__(self, open_log: Callable[[], Sealer], *, name: str = "writer") -> None:
         self._open_log = open_log
         self._name = name
-        self._on_commit = on_commit
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._accepting = False
@@ -322,11 +313,6 @@ class Writer:
         finally:
             stats.committing_since = None
         stored = [job for job in jobs if job.append.seqs is not None]
-        if stored and self._on_commit is not None:
-            try:
-                self._on_commit(event_log.tip())
-            except Exception:  # the batch is durable: its waiters still get their seqs
-                log.exception("the on-commit hook of the %s failed", self._name)
         stats.commit_seconds.observe(time.monotonic() - started)
         stats.batch_appends.observe(len(stored))
         records = sum(len(job.append.events) for job in stored)

@@ -31,6 +31,11 @@ PUBLIC = {
     ("GET", "/console"),
     ("GET", "/console/console.css"),
     ("GET", "/console/js/<>"),
+    # issue 18: the first admin key while none exists (its password proves the caller),
+    # and what agents read to learn the server (no data)
+    ("POST", "/auth/bootstrap"),
+    ("GET", "/llm.txt"),
+    ("GET", "/.well-known/agent.json"),
 }
 CONFIGURABLY_PUBLIC = {("GET", "/metrics")}
 
@@ -57,6 +62,8 @@ LEAST_ROLE = {
     "/memory/compress": "writer", "/memory/decay": "writer", "/memory/cleanup": "writer",
     "/memory/query/salient": "reader", "GET /memory/events": "reader",
     "GET /memory/stream": "reader",
+    # the original's admin listing of a tenant's facts: a read like /query
+    "GET /admin/databases/<>/facts": "reader",
 }
 ROLES = ("reader", "writer", "admin")
 
@@ -113,7 +120,8 @@ def test_rules_read_the_scope_from_where_the_route_carries_it() -> None:
             rule = permissions.rule_for(spec.method, path)
             params = set(re.findall(r"<([a-z_]+)>", path))
             if spec.tenant:
-                assert rule.database == ("header",) and rule.tenant == ("header",), path
+                database = ("header",) if spec.database else ("path:db",)
+                assert rule.database == database and rule.tenant == ("header",), path
             for source in (*rule.database, *rule.tenant):
                 if source.startswith("path:"):
                     assert source[5:] in params, (path, source)

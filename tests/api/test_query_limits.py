@@ -146,3 +146,74 @@ def test_while_a_heavy_question_runs_others_are_answered_within_50_ms(
     count = limited.request("POST", "/ask", tenant=heavy,
                             json={"predicate": "p", "args": ["?x"], "shape": "count"})
     assert count.json() == {"count": 151}
+
+
+# -- the other paths that evaluate: context goals, logic tests, RESTRICT checks ----------
+
+CROSS = {"predicate": "q", "args": ["?a", "?b", "?c", "?d"]}
+
+
+def heavy(server: Server, tenant: str) -> None:
+    """The issue's cross product: 40 facts, a rule deriving 2.56 M rows."""
+    unary_facts(server, tenant, 40)
+    teach_cross(server, tenant, "q", ["?a", "?b", "?c", "?d"])
+
+
+def count_of(server: Server, tenant: str, predicate: str) -> int:
+    counted = server.request("POST", "/ask", tenant=tenant,
+                             json={"predicate": predicate, "args": ["?x"], "shape": "count"})
+    assert counted.status_code == 200, counted.text
+    return int(counted.json()["count"])
+
+
+@pytest.mark.parametrize("route", ["/context/optimize", "/memory/context", "/context/diff"])
+def test_a_windows_goal_past_the_budget_is_refused(
+    limited: Server, tenant: str, route: str
+) -> None:
+    heavy(limited, tenant)
+    body = {"maxFacts": 10, "goals": [CROSS], "sessionId": "s1"}
+    refused(limited.request("POST", route, tenant=tenant, json=body),
+            "rows", "NOCTURNUS_QUERY_MAX_ROWS")
+    small = {"maxFacts": 10, "goals": [{"predicate": "q", "args": ["n1", "n2", "n3", "n4"]}],
+             "sessionId": "s1"}
+    window = limited.request("POST", route, tenant=tenant, json=small)
+    assert window.status_code == 200, window.text
+
+
+def test_logic_tests_past_the_budget_are_refused(limited: Server, tenant: str) -> None:
+    setup: list[dict[str, Any]] = [
+        {"type": "assert_fact", "fact": {"predicate": "p", "args": [f"n{i}"]}} for i in range(40)
+    ]
+    setup.append({"type": "assert_rule", "rule": {
+        "head": CROSS, "body": [{"predicate": "p", "args": [v]} for v in ("?a", "?b", "?c", "?d")]}})
+    expectation = {"type": "result_count", "goal": CROSS, "count": 40**4}
+    response = limited.request("POST", "/test", tenant=tenant,
+                               json={"tests": [{"name": "cross", "setup": setup,
+                                                "expectations": [expectation]}]})
+    refused(response, "rows", "NOCTURNUS_QUERY_MAX_ROWS")
+    # the same test as a script's step (run on the loop, under the budget)
+    given = " ".join(f"p(n{i})." for i in range(40))
+    script = (f'TEST "cross" {{ GIVEN {{ {given} q(?a, ?b, ?c, ?d) :- p(?a), p(?b), p(?c), p(?d). }}'
+              f" EXPECT {{ COUNT q(?a, ?b, ?c, ?d) {40**4}; }} }}")
+    stepped = limited.request("POST", "/execute", tenant=tenant, json={"command": script})
+    refused(stepped, "rows", "NOCTURNUS_QUERY_MAX_ROWS")
+
+
+def test_a_restrict_check_past_the_budget_refuses_the_write_whole(
+    limited: Server, tenant: str
+) -> None:
+    """A constraint over the cross product: adding it with the facts there, or a write
+    of the facts once it is there, must derive q; both are refused by the budget,
+    and the refused write stores none of its facts."""
+    heavy(limited, tenant)
+    restrict = "RESTRICT { q(?a, ?b, ?c, ?d) } -> CONTRADICTION;"
+    refused(limited.request("POST", "/execute", tenant=tenant, json={"command": restrict}),
+            "rows", "NOCTURNUS_QUERY_MAX_ROWS")
+    other = tenant + "_w"
+    teach_cross(limited, other, "q", ["?a", "?b", "?c", "?d"])
+    added = limited.request("POST", "/execute", tenant=other, json={"command": restrict})
+    assert added.status_code == 200, added.text
+    facts = [{"predicate": "p", "args": [f"n{i}"]} for i in range(40)]
+    told = limited.request("POST", "/assert/facts", tenant=other, json={"facts": facts})
+    refused(told, "rows", "NOCTURNUS_QUERY_MAX_ROWS")
+    assert count_of(limited, other, "p") == 0

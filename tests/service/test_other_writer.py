@@ -5,6 +5,7 @@ processes are in tests/api/test_nodes.py."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from nocturnus.engine.terms import Var
-from nocturnus.errors import Conflict, WriteContention
+from nocturnus.errors import Conflict, TenantDamaged, WriteContention
 from nocturnus.service import retry, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import Database, DatabaseState
@@ -267,5 +268,26 @@ def test_a_snapshot_taken_while_appends_are_renumbered_names_their_stored_seq(
         await reopened.open()
         assert await facts_of(reopened.get("default"), "mine") == [(0,), (1,), (2,)]
         await close(reopened)
+
+    asyncio.run(scenario())
+
+
+def test_a_damaged_row_met_by_a_catch_up_stops_its_tenant_only(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        first, second = await pair(tmp_path, "")
+        a, b = first.get("default"), second.get("default")
+        await tenants.tell(a, "acme", TellFact("p", ("one",)))
+        assert await facts_of(b, "acme") == [("one",)]
+        await tenants.tell(a, "acme", TellFact("p", ("two",)))
+        await tenants.tell(a, "other", TellFact("p", ("x",)))
+        with sqlite3.connect(tmp_path / "default.db") as conn:  # bit rot in acme's row
+            conn.execute(
+                "UPDATE events SET payload = zeroblob(length(payload)) WHERE seq ="
+                " (SELECT max(seq) FROM events WHERE tenant = 'acme')"
+            )
+        assert await facts_of(b, "other") == [("x",)]
+        with pytest.raises(TenantDamaged):
+            await facts_of(b, "acme")
+        await close(second, first)
 
     asyncio.run(scenario())

@@ -366,6 +366,7 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
     before they came as relation groups with a column of plain facts (issue 3,
     version 2), read the same as the current version."""
     from nocturnus.service.events import FactTold
+    from nocturnus.service.facts import DUMP_VERSION
     from nocturnus.service.projection import TenantState, apply
 
     state = TenantState("acme")
@@ -383,7 +384,7 @@ def test_facts_section_versions_1_and_2_still_load() -> None:
         apply(state, seq, told)
     current = orjson.loads(snapshot_format.encode(state))
     version, parts = current["sections"]["facts"]
-    assert version == 3 and len(parts) == 2
+    assert version == DUMP_VERSION and len(parts) == 2
     # what the version 2 writer wrote: flat rows, 4096 to a text
     rows = [
         [*r.key, r.created_at, r.valid_from, r.valid_until, r.ttl, r.confidence, r.metadata]

@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import orjson
 import pytest
 
+from nocturnus.store.anchor import Anchor
 from nocturnus.store.chain import GENESIS, PLAIN, Chain, pack_head
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.record import LogRecord
-from nocturnus.store.recorder import Store
+from nocturnus.store.recorder import Store, Tip
 from nocturnus.store.sealer import Append, Sealer
 from nocturnus.store.sqlite import SqliteStore
 
@@ -199,3 +200,28 @@ def rechain(backend: Backend, chain: Chain = PLAIN, database: str = DATABASE) ->
             "UPDATE meta SET value = ? WHERE name = 'head'",
             (pack_head(rows[-1][0], prev),),
         )
+        anchor_key = chain.subkey("anchor", database)
+        if anchor_key is not None:  # a master-key holder re-anchors the new head too
+            reanchor(backend, database, anchor_key, Tip(rows[-1][0], prev))
+
+
+def anchor_path(backend: Backend, database: str = DATABASE) -> Path | None:
+    """Where the log's head anchor lives (None: the backend keeps none)."""
+    recorder = backend.store.recorder(database, readonly=True)
+    try:
+        return recorder.anchor_path
+    finally:
+        recorder.close()
+
+
+def reanchor(backend: Backend, database: str, key: bytes, tip: Tip) -> None:
+    """Replace the log's head anchor with one holding ``tip`` (needs the master key)."""
+    path = anchor_path(backend, database)
+    if path is None:
+        return
+    path.unlink(missing_ok=True)
+    anchor = Anchor(path, key, database, writable=True)
+    try:
+        anchor.advance(tip)
+    finally:
+        anchor.close()

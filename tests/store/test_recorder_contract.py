@@ -448,7 +448,7 @@ def test_changed_or_removed_rows_stop_the_open_and_verify_names_them(
         open_log(backend, master_key)
     assert info.value.seq == bad_seq
     assert f"seq {bad_seq}" in str(info.value) and "\n" not in str(info.value)
-    unchecked = open_log(backend, master_key, check_tail=None)
+    unchecked = open_log(backend, master_key, readonly=True, check_tail=None)
     try:
         assert verify_log(unchecked).first_bad_seq == bad_seq
     finally:

@@ -22,6 +22,11 @@ from nocturnus.engine.terms import Var
 
 NAME = "twins"
 
+Groups = dict[int, set[int]]
+"""A binary relation grouped by one column: value -> set of partner values."""
+
+Kernel = tuple[Groups, Groups, set[int] | None]
+
 
 @dataclass(frozen=True, slots=True)
 class Twin:
@@ -54,53 +59,81 @@ class TwinsPlan:
     def run(self, workspace: Workspace) -> None:
         workspace.run_exits()
         full = column(workspace.tables[self.target].rows, 0)
-        delta = {x: set(ys) for x, ys in full.items()}
         kernels = [_kernel(twin, workspace) for twin in self.twins]
         order = _downstream_order(full, [a_of for a_of, _, _ in kernels])
         if order is not None:
-            # No ?x depends on itself: each group is final once its ?px groups are,
-            # so one pass in that order derives every row once (as tabling would).
-            for px in order:
-                pys = full.get(px)
-                if not pys:
-                    continue
-                added = 0
-                for a_of, b_of, y_in in kernels:
-                    xs = a_of.get(px)
-                    if not xs:
-                        continue
-                    ys = image(pys, b_of)
-                    if y_in is not None:
-                        ys &= y_in
-                    if not ys:
-                        continue
-                    for x in xs:
-                        have = full.get(x)
-                        if have is None:
-                            full[x] = set(ys)
-                            added += len(ys)
-                        else:
-                            added -= len(have)
-                            have |= ys
-                            added += len(have)
-                if added:
-                    workspace.charge(added)
-            delta = {}
-        while delta:
-            out: dict[int, set[int]] = {}
-            for a_of, b_of, y_in in kernels:
-                _step(delta, a_of, b_of, y_in, full, out)
-            for x, ys in out.items():
-                have = full.get(x)
-                if have is None:
-                    full[x] = set(ys)
-                else:
-                    have |= ys
-            workspace.charge(sum(map(len, out.values())))
-            delta = out
+            _in_order(order, kernels, full, workspace)
+        else:
+            _in_rounds(kernels, full, workspace)
         table = GroupedTable({0})
         table.by[0] = full
         workspace.tables[self.target] = table
+
+
+def _in_order(
+    order: list[int], kernels: list[Kernel], full: Groups, workspace: Workspace
+) -> None:
+    """One pass, each group once its ``?px`` groups are final (no ``?x`` depends on
+    itself), as tabling would: every row is derived once.
+
+    A group's new values are a fresh set (an image); when they go to one group
+    only, a group smaller than them takes the set over, merging itself in, instead
+    of copying it into itself (a demanded same-generation chain: ``{x}`` against a
+    whole generation, level after level). Shared by several groups, it is copied.
+    """
+    get_full = full.get
+    for px in order:
+        pys = get_full(px)
+        if not pys:
+            continue
+        added = 0
+        for a_of, b_of, y_in in kernels:
+            xs = a_of.get(px)
+            if not xs:
+                continue
+            ys = image(pys, b_of)
+            if y_in is not None:
+                ys &= y_in
+            if not ys:
+                continue
+            if len(xs) == 1:
+                (x,) = xs
+                have = get_full(x)
+                if have is None or len(have) < len(ys):
+                    if have is not None:
+                        added -= len(have)
+                        ys |= have
+                    full[x] = ys
+                    added += len(ys)
+                    continue
+            for x in xs:
+                have = get_full(x)
+                if have is None:
+                    full[x] = set(ys)
+                    added += len(ys)
+                else:
+                    added -= len(have)
+                    have |= ys
+                    added += len(have)
+        if added:
+            workspace.charge(added)
+
+
+def _in_rounds(kernels: list[Kernel], full: Groups, workspace: Workspace) -> None:
+    """Semi-naive rounds, one C-level union per group of the delta."""
+    delta = {x: set(ys) for x, ys in full.items()}
+    while delta:
+        out: Groups = {}
+        for a_of, b_of, y_in in kernels:
+            _step(delta, a_of, b_of, y_in, full, out)
+        for x, ys in out.items():
+            have = full.get(x)
+            if have is None:
+                full[x] = set(ys)
+            else:
+                have |= ys
+        workspace.charge(sum(map(len, out.values())))
+        delta = out
 
 
 def plan(component: Component) -> TwinsPlan | None:
@@ -174,9 +207,6 @@ def twin_of(version: Version) -> Twin | None:
         return None
     (a_rel, a_from), (b_rel, b_from) = edges[px], edges[py]
     return Twin(x, y, a_rel, a_from, b_rel, b_from, tuple(x_guards), tuple(y_guards))
-
-
-Kernel = tuple[dict[int, set[int]], dict[int, set[int]], set[int] | None]
 
 
 def _kernel(twin: Twin, workspace: Workspace) -> Kernel:
@@ -286,22 +316,21 @@ def _downstream_order(
 ) -> list[int] | None:
     """Values reachable from ``start`` along ``edges``, each after its predecessors.
 
-    None when a cycle makes such an order impossible (Kahn's algorithm).
+    None when a cycle makes such an order impossible (Kahn's algorithm). Each value
+    is expanded once, counting its successors' predecessors as it goes.
     """
-    reached = set(start)
-    pending = list(reached)
+    waiting = dict.fromkeys(start, 0)
+    pending = list(waiting)
     while pending:
         value = pending.pop()
         for successors in edges:
             for nxt in successors.get(value, ()):
-                if nxt not in reached:
-                    reached.add(nxt)
+                count = waiting.get(nxt)
+                if count is None:
+                    waiting[nxt] = 1
                     pending.append(nxt)
-    waiting = dict.fromkeys(reached, 0)
-    for value in reached:
-        for successors in edges:
-            for nxt in successors.get(value, ()):
-                waiting[nxt] += 1
+                else:
+                    waiting[nxt] = count + 1
     ready = [value for value, count in waiting.items() if not count]
     order: list[int] = []
     while ready:
@@ -312,4 +341,4 @@ def _downstream_order(
                 waiting[nxt] -= 1
                 if not waiting[nxt]:
                     ready.append(nxt)
-    return order if len(order) == len(reached) else None
+    return order if len(order) == len(waiting) else None

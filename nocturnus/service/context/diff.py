@@ -20,7 +20,7 @@ from nocturnus.service.context.window import (
     Window,
     WindowEntry,
     WindowRequest,
-    build_window,
+    goal_window,
     remember_uses,
 )
 from nocturnus.service.facts import FactKey
@@ -47,9 +47,10 @@ class WindowDiff:
 async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> WindowDiff:
     """What changed since the session's last window; the new window replaces it."""
     assert req.session_id is not None
-    state, now = await db.current(tenant)
-    model = db.read_models.of(state)
-    window = build_window(state, model, db.root.rules, req, cfg)
+    async with db.evaluator.turn((db.name, tenant)):
+        state, now = await db.current(tenant)
+        model = db.read_models.of(state)
+        window = await goal_window(db, tenant, state, model, req, cfg)
     sessions = model.sessions_of(cfg.sessions)
     previous = sessions.get(req.session_id)
     sessions.put(req.session_id, SentWindow.of(window))

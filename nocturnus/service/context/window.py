@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,7 +24,8 @@ import orjson
 
 from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
-from nocturnus.service import queries
+from nocturnus.service import tenants
+from nocturnus.service.answers import Answer
 from nocturnus.service.context.sessions import SentWindow
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Scalar
@@ -242,6 +244,28 @@ class _Builder:
         return cap is not None and self.per_predicate.get(predicate, 0) >= cap
 
 
+def cached_window(
+    state: TenantState,
+    model: TenantReadModel,
+    database_rules: Rulebook,
+    req: WindowRequest,
+    cfg: ContextConfig,
+) -> Window | None:
+    """The window cached for ``req`` at the tenant's current knowledge (state
+    refreshed), if any.
+
+    Windows are cached in the tenant's read model for the knowledge generation they
+    were built in (the cache of an older one is dropped here): the same request then
+    answers with the same object.
+    """
+    ranking = ranking_of(state, model, cfg)
+    generation = (ranking.generation, database_rules.version, cfg)
+    if model.windows_generation != generation:
+        model.windows.clear()
+        model.windows_generation = generation
+    return model.windows.get(dataclasses.replace(req, session_id=None))
+
+
 def build_window(
     state: TenantState,
     model: TenantReadModel,
@@ -249,24 +273,58 @@ def build_window(
     req: WindowRequest,
     cfg: ContextConfig,
 ) -> Window:
-    """The window for ``req`` over the tenant's current knowledge (state refreshed).
+    """The window for ``req``, which has no goals, over the tenant's current
+    knowledge (state refreshed); the cached one if there is one.
 
-    Windows are cached in the tenant's read model for the knowledge generation they
-    were built in: the same request then answers with the same object.
+    A request with goals goes through :func:`goal_window`, which evaluates them.
     """
-    ranking = ranking_of(state, model, cfg)
-    generation = (ranking.generation, database_rules.version, cfg)
-    if model.windows_generation != generation:
-        model.windows.clear()
-        model.windows_generation = generation
-    request_key = dataclasses.replace(req, session_id=None)
-    window = model.windows.get(request_key)
+    window = cached_window(state, model, database_rules, req, cfg)
     if window is None:
-        window = _build(state, database_rules, req, model, ranking)
-        if len(model.windows) >= MAX_CACHED_WINDOWS:
-            model.windows.pop(next(iter(model.windows)))
-        model.windows[request_key] = window
+        window = _build(state, database_rules, req, model, ())
+        _keep(model, req, window)
     return window
+
+
+async def goal_window(
+    db: Db,
+    tenant: str,
+    state: TenantState,
+    model: TenantReadModel,
+    req: WindowRequest,
+    cfg: ContextConfig,
+) -> Window:
+    """:func:`build_window` with the goals' answers and proofs evaluated by the
+    database's evaluator (issue 13: off the event loop, under the query budget);
+    the caller holds the tenant's turn (``Evaluator.turn``).
+
+    A write landing while the goals are evaluated makes a window of the goals'
+    answers before it and the rest after it: it is returned but not cached.
+
+    :raises QueryBudgetExceeded: a goal's evaluation went past the budget.
+    """
+    window = cached_window(state, model, db.root.rules, req, cfg)
+    if window is not None:
+        return window
+    generation = model.windows_generation
+    limit = min(req.max_facts, MAX_GOAL_ANSWERS)
+    answered = [
+        await tenants.proved_answers(db, tenant, state, goal, req.scope, limit)
+        for goal in req.goals
+    ]
+    rules = db.root.rules  # as they are now: the goals were evaluated meanwhile
+    window = cached_window(state, model, rules, req, cfg)
+    if window is None:
+        window = _build(state, rules, req, model, answered)
+        if model.windows_generation == generation:
+            _keep(model, req, window)
+    return window
+
+
+def _keep(model: TenantReadModel, req: WindowRequest, window: Window) -> None:
+    """Cache ``window`` as the answer to ``req`` (any session) in this generation."""
+    if len(model.windows) >= MAX_CACHED_WINDOWS:
+        model.windows.pop(next(iter(model.windows)))
+    model.windows[dataclasses.replace(req, session_id=None)] = window
 
 
 def _build(
@@ -274,8 +332,11 @@ def _build(
     database_rules: Rulebook,
     req: WindowRequest,
     model: TenantReadModel,
-    ranking: Ranking,
+    answered: Sequence[Sequence[Answer]],
 ) -> Window:
+    """The window for ``req``; ``answered``: each goal's answers with their proofs."""
+    ranking = model.ranking
+    assert ranking is not None  # cached_window ranked the tenant
     scores = _Scores(state, model, ranking)
     ref_ms = ranking.ref_ms
     excluded: set[FactKey] = set()
@@ -286,7 +347,7 @@ def _build(
     builder = _Builder(req)
     used_rules: dict[str, RuleRecord | None] = {}
     if req.goals:
-        _goal_entries(state, database_rules, req, scores, builder, excluded, used_rules)
+        _goal_entries(state, answered, req, scores, builder, excluded, used_rules)
     bucket_stats: dict[str, BucketStat] = {}
     if req.buckets:
         bucket_stats = _fill_buckets(state, ranking, req, builder, excluded)
@@ -486,7 +547,7 @@ def _fill_buckets(
 
 def _goal_entries(
     state: TenantState,
-    database_rules: Rulebook,
+    answered: Sequence[Sequence[Answer]],
     req: WindowRequest,
     scores: _Scores,
     builder: _Builder,
@@ -494,15 +555,7 @@ def _goal_entries(
     used_rules: dict[str, RuleRecord | None],
 ) -> None:
     """Answers of the goals and the facts their proofs use, in discovery order."""
-    for goal in req.goals:
-        answers = queries.ask(
-            state,
-            database_rules,
-            goal,
-            req.scope,
-            limit=min(req.max_facts, MAX_GOAL_ANSWERS),
-            with_proof=True,
-        )
+    for _, answers in zip(req.goals, answered, strict=True):
         for answer in answers:
             if builder.full():
                 return
@@ -640,9 +693,10 @@ async def optimize(
     db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
 ) -> Window:
     """Build a window; with a ``session_id`` it becomes that session's last window."""
-    state, now = await db.current(tenant)
-    model = db.read_models.of(state)
-    window = build_window(state, model, db.root.rules, req, cfg)
+    async with db.evaluator.turn((db.name, tenant)):
+        state, now = await db.current(tenant)
+        model = db.read_models.of(state)
+        window = await goal_window(db, tenant, state, model, req, cfg)
     if req.session_id is not None:
         model.sessions_of(cfg.sessions).put(req.session_id, SentWindow.of(window))
     remember_uses(model, window, now)
