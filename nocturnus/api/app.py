@@ -40,12 +40,12 @@ from nocturnus.api.openapi import build_document, openapi
 from nocturnus.api.scopes import scopes
 from nocturnus.api.transactions import transactions_api
 from nocturnus.engine.prepared import PlanCache
+from nocturnus.service import residency
 from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
 from nocturnus.service.datadir import open_store
 from nocturnus.service.evaluation import Evaluator, Limits, share_the_gil
-from nocturnus.service.residency import Residency
 from nocturnus.service.transactions import LocalTransactions, TransactionStore
 from nocturnus.service.verification import verify_every
 from nocturnus.settings import Settings, load_settings
@@ -234,7 +234,9 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 GC_GEN0_THRESHOLD = 10_000
 
 
-def _residency(settings: Settings, transactions: TransactionStore | None) -> Residency | None:
+def _residency(
+    settings: Settings, transactions: TransactionStore | None
+) -> residency.Residency | None:
     """The memory budget of this process (NOCTURNUS_MEMORY_BUDGET_MB); None when off.
 
     A tenant with an open transaction stays in memory: its view shares the projection.
@@ -242,7 +244,7 @@ def _residency(settings: Settings, transactions: TransactionStore | None) -> Res
     if settings.memory_budget_mb <= 0:
         return None
     holds = transactions.holds if transactions is not None else (lambda db, tenant: False)
-    return Residency(settings.memory_budget_mb * 1024 * 1024, holds)
+    return residency.Residency(settings.memory_budget_mb * 1024 * 1024, holds)
 
 
 async def _refreshed(
