@@ -46,6 +46,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_bulk_facts", int, 10_000, "Most facts in one /assert/facts call"),
     Setting("snapshot_every", int, 10_000, "Events of a tenant between automatic "
             "snapshots (more for big tenants: see Storage)"),
+    Setting("memory_budget_mb", int, 0, "Estimated MiB of tenant projections one process "
+            "keeps; beyond it idle tenants are snapshotted and evicted, least recently "
+            "used first (0 = no budget: see Memory budget)"),
+
     Setting("verify_interval_s", int, 21_600, "Seconds between background verifications "
             "of every whole log, the first right after start-up (0 = off)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
@@ -144,6 +148,8 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_bulk_facts: int = 10_000
     snapshot_every: int = 10_000
+    memory_budget_mb: int = 0
+
     verify_interval_s: int = 21_600
     salience_half_life_ms: int = 3_600_000
     context_sessions: int = 1000
@@ -287,6 +293,11 @@ def load_settings(
     if settings.auth_checks_per_client < 0:
         raise StartupError(
             f"auth_checks_per_client must be at least 0, got {settings.auth_checks_per_client}"
+        )
+    if settings.memory_budget_mb < 0:
+        raise StartupError(
+            f"memory_budget_mb must be at least 0 (0 = no budget), got "
+            f"{settings.memory_budget_mb}"
         )
     if settings.verify_interval_s < 0:
         raise StartupError(

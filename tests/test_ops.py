@@ -6,16 +6,19 @@ from __future__ import annotations
 import configparser
 import os
 import py_compile
+import re
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from nocturnus import cli
-from tests.server import TEST_MASTER_KEY, Server
+from tests.server import TEST_MASTER_KEY, Server, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ROOT / "ops"
@@ -123,3 +126,117 @@ def test_backup_script_backs_up_every_database_of_a_running_server(tmp_path: Pat
         assert answer.json()["bindings"] == [{"p": "enterprise"}]
     finally:
         restored.stop()
+
+
+# -- several nodes behind a load balancer (issue 16, item 5) -------------------------
+
+HAPROXY = shutil.which("haproxy")
+COMPOSE = (
+    [shutil.which("docker-compose")] if shutil.which("docker-compose") else None
+)
+COMPOSE_ENV = {"POSTGRES_PASSWORD": "pw", "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY,
+               "NOCTURNUS_ADMIN_KEY": "admin-key-of-the-compose-test"}
+
+
+@pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed (apt-get install haproxy)")
+def test_haproxy_config_is_valid() -> None:
+    result = subprocess.run([HAPROXY, "-c", "-f", str(OPS / "haproxy.cfg")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed")
+def test_compose_file_renders_two_nodes_on_postgresql_behind_haproxy() -> None:
+    assert COMPOSE is not None
+    result = subprocess.run([*COMPOSE, "-f", str(OPS / "compose.yaml"), "config"],
+                            env={**os.environ, **COMPOSE_ENV}, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = result.stdout
+    for service in ("postgres:", "node1:", "node2:", "haproxy:"):
+        assert f"\n  {service}\n" in rendered, rendered
+    assert rendered.count("NOCTURNUS_STORE: postgresql://nocturnus:pw@postgres:5432/") == 2
+    assert "haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg" in rendered
+    missing = {k: v for k, v in os.environ.items() if k not in COMPOSE_ENV}
+    refused = subprocess.run([*COMPOSE, "-f", str(OPS / "compose.yaml"), "config"],
+                             env=missing, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "set POSTGRES_PASSWORD" in refused.stderr
+
+
+def local_haproxy_config(port: int, stats_port: int, nodes: dict[str, int]) -> str:
+    """ops/haproxy.cfg for nodes on this machine (no Docker DNS, local ports)."""
+    text = (OPS / "haproxy.cfg").read_text()
+    text = re.sub(r"(?m)^resolvers docker\n(?:    .*\n)+", "", text)
+    text = text.replace(" resolvers docker", "")
+    for name, node_port in nodes.items():
+        text = text.replace(f"{name}:9300", f"127.0.0.1:{node_port}")
+    text = text.replace("bind :9300", f"bind 127.0.0.1:{port}")
+    return text.replace("bind :8404", f"bind 127.0.0.1:{stats_port}")
+
+
+def resident(node: Server) -> set[str]:
+    check = node.client.get("/health").json()["checks"]["memory"]
+    return set(check["resident"]["default"])
+
+
+@pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed (apt-get install haproxy)")
+def test_hash_routing_keeps_each_tenant_on_one_node_and_fails_over(tmp_path: Path) -> None:
+    """ops/haproxy.cfg in front of two real nodes on one PostgreSQL: every request of a
+    tenant reaches the same node, and when that node stops its tenants are served by
+    the other, from the shared log."""
+    from tests.pg import fresh_database
+
+    assert HAPROXY is not None
+    with fresh_database() as url:
+        env = {"NOCTURNUS_STORE": url, "NOCTURNUS_MEMORY_BUDGET_MB": "64"}
+        nodes = {name: Server(tmp_path / name / "data", env=env) for name in ("node1", "node2")}
+        for node in nodes.values():
+            node.start()  # one after the other: the first creates the schemas
+        port, stats_port = free_port(), free_port()
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(local_haproxy_config(
+            port, stats_port, {name: node.port for name, node in nodes.items()}))
+        balancer = subprocess.Popen([HAPROXY, "-db", "-f", str(config)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        try:
+            for _ in range(300):  # both nodes pass two health checks
+                try:
+                    stats = client.get(f"http://127.0.0.1:{stats_port}/;csv").text
+                except httpx.TransportError:
+                    stats = ""
+                if stats.count("\nnodes,node") == 2 and ",DOWN," not in stats and (
+                    stats.count(",UP,") >= 2
+                ):
+                    break
+                time.sleep(0.1)
+            tenants = [f"t{i}" for i in range(16)]
+
+            def ask(tenant: str) -> httpx.Response:
+                return client.post("/ask", headers={"X-Tenant-ID": tenant},
+                                   json={"predicate": "plan", "args": ["?p"]})
+
+            for tenant in tenants:
+                told = client.post("/tell", headers={"X-Tenant-ID": tenant},
+                                   json={"predicate": "plan", "args": [tenant]})
+                assert told.status_code == 200, told.text
+                for _ in range(3):
+                    assert ask(tenant).status_code == 200
+            held = {name: resident(node) for name, node in nodes.items()}
+            assert held["node1"] | held["node2"] == set(tenants)
+            assert not held["node1"] & held["node2"]  # each tenant on one node only
+            assert held["node1"] and held["node2"]
+
+            assert nodes["node1"].stop() == 0
+            for tenant in sorted(held["node1"]):
+                answer = ask(tenant)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["bindings"] == [{"p": tenant}]
+            assert resident(nodes["node2"]) == set(tenants)
+        finally:
+            client.close()
+            balancer.terminate()
+            balancer.wait(10)
+            for node in nodes.values():
+                if node.process is not None:
+                    node.stop()

@@ -42,6 +42,7 @@ from nocturnus.api.ratelimit import TokenBuckets
 from nocturnus.api.scopes import scopes
 from nocturnus.api.transactions import transactions_api
 from nocturnus.engine.prepared import PlanCache
+from nocturnus.service import residency
 from nocturnus.service.backup import prune_backups
 from nocturnus.service.database import now_ms
 from nocturnus.service.databases import Databases
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             snapshot_every=settings.snapshot_every,
             plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
             evaluator=app.ctx.evaluator,
+            residency=_residency(settings, app.ctx.transactions),
         )
         await databases.open()
         app.ctx.databases = databases
@@ -247,6 +249,19 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+def _residency(
+    settings: Settings, transactions: TransactionStore | None
+) -> residency.Residency | None:
+    """The memory budget of this process (NOCTURNUS_MEMORY_BUDGET_MB); None when off.
+
+    A tenant with an open transaction stays in memory: its view shares the projection.
+    """
+    if settings.memory_budget_mb <= 0:
+        return None
+    holds = transactions.holds if transactions is not None else (lambda db, tenant: False)
+    return residency.Residency(settings.memory_budget_mb * 1024 * 1024, holds)
 
 
 async def _refreshed(

@@ -45,6 +45,10 @@ class EndpointSpec:
     """A data route that runs inside the transaction ``X-Transaction-ID`` names."""
     passes_transaction: bool = False
     """The header is not this route's: its calls (MCP tools) or its path (``/tx/*``)."""
+    pins_tenant: bool = True
+    """A tenant route that uses the projection: under a memory budget the tenant stays
+    in memory while the request runs. False for the live feed: it reads the log only,
+    and would otherwise hold the tenant for as long as the stream is open."""
 
 
 @dataclass(slots=True)
@@ -211,6 +215,7 @@ def endpoint(
     response_type: str = "application/json",
     transactional: bool = True,
     passes_transaction: bool = False,
+    pins_tenant: bool = True,
     database_in_path: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register ``handler`` on every path in ``paths`` for ``method``.
@@ -232,6 +237,7 @@ def endpoint(
         response_type=response_type,
         transactional=transactional,
         passes_transaction=passes_transaction,
+        pins_tenant=pins_tenant,
     )
     ENDPOINTS.append(spec)
 
@@ -322,14 +328,27 @@ async def run_handler(call: Call, spec: EndpointSpec, path: str, handler: Handle
     (400) rather than act at once.
     """
     tx_id = call.request.headers.get(TRANSACTION_HEADER)
-    if tx_id is None or spec.passes_transaction:
-        return await handler(call)
-    if not (spec.tenant and spec.transactional):
+    if tx_id is not None and not spec.passes_transaction and not (
+        spec.tenant and spec.transactional
+    ):
         raise ValidationError(
             f"{TRANSACTION_HEADER}: {spec.method} {path} cannot run inside a transaction",
             field=TRANSACTION_HEADER,
         )
-    return await _in_transaction(call, spec, path, handler, tx_id.strip())
+    # Under a memory budget the tenant's projection stays in memory while the request
+    # runs (service/residency.py); without one nothing is counted.
+    db = call.db if spec.tenant and spec.pins_tenant else None
+    if db is not None and db.residency is None:
+        db = None
+    if db is not None:
+        db.pin(call.tenant_id)
+    try:
+        if tx_id is None or spec.passes_transaction:
+            return await handler(call)
+        return await _in_transaction(call, spec, path, handler, tx_id.strip())
+    finally:
+        if db is not None:
+            db.unpin(call.tenant_id)
 
 
 async def _in_transaction(

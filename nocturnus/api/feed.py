@@ -159,6 +159,7 @@ def _filter(query: dict[str, str]) -> feed.Filter:
     tenant=True,
     query=FEED_QUERY,
     transactional=False,
+    pins_tenant=False,
     response_type="text/event-stream",
 )
 async def events(call: Call) -> None:

@@ -39,6 +39,8 @@ WRITE_PROBE_TIMEOUT_S = 2.0
 STALLED_COMMIT_S = 5.0
 # A snapshot older than this while writes go on makes restarts replay a long tail.
 SNAPSHOT_MAX_AGE_S = 24 * 3600
+# The memory check names at most this many resident tenants per database (detail only).
+RESIDENT_SHOWN = 100
 
 
 def _check(status: str, message: str) -> dict[str, str]:
@@ -121,6 +123,28 @@ def _snapshots_check(databases: list[Any], detail: bool) -> dict[str, str] | Non
     return _check(status, f"last snapshot of {len(ages)} database(s), oldest {oldest:.0f} s")
 
 
+def _memory_check(residency: Any, databases: list[Any], detail: bool) -> dict[str, Any]:
+    """The memory budget (service/residency.py): a warning while the tenants that cannot
+    be evicted (requests, transactions in flight) keep the estimate over it.
+
+    With detail, ``resident`` names each database's tenants in memory, least recently
+    used first (the most recent :data:`RESIDENT_SHOWN`).
+    """
+    mib = 1024 * 1024
+    message = (
+        f"{len(residency)} tenant projection(s) in memory, about "
+        f"{residency.resident_bytes / mib:.1f} of {residency.budget_bytes / mib:g} MiB; "
+        f"{residency.evictions} evicted since start"
+    )
+    over = residency.is_over and not residency.is_settling
+    check: dict[str, Any] = _check("warn" if over else "pass", message)
+    if detail:
+        check["resident"] = {
+            db.name: residency.resident(db.name)[-RESIDENT_SHOWN:] for db in databases
+        }
+    return check
+
+
 def _integrity_check(databases: list[Any], detail: bool) -> dict[str, str]:
     """What verification and reads found (issue 14): ``warn`` for damage that leaves the
     other tenants serving (a damaged tenant, a removed row) or a verification that could
@@ -184,6 +208,10 @@ async def report(call: Call) -> HTTPResponse:
         snapshots = _snapshots_check(databases, detail)
         if snapshots is not None:
             checks["snapshots"] = snapshots
+        if ctx.databases.residency is not None:
+            checks["memory"] = _memory_check(
+                ctx.databases.residency, ctx.databases.all(), detail
+            )
     statuses = {c["status"] for c in checks.values()}
     status = "failing" if "fail" in statuses else "degraded" if "warn" in statuses else "ok"
     body = {"status": status, "version": __version__, "checks": checks}

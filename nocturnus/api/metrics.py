@@ -99,6 +99,7 @@ class Metrics:
                 info,
                 RequestCollector(self.requests),
                 StorageCollector(databases, per_database=per_database),
+                ResidencyCollector(databases),
                 McpCollector(mcp),
                 self.llm_calls,
                 self.llm_seconds,
@@ -395,6 +396,40 @@ def merged(distributions: list[Distribution]) -> Distribution:
         total.counts = [a + b for a, b in zip(total.counts, dist.counts, strict=True)]
         total.total += dist.total
     return total
+
+
+class ResidencyCollector(Collector):
+    """The memory budget of tenant projections (``service/residency.py``), when set.
+
+    Server-wide figures only (the budget is the process's): no database label.
+    """
+
+    def __init__(self, databases: Callable[[], Databases | None]) -> None:
+        self._databases = databases
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        databases = self._databases()
+        residency = None if databases is None else databases.residency
+        if residency is None:
+            return
+        yield GaugeMetricFamily(
+            "nocturnus_memory_budget_bytes",
+            "The memory budget of tenant projections (NOCTURNUS_MEMORY_BUDGET_MB)",
+            value=residency.budget_bytes,
+        )
+        yield GaugeMetricFamily(
+            "nocturnus_memory_resident_bytes",
+            "Estimated memory of the tenant projections in memory",
+            value=residency.resident_bytes,
+        )
+        yield CounterMetricFamily(
+            "nocturnus_tenant_evictions",
+            "Idle tenant projections evicted to stay within the memory budget",
+            value=residency.evictions,
+        )
 
 
 class McpCollector(Collector):

@@ -57,10 +57,12 @@ from nocturnus.service.integrity import Integrity
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.replay import (
+    TenantLog,
     read_tenant,
     replay_tenant,
     restore_tenant,
 )
+from nocturnus.service.residency import Residency
 from nocturnus.service.rulebook import Rulebook, RuleRecord
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
@@ -175,8 +177,13 @@ class Database(Generic[RootState]):
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         plans: PlanCache | None = None,
         evaluator: Evaluator | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.name = name
+        # the process's memory budget for tenant projections (None: every tenant stays)
+        self.residency = residency
+        # requests in flight per tenant (:meth:`pin`): such a tenant is never evicted
+        self._pins: dict[str, int] = {}
         # prepared query plans (rewrites, lowered rules), kept across writes and
         # bounded per tenant and in total; keyed by rule content, never stale
         self.plans = plans if plans is not None else PlanCache()
@@ -310,6 +317,8 @@ class Database(Generic[RootState]):
 
     async def _close(self) -> None:
         await self.flush_snapshots()
+        if self.residency is not None:
+            self.residency.forget_database(self.name)
         if self.writer.is_alive:
             for tenant, pending in sorted(self._unsnapshotted.items()):
                 if pending > 0 and tenant in self._tenants:
@@ -357,6 +366,8 @@ class Database(Generic[RootState]):
     async def _loaded(self, name: str) -> TenantState:
         state = self._tenants.get(name)
         if state is not None:
+            if self.residency is not None:
+                self.residency.touch(self, state)
             return state
         if name in self.integrity.damaged:
             raise self.integrity.refusal(name)
@@ -378,6 +389,8 @@ class Database(Generic[RootState]):
             finally:
                 del self._loading[name]
             self._tenants[name] = state
+            if self.residency is not None:
+                self.residency.touch(self, state)
             pending.set_result(state)
             return state
         return await asyncio.shield(pending)
@@ -393,6 +406,57 @@ class Database(Generic[RootState]):
         self._positions.pop(name, None)
         self._passed_over.pop(name, None)
         self._own_seqs.pop(name, None)
+        if self.residency is not None:
+            self.residency.forget(self.name, name)
+
+    # -- the memory budget (service/residency.py) ------------------------------------
+
+    def pin(self, name: str) -> None:
+        """Keep the tenant in memory until :meth:`unpin`: a request of it is running
+        (REST and MCP routes, ``api/endpoint.py``)."""
+        self._pins[name] = self._pins.get(name, 0) + 1
+
+    def unpin(self, name: str) -> None:
+        """End one :meth:`pin`; an eviction round starts if the budget is exceeded."""
+        left = self._pins[name] - 1
+        if left:
+            self._pins[name] = left
+            return
+        del self._pins[name]
+        if self.residency is not None:
+            self.residency.settle_soon()
+
+    def is_idle(self, name: str) -> bool:
+        """Loaded, and nothing of this process needs its projection right now: no
+        request pinning it, no commit of it in flight, no load or snapshot running."""
+        return (
+            name in self._tenants
+            and name not in self._pins
+            and name not in self._in_flight
+            and name not in self._loading
+            and name not in self._snapshotting
+        )
+
+    async def persist(self, name: str) -> bool:
+        """Snapshot the tenant unless its newest snapshot already covers every event;
+        False when it could not be stored (the tenant then stays in memory)."""
+        if not self._unsnapshotted.get(name):
+            return True
+        try:
+            return await self.snapshot_tenant(name)
+        except NocturnusError as e:
+            log.warning("snapshot of tenant %r in %r before eviction failed: %s",
+                        name, self.name, e)
+            return False
+
+    def unload(self, name: str) -> bool:
+        """Drop an idle tenant whose snapshot covers every event, keeping its read
+        model for the next load; False (and nothing done) otherwise."""
+        if not self.is_idle(name) or self._unsnapshotted.get(name):
+            return False
+        self.read_models.carry(self._tenants[name])
+        self.evict(name)
+        return True
 
     async def current(self, tenant: str) -> tuple[TenantState, int]:
         """The tenant's projection caught up with the log and brought to the present,
@@ -429,8 +493,12 @@ class Database(Generic[RootState]):
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
+            stored = TenantLog(None, records)
         else:
             self._unsnapshotted[name] = len(stored.tail)
+        # Before the catch-up below: a deletion it applies bumps the incarnation, and
+        # a read model carried over an eviction then goes with the deleted data.
+        self.read_models.adopt(state, stored, now_ms())
         while loaded_at < self._known:
             until = self._known
             rows = await self._read(_rows(state.last_seq, until, name))

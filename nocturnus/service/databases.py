@@ -25,6 +25,7 @@ from nocturnus.service.database import (
 )
 from nocturnus.service.evaluation import Evaluator
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
+from nocturnus.service.residency import Residency
 from nocturnus.service.retry import attempt
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
@@ -91,8 +92,11 @@ class Databases:
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         plans: PlanCache | None = None,
         evaluator: Evaluator | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.store = store if store is not None else open_store("", data_dir)
+        # The memory budget shared by every database's tenants (None: no budget).
+        self.residency = residency
         # One cache of prepared plans for every database: its bounds are the process's.
         self.plans = plans if plans is not None else PlanCache()
         # One pool of evaluation workers and one budget policy too (issue 13).
@@ -122,6 +126,8 @@ class Databases:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        if self.residency is not None:  # an eviction round in progress ends first
+            await self.residency.settled()
         for database in list(self._open.values()):
             await database.close()
         self._open.clear()
@@ -138,6 +144,7 @@ class Databases:
             snapshot_every=self.snapshot_every,
             plans=self.plans,
             evaluator=self.evaluator,
+            residency=self.residency,
         )
         await database.open()
         self._open[info.name] = database

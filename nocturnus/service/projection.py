@@ -163,6 +163,11 @@ class TenantState:
         for scope, relations in dirty.items():
             self._settle_scope(scope, relations, now_ms)
 
+    def next_change(self) -> int | None:
+        """The next instant a fact's visibility changes without an event (its validity
+        window or TTL), as of the last :meth:`refresh`; None when none is due."""
+        return self._timeline[0][0] if self._timeline else None
+
     def _heirs_of(self, scope: str) -> list[str]:
         """Scopes forked (transitively) from ``scope``: they share its timed records."""
         if not self._heirs:

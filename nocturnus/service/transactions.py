@@ -133,6 +133,11 @@ class TransactionStore(Protocol):
         """End a transaction (commit or rollback). :raises NotFound: as ``find``."""
         ...
 
+    def holds(self, database: str, tenant: str) -> bool:
+        """Whether a transaction of ``tenant`` is open here (its projection stays in
+        memory under a budget: ``service/residency.py``)."""
+        ...
+
     def __len__(self) -> int: ...
 
 
@@ -192,6 +197,13 @@ class LocalTransactions:
         tx = self.find(tx_id)
         del self._open[tx_id]
         return tx
+
+    def holds(self, database: str, tenant: str) -> bool:
+        """Whether an open transaction of this process works on (database, tenant)."""
+        self._sweep()
+        return any(
+            (tx.database, tx.tenant) == (database, tenant) for tx in self._open.values()
+        )
 
     def _sweep(self) -> None:
         now = self._clock()
