@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from nocturnus.service import tenants
 from nocturnus.service.commands import TellFact
 from nocturnus.service.databases import Databases
 from nocturnus.store.crypto import parse_master_key
+from tests.logs import damaged_copy
 from tests.server import TEST_MASTER_KEY, Server
 
 OLD_FACTS = 5
@@ -57,19 +57,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         await databases.close()
 
     asyncio.run(write())
-    return data_dir
-
-
-def damaged(template: Path, tmp_path: Path, *statements: str) -> Path:
-    """A copy of ``template`` with ``statements`` run on its ``default`` log."""
-    data_dir = tmp_path / "data"
-    shutil.copytree(template, data_dir)
-    conn = sqlite3.connect(str(data_dir / "default.db"), isolation_level=None)
-    try:
-        for statement in statements:
-            conn.execute(statement)
-    finally:
-        conn.close()
     return data_dir
 
 
@@ -133,7 +120,7 @@ def ask(server: Server, tenant: str, predicate: str) -> Any:
 
 
 def test_an_intact_log_verifies_in_the_background(template: Path, tmp_path: Path) -> None:
-    server = Server(damaged(template, tmp_path)).start()
+    server = Server(damaged_copy(template, tmp_path)).start()
     try:
         body = wait_for(
             lambda: (b := integrity(server)[1])["checks"]["integrity"]["message"].startswith(
@@ -152,7 +139,7 @@ def test_a_removed_old_row_is_found_by_the_background_verification(
     template: Path, tmp_path: Path
 ) -> None:
     """Regression (issue 14, item 5): a removed old row started healthy and silent."""
-    data_dir = damaged(template, tmp_path, f"DELETE FROM events WHERE seq = {first_seq('acme')}")
+    data_dir = damaged_copy(template, tmp_path, f"DELETE FROM events WHERE seq = {first_seq('acme')}")
     server = Server(data_dir).start()
     try:
         status, body = wait_for(
@@ -178,7 +165,7 @@ def test_a_flipped_byte_makes_that_tenant_503_and_no_other(
     """Regression (issue 14, item 5): every read of the tenant was a 500 CORRUPT_RECORD
     while /health said ok. Found by the read here (verification off; no snapshot, so
     the load replays the damaged record)."""
-    data_dir = damaged(
+    data_dir = damaged_copy(
         template, tmp_path, "DELETE FROM snapshot_parts", "DELETE FROM snapshots"
     )
     seq = flip_byte(data_dir, "acme")
@@ -208,7 +195,7 @@ def test_a_flipped_byte_behind_a_snapshot_is_found_by_the_verification(
 ) -> None:
     """A tenant loaded from a snapshot never reads the damaged record: the background
     verification still finds it and refuses the tenant from then on."""
-    data_dir = damaged(template, tmp_path)
+    data_dir = damaged_copy(template, tmp_path)
     first = Server(data_dir, env={"NOCTURNUS_VERIFY_INTERVAL_S": "0"}).start()
     try:
         assert ask(first, "acme", "old").json()["count"] == OLD_FACTS
@@ -242,8 +229,8 @@ def test_a_nulled_key_is_flagged_not_taken_for_a_deletion(
 ) -> None:
     """Regression (issue 14, item 5): a key set to NULL silently emptied the tenant and
     verify called it shredded; a real deletion still verifies."""
-    assert verify_cli(damaged(template, tmp_path / "intact")).returncode == 0
-    data_dir = damaged(
+    assert verify_cli(damaged_copy(template, tmp_path / "intact")).returncode == 0
+    data_dir = damaged_copy(
         template,
         tmp_path,
         f"UPDATE data_keys SET wrapped = NULL, destroyed_seq = {destroyed_seq} "
@@ -269,7 +256,7 @@ def test_a_nulled_key_is_flagged_not_taken_for_a_deletion(
 def test_damage_to_the_database_level_fails_health(template: Path, tmp_path: Path) -> None:
     """The database level (rules every tenant shares, the deletion markers) is not one
     tenant's: its damage makes the server failing (503), for a load balancer to see."""
-    data_dir = damaged(
+    data_dir = damaged_copy(
         template,
         tmp_path,
         "UPDATE data_keys SET wrapped = NULL, destroyed_seq = created_seq WHERE tenant = ''",

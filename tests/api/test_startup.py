@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ from nocturnus.service import tenants
 from nocturnus.service.commands import TellFact
 from nocturnus.service.databases import Databases
 from nocturnus.store.crypto import parse_master_key
+from tests.logs import damaged_copy
 from tests.server import TEST_MASTER_KEY, Server, free_port
 
 OTHER_KEY = "ff" * 32
@@ -57,18 +56,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def tampered(template: Path, tmp_path: Path, *statements: str) -> Path:
-    data_dir = tmp_path / "data"
-    shutil.copytree(template, data_dir)
-    conn = sqlite3.connect(str(data_dir / "default.db"), isolation_level=None)
-    try:
-        for statement in statements:
-            conn.execute(statement)
-    finally:
-        conn.close()
-    return data_dir
-
-
 @pytest.mark.parametrize(
     ("statements", "seq"),
     [
@@ -90,12 +77,12 @@ def tampered(template: Path, tmp_path: Path, *statements: str) -> Path:
 def test_damaged_tail_stops_start_up_naming_the_seq(
     template: Path, tmp_path: Path, statements: list[str], seq: int
 ) -> None:
-    line = one_error_line(serve(tampered(template, tmp_path, *statements)))
+    line = one_error_line(serve(damaged_copy(template, tmp_path, *statements)))
     assert "database 'default'" in line and f"seq {seq}" in line
 
 
 def test_wrong_master_key_is_one_line(template: Path, tmp_path: Path) -> None:
-    line = one_error_line(serve(tampered(template, tmp_path), key=OTHER_KEY))
+    line = one_error_line(serve(damaged_copy(template, tmp_path), key=OTHER_KEY))
     assert "wrong master key" in line and TEST_MASTER_KEY not in line and OTHER_KEY not in line
 
 
