@@ -23,8 +23,9 @@ arriving: (1) the server lowers the switch interval to :data:`SWITCH_INTERVAL_S`
 default 5 ms is paid on every hand-over of the GIL, and a request makes many: each
 socket call, the writer's commit): ``/health/live`` went from a median 23 ms to
 12 ms; (2) the joins check the budget about every millisecond of work
-(``Budget.tick``) and a worker then sleeps :data:`YIELD_S` while the loop has been
-busy in the last :data:`BUSY_WINDOW_S` (:meth:`Evaluator.busy`), so the loop
+(``Budget.tick``) and a worker past its question's first :data:`ON_LOOP_MS` then
+sleeps :data:`YIELD_S` while the loop has been busy in the last
+:data:`BUSY_WINDOW_S` (:meth:`Evaluator.busy`), so the loop
 finishes a request uncontended: the small tenants' median went from 19 ms to about
 1 ms, their p99 to about their p99 without the heavy tenant (1 ms of sleep left
 them 1.7-3.4 times it, 2 ms 0.7-2.1 times: the heavy question's core is taken from
