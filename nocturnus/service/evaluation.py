@@ -65,8 +65,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from nocturnus.engine.budget import ROWS, TIME, Budget, BudgetExceeded
-from nocturnus.errors import QueryBudgetExceeded
+from nocturnus.engine.budget import CANCELLED, ROWS, TIME, Budget, BudgetExceeded
+from nocturnus.errors import QueryBudgetExceeded, Unavailable
 from nocturnus.service.projection import ScopeView, TenantState
 
 T = TypeVar("T")
@@ -329,6 +329,8 @@ class Evaluator:
             budget.cancel()
             raise
         except BudgetExceeded as e:
+            if e.limit == CANCELLED:  # only :meth:`close` cancels a question still awaited
+                raise Unavailable("the server is shutting down: ask again") from e
             raise self.exceeded(e.limit, e.value) from e
 
     def check_answers(self, count: int) -> None:

@@ -20,7 +20,7 @@ from nocturnus.engine.budget import Budget, BudgetExceeded
 from nocturnus.engine.evaluate import Matches
 from nocturnus.engine.rules import Literal
 from nocturnus.engine.terms import Var
-from nocturnus.errors import QueryBudgetExceeded
+from nocturnus.errors import QueryBudgetExceeded, Unavailable
 from nocturnus.service import queries, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import Database, DatabaseState
@@ -217,5 +217,27 @@ def test_a_small_question_is_answered_on_the_loop_and_a_longer_one_in_a_worker(
         assert await db.evaluator.run(state, views, longer) == "longer"
         assert threads[0] == "MainThread" and threads[1].startswith("nocturnus-eval")
         await databases.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_question_stopped_by_a_shutdown_is_a_503_not_a_budget_error() -> None:
+    """close() cancels the budgets of running questions; the request still waiting
+    for one gets UNAVAILABLE (retry elsewhere), never an unknown-limit crash."""
+
+    async def scenario() -> None:
+        evaluator = Evaluator(workers=1, on_loop_ms=None)
+        started = threading.Event()
+
+        def spin(budget: Budget) -> int:
+            started.set()
+            while True:
+                budget.check()
+
+        asked = asyncio.ensure_future(evaluator.run_private(spin))
+        await asyncio.to_thread(started.wait, 5)
+        evaluator.close()
+        with pytest.raises(Unavailable, match="shutting down"):
+            await asyncio.wait_for(asked, 5)
 
     asyncio.run(scenario())
