@@ -126,6 +126,36 @@ def test_a_cancelled_request_keeps_its_views_pinned_until_the_worker_stops(
     asyncio.run(scenario())
 
 
+def test_a_question_gives_way_to_a_busy_loop_only_after_its_first_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17: a small question over a big tenant runs in a worker, and its own
+    request had just made the loop busy; it slept 2 ms at its first budget check.
+    The clock and the sleep are the module's, replaced: no timing is measured."""
+    from nocturnus.service import evaluation
+
+    now = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(evaluation.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(evaluation.time, "sleep", slept.append)
+    evaluator = Evaluator()
+    try:
+        evaluator.busy()  # the question's own request starts
+        started = now[0]
+        now[0] += evaluation.ON_LOOP_MS / 1000 / 2
+        evaluator._give_way(started)
+        assert slept == []  # still within its first milliseconds
+        now[0] = started + 2 * evaluation.ON_LOOP_MS / 1000
+        evaluator.busy()  # another request
+        evaluator._give_way(started)
+        assert slept == [evaluation.YIELD_S]  # a long question gives way
+        now[0] += 2 * evaluation.BUSY_WINDOW_S
+        evaluator._give_way(started)
+        assert slept == [evaluation.YIELD_S]  # the loop is idle again
+    finally:
+        evaluator.close()
+
+
 def test_past_the_budget_a_question_is_refused_and_the_tenant_still_answers(
     tmp_path: Path,
 ) -> None:
