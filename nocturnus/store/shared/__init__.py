@@ -7,7 +7,7 @@ several processes serve (``serve --workers N``, nodes on one PostgreSQL store), 
 is not worth an event: it expires, it is rewritten on every use, and nothing replays it.
 
 One contract (:class:`SharedState`), two backends picked like the log's
-(:func:`nocturnus.store.backends.open_shared`):
+(each store gives its own: ``Store.shared()``):
 
 - :mod:`.sqlite`: ``<data dir>/shared.sqlite`` beside the logs, for every process on
   that data dir. WAL with ``synchronous = NORMAL``: an entry survives a crash of the
