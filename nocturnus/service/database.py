@@ -239,6 +239,7 @@ class Database(Generic[RootState]):
         self.uses = UseBuffer()
         self.uses_flush_ms = uses_flush_ms
         self._uses_flusher: asyncio.Task[None] | None = None
+        self._uses_settled = False
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
         self.tenant_names: dict[str, int] = {}
@@ -326,12 +327,7 @@ class Database(Generic[RootState]):
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
-        flusher = self._uses_flusher
-        if flusher is not None:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-        if self.writer.is_alive:
-            await self.flush_uses()
+        await self.settle_uses()
         await self.flush_snapshots()
         if self.residency is not None:
             self.residency.forget_database(self.name)
@@ -804,7 +800,7 @@ class Database(Generic[RootState]):
         if (
             self.uses_flush_ms > 0
             and self._uses_flusher is None
-            and self._closing is None
+            and not self._uses_settled
             and self.uses
         ):
             self._uses_flusher = asyncio.get_running_loop().create_task(
@@ -832,6 +828,19 @@ class Database(Generic[RootState]):
                 if tenant in self.integrity.damaged:
                     self.uses.drop(tenant)
                 log.warning("uses of tenant %r in %r not stored: %s", tenant, self.name, e)
+
+    async def settle_uses(self) -> None:
+        """Append every use noted and stop the timer for good: the database closes.
+
+        Its own step, so that whoever closes many databases runs it for all of them
+        before the last round of evictions (a flush may load a tenant)."""
+        self._uses_settled = True
+        flusher = self._uses_flusher
+        if flusher is not None:
+            flusher.cancel()  # an append it queued is stored; nothing taken is lost
+            await asyncio.gather(flusher, return_exceptions=True)
+        if self.writer.is_alive:
+            await self.flush_uses()
 
     async def _append_uses(self, tenant: str) -> None:
         """Log the tenant's noted uses alone, decided on the tenant caught up (a

@@ -129,6 +129,8 @@ class Databases:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        for database in list(self._open.values()):
+            await database.settle_uses()  # may load tenants: before the evictions end
         if self.residency is not None:  # an eviction round in progress ends first
             await self.residency.settled()
         for database in list(self._open.values()):

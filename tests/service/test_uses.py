@@ -263,3 +263,23 @@ def test_the_timer_and_the_close_log_uses_without_a_write(tmp_path: Path) -> Non
         await close(reopened)
 
     asyncio.run(scenario())
+
+
+def test_logged_uses_change_no_fact_and_keep_cached_answers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        dbs = databases(tmp_path)
+        await dbs.open()
+        db = dbs.get("default")
+        await tenants.tell(db, "acme", TellFact("p", ("a",)))
+        await tenants.ask(db, "acme", GOAL, None)
+        state = await db.tenant("acme")
+        index = state.views["main"].index
+        cached, version = dict(index.cache), index.version
+        assert cached
+        await db.flush_uses()
+        assert state.last_seq == 2 and state.uses[A][0] == 1
+        assert state.views["main"].index is index and index.version == version
+        assert index.cache == cached
+        await close(dbs)
+
+    asyncio.run(scenario())
