@@ -10,8 +10,8 @@ into its projection through the same ``apply`` as any event:
 * in the same commit as this process's next write to the tenant, before that write's
   events (``Database.commit``): in one process the uses count from the next knowledge
   change on;
-* after ``uses_flush_ms`` for a tenant that is not written meanwhile
-  (``Database.flush_uses``, armed by the first use buffered);
+* within ``uses_flush_ms`` for a tenant that is not written meanwhile
+  (``Database.flush_uses``, on a timer armed by the first use noted while none runs);
 * when the database closes (a clean shutdown).
 
 A crash loses the uses not appended yet: they were never acknowledged as knowledge.
