@@ -107,7 +107,7 @@ def test_identical_requests_give_identical_bytes(server: Server, tenant: str, fm
                  {"predicate": "parent", "args": ["?y", "?z"]}]})
     body = {"maxFacts": 10, "format": fmt, "goals": [{"predicate": "gp", "args": ["?x", "?y"]}]}
     first = server.request("POST", "/context/optimize", tenant=tenant, json=body).content
-    post(server, "/ask", tenant, {"predicate": "item", "args": ["i03", "?n"]})  # a use, pending
+    post(server, "/ask", tenant, {"predicate": "item", "args": ["i03", "?n"]})  # a use, not logged yet
     time.sleep(0.05)
     second = server.request("POST", "/context/optimize", tenant=tenant, json=body).content
     assert first == second
