@@ -1,14 +1,15 @@
-"""Per-tenant state that is not knowledge: use counts, context sessions, the ranking.
+"""Per-tenant state that is not knowledge: context sessions, the ranking, cached windows.
 
 None of it is an event or in a snapshot: it lives in memory next to the projection and
-goes with it. A tenant's :class:`TenantReadModel` belongs to one projection object and
-one incarnation of it, so it is gone (a fresh one is made on the next use) when the
-projection is rebuilt after a failed commit or when the tenant is deleted
-(``tenant_deleted`` bumps :attr:`TenantState.incarnation`): nothing a deleted tenant's
-agents were shown or used outlives its data.
+goes with it (use counts are knowledge, logged: ``TenantState.uses``). A tenant's
+:class:`TenantReadModel` belongs to one projection object and one incarnation of it,
+so it is gone (a fresh one is made on the next use) when the projection is rebuilt
+after a failed commit or when the tenant is deleted (``tenant_deleted`` bumps
+:attr:`TenantState.incarnation`): nothing a deleted tenant's agents were shown outlives
+its data.
 
 An eviction under the memory budget (``residency.py``) is different: the tenant is only
-out of memory for a while, and its windows must not change for it. :meth:`ReadModels.carry`
+out of memory for a while, and its sessions must not end for it. :meth:`ReadModels.carry`
 keeps the read model when the projection is dropped, and :meth:`ReadModels.adopt` hands
 it to the reloaded projection — unless the log shows the tenant was deleted meanwhile,
 or another process snapshotted it past the evicted position (then nothing proves the
@@ -26,7 +27,7 @@ from nocturnus.service.context.sessions import Sessions
 from nocturnus.service.events import TenantDeleted
 from nocturnus.service.projection import TenantState
 from nocturnus.service.replay import TenantLog
-from nocturnus.service.salience import Ranking, Usage, knowledge_key
+from nocturnus.service.salience import Ranking
 
 if TYPE_CHECKING:
     from nocturnus.service.context.window import Window, WindowRequest
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 class TenantReadModel:
     """What context windows and diffs keep per tenant between requests."""
 
-    usage: Usage = field(default_factory=Usage)
     sessions: Sessions | None = None
     ranking: Ranking | None = None
     # windows are a function of (knowledge, rules, request): the last few are kept,
@@ -55,25 +55,13 @@ class TenantReadModel:
         return self.sessions
 
 
-@dataclass(frozen=True, slots=True)
-class _Carried:
-    """What the evicted projection was when its read model was set aside."""
-
-    seq: int
-    """Its log position."""
-    folded: bool
-    """Its pending uses were folded at its knowledge then (salience: pending uses
-    count only from the next knowledge change on)."""
-    next_change: int | None
-    """Its next visibility change without an event (``TenantState.next_change``)."""
-
-
 @dataclass(slots=True)
 class _Held:
     state: weakref.ref[TenantState]
     incarnation: int
     model: TenantReadModel
-    carried: _Carried | None = None
+    carried: int | None = None
+    """The log position of the projection when its read model was set aside."""
 
 
 class ReadModels:
@@ -110,42 +98,28 @@ class ReadModels:
     def carry(self, state: TenantState) -> None:
         """Keep the read model of ``state``, about to be evicted, for its next load.
 
-        Only the uses and sessions are kept: the ranking and the cached windows hold
-        references into the evicted projection (they would keep it in memory), and
-        :meth:`adopt` rebuilds them from the same knowledge and uses anyway.
+        Only the sessions and the conversations' turns are kept: the ranking and the
+        cached windows hold references into the evicted projection (they would keep
+        it in memory), and are rebuilt from the same knowledge anyway.
         """
         model = self.known(state)
         if model is None:
             return
-        folded = model.usage.folded_at == knowledge_key(state)
-        self._held[state.name].carried = _Carried(
-            state.last_seq, folded, state.next_change()
-        )
+        self._held[state.name].carried = state.last_seq
         model.ranking = None
         model.windows.clear()
         model.windows_generation = None
 
-    def adopt(self, state: TenantState, stored: TenantLog, now_ms: int) -> None:
-        """Give a freshly loaded projection the read model carried over its eviction.
-
-        ``stored`` is what the load read (snapshot + tail), ``now_ms`` an instant at or
-        after the load's ``refresh``. Uses still pending stay pending unless the
-        knowledge changed meanwhile, as they would have without the eviction.
-        """
+    def adopt(self, state: TenantState, stored: TenantLog) -> None:
+        """Give a freshly loaded projection the read model carried over its eviction;
+        ``stored`` is what the load read (snapshot + tail)."""
         held = self._held.get(state.name)
         if held is None or held.carried is None:
             return
-        carried = held.carried
-        if not _continues(stored, carried.seq):
+        if not _continues(stored, held.carried):
             del self._held[state.name]
             return
         held.state, held.incarnation, held.carried = weakref.ref(state), state.incarnation, None
-        model = held.model
-        unchanged = state.last_seq == carried.seq and (
-            carried.next_change is None or carried.next_change > now_ms
-        )
-        if carried.folded and unchanged:
-            model.usage.folded_at = knowledge_key(state)
 
 
 def _continues(stored: TenantLog, seq: int) -> bool:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -51,6 +51,7 @@ from nocturnus.service.codec import nest
 from nocturnus.service.constraints import check_writes
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Event, TransactionCommitted
+from nocturnus.service.facts import FactKey
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.retry import retried
@@ -225,11 +226,17 @@ class StagedDatabase:
         self._state = state
         self._now = now
         self.events: list[Event] = []
-        # the view's own uses, sessions and ranking: the tenant's stay the live state's
+        # the view's own sessions and ranking: the tenant's stay the live state's
         self.read_models = ReadModels()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
+
+    def record_uses(self, tenant: str, keys: Iterable[FactKey], now: int) -> None:
+        """Uses of the view's facts are not counted (the facts it reads may be its
+        own, not the tenant's); any other tenant's are (``Database.record_uses``)."""
+        if tenant != self._tenant:
+            self._db.record_uses(tenant, keys, now)
 
     async def tenant(self, name: str) -> TenantState:
         """The view for the transaction's tenant; any other tenant's projection."""

@@ -154,7 +154,7 @@ def test_a_tenant_in_use_or_with_a_transaction_is_never_evicted(tmp_path: Path) 
     asyncio.run(scenario())
 
 
-def test_uses_and_sessions_survive_an_eviction_but_not_a_deletion(tmp_path: Path) -> None:
+def test_sessions_survive_an_eviction_but_not_a_deletion(tmp_path: Path) -> None:
     async def scenario() -> None:
         dbs = databases(tmp_path, 1 << 30)
         await dbs.open()
@@ -192,19 +192,19 @@ def test_a_carried_read_model_is_dropped_when_the_log_moved_past_it() -> None:
     model = models.of(state)
     models.carry(state)
     deleted = (12, 0, "acme", "tenant_deleted", None)
-    models.adopt(TenantState("acme", last_seq=12), TenantLog(None, [deleted]), 0)
+    models.adopt(TenantState("acme", last_seq=12), TenantLog(None, [deleted]))
     assert models.known(TenantState("acme")) is None  # deleted meanwhile: gone
 
     state = TenantState("acme", last_seq=10)
     model = models.of(state)
     models.carry(state)
     newer = TenantState("acme", last_seq=20)
-    models.adopt(newer, TenantLog((20, b""), []), 0)  # another process's snapshot
+    models.adopt(newer, TenantLog((20, b""), []))  # another process's snapshot
     assert models.known(newer) is None
 
     state = TenantState("acme", last_seq=10)
     model = models.of(state)
     models.carry(state)
     same = TenantState("acme", last_seq=10)
-    models.adopt(same, TenantLog((10, b""), []), 0)
+    models.adopt(same, TenantLog((10, b""), []))
     assert models.known(same) is model

@@ -54,7 +54,7 @@ async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> W
     sessions = model.sessions_of(cfg.sessions)
     previous = sessions.get(req.session_id)
     sessions.put(req.session_id, SentWindow.of(window))
-    remember_uses(model, window, now)
+    remember_uses(db, tenant, window, now)
     before = previous.entries if previous is not None else {}
     added = []
     unchanged = 0
