@@ -159,7 +159,13 @@ class PostgresStore:
                 self.url,
                 min_size=1,
                 max_size=self.pool_size,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                # UTF-8 whatever the database's encoding: on a SQL_ASCII database
+                # (initdb in the C locale) psycopg would otherwise return text as bytes.
+                kwargs={
+                    "autocommit": True,
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                    "client_encoding": "utf8",
+                },
                 open=False,
                 name="nocturnus",
             )
