@@ -485,7 +485,7 @@ def test_reads_in_many_pages_across_gaps(
     # A backend that reads in pages (PostgreSQL: by rows, and for the whole log or a
     # replay share also by windows of seqs) gives the same rows as one read: tiny
     # pages here, and gaps of compacted seqs wider than a page.
-    import nocturnus.store.postgresql as postgresql
+    from nocturnus.store import postgresql
 
     monkeypatch.setattr(postgresql, "PAGE_ROWS", 3)
     put(log, "gone", 7)
