@@ -144,3 +144,13 @@ def test_processes_see_each_other_and_counters_stay_exact(
         assert counter_value(shared.get("rate", "k").value) == 900  # type: ignore[union-attr]
     finally:
         shared.close()
+
+
+def test_an_unusable_place_is_a_storage_error(tmp_path: Path) -> None:
+    from nocturnus.store.errors import StorageError
+    from nocturnus.store.sqlite import SqliteStore
+
+    (tmp_path / "file").write_text("not a directory")
+    shared = SqliteStore(tmp_path / "file").shared()
+    with pytest.raises(StorageError, match="shared state .* cannot be opened"):
+        shared.get("s", "k")

@@ -73,7 +73,7 @@ class SqliteShared:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(_SCHEMA)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise StorageError(f"shared state {self.path} cannot be opened: {e}") from e
         self._conn, self._pid = conn, os.getpid()
         return conn
