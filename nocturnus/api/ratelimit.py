@@ -10,14 +10,15 @@ without bound.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 MAX_ENTRIES = 100_000
 SPEND_FRACTION = 10
-"""A key that has taken a tenth of its limit since the last publication wakes the
-publisher at once (with smaller limits, every token taken does)."""
+"""A key that has taken a tenth of its limit since the last publication, or whose
+bucket is in its last tenth, wakes the publisher at once (with limits under 10, every
+token taken does)."""
 
 
 class Quota(NamedTuple):
@@ -91,7 +92,10 @@ class TokenBuckets:
             spent = self.spent
             if spent is not None:
                 count = spent[key] = spent.get(key, 0) + 1
-                if count * SPEND_FRACTION >= limit and self.wake is not None:
+                # a tenth of the limit taken, or the bucket in its last tenth: at once
+                if self.wake is not None and (
+                    count * SPEND_FRACTION >= limit or bucket.tokens * SPEND_FRACTION < limit
+                ):
                     self.wake()
         return Quota(allowed, limit, bucket.tokens, rate)
 
@@ -228,8 +232,7 @@ class FailureLimiter:
                 self._prune(now_s)
             entry = self._clients[client] = _Failures(now_s)
         was_locked = entry.locked_until > now_s
-        if until_s > entry.locked_until:
-            entry.locked_until = until_s
+        entry.locked_until = max(entry.locked_until, until_s)
         if not was_locked:
             entry.count = 0
             entry.window_start = now_s

@@ -286,7 +286,7 @@ class Security:
         if quota is not None:
             headers = response.headers
             headers["X-RateLimit-Limit"] = str(quota.limit)
-            headers["X-RateLimit-Remaining"] = str(int(quota.tokens))
+            headers["X-RateLimit-Remaining"] = str(quota.remaining)
             headers["X-RateLimit-Reset"] = str(quota.reset_s)
         if self.cors.enabled:
             self.cors.decorate(request, response)

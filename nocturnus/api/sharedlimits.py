@@ -16,12 +16,16 @@ with the others' through the shared state (``Databases.shared``):
   process reads with one ``scan`` per interval. So a lockout decided on one process
   refuses on every other within :data:`SYNC_INTERVAL_S`.
 
-The bound: a process spends from a key what it has not heard of yet only for what it
-admitted between two publications: at most :data:`SYNC_INTERVAL_S` of requests and
-never more than a tenth of the limit (at least one). So N processes let through about
-the limit plus, per process, that much again at any moment: at most about
-``N x max(1, limit / 10)`` beyond it, and far less when requests spread out; a lockout
-comes after the limit of failures plus what arrived within one round trip elsewhere.
+The bound: a process spends tokens it has not heard were spent elsewhere only for what
+it admits between two of its rounds: at most :data:`SYNC_INTERVAL_S` of requests and a
+tenth of the limit (a round starts at once after a tenth of the limit, and after every
+token once the bucket is in its last tenth), plus what arrives while a round waits for
+the shared state (tens of microseconds on SQLite, a millisecond or more on
+PostgreSQL). So N processes let through about the limit plus that much per process:
+``N x max(1, limit / 10)`` beyond it at worst, about N x (requests per round trip)
+near the limit. A debt (a bucket below 0) makes up for what was let through. A
+lockout comes after the limit of failures counted by all processes together, plus the
+failures another process was checking at that moment.
 What one process alone admits is exactly what it admitted without the shared state.
 
 If the shared state fails (PostgreSQL unreachable, a disk refusing ``shared.sqlite``),
@@ -123,13 +127,14 @@ class _SharedBuckets:
         self, shared: Shared, key: str, count: int, window: int, now_s: float,
         now_wall_s: float,
     ) -> None:
-        seen = self.seen.get(key)
-        fresh = seen is None
-        if seen is None:
-            seen = self.seen[key] = _Seen(window)
         total = await shared.add(
             RATE_SPACE, shared_key(self.kind, key, str(window)), count, ttl_s=RATE_TTL_S
         )
+        seen = self.seen.get(key)
+        fresh = seen is None
+        if seen is None:
+            # window -1: the earlier windows are read below (again, should that fail)
+            seen = self.seen[key] = _Seen(-1)
         seen.own[window] = seen.own.get(window, 0) + count
         totals = {window: total}
         if fresh or seen.window != window:
@@ -178,14 +183,18 @@ class _SharedLockouts:
     failures: FailureLimiter
     own: dict[tuple[str, int], int] = field(default_factory=dict)
     """The failures this process counted, per client and window."""
+    pruned: int = 0
+    """The window of the last pruning."""
 
     async def fail(self, shared: Shared, client: str, locked: bool, now_s: float) -> bool:
         """Count a failure ``failures`` already counted here; True when it starts a
         lockout (here, or by what the other processes counted)."""
         failures = self.failures
         window = int(time.time() // failures.window_s)
-        for stale in [k for k in self.own if k[1] < window - 1]:
-            del self.own[stale]
+        if window != self.pruned:
+            self.pruned = window
+            for stale in [k for k in self.own if k[1] < window - 1]:
+                del self.own[stale]
         total = await shared.add(
             LOCKOUT_SPACE, shared_key(_FAILURES, client, str(window)), 1,
             ttl_s=2 * failures.window_s,
@@ -299,7 +308,7 @@ class SharedLimits:
         shared = self._shared
         try:
             result = await asyncio.wait_for(call, timeout_s)
-        except Exception as e:  # a limiter must not become an outage
+        except Exception as e:  # noqa: BLE001 - a limiter must not become an outage
             if not self._down:
                 self._down = True
                 where = shared.where if shared is not None else "?"

@@ -19,16 +19,20 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from nocturnus.service.shared import Shared
+from nocturnus.store.shared.sqlite import SqliteShared
 
 from nocturnus.api.ratelimit import FailureLimiter, TokenBuckets
 from nocturnus.api.sharedlimits import WINDOW_S, SharedLimits, estimate_tokens
-from nocturnus.service.shared import Shared
-from nocturnus.store.shared.sqlite import SqliteShared
 from tests.conftest import ADMIN_KEY
 from tests.server import Server
 
 LIMIT = 12
 MAX_FAILURES = 3
+RATE = 30
+"""The servers' reader limit: what one process admits during a round trip to the shared
+state (a millisecond or more on PostgreSQL, as long as a request here) stays small
+beside it."""
 
 
 class Process:
@@ -75,8 +79,11 @@ def test_two_processes_spend_from_one_bucket(two: tuple[Process, Process]) -> No
     asyncio.run(b.limits.sync())
     assert b.take(LIMIT) <= LIMIT - 9 + 1
     asyncio.run(b.limits.sync())
+    # A hears of what B spent when it publishes next (at once after a tenth of the
+    # limit, or SYNC_INTERVAL_S): B's spending is taken from A's bucket too
+    assert a.take(1) == 1
     asyncio.run(a.limits.sync())
-    assert a.take(LIMIT) <= 1  # what B spent was taken from A's bucket too
+    assert a.take(LIMIT) == 0
 
 
 def test_one_process_alone_admits_exactly_what_it_did_alone(tmp_path: Path) -> None:
@@ -142,7 +149,7 @@ LIMITED = {
     "NOCTURNUS_AUTH_FAILURES_PER_MINUTE": str(MAX_FAILURES),
     "NOCTURNUS_AUTH_LOCKOUT_S": "300",
     "NOCTURNUS_TRUSTED_PROXIES": "127.0.0.1",
-    "NOCTURNUS_RATE_LIMIT_READER_RPM": str(LIMIT),
+    "NOCTURNUS_RATE_LIMIT_READER_RPM": str(RATE),
     "NOCTURNUS_RATE_LIMIT_ADMIN_RPM": "0",
 }
 
@@ -188,11 +195,12 @@ def test_a_key_gets_about_its_limit_through_two_processes_together(
     key = reader_key(a)
     answers = [
         server.request("GET", "/auth/whoami", headers={"X-API-Key": key})
-        for _ in range(2 * LIMIT) for server in (a, b)
+        for _ in range(2 * RATE) for server in (a, b)
     ]
     admitted = [r for r in answers if r.status_code == 200]
-    # per process, it would be 2 x LIMIT; the bound is about LIMIT + a tenth per process
-    assert LIMIT - 2 <= len(admitted) <= LIMIT + 3, len(admitted)
+    # Each process alone would admit RATE (2 x RATE together). Together they admit RATE
+    # plus what each let through before hearing of the other's spending (a round trip).
+    assert RATE - 3 <= len(admitted) <= RATE * 3 // 2, [r.status_code for r in answers]
     refused = [r for r in answers if r.status_code == 429]
     assert len(refused) == len(answers) - len(admitted)
     assert refused[-1].json()["code"] == "RATE_LIMITED"
@@ -243,10 +251,10 @@ def test_a_lost_shared_table_leaves_each_node_its_own_limits(tmp_path: Path) -> 
             with httpx.Client(base_url=b.url, timeout=30) as http:
                 statuses = [
                     http.get("/auth/whoami", headers={"X-API-Key": key}).status_code
-                    for _ in range(LIMIT + 3)
+                    for _ in range(RATE + 3)
                 ]
             # B's own bucket decides: what it had left (A spent nothing), then 429
-            assert statuses.count(200) >= LIMIT - 2 and set(statuses) == {200, 429}, statuses
+            assert statuses.count(200) >= RATE - 2 and set(statuses) == {200, 429}, statuses
             for _ in range(MAX_FAILURES):
                 bad = b.request("GET", "/auth/whoami", headers={"X-API-Key": "nct_" + "y" * 43})
                 assert bad.status_code == 401
