@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from nocturnus.service.shared import Shared
-from nocturnus.store.shared.sqlite import SqliteShared
 
 from nocturnus.api.ratelimit import FailureLimiter, TokenBuckets
 from nocturnus.api.sharedlimits import WINDOW_S, SharedLimits, estimate_tokens
+from nocturnus.service.shared import Shared
+from nocturnus.store.shared.sqlite import SqliteShared
 from tests.conftest import ADMIN_KEY
 from tests.server import Server
 
