@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     )
     if settings.llm_calls_per_minute:
         app.ctx.llm_quotas = TokenBuckets({"llm": settings.llm_calls_per_minute})
+        security.limits.track("llm", app.ctx.llm_quotas)
 
     @app.before_server_start
     async def start_evaluators(app: Sanic) -> None:
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
         await databases.open()
         app.ctx.databases = databases
         security.attach(databases.system)
+        security.limits.start(databases.shared)
         app.ctx.metrics.startup_seconds.set(time.perf_counter() - started)
 
     @app.after_server_start
@@ -177,6 +179,10 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     @app.before_server_stop
     async def end_feeds(app: Sanic) -> None:
         app.ctx.feeds.stop()
+
+    @app.before_server_stop
+    async def stop_sharing_limits(app: Sanic) -> None:
+        await security.limits.stop()
 
     @app.after_server_stop
     async def close_llm(app: Sanic) -> None:

@@ -148,7 +148,7 @@ BOOTSTRAP_BODY = obj(
 )
 
 
-def _check_bootstrap(call: Call, security: Security) -> None:
+async def _check_bootstrap(call: Call, security: Security) -> None:
     """Refuse a bootstrap unless no key exists and the caller proves the password.
 
     The password comes as ``{username, password}`` (the original's body) or, for its
@@ -187,7 +187,7 @@ def _check_bootstrap(call: Call, security: Security) -> None:
     same_user = hmac.compare_digest(user.encode(), settings.bootstrap_user.encode())
     same_password = hmac.compare_digest(password.encode(), expected.encode())
     if not (same_user & same_password):
-        security.failures.fail(client, now_s)
+        await security.limits.fail(client, now_s)
         raise Unauthorized("Invalid bootstrap credentials")
 
 
@@ -203,7 +203,7 @@ def _check_bootstrap(call: Call, security: Security) -> None:
 )
 async def bootstrap(call: Call) -> dict[str, Any]:
     security = _managing(call)
-    _check_bootstrap(call, security)
+    await _check_bootstrap(call, security)
     body = call.body
     spec = NewKey(
         role="admin",

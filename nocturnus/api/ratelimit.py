@@ -1,17 +1,24 @@
 """Rate limits: a token bucket per key, and a lockout per client address after failures.
 
-Both live in memory (one process serves a data dir) and take the time as an argument, so
-tests drive them without sleeping. Idle entries are pruned as the tables grow, so a flood
-of addresses or keys cannot grow them without bound.
+Both live in each process's memory and take the time as an argument, so tests drive them
+without sleeping; :mod:`nocturnus.api.sharedlimits` keeps the processes of a deployment
+in step through the shared state (what the others spent, who they locked out). Idle
+entries are pruned as the tables grow, so a flood of addresses or keys cannot grow them
+without bound.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 MAX_ENTRIES = 100_000
+SPEND_FRACTION = 10
+"""A key that has taken a tenth of its limit since the last publication, or whose
+bucket is in its last tenth, wakes the publisher at once (with limits under 10, every
+token taken does)."""
 
 
 class Quota(NamedTuple):
@@ -24,7 +31,8 @@ class Quota(NamedTuple):
 
     @property
     def remaining(self) -> int:
-        return int(self.tokens)
+        # below 0 only when other processes spent this key's tokens too (a debt)
+        return max(0, int(self.tokens))
 
     @property
     def reset_s(self) -> int:
@@ -43,17 +51,24 @@ class Quota(NamedTuple):
 class _Bucket:
     tokens: float
     updated: float
+    limit: int
 
 
 @dataclass(slots=True)
 class TokenBuckets:
     """``limits_rpm[role]`` requests per minute per key, with a burst of a minute's worth.
 
-    A role whose limit is 0 (or absent) is not limited.
+    A role whose limit is 0 (or absent) is not limited. With :attr:`spent` set (by
+    :class:`~nocturnus.api.sharedlimits.SharedLimits`), every token taken is also
+    counted there until it is published to the other processes, and ``wake`` is called
+    when a key has taken a tenth of its limit since.
     """
 
     limits_rpm: dict[str, int]
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    spent: dict[str, int] | None = None
+    """Tokens taken per key since the last publication (None: not shared)."""
+    wake: Callable[[], None] | None = None
 
     def take(self, key: str, role: str, now_s: float) -> Quota | None:
         """Spend one token of ``key``; None when its role is unlimited."""
@@ -65,15 +80,46 @@ class TokenBuckets:
         if bucket is None:
             if len(self._buckets) >= MAX_ENTRIES:
                 self._prune(now_s)
-            bucket = self._buckets[key] = _Bucket(float(limit), now_s)
+            bucket = self._buckets[key] = _Bucket(float(limit), now_s, limit)
         else:
+            bucket.limit = limit
             tokens = bucket.tokens + (now_s - bucket.updated) * rate
             bucket.tokens = tokens if tokens < limit else float(limit)
             bucket.updated = now_s
         allowed = bucket.tokens >= 1.0
         if allowed:
             bucket.tokens -= 1.0
+            spent = self.spent
+            if spent is not None:
+                count = spent[key] = spent.get(key, 0) + 1
+                # a tenth of the limit taken, or the bucket in its last tenth: at once
+                if self.wake is not None and (
+                    count * SPEND_FRACTION >= limit or bucket.tokens * SPEND_FRACTION < limit
+                ):
+                    self.wake()
         return Quota(allowed, limit, bucket.tokens, rate)
+
+    def limit_of(self, key: str) -> int:
+        """The limit ``key``'s bucket was last taken under (0: no bucket)."""
+        bucket = self._buckets.get(key)
+        return 0 if bucket is None else bucket.limit
+
+    def spend(self, key: str, tokens: float, now_s: float, *, at_most: float | None = None
+              ) -> None:
+        """Take ``tokens`` that other processes spent from ``key``, and bring the bucket
+        down to ``at_most`` if given (after refilling it to ``now_s``). Its debt is at
+        most a minute's worth: a bucket below 0 refills to 1 before the key is let
+        through again."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return
+        limit = bucket.limit
+        level = bucket.tokens + (now_s - bucket.updated) * limit / 60.0
+        level = min(level, float(limit)) - tokens
+        if at_most is not None:
+            level = min(level, at_most)
+        bucket.tokens = max(level, -float(limit))
+        bucket.updated = now_s
 
     def _prune(self, now_s: float) -> None:
         """Drop buckets idle long enough to be full again (forgetting them changes nothing)."""
@@ -167,6 +213,30 @@ class FailureLimiter:
             entry.window_start = now_s
             return True
         return False
+
+    def failed_lately(self, client: str, now_s: float) -> int:
+        """The client's failures in its current window (none once it is over)."""
+        entry = self._clients.get(client)
+        if entry is None or now_s - entry.window_start >= self.window_s:
+            return 0
+        return entry.count
+
+    def lock(self, client: str, until_s: float, now_s: float) -> bool:
+        """Lock ``client`` out until ``until_s`` (a lockout decided elsewhere, or on
+        the failures counted by every process); True when it was not locked yet."""
+        if self.max_failures <= 0 or until_s <= now_s:
+            return False
+        entry = self._clients.get(client)
+        if entry is None:
+            if len(self._clients) >= MAX_ENTRIES:
+                self._prune(now_s)
+            entry = self._clients[client] = _Failures(now_s)
+        was_locked = entry.locked_until > now_s
+        entry.locked_until = max(entry.locked_until, until_s)
+        if not was_locked:
+            entry.count = 0
+            entry.window_start = now_s
+        return not was_locked
 
     def _prune(self, now_s: float) -> None:
         stale = [

@@ -11,6 +11,8 @@
 3. refuses a client address locked out after too many failed authentications (429);
 4. authenticates the key (``X-API-Key``, else ``Authorization: Bearer``) → 401;
 5. spends a token of the key's bucket (429, ``X-RateLimit-*`` headers);
+   buckets and lockouts are kept in step across processes by
+   :mod:`nocturnus.api.sharedlimits`, never on a request's path but a failure's;
 6. checks the route's permission (403) — the endpoint layer then checks it again together
    with the database/tenant scope, for REST routes and MCP tools alike.
 
@@ -32,6 +34,7 @@ from sanic import HTTPResponse, Request, Sanic
 from nocturnus.api import permissions
 from nocturnus.api.cors import Cors
 from nocturnus.api.ratelimit import FailureLimiter, TokenBuckets
+from nocturnus.api.sharedlimits import SharedLimits
 from nocturnus.errors import RateLimited, StartupError, Unauthorized
 from nocturnus.service import audit
 from nocturnus.service.apikeys import KeyTable, prefix_of
@@ -102,6 +105,9 @@ class Security:
             float(settings.auth_lockout_s),
             max_in_flight=settings.auth_checks_per_client,
         )
+        self.limits = SharedLimits(self.failures if self.enabled else None)
+        if self.enabled and any(self.buckets.limits_rpm.values()):
+            self.limits.track("req", self.buckets)
         self.failure_sampler = audit.FailureSampler()
         self.denial_sampler = audit.FailureSampler()
         self.cors = Cors(settings.cors_origins)
@@ -222,7 +228,7 @@ class Security:
             principal = await self._verify(request, presented, digest, now, now_s)
         if not isinstance(principal, Principal):
             client = self.client_address(request)
-            locked = self.failures.fail(client, now_s)
+            locked = await self.limits.fail(client, now_s)
             self._record_failure(request, client, presented, locked, now_s)
             raise Unauthorized(INVALID_KEY)
         ctx = request.ctx
@@ -280,7 +286,7 @@ class Security:
         if quota is not None:
             headers = response.headers
             headers["X-RateLimit-Limit"] = str(quota.limit)
-            headers["X-RateLimit-Remaining"] = str(int(quota.tokens))
+            headers["X-RateLimit-Remaining"] = str(quota.remaining)
             headers["X-RateLimit-Reset"] = str(quota.reset_s)
         if self.cors.enabled:
             self.cors.decorate(request, response)
