@@ -231,7 +231,9 @@ class McpState:
     def spawn(self, found: Found, incoming: Incoming, caller: Caller) -> None:
         """Answer ``incoming`` in the background onto the session's stream."""
         session_id = found.record.id
-        task = asyncio.get_running_loop().create_task(self._serve(found, incoming, caller))
+        task = asyncio.get_running_loop().create_task(
+            self._serve(found, incoming, caller)
+        )
         calls = self.calls.setdefault(session_id, set())
         calls.add(task)
 
@@ -257,15 +259,20 @@ class McpState:
                     held.stream.push(response)
                 return
             record = found.record
-            if record.holder is not None:
+            if record.holder is not None and record.holder != self.holder:
                 await self.mail.deposit(
-                    record.holder, session.id, record.owner.database, record.owner.tenant,
+                    record.holder,
+                    session.id,
+                    record.owner.database,
+                    record.owner.tenant,
                     response,
                 )
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("MCP session %s: the answer could not be delivered", session.id)
+            log.exception(
+                "MCP session %s: the answer could not be delivered", session.id
+            )
 
     async def _initialized(self, found: Found, session: Session, response: Any) -> Any:
         """Store the version ``initialize`` negotiated; a session another process
@@ -288,7 +295,9 @@ class McpState:
 
     # -- held streams ------------------------------------------------------------------
 
-    def hold_sse(self, session_id: str, held: HeldSse, database: str, tenant: str) -> None:
+    def hold_sse(
+        self, session_id: str, held: HeldSse, database: str, tenant: str
+    ) -> None:
         self.sse_held[session_id] = held
         self.mail.attach(session_id, Box(held.stream, database, tenant))
         self._start_upkeep()
@@ -312,7 +321,10 @@ class McpState:
             await asyncio.shield(task)
 
     async def count_sessions(self) -> None:
-        self.counts = {"sse": len(await self.sse.scan()), "http": len(await self.http.scan())}
+        self.counts = {
+            "sse": len(await self.sse.scan()),
+            "http": len(await self.http.scan()),
+        }
 
     def _start_upkeep(self) -> None:
         self._wake.set()
@@ -340,7 +352,8 @@ class McpState:
                 if now >= next_refresh:
                     await self._refresh()
                     next_refresh = now + REFRESH_S
-            except Exception:  # the store unreachable for a while: try again, never stop
+            except Exception:
+                # the store unreachable for a while: try again, never stop
                 log.exception("MCP upkeep failed; retrying")
                 wait_s = ERROR_PAUSE_S
             self._wake.clear()
@@ -355,17 +368,25 @@ class McpState:
 
     async def _refresh(self) -> None:
         """Write the held streams' records and claims again before they expire; a
-        stream whose record is gone ends."""
+        stream whose record or claim is gone ends."""
         for session_id, sse in list(self.sse_held.items()):
             found = await self.sse.find(session_id)
-            if found is None or await self.sse.put(found.record, expect=found.version) is None:
+            if (
+                found is None
+                or await self.sse.put(found.record, expect=found.version) is None
+            ):
                 sse.stream.close()
         for session_id, held in list(self.get_held.items()):
             version = await self.http.keep_stream(session_id, held.claim, held.version)
-            if version is None:
+            found = await self.http.find(session_id) if version is not None else None
+            if found is None:
                 held.stream.close()
-            else:
-                held.version = version
+                continue
+            held.version = version
+            # An open stream is a use: its session does not expire under it.
+            await self.http.put(
+                replace(found.record, used_s=self.http.now()), expect=found.version
+            )
 
     async def close(self) -> None:
         """End every stream, letting in-flight calls answer first; bounded in time."""
@@ -636,7 +657,9 @@ async def http_message(call: Call) -> HTTPResponse:
         tenant = tenant_header(request, DEFAULT_TENANT)
         owner = Owner(call.principal.key_id, database, tenant)
         found = (
-            await _http_session(request, owner) if SESSION_HEADER in request.headers else None
+            await _http_session(request, owner)
+            if SESSION_HEADER in request.headers
+            else None
         )
         negotiated = found.record.protocol_version if found is not None else None
         header_version = _version_header(request, negotiated)

@@ -123,7 +123,9 @@ class MailPoller:
                 body = orjson.dumps(message)
                 db = self._databases().get(database)
                 try:
-                    await shared.put_sealed(db, tenant, MAIL, key, body, ttl_s=MAIL_TTL_S)
+                    await shared.put_sealed(
+                        db, tenant, MAIL, key, body, ttl_s=MAIL_TTL_S
+                    )
                 except LookupError:  # no live data key: no data of the tenant to hold
                     await shared.put(MAIL, key, _PLAIN + body, ttl_s=MAIL_TTL_S)
         finally:

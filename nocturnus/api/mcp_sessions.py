@@ -180,10 +180,16 @@ class SessionTable:
     async def put(self, record: SessionRecord, *, expect: int | None) -> int | None:
         """Write ``record`` (a compare-and-set when ``expect`` is a version)."""
         return await self._shared().put(
-            SPACE, self._key(record.id), record.encode(), ttl_s=self.ttl_s, expect=expect
+            SPACE,
+            self._key(record.id),
+            record.encode(),
+            ttl_s=self.ttl_s,
+            expect=expect,
         )
 
-    async def open(self, record: SessionRecord, *, make_room: bool) -> list[SessionRecord]:
+    async def open(
+        self, record: SessionRecord, *, make_room: bool
+    ) -> list[SessionRecord]:
         """Add ``record``; return the sessions ended to make room for it.
 
         :raises Unavailable: a bound is full and no room can be made.
@@ -200,8 +206,8 @@ class SessionTable:
         ended = [r for r in records if r.id in leaving]
         for old in ended:
             await self.remove(old.id)
-        if await self.put(record, expect=0) is None:
-            raise Unavailable(f"MCP session id {record.id!r} is taken")  # 128 random bits
+        if await self.put(record, expect=0) is None:  # 128 random bits: never
+            raise Unavailable(f"MCP session id {record.id!r} is taken")
         return ended
 
     async def remove(self, session_id: str) -> bool:
@@ -214,10 +220,16 @@ class SessionTable:
         """Claim the one stream of ``session_id`` for ``claim`` (its holder's mark);
         the claim's version, or None when another stream holds it."""
         return await self._shared().put(
-            SPACE, shared_key(STREAM, session_id), claim.encode(), ttl_s=LIVE_TTL_S, expect=0
+            SPACE,
+            shared_key(STREAM, session_id),
+            claim.encode(),
+            ttl_s=LIVE_TTL_S,
+            expect=0,
         )
 
-    async def keep_stream(self, session_id: str, claim: str, version: int) -> int | None:
+    async def keep_stream(
+        self, session_id: str, claim: str, version: int
+    ) -> int | None:
         """Extend a claim; None when it is no longer this one (the session ended)."""
         return await self._shared().put(
             SPACE,
@@ -282,7 +294,9 @@ def plan_room(
 Predicate = Callable[[SessionRecord], bool]
 
 
-def _bounds(owner: Owner, limits: SessionLimits) -> Iterator[tuple[Predicate, int, Predicate, str]]:
+def _bounds(
+    owner: Owner, limits: SessionLimits
+) -> Iterator[tuple[Predicate, int, Predicate, str]]:
     """(who counts against the bound, its limit, whose sessions may give way, name)."""
 
     def own(record: SessionRecord) -> bool:
@@ -292,7 +306,10 @@ def _bounds(owner: Owner, limits: SessionLimits) -> Iterator[tuple[Predicate, in
         yield own, limits.per_key, own, "for this API key"
 
     def same_tenant(record: SessionRecord) -> bool:
-        return (record.owner.database, record.owner.tenant) == (owner.database, owner.tenant)
+        return (record.owner.database, record.owner.tenant) == (
+            owner.database,
+            owner.tenant,
+        )
 
     def own_in_tenant(record: SessionRecord) -> bool:
         return same_tenant(record) and own(record)
