@@ -42,7 +42,7 @@ from nocturnus.api.endpoint import (
     json_response,
     tenant_header,
 )
-from nocturnus.api.mcp_mail import Box, MailPoller
+from nocturnus.api.mcp_mail import SKIPPED, Box, MailPoller
 from nocturnus.api.mcp_rpc import (
     HTTP_DEFAULT_VERSION,
     INVALID_REQUEST,
@@ -158,6 +158,15 @@ class HeldStream:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """The place of an SSE answer on its stream: its number, and the version of its
+    placeholder when the stream is on another process (None: on this one)."""
+
+    seq: int
+    placeholder: int | None
+
+
 @dataclass(slots=True, eq=False)
 class HeldSse:
     """An SSE session's stream, held by this process."""
@@ -225,14 +234,23 @@ class McpState:
 
     # -- calls of SSE sessions ----------------------------------------------------------
 
-    def in_flight(self, session_id: str) -> int:
-        return len(self.calls.get(session_id, ()))
+    async def take_turn(self, found: Found) -> Turn:
+        """Number the answer of a POST about to be accepted (its place on the stream)."""
+        record = found.record
+        seq = await self.mail.number(record.id)
+        if record.holder == self.holder:
+            self.mail.expect(record.id, seq)
+            return Turn(seq, None)
+        version = await self.mail.reserve(record.holder or "", record.id, seq)
+        return Turn(seq, version)
 
-    def spawn(self, found: Found, incoming: Incoming, caller: Caller) -> None:
+    def spawn(
+        self, found: Found, incoming: Incoming, caller: Caller, turn: Turn | None
+    ) -> None:
         """Answer ``incoming`` in the background onto the session's stream."""
         session_id = found.record.id
         task = asyncio.get_running_loop().create_task(
-            self._serve(found, incoming, caller)
+            self._serve(found, incoming, caller, turn)
         )
         calls = self.calls.setdefault(session_id, set())
         calls.add(task)
@@ -244,25 +262,19 @@ class McpState:
 
         task.add_done_callback(done)
 
-    async def _serve(self, found: Found, incoming: Incoming, caller: Caller) -> None:
-        session = caller.session
-        assert session is not None
+    async def _serve(
+        self, found: Found, incoming: Incoming, caller: Caller, turn: Turn | None
+    ) -> None:
+        record = found.record
+        elsewhere = turn is not None and turn.placeholder is not None
+        response: Any = None
         try:
-            response = await answer(incoming, caller)
-            if response is None:
-                return
-            if session.protocol_version != found.record.protocol_version:
-                response = await self._initialized(found, session, response)
-            held = self.sse_held.get(session.id)
-            if held is not None:  # the stream is here: no mail needed
-                if not held.stream.is_closing:
-                    held.stream.push(response)
-                return
-            record = found.record
-            if record.holder is not None and record.holder != self.holder:
+            response = await self._answer(found, incoming, caller, turn)
+            if turn is not None and elsewhere:
                 await self.mail.deposit(
-                    record.holder,
-                    session.id,
+                    record.holder or "",
+                    record.id,
+                    turn.seq,
                     record.owner.database,
                     record.owner.tenant,
                     response,
@@ -271,8 +283,37 @@ class McpState:
             raise
         except Exception:
             log.exception(
-                "MCP session %s: the answer could not be delivered", session.id
+                "MCP session %s: the answer could not be delivered", record.id
             )
+        finally:
+            if turn is not None and not elsewhere:  # the stream is here: straight to it
+                self.mail.arrive(
+                    record.id, turn.seq, SKIPPED if response is None else response
+                )
+
+    async def _answer(
+        self, found: Found, incoming: Incoming, caller: Caller, turn: Turn | None
+    ) -> Any:
+        """The response, its placeholder kept alive meanwhile when it has one."""
+        session = caller.session
+        assert session is not None
+        keeper = None
+        if turn is not None and turn.placeholder is not None:
+            keep = self.mail.keep(
+                found.record.holder or "", session.id, turn.seq, turn.placeholder
+            )
+            keeper = asyncio.get_running_loop().create_task(keep)
+        try:
+            response = await answer(incoming, caller)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+        if (
+            response is not None
+            and session.protocol_version != found.record.protocol_version
+        ):
+            response = await self._initialized(found, session, response)
+        return response
 
     async def _initialized(self, found: Found, session: Session, response: Any) -> Any:
         """Store the version ``initialize`` negotiated; a session another process
@@ -585,26 +626,25 @@ async def sse_message(call: Call) -> HTTPResponse:
         incoming = parse(request.body, session.version)
     except Rejected as e:
         return json_response(e.response, e.status)
+    turn = None
     if incoming.needs_answer:
-        # Unanswered: this process's calls, and the answers waiting on the stream's
-        # process (counted there when it is this one). Other processes' calls in
-        # flight are not seen: the bound is per process that serves the POSTs.
-        if held is not None:
-            waiting = held.stream.pending
-        else:
-            waiting = await state.mail.backlog(record.holder or "", session_id)
-        if state.in_flight(session_id) + waiting >= MAX_PENDING:
+        # Answers not yet on the stream: known whole on the stream's process; elsewhere
+        # every process's calls in flight and answers waiting, but not the calls the
+        # stream's own process is answering.
+        waiting = await state.mail.backlog(record.holder or "", session_id)
+        if waiting >= MAX_PENDING:
             return _rpc_error(
                 503,
                 INVALID_REQUEST,
                 "Too many unanswered messages on this session's stream",
             )
+        turn = await state.take_turn(found)
     # The POST runs as itself: its key is the session's (checked above), database and
     # tenant are the session's, so permissions are checked as at the GET.
     caller = Caller(
         request, record.owner.database, record.owner.tenant, state.tools, session
     )
-    state.spawn(found, incoming, caller)
+    state.spawn(found, incoming, caller, turn)
     return json_response({"accepted": True}, 202)
 
 

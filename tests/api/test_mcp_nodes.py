@@ -169,11 +169,14 @@ def test_an_sse_stream_on_one_node_gets_the_answers_to_posts_on_the_other_in_ord
         # Through B, too, the session answers its opener only.
         thief = {**bearer(mint(a)), "X-Tenant-ID": "acme"}
         assert b.client.post(endpoint, json=tell(50, "hijacked", "x"), headers=thief).status_code == 404
-        # Both nodes at once: every answer arrives, whichever node served it.
+        # Through both nodes, writes and pings mixed: still in POST order (a write
+        # served on one node is not overtaken by a ping posted after it on the other).
         for n in range(60, 80):
             server = a if n % 2 else b
-            assert server.client.post(endpoint, json=rpc(n, "ping"), headers=headers).status_code == 202
-        assert sorted(stream.next_message()["id"] for _ in range(60, 80)) == list(range(60, 80))
+            message = tell(n, "mixed", n) if n % 3 == 0 else rpc(n, "ping")
+            assert server.client.post(endpoint, json=message, headers=headers).status_code == 202
+        assert [stream.next_message()["id"] for _ in range(60, 80)] == list(range(60, 80))
+        assert count(b, "acme", "mixed") == 7
     # The stream's end ends the session, for B too.
     eventually(lambda: b.client.post(endpoint, json=rpc(99, "ping"), headers=headers).status_code == 404,
                "B forgets the session once its stream ended on A")
@@ -210,3 +213,32 @@ def test_a_node_stopping_ends_its_streams_and_their_sessions(nodes: tuple[Server
         a.stop(signal.SIGTERM)
         assert stream.ended.wait(30)
     assert b.client.post(endpoint, json=rpc(2, "ping"), headers=headers).status_code == 404
+
+
+def test_serve_with_two_workers_serves_mcp_sessions_over_fresh_connections(
+    tmp_path: Path,
+) -> None:
+    """``serve --workers 2``: the kernel hands each new connection to either worker, so
+    a session's requests reach both, and no balancer can keep them together."""
+    server = Server(tmp_path / "data", env=ENV, args=("--workers", "2")).start()
+    fresh = httpx.Client(base_url=server.url, timeout=30,
+                         limits=httpx.Limits(max_keepalive_connections=0))
+    server.client = fresh  # every request of the helpers on a new connection
+    try:
+        headers = {**bearer(mint(server)), "X-Tenant-ID": "acme"}
+        client = HttpMcp(server, headers)
+        client.initialize()
+        for n in range(20):
+            assert client.call("tell", {"predicate": "w", "args": [n]})["isError"] is False
+        assert client.request("tools/call", {"name": "query", "arguments": {
+            "predicate": "w", "args": ["?n"]}})["result"]["structuredContent"]["count"] == 20
+        with sse_session(server, headers) as (stream, endpoint):
+            for n in range(20):
+                assert fresh.post(endpoint, json=rpc(n, "ping"), headers=headers).status_code == 202
+            assert [stream.next_message()["id"] for _ in range(20)] == list(range(20))
+        assert fresh.delete("/mcp", headers={**headers, "Mcp-Session-Id": client.session_id or ""}).status_code == 200
+        assert client.post(rpc(99, "ping")).status_code == 404
+    finally:
+        fresh.close()
+        server.stop()
+    assert "Traceback" not in server.output()
