@@ -172,8 +172,6 @@ class HeldSse:
     """An SSE session's stream, held by this process."""
 
     stream: EventStream
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    """This process's calls of the session in flight."""
 
 
 @dataclass(slots=True)
@@ -412,15 +410,17 @@ class McpState:
         stream whose record or claim is gone ends."""
         for session_id, sse in list(self.sse_held.items()):
             found = await self.sse.find(session_id)
-            if (
-                found is None
-                or await self.sse.put(found.record, expect=found.version) is None
+            if found is not None and await self.sse.put(
+                found.record, expect=found.version
             ):
+                continue
+            # Written meanwhile by another process (initialize): that write kept it.
+            if await self.sse.find(session_id) is None:
                 sse.stream.close()
         for session_id, held in list(self.get_held.items()):
             version = await self.http.keep_stream(session_id, held.claim, held.version)
             found = await self.http.find(session_id) if version is not None else None
-            if found is None:
+            if version is None or found is None:
                 held.stream.close()
                 continue
             held.version = version
