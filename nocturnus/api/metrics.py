@@ -433,7 +433,8 @@ class ResidencyCollector(Collector):
 
 
 class McpCollector(Collector):
-    """Open MCP sessions per transport, counted at scrape time from ``app.ctx.mcp``."""
+    """Open MCP sessions per transport: every process's (they are in the shared store),
+    as counted when the scrape began (``McpState.count_sessions``)."""
 
     def __init__(self, mcp: Callable[[], McpState | None]) -> None:
         self._mcp = mcp
@@ -446,9 +447,9 @@ class McpCollector(Collector):
         sessions = GaugeMetricFamily(
             "nocturnus_mcp_sessions", "Open MCP sessions, per transport", labels=["transport"]
         )
+        counts = {} if state is None else state.counts
         for transport in ("sse", "http"):
-            registry = getattr(state, transport, None)
-            sessions.add_metric([transport], 0 if registry is None else sum(1 for _ in registry))
+            sessions.add_metric([transport], counts.get(transport, 0))
         yield sessions
 
 
@@ -457,5 +458,8 @@ class McpCollector(Collector):
     response_type=CONTENT_TYPE,
 )
 async def scrape(call: Call) -> HTTPResponse:
+    mcp = call.request.app.ctx.mcp
+    if mcp is not None:
+        await mcp.count_sessions()
     body = call.request.app.ctx.metrics.render(per_database=sees_detail(call.request))
     return HTTPResponse(body, content_type=CONTENT_TYPE)

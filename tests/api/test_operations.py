@@ -82,7 +82,7 @@ def test_metrics_have_no_tenant_label_nor_raw_paths(server: Server, tenant: str)
 
 
 def test_each_app_has_its_own_registry() -> None:
-    mcp = SimpleNamespace(sse=["s1"], http=["h1", "h2", "h3"])
+    mcp = SimpleNamespace(counts={"sse": 1, "http": 3})
     first, second = Metrics(lambda: None, lambda: mcp), Metrics(lambda: None)
     first.observe_request("GET", "/x", 200, 0.01)
     assert b'route="/x"' in first.render()
