@@ -227,7 +227,7 @@ class Database(Generic[RootState]):
         # the seqs those appends got: see _apply_caught_up and _settled.
         self._passed_over: dict[str, list[int]] = {}
         self._own_seqs: dict[str, list[range]] = {}
-        # uses, context sessions, rankings: per-tenant state that is not knowledge
+        # uses, rankings, cached windows: per-tenant state that is not knowledge
         self.read_models = ReadModels()
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1

@@ -1,11 +1,13 @@
-"""Per-tenant state that is not knowledge: use counts, context sessions, the ranking.
+"""Per-tenant state that is not knowledge: use counts, the ranking, the last windows.
 
 None of it is an event or in a snapshot: it lives in memory next to the projection and
-goes with it. A tenant's :class:`TenantReadModel` belongs to one projection object and
-one incarnation of it, so it is gone (a fresh one is made on the next use) when the
-projection is rebuilt after a failed commit or when the tenant is deleted
-(``tenant_deleted`` bumps :attr:`TenantState.incarnation`): nothing a deleted tenant's
-agents were shown or used outlives its data.
+goes with it. (Context sessions and conversations' turns are not here: every process
+must see them, so they are in the shared store, ``context/sessions.py``.) A tenant's
+:class:`TenantReadModel` belongs to one projection object and one incarnation of it,
+so it is gone (a fresh one is made on the next use) when the projection is rebuilt
+after a failed commit or when the tenant is deleted (``tenant_deleted`` bumps
+:attr:`TenantState.incarnation`): nothing a deleted tenant's agents were shown or used
+outlives its data.
 
 An eviction under the memory budget (``residency.py``) is different: the tenant is only
 out of memory for a while, and its windows must not change for it. :meth:`ReadModels.carry`
@@ -18,11 +20,9 @@ incarnation is the same, and the model is dropped as after a deletion).
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nocturnus.service.context.sessions import Sessions
 from nocturnus.service.events import TenantDeleted
 from nocturnus.service.projection import TenantState
 from nocturnus.service.replay import TenantLog
@@ -37,22 +37,12 @@ class TenantReadModel:
     """What context windows and diffs keep per tenant between requests."""
 
     usage: Usage = field(default_factory=Usage)
-    sessions: Sessions | None = None
     ranking: Ranking | None = None
     # windows are a function of (knowledge, rules, request): the last few are kept,
     # by request without its session id, for the knowledge generation they were
     # built in (see ``context.window.build_window``)
     windows: dict[WindowRequest, Window] = field(default_factory=dict)
     windows_generation: object = None
-    # the last turns of each conversation of POST /context (issue 19): the next call's
-    # hint, by session id, least recently used first
-    turns: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
-
-    def sessions_of(self, capacity: int) -> Sessions:
-        """The tenant's context sessions (an LRU of ``capacity``, made on first use)."""
-        if self.sessions is None:
-            self.sessions = Sessions(capacity)
-        return self.sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +100,7 @@ class ReadModels:
     def carry(self, state: TenantState) -> None:
         """Keep the read model of ``state``, about to be evicted, for its next load.
 
-        Only the uses and sessions are kept: the ranking and the cached windows hold
+        Only the uses are kept: the ranking and the cached windows hold
         references into the evicted projection (they would keep it in memory), and
         :meth:`adopt` rebuilds them from the same knowledge and uses anyway.
         """

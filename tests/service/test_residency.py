@@ -154,7 +154,7 @@ def test_a_tenant_in_use_or_with_a_transaction_is_never_evicted(tmp_path: Path) 
     asyncio.run(scenario())
 
 
-def test_uses_and_sessions_survive_an_eviction_but_not_a_deletion(tmp_path: Path) -> None:
+def test_the_read_model_survives_an_eviction_but_not_a_deletion(tmp_path: Path) -> None:
     async def scenario() -> None:
         dbs = databases(tmp_path, 1 << 30)
         await dbs.open()
@@ -162,7 +162,6 @@ def test_uses_and_sessions_survive_an_eviction_but_not_a_deletion(tmp_path: Path
         await fill(db, "acme", 20)
         state = await db.tenant("acme")
         model = db.read_models.of(state)
-        model.sessions_of(10).put("s1", object())  # type: ignore[arg-type]
         assert ranking_of(state, model, ContextConfig()) is model.ranking  # built now
         assert await db.persist("acme")
         assert db.unload("acme")

@@ -8,7 +8,8 @@ same window, byte for byte (its id is a hash of its content, its ``generatedAt``
 ``createdAt`` of the tenant's newest visible fact).
 
 The ranking and the last windows are kept in the tenant's read model
-(``readmodels.py``), never logged.
+(``readmodels.py``), never logged; a session's last window is kept in the shared store
+(``sessions.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.service import tenants
 from nocturnus.service.answers import Answer
-from nocturnus.service.context.sessions import SentWindow
+from nocturnus.service.context.sessions import WINDOWS, SentWindow, Sessions
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Scalar
 from nocturnus.service.facts import FactKey, FactRecord
@@ -690,15 +691,16 @@ def remember_uses(model: TenantReadModel, window: Window, now: int) -> None:
 
 
 async def optimize(
-    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
+    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig, sessions: Sessions
 ) -> Window:
-    """Build a window; with a ``session_id`` it becomes that session's last window."""
+    """Build a window; with a ``session_id`` it becomes that session's last window
+    (stored as is: of two racing, the last stored is the session's)."""
     async with db.evaluator.turn((db.name, tenant)):
         state, now = await db.current(tenant)
         model = db.read_models.of(state)
         window = await goal_window(db, tenant, state, model, req, cfg)
-    if req.session_id is not None:
-        model.sessions_of(cfg.sessions).put(req.session_id, SentWindow.of(window))
     remember_uses(model, window, now)
+    if req.session_id is not None:
+        await sessions.write(WINDOWS, req.session_id, SentWindow.of(window).encode())
     return window
 
