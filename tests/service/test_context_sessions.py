@@ -65,7 +65,7 @@ def exact(window: SentWindow) -> list[Any]:
     ]
 
 
-@given(st.text(max_size=20), st.lists(entries, max_size=6))
+@given(st.text(max_size=20), st.lists(entries, max_size=6, unique_by=lambda e: e.key))
 def test_a_sent_window_round_trips(window_id: str, sent: list[SentEntry]) -> None:
     window = SentWindow(window_id, {e.key: e for e in sent})
     decoded = SentWindow.decode(window.encode())
@@ -99,10 +99,16 @@ def run(tmp_path: Path, scenario: Callable[[Databases, Db], Awaitable[None]]) ->
 def test_sessions_are_bounded_least_recently_written_first(tmp_path: Path) -> None:
     async def scenario(dbs: Databases, db: Db) -> None:
         sessions = Sessions(dbs.shared, db, "acme", capacity=2)
+
+        async def write(name: str, value: bytes) -> int | None:
+            # the order is the entries' expiry, in ms: one write per ms
+            await asyncio.sleep(0.002)
+            return await sessions.write(WINDOWS, name, value)
+
         for name in ("a", "b"):
-            assert await sessions.write(WINDOWS, name, name.encode()) == 1
-        assert await sessions.write(WINDOWS, "a", b"a2") == 2  # a is now the newest
-        await sessions.write(WINDOWS, "c", b"c")  # a third: b, the oldest, goes
+            assert await write(name, name.encode()) == 1
+        assert await write("a", b"a2") == 2  # a is now the newest
+        await write("c", b"c")  # a third: b, the oldest, goes
         assert await sessions.read(WINDOWS, "b") is None
         assert await sessions.read(WINDOWS, "a") == (b"a2", 2)
         assert await sessions.read(WINDOWS, "c") == (b"c", 1)
@@ -169,6 +175,9 @@ def test_a_deleted_or_recreated_tenants_sessions_read_as_absent(tmp_path: Path) 
         await tenants.tell_many(db, "acme", [TellFact("p", ("b",))], atomic=True)
         assert await sessions.read(WINDOWS, "s") is None  # a new tenant, a new key
         assert await sessions.read(TURNS, "s") is None
+        # the stale entry is replaced by the new incarnation's first update
+        await sessions.update(TURNS, "s", lambda stored: (stored or b"") + b"new")
+        assert await sessions.read(TURNS, "s") == (b"new", 2)
         assert await sessions.forget(WINDOWS, "s") is False
 
     run(tmp_path, scenario)

@@ -20,7 +20,7 @@ Bounds, and which are exact:
 - a session unused for :data:`SESSION_TTL_S` is forgotten (exact: the entry expires);
 - at most ``capacity`` (``context_sessions``) sessions per tenant and space, the least
   recently *written* forgotten first (every use of a session writes it, so this is the
-  least recently used). Checked when a write creates a session: it scans the tenant's
+  least recently used; to the millisecond: the order is the entries' expiry). Checked when a write creates a session: it scans the tenant's
   sessions and deletes the oldest beyond ``capacity``. Approximate under concurrency:
   creations racing on several processes may each see the count under the bound, so a
   tenant may briefly hold a few more until its next creation trims them.
@@ -221,7 +221,10 @@ class Sessions:
         """
         for _ in range(MAX_ATTEMPTS):
             held = await self.read(space, session_id)
-            value, version = (None, 0) if held is None else held
+            if held is not None:
+                value, version = held
+            else:  # absent, or a stale entry of a former incarnation: replaced
+                value, version = None, await self._stored_version(space, session_id)
             written = await self.write(space, session_id, change(value), expect=version)
             if written is not None:
                 return
@@ -230,6 +233,13 @@ class Sessions:
             "attempts to update it; retry",
             {"sessionId": session_id[:80], "attempts": MAX_ATTEMPTS},
         )
+
+    async def _stored_version(self, space: str, session_id: str) -> int:
+        """The version of the session's entry, readable or not (0: none)."""
+        if self.shared is None:
+            return 0
+        entry = await self.shared.get(space, self.key(session_id))
+        return 0 if entry is None else entry.version
 
     async def forget(self, space: str, session_id: str) -> bool:
         """Forget the session; False when it was not known (a stale entry of a
