@@ -20,10 +20,12 @@ Bounds, and which are exact:
 - a session unused for :data:`SESSION_TTL_S` is forgotten (exact: the entry expires);
 - at most ``capacity`` (``context_sessions``) sessions per tenant and space, the least
   recently *written* forgotten first (every use of a session writes it, so this is the
-  least recently used; to the millisecond: the order is the entries' expiry). Checked when a write creates a session: it scans the tenant's
-  sessions and deletes the oldest beyond ``capacity``. Approximate under concurrency:
-  creations racing on several processes may each see the count under the bound, so a
-  tenant may briefly hold a few more until its next creation trims them.
+  least recently used; to the millisecond: the order is the entries' expiry). Checked
+  when a write creates a session: it scans the tenant's sessions (their sealed values
+  too: a creation costs a read of the tenant's sessions, a continued session one entry)
+  and deletes the oldest beyond ``capacity``. Approximate under concurrency: creations
+  racing on several processes may each see the count under the bound, so a tenant may
+  briefly hold a few more until its next creation trims them.
 
 A request inside a transaction keeps its sessions in the request only (``shared``
 None): a transaction's view must not change the tenant's sessions, as before.
