@@ -13,7 +13,9 @@ any step no longer applies — nothing (409). Rollback and expiry drop the buffe
 log never saw it. A restart does not: the buffer is in the shared store.
 
 Cost: a view is a copy-on-write copy, built when a request of the transaction finds the
-tenant's committed state moved since the last one; it shares every relation with the
+tenant's committed state moved since the last one, or its steps changed elsewhere (a
+process builds it from every step: requests alternating between processes cost a
+replay of the steps each); it shares every relation with the
 live state, so the first write to a relation afterwards, on either side, copies that
 relation (as after a scope fork). Keep transactions short on very large relations.
 

@@ -10,10 +10,12 @@ session or transaction readable on the other.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.test_nodes import _running
@@ -145,6 +147,40 @@ def test_a_transaction_begun_on_one_node_takes_writes_on_the_other(
     rolled = call(b, "/tx/begin", "acme")["transactionId"]
     call(a, f"/tx/rollback/{rolled}", "acme")
     call(b, "/tell", "acme", {"predicate": "p", "args": ["r"]}, status=404, **{TX: rolled})
+
+
+def test_writes_racing_into_one_transaction_on_two_nodes_are_all_committed(
+    nodes: tuple[Server, Server],
+) -> None:
+    """Each buffered write is kept on the steps it was decided on (compare-and-set):
+    every write acknowledged as buffered, through either node, is in the commit."""
+    a, b = nodes
+    tx = call(a, "/tx/begin", "acme")["transactionId"]
+    acked: list[str] = []
+    errors: list[str] = []
+
+    def writer(server: Server, name: str) -> None:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        for n in range(12):
+            arg = f"{name}{n}"
+            r = client.post("/tell", headers={"X-Tenant-ID": "acme", TX: tx},
+                            json={"predicate": "p", "args": [arg]})
+            if r.status_code == 200 and r.json()["buffered"] is True:
+                acked.append(arg)
+            elif r.status_code != 503:  # 503: contention, retryable
+                errors.append(f"{r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=writer, args=(server, name))
+               for server, name in ((a, "a"), (b, "b"), (a, "c"), (b, "d"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors[:3]
+    done = call(b, f"/tx/commit/{tx}", "acme")
+    assert done["steps"] == len(acked) > 0
+    stored = call(a, "/ask", "acme", {"predicate": "p", "args": ["?x"]})["results"]
+    assert sorted(r["args"][0] for r in stored) == sorted(acked)
 
 
 def test_a_tenant_deleted_on_one_node_leaves_nothing_readable_on_the_other(
