@@ -92,7 +92,7 @@ RECALL_BODY = obj(
 def config_of(call: Call) -> ContextConfig:
     """The context settings of the server ``call`` came to."""
     settings = call.request.app.ctx.settings
-    return ContextConfig(settings.salience_half_life_ms, settings.context_sessions)
+    return ContextConfig(settings.salience_half_life_ms)
 
 
 def sessions_of(call: Call) -> Sessions:

@@ -47,11 +47,10 @@ MAX_GOAL_ANSWERS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ContextConfig:
-    """The context settings a request runs with (``salience_half_life_ms``,
-    ``context_sessions``)."""
+    """The context settings a request runs with (``salience_half_life_ms``; the
+    sessions' bound, ``context_sessions``, is the :class:`Sessions` object's)."""
 
     half_life_ms: int = 3_600_000
-    sessions: int = 1000
 
 
 MAX_CACHED_WINDOWS = 16
