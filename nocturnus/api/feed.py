@@ -192,7 +192,9 @@ async def events(call: Call) -> None:
                 if page.full:
                     continue
                 wakers: set[asyncio.Future[Any]] = {waiter, stop}
-                done, _ = await asyncio.wait(wakers, timeout=feeds.keepalive_s)
+                done, _ = await asyncio.wait(
+                    wakers, timeout=feeds.keepalive_s, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not done:
                     await response.send(b": keepalive\n\n")
             await response.eof()

@@ -84,6 +84,8 @@ DEFAULT_SNAPSHOT_EVERY = 10_000
 SNAPSHOT_TAIL_SHARE = 2
 """A tenant's tail must reach 1/SNAPSHOT_TAIL_SHARE of its facts before a snapshot."""
 CATCH_UP_ROWS = 2_000
+FOREIGN_COMMIT_POLL_S = 0.25
+"""How often, while a live feed waits, a process looks for other processes' commits."""
 """Rows read and applied per step of a catch-up: the event loop is never held longer."""
 
 
@@ -247,8 +249,11 @@ class Database(Generic[RootState]):
         self._in_flight: dict[str, int] = {}
         self._newest: dict[str, Append] = {}
         self._closing: asyncio.Future[None] | None = None
-        # live feeds waiting for the next durable commit (issue 18, next_commit)
+        # live feeds waiting for the next durable commit (issue 18, next_commit), and
+        # the task looking for other processes' commits while any feed waits
         self._commit_waiters: list[asyncio.Future[None]] = []
+        self._watcher: asyncio.Task[None] | None = None
+        self._watched = 0
 
     def open_readonly_log(self) -> Sealer:
         """A read-only connection to this database's log, without the tail check (its
@@ -316,6 +321,8 @@ class Database(Generic[RootState]):
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.flush_snapshots()
         if self.residency is not None:
             self.residency.forget_database(self.name)
@@ -833,15 +840,35 @@ class Database(Generic[RootState]):
             self.evict(tenant)
 
     def next_commit(self) -> asyncio.Future[None]:
-        """A future resolved once the next commit of this process is durable.
+        """A future resolved once the log has a commit newer than now.
 
         What a live feed waits on before it reads the log again (``service/feed.py``).
-        Commits of other processes sharing the store do not resolve it: the feed reads
-        again after a timeout too.
+        This process's commits resolve it when they are durable; those of other
+        processes sharing the store within :data:`FOREIGN_COMMIT_POLL_S`, by one probe
+        of the head per database at that interval while any feed waits.
         """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commit_waiters.append(waiter)
+        if self._watcher is None or self._watcher.done():
+            self._watched = max(self._watched, self._known)
+            self._watcher = asyncio.ensure_future(self._watch_foreign_commits())
         return waiter
+
+    async def _watch_foreign_commits(self) -> None:
+        while self._commit_waiters and self._closing is None:
+            await asyncio.sleep(FOREIGN_COMMIT_POLL_S)
+            if not self._commit_waiters or self._closing is not None:
+                return
+            try:
+                head = self.store.probe(self.name)
+                if head is None:
+                    head = await (self._prober or self.reader).run(Sealer.head)
+            except NocturnusError as e:  # the feeds' own reads will report it
+                log.debug("database %r: probing for other commits failed: %s", self.name, e)
+                continue
+            if head > max(self._watched, self._known):
+                self._watched = head
+                self._wake_commit_waiters()
 
     def _wake_commit_waiters(self) -> None:
         waiters, self._commit_waiters = self._commit_waiters, []

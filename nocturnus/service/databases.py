@@ -27,6 +27,7 @@ from nocturnus.service.evaluation import Evaluator
 from nocturnus.service.events import DatabaseCreated, DatabaseDeleted, Event
 from nocturnus.service.residency import Residency
 from nocturnus.service.retry import attempt
+from nocturnus.service.shared import Shared
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
 from nocturnus.store.files import private_dir
@@ -95,6 +96,9 @@ class Databases:
         residency: Residency | None = None,
     ) -> None:
         self.store = store if store is not None else open_store("", data_dir)
+        # What every process on the store must see that is not knowledge (sessions,
+        # counters): beside the store, like it shared by every worker and node.
+        self.shared = Shared(self.store.shared())
         # The memory budget shared by every database's tenants (None: no budget).
         self.residency = residency
         # One cache of prepared plans for every database: its bounds are the process's.
@@ -132,6 +136,7 @@ class Databases:
             await database.close()
         self._open.clear()
         await self.system.close()
+        self.shared.close()
 
     async def _open_database(self, info: DatabaseInfo) -> Database[DatabaseState]:
         database: Database[DatabaseState] = Database(

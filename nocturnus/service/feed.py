@@ -1,11 +1,11 @@
 """The live change feed of a tenant (issue 18): its committed events, read from the log.
 
 A feed reads the tenant's events after a log position (:func:`read_after`) and waits for
-the next commit of the database (:meth:`Database.next_commit`) or, at the latest, the
-keepalive interval before reading again. Reading the log rather than listening to
-in-process callbacks means a feed shows every committed event however it was written:
-later, writes of other processes or nodes sharing the store appear too, at the latest
-one keepalive interval after their commit.
+the next commit of the database (:meth:`Database.next_commit`: this process's at once,
+other processes' within a probe interval) or, at the latest, the keepalive interval
+before reading again. Reading the log rather than listening to in-process callbacks
+means a feed shows every committed event however it was written: later, writes of other
+processes or nodes sharing the store appear too.
 
 The log read is in one place, :func:`read_after`: ``Sealer.entries`` after the feed's
 position, on the database's reader thread. It does not use ``Sealer.tail``, which blocks

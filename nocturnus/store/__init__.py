@@ -1,8 +1,10 @@
 """Storage: one encrypted, hash-chained event log per database, on SQLite or PostgreSQL.
 
 - ``recorder``: the :class:`Recorder` protocol and its contract (rows, positions, the
-  write lock, tailing); ``sqlite`` and ``postgresql`` implement it and are the only
-  modules that import a driver.
+  write lock, tailing); ``sqlite`` and ``postgresql`` implement it. They and the two
+  backends of ``shared`` are the only modules that import a driver.
+- ``shared``: :class:`SharedState`, what every process of a deployment must see that is
+  not knowledge (sessions, counters), in ``shared.sqlite`` or a PostgreSQL table.
 - ``sealer``: :class:`Sealer`, the event log the service uses over any recorder: AAD,
   AES-256-GCM per tenant, the chain, the optimistic check of appends.
 - ``record``: :class:`LogRecord` and the canonical AAD / hash framing.

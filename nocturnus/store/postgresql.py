@@ -18,7 +18,8 @@ and wrapped keys, never a key or a plaintext. The contract is the one in
   version; an existing one with pending migrations is refused until ``nocturnus
   migrate`` applies them (several nodes share it: none upgrades it under the others).
 
-This module and :mod:`nocturnus.store.sqlite` are the only ones that import a driver;
+This module, :mod:`nocturnus.store.sqlite` and the backends of
+:mod:`nocturnus.store.shared` are the only ones that import a driver;
 ``psycopg`` errors are translated here (STYLE rule 6).
 """
 
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -54,6 +55,9 @@ from nocturnus.store.recorder import (
     Tip,
 )
 from nocturnus.store.sqlite import SqliteRecorder, create_backup_file
+
+if TYPE_CHECKING:
+    from nocturnus.store.shared.postgresql import PostgresShared
 
 log = logging.getLogger("nocturnus.store")
 
@@ -289,6 +293,12 @@ class PostgresStore:
                 )
         finally:
             source.close()
+
+    def shared(self) -> PostgresShared:
+        # imported here: that module builds on this one
+        from nocturnus.store.shared.postgresql import PostgresShared
+
+        return PostgresShared(self)
 
     def probe(self, database: str) -> None:
         """No probe cheaper than a query: the caller asks a recorder for the head."""

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from nocturnus.store.migrate import Migration, MigrationStatus
+from nocturnus.store.shared import SharedState
 
 TABLES: dict[str, tuple[str, ...]] = {
     "events": (
@@ -326,6 +327,11 @@ class Store(Protocol):
         :raises StorageError: it cannot be opened, or (``readonly``) does not exist.
         :raises MigrationError: its schema needs a migration this call may not apply.
         """
+        ...
+
+    def shared(self) -> SharedState:
+        """The shared state beside this store (sessions, counters: ``store/shared``),
+        seen by every process the store's logs are."""
         ...
 
     def probe(self, database: str) -> int | None:

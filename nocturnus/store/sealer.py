@@ -642,6 +642,13 @@ class Sealer:
         self._require_open()
         return self.recorder.meta().get(name)
 
+    def tenant_key(self, tenant: str) -> tuple[int, AesGcmCipher] | None:
+        """The live data key of ``tenant`` as the store has it now (keys other writers
+        created or destroyed included), for sealing what is kept beside the log."""
+        self._require_open()
+        self._follow()
+        return self.keys.current(tenant)
+
     # -- snapshots -----------------------------------------------------------------
 
     def save_snapshot(self, tenant: str, seq: int, body: bytes) -> bool:

@@ -3,9 +3,9 @@
 WAL mode with ``synchronous=FULL`` (a commit is durable when it returns),
 ``secure_delete`` (deleted bytes are zeroed), and ``BEGIN IMMEDIATE`` as the write lock:
 any number of processes may open the same file, their writers take turns and their
-readers never block (the contract in :mod:`nocturnus.store.recorder`). This module and
-:mod:`nocturnus.store.postgresql` are the only ones that import a driver; ``sqlite3``
-errors are translated here (STYLE rule 6).
+readers never block (the contract in :mod:`nocturnus.store.recorder`). This module,
+:mod:`nocturnus.store.postgresql` and the backends of :mod:`nocturnus.store.shared` are
+the only ones that import a driver; ``sqlite3`` errors are translated here (STYLE rule 6).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from nocturnus.store.recorder import (
     SnapshotRow,
     Tip,
 )
+from nocturnus.store.shared.sqlite import SqliteShared
 
 log = logging.getLogger("nocturnus.store")
 
@@ -948,6 +949,9 @@ class SqliteStore:
         if recorder.head_writer is not None:
             self._writers.setdefault(database, set()).add(recorder.head_writer)
         return recorder
+
+    def shared(self) -> SqliteShared:
+        return SqliteShared(self.data_dir)
 
     def probe(self, database: str) -> int | None:
         """From the head file, one pread (fit for the event loop): its seq, or when this

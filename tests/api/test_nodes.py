@@ -33,14 +33,21 @@ TENANTS = ("acme", "globex", "initech")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two running servers on one store."""
-    if request.param == "sqlite":
-        pair = (Server(tmp_path / "data"), Server(tmp_path / "data"))
+    yield from two_nodes(request.param, tmp_path, {})
+
+
+def two_nodes(
+    backend: str, tmp_path: Path, env: dict[str, str]
+) -> Iterator[tuple[Server, Server]]:
+    """Two running servers on one store of ``backend``, both with ``env``."""
+    if backend == "sqlite":
+        pair = (Server(tmp_path / "data", env=env), Server(tmp_path / "data", env=env))
         yield from _running(pair)
         return
     from tests.pg import fresh_database
 
     with fresh_database() as url:
-        env = {"NOCTURNUS_STORE": url}
+        env = {**env, "NOCTURNUS_STORE": url}
         pair = (Server(tmp_path / "a", env=env), Server(tmp_path / "b", env=env))
         yield from _running(pair)
 
@@ -182,6 +189,25 @@ def test_a_tenant_deleted_on_one_node_is_gone_on_the_other_at_once(
     assert facts(b, "doomed") == []
     listed = b.request("GET", "/admin/databases/default/tenants").json()["tenants"]
     assert "doomed" not in {t["name"] for t in listed}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_live_feed_on_one_node_shows_writes_made_through_the_other(
+    backend: str, tmp_path: Path
+) -> None:
+    """The feed's keepalive is set beyond the test's patience: only the probe for
+    other processes' commits can bring the write to it."""
+    from tests.api.test_feed import feed
+
+    for a, b in two_nodes(backend, tmp_path, {"NOCTURNUS_FEED_KEEPALIVE_MS": "600000"}):
+        tell(a.client, "watched", "before", 0).raise_for_status()
+        assert facts(b, "watched") == [("before", 0)]  # the feed starts after it
+        with feed(b, "watched") as events:
+            assert events.status == 200
+            tell(a.client, "watched", "x", 1).raise_for_status()
+            frame = events.next(timeout_s=60)
+            assert frame["event"] == "fact_asserted"
+            assert frame["data"]["atom"]["args"] == ["x", 1]
 
 
 def test_contradictory_reject_tells_racing_on_two_nodes_exactly_one_wins(
