@@ -54,8 +54,8 @@ from nocturnus.service import queries
 from nocturnus.service.answers import Page
 from nocturnus.service.events import FactTold, RuleTaught
 from nocturnus.service.projection import TenantState, apply
-from nocturnus.service.readmodels import TenantReadModel
 from nocturnus.service.rulebook import Rulebook
+from nocturnus.service.uses import UseBuffer
 
 CHUNK = 10_000
 JSON = {"Content-Type": "application/json"}
@@ -106,7 +106,7 @@ class InProcess:
         for edge in edges:
             self.index.add("parent", False, edge)
         self.state = TenantState(TENANT)
-        self.read_model = TenantReadModel()
+        self.uses = UseBuffer()
         self.rules = Rulebook()
         seq = 0
         for i, rule in enumerate(RULES):
@@ -130,7 +130,7 @@ class InProcess:
         now = time.time_ns() // 1_000_000
         self.state.refresh(now)
         found = queries.answer_set(self.state, self.rules, goal, None)
-        self.read_model.usage.record(found.stored_keys(), now)
+        self.uses.record(TENANT, found.stored_keys(), now)
         shaped(Page(found, None), goal, "full", bindings=True).joined()
         return len(found)
 

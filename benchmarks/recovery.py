@@ -20,6 +20,11 @@ Figures printed:
   answer of every tenant (each loads from its snapshot on first use).
 
     python benchmarks/recovery.py [--events 1000000] [--tenants 10] [--keep DIR]
+        [--store postgresql://postgres@127.0.0.1:5432/DBNAME]
+
+``--store`` keeps the log in that PostgreSQL database instead of the data dir's SQLite
+files (``NOCTURNUS_STORE``; the data dir still holds the server's lock): a kept log
+there is reused as a kept data dir is.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ from nocturnus.service.databases import Databases
 from nocturnus.service.events import FactRetracted, FactTold, RuleTaught
 from nocturnus.service.maintenance import replay_database, replay_log, snapshot_database
 from nocturnus.service.projection import TenantState, apply_fields, reader
+from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
+from nocturnus.store.recorder import Store
 from nocturnus.store.sealer import Append, Sealer
-from nocturnus.store.sqlite import SqliteStore, read_database_name
+from nocturnus.store.sqlite import read_database_name
 
 KEY_HEX = "5eed" * 16
 DATABASE = "bench"
@@ -67,18 +74,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def generate(data_dir: Path, events: int, tenants: int) -> None:
+def generate(store: Store, data_dir: Path, events: int, tenants: int) -> None:
     """Write the benchmark database through the service registry and the event log."""
     key = MasterKey(bytes.fromhex(KEY_HEX))
 
     async def register() -> None:
-        databases = Databases(data_dir, key)
+        databases = Databases(data_dir, key, store=store)
         await databases.open()
         await databases.create(DATABASE)
         await databases.close()
 
     asyncio.run(register())
-    log = Sealer.open(SqliteStore(data_dir).recorder(DATABASE), key)
+    log = Sealer.open(store.recorder(DATABASE), key)
     started = time.perf_counter()
     try:
         seq = log.head()
@@ -137,14 +144,11 @@ def generate(data_dir: Path, events: int, tenants: int) -> None:
             log.append(batch)
     finally:
         log.close()
-    print(
-        f"\r  wrote {events:,} events in {time.perf_counter() - started:.1f} s"
-        f" ({(data_dir / f'{DATABASE}.db').stat().st_size / 1e6:.0f} MB)"
-    )
+    print(f"\r  wrote {events:,} events in {time.perf_counter() - started:.1f} s")
 
 
-def measure_replay(data_dir: Path, key: MasterKey) -> None:
-    log = Sealer.open(SqliteStore(data_dir).recorder(DATABASE, readonly=True), key)
+def measure_replay(store: Store, key: MasterKey) -> None:
+    log = Sealer.open(store.recorder(DATABASE, readonly=True), key)
     try:
         # The phases of replay.fold, one after the other over the whole log.
         with collector_paused():
@@ -204,7 +208,7 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
         log.close()
     workers = os.cpu_count() or 1
     cpu, children = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = replay_database(SqliteStore(data_dir), key, DATABASE, workers=workers)
+    summary = replay_database(store, key, DATABASE, workers=workers)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu + after.ru_utime - children.ru_utime
     cpu += after.ru_stime - children.ru_stime
@@ -216,11 +220,11 @@ def measure_replay(data_dir: Path, key: MasterKey) -> None:
     )
 
 
-def measure_tenant_load(data_dir: Path, key: MasterKey, tenant: str) -> None:
+def measure_tenant_load(store: Store, key: MasterKey, tenant: str) -> None:
     async def load() -> tuple[float, int, int, float]:
         db: Database[DatabaseState] = Database(
             DATABASE,
-            SqliteStore(data_dir),
+            store,
             key,
             root_factory=DatabaseState,
             root_apply=apply_database_event,
@@ -246,10 +250,11 @@ def measure_tenant_load(data_dir: Path, key: MasterKey, tenant: str) -> None:
     )
 
 
-def measure_server(data_dir: Path) -> None:
+def measure_server(data_dir: Path, location: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOCTURNUS_MASTER_KEY": KEY_HEX}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOCTURNUS_MASTER_KEY": KEY_HEX,
+           "NOCTURNUS_STORE": location}
     started = time.perf_counter()
     process = subprocess.Popen(
         [
@@ -305,6 +310,9 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, default=None, help="Reuse/keep the data dir here"
     )
+    parser.add_argument(
+        "--store", default="", help="A postgresql:// URL: the log there (default: SQLite)"
+    )
     args = parser.parse_args()
     key = MasterKey(bytes.fromhex(KEY_HEX))
     data_dir = (
@@ -312,31 +320,49 @@ def main() -> None:
     )
     print(
         f"recovery benchmark: {args.events:,} events over {args.tenants} tenants, "
-        f"{os.cpu_count()} CPUs, data dir {data_dir}"
+        f"{os.cpu_count()} CPUs, data dir {data_dir}, store {args.store or 'SQLite'}"
     )
-    if not (data_dir / f"{DATABASE}.db").exists():
-        generate(data_dir, args.events, args.tenants)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(args.store, data_dir)
+    try:
+        if not store.exists(DATABASE):
+            generate(store, data_dir, args.events, args.tenants)
+        forget_snapshots(store, data_dir, key, args.store)
+        measure_replay(store, key)
+        started = time.perf_counter()
+        result = snapshot_database(store, key, DATABASE)
+        print(
+            f"  snapshotted {result.written} tenants in {time.perf_counter() - started:.2f} s"
+        )
+        measure_tenant_load(store, key, "tenant1")
+    finally:
+        store.close()
+    measure_server(data_dir, args.store)
+    if args.keep is None:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+def forget_snapshots(store: Store, data_dir: Path, key: MasterKey, location: str) -> None:
+    """A kept log starts from the log alone: its snapshots are deleted."""
+    if location:
+        import psycopg
+
+        from nocturnus.store.postgresql import schema_name
+
+        schema = schema_name(DATABASE)
+        with psycopg.connect(location, autocommit=True) as pg:
+            pg.execute(f'DELETE FROM "{schema}".snapshot_parts')
+            pg.execute(f'DELETE FROM "{schema}".snapshots')
+        return
     # A kept data dir may predate a migration: a read-write open applies it (the
-    # replay below opens read-only, which refuses a log that needs one).
-    store = SqliteStore(data_dir)
+    # replay opens read-only, which refuses a log that needs one).
     for path in sorted(data_dir.glob("*.db")):
         name = read_database_name(path) or path.stem
         Sealer.open(store.recorder(name), key).close()
     with sqlite3.connect(data_dir / f"{DATABASE}.db") as conn:
-        # a kept data dir: start from the log alone
         conn.execute("DELETE FROM snapshots")
         conn.execute("DELETE FROM snapshot_parts")
     conn.close()
-    measure_replay(data_dir, key)
-    started = time.perf_counter()
-    result = snapshot_database(SqliteStore(data_dir), key, DATABASE)
-    print(
-        f"  snapshotted {result.written} tenants in {time.perf_counter() - started:.2f} s"
-    )
-    measure_tenant_load(data_dir, key, "tenant1")
-    measure_server(data_dir)
-    if args.keep is None:
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ the count:
 - ``apply``: the same events as decided ones, through ``projection.apply`` (writes);
 - ``refresh``: the fold, then ``TenantState.refresh`` (the index build), less the fold;
 - ``snapshot``: loading a snapshot of that many facts (one in ten with a confidence)
-  and refreshing it (per fact).
+  and refreshing it (per fact);
+- ``log``: ``maintenance.replay_log`` of those events written to a SQLite log (one in
+  three with a confidence, over 10 tenants): the whole replay, reading the rows,
+  decrypting, decoding, applying and building the indexes, less writing the log.
 
     python benchmarks/replay_instructions.py [--events 20000]
 
@@ -36,14 +39,19 @@ sys.path.insert(0, str(ROOT))
 from nocturnus.service import snapshot_format
 from nocturnus.service.codec import CODEC
 from nocturnus.service.events import Event, FactRetracted, FactTold
+from nocturnus.service.maintenance import replay_log
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.replay import fold
+from nocturnus.store.crypto import MasterKey
+from nocturnus.store.sealer import Append, Sealer
+from nocturnus.store.sqlite import SqliteStore
 
 PHASES = {
     "fold": ("events", "fold"),
     "apply": ("events", "apply"),
     "refresh": ("fold", "refresh"),
     "snapshot": ("snapshot-input", "snapshot"),
+    "log": ("log-input", "log"),
 }
 """Each figure: (the run it is measured against, the run that does the work)."""
 
@@ -58,9 +66,38 @@ def events(count: int) -> list[Event]:
     return made
 
 
+def replay_a_log(mode: str, count: int) -> None:
+    """Write ``count`` events to a SQLite log; for ``log``, replay it from seq 0."""
+    work = Path(tempfile.mkdtemp(prefix="nocturnus-replay-instr-log-"))
+    key = MasterKey(bytes(range(32)))
+    try:
+        log = Sealer.open(SqliteStore(work).recorder("bench"), key)
+        try:
+            made = []
+            for i in range(count):
+                if i % 20 == 19:
+                    event: Event = FactRetracted("p", (f"a{i - 10}", i - 10), False, "main")
+                else:
+                    event = FactTold("p", (f"a{i}", i), False, "main", 1000 + i, 1000 + i,
+                                     confidence=0.9 if i % 3 == 0 else None)
+                made.append(Append(f"t{i % 10}", None, 1000 + i,
+                                   [(event.kind, CODEC.encode(event))]))
+            log.append(made)
+            del made
+            if mode == "log":
+                replay_log(log)
+        finally:
+            log.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run(mode: str, count: int) -> None:
     """One measured process: build the input, then do ``mode``'s work."""
     gc.disable()
+    if mode.startswith("log"):
+        replay_a_log(mode, count)
+        return
     if mode.startswith("snapshot"):
         state = TenantState("t")
         for i in range(count):

@@ -53,6 +53,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verify_interval_s", int, 21_600, "Seconds between background verifications "
             "of every whole log, the first right after start-up (0 = off)"),
     Setting("salience_half_life_ms", int, 3_600_000, "Recency half-life used by salience"),
+    Setting("uses_flush_ms", int, 2_000, "Longest a use of a fact waits in a process "
+            "before it is logged for every process's salience when no write to its tenant "
+            "takes it along (0 = only with writes and at shutdown)"),
     Setting("context_sessions", int, 1000, "Context sessions remembered per tenant (LRU)"),
     Setting("plan_cache_size", int, 4096, "Prepared query plans kept in the process (LRU)"),
     Setting("plan_cache_per_tenant", int, 256, "Prepared query plans kept per tenant (LRU)"),
@@ -152,6 +155,7 @@ class Settings:
 
     verify_interval_s: int = 21_600
     salience_half_life_ms: int = 3_600_000
+    uses_flush_ms: int = 2_000
     context_sessions: int = 1000
     plan_cache_size: int = 4096
     plan_cache_per_tenant: int = 256
@@ -302,6 +306,11 @@ def load_settings(
     if settings.verify_interval_s < 0:
         raise StartupError(
             f"verify_interval_s must be at least 0, got {settings.verify_interval_s}"
+        )
+    if settings.uses_flush_ms < 0:
+        raise StartupError(
+            f"uses_flush_ms must be at least 0 (0 = only with writes), got "
+            f"{settings.uses_flush_ms}"
         )
     if settings.mcp_session_idle_s < 0:
         raise StartupError(

@@ -48,12 +48,21 @@ def require() -> None:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database; yields its URL and drops it afterwards."""
+def fresh_database(encoding: str | None = None) -> Iterator[str]:
+    """A new, empty PostgreSQL database; yields its URL and drops it afterwards.
+
+    ``encoding`` (e.g. ``SQL_ASCII``, what initdb in the C locale makes) instead of the
+    server's default.
+    """
     require()
     name = f"noct_test_{uuid.uuid4().hex[:16]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if encoding is not None:
+        create = sql.SQL("{} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0").format(
+            create, sql.Literal(encoding)
+        )
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(create)
     try:
         yield _with_dbname(ADMIN_URL, name)
     finally:

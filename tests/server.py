@@ -31,7 +31,10 @@ class Server:
         self.args = args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY, **(env or {})}
+        # Uses of facts are logged with writes and at shutdown only unless a test sets
+        # a flush interval: a timer would make windows change at moments no test picks.
+        self.env = {**os.environ, "NOCTURNUS_MASTER_KEY": TEST_MASTER_KEY,
+                    "NOCTURNUS_USES_FLUSH_MS": "0", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self.client = httpx.Client(base_url=self.url, timeout=30)

@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
             master_key,
             store=app.ctx.store,
             snapshot_every=settings.snapshot_every,
+            uses_flush_ms=settings.uses_flush_ms,
             plans=PlanCache(settings.plan_cache_size, settings.plan_cache_per_tenant),
             evaluator=app.ctx.evaluator,
             residency=_residency(settings, app.ctx.transactions),

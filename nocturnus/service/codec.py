@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from operator import attrgetter, itemgetter
-from typing import Any, TypeVar
+from operator import attrgetter
+from typing import Any, Literal, TypeVar
 
+import msgspec
 import orjson
 
 from nocturnus.frozen import slot_builder
@@ -76,32 +77,36 @@ def _reader(
 ) -> Callable[[bytes], Fields | R]:
     """A body straight to its field values, when it is of ``version`` with exactly
     every field; otherwise ``slow(body)`` (:func:`_never`: None, for a caller that
-    decodes it the slow way itself)."""
-    count = len(names) + 1  # and "_v"
-    loads = orjson.loads
-    if len(names) == 1:
-        name = names[0]
+    decodes it the slow way itself).
 
-        def read_one(data: bytes) -> Fields | R:
-            body = loads(data)
-            if type(body) is not dict or len(body) != count or body.get("_v") != version:
-                return slow(data)
-            return (body[name],) if name in body else slow(data)
-
-        return read_one
-    getter = itemgetter(*names)
+    msgspec reads the body into a struct of exactly those fields (any JSON value each,
+    read as orjson reads it) and ``_v`` equal to ``version``, without building the
+    dict: about 8 k instead of 14 k instructions per ``fact_told`` body (replay's
+    hottest step after the store). A body that is not such an object (no ``_v``,
+    another version, a missing or unknown field, a number msgspec will not read)
+    raises, and takes ``slow``: the plain reading, with orjson.
+    """
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [(name, Any) for name in names]
+    fields.append((_VERSION, Literal.__getitem__(version), msgspec.field(name="_v")))
+    struct = msgspec.defstruct("Body", fields, forbid_unknown_fields=True)
+    decode = msgspec.json.Decoder(struct).decode
+    astuple = msgspec.structs.astuple
+    declined = msgspec.MsgspecError
 
     def read(data: bytes) -> Fields | R:
-        body = loads(data)
-        if type(body) is not dict or len(body) != count or body.get("_v") != version:
-            return slow(data)
         try:
-            values: Fields = getter(body)
-        except KeyError:
+            values = astuple(decode(data))
+        except declined:
+            values = None
+        if values is None:
             return slow(data)
-        return values
+        return values[:-1]
 
     return read
+
+
+_VERSION = "version_of_the_body_"
+"""The struct attribute of ``_v`` (no event field is named so)."""
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Event], tuple[Any, ...]]:

@@ -43,6 +43,7 @@ from nocturnus.service.events import (
     Event,
     FactExpired,
     FactRetracted,
+    FactsUsed,
     FactTold,
     PrioritySet,
     RuleRemoved,
@@ -271,6 +272,7 @@ or teaches registers its reader here (a census test lists every applied kind).""
 HARMLESS_KINDS = frozenset(
     {
         PrioritySet.kind,  # salience only
+        FactsUsed.kind,  # salience only
         ScopeForked.kind,  # a copy of a scope that satisfies the constraints
         ScopeDeleted.kind,  # a scope without facts satisfies every constraint
         TenantCreated.kind,

@@ -35,7 +35,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
@@ -53,17 +53,15 @@ from nocturnus.service.events import (
     RuleTaught,
     TenantDeleted,
 )
+from nocturnus.service.facts import FactKey
 from nocturnus.service.integrity import Integrity
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
-from nocturnus.service.replay import (
-    TenantLog,
-    read_tenant,
-    replay_tenant,
-    restore_tenant,
-)
+from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
 from nocturnus.service.residency import Residency
+from nocturnus.service.retry import attempt
 from nocturnus.service.rulebook import Rulebook, RuleRecord
+from nocturnus.service.uses import UseBuffer
 from nocturnus.store import distribution
 from nocturnus.store.crypto import AesGcmCipher, MasterKey
 from nocturnus.store.distribution import Distribution
@@ -81,6 +79,7 @@ log = logging.getLogger("nocturnus.service")
 
 DATABASE_LEVEL = ""
 DEFAULT_SNAPSHOT_EVERY = 10_000
+DEFAULT_USES_FLUSH_MS = 2_000
 SNAPSHOT_TAIL_SHARE = 2
 """A tenant's tail must reach 1/SNAPSHOT_TAIL_SHARE of its facts before a snapshot."""
 CATCH_UP_ROWS = 2_000
@@ -177,6 +176,7 @@ class Database(Generic[RootState]):
         root_apply: Callable[[RootState, int, Event], None],
         default_conflict_strategy: str = "REJECT",
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        uses_flush_ms: int = DEFAULT_USES_FLUSH_MS,
         plans: PlanCache | None = None,
         evaluator: Evaluator | None = None,
         residency: Residency | None = None,
@@ -229,8 +229,14 @@ class Database(Generic[RootState]):
         # the seqs those appends got: see _apply_caught_up and _settled.
         self._passed_over: dict[str, list[int]] = {}
         self._own_seqs: dict[str, list[range]] = {}
-        # uses, rankings, cached windows: per-tenant state that is not knowledge
+        # rankings, cached windows: per-process caches of the log, per tenant
         self.read_models = ReadModels()
+        # uses of facts noted and not logged yet (service/uses.py), appended with the
+        # tenant's next write or after uses_flush_ms (0: only with writes and at close)
+        self.uses = UseBuffer()
+        self.uses_flush_ms = uses_flush_ms
+        self._uses_flusher: asyncio.Task[None] | None = None
+        self._uses_settled = False
         self._loading: dict[str, asyncio.Future[TenantState]] = {}
         self._next_seq = 1
         self.tenant_names: dict[str, int] = {}
@@ -323,6 +329,7 @@ class Database(Generic[RootState]):
     async def _close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        await self.settle_uses()
         await self.flush_snapshots()
         if self.residency is not None:
             self.residency.forget_database(self.name)
@@ -409,6 +416,7 @@ class Database(Generic[RootState]):
     def evict(self, name: str) -> None:
         """Drop a tenant's projection from memory; the next use reloads it from the log."""
         self._tenants.pop(name, None)
+        self.read_models.drop(name)
         self._unsnapshotted.pop(name, None)
         self._positions.pop(name, None)
         self._passed_over.pop(name, None)
@@ -457,11 +465,10 @@ class Database(Generic[RootState]):
             return False
 
     def unload(self, name: str) -> bool:
-        """Drop an idle tenant whose snapshot covers every event, keeping its read
-        model for the next load; False (and nothing done) otherwise."""
+        """Drop an idle tenant whose snapshot covers every event; False (and nothing
+        done) otherwise."""
         if not self.is_idle(name) or self._unsnapshotted.get(name):
             return False
-        self.read_models.carry(self._tenants[name])
         self.evict(name)
         return True
 
@@ -500,12 +507,8 @@ class Database(Generic[RootState]):
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
-            stored = TenantLog(None, records)
         else:
             self._unsnapshotted[name] = len(stored.tail)
-        # Before the catch-up below: a deletion it applies bumps the incarnation, and
-        # a read model carried over an eviction then goes with the deleted data.
-        self.read_models.adopt(state, stored, now_ms())
         while loaded_at < self._known:
             until = self._known
             rows = await self._read(_rows(state.last_seq, until, name))
@@ -605,6 +608,8 @@ class Database(Generic[RootState]):
             deleted = kind == TenantDeleted.kind
             _track_tenant(self.tenant_names, tenant, deleted, ts_ms)
             _track_tenant(self._durable_tenants, tenant, deleted, ts_ms)
+            if deleted:
+                self.uses.drop(tenant)  # another process deleted it: they go with it
             state = self._tenants.get(tenant)
             if state is None or seq <= self._positions.get(tenant, 0):
                 continue
@@ -747,6 +752,10 @@ class Database(Generic[RootState]):
         taken or a projection touched (issue 14): an event that cannot be stored
         raises here and changes nothing, for this tenant or any other.
 
+        The uses of the tenant's facts noted since its last append go first, in the
+        same commit, as ``facts_used`` events (``service/uses.py``); a deletion drops
+        them instead. The range returned is that of ``events``.
+
         :raises AppendConflict: another writer changed the stream since the decision
             (issue 15); the stale projection is gone by then, the request may be retried.
         :raises Unavailable: the writer could not make the batch durable; what the
@@ -754,17 +763,98 @@ class Database(Generic[RootState]):
         """
         if not events:
             return range(0)
-        if tenant != DATABASE_LEVEL:  # RESTRICT (issue 18): refuse before taking a seq
-            state = self._tenants.get(tenant)
-            if state is not None:
-                state.detach_read_views()  # a worker reads them: change copies
-            if state is not None and state.constraints:
-                root = self.root
-                assert isinstance(root, DatabaseState)  # tenants live in data databases
-                rules = root.rules
-                self.evaluator.bounded(
-                    lambda budget: check_writes(state, rules, events, now, budget)
-                )
+        if tenant == DATABASE_LEVEL:
+            return await self._append(tenant, events, now)
+        state = self._tenants.get(tenant)
+        if state is not None:
+            state.detach_read_views()  # a worker reads them: change copies
+        if state is not None and state.constraints:  # RESTRICT (issue 18): refuse
+            root = self.root  # before taking a seq
+            assert isinstance(root, DatabaseState)  # tenants live in data databases
+            rules = root.rules
+            self.evaluator.bounded(
+                lambda budget: check_writes(state, rules, events, now, budget)
+            )
+        if isinstance(events[-1], TenantDeleted):
+            self.uses.drop(tenant)  # the uses go with the data
+        used = self.uses.take(tenant)
+        if not used:
+            return await self._append(tenant, events, now)
+        try:
+            stored = await self._append(tenant, [*used, *events], now)
+        except Exception:
+            self.uses.give_back(tenant, used)
+            raise
+        return stored[len(used) :]
+
+    def record_uses(self, tenant: str, keys: Iterable[FactKey], now: int) -> None:
+        """Note a use of each of the tenant's facts ``keys`` at ``now`` (salience): it
+        is logged with the tenant's next write, or after ``uses_flush_ms``
+        (``service/uses.py``)."""
+        if self.uses.record(tenant, keys, now):
+            self._arm_uses_flusher()
+
+    def _arm_uses_flusher(self) -> None:
+        if (
+            self.uses_flush_ms > 0
+            and self._uses_flusher is None
+            and not self._uses_settled
+            and self.uses
+        ):
+            self._uses_flusher = asyncio.get_running_loop().create_task(
+                self._flush_uses_later()
+            )
+
+    async def _flush_uses_later(self) -> None:
+        try:
+            await asyncio.sleep(self.uses_flush_ms / 1000)
+            await self.flush_uses()
+        except Exception:  # a bug must not stop later flushes
+            log.exception("flushing the uses of %r failed", self.name)
+        finally:
+            self._uses_flusher = None
+        self._arm_uses_flusher()  # uses noted while it flushed
+
+    async def flush_uses(self) -> None:
+        """Append the uses noted for every tenant, one commit per tenant, deciding
+        again on conflict. A tenant whose uses could not be stored keeps them for
+        the next flush, unless it is damaged (they are dropped: it serves nothing)."""
+        for tenant in self.uses.tenants():
+            try:
+                await attempt(self, partial(self._append_uses, tenant))
+            except NocturnusError as e:
+                if tenant in self.integrity.damaged:
+                    self.uses.drop(tenant)
+                log.warning("uses of tenant %r in %r not stored: %s", tenant, self.name, e)
+
+    async def settle_uses(self) -> None:
+        """Append every use noted and stop the timer for good: the database closes.
+
+        Its own step, so that whoever closes many databases runs it for all of them
+        before the last round of evictions (a flush may load a tenant)."""
+        self._uses_settled = True
+        flusher = self._uses_flusher
+        if flusher is not None:
+            flusher.cancel()  # an append it queued is stored; nothing taken is lost
+            await asyncio.gather(flusher, return_exceptions=True)
+        if self.writer.is_alive:
+            await self.flush_uses()
+
+    async def _append_uses(self, tenant: str) -> None:
+        """Log the tenant's noted uses alone, decided on the tenant caught up (a
+        deletion found there drops them)."""
+        _, now = await self.current(tenant)
+        used = self.uses.take(tenant)
+        if not used:
+            return
+        try:
+            await self._append(tenant, used, now)
+        except Exception:
+            self.uses.give_back(tenant, used)
+            raise
+
+    async def _append(self, tenant: str, events: Sequence[Event], now: int) -> range:
+        """:meth:`commit` from the point where the events are final."""
         append = Append(
             tenant,
             self._expected(tenant),

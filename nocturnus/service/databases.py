@@ -18,6 +18,7 @@ from nocturnus.service.apikeys import KeyTable, apply_key_event
 from nocturnus.service.database import (
     DATABASE_LEVEL,
     DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_USES_FLUSH_MS,
     Database,
     DatabaseState,
     apply_database_event,
@@ -91,6 +92,7 @@ class Databases:
         *,
         store: Store | None = None,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        uses_flush_ms: int = DEFAULT_USES_FLUSH_MS,
         plans: PlanCache | None = None,
         evaluator: Evaluator | None = None,
         residency: Residency | None = None,
@@ -108,6 +110,7 @@ class Databases:
         self.data_dir = data_dir
         self._master_key = master_key
         self.snapshot_every = snapshot_every
+        self.uses_flush_ms = uses_flush_ms
         self.system = system_database(self.store, master_key)
         self._open: dict[str, Database[DatabaseState]] = {}
         self._lock = asyncio.Lock()
@@ -130,6 +133,8 @@ class Databases:
         await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
+        for database in list(self._open.values()):
+            await database.settle_uses()  # may load tenants: before the evictions end
         if self.residency is not None:  # an eviction round in progress ends first
             await self.residency.settled()
         for database in list(self._open.values()):
@@ -147,6 +152,7 @@ class Databases:
             root_apply=apply_database_event,
             default_conflict_strategy=info.default_conflict_strategy,
             snapshot_every=self.snapshot_every,
+            uses_flush_ms=self.uses_flush_ms,
             plans=self.plans,
             evaluator=self.evaluator,
             residency=self.residency,
@@ -177,7 +183,9 @@ class Databases:
             if info.name not in self._open:
                 await self._open_database(info)
         for name in [n for n in self._open if n not in registered]:
-            await self._open.pop(name).close()
+            gone = self._open.pop(name)
+            gone.uses.clear()  # nothing is appended to a deleted database
+            await gone.close()
 
     def get(self, name: str) -> Database[DatabaseState]:
         """:raises NotFound: no database of that name."""
@@ -237,5 +245,6 @@ class Databases:
         database = self.get(name)
         await self.system.commit(DATABASE_LEVEL, [DatabaseDeleted(name)], now_ms())
         del self._open[name]
+        database.uses.clear()  # nothing is appended to a deleted database
         await database.close()
         await asyncio.to_thread(self.store.remove, name)

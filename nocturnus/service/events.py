@@ -156,6 +156,25 @@ class PrioritySet(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FactsUsed(Event):
+    """Stored facts were used (salience, issue 16): what one process buffered.
+
+    Each entry of ``facts`` is ``[scope, predicate, negated, args, uses, last_used_ms]``:
+    the fact's key, how often it was used, and its latest use. Uses are aggregated per
+    fact and at most :data:`MAX_USED_FACTS` facts travel in one event (``uses.py``).
+    Applying it adds the uses to the facts still stored and ignores the others; it
+    changes no fact.
+    """
+
+    kind: ClassVar[str] = "facts_used"
+    facts: tuple[tuple[Any, ...], ...]
+
+
+MAX_USED_FACTS = 1000
+"""Most facts one ``facts_used`` event carries; a bigger buffer is split."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConstraintAdded(Event):
     """A RESTRICT constraint: its ``body`` (literals as in ``rule_taught``) must never
     hold in any scope of the tenant (issue 18)."""
@@ -343,5 +362,6 @@ for _cls in (
     AuditRecorded,
     FactExpired,
     TransactionCommitted,
+    FactsUsed,
 ):
     register(_cls)

@@ -15,8 +15,8 @@
 
 Each change is an event decided by a pure function of the tenant's state, the request
 and the ``now`` passed in (never the clock), so replay rebuilds exactly the same state.
-Decay's eviction reads salience, which counts uses kept in memory only; what it decided
-is logged, so the replayed state is the same whatever the uses were.
+Decay's eviction reads salience, which counts the uses logged up to the tenant's
+position; what it decided is logged too, so replay rebuilds the same state.
 """
 
 from __future__ import annotations
@@ -195,16 +195,14 @@ async def salient(
     """Visible facts matching the pattern with their salience, most salient first.
 
     Ties go to the newer fact, then to the predicate/arguments order (the context
-    window's order). The facts returned count as used (from the next knowledge change).
+    window's order). The facts returned count as used (once logged: ``uses.py``).
     """
     state, now = await db.current(tenant)
     records = queries.match(state, predicate, negated, pattern, scope)
-    model = db.read_models.of(state)
-    ranking = ranking_of(state, model, cfg)
-    usage, priorities = model.usage, state.priorities
-    scored = [(r, ranking.score(r.key, r, usage, priorities)) for r in records]
+    ranking = ranking_of(state, db.read_models.of(state), cfg)
+    scored = [(r, ranking.score(r.key, r, state)) for r in records]
     kept = [(r, s) for r, s in scored if s >= min_salience]
     kept.sort(key=lambda rs: (-rs[1], -rs[0].created_at, fact_order(rs[0].key)))
     kept = kept[:limit]
-    usage.record([r.key for r, _ in kept], now)
+    db.record_uses(tenant, [r.key for r, _ in kept], now)
     return kept

@@ -36,6 +36,7 @@ from nocturnus.service.events import (
     Event,
     FactExpired,
     FactRetracted,
+    FactsUsed,
     FactTold,
     PrioritySet,
     RuleRemoved,
@@ -103,6 +104,9 @@ class TenantState:
     views: dict[str, ScopeView] = field(default_factory=dict)
     # explicit salience priorities of stored facts (``priority_set`` events, issue 6)
     priorities: dict[FactKey, float] = field(default_factory=dict)
+    # (uses, last use in ms) of stored facts, as logged (``facts_used`` events,
+    # issue 16): what salience counts, the same on every process
+    uses: dict[FactKey, tuple[int, int]] = field(default_factory=dict)
     # RESTRICT constraints by id (``constraint_added`` events, issue 18)
     constraints: dict[str, ConstraintRecord] = field(default_factory=dict)
     # bumped when the tenant is deleted: the read model of the deleted incarnation
@@ -386,6 +390,7 @@ class TenantState:
             twin.views[scope] = ScopeView(index=index, reasoner=Reasoner(index))
         twin.rules = self.rules.copy()
         twin.priorities = dict(self.priorities)
+        twin.uses = dict(self.uses)
         twin.constraints = dict(self.constraints)
         twin._dirty = {
             scope: {relation: list(args) for relation, args in relations.items()}
@@ -397,13 +402,23 @@ class TenantState:
         return twin
 
     def drop_scope(self, scope: str) -> None:
-        """Forget every fact of ``scope`` at once (its index and priorities go too)."""
+        """Forget every fact of ``scope`` at once (its index, priorities and uses go
+        too)."""
         self._replaced()
         self.facts.pop(scope, None)
         self.views.pop(scope, None)
         self._dirty.pop(scope, None)
         for key in [k for k in self.priorities if k.scope == scope]:
             del self.priorities[key]
+        for key in [k for k in self.uses if k.scope == scope]:
+            del self.uses[key]
+
+    def remove(self, key: FactKey) -> None:
+        """Remove the stored fact of ``key`` with its priority and uses (retracted,
+        expired, or lost to a merge)."""
+        self.discard(key)
+        self.priorities.pop(key, None)
+        self.uses.pop(key, None)
 
     def _replaced(self) -> None:
         """A whole scope changes at once, without a ``changed`` entry per key.
@@ -563,16 +578,12 @@ def _fact_retracted(
     negated: bool,
     scope: str,
 ) -> None:
-    key = _tuple_new(FactKey, (scope, predicate, negated, tuple(args)))
-    state.discard(key)
-    state.priorities.pop(key, None)
+    state.remove(_tuple_new(FactKey, (scope, predicate, negated, tuple(args))))
 
 
 @applies(FactExpired)
 def _fact_expired(state: TenantState, event: FactExpired) -> None:
-    key = FactKey(event.scope, event.predicate, event.negated, tuple(event.args))
-    state.discard(key)
-    state.priorities.pop(key, None)
+    state.remove(FactKey(event.scope, event.predicate, event.negated, tuple(event.args)))
 
 
 @applies(TransactionCommitted)
@@ -587,6 +598,21 @@ def _priority_set(state: TenantState, event: PrioritySet) -> None:
     state.priorities[key] = event.priority
     if state.changed is not None:
         state.changed.add(key)
+
+
+@applies(FactsUsed)
+def _facts_used(state: TenantState, event: FactsUsed) -> None:
+    """Add the uses to the facts still stored (salience); the others are ignored, so
+    the counts never outlive their facts and every replay folds the same ones."""
+    uses, changed = state.uses, state.changed
+    for scope, predicate, negated, args, count, last_ms in event.facts:
+        key = FactKey(scope, predicate, negated, tuple(args))
+        if state.record(key) is None:
+            continue
+        old = uses.get(key)
+        uses[key] = (count, last_ms) if old is None else (old[0] + count, max(old[1], last_ms))
+        if changed is not None:
+            changed.add(key)
 
 
 @applies(RuleTaught)
@@ -620,9 +646,9 @@ def _scope_forked(state: TenantState, event: ScopeForked) -> None:
 def _scope_merged(state: TenantState, event: ScopeMerged) -> None:
     target = event.target
     for fact in event.retracted:
-        key = FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"]))
-        state.discard(key)
-        state.priorities.pop(key, None)
+        state.remove(
+            FactKey(target, fact["predicate"], fact["negated"], tuple(fact["args"]))
+        )
     for fact in event.facts:
         told = FactTold(**{**fact, "args": tuple(fact["args"]), "scope": target})
         state.put(FactRecord.from_event(told))
@@ -650,6 +676,7 @@ def _tenant_deleted(state: TenantState, event: TenantDeleted) -> None:
     state._timeline.clear()
     state._heirs.clear()
     state.priorities.clear()
+    state.uses.clear()
     state.constraints.clear()
     state.incarnation += 1
     state.changed = None

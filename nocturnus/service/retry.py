@@ -19,11 +19,13 @@ import asyncio
 import functools
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from nocturnus.errors import WriteContention
-from nocturnus.service.database import Database
 from nocturnus.store.errors import AppendConflict
+
+if TYPE_CHECKING:  # database.py retries its own appends of uses with this module
+    from nocturnus.service.database import Database
 
 MAX_ATTEMPTS = 10
 BACKOFF_S = 0.001
@@ -31,7 +33,7 @@ MAX_BACKOFF_S = 0.05
 
 P = ParamSpec("P")
 R = TypeVar("R")
-D = TypeVar("D", bound=Database[Any])
+D = TypeVar("D", bound="Database[Any]")
 
 
 async def attempt(db: Database[Any], decide_and_append: Callable[[], Awaitable[R]]) -> R:

@@ -13,13 +13,15 @@ score depends only on the knowledge, never on when the question is asked: two id
 requests give the same window byte for byte. A priority of 0.5 leaves ``base`` as it is,
 1.0 pins the fact at salience 1 and 0 squares it.
 
-Uses are counted in memory per tenant: an ``/ask`` uses the stored facts it answers with
-and those its proofs rest on; a goal-driven window uses the facts of its goal proofs. A
-window that merely lists a fact does not use it (else a fact shown once would outrank
-every newer fact in every later window).
-They are *pending* until the tenant's knowledge next changes (a write or an expiry);
-only then are they folded into the counts the score reads. Within one knowledge
-generation the ranking is therefore fixed, and it is computed once and cached.
+Uses: an ``/ask`` uses the stored facts it answers with and those its proofs rest on;
+a goal-driven window uses the facts of its goal proofs; a salient query uses the facts
+it returns. A window that merely lists a fact does not use it (else a fact shown once
+would outrank every newer fact in every later window). A process notes its uses and
+logs them as ``facts_used`` events (``uses.py``: with the tenant's next write, after
+``uses_flush_ms``, or at shutdown); the counts the score reads are the projection's
+(``TenantState.uses``), those of the log up to the tenant's position. So every process,
+and a restarted one, ranks the same knowledge the same way, and within one log position
+the ranking is fixed: it is computed once and cached.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import bisect
 import heapq
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from nocturnus.engine.proofs import Proof
@@ -68,56 +69,17 @@ def proof_facts(proof: Proof, scope: str) -> list[FactKey]:
     return found
 
 
-@dataclass(slots=True)
-class Usage:
-    """Per-tenant use counts; pending uses count from the next knowledge change on."""
-
-    counts: dict[FactKey, int] = field(default_factory=dict)
-    last_used: dict[FactKey, int] = field(default_factory=dict)
-    pending: dict[FactKey, int] = field(default_factory=dict)
-    pending_last: dict[FactKey, int] = field(default_factory=dict)
-    folded_at: Any = None
-    epoch: int = 0
-
-    def record(self, keys: Iterable[FactKey], now_ms: int) -> None:
-        """Count a use of each fact at ``now_ms`` (pending until knowledge changes)."""
-        pending, last = self.pending, self.pending_last
-        for key in keys:
-            pending[key] = pending.get(key, 0) + 1
-            last[key] = now_ms
-
-    def settle(self, knowledge: Any, state: TenantState) -> list[FactKey]:
-        """Fold pending uses in when the knowledge changed since the last fold; return
-        the keys whose counts changed."""
-        if knowledge == self.folded_at:
-            return []
-        self.folded_at = knowledge
-        if not self.pending:
-            return []
-        touched = list(self.pending)
-        for key, n in self.pending.items():
-            self.counts[key] = self.counts.get(key, 0) + n
-        self.last_used.update(self.pending_last)
-        self.pending.clear()
-        self.pending_last.clear()
-        self.epoch += 1
-        if len(self.counts) > 2 * state.fact_count() + 1024:
-            for key in [k for k in self.counts if state.record(k) is None]:
-                del self.counts[key]
-                self.last_used.pop(key, None)
-        return touched
-
-
 RankedRow = tuple[float, int, tuple[Any, ...], FactKey]
 """A ranked fact: (-salience, -createdAt, predicate/args sort key, key); rows sort
 most salient first, ties to the newer fact, then by the sort key — a total order."""
 
 
 def knowledge_key(state: TenantState) -> tuple[Any, ...]:
-    """Changes whenever the tenant's visible knowledge may have changed.
+    """Changes whenever the tenant's visible knowledge or its ranking may have changed.
 
-    The log position covers every event (facts, rules, priorities); each scope index's
-    version covers visibility changes without an event (TTL and validity expiry).
+    The log position covers every event (facts, rules, priorities, uses); each scope
+    index's version covers visibility changes without an event (TTL and validity
+    expiry).
     """
     versions = tuple(
         sorted((name, view.index.version) for name, view in state.views.items())
@@ -128,7 +90,7 @@ def knowledge_key(state: TenantState) -> tuple[Any, ...]:
 class Ranking:
     """Every visible fact of a tenant, per scope, in salience order, kept incrementally.
 
-    Facts without uses and without an explicit priority ("plain" facts) score
+    Facts without logged uses and without an explicit priority ("plain" facts) score
     ``0.7 * recency``, which only depends on ``createdAt``: their order never changes
     when the reference time moves, so they stay in one sorted list per scope, patched
     for the keys the projection reports as changed (``TenantState.changed``). Only the
@@ -152,17 +114,14 @@ class Ranking:
 
     # -- keeping up with the projection --------------------------------------------
 
-    def sync(
-        self, state: TenantState, usage: Usage, touched: Iterable[FactKey]
-    ) -> None:
-        """Bring the ranking in line with ``state`` (refreshed) and the folded uses."""
+    def sync(self, state: TenantState) -> None:
+        """Bring the ranking in line with ``state`` (refreshed), uses included."""
         changed = state.changed
         state.changed = set()
         if changed is None or len(changed) > max(4096, state.fact_count() // 2):
-            self._rebuild_all(state, usage)
+            self._rebuild_all(state)
         else:
-            keys = set(changed)
-            keys.update(touched)
+            keys = changed
             per_scope: dict[str, int] = {}
             for key in keys:
                 per_scope[key.scope] = per_scope.get(key.scope, 0) + 1
@@ -181,20 +140,20 @@ class Ranking:
             for key in keys:
                 if key.scope not in stale_set:
                     self._remove(key)
-                    self._place(state, usage, key)
+                    self._place(state, key)
             for name in stale:
-                self._build_scope(state, usage, name)
+                self._build_scope(state, name)
             for name, view in state.views.items():
                 self._versions[name] = view.index.version
-        self._score_special(state, usage)
+        self._score_special(state)
 
-    def _rebuild_all(self, state: TenantState, usage: Usage) -> None:
+    def _rebuild_all(self, state: TenantState) -> None:
         for name in list(self._versions):
             self._drop_scope(name)
         if len(self._orders) > 2 * state.fact_count() + 1024:
             self._orders.clear()
         for name in state.views:
-            self._build_scope(state, usage, name)
+            self._build_scope(state, name)
 
     def _drop_scope(self, name: str) -> None:
         for row in self._plain.pop(name, ()):
@@ -205,14 +164,14 @@ class Ranking:
         self._conflicts.pop(name, None)
         self._versions.pop(name, None)
 
-    def _build_scope(self, state: TenantState, usage: Usage, name: str) -> None:
+    def _build_scope(self, state: TenantState, name: str) -> None:
         view = state.views.get(name)
         if view is None:
             return
         rows = []
         counts: dict[str, int] = {}
         special = self._special
-        counted, priorities = usage.counts, state.priorities
+        counted, priorities = state.uses, state.priorities
         for record in state.iter_visible(name):
             key = record.key
             counts[key.predicate] = counts.get(key.predicate, 0) + 1
@@ -248,7 +207,7 @@ class Ranking:
         if not counts[key.predicate]:
             del counts[key.predicate]
 
-    def _place(self, state: TenantState, usage: Usage, key: FactKey) -> None:
+    def _place(self, state: TenantState, key: FactKey) -> None:
         positive = key._replace(negated=False)
         conflicts = self._conflicts.setdefault(key.scope, set())
         if (
@@ -263,14 +222,14 @@ class Ranking:
             return
         counts = self._counts.setdefault(key.scope, {})
         counts[key.predicate] = counts.get(key.predicate, 0) + 1
-        if key in usage.counts or key in state.priorities:
+        if key in state.uses or key in state.priorities:
             self._special[key] = record
             return
         row = (-record.created_at, self._order(key), key)
         bisect.insort(self._plain.setdefault(key.scope, []), row)
         self._placed[key] = row
 
-    def _score_special(self, state: TenantState, usage: Usage) -> None:
+    def _score_special(self, state: TenantState) -> None:
         ref = 0
         for rows in self._plain.values():
             if rows:
@@ -280,7 +239,7 @@ class Ranking:
         self.ref_ms = ref
         scored: dict[str, list[RankedRow]] = {}
         for key, record in self._special.items():
-            value = self.score(key, record, usage, state.priorities)
+            value = self.score(key, record, state)
             scored.setdefault(key.scope, []).append(
                 (-value, -record.created_at, self._order(key), key)
             )
@@ -290,22 +249,13 @@ class Ranking:
 
     # -- reading ---------------------------------------------------------------------
 
-    def score(
-        self,
-        key: FactKey,
-        record: FactRecord,
-        usage: Usage,
-        priorities: dict[FactKey, float],
-    ) -> float:
-        """The salience of one visible fact now (module docstring)."""
+    def score(self, key: FactKey, record: FactRecord, state: TenantState) -> float:
+        """The salience of one visible fact of ``state`` now (module docstring)."""
         touched = record.created_at
-        used = usage.last_used.get(key)
-        if used is not None and used > touched:
-            touched = used
-        priority = priorities.get(key, DEFAULT_PRIORITY)
-        return score(
-            self.ref_ms - touched, usage.counts.get(key, 0), priority, self.half_life_ms
-        )
+        uses, used = state.uses.get(key, (0, 0))
+        touched = max(touched, used)
+        priority = state.priorities.get(key, DEFAULT_PRIORITY)
+        return score(self.ref_ms - touched, uses, priority, self.half_life_ms)
 
     def _plain_rows(self, name: str) -> Iterator[RankedRow]:
         ref, half = self.ref_ms, self.half_life_ms

@@ -348,6 +348,31 @@ register_section(
 )
 
 
+def _encode_uses(uses: dict[FactKey, tuple[int, int]]) -> list[list[Any]]:
+    return [
+        [key.scope, key.predicate, key.negated, key.args, count, last_ms]
+        for key, (count, last_ms) in uses.items()
+    ]
+
+
+def _decode_uses(state: TenantState, rows: Any, version: int) -> None:
+    new_key = FactKey._make
+    for scope, predicate, negated, args, count, last_ms in rows:
+        state.uses[new_key((scope, predicate, negated, tuple(args)))] = (count, last_ms)
+
+
+register_section(
+    Section(
+        name="uses",
+        version=1,
+        fields=("uses",),
+        capture=lambda state: dict(state.uses),
+        encode=_encode_uses,
+        decode=_decode_uses,
+    )
+)
+
+
 def _encode_constraints(records: list[ConstraintRecord]) -> list[list[Any]]:
     return [[c.id, list(c.body), c.created_at] for c in records]
 

@@ -380,7 +380,7 @@ async def ask_page(
             if a.proof is not None and a.proof.type != "fact":
                 used.extend(proof_facts(a.proof, a.key.scope))
     # salience: answers and proof premises count as uses
-    db.read_models.of(state).usage.record(used, now)
+    db.record_uses(tenant, used, now)
     return Asked(selected, proved)
 
 

@@ -54,7 +54,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -76,6 +76,7 @@ from nocturnus.service.codec import nest
 from nocturnus.service.constraints import check_writes
 from nocturnus.service.database import Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TransactionCommitted
+from nocturnus.service.facts import FactKey
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.retry import retried
@@ -403,12 +404,18 @@ class StagedDatabase:
         self._state = state
         self._now = now
         self.events: list[Event] = []
-        # the view's own uses and ranking: the tenant's stay the live state's (so do
-        # its context sessions: a call in a transaction keeps its own for the call)
+        # the view's own ranking: the tenant's stays the live state's (so do its
+        # context sessions: a call in a transaction keeps its own for the call)
         self.read_models = ReadModels()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
+
+    def record_uses(self, tenant: str, keys: Iterable[FactKey], now: int) -> None:
+        """Uses of the view's facts are not counted (the facts it reads may be its
+        own, not the tenant's); any other tenant's are (``Database.record_uses``)."""
+        if tenant != self._tenant:
+            self._db.record_uses(tenant, keys, now)
 
     async def tenant(self, name: str) -> TenantState:
         """The view for the transaction's tenant; any other tenant's projection."""

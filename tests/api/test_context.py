@@ -107,7 +107,7 @@ def test_identical_requests_give_identical_bytes(server: Server, tenant: str, fm
                  {"predicate": "parent", "args": ["?y", "?z"]}]})
     body = {"maxFacts": 10, "format": fmt, "goals": [{"predicate": "gp", "args": ["?x", "?y"]}]}
     first = server.request("POST", "/context/optimize", tenant=tenant, json=body).content
-    post(server, "/ask", tenant, {"predicate": "item", "args": ["i03", "?n"]})  # a use, pending
+    post(server, "/ask", tenant, {"predicate": "item", "args": ["i03", "?n"]})  # a use, not logged yet
     time.sleep(0.05)
     second = server.request("POST", "/context/optimize", tenant=tenant, json=body).content
     assert first == second
@@ -146,6 +146,25 @@ def test_uses_raise_salience_from_the_next_write_on(server: Server, tenant: str)
     tell(server, tenant, "other", "c")
     after = {e["args"][0]: e["salience"] for e in post(server, "/context/optimize", tenant, {})["entries"]}
     assert after["a"] > after["b"]
+
+
+def test_uses_are_logged_so_a_restart_keeps_them(fresh_server: Server, tenant: str) -> None:
+    """Issue 16: uses are events in the log (here logged by the clean shutdown, no write
+    having taken them along), not counts a restart forgets."""
+    server = fresh_server.start()
+    tell(server, tenant, "note", "a")
+    tell(server, tenant, "note", "b")
+    for _ in range(5):
+        post(server, "/ask", tenant, {"predicate": "note", "args": ["a"]})
+    body = {"format": "structured"}
+    unused = server.request("POST", "/context/optimize", tenant=tenant, json=body).content
+    server.stop()
+    server.start()
+    used = server.request("POST", "/context/optimize", tenant=tenant, json=body).content
+    assert used != unused
+    salience = {e["args"][0]: e["salience"] for e in post(server, "/context/optimize", tenant, {})["entries"]}
+    assert salience["a"] > salience["b"]
+    assert server.request("POST", "/context/optimize", tenant=tenant, json=body).content == used
 
 
 def test_priority_ranks_and_pins(server: Server, tenant: str) -> None:

@@ -107,6 +107,17 @@ def test_the_feed_shows_committed_changes_as_the_api_renders_them(server: Server
     assert first["data"]["eventId"] < second["data"]["eventId"] < third["data"]["eventId"]
 
 
+def test_logged_uses_of_facts_are_not_changes_of_the_feed(server: Server, tenant: str) -> None:
+    """A ``facts_used`` event (issue 16) changes no fact: the feed passes over it."""
+    with feed(server, tenant) as events:
+        tell(server, tenant, "likes", "alice", "tea")
+        post(server, "/ask", tenant, {"predicate": "likes", "args": ["?x", "tea"]})
+        tell(server, tenant, "likes", "bob", "tea")  # logged after the uses it takes along
+        first, second = events.take(2)
+    assert first["event"] == second["event"] == "fact_asserted"
+    assert second["data"]["eventId"] == first["data"]["eventId"] + 2
+
+
 def test_filters_and_the_stream_names(server: Server, tenant: str) -> None:
     query = "?predicate=lik*&scope=main&events=told,forgotten"
     with feed(server, tenant, "/memory/stream" + query) as events:

@@ -86,8 +86,8 @@ def test_least_recently_used_tenants_leave_memory_and_answer_the_same(
     for name in names:
         fill(server, name)
     # t0's uses count in its windows: asked (its answers are stored facts, so used),
-    # then a write (the uses fold in at the next window, the knowledge having changed),
-    # then asked again: those uses stay pending until the knowledge changes again.
+    # then a write (the uses are logged before it, issue 16), then asked again: those
+    # uses wait in the process, outside the projection, until the next write.
     ask(server, "t0", ["?x", "t0-5"])
     post(server, "/tell", "t0", {"predicate": "edge", "args": ["t0-new", "t0-1"]})
     # A fact told and forgotten: the live index has seen more changes than the

@@ -33,14 +33,20 @@ TENANTS = ("acme", "globex", "initech")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two running servers on one store."""
-    yield from two_nodes(request.param, tmp_path, {})
+    yield from _on(request.param, tmp_path, {})
 
 
-def two_nodes(
-    backend: str, tmp_path: Path, env: dict[str, str]
+@pytest.fixture(params=["sqlite", "postgresql"])
+def flushing_nodes(
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Server, Server]]:
-    """Two running servers on one store of ``backend``, both with ``env``."""
-    if backend == "sqlite":
+    """Two running servers on one store, each logging the uses of facts it notes
+    within 50 ms (the tests' servers otherwise log them only with writes)."""
+    yield from _on(request.param, tmp_path, {"NOCTURNUS_USES_FLUSH_MS": "50"})
+
+
+def _on(store: str, tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]]:
+    if store == "sqlite":
         pair = (Server(tmp_path / "data", env=env), Server(tmp_path / "data", env=env))
         yield from _running(pair)
         return
@@ -199,7 +205,7 @@ def test_a_live_feed_on_one_node_shows_writes_made_through_the_other(
     other processes' commits can bring the write to it."""
     from tests.api.test_feed import feed
 
-    for a, b in two_nodes(backend, tmp_path, {"NOCTURNUS_FEED_KEEPALIVE_MS": "600000"}):
+    for a, b in _on(backend, tmp_path, {"NOCTURNUS_FEED_KEEPALIVE_MS": "600000"}):
         tell(a.client, "watched", "before", 0).raise_for_status()
         assert facts(b, "watched") == [("before", 0)]  # the feed starts after it
         with feed(b, "watched") as events:
@@ -235,6 +241,40 @@ def test_contradictory_reject_tells_racing_on_two_nodes_exactly_one_wins(
         positive = a.request("POST", "/query", tenant=tenant, json={"predicate": "p", "args": ["x", 1]})
         negative = b.request("POST", "/query", tenant=tenant, json={"predicate": "p", "args": ["x", 1], "negated": True})
         assert positive.json()["count"] + negative.json()["count"] == 1
+
+
+def window(server: Server, tenant: str) -> bytes:
+    r = server.request("POST", "/context/optimize", tenant=tenant, json={"maxFacts": 5})
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def test_uses_on_one_node_rank_the_same_on_every_node_and_after_a_restart(
+    flushing_nodes: tuple[Server, Server],
+) -> None:
+    """Issue 16, item 3: use counts are events in the log, so the same knowledge and
+    request give the same window bytes on every process, a restarted one included."""
+    a, b = flushing_nodes
+    for n in range(12):
+        tell(a.client, "ranked", "x", n).raise_for_status()
+    unused = window(b, "ranked")
+    assert b'"args":["x",0]' not in unused  # the oldest fact is not among the top 5
+    for _ in range(5):
+        r = a.request("POST", "/ask", tenant="ranked", json={"predicate": "p", "args": ["x", 0]})
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text
+    deadline = time.monotonic() + 30  # a logs the uses 50 ms after noting them
+    while window(b, "ranked") == unused and time.monotonic() < deadline:
+        time.sleep(0.05)
+    used = window(b, "ranked")
+    assert b'"args":["x",0]' in used  # five uses lift it into the window
+    assert window(a, "ranked") == used
+
+    a.stop()  # a clean shutdown, then a process that starts from the log
+    a.start()
+    assert window(a, "ranked") == used
+    b.stop(signal.SIGKILL)  # and one that did not shut down cleanly
+    b.start()
+    assert window(b, "ranked") == used
 
 
 def _workers(pid: int, data_dir: Path) -> list[int]:

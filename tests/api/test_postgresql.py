@@ -203,6 +203,24 @@ def test_a_pending_migration_stops_the_start_until_migrate(
     assert "default: applied 0001_events" in done.stdout
 
 
+def test_a_sql_ascii_database_starts_again_and_keeps_text(tmp_path: Path) -> None:
+    """A database made by initdb in the C locale is SQL_ASCII: its text must still come
+    back as text (it came back as bytes, and the second start refused the "edited"
+    migrations). Found bringing up ops/compose.yaml."""
+    from tests.pg import fresh_database
+
+    with fresh_database(encoding="SQL_ASCII") as url:
+        for _ in range(2):
+            server = pg_server(tmp_path / "data", url).start()
+            told = server.request("POST", "/tell", tenant="acme",
+                                  json={"predicate": "plan", "args": ["naïve ✓"]})
+            assert told.status_code == 200, told.text
+            answer = server.request("POST", "/ask", tenant="acme",
+                                    json={"predicate": "plan", "args": ["?p"]})
+            assert answer.json()["bindings"] == [{"p": "naïve ✓"}]
+            assert server.stop() == 0
+
+
 def test_operations_on_a_postgresql_store(tmp_path: Path, postgresql_url: str) -> None:
     """verify, export, backup, restore (into SQLite, and back), compact, replay."""
     from click.testing import CliRunner

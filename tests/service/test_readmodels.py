@@ -18,7 +18,7 @@ def test_a_read_model_lasts_as_long_as_its_projection_and_incarnation() -> None:
     model = models.of(state)
     assert models.of(state) is model and models.known(state) is model
 
-    apply(state, 1, TenantDeleted(facts=0, rules=0))  # the data goes: so do uses, sessions
+    apply(state, 1, TenantDeleted(facts=0, rules=0))  # the data goes: so do sessions
     assert models.known(state) is None
     assert models.of(state) is not model
 

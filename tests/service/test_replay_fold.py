@@ -21,6 +21,7 @@ from nocturnus.service.codec import CODEC
 from nocturnus.service.events import (
     Event,
     FactRetracted,
+    FactsUsed,
     FactTold,
     PrioritySet,
     RuleTaught,
@@ -85,6 +86,21 @@ events = st.one_of(
         body=st.just(({"predicate": "p", "args": ["?x"], "negated": False, "naf": False},)),
         created_at=st.just(NOW),
     ),
+    st.builds(  # uses of stored facts and of facts not stored (ignored)
+        FactsUsed,
+        facts=st.lists(
+            st.tuples(
+                st.sampled_from(SCOPES),
+                st.sampled_from(["p", "q"]),
+                st.booleans(),
+                ARGS.map(tuple),
+                st.integers(1, 3),
+                st.integers(NOW - 100, NOW + 300),
+            ),
+            min_size=1,
+            max_size=3,
+        ).map(tuple),
+    ),
     st.builds(TenantCreated, created_at=st.just(NOW)),
     st.builds(TenantDeleted, facts=st.just(0), rules=st.just(0)),
 )
@@ -131,6 +147,7 @@ def observe(state: TenantState, now: int) -> tuple[Any, ...]:
         visible,
         indexed,
         sorted(repr(p) for p in state.priorities.items()),
+        sorted(repr(u) for u in state.uses.items()),
         state.last_seq,
         state.created_at,
     )

@@ -87,6 +87,8 @@ OPS = st.lists(
         st.builds(Op, st.just("merge"), st.sampled_from(TENANTS),
                   st.tuples(SCOPE_PAIRS, st.sampled_from(scopes.MERGE_STRATEGIES))),
         st.builds(Op, st.just("drop_scope"), st.sampled_from(TENANTS), st.sampled_from(SCOPES)),
+        st.builds(Op, st.just("use"), st.sampled_from(TENANTS), st.tuples(CONSTS, CONSTS)),
+        st.builds(Op, st.just("flush_uses"), st.sampled_from(TENANTS)),
     ),
     max_size=40,
 )
@@ -117,6 +119,12 @@ async def run_ops(databases: Databases, ops: list[Op]) -> None:
                 await scopes.merge(db, op.tenant, source, target, strategy)
             elif op.kind == "drop_scope":
                 await scopes.delete(db, op.tenant, op.arg)
+            elif op.kind == "use":  # logged with the next write or flush (issue 16)
+                await db.tenant(op.tenant)
+                key = FactKey("main", "edge", False, op.arg)
+                db.record_uses(op.tenant, [key], now_ms())
+            elif op.kind == "flush_uses":
+                await db.flush_uses()
             elif op.kind == "priority":
                 a, b, priority = op.arg
                 key = FactKey("main", "edge", False, (a, b))
@@ -133,7 +141,11 @@ def observe(state: TenantState, now: int) -> tuple[Any, ...]:
     state.refresh(now)
     visible = sorted(repr(r) for r in state.iter_visible())
     priorities = sorted(repr(p) for p in state.priorities.items())
-    return snapshot_format.encode(state), visible, priorities, state.last_seq, state.created_at
+    uses = sorted(repr(u) for u in state.uses.items())
+    return (
+        snapshot_format.encode(state), visible, priorities, uses, state.last_seq,
+        state.created_at,
+    )
 
 
 def full_and_restored(path: Path, tenant: str) -> tuple[TenantState, TenantState, bool]:
@@ -159,6 +171,7 @@ def test_snapshot_plus_tail_equals_full_replay(ops: list[Op], every: int) -> Non
             await databases.open()
             await run_ops(databases, ops)
             db = databases.get("default")
+            await db.flush_uses()  # as the close below would: the live state holds them
             await db.flush_snapshots()
             now = now_ms()
             live = {t: observe(db._tenants[t], now) for t in TENANTS if t in db._tenants}

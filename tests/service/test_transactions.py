@@ -213,7 +213,7 @@ def test_staged_copy_knows_every_field_of_the_projection() -> None:
     tenant's constraints)."""
     handled = {
         "name", "last_seq", "created_at", "facts", "rules", "views", "priorities",
-        "constraints", "incarnation", "_dirty", "_timeline", "_tickets", "_heirs",
+        "uses", "constraints", "incarnation", "_dirty", "_timeline", "_tickets", "_heirs",
         "changed",  # a consumer's journal of the live state: a copy starts without one
         "reading",  # the live views' readers: the copy's views are new, none reads them
     }

@@ -60,7 +60,7 @@ async def diff(
         state, now = await db.current(tenant)
         model = db.read_models.of(state)
         window = await goal_window(db, tenant, state, model, req, cfg)
-    remember_uses(model, window, now)
+    remember_uses(db, tenant, window, now)
     sent = SentWindow.of(window)
     encoded = sent.encode()
     compared: list[WindowDiff] = []

@@ -8,8 +8,9 @@ same window, byte for byte (its id is a hash of its content, its ``generatedAt``
 ``createdAt`` of the tenant's newest visible fact).
 
 The ranking and the last windows are kept in the tenant's read model
-(``readmodels.py``), never logged; a session's last window is kept in the shared store
-(``sessions.py``).
+(``readmodels.py``), never logged; the uses the ranking counts are logged
+(``uses.py``), so every process builds the same window; a session's last window is
+kept in the shared store (``sessions.py``).
 """
 
 from __future__ import annotations
@@ -171,15 +172,13 @@ def ranking_of(
     state: TenantState, model: TenantReadModel, cfg: ContextConfig
 ) -> Ranking:
     """The tenant's ranking, synced with its knowledge (once per knowledge change)."""
-    knowledge = knowledge_key(state)
-    touched = model.usage.settle(knowledge, state)
-    generation = (knowledge, model.usage.epoch)
+    generation = knowledge_key(state)
     ranking = model.ranking
     if ranking is None or ranking.half_life_ms != cfg.half_life_ms:
         ranking = model.ranking = Ranking(cfg.half_life_ms)
         state.changed = None  # no journal to trust: the first sync rebuilds everything
     if ranking.generation != generation:
-        ranking.sync(state, model.usage, touched)
+        ranking.sync(state)
         ranking.generation = generation
     return ranking
 
@@ -187,18 +186,15 @@ def ranking_of(
 class _Scores:
     """Salience lookups for single facts (goal proofs, contradictions)."""
 
-    def __init__(
-        self, state: TenantState, model: TenantReadModel, ranking: Ranking
-    ) -> None:
+    def __init__(self, state: TenantState, ranking: Ranking) -> None:
         self.state = state
-        self.usage = model.usage
         self.ranking = ranking
 
     def of(self, key: FactKey) -> float:
         record = self.state.visible(key)
         if record is None:
             return 0.0
-        return self.ranking.score(key, record, self.usage, self.state.priorities)
+        return self.ranking.score(key, record, self.state)
 
 
 def _identity(key: FactKey) -> tuple[Any, ...]:
@@ -337,7 +333,7 @@ def _build(
     """The window for ``req``; ``answered``: each goal's answers with their proofs."""
     ranking = model.ranking
     assert ranking is not None  # cached_window ranked the tenant
-    scores = _Scores(state, model, ranking)
+    scores = _Scores(state, ranking)
     ref_ms = ranking.ref_ms
     excluded: set[FactKey] = set()
     found = _contradictions(ranking, scores, req)
@@ -681,11 +677,11 @@ def _relevant_rules(
 # -- the service call -----------------------------------------------------------------
 
 
-def remember_uses(model: TenantReadModel, window: Window, now: int) -> None:
+def remember_uses(db: Db, tenant: str, window: Window, now: int) -> None:
     """Facts a goal-driven window used in its proofs count as used. Merely listing a
     fact does not: that would keep whatever was shown once in every later window."""
-    model.usage.record(
-        (e.key for e in window.entries if e.category == "goal_relevant"), now
+    db.record_uses(
+        tenant, (e.key for e in window.entries if e.category == "goal_relevant"), now
     )
 
 
@@ -698,7 +694,7 @@ async def optimize(
         state, now = await db.current(tenant)
         model = db.read_models.of(state)
         window = await goal_window(db, tenant, state, model, req, cfg)
-    remember_uses(model, window, now)
+    remember_uses(db, tenant, window, now)
     if req.session_id is not None:
         await sessions.write(WINDOWS, req.session_id, SentWindow.of(window).encode())
     return window
