@@ -262,6 +262,7 @@ class SharedTransactions:
             )
         tx_id = prefix + secrets.token_hex(12)
         ttl_s = self.timeout_ms / 1000
+        expires_ms = now_ms() + self.timeout_ms  # the store's own reckoning, give or take
         key = _steps_key(db.name, tenant, tx_id)
         try:
             version = await shared.put_sealed(
@@ -282,11 +283,10 @@ class SharedTransactions:
                     {"tenant": tenant},
                 ) from None
         head = orjson.dumps([ENCODING, db.name, tenant, owner])
-        await shared.put(HEADS, tx_id, head, ttl_s=ttl_s, expect=0)
-        entry = await shared.get(HEADS, tx_id)
-        if version is None or entry is None:  # a 96-bit random id met another
+        created = await shared.put(HEADS, tx_id, head, ttl_s=ttl_s, expect=0)
+        if version is None or created is None:  # a 96-bit random id met another
             raise _not_found(tx_id)
-        return Transaction(tx_id, db.name, tenant, owner, entry.expires_ms, [], version)
+        return Transaction(tx_id, db.name, tenant, owner, expires_ms, [], version)
 
     async def find(self, db: Db, tenant: str, owner: str, tx_id: str) -> Transaction:
         """:raises NotFound: unknown, expired, committed or rolled back.

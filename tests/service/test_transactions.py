@@ -88,9 +88,9 @@ def test_transactions_are_bounded_per_key_end_once_and_expire(tmp_path: Path) ->
             with pytest.raises(NotFound):
                 await store.find(db, "t", "key:a", junk)
 
-        brief = SharedTransactions(lambda: dbs.shared, timeout_ms=1, per_key=2)
+        brief = SharedTransactions(lambda: dbs.shared, timeout_ms=50, per_key=2)
         gone = await brief.open(db, "t", "key:c")
-        await asyncio.sleep(0.01)  # past its deadline
+        await asyncio.sleep(0.1)  # past its deadline
         with pytest.raises(NotFound):
             await brief.find(db, "t", "key:c", gone.id)
 

@@ -686,16 +686,21 @@ def remember_uses(db: Db, tenant: str, window: Window, now: int) -> None:
 
 
 async def optimize(
-    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig, sessions: Sessions
+    db: Db,
+    tenant: str,
+    req: WindowRequest,
+    cfg: ContextConfig,
+    sessions: Sessions | None = None,
 ) -> Window:
-    """Build a window; with a ``session_id`` it becomes that session's last window
-    (stored as is: of two racing, the last stored is the session's)."""
+    """Build a window; with a ``session_id`` it becomes that session's last window in
+    ``sessions`` (stored as is: of two racing, the last stored is the session's)."""
     async with db.evaluator.turn((db.name, tenant)):
         state, now = await db.current(tenant)
         model = db.read_models.of(state)
         window = await goal_window(db, tenant, state, model, req, cfg)
     remember_uses(db, tenant, window, now)
     if req.session_id is not None:
+        assert sessions is not None, "a window of a session needs its sessions"
         await sessions.write(WINDOWS, req.session_id, SentWindow.of(window).encode())
     return window
 
