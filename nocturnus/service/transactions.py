@@ -353,9 +353,9 @@ class SharedTransactions:
             changing under :data:`MAX_ATTEMPTS` attempts.
         """
         shared = self._shared()
-        key = _steps_key(db.name, tenant, tx_id)
         for _ in range(MAX_ATTEMPTS):
-            tx = await self.find(db, tenant, owner, tx_id)
+            tx = await self.find(db, tenant, owner, tx_id)  # checks the id first
+            key = _steps_key(db.name, tenant, tx_id)
             try:
                 ended = await shared.put_sealed(
                     db, tenant, STEPS, key, encode_steps(tx.steps, ended=True),

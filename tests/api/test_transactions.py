@@ -96,6 +96,7 @@ def test_an_unknown_or_ended_id_is_a_404_never_an_immediate_write(server: Server
                       tx=tx, status=404)
         assert answer["code"] == "NOT_FOUND"
     call(server, "POST", "/tx/rollback/tx_nope", tenant, status=404)
+    call(server, "POST", "/tx/commit/tx_%1F", tenant, status=404)  # no valid store key
     assert facts(server, tenant, "p") == []
 
 

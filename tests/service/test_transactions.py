@@ -85,8 +85,9 @@ def test_transactions_are_bounded_per_key_end_once_and_expire(tmp_path: Path) ->
                 await end(db, "t", "key:a", first.id)
         await store.open(db, "t", "key:a")  # the ended one no longer counts
         for junk in ("tx_nope", "x" * 200, "tx_\x1f"):
-            with pytest.raises(NotFound):
-                await store.find(db, "t", "key:a", junk)
+            for end in (store.find, store.close):
+                with pytest.raises(NotFound):
+                    await end(db, "t", "key:a", junk)
 
         brief = SharedTransactions(lambda: dbs.shared, timeout_ms=50, per_key=2)
         gone = await brief.open(db, "t", "key:c")
