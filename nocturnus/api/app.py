@@ -50,7 +50,8 @@ from nocturnus.service.datadir import open_store
 from nocturnus.service.evaluation import Evaluator, Limits, share_the_gil
 from nocturnus.service.extraction.extractor import Extractor
 from nocturnus.service.extraction.provider import LlmConfig, provider_of
-from nocturnus.service.transactions import LocalTransactions, TransactionStore
+from nocturnus.service.shared import Shared
+from nocturnus.service.transactions import SharedTransactions, TransactionStore
 from nocturnus.service.verification import verify_every
 from nocturnus.settings import Settings, load_settings
 from nocturnus.store.crypto import load_master_key
@@ -104,8 +105,8 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
     )
     for blueprint in blueprints:
         app.blueprint(blueprint)
-    app.ctx.transactions = LocalTransactions(
-        settings.transaction_timeout_ms, settings.transactions_per_key
+    app.ctx.transactions = SharedTransactions(
+        lambda: shared_of(app), settings.transaction_timeout_ms, settings.transactions_per_key
     )
     app.ctx.feeds = Feeds(settings.feeds_per_key, settings.feed_keepalive_ms)
     app.ctx.openapi = build_document()
@@ -256,6 +257,13 @@ def create_app(settings: Settings | None = None, name: str = "nocturnus") -> Noc
 
 
 GC_GEN0_THRESHOLD = 10_000
+
+
+def shared_of(app: NocturnusApp) -> Shared:
+    """The server's shared state store (open from ``open_databases`` on)."""
+    databases = app.ctx.databases
+    assert databases is not None, "the shared store is used before the server started"
+    return databases.shared
 
 
 def _residency(

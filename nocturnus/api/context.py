@@ -25,6 +25,7 @@ from nocturnus.service.context import diff as context_diff
 from nocturnus.service.context import history
 from nocturnus.service.context import summary as context_summary
 from nocturnus.service.context import window as context_window
+from nocturnus.service.context.sessions import Sessions
 from nocturnus.service.context.window import (
     Bucket,
     ContextConfig,
@@ -91,7 +92,17 @@ RECALL_BODY = obj(
 def config_of(call: Call) -> ContextConfig:
     """The context settings of the server ``call`` came to."""
     settings = call.request.app.ctx.settings
-    return ContextConfig(settings.salience_half_life_ms, settings.context_sessions)
+    return ContextConfig(settings.salience_half_life_ms)
+
+
+def sessions_of(call: Call) -> Sessions:
+    """The context sessions of the call's tenant: in the shared store, so every process
+    continues them; a call inside a transaction keeps its own for the call only (the
+    transaction's view leaves the tenant's sessions alone)."""
+    databases = call.request.app.ctx.databases
+    shared = None if call.in_transaction else databases.shared
+    capacity = call.request.app.ctx.settings.context_sessions
+    return Sessions(shared, call.database, call.tenant_id, capacity)
 
 
 def window_request(body: dict[str, Any]) -> WindowRequest:
@@ -219,7 +230,11 @@ def removed_json(key: FactKey) -> dict[str, Any]:
 )
 async def optimize(call: Call) -> dict[str, Any]:
     window = await context_window.optimize(
-        call.database, call.tenant_id, window_request(call.body), config_of(call)
+        call.database,
+        call.tenant_id,
+        window_request(call.body),
+        config_of(call),
+        sessions_of(call),
     )
     return window_json(window)
 
@@ -235,7 +250,11 @@ async def optimize(call: Call) -> dict[str, Any]:
 )
 async def memory_context(call: Call) -> dict[str, Any]:
     window = await context_window.optimize(
-        call.database, call.tenant_id, window_request(call.body), config_of(call)
+        call.database,
+        call.tenant_id,
+        window_request(call.body),
+        config_of(call),
+        sessions_of(call),
     )
     answer = window_json(window)
     distribution: dict[str, int] = {}
@@ -266,7 +285,11 @@ async def memory_context(call: Call) -> dict[str, Any]:
 )
 async def diff(call: Call) -> dict[str, Any]:
     result = await context_diff.diff(
-        call.database, call.tenant_id, window_request(call.body), config_of(call)
+        call.database,
+        call.tenant_id,
+        window_request(call.body),
+        config_of(call),
+        sessions_of(call),
     )
     return {
         "previousWindowId": result.previous_window_id,
@@ -293,9 +316,7 @@ async def diff(call: Call) -> dict[str, Any]:
 )
 async def clear_session(call: Call) -> dict[str, Any]:
     session_id = call.body["sessionId"]
-    cleared = await context_diff.clear_session(
-        call.database, call.tenant_id, session_id
-    )
+    cleared = await context_diff.clear_session(sessions_of(call), session_id)
     return {"cleared": cleared, "sessionId": session_id}
 
 

@@ -19,7 +19,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from nocturnus.api import jsonbody, permissions
 from nocturnus.api.schema import DATABASE_NAME, TENANT_NAME, Schema, validate
-from nocturnus.errors import Unauthorized, ValidationError
+from nocturnus.errors import Unauthorized, ValidationError, WriteContention
 from nocturnus.service import transactions
 from nocturnus.service.authenticator import ANONYMOUS, Principal
 from nocturnus.service.database import Database, DatabaseState
@@ -61,6 +61,9 @@ class Call:
     tenant: str | None
     query: dict[str, str]
     principal: Principal = ANONYMOUS
+    in_transaction: bool = False
+    """It runs on a transaction's view (``X-Transaction-ID``): what it keeps besides
+    the view (context sessions) lasts for the call only."""
 
     @property
     def database(self) -> Database[DatabaseState]:
@@ -356,24 +359,44 @@ async def _in_transaction(
 ) -> Any:
     """Run ``handler`` on the transaction's view; keep the request if it wrote.
 
+    A write is kept only if the transaction's steps are still those its view was built
+    from; when a request on another process (or here) added one first, the request is
+    decided again on the newer steps (each attempt on a view of its own).
+
     :raises NotFound: unknown or ended transaction. :raises Forbidden: another key's.
     :raises ValidationError: another database or tenant's.
     :raises Conflict: the transaction's earlier writes no longer apply.
+    :raises WriteContention: its steps kept changing under every attempt.
     """
     request = call.request
-    tx = request.app.ctx.transactions.find(tx_id)
-    tx.check(transactions.owner_of(call.principal), call.database.name, call.tenant_id)
-    run = step_runner(request, call.principal, tx.tenant)
-    async with tx.lock:
-        staged = await transactions.stage(call.database, tx, run)
+    store: transactions.TransactionStore = request.app.ctx.transactions
+    owner = transactions.owner_of(call.principal)
+    db, tenant = call.database, call.tenant_id
+    inside = dataclasses.replace(call, in_transaction=True)
+    for _ in range(transactions.MAX_ATTEMPTS):
+        tx = await store.find(db, tenant, owner, tx_id)
+        run = step_runner(request, call.principal, tx.tenant)
+        staged = await transactions.stage(db, tx, run)
         step = transactions.Step(spec.method, path, call.body, dict(call.query))
         try:
-            result = await handler(dataclasses.replace(call, db=staged.as_database()))
+            result = await handler(dataclasses.replace(inside, db=staged.as_database()))
         except BaseException:
             transactions.abandon_view(tx, staged)
+            store.release(tx)
             raise
         wrote = transactions.record(
             tx, staged, step, request.app.ctx.settings.transaction_steps
+        )
+        if not wrote:
+            store.release(tx)
+            break
+        if await store.keep(db, tx):
+            break
+    else:
+        raise WriteContention(
+            f"Transaction '{tx_id}' kept changing under each of "
+            f"{transactions.MAX_ATTEMPTS} attempts of this write; retry it",
+            {"transactionId": tx_id, "attempts": transactions.MAX_ATTEMPTS},
         )
     if isinstance(result, dict):
         result = {**result, "transactionId": tx.id, "buffered": wrote}
@@ -402,7 +425,9 @@ def step_runner(
                 params=step.params,
                 body=step.body,
             )
-        call = Call(request, step.body, db, tenant, dict(step.params), principal)
+        call = Call(
+            request, step.body, db, tenant, dict(step.params), principal, in_transaction=True
+        )
         result = await handler(call)
         if isinstance(result, HTTPResponse):
             return orjson.loads(result.body or b"null")

@@ -16,7 +16,13 @@ from typing import Any
 from sanic import Blueprint
 
 from nocturnus.api import permissions
-from nocturnus.api.context import WINDOW_FIELDS, config_of, window_json, window_request
+from nocturnus.api.context import (
+    WINDOW_FIELDS,
+    config_of,
+    sessions_of,
+    window_json,
+    window_request,
+)
 from nocturnus.api.endpoint import Call, endpoint
 from nocturnus.api.knowledge import (
     BOOL,
@@ -316,6 +322,7 @@ async def context(call: Call) -> dict[str, Any]:
         req,
         config_of(call),
         budget_of(call),
+        sessions_of(call),
     )
     entries = done.window.entries
     return {
@@ -338,7 +345,11 @@ async def context(call: Call) -> dict[str, Any]:
 async def _window(call: Call) -> dict[str, Any]:
     """The body's window, as ``POST /context/optimize`` answers it."""
     window = await context_window.optimize(
-        call.database, call.tenant_id, window_request(call.body), config_of(call)
+        call.database,
+        call.tenant_id,
+        window_request(call.body),
+        config_of(call),
+        sessions_of(call),
     )
     return window_json(window)
 

@@ -32,7 +32,7 @@ def _store(call: Call) -> transactions.TransactionStore:
 )
 async def begin(call: Call) -> dict[str, Any]:
     store = _store(call)
-    tx = store.open(call.database.name, call.tenant_id, transactions.owner_of(call.principal))
+    tx = await store.open(call.database, call.tenant_id, transactions.owner_of(call.principal))
     return {
         "transactionId": tx.id,
         "database": tx.database,
@@ -50,14 +50,13 @@ async def begin(call: Call) -> dict[str, Any]:
     passes_transaction=True,
 )
 async def commit(call: Call) -> dict[str, Any]:
-    store = _store(call)
-    tx = store.find(call.query["tx_id"])
-    tx.check(transactions.owner_of(call.principal), call.database.name, call.tenant_id)
-    async with tx.lock:
-        store.close(tx.id)  # committed or not, it ends here: a failed commit wrote nothing
-        done = await transactions.commit(
-            call.database, tx, step_runner(call.request, call.principal, tx.tenant)
-        )
+    # committed or not, it ends here: a failed commit wrote nothing
+    tx = await _store(call).close(
+        call.database, call.tenant_id, transactions.owner_of(call.principal), call.query["tx_id"]
+    )
+    done = await transactions.commit(
+        call.database, tx, step_runner(call.request, call.principal, tx.tenant)
+    )
     return {
         "transactionId": done.transaction_id,
         "committed": True,
@@ -78,11 +77,9 @@ async def commit(call: Call) -> dict[str, Any]:
     passes_transaction=True,
 )
 async def rollback(call: Call) -> dict[str, Any]:
-    store = _store(call)
-    tx = store.find(call.query["tx_id"])
-    tx.check(transactions.owner_of(call.principal), call.database.name, call.tenant_id)
-    async with tx.lock:
-        store.close(tx.id)
+    tx = await _store(call).close(
+        call.database, call.tenant_id, transactions.owner_of(call.principal), call.query["tx_id"]
+    )
     return {
         "transactionId": tx.id,
         "rolledBack": True,

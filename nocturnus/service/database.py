@@ -57,12 +57,7 @@ from nocturnus.service.facts import FactKey
 from nocturnus.service.integrity import Integrity
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
-from nocturnus.service.replay import (
-    TenantLog,
-    read_tenant,
-    replay_tenant,
-    restore_tenant,
-)
+from nocturnus.service.replay import read_tenant, replay_tenant, restore_tenant
 from nocturnus.service.residency import Residency
 from nocturnus.service.retry import attempt
 from nocturnus.service.rulebook import Rulebook, RuleRecord
@@ -234,7 +229,7 @@ class Database(Generic[RootState]):
         # the seqs those appends got: see _apply_caught_up and _settled.
         self._passed_over: dict[str, list[int]] = {}
         self._own_seqs: dict[str, list[range]] = {}
-        # context sessions, rankings: per-tenant state that is not knowledge
+        # rankings, cached windows: per-process caches of the log, per tenant
         self.read_models = ReadModels()
         # uses of facts noted and not logged yet (service/uses.py), appended with the
         # tenant's next write or after uses_flush_ms (0: only with writes and at close)
@@ -421,6 +416,7 @@ class Database(Generic[RootState]):
     def evict(self, name: str) -> None:
         """Drop a tenant's projection from memory; the next use reloads it from the log."""
         self._tenants.pop(name, None)
+        self.read_models.drop(name)
         self._unsnapshotted.pop(name, None)
         self._positions.pop(name, None)
         self._passed_over.pop(name, None)
@@ -469,11 +465,10 @@ class Database(Generic[RootState]):
             return False
 
     def unload(self, name: str) -> bool:
-        """Drop an idle tenant whose snapshot covers every event, keeping its read
-        model for the next load; False (and nothing done) otherwise."""
+        """Drop an idle tenant whose snapshot covers every event; False (and nothing
+        done) otherwise."""
         if not self.is_idle(name) or self._unsnapshotted.get(name):
             return False
-        self.read_models.carry(self._tenants[name])
         self.evict(name)
         return True
 
@@ -512,12 +507,8 @@ class Database(Generic[RootState]):
             state = await asyncio.to_thread(_ready(replay_tenant), name, records)
             assert state is not None  # a replay always builds a state
             self._unsnapshotted[name] = len(records)
-            stored = TenantLog(None, records)
         else:
             self._unsnapshotted[name] = len(stored.tail)
-        # Before the catch-up below: a deletion it applies bumps the incarnation, and
-        # a read model carried over an eviction then goes with the deleted data.
-        self.read_models.adopt(state, stored)
         while loaded_at < self._known:
             until = self._known
             rows = await self._read(_rows(state.last_seq, until, name))

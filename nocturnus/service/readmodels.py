@@ -1,32 +1,26 @@
-"""Per-tenant state that is not knowledge: context sessions, the ranking, cached windows.
+"""Per-tenant caches of the log that are not the projection: the ranking, cached windows.
 
-None of it is an event or in a snapshot: it lives in memory next to the projection and
-goes with it (use counts are knowledge, logged: ``TenantState.uses``). A tenant's
-:class:`TenantReadModel` belongs to one projection object and one incarnation of it,
-so it is gone (a fresh one is made on the next use) when the projection is rebuilt
-after a failed commit or when the tenant is deleted (``tenant_deleted`` bumps
-:attr:`TenantState.incarnation`): nothing a deleted tenant's agents were shown outlives
-its data.
+None of it is an event or in a snapshot, and none of it changes an answer: each is a
+function of the tenant's knowledge (use counts are knowledge, logged:
+``TenantState.uses``), kept in memory next to the projection to be reused, and rebuilt
+from the same knowledge by any process. (Context sessions and conversations' turns are
+not here: every process must see them, so they are in the shared store,
+``context/sessions.py``.)
 
-An eviction under the memory budget (``residency.py``) is different: the tenant is only
-out of memory for a while, and its sessions must not end for it. :meth:`ReadModels.carry`
-keeps the read model when the projection is dropped, and :meth:`ReadModels.adopt` hands
-it to the reloaded projection — unless the log shows the tenant was deleted meanwhile,
-or another process snapshotted it past the evicted position (then nothing proves the
-incarnation is the same, and the model is dropped as after a deletion).
+A tenant's :class:`TenantReadModel` belongs to one projection object and one
+incarnation of it, so it is gone (a fresh one is made on the next use) when the
+projection is rebuilt after a failed commit, evicted under the memory budget
+(:meth:`ReadModels.drop`: its ranking would keep the evicted projection in memory), or
+when the tenant is deleted (``tenant_deleted`` bumps :attr:`TenantState.incarnation`).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nocturnus.service.context.sessions import Sessions
-from nocturnus.service.events import TenantDeleted
 from nocturnus.service.projection import TenantState
-from nocturnus.service.replay import TenantLog
 from nocturnus.service.salience import Ranking
 
 if TYPE_CHECKING:
@@ -35,24 +29,14 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class TenantReadModel:
-    """What context windows and diffs keep per tenant between requests."""
+    """What context windows keep per tenant between requests."""
 
-    sessions: Sessions | None = None
     ranking: Ranking | None = None
     # windows are a function of (knowledge, rules, request): the last few are kept,
     # by request without its session id, for the knowledge generation they were
     # built in (see ``context.window.build_window``)
     windows: dict[WindowRequest, Window] = field(default_factory=dict)
     windows_generation: object = None
-    # the last turns of each conversation of POST /context (issue 19): the next call's
-    # hint, by session id, least recently used first
-    turns: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
-
-    def sessions_of(self, capacity: int) -> Sessions:
-        """The tenant's context sessions (an LRU of ``capacity``, made on first use)."""
-        if self.sessions is None:
-            self.sessions = Sessions(capacity)
-        return self.sessions
 
 
 @dataclass(slots=True)
@@ -60,8 +44,6 @@ class _Held:
     state: weakref.ref[TenantState]
     incarnation: int
     model: TenantReadModel
-    carried: int | None = None
-    """The log position of the projection when its read model was set aside."""
 
 
 class ReadModels:
@@ -95,38 +77,7 @@ class ReadModels:
             return None
         return held.model
 
-    def carry(self, state: TenantState) -> None:
-        """Keep the read model of ``state``, about to be evicted, for its next load.
-
-        Only the sessions and the conversations' turns are kept: the ranking and the
-        cached windows hold references into the evicted projection (they would keep
-        it in memory), and are rebuilt from the same knowledge anyway.
-        """
-        model = self.known(state)
-        if model is None:
-            return
-        self._held[state.name].carried = state.last_seq
-        model.ranking = None
-        model.windows.clear()
-        model.windows_generation = None
-
-    def adopt(self, state: TenantState, stored: TenantLog) -> None:
-        """Give a freshly loaded projection the read model carried over its eviction;
-        ``stored`` is what the load read (snapshot + tail)."""
-        held = self._held.get(state.name)
-        if held is None or held.carried is None:
-            return
-        if not _continues(stored, held.carried):
-            del self._held[state.name]
-            return
-        held.state, held.incarnation, held.carried = weakref.ref(state), state.incarnation, None
-
-
-def _continues(stored: TenantLog, seq: int) -> bool:
-    """Whether the load of ``stored`` continues the incarnation evicted at ``seq``:
-    no newer snapshot (it could hide a deletion) and no deletion in the tail after it."""
-    if stored.snapshot is not None and stored.snapshot[0] > seq:
-        return False
-    return not any(
-        entry[0] > seq and entry[3] == TenantDeleted.kind for entry in stored.tail
-    )
+    def drop(self, tenant: str) -> None:
+        """Forget the tenant's read model: its projection leaves memory (the ranking
+        and the cached windows hold references into it)."""
+        self._held.pop(tenant, None)

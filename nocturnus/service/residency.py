@@ -7,15 +7,17 @@ every database of the process share it: each use of a tenant makes it the most r
 used, and while the estimated total is over the budget the least recently used *idle*
 tenant is snapshotted (when its log holds events after its newest snapshot) and dropped
 from memory. Its next use loads it again, snapshot + tail, as after a restart: the
-answers are the same (the log is the truth, the projection a cache of it), and its read
-model (uses, context sessions) is carried over to the reloaded projection
-(:meth:`~nocturnus.service.readmodels.ReadModels.carry`), so context windows and
-diffs are the same bytes too.
+answers are the same (the log is the truth, the projection a cache of it), and so are
+context windows and diffs: uses are logged, sessions are in the shared store, and the
+ranking and cached windows, dropped with the projection
+(:meth:`~nocturnus.service.readmodels.ReadModels.drop`), are rebuilt from the same
+knowledge.
 
 Idle means nothing could lose by the eviction: no request of that tenant in flight
 (:meth:`Database.pin`), no commit of it in flight, not being loaded, and no holder of
-per-process state on it (an open transaction: ``holds``). A tenant that is not idle is
-skipped and stays, even over the budget; the budget is a target, not a hard limit.
+per-process state on it (a cached view of an open transaction: ``holds``). A tenant
+that is not idle is skipped and stays, even over the budget; the budget is a target,
+not a hard limit.
 
 Size is an estimate (:func:`estimate_bytes`), not a measurement: walking a projection's
 objects costs as much as building it. The constants are calibrated against
@@ -25,8 +27,7 @@ depending on how many of its argument strings other facts share, a fact with met
 or a confidence ~600 bytes more; the estimate lands within 0.7-1.4 of the measurement
 on every shape tried. The per-fact figure of a tenant comes from a sample of its
 facts, taken again whenever its fact count doubles; the estimate covers facts, their
-indexes and rules, not the read model kept across evictions (bounded by
-``context_sessions`` per tenant).
+indexes and rules, not the ranking and cached windows built from them.
 """
 
 from __future__ import annotations

@@ -9,33 +9,56 @@ is not stored: the events it decides are applied to the view only, and the reque
 kept as a :class:`Step`. ``commit`` decides every step again, in order, against the
 tenant's state at that moment, with no suspension in between (:func:`run_now`), and
 appends what they decide as one ``transaction_committed`` event: all of it, or — when
-any step no longer applies — nothing (409). Rollback, expiry and a restart drop the
-buffer; the log never saw it.
+any step no longer applies — nothing (409). Rollback and expiry drop the buffer; the
+log never saw it. A restart does not: the buffer is in the shared store.
 
 Cost: a view is a copy-on-write copy, built when a request of the transaction finds the
-tenant's committed state moved since the last one; it shares every relation with the
+tenant's committed state moved since the last one, or its steps changed elsewhere (a
+process builds it from every step: requests alternating between processes cost a
+replay of the steps each); it shares every relation with the
 live state, so the first write to a relation afterwards, on either side, copies that
 relation (as after a scope fork). Keep transactions short on very large relations.
 
-Where the buffers live (issue 16). Open transactions are this process's memory, behind
-the :class:`TransactionStore` protocol (open, find, close). A :class:`Step` is data — the
-route and its validated request — so a server of several processes or nodes sharing one
-store can either implement the protocol over the shared store (a transaction becomes a
-row of steps; the view is rebuilt from them wherever the next request lands), or route
-every request carrying ``X-Transaction-ID`` (and every ``/tx/*`` call) to the process
-that began it: sticky routing on the id, whose first part names that process
-(``tx_<process>_<random>``). Until one of the two is done, a transaction is known to the
-process that began it only; any other answers 404 — never a silent immediate write.
+Where the buffers live (issue 16). An open transaction is two entries of the shared
+state store (``service/shared.py``), so any process or node continues it — a
+transaction begun on one, written through another and committed on a third is one
+transaction:
+
+- :data:`HEADS` ``tx_id`` → ``[version, database, tenant, owner]``, plain (names and the
+  owner, no tenant data), expiring at the deadline: what :meth:`SharedTransactions.find`
+  checks the caller against before anything else, and what the per-key count scans
+  (an id starts with a digest of its owner, ``tx_<owner>_<random>``);
+- :data:`STEPS` ``(database, tenant, tx_id)`` → ``[version, ended, [step, ...]]``,
+  sealed with the tenant's data key (a step holds the request's body): a deleted or
+  recreated tenant's transactions read as ended.
+
+Every change of the steps is a compare-and-set on the entry's version: a step is kept
+only if no other request added one since its view was built (otherwise the request is
+decided again on the newer steps), and commit and rollback end the transaction by
+storing ``ended`` on the version they read — so no acknowledged step is lost, and none
+is acknowledged after the end. The view is a per-process cache of the steps, kept for
+the version it was built from (:meth:`SharedTransactions.find` hands it back); a process
+that never saw the transaction builds it from the steps.
+
+A tenant that was never written has no data key yet: beginning a transaction on it
+registers it (``tenant_created``, as its first write would), so that the steps can be
+sealed.
+
+Bounds: ``transaction_steps`` per transaction and the timeout are exact (the deadline is
+wall-clock time, so nodes' clocks should agree); ``transactions_per_key`` is counted
+over every process, exact except for begins racing on several processes at once.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import re
 import secrets
-import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
+
+import orjson
 
 from nocturnus.errors import (
     Conflict,
@@ -45,16 +68,19 @@ from nocturnus.errors import (
     PayloadTooLarge,
     RateLimited,
     ValidationError,
+    WriteContention,
 )
+from nocturnus.service import tenants
 from nocturnus.service.authenticator import Principal
 from nocturnus.service.codec import nest
 from nocturnus.service.constraints import check_writes
-from nocturnus.service.database import Database, DatabaseState
+from nocturnus.service.database import Database, DatabaseState, now_ms
 from nocturnus.service.events import Event, TransactionCommitted
 from nocturnus.service.facts import FactKey
 from nocturnus.service.projection import TenantState, apply
 from nocturnus.service.readmodels import ReadModels
 from nocturnus.service.retry import retried
+from nocturnus.service.shared import Shared, shared_key
 
 Db = Database[DatabaseState]
 T = TypeVar("T")
@@ -94,11 +120,13 @@ class Transaction:
     tenant: str
     owner: str
     """:func:`owner_of` the key that began it."""
-    expires_at: float
-    """``time.monotonic()`` deadline."""
+    expires_ms: int
+    """Wall-clock deadline (epoch ms)."""
     steps: list[Step] = field(default_factory=list)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # the view and the committed log position it was built on (see stage())
+    version: int = 0
+    """The version of its steps' entry in the shared store that ``steps`` are."""
+    # the view and the committed log position it was built on (see stage()): this
+    # process's cache, for ``version``
     view: TenantState | None = None
     view_seq: int = -1
 
@@ -122,94 +150,244 @@ class TransactionStore(Protocol):
 
     timeout_ms: int
 
-    def open(self, database: str, tenant: str, owner: str) -> Transaction:
+    async def open(self, db: Db, tenant: str, owner: str) -> Transaction:
         """Begin a transaction. :raises RateLimited: ``owner`` holds too many."""
         ...
 
-    def find(self, tx_id: str) -> Transaction:
-        """An open transaction. :raises NotFound: unknown or ended."""
+    async def find(self, db: Db, tenant: str, owner: str, tx_id: str) -> Transaction:
+        """An open transaction of ``tenant`` of ``db``, begun by ``owner``.
+
+        :raises NotFound: unknown or ended. :raises Forbidden: another owner's.
+        :raises ValidationError: another database or tenant's.
+        """
         ...
 
-    def close(self, tx_id: str) -> Transaction:
-        """End a transaction (commit or rollback). :raises NotFound: as ``find``."""
+    async def keep(self, db: Db, tx: Transaction) -> bool:
+        """Store the steps after a request added one; False when another request
+        changed them first (decide the request again on the newer steps)."""
+        ...
+
+    def release(self, tx: Transaction) -> None:
+        """A request is done with ``tx``: its view is kept for the next one here."""
+        ...
+
+    async def close(self, db: Db, tenant: str, owner: str, tx_id: str) -> Transaction:
+        """End a transaction (commit or rollback): its last steps. Raises as ``find``."""
         ...
 
     def holds(self, database: str, tenant: str) -> bool:
-        """Whether a transaction of ``tenant`` is open here (its projection stays in
-        memory under a budget: ``service/residency.py``)."""
+        """Whether this process holds a view of a transaction of ``tenant`` (its
+        projection stays in memory under a budget: ``service/residency.py``)."""
         ...
 
-    def __len__(self) -> int: ...
+
+HEADS = "tx"
+"""The shared-store space of open transactions' heads (who, which tenant, deadline)."""
+STEPS = "tx-steps"
+"""The shared-store space of open transactions' steps (sealed)."""
+ENCODING = 1
+"""The version of the stored values' encoding (the first item of each)."""
+MAX_ATTEMPTS = 10
+"""Compare-and-set attempts of one end (commit, rollback) before it gives up."""
+_TX_ID = re.compile(r"tx_[0-9a-f]{12}_[0-9a-f]{24}")
 
 
-class LocalTransactions:
-    """Open transactions in this process's memory, expired lazily on every use.
+def encode_steps(steps: Sequence[Step], ended: bool = False) -> bytes:
+    """A transaction's steps as stored: orjson ``[version, ended, [[method, path,
+    body, params], ...]]``."""
+    return orjson.dumps(
+        [ENCODING, ended, [[s.method, s.path, s.body, s.params] for s in steps]]
+    )
+
+
+def decode_steps(raw: bytes) -> tuple[bool, list[Step]]:
+    """Whether the transaction ended, and its steps.
+
+    :raises ValueError: another encoding version (an upgrade mid-transaction: a
+        newer process's transaction cannot be continued by an older one).
+    """
+    version, ended, steps = orjson.loads(raw)
+    if version != ENCODING:
+        raise ValueError(f"transaction steps of encoding version {version}")
+    return bool(ended), [Step(*step) for step in steps]
+
+
+def _not_found(tx_id: str) -> NotFound:
+    return NotFound(
+        f"Transaction '{tx_id[:80]}' not found: unknown, expired, committed or "
+        "rolled back (nothing was written)",
+        {"transactionId": tx_id[:80]},
+    )
+
+
+@dataclass(slots=True)
+class _Held:
+    """A view of a transaction cached by this process, for the steps' version it was
+    built from. A request takes it (no two requests share a view) and gives it back."""
+
+    database: str
+    tenant: str
+    expires_ms: int
+    view: TenantState
+    view_seq: int
+    version: int
+
+
+class SharedTransactions:
+    """Open transactions in the shared state store (see the module docstring).
 
     At most ``per_key`` open at once per key (anonymous callers count as one key).
-    ``timeout_ms`` is read by the routes too (``/tx/begin`` reports it).
+    ``timeout_ms`` is read by the routes too (``/tx/begin`` reports it). ``shared``
+    gives the server's store (opened after this object is made).
     """
 
     def __init__(
-        self,
-        timeout_ms: int,
-        per_key: int,
-        clock: Callable[[], float] = time.monotonic,
+        self, shared: Callable[[], Shared], timeout_ms: int, per_key: int
     ) -> None:
+        self._shared = shared
         self.timeout_ms = timeout_ms
         self.per_key = per_key
-        self._clock = clock
-        self._process = secrets.token_hex(4)
-        self._open: dict[str, Transaction] = {}
+        self._held: dict[str, _Held] = {}
 
-    def __len__(self) -> int:
-        self._sweep()
-        return len(self._open)
-
-    def open(self, database: str, tenant: str, owner: str) -> Transaction:
+    async def open(self, db: Db, tenant: str, owner: str) -> Transaction:
         """:raises RateLimited: the key already has ``per_key`` open transactions."""
-        self._sweep()
-        held = sum(1 for tx in self._open.values() if tx.owner == owner)
-        if held >= self.per_key:
+        shared = self._shared()
+        prefix = f"tx_{hashlib.blake2b(owner.encode(), digest_size=6).hexdigest()}_"
+        if len(await shared.scan(HEADS, prefix)) >= self.per_key:
             raise RateLimited(
                 f"too many open transactions for this key (limit {self.per_key}): "
                 "commit or roll one back first",
                 retry_after_s=max(1, self.timeout_ms // 1000),
                 details={"limit": self.per_key},
             )
-        tx_id = f"tx_{self._process}_{secrets.token_hex(12)}"
-        deadline = self._clock() + self.timeout_ms / 1000
-        tx = self._open[tx_id] = Transaction(tx_id, database, tenant, owner, deadline)
-        return tx
-
-    def find(self, tx_id: str) -> Transaction:
-        """:raises NotFound: unknown, expired, committed or rolled back."""
-        self._sweep()
-        tx = self._open.get(tx_id)
-        if tx is None:
-            raise NotFound(
-                f"Transaction '{tx_id[:80]}' not found: unknown, expired, committed or "
-                "rolled back (nothing was written)",
-                {"transactionId": tx_id[:80]},
+        tx_id = prefix + secrets.token_hex(12)
+        ttl_s = self.timeout_ms / 1000
+        expires_ms = now_ms() + self.timeout_ms  # the store's own reckoning, give or take
+        key = _steps_key(db.name, tenant, tx_id)
+        try:
+            version = await shared.put_sealed(
+                db, tenant, STEPS, key, encode_steps([]), ttl_s=ttl_s, expect=0
             )
+        except LookupError:
+            # a tenant never written (or deleted) has no data key to seal its steps
+            # with: it is registered, as its first write would
+            await tenants.create_tenant(db, tenant)
+            try:
+                version = await shared.put_sealed(
+                    db, tenant, STEPS, key, encode_steps([]), ttl_s=ttl_s, expect=0
+                )
+            except LookupError:
+                raise Conflict(
+                    f"tenant '{tenant}' was deleted while a transaction of it began; "
+                    "retry",
+                    {"tenant": tenant},
+                ) from None
+        head = orjson.dumps([ENCODING, db.name, tenant, owner])
+        created = await shared.put(HEADS, tx_id, head, ttl_s=ttl_s, expect=0)
+        if version is None or created is None:  # a 96-bit random id met another
+            raise _not_found(tx_id)
+        return Transaction(tx_id, db.name, tenant, owner, expires_ms, [], version)
+
+    async def find(self, db: Db, tenant: str, owner: str, tx_id: str) -> Transaction:
+        """:raises NotFound: unknown, expired, committed or rolled back.
+        :raises Forbidden: another key's. :raises ValidationError: another tenant's."""
+        shared = self._shared()
+        if not _TX_ID.fullmatch(tx_id):
+            raise _not_found(tx_id)
+        entry = await shared.get(HEADS, tx_id)
+        if entry is None:
+            raise _not_found(tx_id)
+        _, database, tx_tenant, tx_owner = orjson.loads(entry.value)
+        tx = Transaction(tx_id, database, tx_tenant, tx_owner, entry.expires_ms)
+        tx.check(owner, db.name, tenant)
+        opened = await shared.get_sealed(
+            db, tenant, STEPS, _steps_key(db.name, tenant, tx_id)
+        )
+        if opened is None:  # ended, or the tenant was deleted (or recreated)
+            raise _not_found(tx_id)
+        try:
+            ended, tx.steps = decode_steps(opened[0])
+        except ValueError:
+            raise _not_found(tx_id) from None
+        if ended:
+            raise _not_found(tx_id)
+        tx.version = opened[1]
+        held = self._held.pop(tx_id, None)
+        if held is not None and held.version == tx.version:
+            tx.view, tx.view_seq = held.view, held.view_seq
         return tx
 
-    def close(self, tx_id: str) -> Transaction:
-        """Forget a transaction. :raises NotFound: as :meth:`find`."""
-        tx = self.find(tx_id)
-        del self._open[tx_id]
-        return tx
+    async def keep(self, db: Db, tx: Transaction) -> bool:
+        """Store ``tx.steps`` on the version they were read at; False (the view
+        dropped) when another request stored steps first, or the deadline passed."""
+        remaining_s = (tx.expires_ms - now_ms()) / 1000
+        version = None
+        if remaining_s > 0:
+            try:
+                version = await self._shared().put_sealed(
+                    db, tx.tenant, STEPS, _steps_key(tx.database, tx.tenant, tx.id),
+                    encode_steps(tx.steps), ttl_s=remaining_s, expect=tx.version,
+                )
+            except LookupError:  # the tenant was deleted: the next find says so
+                version = None
+        if version is None:
+            tx.view = None
+            return False
+        tx.version = version
+        self.release(tx)
+        return True
 
-    def holds(self, database: str, tenant: str) -> bool:
-        """Whether an open transaction of this process works on (database, tenant)."""
+    def release(self, tx: Transaction) -> None:
+        """Cache the view of ``tx`` (if any) for the next request here."""
         self._sweep()
-        return any(
-            (tx.database, tx.tenant) == (database, tenant) for tx in self._open.values()
+        if tx.view is not None:
+            self._held[tx.id] = _Held(
+                tx.database, tx.tenant, tx.expires_ms, tx.view, tx.view_seq, tx.version
+            )
+
+    async def close(self, db: Db, tenant: str, owner: str, tx_id: str) -> Transaction:
+        """End a transaction: store it ended on the version read, so that no step
+        can be added after (a request that stored one first is part of it).
+
+        :raises NotFound: as :meth:`find`. :raises WriteContention: its steps kept
+            changing under :data:`MAX_ATTEMPTS` attempts.
+        """
+        shared = self._shared()
+        for _ in range(MAX_ATTEMPTS):
+            tx = await self.find(db, tenant, owner, tx_id)  # checks the id first
+            key = _steps_key(db.name, tenant, tx_id)
+            try:
+                ended = await shared.put_sealed(
+                    db, tenant, STEPS, key, encode_steps(tx.steps, ended=True),
+                    ttl_s=max(1.0, (tx.expires_ms - now_ms()) / 1000), expect=tx.version,
+                )
+            except LookupError:  # the tenant was deleted meanwhile
+                raise _not_found(tx_id) from None
+            if ended is not None:
+                await shared.delete(HEADS, tx_id)
+                await shared.delete(STEPS, key)
+                return tx
+        raise WriteContention(
+            f"Transaction '{tx_id}' kept changing under {MAX_ATTEMPTS} attempts to "
+            "end it; retry",
+            {"transactionId": tx_id, "attempts": MAX_ATTEMPTS},
         )
 
+    def holds(self, database: str, tenant: str) -> bool:
+        """Whether a view of a transaction of (database, tenant) is cached here."""
+        self._sweep()
+        return any((h.database, h.tenant) == (database, tenant) for h in self._held.values())
+
     def _sweep(self) -> None:
-        now = self._clock()
-        for tx_id in [i for i, tx in self._open.items() if tx.expires_at <= now]:
-            del self._open[tx_id]
+        """Drop the views of transactions past their deadline (one ended on another
+        process is dropped here by its deadline at the latest)."""
+        now = now_ms()
+        for tx_id in [i for i, h in self._held.items() if h.expires_ms <= now]:
+            del self._held[tx_id]
+
+
+def _steps_key(database: str, tenant: str, tx_id: str) -> str:
+    return shared_key(database, tenant, tx_id)
 
 
 class StagedDatabase:
@@ -226,7 +404,8 @@ class StagedDatabase:
         self._state = state
         self._now = now
         self.events: list[Event] = []
-        # the view's own sessions and ranking: the tenant's stay the live state's
+        # the view's own ranking: the tenant's stays the live state's (so do its
+        # context sessions: a call in a transaction keeps its own for the call)
         self.read_models = ReadModels()
 
     def __getattr__(self, name: str) -> Any:
@@ -399,7 +578,7 @@ async def commit(db: Db, tx: Transaction, run: StepRunner) -> Committed:
 
 __all__ = [
     "Committed",
-    "LocalTransactions",
+    "SharedTransactions",
     "StagedDatabase",
     "Step",
     "Transaction",

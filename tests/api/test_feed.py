@@ -146,8 +146,9 @@ def test_resume_after_the_last_event_id(server: Server, tenant: str) -> None:
 
 
 def test_a_transaction_shows_as_its_changes_at_one_position(server: Server, tenant: str) -> None:
+    # begun first: on a tenant never written, a begin registers it (tenant_created)
+    tx = post(server, "/tx/begin", tenant, None)["transactionId"]
     with feed(server, tenant) as events:
-        tx = post(server, "/tx/begin", tenant, None)["transactionId"]
         tell_tx = {"X-Transaction-ID": tx}
         post(server, "/tell", tenant, {"predicate": "p", "args": ["a"]}, **tell_tx)
         post(server, "/tell", tenant, {"predicate": "p", "args": ["b"]}, **tell_tx)

@@ -96,6 +96,7 @@ def test_an_unknown_or_ended_id_is_a_404_never_an_immediate_write(server: Server
                       tx=tx, status=404)
         assert answer["code"] == "NOT_FOUND"
     call(server, "POST", "/tx/rollback/tx_nope", tenant, status=404)
+    call(server, "POST", "/tx/commit/tx_%1F", tenant, status=404)  # no valid store key
     assert facts(server, tenant, "p") == []
 
 
@@ -250,12 +251,12 @@ def test_a_transaction_is_bound_to_the_key_that_began_it(auth_server: Server, te
     assert done["events"] == 1
 
 
-def test_limits_timeout_and_restart(tmp_path: Path, tenant: str) -> None:
+def test_limits_and_timeout(tmp_path: Path, tenant: str) -> None:
     env = {"NOCTURNUS_TRANSACTION_TIMEOUT_MS": "1500", "NOCTURNUS_TRANSACTIONS_PER_KEY": "2",
            "NOCTURNUS_TRANSACTION_STEPS": "2"}
     server = Server(tmp_path / "data", env=env).start()
     try:
-        first, second = begin(server, tenant), begin(server, tenant)
+        first, _second = begin(server, tenant), begin(server, tenant)
         limited = call(server, "POST", "/tx/begin", tenant, status=429)
         assert limited["details"]["limit"] == 2
         for arg in ("a", "b"):
@@ -265,17 +266,28 @@ def test_limits_timeout_and_restart(tmp_path: Path, tenant: str) -> None:
         assert facts(server, tenant, "p", tx=first) == [["a"], ["b"]]
         committed = call(server, "POST", f"/tx/commit/{first}", tenant)
         assert committed["steps"] == 2
-        call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["z"]}, tx=second)
-        server.stop()
-        server.start()  # a restart forgets open transactions; committed ones replay
-        call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["z"]}, tx=second,
-             status=404)
-        assert facts(server, tenant, "p") == [["a"], ["b"]]
-        timed = begin(server, tenant)
+        timed = begin(server, tenant)  # beside second, still open
         call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["t"]}, tx=timed)
         time.sleep(1.6)
         call(server, "POST", f"/tx/commit/{timed}", tenant, status=404)
         assert facts(server, tenant, "p") == [["a"], ["b"]]
+    finally:
+        server.stop()
+
+
+def test_a_restart_keeps_open_transactions(tmp_path: Path, tenant: str) -> None:
+    """Open transactions are in the shared store, not in the process (issue 16)."""
+    server = Server(tmp_path / "data").start()
+    try:
+        call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["a"]})
+        tx = begin(server, tenant)
+        call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["z"]}, tx=tx)
+        server.stop()
+        server.start()
+        assert facts(server, tenant, "p", tx=tx) == [["a"], ["z"]]
+        call(server, "POST", "/tell", tenant, {"predicate": "p", "args": ["y"]}, tx=tx)
+        assert call(server, "POST", f"/tx/commit/{tx}", tenant)["steps"] == 2
+        assert facts(server, tenant, "p") == [["a"], ["y"], ["z"]]
     finally:
         server.stop()
 

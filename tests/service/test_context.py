@@ -1,5 +1,5 @@
 """Context service internals (issue 6): the incremental ranking equals a naive one,
-sessions are a bounded LRU, the salience formula and text formats behave as documented."""
+the salience formula and text formats behave as documented."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nocturnus.service.context.sessions import SentWindow, Sessions
 from nocturnus.service.context.window import (
     ContextConfig,
     WindowRequest,
@@ -158,20 +157,6 @@ def test_incremental_ranking_equals_naive(ops: list[tuple[Any, ...]]) -> None:
                 want = deduped
             assert got == want
             assert window.total_available == len(list(state.iter_visible(scope)))
-
-
-def test_sessions_are_a_bounded_lru() -> None:
-    sessions = Sessions(2)
-    for name in ["a", "b"]:
-        sessions.put(name, SentWindow(name, {}))
-    assert sessions.get("a") is not None  # a is now the most recently used
-    sessions.put("c", SentWindow("c", {}))
-    assert (
-        sessions.get("b") is None
-        and sessions.get("a") is not None
-        and len(sessions) == 2
-    )
-    assert sessions.clear("a") is True and sessions.clear("a") is False
 
 
 def test_salience_formula() -> None:

@@ -1,16 +1,24 @@
-"""Transactions' service parts (issue 18): the buffer store, the staged copy, run_now, and
+"""Transactions' service parts (issue 18): the buffer store (shared, issue 16), the staged copy, run_now, and
 the transaction_committed event replayed like a live commit."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from nocturnus.errors import NotFound, RateLimited
+from nocturnus.errors import Forbidden, NotFound, RateLimited, ValidationError
+from nocturnus.service import tenants
 from nocturnus.service.codec import CODEC, nest, unnest
+from nocturnus.service.commands import TellFact
+from nocturnus.service.database import Database, DatabaseState
+from nocturnus.service.databases import Databases
 from nocturnus.service.events import (
     FactRetracted,
     FactTold,
@@ -18,15 +26,17 @@ from nocturnus.service.events import (
 )
 from nocturnus.service.facts import FactKey
 from nocturnus.service.projection import TenantState, apply
-from nocturnus.service.transactions import LocalTransactions, run_now
+from nocturnus.service.transactions import (
+    SharedTransactions,
+    Step,
+    decode_steps,
+    encode_steps,
+    run_now,
+)
+from nocturnus.store.crypto import MasterKey
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+MASTER = MasterKey(bytes(range(32)))
+Db = Database[DatabaseState]
 
 
 def told(*args: Any, scope: str = "main", at: int = 1) -> FactTold:
@@ -39,23 +49,118 @@ def visible(state: TenantState, scope: str = "main") -> list[tuple[Any, ...]]:
     return sorted(r.key.args for r in state.iter_visible(scope))
 
 
-def test_transactions_expire_are_bounded_per_key_and_end_once() -> None:
-    clock = Clock()
-    store = LocalTransactions(timeout_ms=1000, per_key=2, clock=clock)
-    first = store.open("db", "t", "key:a")
-    store.open("db", "t", "key:a")
-    with pytest.raises(RateLimited):
-        store.open("db", "t", "key:a")
-    store.open("db", "t", "key:b")  # another key has its own allowance
-    assert store.find(first.id) is first and len(store) == 3
-    clock.now += 1.0  # the deadline is exclusive
-    with pytest.raises(NotFound):
-        store.find(first.id)
-    assert len(store) == 0
-    again = store.open("db", "t", "key:a")
-    assert store.close(again.id) is again
-    with pytest.raises(NotFound):
-        store.close(again.id)
+def run(tmp_path: Path, scenario: Callable[[Databases, Db], Awaitable[None]]) -> None:
+    """``scenario`` on real Databases (and their shared store) in ``tmp_path``."""
+
+    async def main() -> None:
+        dbs = Databases(tmp_path, MASTER)
+        await dbs.open()
+        try:
+            db = dbs.get("default")
+            await tenants.tell_many(db, "t", [TellFact("p", ("a",))], atomic=True)
+            await scenario(dbs, db)
+        finally:
+            await dbs.close()
+
+    asyncio.run(main())
+
+
+def test_transactions_are_bounded_per_key_end_once_and_expire(tmp_path: Path) -> None:
+    async def scenario(dbs: Databases, db: Db) -> None:
+        store = SharedTransactions(lambda: dbs.shared, timeout_ms=60_000, per_key=2)
+        first = await store.open(db, "t", "key:a")
+        await store.open(db, "t", "key:a")
+        with pytest.raises(RateLimited):
+            await store.open(db, "t", "key:a")
+        await store.open(db, "t", "key:b")  # another key has its own allowance
+        found = await store.find(db, "t", "key:a", first.id)
+        assert (found.id, found.steps, found.version) == (first.id, [], first.version)
+        with pytest.raises(Forbidden):
+            await store.find(db, "t", "key:b", first.id)
+        with pytest.raises(ValidationError):
+            await store.find(db, "u", "key:a", first.id)
+        assert (await store.close(db, "t", "key:a", first.id)).id == first.id
+        for end in (store.find, store.close):
+            with pytest.raises(NotFound):
+                await end(db, "t", "key:a", first.id)
+        await store.open(db, "t", "key:a")  # the ended one no longer counts
+        for junk in ("tx_nope", "x" * 200, "tx_\x1f"):
+            for end in (store.find, store.close):
+                with pytest.raises(NotFound):
+                    await end(db, "t", "key:a", junk)
+
+        brief = SharedTransactions(lambda: dbs.shared, timeout_ms=50, per_key=2)
+        gone = await brief.open(db, "t", "key:c")
+        await asyncio.sleep(0.1)  # past its deadline
+        with pytest.raises(NotFound):
+            await brief.find(db, "t", "key:c", gone.id)
+
+    run(tmp_path, scenario)
+
+
+def test_a_step_is_kept_only_on_the_steps_it_was_decided_on(tmp_path: Path) -> None:
+    """Two requests of one transaction on two processes: the second to store finds
+    the steps changed and is decided again; an end stops every later step."""
+
+    async def scenario(dbs: Databases, db: Db) -> None:
+        here = SharedTransactions(lambda: dbs.shared, timeout_ms=60_000, per_key=4)
+        there = SharedTransactions(lambda: dbs.shared, timeout_ms=60_000, per_key=4)
+        tx = await here.open(db, "t", "key:a")
+        mine = await here.find(db, "t", "key:a", tx.id)
+        theirs = await there.find(db, "t", "key:a", tx.id)
+        mine.steps.append(Step("POST", "/tell", {"predicate": "p", "args": [1]}, {}))
+        theirs.steps.append(Step("POST", "/tell", {"predicate": "p", "args": [2]}, {}))
+        assert await there.keep(db, theirs) is True
+        assert await here.keep(db, mine) is False  # decided on steps no longer current
+        again = await here.find(db, "t", "key:a", tx.id)
+        assert [s.body["args"] for s in again.steps] == [[2]]
+        again.steps.append(mine.steps[-1])
+        assert await here.keep(db, again) is True
+        late = await there.find(db, "t", "key:a", tx.id)
+        ended = await here.close(db, "t", "key:a", tx.id)
+        assert [s.body["args"] for s in ended.steps] == [[2], [1]]
+        late.steps.append(Step("POST", "/tell", {"predicate": "p", "args": [3]}, {}))
+        assert await there.keep(db, late) is False  # after the end: never kept
+
+    run(tmp_path, scenario)
+
+
+def test_a_deleted_tenants_transactions_are_gone(tmp_path: Path) -> None:
+    async def scenario(dbs: Databases, db: Db) -> None:
+        store = SharedTransactions(lambda: dbs.shared, timeout_ms=60_000, per_key=4)
+        tx = await store.open(db, "t", "key:a")
+        await tenants.delete_tenant(db, "t")
+        await tenants.tell_many(db, "t", [TellFact("p", ("b",))], atomic=True)
+        with pytest.raises(NotFound):
+            await store.find(db, "t", "key:a", tx.id)
+
+    run(tmp_path, scenario)
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=8),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+steps = st.builds(
+    Step,
+    st.sampled_from(["POST", "DELETE"]),
+    st.sampled_from(["/tell", "/forget", "/scope/<name>"]),
+    st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+    st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=2),
+)
+
+
+@given(st.lists(steps, max_size=5), st.booleans())
+def test_steps_round_trip(kept: list[Step], ended: bool) -> None:
+    assert decode_steps(encode_steps(kept, ended)) == (ended, kept)
+    with pytest.raises(ValueError):
+        decode_steps(b"[2, false, []]")
 
 
 def test_run_now_refuses_a_coroutine_that_suspends() -> None:

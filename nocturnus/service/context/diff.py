@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nocturnus.service import queries
-from nocturnus.service.context.sessions import SentWindow
+from nocturnus.service.context.sessions import WINDOWS, SentEntry, SentWindow, Sessions
 from nocturnus.service.context.window import (
     ContextConfig,
     Db,
@@ -44,27 +44,50 @@ class WindowDiff:
     text: str
 
 
-async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> WindowDiff:
-    """What changed since the session's last window; the new window replaces it."""
+async def diff(
+    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig, sessions: Sessions
+) -> WindowDiff:
+    """What changed since the session's last window; the new window replaces it.
+
+    The window is built as ``/context/optimize`` builds it; the comparison is with the
+    window the session holds in the shared store at the moment the new one replaces it
+    (compare-and-set: two diffs of one session racing on two processes are each
+    computed against the window the other stored, or against the same one for the
+    first of them to store; neither answer skips a window).
+    """
     assert req.session_id is not None
     async with db.evaluator.turn((db.name, tenant)):
         state, now = await db.current(tenant)
         model = db.read_models.of(state)
         window = await goal_window(db, tenant, state, model, req, cfg)
-    sessions = model.sessions_of(cfg.sessions)
-    previous = sessions.get(req.session_id)
-    sessions.put(req.session_id, SentWindow.of(window))
     remember_uses(db, tenant, window, now)
+    sent = SentWindow.of(window)
+    encoded = sent.encode()
+    compared: list[WindowDiff] = []
+
+    def replace(stored: bytes | None) -> bytes:
+        previous = None if stored is None else SentWindow.decode(stored)
+        compared[:] = [_compare(req, window, sent, previous)]
+        return encoded
+
+    await sessions.update(WINDOWS, req.session_id, replace)
+    return compared[0]
+
+
+def _compare(
+    req: WindowRequest, window: Window, sent: SentWindow, previous: SentWindow | None
+) -> WindowDiff:
+    """How ``window`` (sent as ``sent``) differs from the session's ``previous``."""
     before = previous.entries if previous is not None else {}
     added = []
     unchanged = 0
     for entry in window.entries:
-        sent = before.get(entry.key)
-        if sent is not None and sent.fingerprint == entry.fingerprint:
+        was = before.get(entry.key)
+        if was is not None and was.fingerprint == sent.entries[entry.key].fingerprint:
             unchanged += 1
         else:
             added.append(entry)
-    current = {e.key: e.fingerprint for e in window.entries}
+    current = {key: e.fingerprint for key, e in sent.entries.items()}
     removed = [e for key, e in before.items() if current.get(key) != e.fingerprint]
     removed.sort(key=lambda e: queries.fact_order(e.key))
     reason: str | None
@@ -93,7 +116,7 @@ async def diff(db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig) -> W
 
 
 def diff_text(
-    req: WindowRequest, added: Sequence[WindowEntry], removed: Sequence[WindowEntry]
+    req: WindowRequest, added: Sequence[WindowEntry], removed: Sequence[SentEntry]
 ) -> str:
     """``-`` then ``+`` lines, both signs rendered by :func:`diff_line`."""
     lines = [f"- {diff_line(req, e)}" for e in removed]
@@ -101,7 +124,7 @@ def diff_text(
     return "\n".join(lines)
 
 
-def diff_line(req: WindowRequest, entry: WindowEntry) -> str:
+def diff_line(req: WindowRequest, entry: WindowEntry | SentEntry) -> str:
     """An entry as the request's format writes it in a window (without the structured
     format's ``- `` bullet), scope suffix included when the window spans every scope.
 
@@ -118,10 +141,6 @@ def diff_line(req: WindowRequest, entry: WindowEntry) -> str:
     return line.removeprefix("- ")
 
 
-async def clear_session(db: Db, tenant: str, session_id: str) -> bool:
+async def clear_session(sessions: Sessions, session_id: str) -> bool:
     """Forget a session's last window; False when the session was not known."""
-    state = await db.tenant(tenant)
-    model = db.read_models.known(state)
-    if model is None or model.sessions is None:
-        return False
-    return model.sessions.clear(session_id)
+    return await sessions.forget(WINDOWS, session_id)

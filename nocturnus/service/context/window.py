@@ -9,7 +9,8 @@ same window, byte for byte (its id is a hash of its content, its ``generatedAt``
 
 The ranking and the last windows are kept in the tenant's read model
 (``readmodels.py``), never logged; the uses the ranking counts are logged
-(``uses.py``), so every process builds the same window.
+(``uses.py``), so every process builds the same window; a session's last window is
+kept in the shared store (``sessions.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from nocturnus.engine.proofs import Proof
 from nocturnus.engine.rules import Literal
 from nocturnus.service import tenants
 from nocturnus.service.answers import Answer
-from nocturnus.service.context.sessions import SentWindow
+from nocturnus.service.context.sessions import WINDOWS, SentWindow, Sessions
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.events import Scalar
 from nocturnus.service.facts import FactKey, FactRecord
@@ -47,11 +48,10 @@ MAX_GOAL_ANSWERS = 1000
 
 @dataclass(frozen=True, slots=True)
 class ContextConfig:
-    """The context settings a request runs with (``salience_half_life_ms``,
-    ``context_sessions``)."""
+    """The context settings a request runs with (``salience_half_life_ms``; the
+    sessions' bound, ``context_sessions``, is the :class:`Sessions` object's)."""
 
     half_life_ms: int = 3_600_000
-    sessions: int = 1000
 
 
 MAX_CACHED_WINDOWS = 16
@@ -686,15 +686,21 @@ def remember_uses(db: Db, tenant: str, window: Window, now: int) -> None:
 
 
 async def optimize(
-    db: Db, tenant: str, req: WindowRequest, cfg: ContextConfig
+    db: Db,
+    tenant: str,
+    req: WindowRequest,
+    cfg: ContextConfig,
+    sessions: Sessions | None = None,
 ) -> Window:
-    """Build a window; with a ``session_id`` it becomes that session's last window."""
+    """Build a window; with a ``session_id`` it becomes that session's last window in
+    ``sessions`` (stored as is: of two racing, the last stored is the session's)."""
     async with db.evaluator.turn((db.name, tenant)):
         state, now = await db.current(tenant)
         model = db.read_models.of(state)
         window = await goal_window(db, tenant, state, model, req, cfg)
-    if req.session_id is not None:
-        model.sessions_of(cfg.sessions).put(req.session_id, SentWindow.of(window))
     remember_uses(db, tenant, window, now)
+    if req.session_id is not None:
+        assert sessions is not None, "a window of a session needs its sessions"
+        await sessions.write(WINDOWS, req.session_id, SentWindow.of(window).encode())
     return window
 

@@ -1,7 +1,8 @@
 """``POST /context`` with turns: a conversation in, its facts stored, a window out.
 
 1. The turns are extracted (the LLM, or text-syntax lines without one), with the
-   session's previous turns as the hint when the caller gives none.
+   session's previous turns as the hint when the caller gives none (kept in the shared
+   store, so any process continues a conversation: ``context/sessions.py``).
 2. The new facts are stored in the request's scope (``remember``).
 3. The window is built as ``/context/optimize`` builds it; with a session, as
    ``/context/diff`` does, and the facts that entered it since the session's last window
@@ -18,6 +19,12 @@ from dataclasses import dataclass
 from nocturnus.errors import LlmFailed, PayloadTooLarge, RateLimited
 from nocturnus.service.context import diff as context_diff
 from nocturnus.service.context import window as context_window
+from nocturnus.service.context.sessions import (
+    TURNS,
+    Sessions,
+    decode_turns,
+    encode_turns,
+)
 from nocturnus.service.context.window import ContextConfig, Window, WindowRequest
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.extraction import fallback
@@ -84,12 +91,13 @@ async def process(
     req: TurnsRequest,
     cfg: ContextConfig,
     budget: Budget,
+    sessions: Sessions,
 ) -> TurnsOutcome:
     """Extract, store, and build the window of one call (see the module)."""
     session = req.window.session_id
     hint = req.context_hint
     if hint is None and session is not None:
-        hint = await _hint_of(db, tenant, session)
+        hint = await _hint_of(sessions, session)
     source = Source(req.turns, hint, is_conversation=True)
     extraction = await extract_or_warn(extractor, source, contract, budget)
     remembered = await remember(
@@ -97,36 +105,33 @@ async def process(
     )
     briefing = None
     if session is None:
-        window = await context_window.optimize(db, tenant, req.window, cfg)
+        window = await context_window.optimize(db, tenant, req.window, cfg, sessions)
     else:
-        diff = await context_diff.diff(db, tenant, req.window, cfg)
+        diff = await context_diff.diff(db, tenant, req.window, cfg, sessions)
         window = diff.window
         if diff.previous_window_id is not None:
             briefing = "\n".join(
                 sentence(e.key, e.confidence, req.window.scope is None) for e in diff.added
             )
-        await _keep_turns(db, tenant, session, req.turns, cfg.sessions)
+        await sessions.update(TURNS, session, lambda kept: _kept(kept, req.turns))
     state, _ = await db.current(tenant)
     return TurnsOutcome(extraction, remembered, window, briefing, state.fact_count())
 
 
-async def _hint_of(db: Db, tenant: str, session: str) -> str | None:
-    state = await db.tenant(tenant)
-    model = db.read_models.known(state)
-    kept = None if model is None else model.turns.get(session)
-    return "\n".join(kept) if kept else None
+async def _hint_of(sessions: Sessions, session: str) -> str | None:
+    """The session's kept turns, one per line; None when none are kept."""
+    kept = await sessions.read(TURNS, session)
+    if kept is None:
+        return None
+    return "\n".join(decode_turns(kept[0])) or None
 
 
-async def _keep_turns(
-    db: Db, tenant: str, session: str, turns: tuple[str, ...], capacity: int
-) -> None:
-    """Remember the session's newest turns (at most :data:`HINT_TURNS`, the newest
-    :data:`HINT_CHARS` characters) in the tenant's read model, an LRU of ``capacity``."""
-    state = await db.tenant(tenant)
-    kept = db.read_models.of(state).turns
-    recent = (*kept.pop(session, ()), *turns)[-HINT_TURNS:]
+def _kept(stored: bytes | None, turns: tuple[str, ...]) -> bytes:
+    """The session's newest turns, ``turns`` after those ``stored``: at most
+    :data:`HINT_TURNS`, the newest :data:`HINT_CHARS` characters (exact bounds; the
+    sessions kept per tenant are bounded as every context session is, ``sessions.py``).
+    """
+    recent = (*(decode_turns(stored) if stored is not None else ()), *turns)[-HINT_TURNS:]
     while len(recent) > 1 and sum(map(len, recent)) > HINT_CHARS:
         recent = recent[1:]
-    kept[session] = tuple(t[-HINT_CHARS:] for t in recent)
-    while len(kept) > max(1, capacity):
-        kept.popitem(last=False)
+    return encode_turns(tuple(t[-HINT_CHARS:] for t in recent))
