@@ -227,6 +227,7 @@ class SharedLimits:
         self._shared: Shared | None = None
         self._due: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._down = False
 
     def track(self, kind: str, buckets: TokenBuckets) -> None:
@@ -250,12 +251,18 @@ class SharedLimits:
         """Publish and read every :data:`SYNC_INTERVAL_S` (in the running loop)."""
         self.attach(shared)
         if self.is_needed and self._task is None:
+            self._stopping = False
             self._due = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """End the task. It also ends by itself once its round sees the flag: before
+        Python 3.12, ``wait_for`` may swallow a cancellation that meets its event just
+        set, and a stop waiting on a task that goes on would never return."""
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
+            self._wake()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
@@ -266,11 +273,13 @@ class SharedLimits:
     async def _run(self) -> None:
         due = self._due
         assert due is not None
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(due.wait(), SYNC_INTERVAL_S)
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             due.clear()
             await self.sync()
 
