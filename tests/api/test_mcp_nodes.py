@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.api.jsonrpc import HttpMcp, SseStream, sse_session
+from tests.nodes import two_servers
 from tests.server import Server
 
 ADMIN = "nct_" + secrets.token_urlsafe(24)
@@ -39,27 +40,7 @@ ENV = {
 @pytest.fixture(params=["sqlite", "postgresql"])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two running servers on one store, auth on."""
-    if request.param == "sqlite":
-        yield from _running((Server(tmp_path / "data", env=ENV), Server(tmp_path / "data", env=ENV)))
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        env = {**ENV, "NOCTURNUS_STORE": url}
-        yield from _running((Server(tmp_path / "a", env=env), Server(tmp_path / "b", env=env)))
-
-
-def _running(pair: tuple[Server, Server]) -> Iterator[tuple[Server, Server]]:
-    pair[0].start()
-    pair[1].start()
-    try:
-        yield pair
-    finally:
-        for server in pair:
-            if server.process is not None:
-                server.stop()
-        for server in pair:
-            assert "Traceback" not in server.output()
+    yield from two_servers(request.param, tmp_path, ENV, graceful=True)
 
 
 def bearer(key: str) -> dict[str, str]:

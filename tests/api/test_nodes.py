@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.nodes import two_servers
 from tests.server import Server
 
 TENANTS = ("acme", "globex", "initech")
@@ -33,7 +34,7 @@ TENANTS = ("acme", "globex", "initech")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two running servers on one store."""
-    yield from _on(request.param, tmp_path, {})
+    yield from two_servers(request.param, tmp_path, {})
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -42,31 +43,7 @@ def flushing_nodes(
 ) -> Iterator[tuple[Server, Server]]:
     """Two running servers on one store, each logging the uses of facts it notes
     within 50 ms (the tests' servers otherwise log them only with writes)."""
-    yield from _on(request.param, tmp_path, {"NOCTURNUS_USES_FLUSH_MS": "50"})
-
-
-def _on(store: str, tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]]:
-    if store == "sqlite":
-        pair = (Server(tmp_path / "data", env=env), Server(tmp_path / "data", env=env))
-        yield from _running(pair)
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        env = {**env, "NOCTURNUS_STORE": url}
-        pair = (Server(tmp_path / "a", env=env), Server(tmp_path / "b", env=env))
-        yield from _running(pair)
-
-
-def _running(pair: tuple[Server, Server]) -> Iterator[tuple[Server, Server]]:
-    pair[0].start()
-    pair[1].start()
-    try:
-        yield pair
-    finally:
-        for server in pair:
-            if server.process is not None:
-                server.stop(signal.SIGKILL)
+    yield from two_servers(request.param, tmp_path, {"NOCTURNUS_USES_FLUSH_MS": "50"})
 
 
 def facts(server: Server, tenant: str, predicate: str = "p") -> list[Any]:
@@ -205,7 +182,7 @@ def test_a_live_feed_on_one_node_shows_writes_made_through_the_other(
     other processes' commits can bring the write to it."""
     from tests.api.test_feed import feed
 
-    for a, b in _on(backend, tmp_path, {"NOCTURNUS_FEED_KEEPALIVE_MS": "600000"}):
+    for a, b in two_servers(backend, tmp_path, {"NOCTURNUS_FEED_KEEPALIVE_MS": "600000"}):
         tell(a.client, "watched", "before", 0).raise_for_status()
         assert facts(b, "watched") == [("before", 0)]  # the feed starts after it
         with feed(b, "watched") as events:

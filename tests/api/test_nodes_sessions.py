@@ -18,29 +18,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_nodes import _running
 from tests.fake_llm import FakeVendor, reply
+from tests.nodes import two_servers
 from tests.server import Server
 
 TX = "X-Transaction-ID"
 
 
-def two(backend: str, tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]]:
-    """Two running servers on one store of ``backend``, each with ``env``."""
-    if backend == "sqlite":
-        yield from _running((Server(tmp_path / "data", env=env),
-                             Server(tmp_path / "data", env=env)))
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        env = {**env, "NOCTURNUS_STORE": url}
-        yield from _running((Server(tmp_path / "a", env=env), Server(tmp_path / "b", env=env)))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    yield from two(request.param, tmp_path, {})
+    yield from two_servers(request.param, tmp_path, {})
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def llm_nodes(request: pytest.FixtureRequest, tmp_path: Path,
         "NOCTURNUS_LLM_API_KEY": "sk-test-not-a-secret",
         "NOCTURNUS_LLM_CALLS_PER_MINUTE": "0",
     }
-    yield from two(request.param, tmp_path, env)
+    yield from two_servers(request.param, tmp_path, env)
 
 
 def call(server: Server, path: str, tenant: str, body: Any = None, status: int = 200,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from nocturnus.api.sharedlimits import WINDOW_S, SharedLimits, estimate_tokens
 from nocturnus.service.shared import Shared
 from nocturnus.store.shared.sqlite import SqliteShared
 from tests.conftest import ADMIN_KEY
+from tests.nodes import running, two_servers
 from tests.server import Server
 
 LIMIT = 12
@@ -157,27 +157,7 @@ LIMITED = {
 @pytest.fixture(params=["sqlite", "postgresql"])
 def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     """Two running servers with limits on one store."""
-    if request.param == "sqlite":
-        pair = (Server(tmp_path / "data", env=LIMITED), Server(tmp_path / "data", env=LIMITED))
-        yield from _running(pair)
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        env = {**LIMITED, "NOCTURNUS_STORE": url}
-        pair = (Server(tmp_path / "a", env=env), Server(tmp_path / "b", env=env))
-        yield from _running(pair)
-
-
-def _running(pair: tuple[Server, Server]) -> Iterator[tuple[Server, Server]]:
-    pair[0].start()
-    pair[1].start()
-    try:
-        yield pair
-    finally:
-        for server in pair:
-            if server.process is not None:
-                server.stop(signal.SIGKILL)
+    yield from two_servers(request.param, tmp_path, LIMITED)
 
 
 def reader_key(server: Server) -> str:
@@ -243,7 +223,7 @@ def test_a_lost_shared_table_leaves_each_node_its_own_limits(tmp_path: Path) -> 
     with fresh_database() as url:
         env = {**LIMITED, "NOCTURNUS_STORE": url}
         pair = (Server(tmp_path / "a", env=env), Server(tmp_path / "b", env=env))
-        for a, b in _running(pair):
+        for a, b in running(pair):
             key = reader_key(a)
             assert b.request("GET", "/auth/whoami", headers={"X-API-Key": key}).status_code == 200
             with psycopg.connect(url, autocommit=True) as conn:

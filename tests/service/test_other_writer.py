@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,43 +17,8 @@ from nocturnus.service import retry, tenants
 from nocturnus.service.commands import TeachRule, TellFact
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import Databases
-from nocturnus.store.backends import open_store
-from nocturnus.store.crypto import MasterKey
 from nocturnus.store.errors import AppendConflict
-from nocturnus.store.recorder import Store
-
-MASTER = MasterKey(bytes(range(32)))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Where both writers' store is: the data dir's files, or a PostgreSQL database."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        yield url
-
-
-class Blind:
-    """A store whose probe always says nothing changed: its process decides on what
-    it last saw, as one racing another writer does."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def probe(self, database: str) -> int:
-        return 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-def databases(data_dir: Path, location: str, *, blind: bool = False) -> Databases:
-    store = open_store(location, data_dir)
-    return Databases(data_dir, MASTER, store=Blind(store) if blind else store)
+from tests.service.stores import close, databases
 
 
 async def facts_of(db: Database[DatabaseState], tenant: str) -> list[Any]:
@@ -74,12 +38,6 @@ async def pair(
     second = databases(data_dir, location, blind=blind)
     await second.open()
     return first, second
-
-
-async def close(*all_databases: Databases) -> None:
-    for each in all_databases:
-        await each.close()
-        each.store.close()
 
 
 def test_a_read_reflects_every_write_of_the_other_writer(

@@ -7,7 +7,6 @@ Two Databases over one store stand in for two processes, on both backends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,34 +15,17 @@ from nocturnus.service import tenants
 from nocturnus.service.commands import TellFact
 from nocturnus.service.databases import Databases
 from nocturnus.service.shared import shared_key
-from nocturnus.store.backends import open_store
-from nocturnus.store.crypto import MasterKey
+from tests.service.stores import close, databases
 
-MASTER = MasterKey(bytes(range(32)))
 SPACE = "test-sealed"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield ""
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        yield url
-
-
 async def opened(data_dir: Path, location: str) -> Databases:
-    databases = Databases(data_dir, MASTER, store=open_store(location, data_dir))
-    await databases.open()
-    return databases
+    each = databases(data_dir, location)
+    await each.open()
+    return each
 
 
-async def close(*all_databases: Databases) -> None:
-    for each in all_databases:
-        await each.close()
-        each.store.close()
 
 
 def test_sealed_values_cross_processes_and_die_with_the_tenant(

@@ -9,7 +9,6 @@ buffer, and where a database appends the uses it buffered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from nocturnus.service.codec import CODEC
 from nocturnus.service.commands import TellFact
 from nocturnus.service.context.window import ContextConfig, WindowRequest, optimize
 from nocturnus.service.database import Database, DatabaseState
-from nocturnus.service.databases import Databases
 from nocturnus.service.events import (
     MAX_USED_FACTS,
     FactRetracted,
@@ -35,11 +33,8 @@ from nocturnus.service.events import (
 from nocturnus.service.facts import FactKey
 from nocturnus.service.projection import TenantState, apply, apply_fields, reader
 from nocturnus.service.uses import UseBuffer
-from nocturnus.store.backends import open_store
-from nocturnus.store.crypto import MasterKey
-from tests.service.test_other_writer import Blind
+from tests.service.stores import close, databases
 
-MASTER = MasterKey(bytes(range(32)))
 A = FactKey("main", "p", False, ("a",))
 B = FactKey("main", "p", False, ("b",))
 GOAL = Literal("p", (Var("x"),))
@@ -125,32 +120,6 @@ def test_the_buffer_aggregates_per_fact_and_splits_big_events() -> None:
 
 
 # -- where a database appends them ---------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield ""
-        return
-    from tests.pg import fresh_database
-
-    with fresh_database() as url:
-        yield url
-
-
-def databases(
-    data_dir: Path, location: str = "", flush_ms: int = 0, *, blind: bool = False
-) -> Databases:
-    store = open_store(location, data_dir)
-    return Databases(
-        data_dir, MASTER, store=Blind(store) if blind else store, uses_flush_ms=flush_ms
-    )
-
-
-async def close(*all_databases: Databases) -> None:
-    for each in all_databases:
-        await each.close()
-        each.store.close()
 
 
 async def kinds(db: Database[DatabaseState], tenant: str) -> list[str]:

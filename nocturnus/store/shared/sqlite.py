@@ -14,6 +14,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nocturnus.store.errors import StorageError
@@ -108,37 +110,18 @@ class SqliteShared:
     ) -> int | None:
         now = now_ms()
         expires = now + int(ttl_s * 1000)
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(
-                        "SELECT version, expires_ms FROM shared_state"
-                        " WHERE space = ? AND key = ?",
-                        (space, key),
-                    ).fetchone()
-                    live = row is not None and row[1] > now
-                    current = row[0] if live else 0
-                    if expect is not None and expect != current:
-                        conn.execute("ROLLBACK")
-                        return None
-                    # an expired row's version goes on counting: a stale expect never
-                    # matches an entry made after the expiry
-                    version = (row[0] if row is not None else 0) + 1
-                    conn.execute(
-                        "INSERT OR REPLACE INTO shared_state"
-                        " (space, key, value, version, expires_ms) VALUES (?, ?, ?, ?, ?)",
-                        (space, key, value, version, expires),
-                    )
-                    self._maybe_sweep(conn, now)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as e:
-                raise self._failed(e, "writing") from e
+        with self._transaction("writing") as conn:
+            row = conn.execute(
+                "SELECT version, expires_ms FROM shared_state WHERE space = ? AND key = ?",
+                (space, key),
+            ).fetchone()
+            live = row is not None and row[1] > now
+            if expect is not None and expect != (row[0] if live else 0):
+                return None
+            # an expired row's version goes on counting: a stale expect never matches
+            # an entry made after the expiry
+            version = (row[0] if row is not None else 0) + 1
+            self._store(conn, (space, key, value, version, expires), now)
         return version
 
     def delete(self, space: str, key: str) -> bool:
@@ -176,36 +159,20 @@ class SqliteShared:
 
     def add(self, space: str, key: str, delta: int, *, ttl_s: float) -> int:
         now = now_ms()
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    row = conn.execute(
-                        "SELECT value, version, expires_ms FROM shared_state"
-                        " WHERE space = ? AND key = ?",
-                        (space, key),
-                    ).fetchone()
-                    if row is not None and row[2] > now:
-                        total = counter_value(bytes(row[0])) + delta
-                        version, expires = row[1] + 1, row[2]
-                    else:
-                        total = delta
-                        version = (row[1] if row is not None else 0) + 1
-                        expires = now + int(ttl_s * 1000)
-                    conn.execute(
-                        "INSERT OR REPLACE INTO shared_state"
-                        " (space, key, value, version, expires_ms) VALUES (?, ?, ?, ?, ?)",
-                        (space, key, counter_bytes(total), version, expires),
-                    )
-                    self._maybe_sweep(conn, now)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as e:
-                raise self._failed(e, "counting") from e
+        with self._transaction("counting") as conn:
+            row = conn.execute(
+                "SELECT value, version, expires_ms FROM shared_state"
+                " WHERE space = ? AND key = ?",
+                (space, key),
+            ).fetchone()
+            if row is not None and row[2] > now:
+                total = counter_value(bytes(row[0])) + delta
+                version, expires = row[1] + 1, row[2]
+            else:
+                total = delta
+                version = (row[1] if row is not None else 0) + 1
+                expires = now + int(ttl_s * 1000)
+            self._store(conn, (space, key, counter_bytes(total), version, expires), now)
         return total
 
     def scan(self, space: str, prefix: str = "") -> list[tuple[str, SharedEntry]]:
@@ -224,6 +191,34 @@ class SqliteShared:
             except sqlite3.Error as e:
                 raise self._failed(e, "reading") from e
         return [(row[0], SharedEntry(bytes(row[1]), row[2], row[3])) for row in rows]
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: the file's write lock), committed
+        when the block ends, rolled back when it raises."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise self._failed(e, doing) from e
+
+    def _store(
+        self, conn: sqlite3.Connection, row: tuple[str, str, bytes, int, int], now: int
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO shared_state (space, key, value, version, expires_ms)"
+            " VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+        self._maybe_sweep(conn, now)
 
     def _maybe_sweep(self, conn: sqlite3.Connection, now: int) -> None:
         if time.monotonic() - self._swept < SWEEP_EVERY_S:
