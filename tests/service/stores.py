@@ -4,9 +4,14 @@ data dir's SQLite files or one PostgreSQL database. The ``location`` fixture
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from nocturnus.service import tenants
+from nocturnus.service.commands import TellFact
+from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import Databases
 from nocturnus.store.backends import open_store
 from nocturnus.store.crypto import MasterKey
@@ -45,3 +50,24 @@ async def close(*all_databases: Databases) -> None:
     for each in all_databases:
         await each.close()
         each.store.close()
+
+
+def run_with_tenant(
+    tmp_path: Path,
+    tenant: str,
+    scenario: Callable[[Databases, Database[DatabaseState]], Awaitable[None]],
+) -> None:
+    """``scenario`` on one process's Databases (and their shared store) in ``tmp_path``,
+    once ``tenant`` of ``default`` holds a fact (and so a data key)."""
+
+    async def main() -> None:
+        dbs = Databases(tmp_path, MASTER)
+        await dbs.open()
+        try:
+            db = dbs.get("default")
+            await tenants.tell_many(db, tenant, [TellFact("p", ("a",))], atomic=True)
+            await scenario(dbs, db)
+        finally:
+            await dbs.close()
+
+    asyncio.run(main())

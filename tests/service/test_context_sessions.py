@@ -27,9 +27,8 @@ from nocturnus.service.context.sessions import (
 from nocturnus.service.database import Database, DatabaseState
 from nocturnus.service.databases import Databases
 from nocturnus.service.facts import FactKey
-from nocturnus.store.crypto import MasterKey
+from tests.service.stores import run_with_tenant
 
-MASTER = MasterKey(bytes(range(32)))
 Db = Database[DatabaseState]
 
 scalars = st.one_of(
@@ -83,17 +82,7 @@ def test_another_encoding_version_reads_as_no_session() -> None:
 
 
 def run(tmp_path: Path, scenario: Callable[[Databases, Db], Awaitable[None]]) -> None:
-    async def main() -> None:
-        dbs = Databases(tmp_path, MASTER)
-        await dbs.open()
-        try:
-            db = dbs.get("default")
-            await tenants.tell_many(db, "acme", [TellFact("p", ("a",))], atomic=True)
-            await scenario(dbs, db)
-        finally:
-            await dbs.close()
-
-    asyncio.run(main())
+    run_with_tenant(tmp_path, "acme", scenario)
 
 
 def test_sessions_are_bounded_least_recently_written_first(tmp_path: Path) -> None:

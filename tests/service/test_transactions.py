@@ -33,9 +33,8 @@ from nocturnus.service.transactions import (
     encode_steps,
     run_now,
 )
-from nocturnus.store.crypto import MasterKey
+from tests.service.stores import run_with_tenant
 
-MASTER = MasterKey(bytes(range(32)))
 Db = Database[DatabaseState]
 
 
@@ -50,19 +49,7 @@ def visible(state: TenantState, scope: str = "main") -> list[tuple[Any, ...]]:
 
 
 def run(tmp_path: Path, scenario: Callable[[Databases, Db], Awaitable[None]]) -> None:
-    """``scenario`` on real Databases (and their shared store) in ``tmp_path``."""
-
-    async def main() -> None:
-        dbs = Databases(tmp_path, MASTER)
-        await dbs.open()
-        try:
-            db = dbs.get("default")
-            await tenants.tell_many(db, "t", [TellFact("p", ("a",))], atomic=True)
-            await scenario(dbs, db)
-        finally:
-            await dbs.close()
-
-    asyncio.run(main())
+    run_with_tenant(tmp_path, "t", scenario)
 
 
 def test_transactions_are_bounded_per_key_end_once_and_expire(tmp_path: Path) -> None:
